@@ -1,0 +1,592 @@
+"""RunActor: one task per live run, the only code that changes the run's state and log.
+
+The actor owns its run's summary row, event log, workflow sandbox, step
+tasks, timers and stream counters. Everything else talks to it through its
+mailbox. One turn of the actor:
+
+1. take every queued message and handle it; handling appends events to the
+   store's open batch and queues *effects* (what must happen once those
+   events are durable: feed an input to the workflow, reply to a caller);
+2. commit; if there are effects, wait for the commit, then run them in order.
+   Effects may append more events, so repeat until nothing is left.
+
+Writes with no effects (a step started, a status change) are not waited for:
+the single writer commits in order, so a later awaited commit covers them.
+
+Determinism rule (see `_sandbox`): every future the workflow waits on is
+resolved either at once, in both live and replay runs, or by an input entry
+of the log, applied after its commit live and at its position on replay. So
+replaying the log in order reproduces what the workflow saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import _log as L
+from ._context import WorkflowContext, _workflow
+from ._errors import (
+    DeadlineExceededError,
+    InvalidStateError,
+    NonDeterminismError,
+    RunNotFoundError,
+    SerializationError,
+    StepFailedError,
+    WorkflowNotRegisteredError,
+)
+from ._mailbox import Mailbox
+from ._messages import ChildDone, Control, Deliver, SlotGranted, Wake
+from ._models import ErrorInfo, RunStatus, WorkflowInfo, to_datetime
+from ._operations import Operations
+from ._sandbox import WorkflowLoop, explain_foreign_await
+from ._serde import dumps, encode, loads
+from ._steps import StepFinished
+from ._store import EventRow, RunRow, StreamState, WriteBatch
+
+if TYPE_CHECKING:
+    from ._definitions import WorkflowFunction
+    from ._engine import Engine
+    from ._timers import TimerEntry
+
+log = logging.getLogger("actorflow.actor")
+
+_EVICTABLE = (RunStatus.WAITING, RunStatus.PAUSED)
+
+
+class RunActor(Operations):
+    """Owns one run while it is in memory (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        run_id: str,
+        row: RunRow | None = None,
+        creation: WriteBatch | None = None,
+    ) -> None:
+        """A fresh run passes its `row` and the `creation` batch that inserts it;
+        without them the actor rehydrates the run from the store."""
+        super().__init__()
+        self.engine = engine
+        self.run_id = run_id
+        self.row: RunRow = row if row is not None else RunRow(run_id, "", "queued", b"[]", 0.0)
+        self._creation = creation
+        self.loaded = creation is not None
+        self.superseded = False
+        self.status = RunStatus(self.row.status)
+        self.mailbox = Mailbox()
+        self.task: asyncio.Task[None] | None = None
+        self.finished = False
+        self.notified = False
+        self.next_idx = 1
+        self.streams = StreamState({}, set(), 0)
+        self.workflow: WorkflowFunction[Any, Any] | None = None
+        self.paused = False
+        self.has_slot = False
+        self._wrote = False
+        self._effects: list[Callable[[], None]] = []
+        self._replies: list[asyncio.Future[Any]] = []
+        self._timer: TimerEntry | None = None
+        self._evicted = False
+
+    # -- life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.task = self.engine.loop.create_task(self._main(), name=f"actor {self.run_id}")
+
+    async def _main(self) -> None:
+        try:
+            await self._open()
+            if self.superseded:
+                return
+            await self._flush()
+            while True:
+                if not self.mailbox:
+                    if self.finished or self.workflow is None:
+                        return
+                    idle = self.engine.idle_timeout if self._evictable() else None
+                    if not await self.mailbox.wait(idle):
+                        if self._evictable() and not self.mailbox:
+                            self._evicted = True
+                            return
+                        continue
+                for message in self.mailbox.take_all():
+                    await self._handle(message)
+                await self._flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception(
+                "actor of run %s crashed; the run resumes when the engine reopens", self.run_id
+            )
+            for reply in self._replies:
+                if not reply.done():
+                    reply.set_exception(exc)
+        finally:
+            self._teardown(keep_timer=self._evicted)
+            self.engine.actor_exited(self)
+
+    async def _open(self) -> None:
+        store = self.engine.store
+        log_rows: list[EventRow] = []
+        if self._creation is not None:
+            await self._creation.future
+            if self.run_id in self._creation.conflicts:
+                self._creation = None
+                self.loaded = False
+        if self._creation is None:
+            row = await store.get_run(self.run_id)
+            events = [] if row is None else await store.load_events(self.run_id)
+            if self.superseded:
+                self.finished = True
+                return
+            if row is None:
+                for message in self.mailbox.take_all():
+                    _reply(
+                        getattr(message, "reply", None),
+                        error=RunNotFoundError(f"no run with id {self.run_id!r}"),
+                    )
+                self.finished = True
+                return
+            self.row, self.status, self.loaded = row, RunStatus(row.status), True
+            self.next_idx = events[-1].idx + 1 if events else 0
+            if self.status.is_final:
+                self.finished = self.notified = True
+                return
+            self.streams = await store.stream_state(self.run_id)
+            log_rows = [e for e in events if e.generation == row.generation]
+        self.engine.unpark_timer(self.run_id)
+        self.workflow = self.engine.workflow(self.row.workflow)
+        if self.workflow is None:
+            log.error(
+                "run %s: workflow %r is not registered in this engine; leaving it as it is",
+                self.run_id,
+                self.row.workflow,
+            )
+            return
+        await self._begin(log_rows)
+
+    def _evictable(self) -> bool:
+        return (
+            self.engine.idle_timeout is not None
+            and not self.finished
+            and self.status in _EVICTABLE
+            and not self._effects
+            and not any(op.task is not None for op in self.steps.values())
+        )
+
+    def _teardown(self, keep_timer: bool) -> None:
+        """Stop the workflow, its steps and its slot; park or cancel the timer."""
+        self.close_workflow()
+        for op in self.steps.values():
+            if op.task is not None:
+                op.task.cancel()
+                op.task = None
+        if self.has_slot or (self.workflow is not None and not self.superseded):
+            self.engine.limiter.release(self.run_id)
+            self.has_slot = False
+        if self._timer is not None:
+            if keep_timer:
+                self.engine.park_timer(self.run_id, self._timer)
+            else:
+                self._timer.cancel()
+            self._timer = None
+
+    # -- journal and commit cycle ----------------------------------------------------------
+
+    def append(
+        self,
+        kind: str,
+        seq: int | None,
+        name: str | None,
+        data: bytes | None,
+        at: float | None = None,
+        to_batch: bool = True,
+    ) -> EventRow:
+        """Add an entry to the log (to the store's open batch unless `to_batch` is False)."""
+        row = EventRow(
+            self.run_id,
+            self.next_idx,
+            self.row.generation,
+            kind,
+            seq,
+            name,
+            data,
+            time.time() if at is None else at,
+        )
+        self.next_idx += 1
+        if to_batch:
+            self.engine.store.batch().events.append(row)
+        self._wrote = True
+        return row
+
+    def effect(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once everything appended so far is committed."""
+        self._effects.append(fn)
+
+    def input(self, row: EventRow) -> None:
+        """Feed `row` to the workflow once it is committed."""
+        self._effects.append(lambda: self.apply(row))
+
+    async def _flush(self) -> None:
+        store = self.engine.store
+        while True:
+            self._settle()
+            if not self._wrote and not self._effects:
+                return
+            self._wrote = False
+            commit = store.commit()
+            effects, self._effects = self._effects, []
+            if not effects:
+                return
+            await commit
+            for fn in effects:
+                fn()
+
+    def _reply_later(self, reply: asyncio.Future[Any] | None, value: Any = None) -> None:
+        if reply is not None:
+            self._replies.append(reply)
+            self.effect(lambda: _reply(reply, value))
+
+    # -- the workflow ----------------------------------------------------------------------
+
+    async def _begin(self, log_rows: list[EventRow]) -> None:
+        """Start the workflow coroutine, replay `log_rows`, then continue live."""
+        assert self.workflow is not None
+        row = self.row
+        self.reset_operations()
+        # mypy sees AbstractEventLoop's unimplemented methods as abstract; the sandbox
+        # deliberately implements only what coordination needs (see _sandbox).
+        self.loop = WorkflowLoop(self.run_id)  # type: ignore[abstract]
+        started = to_datetime(row.started_at or row.created_at)
+        assert started is not None
+        info = WorkflowInfo(
+            run_id=self.run_id,
+            workflow=row.workflow,
+            started_at=started,
+            generation=row.generation,
+            parent_id=row.parent_id,
+        )
+        context = contextvars.Context()
+        context.run(_workflow.set, WorkflowContext(self, info))
+        self.recorded = {e.seq: e for e in log_rows if e.kind in L.COMMANDS and e.seq is not None}
+        self.replaying = True
+        self.root = self.loop.create_task(self.workflow.fn(*loads(row.args)), context=context)
+        self.loop.run_until_quiescent()
+        for entry in log_rows:
+            if self.nondeterminism is not None or self.root.done():
+                break
+            if entry.kind in L.INPUTS or entry.kind in (L.CHILD_STARTED, L.STREAM_WRITTEN):
+                self.apply(entry)
+            elif entry.kind in (L.STEP_STARTED, L.STEP_RETRYING):
+                self.restore_attempt(entry)
+            elif entry.kind in (L.RUN_PAUSED, L.RUN_RESUMED):
+                self.paused = entry.kind == L.RUN_PAUSED
+        self.replaying = False
+        self.recorded = {}
+        self.after_workflow_ran()
+        if not self.finished:
+            self.resume_operations()
+            await self.check_children()
+
+    def after_workflow_ran(self) -> None:
+        """After the workflow ran to quiescence: fail on non-determinism, finish if it returned."""
+        if self.finished or self.replaying:
+            return
+        if self.nondeterminism is not None:
+            self._finish_failed(ErrorInfo.from_exception(self.nondeterminism))
+            return
+        root = self.root
+        if root is None or not root.done():
+            return
+        if root.cancelled():
+            self._finish_failed(ErrorInfo("CancelledError", "the workflow was cancelled"))
+            return
+        exc = root.exception()
+        if exc is not None:
+            exc = explain_foreign_await(exc)
+            if isinstance(exc, StepFailedError):
+                self._finish_failed(exc.error)
+            else:
+                self._finish_failed(ErrorInfo.from_exception(exc))
+            return
+        try:
+            data = encode(root.result(), "workflow result")
+        except SerializationError as error:
+            self._finish_failed(ErrorInfo.from_exception(error))
+            return
+        self._finish(RunStatus.COMPLETED, L.RUN_COMPLETED, data, result=data)
+
+    def non_deterministic(self, seq: int, expected: str, found: EventRow | None) -> None:
+        """Record that the workflow's call at `seq` differs from its log; the run will fail."""
+        if self.nondeterminism is None:
+            recorded = "nothing" if found is None else f"{found.kind} {found.name!r}"
+            self.nondeterminism = NonDeterminismError(
+                f"run {self.run_id!r} at position {seq}: the workflow now calls {expected}, "
+                f"but its event log recorded {recorded}; workflow code changed incompatibly "
+                "while runs were in flight"
+            )
+
+    # -- finishing -------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        status: RunStatus,
+        kind: str,
+        data: bytes | None,
+        *,
+        result: bytes | None = None,
+        error: bytes | None = None,
+    ) -> None:
+        self.finished = True
+        self._teardown(keep_timer=False)
+        if status == RunStatus.TERMINATED:
+            self.terminate_children(lambda seq: True)
+        self.append(kind, None, None, data)
+        row = self.row
+        row.status, row.result, row.error = status.value, result, error
+        row.completed_at, row.wake_at = time.time(), None
+        self.status = status
+        self.engine.store.batch().update_run(row)
+        if self.owns_hooks:
+            self.engine.drop_hooks(self.run_id)
+            self.owns_hooks = False
+
+        def notify() -> None:
+            self.notified = True
+            self.engine.run_finished(row)
+
+        self.effect(notify)
+
+    def _finish_failed(self, error: ErrorInfo) -> None:
+        data = dumps(error.to_json())
+        self._finish(RunStatus.FAILED, L.RUN_FAILED, data, error=data)
+
+    # -- status, slots and timers ----------------------------------------------------------
+
+    def may_start_steps(self) -> bool:
+        """Whether a step may start now; asks for a slot if one is needed."""
+        if self.paused or self.finished:
+            return False
+        if self.has_slot or not self.engine.limiter.is_limited(self.row.workflow):
+            return True
+        self.has_slot = self.engine.limiter.acquire(self.run_id, self.row.workflow)
+        return self.has_slot
+
+    def _settle(self) -> None:
+        """Recompute status, slot and wake-up time; record the row if they changed."""
+        if self.finished or self.workflow is None:
+            return
+        running = any(op.task is not None for op in self.steps.values())
+        if self.paused:
+            status = RunStatus.PAUSING if running else RunStatus.PAUSED
+        elif self.steps:
+            limited = self.engine.limiter.is_limited(self.row.workflow)
+            status = RunStatus.RUNNING if self.has_slot or not limited else RunStatus.QUEUED
+        elif self.root is not None and not self.root.done():
+            status = RunStatus.WAITING
+        else:
+            status = RunStatus.RUNNING
+        if self.has_slot and not running and (self.paused or not self.steps):
+            self.engine.limiter.release(self.run_id)
+            self.has_slot = False
+        wake_at = self.next_deadline()
+        if wake_at is not None and (self._timer is None or self._timer.when != wake_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.engine.timers.schedule(wake_at, self.run_id)
+        elif wake_at is None and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        row = self.row
+        if status != self.status or wake_at != row.wake_at:
+            self.status = status
+            row.status, row.wake_at = status.value, wake_at
+            if status == RunStatus.RUNNING and row.started_at is None:
+                row.started_at = time.time()
+            self.engine.store.batch().update_run(row)
+            self._wrote = True
+
+    def next_deadline(self) -> float | None:
+        """The earliest time something of this run is due (timer, retry, deadline)."""
+        candidates = [op.fire_at for op in self.sleeps.values() if not op.fired]
+        candidates += [
+            w.timeout_at
+            for w in self.waits.values()
+            if w.timeout_at is not None and not w.timing_out
+        ]
+        if not self.paused:
+            candidates += [
+                op.retry_at
+                for op in self.steps.values()
+                if op.retry_at is not None and op.task is None
+            ]
+        if self.row.deadline_at is not None:
+            candidates.append(self.row.deadline_at)
+        return min(candidates) if candidates else None
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def _handle(self, message: Any) -> None:
+        if isinstance(message, StepFinished):
+            if not self.finished:
+                self.step_finished(message)
+        elif isinstance(message, Wake):
+            if not self.finished and self.workflow is not None:
+                self._wake()
+        elif isinstance(message, Deliver):
+            self._deliver(message)
+        elif isinstance(message, ChildDone):
+            if not self.finished and self.workflow is not None:
+                self.child_done(message)
+        elif isinstance(message, SlotGranted):
+            self._slot_granted()
+        elif isinstance(message, Control):
+            await self._control(message)
+        else:  # pragma: no cover - programming error
+            raise TypeError(f"unknown message {message!r}")
+
+    def _wake(self) -> None:
+        now = time.time()
+        deadline = self.row.deadline_at
+        if deadline is not None and deadline <= now:
+            self._finish_failed(
+                ErrorInfo.from_exception(
+                    DeadlineExceededError(
+                        f"run {self.run_id!r} passed its deadline ({to_datetime(deadline)})"
+                    )
+                )
+            )
+            return
+        self.fire_due(now)
+
+    def _deliver(self, message: Deliver) -> None:
+        if self.finished or self.workflow is None:
+            reason = (
+                f"run {self.run_id!r} is {self.status.value}"
+                if self.finished
+                else f"workflow {self.row.workflow!r} is not registered"
+            )
+            _reply(message.reply, error=InvalidStateError(reason))
+            return
+        row = self.append(L.EVENT_RECEIVED, None, message.key, message.data)
+        self.input(row)
+        self._reply_later(message.reply)
+
+    def _slot_granted(self) -> None:
+        if self.finished or self.workflow is None:
+            self.engine.limiter.release(self.run_id)
+            return
+        self.has_slot = True
+        self.launch_held()
+
+    async def _control(self, message: Control) -> None:
+        action, reply = message.action, message.reply
+        if action == "restart":
+            await self._restart(message.from_step, reply)
+            return
+        if self.workflow is None and not self.finished and action != "terminate":
+            _reply(
+                reply,
+                error=WorkflowNotRegisteredError(
+                    f"workflow {self.row.workflow!r} is not registered in this engine"
+                ),
+            )
+            return
+        if self.finished:
+            if action == "resume":
+                _reply(reply)
+            else:
+                _reply(
+                    reply,
+                    error=InvalidStateError(
+                        f"cannot {action} run {self.run_id!r}: it is {self.status.value}"
+                    ),
+                )
+            return
+        if action == "terminate":
+            self._finish(RunStatus.TERMINATED, L.RUN_TERMINATED, None)
+            self._reply_later(reply)
+        elif action == "pause":
+            if not self.paused:
+                self.paused = True
+                self.append(L.RUN_PAUSED, None, None, None)
+            self._reply_later(reply) if self._wrote else _reply(reply)
+        elif action == "resume":
+            if not self.paused:
+                _reply(reply)
+                return
+            self.paused = False
+            self.append(L.RUN_RESUMED, None, None, None)
+            self.launch_held()
+            self.fire_due(time.time())
+            self._reply_later(reply)
+
+    async def _restart(self, from_step: str | None, reply: asyncio.Future[Any] | None) -> None:
+        """Start a new generation: keep the log before `from_step` (or nothing) and re-run."""
+        if self.workflow is None and not self.finished:
+            self.workflow = self.engine.workflow(self.row.workflow)
+        workflow = self.engine.workflow(self.row.workflow)
+        if workflow is None:
+            _reply(
+                reply,
+                error=WorkflowNotRegisteredError(
+                    f"workflow {self.row.workflow!r} is not registered in this engine"
+                ),
+            )
+            return
+        await self._flush()
+        events = await self.engine.store.load_events(self.run_id)
+        current = [e for e in events if e.generation == self.row.generation]
+        cut = 0
+        if from_step is not None:
+            seqs = [e.seq for e in current if e.kind == L.STEP_STARTED and e.name == from_step]
+            if not seqs:
+                _reply(
+                    reply,
+                    error=InvalidStateError(
+                        f"run {self.run_id!r} has no step named {from_step!r} to restart from"
+                    ),
+                )
+                return
+            cut = min(s for s in seqs if s is not None)
+        kept = [
+            e for e in current if e.kind == L.EVENT_RECEIVED or (e.seq is not None and e.seq < cut)
+        ]
+        if not self.finished:
+            self._teardown(keep_timer=False)
+            self.terminate_children(lambda seq: seq >= cut)
+        previous = self.row.generation
+        row = self.row
+        row.generation += 1
+        row.status, row.result, row.error = RunStatus.RUNNING.value, None, None
+        row.started_at, row.completed_at, row.wake_at = time.time(), None, None
+        self.status = RunStatus.RUNNING
+        self.finished = self.notified = self.paused = False
+        self.workflow = workflow
+        self.append(
+            L.RUN_RESTARTED,
+            None,
+            from_step,
+            dumps({"from_step": from_step, "from_seq": cut, "previous": previous}),
+        )
+        copies = [self.append(e.kind, e.seq, e.name, e.data, at=e.at) for e in kept]
+        self.engine.store.batch().update_run(row)
+        self._reply_later(reply)
+        await self._flush()
+        await self._begin(copies)
+
+
+def _reply(
+    reply: asyncio.Future[Any] | None, value: Any = None, error: BaseException | None = None
+) -> None:
+    if reply is None or reply.done():
+        return
+    if error is not None:
+        reply.set_exception(error)
+    else:
+        reply.set_result(value)

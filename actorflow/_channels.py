@@ -1,0 +1,127 @@
+"""Broadcast channels from the commit path to readers (`Run.events()`, `Run.stream()`).
+
+Publishing never blocks and never waits for a reader. Each subscription has a
+bounded buffer; a reader that falls so far behind that its buffer overflows is
+marked `lagged`, its buffer is dropped, and it catches up by reading the store
+from the last index it saw. So a slow reader cannot slow the run, the writer,
+or other readers, and loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Subscription(Generic[T]):
+    """One reader's view of a channel."""
+
+    __slots__ = ("_hub", "_waiter", "ended", "error", "items", "key", "lagged", "maxsize")
+
+    def __init__(self, hub: Hub[T], key: Hashable, maxsize: int) -> None:
+        self._hub = hub
+        self.key = key
+        self.maxsize = maxsize
+        self.items: deque[T] = deque()
+        self.lagged = False
+        self.ended = False
+        self.error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _push(self, item: T) -> None:
+        if self.lagged:
+            return
+        if len(self.items) >= self.maxsize:
+            self.lagged = True
+            self.items.clear()
+        else:
+            self.items.append(item)
+        self._wake()
+
+    def _end(self) -> None:
+        self.ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def raise_if_failed(self) -> None:
+        """Raise the error the channel was failed with (e.g. the engine closed)."""
+        if self.error is not None:
+            raise self.error
+
+    def take(self) -> list[T]:
+        """Everything buffered, and clear the lag flag (the caller re-reads the store on lag)."""
+        items = list(self.items)
+        self.items.clear()
+        self.lagged = False
+        return items
+
+    async def wait(self) -> None:
+        """Until something is buffered, the reader lagged, or the channel ended."""
+        if self.items or self.lagged or self.ended or self.error is not None:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def close(self) -> None:
+        self._hub._remove(self)
+
+    def __enter__(self) -> Subscription[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Hub(Generic[T]):
+    """Subscriptions by key (a run id, or a run id and stream namespace)."""
+
+    def __init__(self, maxsize: int = 1024) -> None:
+        self._maxsize = maxsize
+        self._subs: dict[Hashable, list[Subscription[T]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._subs)
+
+    def subscribe(self, key: Hashable) -> Subscription[T]:
+        sub = Subscription(self, key, self._maxsize)
+        self._subs.setdefault(key, []).append(sub)
+        return sub
+
+    def has(self, key: Hashable) -> bool:
+        return key in self._subs
+
+    def publish(self, key: Hashable, item: T) -> None:
+        for sub in self._subs.get(key, ()):
+            sub._push(item)
+
+    def end(self, key: Hashable) -> None:
+        """Tell every current subscriber of `key` that nothing more will come."""
+        for sub in self._subs.get(key, ()):
+            sub._end()
+
+    def fail_all(self, error: BaseException) -> None:
+        """Wake every subscriber with `error` (the engine is closing)."""
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.error = error
+                sub._wake()
+
+    def subscribed_keys(self) -> list[Hashable]:
+        return list(self._subs)
+
+    def _remove(self, sub: Subscription[T]) -> None:
+        subs = self._subs.get(sub.key)
+        if subs is not None and sub in subs:
+            subs.remove(sub)
+            if not subs:
+                del self._subs[sub.key]

@@ -1,0 +1,253 @@
+"""What workflow and step code calls: `sleep`, `wait_for_event`, `start`, `create_hook`,
+`get_writable`, `step_info`, `workflow_info`.
+
+Each journaled call takes the next `seq` of the run and hands the operation to
+the run's actor (the `WorkflowHost`), which records it, replays it from the log,
+or acts on it, and returns a future of the workflow's private loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Generator
+from contextvars import ContextVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from ._durations import Duration, to_seconds, to_timestamp
+from ._errors import EngineClosedError
+from ._models import StepInfo, WorkflowInfo
+
+if TYPE_CHECKING:
+    from ._actor import RunActor
+    from ._definitions import StepFunction
+    from ._engine import Engine
+    from ._run import Run
+    from ._streams import StreamWriter
+
+HOOK_PREFIX = "hook:"
+
+
+class WorkflowHost(Protocol):
+    """The run actor, as seen from workflow code. Every method is called from the sandbox."""
+
+    closed: bool
+
+    def call_step(
+        self, seq: int, step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> asyncio.Future[Any]: ...
+    def sleep(
+        self, seq: int, seconds: float | None, until: float | None
+    ) -> asyncio.Future[None]: ...
+    def wait_event(self, seq: int, key: str, timeout: float | None) -> asyncio.Future[Any]: ...
+    def start_child(
+        self, seq: int, workflow: Any, args: tuple[Any, ...], child_id: str | None, metadata: Any
+    ) -> asyncio.Future[Run[Any]]: ...
+    def await_child(self, seq: int, child_id: str) -> asyncio.Future[Any]: ...
+    def create_hook(self, seq: int, token: str | None) -> str: ...
+    def write_chunk(
+        self, seq: int, namespace: str, kind: int, data: bytes | None
+    ) -> asyncio.Future[int]: ...
+
+
+class WorkflowClosed(BaseException):
+    """Raised into workflow code that keeps calling after its run was terminated or evicted."""
+
+
+class WorkflowContext:
+    """The per-run state workflow code reaches through a context variable."""
+
+    __slots__ = ("host", "info", "seq")
+
+    def __init__(self, host: WorkflowHost, info: WorkflowInfo) -> None:
+        self.host = host
+        self.info = info
+        self.seq = 0
+
+    def next_seq(self) -> int:
+        """The position of the next journaled call."""
+        if self.host.closed:
+            raise WorkflowClosed
+        seq = self.seq
+        self.seq += 1
+        return seq
+
+    def call_step(
+        self, step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> asyncio.Future[Any]:
+        return self.host.call_step(self.next_seq(), step, args, kwargs)
+
+
+class StepContext:
+    """The per-attempt state step code reaches through a context variable."""
+
+    __slots__ = ("actor", "engine", "info", "writers")
+
+    def __init__(self, engine: Engine, actor: RunActor, info: StepInfo) -> None:
+        self.engine = engine
+        self.actor = actor
+        self.info = info
+        self.writers: dict[str, StreamWriter] = {}
+
+
+_workflow: ContextVar[WorkflowContext | None] = ContextVar("actorflow_workflow", default=None)
+_step: ContextVar[StepContext | None] = ContextVar("actorflow_step", default=None)
+_engine: ContextVar[Engine | None] = ContextVar("actorflow_engine", default=None)
+
+
+def current_workflow() -> WorkflowContext | None:
+    """The workflow context of the running code, or None outside workflow code."""
+    return _workflow.get()
+
+
+def current_step() -> StepContext | None:
+    """The step context of the running code, or None outside step code."""
+    return _step.get()
+
+
+def _require_workflow(call: str) -> WorkflowContext:
+    ctx = _workflow.get()
+    if ctx is None:
+        raise RuntimeError(f"{call} can only be called inside an @af.workflow function")
+    return ctx
+
+
+def workflow_info() -> WorkflowInfo:
+    """The current run's id, workflow name, start time and schedule (inside a workflow)."""
+    return _require_workflow("af.workflow_info()").info
+
+
+def step_info() -> StepInfo:
+    """The current step's run id, stable step id, name, seq and attempt (inside a step)."""
+    ctx = _step.get()
+    if ctx is None:
+        raise RuntimeError("af.step_info() can only be called inside an @af.step function")
+    return ctx.info
+
+
+async def sleep(duration: Duration) -> None:
+    """Durably sleep: the run waits (holding no slot) and survives restarts meanwhile."""
+    ctx = _require_workflow("af.sleep()")
+    seconds = to_seconds(duration, "sleep duration")
+    await ctx.host.sleep(ctx.next_seq(), seconds, None)
+
+
+async def sleep_until(when: datetime) -> None:
+    """Durably sleep until a timezone-aware datetime (at once if it has passed)."""
+    ctx = _require_workflow("af.sleep_until()")
+    await ctx.host.sleep(ctx.next_seq(), None, to_timestamp(when, "sleep_until()"))
+
+
+def check_event_type(type: str) -> str:
+    """Validate an event type given by a caller."""
+    if not isinstance(type, str) or not type:
+        raise ValueError(f"event type must be a non-empty str, got {type!r}")
+    if type.startswith(HOOK_PREFIX):
+        raise ValueError(f"event types starting with {HOOK_PREFIX!r} are reserved for hooks")
+    return type
+
+
+async def wait_for_event(type: str, timeout: Duration | None = None) -> Any:
+    """Wait for the next event of `type` sent to this run and return its payload.
+
+    Events sent before the wait are buffered and delivered in order. With
+    `timeout`, raises `af.EventTimeoutError` (catchable) when it expires.
+    """
+    ctx = _require_workflow("af.wait_for_event()")
+    key = check_event_type(type)
+    seconds = None if timeout is None else to_seconds(timeout, "wait_for_event timeout")
+    return await ctx.host.wait_event(ctx.next_seq(), key, seconds)
+
+
+async def start(
+    workflow: Any,
+    *args: Any,
+    id: str | None = None,
+    if_exists: Literal["return", "error"] = "return",
+    metadata: Any = None,
+) -> Run[Any]:
+    """Start a run of `workflow`.
+
+    Inside a workflow this starts a journaled child run (replay returns the same
+    child); `await child.result()` then suspends the parent until it finishes.
+    Elsewhere it calls `start` on the innermost engine opened with `async with`.
+    """
+    ctx = _workflow.get()
+    if ctx is not None:
+        return await ctx.host.start_child(ctx.next_seq(), workflow, args, id, metadata)
+    return await current_engine().start(
+        workflow, *args, id=id, if_exists=if_exists, metadata=metadata
+    )
+
+
+def current_engine() -> Engine:
+    """The engine of the running step, or the innermost engine opened with `async with`."""
+    step_ctx = _step.get()
+    if step_ctx is not None:
+        return step_ctx.engine
+    engine = _engine.get()
+    if engine is None:
+        raise EngineClosedError("no engine is open here; use `async with af.Engine(...)`")
+    return engine
+
+
+class Hook:
+    """Receives payloads sent with `engine.resume_hook(token, payload)`; inside workflows only.
+
+    `await hook` returns the next payload; `async for payload in hook` loops
+    over them. Payloads that arrive while nobody waits are buffered.
+    """
+
+    def __init__(self, ctx: WorkflowContext, token: str) -> None:
+        self._ctx = ctx
+        self.token = token
+
+    async def wait(self, timeout: Duration | None = None) -> Any:
+        """The next payload; raises `af.EventTimeoutError` after `timeout`."""
+        seconds = None if timeout is None else to_seconds(timeout, "hook timeout")
+        key = HOOK_PREFIX + self.token
+        return await self._ctx.host.wait_event(self._ctx.next_seq(), key, seconds)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.wait().__await__()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        while True:
+            yield await self.wait()
+
+    def __repr__(self) -> str:
+        return f"<Hook {self.token!r}>"
+
+
+def create_hook(token: str | None = None) -> Hook:
+    """Create a hook in the current workflow; without `token` a random one is made.
+
+    Raises `af.HookConflictError` if another unfinished run holds `token`.
+    """
+    ctx = _require_workflow("af.create_hook()")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ValueError(f"hook token must be a non-empty str, got {token!r}")
+    return Hook(ctx, ctx.host.create_hook(ctx.next_seq(), token))
+
+
+def get_writable(namespace: str = "default") -> StreamWriter:
+    """A writer for this run's stream `namespace`, inside a step or a workflow.
+
+    From a step, chunks are committed and reach readers while the step runs.
+    From the workflow body, each write is journaled like a step.
+    """
+    from ._streams import BodyStreamWriter, StepStreamWriter, check_namespace
+
+    check_namespace(namespace)
+    step_ctx = _step.get()
+    if step_ctx is not None:
+        writer = step_ctx.writers.get(namespace)
+        if writer is None:
+            info = step_ctx.info
+            writer = StepStreamWriter(step_ctx.actor, namespace, info.seq, info.attempt)
+            step_ctx.writers[namespace] = writer
+        return writer
+    ctx = _workflow.get()
+    if ctx is not None:
+        return BodyStreamWriter(ctx, namespace)
+    raise RuntimeError("af.get_writable() can only be called inside a step or a workflow")

@@ -1,0 +1,176 @@
+"""`@af.workflow` and `@af.step`: what they wrap, and the registry of workflows."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from ._context import current_workflow
+from ._durations import Duration, to_seconds
+from ._retry import Retry
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_registry: dict[str, WorkflowFunction[Any, Any]] = {}
+
+
+class StepFunction(Generic[P, R]):
+    """A function whose calls are journaled when made from a workflow.
+
+    Inside a workflow a call schedules the step at once and returns an
+    awaitable of its (JSON round-tripped) result. Anywhere else it is a plain
+    call: an async step returns its coroutine, a sync step its value.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[P, Awaitable[R]] | Callable[P, R],
+        *,
+        name: str,
+        retry: Retry,
+        timeout: float | None,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.retry = retry
+        self.timeout = timeout
+        self.is_async = inspect.iscoroutinefunction(fn)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        ctx = current_workflow()
+        if ctx is not None:
+            return ctx.call_step(self, args, kwargs)
+        return self.fn(*args, **kwargs)  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"<step {self.name!r}>"
+
+
+class WorkflowFunction(Generic[P, R]):
+    """A registered workflow. Calling it directly runs it as a plain coroutine."""
+
+    def __init__(
+        self,
+        fn: Callable[P, Coroutine[Any, Any, R]],
+        *,
+        name: str,
+        concurrency: int | None,
+        deadline: float | None,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.concurrency = concurrency
+        self.deadline = deadline
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.name!r}>"
+
+
+@overload
+def step(fn: Callable[P, Awaitable[R]], /) -> StepFunction[P, R]: ...
+@overload
+def step(fn: Callable[P, R], /) -> StepFunction[P, R]: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    retry: Retry | None = None,
+    timeout: Duration | None = None,
+) -> Callable[[Callable[P, Any]], StepFunction[P, Any]]: ...
+
+
+def step(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retry: Retry | None = None,
+    timeout: Duration | None = None,
+) -> Any:
+    """Declare a step: `@af.step` or `@af.step(name=, retry=af.Retry(...), timeout=30)`.
+
+    Async and sync functions are accepted; sync steps run in a thread.
+    """
+    if retry is not None and not isinstance(retry, Retry):
+        raise TypeError(f"retry must be an af.Retry, got {type(retry).__name__}")
+    seconds = None if timeout is None else to_seconds(timeout, "step timeout")
+
+    def wrap(f: Callable[..., Any]) -> StepFunction[..., Any]:
+        if not callable(f):
+            raise TypeError(f"@af.step needs a function, got {f!r}")
+        return StepFunction(f, name=name or f.__qualname__, retry=retry or Retry(), timeout=seconds)
+
+    return wrap if fn is None else wrap(fn)
+
+
+@overload
+def workflow(fn: Callable[P, Coroutine[Any, Any, R]], /) -> WorkflowFunction[P, R]: ...
+@overload
+def workflow(
+    *,
+    name: str | None = None,
+    concurrency: int | None = None,
+    deadline: Duration | None = None,
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], WorkflowFunction[P, R]]: ...
+
+
+def workflow(
+    fn: Callable[..., Coroutine[Any, Any, Any]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    concurrency: int | None = None,
+    deadline: Duration | None = None,
+) -> Any:
+    """Declare and register a workflow: `@af.workflow` or `@af.workflow(name=, concurrency=, ...)`.
+
+    `concurrency` caps how many runs of it are `running` at once (the rest are
+    `queued`, first in first out); `deadline` fails a run that has not finished
+    that long after it was created.
+    """
+    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+        raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+    seconds = None if deadline is None else to_seconds(deadline, "workflow deadline")
+
+    def wrap(f: Callable[..., Coroutine[Any, Any, Any]]) -> WorkflowFunction[..., Any]:
+        if not inspect.iscoroutinefunction(f):
+            raise TypeError(f"@af.workflow needs an async def function, got {f!r}")
+        wf = WorkflowFunction(
+            f, name=name or f.__qualname__, concurrency=concurrency, deadline=seconds
+        )
+        _register(wf)
+        return wf
+
+    return wrap if fn is None else wrap(fn)
+
+
+def _register(wf: WorkflowFunction[Any, Any]) -> None:
+    existing = _registry.get(wf.name)
+    if existing is not None and _origin(existing) != _origin(wf):
+        raise ValueError(
+            f"workflow name {wf.name!r} is already used by {_origin(existing)}; "
+            "pass @af.workflow(name=...) to tell them apart"
+        )
+    _registry[wf.name] = wf
+
+
+def _origin(wf: WorkflowFunction[Any, Any]) -> str:
+    return f"{wf.fn.__module__}.{wf.fn.__qualname__}"
+
+
+def lookup_workflow(name: str) -> WorkflowFunction[Any, Any] | None:
+    """The workflow decorated in this process under `name`, if any."""
+    return _registry.get(name)
+
+
+def registered_workflows() -> dict[str, WorkflowFunction[Any, Any]]:
+    """A copy of every workflow decorated in this process, by name."""
+    return dict(_registry)

@@ -1,0 +1,475 @@
+"""Engine: the store, the workflow registry, the directory of live run actors, and routing.
+
+Every message for a run goes through `deliver()`, which hands it to the run's
+live actor or creates one that rehydrates the run from its log. The engine
+owns every task it creates: actors (through the directory), the timer
+service and the store's writer; `close()` cancels and awaits them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any, Literal, TypeVar
+
+import attrs
+
+from ._actor import RunActor
+from ._channels import Hub
+from ._context import HOOK_PREFIX, _engine, check_event_type
+from ._definitions import WorkflowFunction, lookup_workflow
+from ._durations import Duration, to_seconds
+from ._errors import (
+    EngineClosedError,
+    HookNotFoundError,
+    RunAlreadyExistsError,
+    RunFailedError,
+    RunNotFoundError,
+    RunTerminatedError,
+    WorkflowNotRegisteredError,
+)
+from ._limiter import ConcurrencyLimiter
+from ._log import RUN_CREATED, fold_steps
+from ._messages import SLOT_GRANTED, WAKE, ChildDone, Control, ControlAction, Deliver
+from ._models import ErrorInfo, RunInfo, RunStatus, to_datetime
+from ._run import Run
+from ._serde import encode, loads
+from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch, open_store
+from ._timers import TimerEntry, TimerService
+
+log = logging.getLogger("actorflow.engine")
+
+R = TypeVar("R")
+DEFAULT_URL = "sqlite:///actorflow.db"
+
+
+class Engine:
+    """Runs workflows durably; open it with `async with af.Engine(url) as engine:`.
+
+    - `url`: `sqlite:///path.db` (default `sqlite:///actorflow.db`) or `memory://`.
+    - `workflows`: the workflows this engine runs; None means every `@af.workflow`.
+    - `max_concurrency`: cap on `running` runs across all workflows.
+    - `idle_timeout`: seconds a `waiting`/`paused` run stays in memory before it
+      is evicted (and later rehydrated from its log); None keeps runs in memory.
+    - `max_stream_bytes`: cap on the total size of one run's stream chunks.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        workflows: Iterable[WorkflowFunction[Any, Any]] | None = None,
+        max_concurrency: int | None = None,
+        idle_timeout: float | None = 60.0,
+        max_stream_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        if max_concurrency is not None and (
+            not isinstance(max_concurrency, int) or max_concurrency < 1
+        ):
+            raise ValueError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
+        if idle_timeout is not None and not (idle_timeout >= 0 and math.isfinite(idle_timeout)):
+            raise ValueError(f"idle_timeout must be >= 0 seconds or None, got {idle_timeout!r}")
+        if not isinstance(max_stream_bytes, int) or max_stream_bytes <= 0:
+            raise ValueError(f"max_stream_bytes must be a positive int, got {max_stream_bytes!r}")
+        self.url = url
+        self.store: Store = open_store(url)
+        self.idle_timeout = idle_timeout
+        self.max_stream_bytes = max_stream_bytes
+        self._workflows: dict[str, WorkflowFunction[Any, Any]] | None = None
+        if workflows is not None:
+            self._workflows = {}
+            for wf in workflows:
+                if not isinstance(wf, WorkflowFunction):
+                    raise TypeError(f"workflows must be @af.workflow functions, got {wf!r}")
+                self._workflows[wf.name] = wf
+        self.limiter = ConcurrencyLimiter(max_concurrency, self._grant)
+        self.timers = TimerService(self._wake)
+        self.event_hub: Hub[EventRow] = Hub()
+        self.chunk_hub: Hub[ChunkRow] = Hub()
+        self.hooks: dict[str, str] = {}
+        self.loop: asyncio.AbstractEventLoop
+        self._actors: dict[str, RunActor] = {}
+        self._parked: dict[str, TimerEntry] = {}
+        self._waiters: dict[str, list[asyncio.Future[RunRow]]] = {}
+        self._state: Literal["new", "open", "closing", "closed"] = "new"
+        self._context_token: Any = None
+
+    # -- opening and closing ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the store and recover every unfinished run."""
+        if self._state != "new":
+            raise EngineClosedError("an Engine can be opened once")
+        self.loop = asyncio.get_running_loop()
+        await self.store.open()
+        self._state = "open"
+        try:
+            self.store.set_commit_listener(self._on_commit)
+            self.timers.start()
+            self.hooks = {h.token: h.run_id for h in await self.store.load_hooks()}
+            await self._recover()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop every run actor (runs resume on the next open), then close the store."""
+        if self._state in ("closing", "closed"):
+            return
+        self._state = "closing"
+        tasks = [a.task for a in self._actors.values() if a.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.timers.stop()
+        closed = EngineClosedError("the engine was closed")
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(closed)
+        self.event_hub.fail_all(closed)
+        self.chunk_hub.fail_all(closed)
+        await self.store.close()
+        self._state = "closed"
+
+    async def __aenter__(self) -> Engine:
+        await self.open()
+        self._context_token = _engine.set(self)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        _engine.reset(self._context_token)
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise EngineClosedError(f"the engine is {self._state}; use `async with af.Engine()`")
+
+    async def _recover(self) -> None:
+        """Bring back every unfinished run: rehydrate what can make progress, park the rest."""
+        for row in await self.store.unfinished_runs():
+            if row.status == RunStatus.PAUSED:
+                continue
+            if row.status == RunStatus.WAITING:
+                if row.wake_at is not None:
+                    self._parked[row.id] = self.timers.schedule(row.wake_at, row.id)
+                continue
+            self._ensure_actor(row.id)
+        for child in await self.store.finished_children_of_unfinished_parents():
+            assert child.parent_id is not None
+            self.deliver(
+                child.parent_id, ChildDone(child.id, child.status, child.result, child.error)
+            )
+
+    # -- workflows -------------------------------------------------------------------------
+
+    def workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
+        """The workflow this engine runs under `name`, if any."""
+        registry = self._workflows
+        wf = registry.get(name) if registry is not None else lookup_workflow(name)
+        if wf is not None and wf.concurrency is not None:
+            self.limiter.set_limit(name, wf.concurrency)
+        return wf
+
+    def resolve_workflow(self, workflow: Any) -> WorkflowFunction[Any, Any]:
+        """The workflow meant by a decorated function or a name; raises if unknown."""
+        if isinstance(workflow, WorkflowFunction):
+            name = workflow.name
+        elif isinstance(workflow, str):
+            name = workflow
+        else:
+            raise TypeError(
+                f"workflow must be an @af.workflow function or its name, got {workflow!r}"
+            )
+        wf = self.workflow(name)
+        if wf is None:
+            raise WorkflowNotRegisteredError(f"no workflow named {name!r} is registered")
+        return wf
+
+    # -- starting runs ---------------------------------------------------------------------
+
+    async def start(
+        self,
+        workflow: WorkflowFunction[Any, R] | str,
+        *args: Any,
+        id: str | None = None,
+        if_exists: Literal["return", "error"] = "return",
+        metadata: Any = None,
+        deadline: Duration | None = None,
+    ) -> Run[R]:
+        """Record a new run and return its handle once the record is durable.
+
+        With an `id` that already exists, `if_exists="return"` returns the
+        existing run and `"error"` raises `RunAlreadyExistsError`. `deadline`
+        (a duration) overrides the workflow's own.
+        """
+        self._check_open()
+        wf = self.resolve_workflow(workflow)
+        if if_exists not in ("return", "error"):
+            raise ValueError(f"if_exists must be 'return' or 'error', got {if_exists!r}")
+        run_id = uuid.uuid4().hex if id is None else check_run_id(id)
+        args_data = encode(list(args), "args")
+        meta = None if metadata is None else encode(metadata, "metadata")
+        seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
+        now = time.time()
+        row = RunRow(
+            run_id,
+            wf.name,
+            RunStatus.QUEUED.value,
+            args_data,
+            now,
+            metadata=meta,
+            deadline_at=None if seconds is None else now + seconds,
+        )
+        existing = self._actors.get(run_id)
+        if existing is None or not existing.loaded:
+            batch = self.store.batch()
+            created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, None, now)
+            batch.new_runs.append((row, [created]))
+            self.spawn(row, batch)
+            await asyncio.shield(self.store.commit())
+            if run_id not in batch.conflicts:
+                return Run(self, run_id)
+        if if_exists == "error":
+            raise RunAlreadyExistsError(f"a run with id {run_id!r} already exists")
+        return Run(self, run_id)
+
+    def spawn(self, row: RunRow, batch: WriteBatch) -> None:
+        """Start an actor for a run whose creation is in `batch` (it waits for the commit)."""
+        existing = self._actors.get(row.id)
+        if existing is not None and existing.loaded:
+            return
+        actor = self._actors[row.id] = RunActor(self, row.id, row, batch)
+        actor.start()
+        if existing is not None:
+            existing.superseded = True
+
+    def get_run(self, run_id: str) -> Run[Any]:
+        """A handle for `run_id`; nothing is checked until it is used (see `Run.exists`)."""
+        return Run(self, check_run_id(run_id))
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def deliver(self, run_id: str, message: Any) -> None:
+        """Put `message` in the run's mailbox, rehydrating the run if it is not in memory."""
+        self._ensure_actor(run_id).mailbox.put(message)
+
+    def _ensure_actor(self, run_id: str) -> RunActor:
+        actor = self._actors.get(run_id)
+        if actor is None:
+            actor = self._actors[run_id] = RunActor(self, run_id)
+            actor.start()
+        return actor
+
+    def actor_exited(self, actor: RunActor) -> None:
+        if self._actors.get(actor.run_id) is actor:
+            del self._actors[actor.run_id]
+        if actor.superseded and self._state == "open":
+            for message in actor.mailbox.take_all():
+                self.deliver(actor.run_id, message)
+
+    def live_actors(self) -> int:
+        """How many runs are in memory now."""
+        return len(self._actors)
+
+    def _wake(self, run_id: str) -> None:
+        self._parked.pop(run_id, None)
+        self.deliver(run_id, WAKE)
+
+    def _grant(self, run_id: str) -> None:
+        self.deliver(run_id, SLOT_GRANTED)
+
+    def park_timer(self, run_id: str, entry: TimerEntry) -> None:
+        """Keep an evicted run's wake-up so that it is rehydrated when due."""
+        self._parked[run_id] = entry
+
+    def unpark_timer(self, run_id: str) -> None:
+        entry = self._parked.pop(run_id, None)
+        if entry is not None:
+            entry.cancel()
+
+    def drop_hooks(self, run_id: str) -> None:
+        """Release the hook tokens of a finished run."""
+        for token in [t for t, owner in self.hooks.items() if owner == run_id]:
+            del self.hooks[token]
+        self.store.batch().hook_deletes.append(run_id)
+
+    # -- after commits ---------------------------------------------------------------------
+
+    def _on_commit(self, batch: WriteBatch) -> None:
+        hub = self.event_hub
+        if hub:
+            for run, events in batch.new_runs:
+                if run.id not in batch.conflicts:
+                    for event in events:
+                        if hub.has(event.run_id):
+                            hub.publish(event.run_id, event)
+            for event in batch.events:
+                if hub.has(event.run_id):
+                    hub.publish(event.run_id, event)
+        chunks = self.chunk_hub
+        if chunks:
+            for chunk in batch.chunks:
+                key = (chunk.run_id, chunk.namespace)
+                if chunks.has(key):
+                    chunks.publish(key, chunk)
+
+    def run_finished(self, row: RunRow) -> None:
+        """Called by an actor once its run's final status is committed."""
+        snapshot = attrs.evolve(row)
+        for waiter in self._waiters.get(row.id, ()):
+            if not waiter.done():
+                waiter.set_result(snapshot)
+        if row.parent_id is not None:
+            self.deliver(row.parent_id, ChildDone(row.id, row.status, row.result, row.error))
+        for key in self.chunk_hub.subscribed_keys():
+            if isinstance(key, tuple) and key[0] == row.id:
+                self.chunk_hub.end(key)
+
+    # -- what run handles call -------------------------------------------------------------
+
+    async def wait_result(self, run_id: str, timeout: float | None) -> Any:
+        """The run's result once it is final; raises for failed or terminated runs."""
+        self._check_open()
+        waiter: asyncio.Future[RunRow] = self.loop.create_future()
+        waiters = self._waiters.setdefault(run_id, [])
+        waiters.append(waiter)
+        try:
+            actor = self._actors.get(run_id)
+            row: RunRow | None
+            if actor is not None and actor.loaded:
+                row = actor.row if actor.notified else None
+            else:
+                row = await self.store.get_run(run_id)
+                if row is None:
+                    raise RunNotFoundError(f"no run with id {run_id!r}")
+            if row is None or not RunStatus(row.status).is_final:
+                async with asyncio.timeout(timeout):
+                    row = await waiter
+            return _outcome(row)
+        finally:
+            waiters.remove(waiter)
+            if not waiters and self._waiters.get(run_id) is waiters:
+                del self._waiters[run_id]
+
+    async def run_status(self, run_id: str) -> RunStatus:
+        self._check_open()
+        actor = self._actors.get(run_id)
+        if actor is not None and actor.loaded:
+            return actor.status
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return RunStatus(row.status)
+
+    async def run_is_final(self, run_id: str) -> bool:
+        return (await self.run_status(run_id)).is_final
+
+    async def run_info(self, run_id: str) -> RunInfo:
+        self._check_open()
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        actor = self._actors.get(run_id)
+        if actor is not None and actor.loaded:
+            row.status = actor.status.value
+        events = await self.store.load_events(run_id)
+        return _to_info(row, fold_steps(events, row.generation))
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | str | Iterable[RunStatus | str] | None = None,
+        workflow: WorkflowFunction[Any, Any] | str | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunInfo]:
+        """Runs matching every filter, newest first. `steps` is empty: use `Run.info()`."""
+        self._check_open()
+        if status is None:
+            statuses = None
+        elif isinstance(status, str):
+            statuses = [RunStatus(status).value]
+        else:
+            statuses = [RunStatus(s).value for s in status]
+        name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
+        if not isinstance(limit, int) or limit < 0 or not isinstance(offset, int) or offset < 0:
+            raise ValueError("limit and offset must be non-negative ints")
+        rows = await self.store.list_runs(
+            statuses=statuses, workflow=name, parent_id=parent_id, limit=limit, offset=offset
+        )
+        return [_to_info(row, ()) for row in rows]
+
+    async def control(
+        self, run_id: str, action: ControlAction, from_step: str | None = None
+    ) -> None:
+        """Send a pause/resume/terminate/restart to the run and wait until it is committed."""
+        self._check_open()
+        reply: asyncio.Future[None] = self.loop.create_future()
+        self.deliver(run_id, Control(action, reply, from_step))
+        await reply
+
+    async def send_event(self, run_id: str, type: str, payload: Any = None) -> None:
+        """Durably deliver an event to the run (buffered until it waits for that type)."""
+        self._check_open()
+        key = check_event_type(type)
+        data = encode(payload, "event payload")
+        reply: asyncio.Future[None] = self.loop.create_future()
+        self.deliver(run_id, Deliver(key, data, reply))
+        await reply
+
+    async def resume_hook(self, token: str, payload: Any = None) -> None:
+        """Send `payload` to the run holding hook `token`; raises `HookNotFoundError` if none."""
+        self._check_open()
+        if not isinstance(token, str) or not token:
+            raise ValueError(f"hook token must be a non-empty str, got {token!r}")
+        data = encode(payload, "hook payload")
+        run_id = self.hooks.get(token)
+        if run_id is None:
+            raise HookNotFoundError(f"no unfinished run holds hook {token!r}")
+        reply: asyncio.Future[None] = self.loop.create_future()
+        self.deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
+        await reply
+
+
+def check_run_id(run_id: Any) -> str:
+    """Validate a caller-chosen run id."""
+    if not isinstance(run_id, str) or not run_id or len(run_id) > 255:
+        raise ValueError(f"run id must be a non-empty str of at most 255 chars, got {run_id!r}")
+    if not run_id.isprintable():
+        raise ValueError(f"run id must be printable, got {run_id!r}")
+    return run_id
+
+
+def _outcome(row: RunRow) -> Any:
+    if row.status == RunStatus.COMPLETED:
+        return None if row.result is None else loads(row.result)
+    if row.status == RunStatus.FAILED:
+        raise RunFailedError(row.id, ErrorInfo.from_json(loads(row.error or b"{}")))
+    raise RunTerminatedError(row.id)
+
+
+def _to_info(row: RunRow, steps: tuple[Any, ...]) -> RunInfo:
+    created = to_datetime(row.created_at)
+    assert created is not None
+    return RunInfo(
+        id=row.id,
+        workflow=row.workflow,
+        status=RunStatus(row.status),
+        args=loads(row.args),
+        result=None if row.result is None else loads(row.result),
+        error=None if row.error is None else ErrorInfo.from_json(loads(row.error)),
+        metadata=None if row.metadata is None else loads(row.metadata),
+        created_at=created,
+        started_at=to_datetime(row.started_at),
+        completed_at=to_datetime(row.completed_at),
+        steps=steps,
+        parent_id=row.parent_id,
+        generation=row.generation,
+        deadline_at=to_datetime(row.deadline_at),
+    )

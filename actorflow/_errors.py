@@ -1,0 +1,118 @@
+"""The exception hierarchy.
+
+`ActorflowError` is the base of everything the runtime raises. `FatalError` and
+`RetryableError` are raised by *user* step code to steer retries, so they derive
+from `Exception` directly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import ErrorInfo
+
+
+class ActorflowError(Exception):
+    """Base class of every error raised by actorflow."""
+
+
+class SerializationError(ActorflowError, TypeError):
+    """A value cannot be serialized to JSON; the message names its path (e.g. `args[1]['when']`)."""
+
+
+class NonDeterminismError(ActorflowError):
+    """On replay the workflow called something other than what its event log recorded."""
+
+
+class RunNotFoundError(ActorflowError, LookupError):
+    """No run with this id exists."""
+
+
+class RunAlreadyExistsError(ActorflowError):
+    """`start(..., id=..., if_exists="error")` found a run with that id."""
+
+
+class WorkflowNotRegisteredError(ActorflowError, LookupError):
+    """The engine knows no workflow of that name."""
+
+
+class InvalidStateError(ActorflowError):
+    """The operation does not apply to the run's status (e.g. terminating a finished run)."""
+
+
+class RunFailedError(ActorflowError):
+    """The run failed; `.error` describes why."""
+
+    def __init__(self, run_id: str, error: ErrorInfo) -> None:
+        super().__init__(f"run {run_id!r} failed: {error.type}: {error.message}")
+        self.run_id = run_id
+        self.error = error
+
+
+class RunTerminatedError(ActorflowError):
+    """The run was terminated before it finished."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} was terminated")
+        self.run_id = run_id
+
+
+class StepFailedError(ActorflowError):
+    """Raised inside a workflow when a step failed for good (retries exhausted or fatal).
+
+    `.error` is the step's last error; catching this lets the workflow compensate.
+    """
+
+    def __init__(self, step: str, error: ErrorInfo) -> None:
+        super().__init__(f"step {step!r} failed: {error.type}: {error.message}")
+        self.step = step
+        self.error = error
+
+
+class StepTimeoutError(ActorflowError, TimeoutError):
+    """A step attempt ran longer than its `timeout=`; it is retried like any other failure."""
+
+
+class EventTimeoutError(ActorflowError, TimeoutError):
+    """`wait_for_event(..., timeout=)` expired before a matching event arrived."""
+
+
+class DeadlineExceededError(ActorflowError, TimeoutError):
+    """The run (or an ancestor) passed its deadline."""
+
+
+class HookNotFoundError(ActorflowError, LookupError):
+    """No live run holds a hook with this token."""
+
+
+class HookConflictError(ActorflowError):
+    """Another run already holds a hook with this token."""
+
+
+class StreamLimitError(ActorflowError):
+    """A write would take the run's streams past the engine's `max_stream_bytes`."""
+
+
+class StreamClosedError(ActorflowError):
+    """A write to a stream namespace that was already closed."""
+
+
+class WorkflowSandboxError(ActorflowError):
+    """Workflow code did something that cannot be replayed (I/O or a timer outside a step)."""
+
+
+class EngineClosedError(ActorflowError):
+    """The engine is not open (never opened, or already closed)."""
+
+
+class FatalError(Exception):
+    """Raise from a step to fail it at once, without retries."""
+
+
+class RetryableError(Exception):
+    """Raise from a step to retry it; `retry_after` (seconds) overrides the policy's delay."""
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,122 @@
+"""The event log's vocabulary, and how a log folds into what callers read.
+
+A run's log interleaves three sorts of entries:
+
+- *commands*, which the workflow issued (a step started, a sleep begun, ...).
+  On replay each call the workflow makes is matched against the command
+  recorded at its `seq`; a different name is a `NonDeterminismError`.
+- *inputs*, which the outside world fed the workflow (a step's result, a fired
+  timer, an event). Replay feeds them again, in log order.
+- *state* entries (pause, resume, restart, the final outcome, retry bookkeeping).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._models import ErrorInfo, RunEvent, StepRecord, to_datetime
+from ._serde import loads
+from ._store import EventRow
+
+RUN_CREATED = "run_created"
+RUN_PAUSED = "run_paused"
+RUN_RESUMED = "run_resumed"
+RUN_RESTARTED = "run_restarted"
+RUN_COMPLETED = "run_completed"
+RUN_FAILED = "run_failed"
+RUN_TERMINATED = "run_terminated"
+
+STEP_STARTED = "step_started"
+STEP_RETRYING = "step_retrying"
+STEP_COMPLETED = "step_completed"
+STEP_FAILED = "step_failed"
+SLEEP_STARTED = "sleep_started"
+SLEEP_FIRED = "sleep_fired"
+WAIT_STARTED = "wait_started"
+WAIT_TIMED_OUT = "wait_timed_out"
+EVENT_RECEIVED = "event_received"
+CHILD_STARTED = "child_started"
+CHILD_FINISHED = "child_finished"
+HOOK_CREATED = "hook_created"
+STREAM_WRITTEN = "stream_written"
+
+COMMANDS = frozenset(
+    {STEP_STARTED, SLEEP_STARTED, WAIT_STARTED, CHILD_STARTED, HOOK_CREATED, STREAM_WRITTEN}
+)
+INPUTS = frozenset(
+    {STEP_COMPLETED, STEP_FAILED, SLEEP_FIRED, WAIT_TIMED_OUT, EVENT_RECEIVED, CHILD_FINISHED}
+)
+FINAL_KINDS = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_TERMINATED})
+
+# The command kind each workflow call records, for the non-determinism check.
+CALL_KINDS = {
+    "step": STEP_STARTED,
+    "sleep": SLEEP_STARTED,
+    "wait": WAIT_STARTED,
+    "child": CHILD_STARTED,
+    "hook": HOOK_CREATED,
+    "write": STREAM_WRITTEN,
+}
+
+
+def decode_data(row: EventRow) -> Any:
+    """The JSON value of an entry's `data` (None if empty)."""
+    return None if row.data is None else loads(row.data)
+
+
+def to_run_event(row: EventRow) -> RunEvent:
+    """The public form of a log entry."""
+    at = to_datetime(row.at)
+    assert at is not None
+    return RunEvent(
+        index=row.idx,
+        kind=row.kind,
+        at=at,
+        generation=row.generation,
+        seq=row.seq,
+        name=row.name,
+        data=decode_data(row),
+    )
+
+
+def fold_steps(events: list[EventRow], generation: int) -> tuple[StepRecord, ...]:
+    """The steps of one generation of a run, in `seq` order."""
+    steps: dict[int, dict[str, Any]] = {}
+    for row in events:
+        if row.generation != generation or row.seq is None:
+            continue
+        if row.kind == STEP_STARTED:
+            data = decode_data(row)
+            step = steps.setdefault(
+                row.seq,
+                {
+                    "name": row.name,
+                    "result": None,
+                    "error": None,
+                    "started_at": row.at,
+                    "completed_at": None,
+                },
+            )
+            step.update(status="running", attempts=data["attempt"])
+        elif row.kind in (STEP_RETRYING, STEP_FAILED) and row.seq in steps:
+            data = decode_data(row)
+            steps[row.seq].update(
+                status="retrying" if row.kind == STEP_RETRYING else "failed",
+                error=ErrorInfo.from_json(data["error"]),
+                completed_at=row.at if row.kind == STEP_FAILED else None,
+            )
+        elif row.kind == STEP_COMPLETED and row.seq in steps:
+            steps[row.seq].update(status="completed", result=decode_data(row), completed_at=row.at)
+    return tuple(
+        StepRecord(
+            seq=seq,
+            name=s["name"],
+            status=s["status"],
+            attempts=s["attempts"],
+            result=s["result"],
+            error=s["error"],
+            started_at=to_datetime(s["started_at"]),
+            completed_at=to_datetime(s["completed_at"]),
+        )
+        for seq, s in sorted(steps.items())
+    )

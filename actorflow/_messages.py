@@ -1,0 +1,65 @@
+"""Messages the engine, timers, steps and other runs put in a run actor's mailbox.
+
+(`StepFinished` lives with the step runner that sends it.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+ControlAction = Literal["pause", "resume", "terminate", "restart"]
+
+
+class Wake:
+    """A timer of the run may be due."""
+
+    __slots__ = ()
+
+
+class SlotGranted:
+    """The concurrency limiter granted the run a slot it queued for."""
+
+    __slots__ = ()
+
+
+class Deliver:
+    """An event (or hook payload, `key` = `hook:<token>`) for the run; `data` is its JSON."""
+
+    __slots__ = ("data", "key", "reply")
+
+    def __init__(self, key: str, data: bytes, reply: asyncio.Future[Any] | None) -> None:
+        self.key = key
+        self.data = data
+        self.reply = reply
+
+
+class ChildDone:
+    """A child run reached a final status."""
+
+    __slots__ = ("child_id", "error", "result", "status")
+
+    def __init__(
+        self, child_id: str, status: str, result: bytes | None, error: bytes | None
+    ) -> None:
+        self.child_id = child_id
+        self.status = status
+        self.result = result
+        self.error = error
+
+
+class Control:
+    """pause / resume / terminate / restart, answered through `reply` once committed."""
+
+    __slots__ = ("action", "from_step", "reply")
+
+    def __init__(
+        self, action: ControlAction, reply: asyncio.Future[Any] | None, from_step: str | None = None
+    ) -> None:
+        self.action = action
+        self.reply = reply
+        self.from_step = from_step
+
+
+WAKE = Wake()
+SLOT_GRANTED = SlotGranted()

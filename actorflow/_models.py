@@ -1,0 +1,153 @@
+"""Public value types: statuses and the read-only records a caller gets back."""
+
+from __future__ import annotations
+
+import enum
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+
+class RunStatus(enum.StrEnum):
+    """Where a run is in its life. `completed`, `failed` and `terminated` are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TERMINATED = "terminated"
+
+    @property
+    def is_final(self) -> bool:
+        """True for `completed`, `failed` and `terminated`."""
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.TERMINATED})
+
+
+@attrs.frozen
+class ErrorInfo:
+    """A recorded exception: its type name, message and formatted traceback."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        """Describe `exc`, traceback included."""
+        tb = "".join(traceback.format_exception(exc))
+        return cls(type=type(exc).__name__, message=str(exc), traceback=tb)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form stored in the event log."""
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ErrorInfo:
+        """Inverse of `to_json`."""
+        return cls(type=data["type"], message=data["message"], traceback=data.get("traceback"))
+
+
+@attrs.frozen
+class StepRecord:
+    """One step of a run, folded from its events.
+
+    `status` is `running`, `retrying`, `completed` or `failed`; `attempts` counts
+    the attempts started so far.
+    """
+
+    seq: int
+    name: str
+    status: str
+    attempts: int
+    result: Any
+    error: ErrorInfo | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+@attrs.frozen
+class RunInfo:
+    """A snapshot of a run. `steps` is filled by `Run.info()` and empty in `list_runs()`."""
+
+    id: str
+    workflow: str
+    status: RunStatus
+    args: list[Any]
+    result: Any
+    error: ErrorInfo | None
+    metadata: Any
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    steps: tuple[StepRecord, ...] = ()
+    parent_id: str | None = None
+    generation: int = 0
+    deadline_at: datetime | None = None
+
+
+@attrs.frozen
+class StepInfo:
+    """What `af.step_info()` returns inside a step. `step_id` is stable across retries."""
+
+    run_id: str
+    step_id: str
+    name: str
+    seq: int
+    attempt: int
+
+
+@attrs.frozen
+class WorkflowInfo:
+    """What `af.workflow_info()` returns inside a workflow."""
+
+    run_id: str
+    workflow: str
+    started_at: datetime
+    schedule: str | None = None
+    generation: int = 0
+    parent_id: str | None = None
+
+
+@attrs.frozen
+class RunEvent:
+    """One committed entry of a run's event log, as `Run.events()` yields it.
+
+    `generation` counts restarts (0 for the first execution); `seq` is the
+    position of the step, sleep, wait or child the entry belongs to.
+    """
+
+    index: int
+    kind: str
+    at: datetime
+    generation: int
+    seq: int | None
+    name: str | None
+    data: Any
+
+
+@attrs.frozen
+class StreamChunk:
+    """A stream chunk with its bookkeeping, as `Run.stream(..., with_info=True)` yields it.
+
+    `seq`/`attempt` name the step attempt that wrote it (`attempt` is 0 for a
+    write from the workflow body).
+    """
+
+    index: int
+    value: Any
+    seq: int | None
+    attempt: int
+    at: datetime
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    """A stored epoch timestamp as an aware UTC datetime."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)

@@ -1,0 +1,533 @@
+"""Operations: what a workflow can wait on, and how log entries resolve it.
+
+This is the run actor's half that faces the workflow. It implements
+`WorkflowHost` (every journaled call lands here, inside the sandbox) and
+`apply()`, which feeds one input entry of the log to the workflow. Live, the
+actor calls `apply()` once the entry is committed; on replay, `_begin` calls it
+for each recorded entry in order. The same code path for both is what makes
+replay exact.
+
+Calls whose seq has a recorded command are restored from the log instead of
+being acted on again; a recorded command of another kind or name is a
+non-determinism. Calls with no record are acted on at once, even mid-replay:
+nothing later in the log can refer to them.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from . import _log as L
+from ._context import StepContext
+from ._errors import (
+    EventTimeoutError,
+    HookConflictError,
+    InvalidStateError,
+    RunAlreadyExistsError,
+    RunFailedError,
+    RunTerminatedError,
+    StepFailedError,
+    StreamClosedError,
+    StreamLimitError,
+)
+from ._messages import ChildDone, Control
+from ._models import ErrorInfo, StepInfo
+from ._sandbox import WorkflowLoop
+from ._serde import dumps, encode, loads
+from ._steps import StepFinished, StepOp, launch_attempt
+from ._store import ChunkKind, ChunkRow, EventRow, HookRow, RunRow, StreamState
+
+if TYPE_CHECKING:
+    from ._definitions import StepFunction
+    from ._engine import Engine
+    from ._errors import NonDeterminismError
+    from ._mailbox import Mailbox
+    from ._run import Run
+
+
+class SleepOp:
+    __slots__ = ("fire_at", "fired", "future", "seq")
+
+    def __init__(self, seq: int, fire_at: float, future: asyncio.Future[None]) -> None:
+        self.seq = seq
+        self.fire_at = fire_at
+        self.future = future
+        self.fired = False
+
+
+class WaitOp:
+    __slots__ = ("future", "key", "seq", "timeout_at", "timing_out")
+
+    def __init__(
+        self, seq: int, key: str, timeout_at: float | None, future: asyncio.Future[Any]
+    ) -> None:
+        self.seq = seq
+        self.key = key
+        self.timeout_at = timeout_at
+        self.future = future
+        self.timing_out = False
+
+
+class Operations(abc.ABC):
+    """Pending operations of one run's workflow; mixed into `RunActor`."""
+
+    engine: Engine
+    run_id: str
+    row: RunRow
+    mailbox: Mailbox
+    paused: bool
+    finished: bool
+    streams: StreamState
+
+    def __init__(self) -> None:
+        self.loop: WorkflowLoop | None = None
+        self.owns_hooks = False
+        self.reset_operations()
+
+    def reset_operations(self) -> None:
+        self.closed = False
+        self.root: asyncio.Task[Any] | None = None
+        self.recorded: dict[int, EventRow] = {}
+        self.replaying = False
+        self.nondeterminism: NonDeterminismError | None = None
+        self.steps: dict[int, StepOp] = {}
+        self.sleeps: dict[int, SleepOp] = {}
+        self.waits: dict[int, WaitOp] = {}
+        self.inbox: dict[str, deque[bytes]] = {}
+        self.acks: dict[int, asyncio.Future[Any]] = {}
+        self.child_seqs: dict[str, int] = {}
+        self.child_outcomes: dict[str, dict[str, Any]] = {}
+        self.child_waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        self.child_noted: set[str] = set()
+
+    # What the actor provides.
+    @abc.abstractmethod
+    def append(
+        self,
+        kind: str,
+        seq: int | None,
+        name: str | None,
+        data: bytes | None,
+        at: float | None = None,
+        to_batch: bool = True,
+    ) -> EventRow: ...
+    @abc.abstractmethod
+    def effect(self, fn: Callable[[], None]) -> None: ...
+    @abc.abstractmethod
+    def input(self, row: EventRow) -> None: ...
+    @abc.abstractmethod
+    def may_start_steps(self) -> bool: ...
+    @abc.abstractmethod
+    def after_workflow_ran(self) -> None: ...
+    @abc.abstractmethod
+    def non_deterministic(self, seq: int, expected: str, found: EventRow | None) -> None: ...
+
+    def close_workflow(self) -> None:
+        """Cancel the workflow's tasks and drop its loop; later journaled calls unwind."""
+        loop = self.loop
+        if loop is None:
+            return
+        self.closed = True
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_quiescent()
+        loop.close()
+        self.loop = None
+
+    def _future(self) -> asyncio.Future[Any]:
+        assert self.loop is not None
+        return self.loop.create_future()
+
+    def _recorded(self, seq: int, call: str, name: str | None) -> EventRow | None:
+        """The command recorded at `seq` (checked against this call), or None."""
+        if not self.recorded:
+            return None
+        row = self.recorded.get(seq)
+        if row is not None and (
+            row.kind != L.CALL_KINDS[call] or (name is not None and row.name != name)
+        ):
+            self.non_deterministic(seq, f"{call} {name!r}", row)
+        return row
+
+    # -- WorkflowHost ----------------------------------------------------------------------
+
+    def call_step(
+        self, seq: int, step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> asyncio.Future[Any]:
+        future = self._future()
+        recorded = self._recorded(seq, "step", step.name)
+        if self.nondeterminism is not None:
+            return future
+        op = self.steps[seq] = StepOp(seq, step, args, kwargs, future)
+        if recorded is None:
+            self.launch(op)
+        return future
+
+    def sleep(self, seq: int, seconds: float | None, until: float | None) -> asyncio.Future[None]:
+        future = self._future()
+        recorded = self._recorded(seq, "sleep", "sleep")
+        if self.nondeterminism is not None:
+            return future
+        if recorded is not None:
+            fire_at = float(loads(recorded.data or b"{}")["fire_at"])
+        else:
+            fire_at = until if until is not None else time.time() + (seconds or 0.0)
+            self.append(L.SLEEP_STARTED, seq, "sleep", dumps({"fire_at": fire_at}))
+        self.sleeps[seq] = SleepOp(seq, fire_at, future)
+        return future
+
+    def wait_event(self, seq: int, key: str, timeout: float | None) -> asyncio.Future[Any]:
+        future = self._future()
+        recorded = self._recorded(seq, "wait", key)
+        if self.nondeterminism is not None:
+            return future
+        if recorded is not None:
+            timeout_at = loads(recorded.data or b"{}")["timeout_at"]
+        else:
+            timeout_at = None if timeout is None else time.time() + timeout
+            self.append(L.WAIT_STARTED, seq, key, dumps({"timeout_at": timeout_at}))
+        buffered = self.inbox.get(key)
+        if buffered:
+            future.set_result(loads(buffered.popleft()))
+            if not buffered:
+                del self.inbox[key]
+        else:
+            self.waits[seq] = WaitOp(seq, key, timeout_at, future)
+        return future
+
+    def start_child(
+        self, seq: int, workflow: Any, args: tuple[Any, ...], child_id: str | None, metadata: Any
+    ) -> asyncio.Future[Run[Any]]:
+        future = self._future()
+        wf = self.engine.resolve_workflow(workflow)
+        recorded = self._recorded(seq, "child", wf.name)
+        if self.nondeterminism is not None:
+            return future
+        self.acks[seq] = future
+        if recorded is not None:
+            data = loads(recorded.data or b"{}")
+            if "error" not in data:
+                self.child_seqs[data["run_id"]] = seq
+            return future
+        args_data = encode(list(args), f"arguments of child workflow {wf.name!r}")
+        meta = None if metadata is None else encode(metadata, "metadata")
+        if child_id is None:
+            gen = self.row.generation
+            child_id = f"{self.run_id}.{seq}" if gen == 0 else f"{self.run_id}.{gen}.{seq}"
+        now = time.time()
+        deadlines = [
+            d
+            for d in (self.row.deadline_at, None if wf.deadline is None else now + wf.deadline)
+            if d is not None
+        ]
+        child = RunRow(
+            child_id,
+            wf.name,
+            "queued",
+            args_data,
+            now,
+            metadata=meta,
+            parent_id=self.run_id,
+            deadline_at=min(deadlines, default=None),
+        )
+        started = self.append(
+            L.CHILD_STARTED, seq, wf.name, dumps({"run_id": child_id}), to_batch=False
+        )
+        created = EventRow(child_id, 0, 0, L.RUN_CREATED, None, wf.name, None, now)
+        batch = self.engine.store.batch()
+        batch.new_runs.append((child, [created, started]))
+        self.engine.spawn(child, batch)
+        self.child_seqs[child_id] = seq
+
+        def after_commit() -> None:
+            if child.id in batch.conflicts:
+                del self.child_seqs[child.id]
+                error = {"run_id": child.id, "error": "a run with this id already exists"}
+                self.input(self.append(L.CHILD_STARTED, seq, wf.name, dumps(error)))
+            else:
+                self.apply(started)
+
+        self.effect(after_commit)
+        return future
+
+    def await_child(self, seq: int, child_id: str) -> asyncio.Future[Any]:
+        future = self._future()
+        if child_id not in self.child_seqs:
+            future.set_exception(
+                InvalidStateError(
+                    f"run {child_id!r} is not a child of this run; inside a workflow only "
+                    "children started with af.start() can be awaited"
+                )
+            )
+            return future
+        outcome = self.child_outcomes.get(child_id)
+        if outcome is not None:
+            _settle_child(future, child_id, outcome)
+        else:
+            self.child_waiters.setdefault(child_id, []).append(future)
+        return future
+
+    def create_hook(self, seq: int, token: str | None) -> str:
+        recorded = self._recorded(seq, "hook", token)
+        if self.nondeterminism is not None:
+            return token or ""
+        if recorded is not None:
+            assert recorded.name is not None
+            data = loads(recorded.data) if recorded.data else None
+            if data is not None:
+                raise HookConflictError(data["error"])
+            if self.engine.hooks.get(recorded.name) != self.run_id:
+                self._claim_hook(recorded.name, seq)
+            return recorded.name
+        token = token or secrets.token_urlsafe(16)
+        holder = self.engine.hooks.get(token)
+        if holder is not None and holder != self.run_id:
+            message = f"hook token {token!r} is already held by run {holder!r}"
+            self.append(L.HOOK_CREATED, seq, token, dumps({"error": message}))
+            raise HookConflictError(message)
+        self._claim_hook(token, seq)
+        self.append(L.HOOK_CREATED, seq, token, None)
+        return token
+
+    def _claim_hook(self, token: str, seq: int) -> None:
+        self.engine.hooks[token] = self.run_id
+        self.engine.store.batch().hooks.append(HookRow(token, self.run_id, seq))
+        self.owns_hooks = True
+
+    def write_chunk(
+        self, seq: int, namespace: str, kind: int, data: bytes | None
+    ) -> asyncio.Future[int]:
+        future = self._future()
+        recorded = self._recorded(seq, "write", namespace)
+        if self.nondeterminism is not None:
+            return future
+        self.acks[seq] = future
+        if recorded is None:
+            index = self.add_chunk(namespace, seq, 0, kind, data)
+            self.input(self.append(L.STREAM_WRITTEN, seq, namespace, dumps({"index": index})))
+        return future
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def apply(self, row: EventRow) -> None:
+        """Resolve what `row` answers, then run the workflow until it waits again."""
+        if self.closed or self.loop is None:
+            return
+        kind, seq = row.kind, row.seq
+        if kind == L.EVENT_RECEIVED:
+            self._receive(row)
+        elif kind == L.CHILD_FINISHED:
+            assert row.name is not None and row.data is not None
+            outcome = self.child_outcomes[row.name] = loads(row.data)
+            for future in self.child_waiters.pop(row.name, []):
+                _settle_child(future, row.name, outcome)
+        elif kind in (L.STEP_COMPLETED, L.STEP_FAILED):
+            op = self.steps.pop(seq, None) if seq is not None else None
+            if op is None:
+                return self._stray(row)
+            if kind == L.STEP_COMPLETED:
+                op.future.set_result(loads(row.data or b"null"))
+            else:
+                error = ErrorInfo.from_json(loads(row.data or b"{}")["error"])
+                op.future.set_exception(StepFailedError(op.name, error))
+        elif kind == L.SLEEP_FIRED:
+            sleep = self.sleeps.pop(seq, None) if seq is not None else None
+            if sleep is None:
+                return self._stray(row)
+            sleep.future.set_result(None)
+        elif kind == L.WAIT_TIMED_OUT:
+            wait = self.waits.pop(seq, None) if seq is not None else None
+            if wait is None:
+                return  # an event reached it first
+            wait.future.set_exception(EventTimeoutError(f"no {wait.key!r} event arrived in time"))
+        elif kind in (L.CHILD_STARTED, L.STREAM_WRITTEN):
+            ack = self.acks.pop(seq, None) if seq is not None else None
+            if ack is None:
+                return self._stray(row)
+            data = loads(row.data or b"{}")
+            if kind == L.STREAM_WRITTEN:
+                ack.set_result(data["index"])
+            elif "error" in data:
+                ack.set_exception(
+                    RunAlreadyExistsError(f"a run with id {data['run_id']!r} already exists")
+                )
+            else:
+                from ._run import Run
+
+                ack.set_result(Run(self.engine, data["run_id"]))
+        self.loop.run_until_quiescent()
+        self.after_workflow_ran()
+
+    def _receive(self, row: EventRow) -> None:
+        assert row.name is not None and row.data is not None
+        for seq, wait in self.waits.items():
+            if wait.key == row.name:
+                del self.waits[seq]
+                wait.future.set_result(loads(row.data))
+                return
+        self.inbox.setdefault(row.name, deque()).append(row.data)
+
+    def _stray(self, row: EventRow) -> None:
+        """An input for a call the workflow has not made: harmless live, fatal on replay."""
+        if self.replaying:
+            self.non_deterministic(row.seq or 0, "nothing", row)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def restore_attempt(self, row: EventRow) -> None:
+        """On replay, bring a step's attempt count (and retry time) up to its log."""
+        op = self.steps.get(row.seq) if row.seq is not None else None
+        if op is None:
+            return
+        data = loads(row.data or b"{}")
+        op.attempt = data["attempt"]
+        op.retry_at = data.get("retry_at")
+
+    def launch(self, op: StepOp) -> None:
+        """Start the next attempt of `op` now, or hold it until it may start."""
+        if self.closed or (op.retry_at is not None and op.retry_at > time.time()):
+            return
+        if not self.may_start_steps():
+            op.held = True
+            return
+        op.held, op.retry_at = False, None
+        op.attempt += 1
+        self.append(L.STEP_STARTED, op.seq, op.name, dumps({"attempt": op.attempt}))
+        gen = self.row.generation
+        step_id = f"{self.run_id}:{op.seq}" if gen == 0 else f"{self.run_id}:{gen}:{op.seq}"
+        info = StepInfo(
+            run_id=self.run_id, step_id=step_id, name=op.name, seq=op.seq, attempt=op.attempt
+        )
+        context = StepContext(self.engine, self, info)  # type: ignore[arg-type]
+        op.task = launch_attempt(op, context, self.mailbox, self.engine.loop)
+
+    def launch_held(self) -> None:
+        for op in list(self.steps.values()):
+            if op.held:
+                self.launch(op)
+
+    def resume_operations(self) -> None:
+        """After replay: start every step whose outcome the log does not hold."""
+        for op in list(self.steps.values()):
+            if op.task is None:
+                self.launch(op)
+
+    def step_finished(self, message: StepFinished) -> None:
+        op = message.op
+        if self.steps.get(op.seq) is not op or op.attempt != message.attempt:
+            return
+        op.task = None
+        error = message.error
+        if error is None:
+            self.input(self.append(L.STEP_COMPLETED, op.seq, op.name, message.data))
+            return
+        retry = op.step.retry
+        if message.retryable and op.attempt <= retry.limit:
+            delay = message.retry_after
+            delay = retry.delay_before(op.attempt) if delay is None else max(0.0, delay)
+            op.retry_at = time.time() + delay
+            self.append(
+                L.STEP_RETRYING,
+                op.seq,
+                op.name,
+                dumps({"attempt": op.attempt, "error": error.to_json(), "retry_at": op.retry_at}),
+            )
+            if delay == 0:
+                op.retry_at = None
+                self.launch(op)
+            return
+        data = dumps({"attempt": op.attempt, "error": error.to_json()})
+        self.input(self.append(L.STEP_FAILED, op.seq, op.name, data))
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def fire_due(self, now: float) -> None:
+        """Record every sleep and event timeout that is due; restart due retries."""
+        for sleep in sorted(self.sleeps.values(), key=lambda s: (s.fire_at, s.seq)):
+            if not sleep.fired and sleep.fire_at <= now:
+                sleep.fired = True
+                self.input(self.append(L.SLEEP_FIRED, sleep.seq, "sleep", None))
+        for wait in list(self.waits.values()):
+            if wait.timeout_at is not None and wait.timeout_at <= now and not wait.timing_out:
+                wait.timing_out = True
+                self.input(self.append(L.WAIT_TIMED_OUT, wait.seq, wait.key, None))
+        if not self.paused:
+            for op in list(self.steps.values()):
+                if op.task is None and op.retry_at is not None and op.retry_at <= now:
+                    self.launch(op)
+
+    # -- children --------------------------------------------------------------------------
+
+    def child_done(self, message: ChildDone) -> None:
+        child_id = message.child_id
+        seq = self.child_seqs.get(child_id)
+        if seq is None or child_id in self.child_outcomes or child_id in self.child_noted:
+            return
+        self.child_noted.add(child_id)
+        data = dumps(
+            {
+                "status": message.status,
+                "result": None if message.result is None else orjson.Fragment(message.result),
+                "error": None if message.error is None else orjson.Fragment(message.error),
+            }
+        )
+        self.input(self.append(L.CHILD_FINISHED, seq, child_id, data))
+
+    async def check_children(self) -> None:
+        """After rehydration: pick up children that finished while nobody listened."""
+        for child_id in list(self.child_seqs):
+            if child_id in self.child_outcomes or child_id in self.child_noted:
+                continue
+            row = await self.engine.store.get_run(child_id)
+            if row is not None and row.status in ("completed", "failed", "terminated"):
+                self.child_done(ChildDone(child_id, row.status, row.result, row.error))
+
+    def terminate_children(self, which: Callable[[int], bool]) -> None:
+        """Ask every unfinished child whose seq satisfies `which` to terminate."""
+        for child_id, seq in self.child_seqs.items():
+            if which(seq) and child_id not in self.child_outcomes:
+                self.engine.deliver(child_id, Control("terminate", None))
+
+    # -- streams ---------------------------------------------------------------------------
+
+    def add_chunk(
+        self, namespace: str, seq: int | None, attempt: int, kind: int, data: bytes | None
+    ) -> int:
+        """Append a chunk to the open batch and return its index (the caller commits)."""
+        streams = self.streams
+        if namespace in streams.closed:
+            raise StreamClosedError(f"stream {namespace!r} of run {self.run_id!r} is closed")
+        size = len(data) if data is not None else 0
+        limit = self.engine.max_stream_bytes
+        if streams.total_bytes + size > limit:
+            raise StreamLimitError(
+                f"run {self.run_id!r} would exceed max_stream_bytes={limit} "
+                f"({streams.total_bytes} bytes written)"
+            )
+        index = streams.next_index.get(namespace, 0)
+        streams.next_index[namespace] = index + 1
+        if kind == ChunkKind.CLOSE:
+            streams.closed.add(namespace)
+        self.streams = streams._replace(total_bytes=streams.total_bytes + size)
+        self.engine.store.batch().chunks.append(
+            ChunkRow(self.run_id, namespace, index, seq, attempt, kind, data, time.time())
+        )
+        return index
+
+
+def _settle_child(future: asyncio.Future[Any], child_id: str, outcome: dict[str, Any]) -> None:
+    status = outcome["status"]
+    if status == "completed":
+        future.set_result(outcome["result"])
+    elif status == "failed":
+        future.set_exception(RunFailedError(child_id, ErrorInfo.from_json(outcome["error"])))
+    else:
+        future.set_exception(RunTerminatedError(child_id))

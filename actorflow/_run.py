@@ -1,0 +1,144 @@
+"""Run: the handle callers hold for a run. Cheap to create; every method asks the engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._context import current_workflow
+from ._errors import RunNotFoundError, WorkflowSandboxError
+from ._log import FINAL_KINDS, to_run_event
+from ._models import RunEvent, RunInfo, RunStatus
+from ._streams import read_stream
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+R = TypeVar("R")
+
+
+class Run(Generic[R]):
+    """A handle on one run (`engine.start`, `engine.get_run`, `af.start`)."""
+
+    __slots__ = ("_engine", "id")
+
+    def __init__(self, engine: Engine, run_id: str) -> None:
+        self._engine = engine
+        self.id = run_id
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def _outside_workflow(self, method: str) -> Engine:
+        if current_workflow() is not None:
+            raise WorkflowSandboxError(
+                f"Run.{method}() cannot be used in workflow code; call it from a step"
+            )
+        return self._engine
+
+    async def status(self) -> RunStatus:
+        """The run's current status."""
+        return await self._outside_workflow("status").run_status(self.id)
+
+    async def result(self, timeout: float | None = None) -> R:
+        """Wait for the run to finish and return its result.
+
+        Raises `RunFailedError` (with `.error`) or `RunTerminatedError`, and
+        `TimeoutError` after `timeout` seconds. Inside a workflow, awaiting a
+        child's result is journaled and suspends the parent until the child ends.
+        """
+        ctx = current_workflow()
+        if ctx is not None:
+            if timeout is not None:
+                raise ValueError("Run.result(timeout=) is not supported inside workflows")
+            result: R = await ctx.host.await_child(ctx.next_seq(), self.id)
+            return result
+        value: R = await self._engine.wait_result(self.id, timeout)
+        return value
+
+    async def info(self) -> RunInfo:
+        """A snapshot: status, arguments, result or error, timestamps and steps."""
+        return await self._outside_workflow("info").run_info(self.id)
+
+    async def exists(self) -> bool:
+        """Whether a run with this id exists."""
+        try:
+            await self._outside_workflow("exists").run_status(self.id)
+        except RunNotFoundError:
+            return False
+        return True
+
+    async def events(self) -> AsyncIterator[RunEvent]:
+        """Every committed event from the start, then live ones, until the run ends."""
+        engine = self._outside_workflow("events")
+        with engine.event_hub.subscribe(self.id) as sub:
+            if await engine.store.get_run(self.id) is None:
+                raise RunNotFoundError(f"no run with id {self.id!r}")
+            cursor = -1
+            catch_up = True
+            while True:
+                if catch_up:
+                    catch_up = False
+                    rows = await engine.store.load_events(self.id, after=cursor)
+                    for i, row in enumerate(rows):
+                        yield to_run_event(row)
+                        cursor = row.idx
+                        if row.kind in FINAL_KINDS and i == len(rows) - 1:
+                            return
+                await sub.wait()
+                sub.raise_if_failed()
+                if sub.lagged:
+                    sub.take()
+                    catch_up = True
+                    continue
+                for row in sub.take():
+                    if row.idx <= cursor:
+                        continue
+                    if row.idx != cursor + 1:
+                        catch_up = True
+                        break
+                    yield to_run_event(row)
+                    cursor = row.idx
+                    if row.kind in FINAL_KINDS:
+                        return
+
+    def stream(
+        self, namespace: str = "default", start: int = 0, *, with_info: bool = False
+    ) -> AsyncIterator[Any]:
+        """Recorded chunks from `start` (negative counts from the end), then live ones.
+
+        Ends when the writer closes the namespace or the run reaches a final
+        status. With `with_info=True`, yields `StreamChunk`s (index, step, attempt).
+        """
+        engine = self._outside_workflow("stream")
+        return read_stream(engine, self.id, namespace, start, with_info)
+
+    async def pause(self) -> None:
+        """Stop starting steps; status is `pausing` until running steps end, then `paused`."""
+        await self._outside_workflow("pause").control(self.id, "pause")
+
+    async def resume(self) -> None:
+        """Continue a paused run; a no-op for a run that is not paused."""
+        await self._outside_workflow("resume").control(self.id, "resume")
+
+    async def terminate(self) -> None:
+        """Cancel the running steps and end the run as `terminated`; its children too."""
+        await self._outside_workflow("terminate").control(self.id, "terminate")
+
+    async def restart(self, from_step: str | None = None) -> None:
+        """Run again from the start, or from the first step named `from_step`.
+
+        Results of steps before `from_step` are kept; the previous execution's
+        events stay in the log under their generation.
+        """
+        await self._outside_workflow("restart").control(self.id, "restart", from_step)
+
+    async def send_event(self, type: str, payload: Any = None) -> None:
+        """Durably deliver an event; a workflow receives it with `af.wait_for_event(type)`."""
+        await self._outside_workflow("send_event").send_event(self.id, type, payload)

@@ -1,0 +1,134 @@
+"""WorkflowLoop: the private, deterministic event loop a workflow coroutine runs in.
+
+A workflow's code is not an ordinary task on the service's loop. Its run actor
+drives it: after feeding it one input (a step result, a fired timer, an event)
+the actor calls `run_until_quiescent()`, which runs every ready callback of the
+workflow's tasks until all of them wait for something only the actor can
+provide. Because nothing else can interleave, the order of the workflow's
+calls (and so each call's `seq`) depends only on the order of its inputs, which
+the event log records. Replaying the inputs in log order therefore reproduces
+the run exactly, even with `asyncio.gather`, `TaskGroup` or `create_task`
+inside the workflow.
+
+It also guarantees that workflow code never runs concurrently with the actor
+that owns the run's state, so that state needs no locks.
+
+Only the loop methods that pure coordination needs exist. Timers and I/O raise
+`WorkflowSandboxError`, which points the author at steps and `af.sleep`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import logging
+from asyncio import events
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, NoReturn, TypeVar, TypeVarTuple, Unpack
+
+from ._errors import WorkflowSandboxError
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+log = logging.getLogger("actorflow.workflow")
+
+_ADVICE = (
+    "workflow code must be deterministic: do I/O in an @af.step, wait with af.sleep() or "
+    "af.wait_for_event(timeout=...)"
+)
+
+
+class WorkflowLoop(asyncio.AbstractEventLoop):
+    """A ready queue and nothing else, run on demand by the owning actor."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._ready: collections.deque[asyncio.Handle] = collections.deque()
+        self._closed = False
+
+    def run_until_quiescent(self) -> None:
+        """Run ready callbacks until every workflow task waits on the actor."""
+        outer = events._get_running_loop()
+        events._set_running_loop(self)
+        try:
+            ready = self._ready
+            while ready:
+                handle = ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
+        finally:
+            events._set_running_loop(outer)
+
+    def call_soon(
+        self,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        handle = asyncio.Handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.Future(loop=self)
+
+    def create_task(
+        self,
+        coro: Coroutine[Any, Any, T] | Generator[Any, None, T],
+        *,
+        name: str | None = None,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[T]:
+        return asyncio.Task(coro, loop=self, name=name, context=context)
+
+    def get_debug(self) -> bool:
+        return False
+
+    def is_running(self) -> bool:
+        return not self._closed
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.clear()
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        exc = context.get("exception")
+        log.error("run %s: %s", self.run_id, context.get("message"), exc_info=exc)
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        self.call_exception_handler(context)
+
+    def time(self) -> float:
+        self._refuse("loop.time()")
+
+    def call_later(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+        self._refuse("asyncio timers (asyncio.sleep, wait_for, timeout)")
+
+    def call_at(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+        self._refuse("asyncio timers (asyncio.sleep, wait_for, timeout)")
+
+    def run_in_executor(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+        self._refuse("run_in_executor / to_thread")
+
+    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+        self._refuse("call_soon_threadsafe")
+
+    def _refuse(self, what: str) -> NoReturn:
+        raise WorkflowSandboxError(f"{what} cannot be used in workflow code; {_ADVICE}")
+
+
+def explain_foreign_await(exc: BaseException) -> BaseException:
+    """Turn asyncio's 'attached to a different loop' into advice on what to do instead."""
+    if isinstance(exc, RuntimeError) and "attached to a different loop" in str(exc):
+        error = WorkflowSandboxError(
+            f"workflow code awaited something that is not journaled; {_ADVICE}"
+        )
+        error.__cause__ = exc
+        return error
+    return exc

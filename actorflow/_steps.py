@@ -1,0 +1,127 @@
+"""Step attempts: each runs in its own task on the service's loop and reports to its actor.
+
+The attempt never touches the run's state: it encodes the result (so an
+unserializable return fails the step right here, naming the bad value) and
+posts a `StepFinished` to the actor's mailbox. The actor decides what the
+outcome means: commit, retry, or fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import TYPE_CHECKING, Any
+
+from ._context import StepContext, _step
+from ._errors import FatalError, RetryableError, SerializationError, StepTimeoutError
+from ._models import ErrorInfo, StepInfo
+from ._serde import encode
+
+if TYPE_CHECKING:
+    from ._definitions import StepFunction
+    from ._mailbox import Mailbox
+
+
+class StepOp:
+    """A step call of the workflow, from its first attempt until its outcome is applied."""
+
+    __slots__ = ("args", "attempt", "future", "held", "kwargs", "retry_at", "seq", "step", "task")
+
+    def __init__(
+        self,
+        seq: int,
+        step: StepFunction[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.seq = seq
+        self.step = step
+        self.args = args
+        self.kwargs = kwargs
+        self.future = future
+        self.attempt = 0
+        self.task: asyncio.Task[None] | None = None
+        self.retry_at: float | None = None
+        self.held = False
+
+    @property
+    def name(self) -> str:
+        return self.step.name
+
+
+class StepFinished:
+    """Mailbox message: an attempt ended. `data` is the encoded result when `error` is None."""
+
+    __slots__ = ("attempt", "data", "error", "op", "retry_after", "retryable")
+
+    def __init__(
+        self,
+        op: StepOp,
+        attempt: int,
+        data: bytes | None,
+        error: ErrorInfo | None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        self.op = op
+        self.attempt = attempt
+        self.data = data
+        self.error = error
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def launch_attempt(
+    op: StepOp, step_ctx: StepContext, mailbox: Mailbox, loop: asyncio.AbstractEventLoop
+) -> asyncio.Task[None]:
+    """Start attempt `step_ctx.info.attempt` of `op` in a task of its own on `loop`.
+
+    `loop` is explicit because this is called from inside the workflow sandbox,
+    where the running loop is the sandbox's.
+    """
+    context = contextvars.Context()
+    context.run(_step.set, step_ctx)
+    return loop.create_task(
+        _run_attempt(op, step_ctx.info, mailbox), name=f"step {op.name}", context=context
+    )
+
+
+async def _run_attempt(op: StepOp, info: StepInfo, mailbox: Mailbox) -> None:
+    step = op.step
+    try:
+        if step.timeout is None:
+            value = await _call(op)
+        else:
+            try:
+                async with asyncio.timeout(step.timeout):
+                    value = await _call(op)
+            except TimeoutError as exc:
+                raise StepTimeoutError(
+                    f"step {step.name!r} timed out after {step.timeout} s"
+                ) from exc
+        data = encode(value, f"step {step.name!r} result")
+    except (FatalError, SerializationError) as exc:
+        message = StepFinished(op, info.attempt, None, ErrorInfo.from_exception(exc))
+    except RetryableError as exc:
+        message = StepFinished(
+            op,
+            info.attempt,
+            None,
+            ErrorInfo.from_exception(exc),
+            retryable=True,
+            retry_after=exc.retry_after,
+        )
+    except Exception as exc:
+        message = StepFinished(
+            op, info.attempt, None, ErrorInfo.from_exception(exc), retryable=True
+        )
+    else:
+        message = StepFinished(op, info.attempt, data, None)
+    mailbox.put(message)
+
+
+async def _call(op: StepOp) -> Any:
+    if op.step.is_async:
+        return await op.step.fn(*op.args, **op.kwargs)
+    return await asyncio.to_thread(op.step.fn, *op.args, **op.kwargs)

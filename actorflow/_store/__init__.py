@@ -1,0 +1,63 @@
+"""Storage backends behind one protocol, chosen by URL."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from ._base import (
+    FINAL,
+    UNFINISHED,
+    ChunkKind,
+    ChunkRow,
+    EventRow,
+    HookRow,
+    RunRow,
+    Store,
+    StreamState,
+    WriteBatch,
+)
+from ._memory import MemoryStore
+from ._sqlite import SQLiteStore, StoreLockedError
+
+__all__ = [
+    "FINAL",
+    "UNFINISHED",
+    "ChunkKind",
+    "ChunkRow",
+    "EventRow",
+    "HookRow",
+    "MemoryStore",
+    "RunRow",
+    "SQLiteStore",
+    "Store",
+    "StoreLockedError",
+    "StreamState",
+    "WriteBatch",
+    "open_store",
+]
+
+
+def open_store(url: str) -> Store:
+    """The backend for `url`: `memory://` or `sqlite:///relative.db` / `sqlite:////abs/path.db`.
+
+    SQLite URLs accept `?synchronous=normal|full`.
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"store URL must be a str, got {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        return MemoryStore()
+    if parts.scheme == "sqlite":
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if not path:
+            raise ValueError(
+                f"sqlite URL needs a file path, e.g. sqlite:///actorflow.db; got {url!r}"
+            )
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise ValueError(f"unknown sqlite URL option(s): {', '.join(sorted(unknown))}")
+        return SQLiteStore(path, synchronous=options.get("synchronous", "normal"))
+    if parts.scheme in ("postgresql", "postgres"):
+        raise NotImplementedError("the PostgreSQL store is not available yet")
+    raise ValueError(f"unsupported store URL {url!r}; use memory:// or sqlite:///path.db")

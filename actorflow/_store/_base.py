@@ -1,0 +1,221 @@
+"""The store protocol every backend implements, and the rows it moves.
+
+Writes are never issued one by one. Every writer (run actors, `Engine.start`,
+stream writers) appends rows to the store's *open batch* and asks for a commit;
+the backend commits everything appended so far in one transaction and resolves
+one future for all of them (group commit). Rows are plain tuples so that they
+go to `executemany` as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, Protocol
+
+import attrs
+
+UNFINISHED = ("queued", "running", "pausing", "paused", "waiting")
+FINAL = ("completed", "failed", "terminated")
+
+
+@attrs.define(slots=True)
+class RunRow:
+    """The summary row of a run. The event log is the truth; this row is its index."""
+
+    id: str
+    workflow: str
+    status: str
+    args: bytes
+    created_at: float
+    generation: int = 0
+    result: bytes | None = None
+    error: bytes | None = None
+    metadata: bytes | None = None
+    parent_id: str | None = None
+    started_at: float | None = None
+    completed_at: float | None = None
+    wake_at: float | None = None
+    deadline_at: float | None = None
+
+    def insert_params(self) -> tuple[object, ...]:
+        return (
+            self.id,
+            self.workflow,
+            self.status,
+            self.generation,
+            self.args,
+            self.result,
+            self.error,
+            self.metadata,
+            self.parent_id,
+            self.created_at,
+            self.started_at,
+            self.completed_at,
+            self.wake_at,
+            self.deadline_at,
+        )
+
+    def update_params(self) -> tuple[object, ...]:
+        return (
+            self.status,
+            self.generation,
+            self.result,
+            self.error,
+            self.started_at,
+            self.completed_at,
+            self.wake_at,
+            self.id,
+        )
+
+
+class EventRow(NamedTuple):
+    """One entry of a run's event log. `data` is JSON whose shape depends on `kind`."""
+
+    run_id: str
+    idx: int
+    generation: int
+    kind: str
+    seq: int | None
+    name: str | None
+    data: bytes | None
+    at: float
+
+
+class ChunkKind:
+    """How a chunk's `data` is to be read."""
+
+    JSON = 0
+    BYTES = 1
+    CLOSE = 2
+
+
+class ChunkRow(NamedTuple):
+    """One chunk of a run's stream in `namespace`; `idx` never changes once written."""
+
+    run_id: str
+    namespace: str
+    idx: int
+    seq: int | None
+    attempt: int
+    kind: int
+    data: bytes | None
+    at: float
+
+
+class HookRow(NamedTuple):
+    token: str
+    run_id: str
+    seq: int
+
+
+class WriteBatch:
+    """Rows appended by any number of writers, committed in one transaction.
+
+    After the commit, `conflicts` holds the ids of `new_runs` that already
+    existed (their rows and initial events were not written).
+    """
+
+    __slots__ = (
+        "chunks",
+        "conflicts",
+        "events",
+        "future",
+        "hook_deletes",
+        "hooks",
+        "new_runs",
+        "run_updates",
+    )
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+        self.new_runs: list[tuple[RunRow, list[EventRow]]] = []
+        self.events: list[EventRow] = []
+        self.chunks: list[ChunkRow] = []
+        self.run_updates: dict[str, tuple[object, ...]] = {}
+        self.hooks: list[HookRow] = []
+        self.hook_deletes: list[str] = []
+        self.conflicts: set[str] = set()
+
+    def update_run(self, row: RunRow) -> None:
+        """Write the row's mutable columns; a later update in the same batch wins."""
+        self.run_updates[row.id] = row.update_params()
+
+    def __len__(self) -> int:
+        return (
+            len(self.new_runs)
+            + len(self.events)
+            + len(self.chunks)
+            + len(self.run_updates)
+            + len(self.hooks)
+            + len(self.hook_deletes)
+        )
+
+
+class StreamState(NamedTuple):
+    """Per-namespace stream bookkeeping loaded when a run's actor is rehydrated."""
+
+    next_index: dict[str, int]
+    closed: set[str]
+    total_bytes: int
+
+
+CommitListener = Callable[[WriteBatch], None]
+
+
+class Store(Protocol):
+    """What the engine needs from a backend. All reads see every committed write."""
+
+    async def open(self) -> None:
+        """Create the schema if needed and start the writer."""
+
+    async def close(self) -> None:
+        """Commit what is pending, then release every resource."""
+
+    def set_commit_listener(self, listener: CommitListener) -> None:
+        """Call `listener(batch)` after each commit, before the batch's future resolves."""
+
+    def batch(self) -> WriteBatch:
+        """The open batch; append rows to it, then call `commit()` without awaiting in between."""
+
+    def commit(self) -> asyncio.Future[None]:
+        """Commit the open batch (and everything before it); resolves once durable.
+
+        The future is shared by every writer of the batch: code that may be
+        cancelled must await it through `asyncio.shield`, or its cancellation
+        would cancel the future for all of them.
+        """
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        """The run's row, or None."""
+
+    async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
+        """The run's events with `idx > after`, in order."""
+
+    async def list_runs(
+        self,
+        *,
+        statuses: Iterable[str] | None,
+        workflow: str | None,
+        parent_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> list[RunRow]:
+        """Runs matching every given filter, newest first."""
+
+    async def unfinished_runs(self) -> list[RunRow]:
+        """Every run that is not final, oldest first."""
+
+    async def finished_children_of_unfinished_parents(self) -> list[RunRow]:
+        """Final child runs whose parent is not final (their news may not have reached it)."""
+
+    async def load_chunks(
+        self, run_id: str, namespace: str, start: int, limit: int
+    ) -> list[ChunkRow]:
+        """Chunks with `idx >= start` in order, at most `limit`."""
+
+    async def stream_state(self, run_id: str) -> StreamState:
+        """Next index and closed flag per namespace, and total bytes, for a run's streams."""
+
+    async def load_hooks(self) -> list[HookRow]:
+        """Every hook token held by an unfinished run."""

@@ -1,0 +1,160 @@
+"""`memory://`: the store protocol over dicts, for tests and throwaway runs.
+
+It stores the same encoded bytes as the durable backends, so serialization
+behaves identically; commits apply at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable
+
+import attrs
+
+from ._base import (
+    FINAL,
+    UNFINISHED,
+    ChunkKind,
+    ChunkRow,
+    CommitListener,
+    EventRow,
+    HookRow,
+    RunRow,
+    StreamState,
+    WriteBatch,
+)
+
+_UPDATE_FIELDS = (
+    "status",
+    "generation",
+    "result",
+    "error",
+    "started_at",
+    "completed_at",
+    "wake_at",
+)
+
+
+class MemoryStore:
+    """Everything in process memory; gone when the process ends."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunRow] = {}
+        self._events: dict[str, list[EventRow]] = defaultdict(list)
+        self._chunks: dict[tuple[str, str], list[ChunkRow]] = defaultdict(list)
+        self._hooks: dict[str, HookRow] = {}
+        self._listener: CommitListener | None = None
+        self._open: WriteBatch | None = None
+
+    async def open(self) -> None:
+        self._open = WriteBatch(asyncio.get_running_loop().create_future())
+
+    async def close(self) -> None:
+        if self._open is not None and len(self._open):
+            self.commit()
+        self._open = None
+
+    def set_commit_listener(self, listener: CommitListener) -> None:
+        self._listener = listener
+
+    def batch(self) -> WriteBatch:
+        assert self._open is not None, "store is not open"
+        return self._open
+
+    def commit(self) -> asyncio.Future[None]:
+        batch = self.batch()
+        self._open = WriteBatch(asyncio.get_running_loop().create_future())
+        self._apply(batch)
+        if self._listener is not None:
+            self._listener(batch)
+        if not batch.future.done():
+            batch.future.set_result(None)
+        return batch.future
+
+    def _apply(self, batch: WriteBatch) -> None:
+        for row, events in batch.new_runs:
+            if row.id in self._runs:
+                batch.conflicts.add(row.id)
+                continue
+            self._runs[row.id] = attrs.evolve(row)
+            self._events[row.id].extend(events)
+        for event in batch.events:
+            self._events[event.run_id].append(event)
+        for chunk in batch.chunks:
+            self._chunks[(chunk.run_id, chunk.namespace)].append(chunk)
+        for run_id, params in batch.run_updates.items():
+            run = self._runs[run_id]
+            for name, value in zip(_UPDATE_FIELDS, params, strict=False):
+                setattr(run, name, value)
+        for hook in batch.hooks:
+            self._hooks[hook.token] = hook
+        for run_id in batch.hook_deletes:
+            for token in [t for t, h in self._hooks.items() if h.run_id == run_id]:
+                del self._hooks[token]
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        row = self._runs.get(run_id)
+        return None if row is None else attrs.evolve(row)
+
+    async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
+        events = self._events.get(run_id, [])
+        start = bisect.bisect_right(events, after, key=lambda e: e.idx)
+        return events[start:]
+
+    async def list_runs(
+        self,
+        *,
+        statuses: Iterable[str] | None,
+        workflow: str | None,
+        parent_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> list[RunRow]:
+        wanted = None if statuses is None else set(statuses)
+        rows = [
+            r
+            for r in self._runs.values()
+            if (wanted is None or r.status in wanted)
+            and (workflow is None or r.workflow == workflow)
+            and (parent_id is None or r.parent_id == parent_id)
+        ]
+        rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return [attrs.evolve(r) for r in rows[offset:][:limit]]
+
+    async def unfinished_runs(self) -> list[RunRow]:
+        rows = [r for r in self._runs.values() if r.status in UNFINISHED]
+        return sorted(rows, key=lambda r: (r.created_at, r.id))
+
+    async def finished_children_of_unfinished_parents(self) -> list[RunRow]:
+        return [
+            r
+            for r in self._runs.values()
+            if r.parent_id is not None
+            and r.status in FINAL
+            and r.parent_id in self._runs
+            and self._runs[r.parent_id].status in UNFINISHED
+        ]
+
+    async def load_chunks(
+        self, run_id: str, namespace: str, start: int, limit: int
+    ) -> list[ChunkRow]:
+        chunks = self._chunks.get((run_id, namespace), [])
+        return chunks[start : start + limit]
+
+    async def stream_state(self, run_id: str) -> StreamState:
+        next_index: dict[str, int] = {}
+        closed: set[str] = set()
+        total = 0
+        for (rid, namespace), chunks in self._chunks.items():
+            if rid != run_id or not chunks:
+                continue
+            next_index[namespace] = chunks[-1].idx + 1
+            total += sum(len(c.data or b"") for c in chunks)
+            if chunks[-1].kind == ChunkKind.CLOSE:
+                closed.add(namespace)
+        return StreamState(next_index, closed, total)
+
+    async def load_hooks(self) -> list[HookRow]:
+        return list(self._hooks.values())

@@ -1,0 +1,282 @@
+"""`sqlite:///path`: the embedded default store.
+
+WAL mode, so readers (one aiosqlite connection) never wait for the writer
+(`GroupCommitWriter`, its own connection). `synchronous=NORMAL` by default: a
+commit survives a crash of the process (SIGKILL included); pass
+`?synchronous=full` in the URL to also survive power loss, at one fsync per
+batch. One engine owns a database file at a time, enforced by an advisory
+lock on `<path>.lock` that the OS drops if the process dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+import aiosqlite
+
+from .._errors import ActorflowError
+from ._base import (
+    FINAL,
+    UNFINISHED,
+    ChunkKind,
+    ChunkRow,
+    CommitListener,
+    EventRow,
+    HookRow,
+    RunRow,
+    StreamState,
+    WriteBatch,
+)
+from ._group_commit import GroupCommitWriter
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    status TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    args BLOB NOT NULL,
+    result BLOB,
+    error BLOB,
+    metadata BLOB,
+    parent_id TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    completed_at REAL,
+    wake_at REAL,
+    deadline_at REAL
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
+CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at);
+CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER,
+    name TEXT,
+    data BLOB,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunks (
+    run_id TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    seq INTEGER,
+    attempt INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    data BLOB,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, namespace, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hooks (
+    token TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hooks_by_run ON hooks (run_id);
+"""
+
+_RUN_COLUMNS = (
+    "id, workflow, status, args, created_at, generation, result, error, metadata, parent_id,"
+    " started_at, completed_at, wake_at, deadline_at"
+)
+
+
+class StoreLockedError(ActorflowError):
+    """Another engine (process) has this database open."""
+
+
+class SQLiteStore:
+    """The embedded store: one file, a group-commit writer, an aiosqlite reader."""
+
+    def __init__(self, path: str, *, synchronous: str = "normal") -> None:
+        if synchronous.lower() not in ("off", "normal", "full", "extra"):
+            raise ValueError(f"synchronous must be off|normal|full|extra, got {synchronous!r}")
+        self.path = path
+        self._synchronous = synchronous.upper()
+        self._writer = GroupCommitWriter(self._connect)
+        self._reader: aiosqlite.Connection | None = None
+        self._lock_fd: int | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        return conn
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._prepare_directory)
+        self._lock()
+        try:
+            await asyncio.to_thread(self._create_schema)
+            await self._writer.start()
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._reader.execute("PRAGMA busy_timeout=10000")
+            await self._reader.execute("PRAGMA query_only=ON")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        await self._writer.stop()
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+        self._unlock()
+
+    def _prepare_directory(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+
+    def _lock(self) -> None:
+        if fcntl is None:  # pragma: no cover - Windows: no advisory lock
+            return
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreLockedError(
+                f"{self.path} is open in another actorflow engine; "
+                "one engine owns a SQLite database at a time"
+            ) from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _create_schema(self) -> None:
+        conn = self._connect()
+        try:
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise ActorflowError(
+                    f"{self.path} has schema version {row[0]}; this actorflow expects "
+                    f"{SCHEMA_VERSION}"
+                )
+        finally:
+            conn.close()
+
+    def set_commit_listener(self, listener: CommitListener) -> None:
+        self._writer.set_commit_listener(listener)
+
+    def batch(self) -> WriteBatch:
+        return self._writer.batch()
+
+    def commit(self) -> asyncio.Future[None]:
+        return self._writer.commit()
+
+    @property
+    def writer(self) -> GroupCommitWriter:
+        """The group-commit writer (its counters feed the benchmarks)."""
+        return self._writer
+
+    async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        assert self._reader is not None, "store is not open"
+        async with self._reader.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        rows = await self._fetchall(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
+        return RunRow(*rows[0]) if rows else None
+
+    async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
+        rows = await self._fetchall(
+            "SELECT * FROM events WHERE run_id=? AND idx>? ORDER BY idx", (run_id, after)
+        )
+        return [EventRow(*r) for r in rows]
+
+    async def list_runs(
+        self,
+        *,
+        statuses: Iterable[str] | None,
+        workflow: str | None,
+        parent_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> list[RunRow]:
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses is not None:
+            wanted = list(statuses)
+            where.append(f"status IN ({','.join('?' * len(wanted))})")
+            params.extend(wanted)
+        if workflow is not None:
+            where.append("workflow=?")
+            params.append(workflow)
+        if parent_id is not None:
+            where.append("parent_id=?")
+            params.append(parent_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, id DESC"
+            " LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [RunRow(*r) for r in rows]
+
+    async def unfinished_runs(self) -> list[RunRow]:
+        marks = ",".join("?" * len(UNFINISHED))
+        rows = await self._fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ({marks}) ORDER BY created_at, id",
+            UNFINISHED,
+        )
+        return [RunRow(*r) for r in rows]
+
+    async def finished_children_of_unfinished_parents(self) -> list[RunRow]:
+        columns = ", ".join(f"c.{c.strip()}" for c in _RUN_COLUMNS.split(","))
+        rows = await self._fetchall(
+            f"SELECT {columns} FROM runs c JOIN runs p ON p.id = c.parent_id"
+            f" WHERE c.status IN ({','.join('?' * len(FINAL))})"
+            f" AND p.status IN ({','.join('?' * len(UNFINISHED))})",
+            (*FINAL, *UNFINISHED),
+        )
+        return [RunRow(*r) for r in rows]
+
+    async def load_chunks(
+        self, run_id: str, namespace: str, start: int, limit: int
+    ) -> list[ChunkRow]:
+        rows = await self._fetchall(
+            "SELECT * FROM chunks WHERE run_id=? AND namespace=? AND idx>=? ORDER BY idx LIMIT ?",
+            (run_id, namespace, start, limit),
+        )
+        return [ChunkRow(*r) for r in rows]
+
+    async def stream_state(self, run_id: str) -> StreamState:
+        rows = await self._fetchall(
+            "SELECT namespace, MAX(idx), SUM(LENGTH(data)),"
+            " MAX(CASE WHEN kind=? THEN 1 ELSE 0 END)"
+            " FROM chunks WHERE run_id=? GROUP BY namespace",
+            (ChunkKind.CLOSE, run_id),
+        )
+        next_index = {ns: last + 1 for ns, last, _, _ in rows}
+        closed = {ns for ns, _, _, is_closed in rows if is_closed}
+        total = sum(size or 0 for _, _, size, _ in rows)
+        return StreamState(next_index, closed, total)
+
+    async def load_hooks(self) -> list[HookRow]:
+        return [HookRow(*r) for r in await self._fetchall("SELECT * FROM hooks")]

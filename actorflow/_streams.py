@@ -1,0 +1,167 @@
+"""Streams: durable, indexed output of a run, readable live by any number of readers.
+
+Every chunk is committed through the group-commit writer with an index that
+never changes, then published to live readers. A chunk written by a step
+attempt that later fails stays where it is, tagged with its step `seq` and
+`attempt`, so indexes never shift under a reader (`Run.stream(with_info=True)`
+shows the tags). Writes from the workflow body are journaled like steps:
+replay does not write them again.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from ._errors import RunNotFoundError
+from ._models import StreamChunk, to_datetime
+from ._serde import encode, loads
+from ._store import ChunkKind, ChunkRow
+
+if TYPE_CHECKING:
+    from ._actor import RunActor
+    from ._context import WorkflowContext
+    from ._engine import Engine
+
+_PAGE = 512
+
+
+def check_namespace(namespace: str) -> str:
+    """Validate a stream namespace name."""
+    if not isinstance(namespace, str) or not namespace or len(namespace) > 200:
+        raise ValueError(
+            f"stream namespace must be a non-empty str of at most 200 chars, got {namespace!r}"
+        )
+    return namespace
+
+
+def encode_chunk(value: Any) -> tuple[int, bytes]:
+    """(kind, data) for a chunk: bytes stay bytes, anything else becomes JSON."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return ChunkKind.BYTES, bytes(value)
+    return ChunkKind.JSON, encode(value, "stream chunk")
+
+
+def decode_chunk(row: ChunkRow) -> Any:
+    assert row.data is not None
+    return bytes(row.data) if row.kind == ChunkKind.BYTES else loads(row.data)
+
+
+class StreamWriter(abc.ABC):
+    """Writes chunks to one namespace of the current run's stream."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    @abc.abstractmethod
+    async def write(self, chunk: Any) -> int:
+        """Commit `chunk` (bytes, or any JSON-serializable value) and return its index."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """End the namespace: readers stop after the last chunk; later writes fail."""
+
+
+class StepStreamWriter(StreamWriter):
+    """A writer used from step code: chunks reach readers while the step still runs."""
+
+    def __init__(self, actor: RunActor, namespace: str, seq: int, attempt: int) -> None:
+        super().__init__(namespace)
+        self._actor = actor
+        self._seq = seq
+        self._attempt = attempt
+
+    async def write(self, chunk: Any) -> int:
+        kind, data = encode_chunk(chunk)
+        index = self._actor.add_chunk(self.namespace, self._seq, self._attempt, kind, data)
+        await asyncio.shield(self._actor.engine.store.commit())
+        return index
+
+    async def close(self) -> None:
+        self._actor.add_chunk(self.namespace, self._seq, self._attempt, ChunkKind.CLOSE, None)
+        await asyncio.shield(self._actor.engine.store.commit())
+
+
+class BodyStreamWriter(StreamWriter):
+    """A writer used from the workflow body: each write is a journaled call."""
+
+    def __init__(self, ctx: WorkflowContext, namespace: str) -> None:
+        super().__init__(namespace)
+        self._ctx = ctx
+
+    async def write(self, chunk: Any) -> int:
+        kind, data = encode_chunk(chunk)
+        return await self._ctx.host.write_chunk(self._ctx.next_seq(), self.namespace, kind, data)
+
+    async def close(self) -> None:
+        await self._ctx.host.write_chunk(
+            self._ctx.next_seq(), self.namespace, ChunkKind.CLOSE, None
+        )
+
+
+async def read_stream(
+    engine: Engine, run_id: str, namespace: str, start: int, with_info: bool
+) -> AsyncIterator[Any]:
+    """Recorded chunks from `start`, then live ones, until the namespace closes or the run ends.
+
+    Subscribing before reading the store means no chunk committed in between is
+    missed; indexes make the overlap harmless.
+    """
+    check_namespace(namespace)
+    if not isinstance(start, int) or isinstance(start, bool):
+        raise TypeError(f"start must be an int, got {type(start).__name__}")
+    with engine.chunk_hub.subscribe((run_id, namespace)) as sub:
+        row = await engine.store.get_run(run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        cursor = start
+        if start < 0:
+            state = await engine.store.stream_state(run_id)
+            cursor = max(0, state.next_index.get(namespace, 0) + start)
+            if namespace in state.closed:
+                cursor = max(0, cursor - 1)
+        catch_up = True
+        while True:
+            if catch_up:
+                catch_up = False
+                final = sub.ended or await engine.run_is_final(run_id)
+                while True:
+                    rows = await engine.store.load_chunks(run_id, namespace, cursor, _PAGE)
+                    for chunk in rows:
+                        if chunk.kind == ChunkKind.CLOSE:
+                            return
+                        yield _present(chunk, with_info)
+                        cursor = chunk.idx + 1
+                    if len(rows) < _PAGE:
+                        break
+                if final:
+                    return
+            await sub.wait()
+            sub.raise_if_failed()
+            if sub.lagged:
+                sub.take()
+                catch_up = True
+                continue
+            for chunk in sub.take():
+                if chunk.idx < cursor:
+                    continue
+                if chunk.idx > cursor:
+                    catch_up = True
+                    break
+                if chunk.kind == ChunkKind.CLOSE:
+                    return
+                yield _present(chunk, with_info)
+                cursor += 1
+            if sub.ended:
+                catch_up = True
+
+
+def _present(row: ChunkRow, with_info: bool) -> Any:
+    value = decode_chunk(row)
+    if not with_info:
+        return value
+    at = to_datetime(row.at)
+    assert at is not None
+    return StreamChunk(index=row.idx, value=value, seq=row.seq, attempt=row.attempt, at=at)

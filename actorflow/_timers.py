@@ -1,0 +1,89 @@
+"""TimerService: one heap of wake-ups for every run, and one task that fires them.
+
+A run with durable timers (sleeps, event timeouts, retry delays, deadlines)
+keeps at most one entry here: its earliest deadline. When it comes due the
+service asks the engine to wake the run, which rehydrates it if it was evicted;
+the run itself decides what is due. So a sleeping run costs one heap entry,
+not a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import time
+from collections.abc import Callable
+
+
+class TimerEntry:
+    """A scheduled wake-up; `cancel()` removes it lazily."""
+
+    __slots__ = ("cancelled", "run_id", "when")
+
+    def __init__(self, when: float, run_id: str) -> None:
+        self.when = when
+        self.run_id = run_id
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other: TimerEntry) -> bool:
+        return self.when < other.when
+
+
+class TimerService:
+    """Calls `wake(run_id)` at (or right after) each scheduled wall-clock time."""
+
+    def __init__(self, wake: Callable[[str], None]) -> None:
+        self._wake = wake
+        self._heap: list[TimerEntry] = []
+        self._changed: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="actorflow-timers")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def schedule(self, when: float, run_id: str) -> TimerEntry:
+        """Wake `run_id` at epoch time `when` (at once if it has passed)."""
+        entry = TimerEntry(when, run_id)
+        heapq.heappush(self._heap, entry)
+        if self._heap[0] is entry and self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        return entry
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        heap = self._heap
+        while True:
+            now = time.time()
+            while heap and (heap[0].cancelled or heap[0].when <= now):
+                entry = heapq.heappop(heap)
+                if not entry.cancelled:
+                    self._wake(entry.run_id)
+            if len(heap) > 1024 and sum(e.cancelled for e in heap) > len(heap) // 2:
+                heap[:] = [e for e in heap if not e.cancelled]
+                heapq.heapify(heap)
+            self._changed = loop.create_future()
+            timer = None if not heap else loop.call_later(heap[0].when - now, _fire, self._changed)
+            try:
+                await self._changed
+            finally:
+                if timer is not None:
+                    timer.cancel()
+
+
+def _fire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
