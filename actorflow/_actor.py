@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _log as L
 from ._context import WorkflowContext, _workflow
+from ._control import handle_control
 from ._errors import (
     DeadlineExceededError,
     InvalidStateError,
@@ -37,16 +38,16 @@ from ._errors import (
     RunNotFoundError,
     SerializationError,
     StepFailedError,
-    WorkflowNotRegisteredError,
 )
 from ._mailbox import Mailbox
-from ._messages import ChildDone, Control, Deliver, SlotGranted, Wake
+from ._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
 from ._models import ErrorInfo, RunStatus, WorkflowInfo, to_datetime
 from ._operations import Operations
 from ._sandbox import WorkflowLoop, explain_foreign_await
 from ._serde import dumps, encode, loads
 from ._steps import StepFinished
-from ._store import EventRow, RunRow, StreamState, WriteBatch
+from ._store import EventRow, RunRow, WriteBatch
+from ._streams import StreamLedger
 
 if TYPE_CHECKING:
     from ._definitions import WorkflowFunction
@@ -83,7 +84,7 @@ class RunActor(Operations):
         self.finished = False
         self.notified = False
         self.next_idx = 1
-        self.streams = StreamState({}, set(), 0)
+        self.streams = StreamLedger()
         self.workflow: WorkflowFunction[Any, Any] | None = None
         self.paused = False
         self.has_slot = False
@@ -103,7 +104,7 @@ class RunActor(Operations):
             await self._open()
             if self.superseded:
                 return
-            await self._flush()
+            await self.flush()
             while True:
                 if not self.mailbox:
                     if self.finished or self.workflow is None:
@@ -116,7 +117,7 @@ class RunActor(Operations):
                         continue
                 for message in self.mailbox.take_all():
                     await self._handle(message)
-                await self._flush()
+                await self.flush()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -127,7 +128,7 @@ class RunActor(Operations):
                 if not reply.done():
                     reply.set_exception(exc)
         finally:
-            self._teardown(keep_timer=self._evicted)
+            self.teardown(keep_timer=self._evicted)
             self.engine.actor_exited(self)
 
     async def _open(self) -> None:
@@ -146,7 +147,7 @@ class RunActor(Operations):
                 return
             if row is None:
                 for message in self.mailbox.take_all():
-                    _reply(
+                    reply_to(
                         getattr(message, "reply", None),
                         error=RunNotFoundError(f"no run with id {self.run_id!r}"),
                     )
@@ -157,7 +158,7 @@ class RunActor(Operations):
             if self.status.is_final:
                 self.finished = self.notified = True
                 return
-            self.streams = await store.stream_state(self.run_id)
+            self.streams = StreamLedger(await store.stream_state(self.run_id))
             log_rows = [e for e in events if e.generation == row.generation]
         self.engine.unpark_timer(self.run_id)
         self.workflow = self.engine.workflow(self.row.workflow)
@@ -168,7 +169,7 @@ class RunActor(Operations):
                 self.row.workflow,
             )
             return
-        await self._begin(log_rows)
+        await self.begin(log_rows)
 
     def _evictable(self) -> bool:
         return (
@@ -179,7 +180,7 @@ class RunActor(Operations):
             and not any(op.task is not None for op in self.steps.values())
         )
 
-    def _teardown(self, keep_timer: bool) -> None:
+    def teardown(self, keep_timer: bool) -> None:
         """Stop the workflow, its steps and its slot; park or cancel the timer."""
         self.close_workflow()
         for op in self.steps.values():
@@ -232,7 +233,7 @@ class RunActor(Operations):
         """Feed `row` to the workflow once it is committed."""
         self._effects.append(lambda: self.apply(row))
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
         store = self.engine.store
         while True:
             self._settle()
@@ -247,14 +248,14 @@ class RunActor(Operations):
             for fn in effects:
                 fn()
 
-    def _reply_later(self, reply: asyncio.Future[Any] | None, value: Any = None) -> None:
+    def reply_later(self, reply: asyncio.Future[Any] | None, value: Any = None) -> None:
         if reply is not None:
             self._replies.append(reply)
-            self.effect(lambda: _reply(reply, value))
+            self.effect(lambda: reply_to(reply, value))
 
     # -- the workflow ----------------------------------------------------------------------
 
-    async def _begin(self, log_rows: list[EventRow]) -> None:
+    async def begin(self, log_rows: list[EventRow]) -> None:
         """Start the workflow coroutine, replay `log_rows`, then continue live."""
         assert self.workflow is not None
         row = self.row
@@ -298,28 +299,28 @@ class RunActor(Operations):
         if self.finished or self.replaying:
             return
         if self.nondeterminism is not None:
-            self._finish_failed(ErrorInfo.from_exception(self.nondeterminism))
+            self.finish_failed(ErrorInfo.from_exception(self.nondeterminism))
             return
         root = self.root
         if root is None or not root.done():
             return
         if root.cancelled():
-            self._finish_failed(ErrorInfo("CancelledError", "the workflow was cancelled"))
+            self.finish_failed(ErrorInfo("CancelledError", "the workflow was cancelled"))
             return
         exc = root.exception()
         if exc is not None:
             exc = explain_foreign_await(exc)
             if isinstance(exc, StepFailedError):
-                self._finish_failed(exc.error)
+                self.finish_failed(exc.error)
             else:
-                self._finish_failed(ErrorInfo.from_exception(exc))
+                self.finish_failed(ErrorInfo.from_exception(exc))
             return
         try:
             data = encode(root.result(), "workflow result")
         except SerializationError as error:
-            self._finish_failed(ErrorInfo.from_exception(error))
+            self.finish_failed(ErrorInfo.from_exception(error))
             return
-        self._finish(RunStatus.COMPLETED, L.RUN_COMPLETED, data, result=data)
+        self.finish(RunStatus.COMPLETED, L.RUN_COMPLETED, data, result=data)
 
     def non_deterministic(self, seq: int, expected: str, found: EventRow | None) -> None:
         """Record that the workflow's call at `seq` differs from its log; the run will fail."""
@@ -333,7 +334,7 @@ class RunActor(Operations):
 
     # -- finishing -------------------------------------------------------------------------
 
-    def _finish(
+    def finish(
         self,
         status: RunStatus,
         kind: str,
@@ -343,7 +344,7 @@ class RunActor(Operations):
         error: bytes | None = None,
     ) -> None:
         self.finished = True
-        self._teardown(keep_timer=False)
+        self.teardown(keep_timer=False)
         if status == RunStatus.TERMINATED:
             self.terminate_children(lambda seq: True)
         self.append(kind, None, None, data)
@@ -362,9 +363,9 @@ class RunActor(Operations):
 
         self.effect(notify)
 
-    def _finish_failed(self, error: ErrorInfo) -> None:
+    def finish_failed(self, error: ErrorInfo) -> None:
         data = dumps(error.to_json())
-        self._finish(RunStatus.FAILED, L.RUN_FAILED, data, error=data)
+        self.finish(RunStatus.FAILED, L.RUN_FAILED, data, error=data)
 
     # -- status, slots and timers ----------------------------------------------------------
 
@@ -446,7 +447,7 @@ class RunActor(Operations):
         elif isinstance(message, SlotGranted):
             self._slot_granted()
         elif isinstance(message, Control):
-            await self._control(message)
+            await handle_control(self, message)
         else:  # pragma: no cover - programming error
             raise TypeError(f"unknown message {message!r}")
 
@@ -454,7 +455,7 @@ class RunActor(Operations):
         now = time.time()
         deadline = self.row.deadline_at
         if deadline is not None and deadline <= now:
-            self._finish_failed(
+            self.finish_failed(
                 ErrorInfo.from_exception(
                     DeadlineExceededError(
                         f"run {self.run_id!r} passed its deadline ({to_datetime(deadline)})"
@@ -471,11 +472,11 @@ class RunActor(Operations):
                 if self.finished
                 else f"workflow {self.row.workflow!r} is not registered"
             )
-            _reply(message.reply, error=InvalidStateError(reason))
+            reply_to(message.reply, error=InvalidStateError(reason))
             return
         row = self.append(L.EVENT_RECEIVED, None, message.key, message.data)
         self.input(row)
-        self._reply_later(message.reply)
+        self.reply_later(message.reply)
 
     def _slot_granted(self) -> None:
         if self.finished or self.workflow is None:
@@ -483,110 +484,3 @@ class RunActor(Operations):
             return
         self.has_slot = True
         self.launch_held()
-
-    async def _control(self, message: Control) -> None:
-        action, reply = message.action, message.reply
-        if action == "restart":
-            await self._restart(message.from_step, reply)
-            return
-        if self.workflow is None and not self.finished and action != "terminate":
-            _reply(
-                reply,
-                error=WorkflowNotRegisteredError(
-                    f"workflow {self.row.workflow!r} is not registered in this engine"
-                ),
-            )
-            return
-        if self.finished:
-            if action == "resume":
-                _reply(reply)
-            else:
-                _reply(
-                    reply,
-                    error=InvalidStateError(
-                        f"cannot {action} run {self.run_id!r}: it is {self.status.value}"
-                    ),
-                )
-            return
-        if action == "terminate":
-            self._finish(RunStatus.TERMINATED, L.RUN_TERMINATED, None)
-            self._reply_later(reply)
-        elif action == "pause":
-            if not self.paused:
-                self.paused = True
-                self.append(L.RUN_PAUSED, None, None, None)
-            self._reply_later(reply) if self._wrote else _reply(reply)
-        elif action == "resume":
-            if not self.paused:
-                _reply(reply)
-                return
-            self.paused = False
-            self.append(L.RUN_RESUMED, None, None, None)
-            self.launch_held()
-            self.fire_due(time.time())
-            self._reply_later(reply)
-
-    async def _restart(self, from_step: str | None, reply: asyncio.Future[Any] | None) -> None:
-        """Start a new generation: keep the log before `from_step` (or nothing) and re-run."""
-        if self.workflow is None and not self.finished:
-            self.workflow = self.engine.workflow(self.row.workflow)
-        workflow = self.engine.workflow(self.row.workflow)
-        if workflow is None:
-            _reply(
-                reply,
-                error=WorkflowNotRegisteredError(
-                    f"workflow {self.row.workflow!r} is not registered in this engine"
-                ),
-            )
-            return
-        await self._flush()
-        events = await self.engine.store.load_events(self.run_id)
-        current = [e for e in events if e.generation == self.row.generation]
-        cut = 0
-        if from_step is not None:
-            seqs = [e.seq for e in current if e.kind == L.STEP_STARTED and e.name == from_step]
-            if not seqs:
-                _reply(
-                    reply,
-                    error=InvalidStateError(
-                        f"run {self.run_id!r} has no step named {from_step!r} to restart from"
-                    ),
-                )
-                return
-            cut = min(s for s in seqs if s is not None)
-        kept = [
-            e for e in current if e.kind == L.EVENT_RECEIVED or (e.seq is not None and e.seq < cut)
-        ]
-        if not self.finished:
-            self._teardown(keep_timer=False)
-            self.terminate_children(lambda seq: seq >= cut)
-        previous = self.row.generation
-        row = self.row
-        row.generation += 1
-        row.status, row.result, row.error = RunStatus.RUNNING.value, None, None
-        row.started_at, row.completed_at, row.wake_at = time.time(), None, None
-        self.status = RunStatus.RUNNING
-        self.finished = self.notified = self.paused = False
-        self.workflow = workflow
-        self.append(
-            L.RUN_RESTARTED,
-            None,
-            from_step,
-            dumps({"from_step": from_step, "from_seq": cut, "previous": previous}),
-        )
-        copies = [self.append(e.kind, e.seq, e.name, e.data, at=e.at) for e in kept]
-        self.engine.store.batch().update_run(row)
-        self._reply_later(reply)
-        await self._flush()
-        await self._begin(copies)
-
-
-def _reply(
-    reply: asyncio.Future[Any] | None, value: Any = None, error: BaseException | None = None
-) -> None:
-    if reply is None or reply.done():
-        return
-    if error is not None:
-        reply.set_exception(error)
-    else:
-        reply.set_result(value)

@@ -79,6 +79,21 @@ def to_run_event(row: EventRow) -> RunEvent:
     )
 
 
+def restart_cut(events: list[EventRow], from_step: str | None) -> int | None:
+    """The seq a restart re-runs from: 0 for the beginning, else the first step named
+    `from_step`; None if there is no such step."""
+    if from_step is None:
+        return 0
+    seqs = [e.seq for e in events if e.kind == STEP_STARTED and e.name == from_step]
+    return min((s for s in seqs if s is not None), default=None)
+
+
+def kept_by_restart(events: list[EventRow], cut: int) -> list[EventRow]:
+    """What a new generation inherits: every entry of a call before `cut`, and every
+    event received (events stay buffered for the new execution)."""
+    return [e for e in events if e.kind == EVENT_RECEIVED or (e.seq is not None and e.seq < cut)]
+
+
 def fold_steps(events: list[EventRow], generation: int) -> tuple[StepRecord, ...]:
     """The steps of one generation of a run, in `seq` order."""
     steps: dict[int, dict[str, Any]] = {}

@@ -63,3 +63,15 @@ class Control:
 
 WAKE = Wake()
 SLOT_GRANTED = SlotGranted()
+
+
+def reply_to(
+    reply: asyncio.Future[Any] | None, value: Any = None, error: BaseException | None = None
+) -> None:
+    """Answer a caller waiting on `reply` (if any, and if it is still waiting)."""
+    if reply is None or reply.done():
+        return
+    if error is not None:
+        reply.set_exception(error)
+    else:
+        reply.set_result(value)

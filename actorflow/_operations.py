@@ -35,15 +35,14 @@ from ._errors import (
     RunFailedError,
     RunTerminatedError,
     StepFailedError,
-    StreamClosedError,
-    StreamLimitError,
 )
 from ._messages import ChildDone, Control
 from ._models import ErrorInfo, StepInfo
 from ._sandbox import WorkflowLoop
 from ._serde import dumps, encode, loads
 from ._steps import StepFinished, StepOp, launch_attempt
-from ._store import ChunkKind, ChunkRow, EventRow, HookRow, RunRow, StreamState
+from ._store import ChunkRow, EventRow, HookRow, RunRow
+from ._streams import StreamLedger
 
 if TYPE_CHECKING:
     from ._definitions import StepFunction
@@ -85,7 +84,7 @@ class Operations(abc.ABC):
     mailbox: Mailbox
     paused: bool
     finished: bool
-    streams: StreamState
+    streams: StreamLedger
 
     def __init__(self) -> None:
         self.loop: WorkflowLoop | None = None
@@ -502,24 +501,10 @@ class Operations(abc.ABC):
         self, namespace: str, seq: int | None, attempt: int, kind: int, data: bytes | None
     ) -> int:
         """Append a chunk to the open batch and return its index (the caller commits)."""
-        streams = self.streams
-        if namespace in streams.closed:
-            raise StreamClosedError(f"stream {namespace!r} of run {self.run_id!r} is closed")
-        size = len(data) if data is not None else 0
-        limit = self.engine.max_stream_bytes
-        if streams.total_bytes + size > limit:
-            raise StreamLimitError(
-                f"run {self.run_id!r} would exceed max_stream_bytes={limit} "
-                f"({streams.total_bytes} bytes written)"
-            )
-        index = streams.next_index.get(namespace, 0)
-        streams.next_index[namespace] = index + 1
-        if kind == ChunkKind.CLOSE:
-            streams.closed.add(namespace)
-        self.streams = streams._replace(total_bytes=streams.total_bytes + size)
-        self.engine.store.batch().chunks.append(
-            ChunkRow(self.run_id, namespace, index, seq, attempt, kind, data, time.time())
-        )
+        size = 0 if data is None else len(data)
+        index = self.streams.claim(self.run_id, namespace, kind, size, self.engine.max_stream_bytes)
+        row = ChunkRow(self.run_id, namespace, index, seq, attempt, kind, data, time.time())
+        self.engine.store.batch().chunks.append(row)
         return index
 
 

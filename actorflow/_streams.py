@@ -15,10 +15,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ._errors import RunNotFoundError
+from ._errors import RunNotFoundError, StreamClosedError, StreamLimitError
 from ._models import StreamChunk, to_datetime
 from ._serde import encode, loads
-from ._store import ChunkKind, ChunkRow
+from ._store import ChunkKind, ChunkRow, StreamState
 
 if TYPE_CHECKING:
     from ._actor import RunActor
@@ -47,6 +47,34 @@ def encode_chunk(value: Any) -> tuple[int, bytes]:
 def decode_chunk(row: ChunkRow) -> Any:
     assert row.data is not None
     return bytes(row.data) if row.kind == ChunkKind.BYTES else loads(row.data)
+
+
+class StreamLedger:
+    """A run's stream bookkeeping, owned by its actor: next index and closed flag per
+    namespace, and the bytes written so far (for `max_stream_bytes`)."""
+
+    __slots__ = ("closed", "next_index", "total_bytes")
+
+    def __init__(self, state: StreamState | None = None) -> None:
+        self.next_index: dict[str, int] = {} if state is None else dict(state.next_index)
+        self.closed: set[str] = set() if state is None else set(state.closed)
+        self.total_bytes = 0 if state is None else state.total_bytes
+
+    def claim(self, run_id: str, namespace: str, kind: int, size: int, limit: int) -> int:
+        """The index for a new chunk; raises if the namespace is closed or the run is full."""
+        if namespace in self.closed:
+            raise StreamClosedError(f"stream {namespace!r} of run {run_id!r} is closed")
+        if self.total_bytes + size > limit:
+            raise StreamLimitError(
+                f"run {run_id!r} would exceed max_stream_bytes={limit} "
+                f"({self.total_bytes} bytes written)"
+            )
+        index = self.next_index.get(namespace, 0)
+        self.next_index[namespace] = index + 1
+        self.total_bytes += size
+        if kind == ChunkKind.CLOSE:
+            self.closed.add(namespace)
+        return index
 
 
 class StreamWriter(abc.ABC):

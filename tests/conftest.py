@@ -1,0 +1,64 @@
+"""Shared fixtures: every engine test runs on memory:// and on a SQLite file, under uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+
+import actorflow as af
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    return uvloop.EventLoopPolicy()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL; tests that take it run once per backend."""
+    if request.param == "memory":
+        return "memory://"
+    return f"sqlite:///{tmp_path / 'actorflow.db'}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite URL, for tests that need a store that outlives the engine."""
+    return f"sqlite:///{tmp_path / 'actorflow.db'}"
+
+
+@pytest.fixture
+async def engine(store_url: str) -> AsyncIterator[af.Engine]:
+    async with af.Engine(store_url) as engine:
+        yield engine
+
+
+async def eventually(
+    check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005
+) -> Any:
+    """Wait until `check()` (sync or async) returns a truthy value; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+async def wait_for_status(run: af.Run[Any], *statuses: af.RunStatus, timeout: float = 5.0) -> None:
+    """Wait until the run has one of `statuses`."""
+
+    async def check() -> bool:
+        return await run.status() in statuses
+
+    await eventually(check, timeout)
