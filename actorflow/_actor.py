@@ -343,6 +343,7 @@ class RunActor(Operations):
         result: bytes | None = None,
         error: bytes | None = None,
     ) -> None:
+        ran = self.root is not None and self.root.done()  # the workflow returned or raised
         self.finished = True
         self.teardown(keep_timer=False)
         if status == RunStatus.TERMINATED:
@@ -351,6 +352,8 @@ class RunActor(Operations):
         row = self.row
         row.status, row.result, row.error = status.value, result, error
         row.completed_at, row.wake_at = time.time(), None
+        if row.started_at is None and ran:
+            row.started_at = row.completed_at
         self.status = status
         self.engine.store.batch().update_run(row)
         if self.owns_hooks:
@@ -407,7 +410,7 @@ class RunActor(Operations):
         if status != self.status or wake_at != row.wake_at:
             self.status = status
             row.status, row.wake_at = status.value, wake_at
-            if status == RunStatus.RUNNING and row.started_at is None:
+            if status != RunStatus.QUEUED and row.started_at is None:
                 row.started_at = time.time()
             self.engine.store.batch().update_run(row)
             self._wrote = True

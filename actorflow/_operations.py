@@ -135,7 +135,7 @@ class Operations(abc.ABC):
         if loop is None:
             return
         self.closed = True
-        for task in asyncio.all_tasks(loop):
+        for task in loop.pending_tasks():
             task.cancel()
         loop.run_until_quiescent()
         loop.close()
@@ -285,6 +285,8 @@ class Operations(abc.ABC):
                 raise HookConflictError(data["error"])
             if self.engine.hooks.get(recorded.name) != self.run_id:
                 self._claim_hook(recorded.name, seq)
+            # Still ours after eviction or a reopen: release it when the run finishes.
+            self.owns_hooks = True
             return recorded.name
         token = token or secrets.token_urlsafe(16)
         holder = self.engine.hooks.get(token)

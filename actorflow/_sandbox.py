@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextvars
 import logging
+import weakref
 from asyncio import events
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, NoReturn, TypeVar, TypeVarTuple, Unpack
@@ -45,6 +46,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self._ready: collections.deque[asyncio.Handle] = collections.deque()
+        self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         self._closed = False
 
     def run_until_quiescent(self) -> None:
@@ -80,7 +82,13 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[T]:
-        return asyncio.Task(coro, loop=self, name=name, context=context)
+        task = asyncio.Task(coro, loop=self, name=name, context=context)
+        self._tasks.add(task)
+        return task
+
+    def pending_tasks(self) -> list[asyncio.Task[Any]]:
+        """The workflow's unfinished tasks (`asyncio.all_tasks` scans every task of the process)."""
+        return [task for task in self._tasks if not task.done()]
 
     def get_debug(self) -> bool:
         return False

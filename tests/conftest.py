@@ -14,9 +14,11 @@ import uvloop
 import actorflow as af
 
 
-@pytest.fixture(scope="session")
-def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
-    return uvloop.EventLoopPolicy()
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Run async tests on uvloop, the loop `af.run` uses."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -79,9 +79,10 @@ class MemoryStore:
                 batch.conflicts.add(row.id)
                 continue
             self._runs[row.id] = attrs.evolve(row)
-            self._events[row.id].extend(events)
+            for event in events:  # may hold the parent's `child_started`
+                bisect.insort(self._events[event.run_id], event, key=_idx)
         for event in batch.events:
-            self._events[event.run_id].append(event)
+            bisect.insort(self._events[event.run_id], event, key=_idx)
         for chunk in batch.chunks:
             self._chunks[(chunk.run_id, chunk.namespace)].append(chunk)
         for run_id, params in batch.run_updates.items():
@@ -158,3 +159,7 @@ class MemoryStore:
 
     async def load_hooks(self) -> list[HookRow]:
         return list(self._hooks.values())
+
+
+def _idx(event: EventRow) -> int:
+    return event.idx

@@ -197,8 +197,11 @@ class SQLiteStore:
 
     async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         assert self._reader is not None, "store is not open"
-        async with self._reader.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        # One thread hop for execute + fetch: concurrent reads must not interleave
+        # on the shared connection, or an unfinished statement keeps its read
+        # transaction (an old WAL snapshot) open for the next one, which then
+        # misses rows already committed (and already published to readers).
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     async def get_run(self, run_id: str) -> RunRow | None:
         rows = await self._fetchall(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))

@@ -1,0 +1,8 @@
+"""actorflow benchmarks: `python -m benchmarks [workload ...] [--quick] [--out FILE]`.
+
+Each workload runs in a subprocess of its own (clean memory numbers, no state
+shared between workloads) against a fresh SQLite file in a temporary
+directory, on uvloop through `af.run`. See `python -m benchmarks --help`.
+"""
+
+WORKLOADS = ("latency", "throughput", "limit", "long", "fanout", "memory", "streams", "waiting")

@@ -1,0 +1,168 @@
+"""limit: the physical ceiling: batched inserts of actorflow's own event rows, nothing else.
+
+Rows are harvested from real actorflow runs (the 3-step workflow), then copied
+with fresh run ids, so kinds, payloads and sizes are exactly what actorflow
+writes. The table is created from the `CREATE TABLE events` statement read
+back from actorflow's database. Each batch is one transaction (BEGIN,
+executemany, COMMIT) into a fresh WAL database with actorflow's default
+`synchronous=NORMAL`:
+
+- through aiosqlite (one thread hop per statement): the ceiling the task asks for;
+- through sqlite3 on the calling thread: what SQLite itself can do, for reference.
+
+The orchestrator reports actorflow's `throughput` events/s as a percentage of
+the best rate found (and of the rate at actorflow's own mean batch size, when
+`throughput` ran in the same invocation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .common import Context, Metric, log
+from .shapes import three_steps
+
+DESCRIPTION = "raw batched inserts of actorflow's event rows (the ceiling)"
+DEFAULTS = {
+    "batch_sizes": "1,10,100,1000,10000",
+    "rows_per_size": 200_000,
+    "seconds_per_size": 4.0,
+    "actorflow_batch_rows": 0,  # filled in from `throughput` by the orchestrator
+}
+QUICK = {**DEFAULTS, "batch_sizes": "1,100,1000", "rows_per_size": 5000, "seconds_per_size": 0.5}
+TABLE = [
+    Metric("ceiling_events_per_s", "ceiling, aiosqlite (best batch size)", "/s"),
+    Metric("ceiling_batch_rows", "  at batch size", "rows"),
+    Metric("at_actorflow_batch_events_per_s", "aiosqlite at actorflow's mean batch", "/s"),
+    Metric("sqlite3_ceiling_events_per_s", "sqlite3 direct (reference)", "/s"),
+    Metric("row_bytes", "mean event row payload", "bytes"),
+    Metric("actorflow_pct_of_ceiling", "actorflow throughput events/s vs ceiling", "%"),
+    Metric("actorflow_pct_at_batch", "actorflow vs ceiling at its batch size", "%"),
+]
+
+_INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"
+
+
+async def run(cfg: dict[str, Any], ctx: Context) -> None:
+    template, schema = await _harvest(ctx)
+    per_run = len(template)
+    ctx.metrics.update(rows_per_run=per_run, row_bytes=sum(map(_row_size, template)) / per_run)
+    sizes = sorted({int(s) for s in str(cfg["batch_sizes"]).split(",") if s.strip()})
+    mean_batch = round(float(cfg.get("actorflow_batch_rows") or 0))
+    if mean_batch > 0:
+        sizes = sorted({*sizes, mean_batch})
+
+    def rows(count: int) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        now = time.time()
+        while len(out) < count:
+            run_id = uuid.uuid4().hex
+            out.extend((run_id, *r[1:7], now) for r in template)
+        return out[:count]
+
+    rates: dict[str, float] = {}
+    direct: dict[str, float] = {}
+    for size in sizes:
+        total = max(size, cfg["rows_per_size"] // size * size)
+        batches = [rows(size) for _ in range(total // size)]
+        rates[str(size)] = await _aiosqlite_rate(ctx.db_path("limit"), schema, batches, cfg)
+        direct[str(size)] = await asyncio.to_thread(
+            _sqlite3_rate, ctx.db_path("limit"), schema, batches, cfg
+        )
+        log(
+            f"  batch {size:>6}: aiosqlite {rates[str(size)]:>10,.0f}/s"
+            f"   sqlite3 {direct[str(size)]:>10,.0f}/s"
+        )
+    best = max(rates, key=lambda k: rates[k])
+    ctx.metrics.update(
+        aiosqlite_events_per_s_by_batch=rates,
+        sqlite3_events_per_s_by_batch=direct,
+        ceiling_events_per_s=rates[best],
+        ceiling_batch_rows=int(best),
+        sqlite3_ceiling_events_per_s=max(direct.values()),
+    )
+    if mean_batch > 0:
+        ctx.metrics["at_actorflow_batch_events_per_s"] = rates[str(mean_batch)]
+
+
+async def _harvest(ctx: Context) -> tuple[list[tuple[Any, ...]], str]:
+    """The event rows of one real 3-step run, and the events table's CREATE statement."""
+    path = ctx.db_path("harvest")
+    async with ctx.engine(workflows=[three_steps], path=path) as engine:
+        run_ = await engine.start(three_steps, 1)
+        await run_.result()
+    conn = sqlite3.connect(path)
+    try:
+        (schema,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type='table' AND name='events'"
+        ).fetchone()
+        template = conn.execute(
+            "SELECT * FROM events WHERE run_id=? ORDER BY idx", (run_.id,)
+        ).fetchall()
+    finally:
+        conn.close()
+    return template, schema
+
+
+def _row_size(row: tuple[Any, ...]) -> int:
+    """Bytes of a row's values: text and blobs by length, numbers as 8."""
+    return sum(0 if v is None else len(v) if isinstance(v, str | bytes) else 8 for v in row)
+
+
+def _within_budget(cfg: dict[str, Any]) -> Callable[[], bool]:
+    deadline = time.perf_counter() + float(cfg["seconds_per_size"])
+    return lambda: time.perf_counter() < deadline
+
+
+async def _aiosqlite_rate(
+    path: Path, schema: str, batches: list[list[tuple[Any, ...]]], cfg: dict[str, Any]
+) -> float:
+    db = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute(schema)
+        more = _within_budget(cfg)
+        written = 0
+        begin = time.perf_counter()
+        for batch in batches:
+            await db.execute("BEGIN")
+            await db.executemany(_INSERT, batch)
+            await db.execute("COMMIT")
+            written += len(batch)
+            if not more():
+                break
+        return written / (time.perf_counter() - begin)
+    finally:
+        await db.close()
+
+
+def _sqlite3_rate(
+    path: Path, schema: str, batches: list[list[tuple[Any, ...]]], cfg: dict[str, Any]
+) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(schema)
+        more = _within_budget(cfg)
+        written = 0
+        begin = time.perf_counter()
+        for batch in batches:
+            conn.execute("BEGIN")
+            conn.executemany(_INSERT, batch)
+            conn.execute("COMMIT")
+            written += len(batch)
+            if not more():
+                break
+        return written / (time.perf_counter() - begin)
+    finally:
+        conn.close()

@@ -1,0 +1,69 @@
+"""throughput: N concurrent 3-step workflows, all started at once, all awaited.
+
+Events committed are counted in the database; batches and rows come from the
+group-commit writer's counters (`engine.store.writer.batches` / `.rows`; rows
+include run-row inserts and updates as well as events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .common import Context, Metric, Stopwatch, db_count, log
+from .shapes import STEPS_PER_RUN, three_steps
+
+DESCRIPTION = "N concurrent 3-step workflows (group commit)"
+DEFAULTS = {"runs": 10_000, "warmup": 200}
+QUICK = {"runs": 300, "warmup": 10}
+TABLE = [
+    Metric("workflows_per_s", "workflows", "/s"),
+    Metric("steps_per_s", "steps", "/s"),
+    Metric("events_per_s", "events committed", "/s"),
+    Metric("rows_per_s", "rows committed (events + run rows)", "/s"),
+    Metric("mean_batch_rows", "mean group-commit batch", "rows"),
+    Metric("mean_batch_events", "mean events per batch", "events"),
+    Metric("batches", "batches (transactions)", ""),
+    Metric("start_s", "time to start all runs", "s"),
+    Metric("total_s", "time to finish all runs", "s"),
+]
+
+
+async def run(cfg: dict[str, Any], ctx: Context) -> None:
+    n = cfg["runs"]
+    path = ctx.db_path()
+    async with ctx.engine(workflows=[three_steps], path=path) as engine:
+        await asyncio.gather(*(_one(engine, i) for i in range(cfg["warmup"])))
+        writer = engine.store.writer  # type: ignore[attr-defined]
+        batches0, rows0 = writer.batches, writer.rows
+        events0 = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events")
+        log(f"  {n:,} concurrent runs")
+        with Stopwatch() as total:
+            with Stopwatch() as starting:
+                runs = await asyncio.gather(*(engine.start(three_steps, i) for i in range(n)))
+            results = await asyncio.gather(*(r.result() for r in runs))
+        assert all(r == i + 3 for i, r in enumerate(results)), "wrong results"
+        batches, rows = writer.batches - batches0, writer.rows - rows0
+        live = engine.live_actors()
+    events = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events") - events0
+    seconds = total.seconds
+    ctx.metrics.update(
+        runs=n,
+        workflows_per_s=n / seconds,
+        steps_per_s=n * STEPS_PER_RUN / seconds,
+        events=events,
+        events_per_s=events / seconds,
+        rows=rows,
+        rows_per_s=rows / seconds,
+        batches=batches,
+        mean_batch_rows=rows / batches if batches else 0.0,
+        mean_batch_events=events / batches if batches else 0.0,
+        events_per_run=events / n,
+        start_s=starting.seconds,
+        total_s=seconds,
+        live_actors_after=live,
+    )
+
+
+async def _one(engine: Any, i: int) -> None:
+    await (await engine.start(three_steps, i)).result()

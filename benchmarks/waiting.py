@@ -1,0 +1,185 @@
+"""waiting: many runs parked on timers or events, and how late timers fire.
+
+Three phases, each in a process of its own (clean RSS baselines):
+
+- `evicted`: N runs wait (a share on a far-away `af.sleep`, the rest on
+  `af.wait_for_event`) in an engine with `idle_timeout=0`, so each run leaves
+  memory as soon as it waits; RSS kept per waiting run.
+- `live`: the same with `idle_timeout=None`: every run stays in memory.
+- `lateness`: M runs `af.sleep_until(t)` with the t spread over one second;
+  lateness = wall time the workflow observes when `sleep_until` returns, minus
+  t. Measured with evicted runs (rehydrated on wake-up) and with live ones.
+
+Runs are started in waves; RSS is read after a full collection once the
+database shows every run `waiting` (and, when evicting, no actor is left).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import actorflow as af
+
+from .common import (
+    Context,
+    Metric,
+    Stopwatch,
+    db_count,
+    log,
+    python_blocks,
+    settled_rss,
+    summarize,
+    until,
+)
+from .shapes import three_steps
+
+DESCRIPTION = "RSS per waiting run (evicted / live) and timer lateness"
+PHASES = ("evicted", "lateness", "live")
+DEFAULTS = {
+    "runs": 100_000,
+    "timer_share": 0.5,
+    "wave": 2000,
+    "lateness_runs": 10_000,
+    "lateness_lead_s": 0.0,  # 0: 3 s + 1 ms per run
+    "close_budget_s": 60.0,
+}
+QUICK = {**DEFAULTS, "runs": 400, "wave": 100, "lateness_runs": 200, "close_budget_s": 20.0}
+TABLE = [
+    Metric("evicted_rss_per_run_bytes", "RSS per waiting run, evicted", "bytes", ("<", 2048)),
+    Metric("evicted_blocks_per_run", "  Python objects per run", ""),
+    Metric("evicted_live_actors", "  live actors while waiting", ""),
+    Metric("evicted_start_per_s", "  runs started and parked", "/s"),
+    Metric("live_rss_per_run_bytes", "RSS per waiting run, live", "bytes", ("<", 20480)),
+    Metric("live_blocks_per_run", "  Python objects per run", ""),
+    Metric("live_start_per_s", "  runs started", "/s"),
+    Metric("live_close_s", "  engine.close() with all of them live", "s"),
+    Metric("lateness_evicted_p50_ms", "timer lateness p50, evicted runs", "ms"),
+    Metric("lateness_evicted_p99_ms", "timer lateness p99, evicted runs", "ms", ("<", 100)),
+    Metric("lateness_live_p50_ms", "timer lateness p50, live runs", "ms"),
+    Metric("lateness_live_p99_ms", "timer lateness p99, live runs", "ms", ("<", 100)),
+]
+
+_lateness: list[float] = []
+
+
+@af.workflow(name="bench.waiting.sleeper")
+async def sleeper(i: int) -> int:
+    await af.sleep("2d")
+    return i
+
+
+@af.workflow(name="bench.waiting.listener")
+async def listener(i: int) -> int:
+    await af.wait_for_event("never")
+    return i
+
+
+@af.workflow(name="bench.waiting.alarm")
+async def alarm(at: float) -> float:
+    await af.sleep_until(datetime.fromtimestamp(at, UTC))
+    late = time.time() - at
+    _lateness.append(late)
+    return late
+
+
+WORKFLOWS = [sleeper, listener, alarm, three_steps]
+
+
+async def run(cfg: dict[str, Any], ctx: Context, phase: str) -> None:
+    if phase == "lateness":
+        for mode, idle in (("evicted", 0.0), ("live", None)):
+            await _lateness_phase(cfg, ctx, mode, idle)
+            ctx.checkpoint()
+    else:
+        await _parked(cfg, ctx, phase, 0.0 if phase == "evicted" else None)
+
+
+async def _parked(cfg: dict[str, Any], ctx: Context, mode: str, idle: float | None) -> None:
+    n, wave = cfg["runs"], cfg["wave"]
+    timers = round(n * cfg["timer_share"])
+    path = ctx.db_path()
+    engine = ctx.engine(workflows=WORKFLOWS, path=path, idle_timeout=idle)
+    await engine.open()
+    for i in range(20):  # warm-up: code paths and caches (these runs complete)
+        await (await engine.start(three_steps, i)).result()
+    warm = [await engine.start(sleeper, -1), await engine.start(listener, -1)]
+    await _settled(engine, path, len(warm), mode)
+    rss0, blocks0 = settled_rss(), python_blocks()
+
+    log(f"  {mode}: {n:,} waiting runs ({timers:,} on timers), waves of {wave:,}")
+    with Stopwatch() as starting:
+        for first in range(0, n, wave):
+            ids = range(first, min(n, first + wave))
+            await asyncio.gather(
+                *(engine.start(sleeper if i < timers else listener, i) for i in ids)
+            )
+            if mode == "evicted":
+                await until(lambda: engine.live_actors() == 0, 60, "the wave to be evicted")
+    await _settled(engine, path, n + len(warm), mode)
+    rss1, blocks1 = settled_rss(), python_blocks()
+    ctx.metrics.update(
+        {
+            f"{mode}_runs": n,
+            f"{mode}_timer_runs": timers,
+            f"{mode}_rss_per_run_bytes": (rss1 - rss0) / n,
+            f"{mode}_blocks_per_run": (blocks1 - blocks0) / n,
+            f"{mode}_live_actors": engine.live_actors(),
+            f"{mode}_rss_total_bytes": rss1,
+            f"{mode}_start_per_s": n / starting.seconds,
+        }
+    )
+    ctx.checkpoint()
+    disarm = ctx.exit_if_stuck(cfg["close_budget_s"], f"engine.close() with {n:,} {mode} runs")
+    with Stopwatch() as closing:
+        await engine.close()
+    disarm()
+    ctx.metrics[f"{mode}_close_s"] = closing.seconds
+
+
+async def _settled(engine: af.Engine, path: Any, waiting: int, mode: str) -> None:
+    """Until the database shows `waiting` runs waiting and, if evicting, none is in memory."""
+
+    async def check() -> bool:
+        if mode == "evicted" and engine.live_actors() != 0:
+            return False
+        sql = "SELECT count(*) FROM runs WHERE status='waiting'"
+        return await asyncio.to_thread(db_count, path, sql) == waiting
+
+    await until(check, 300, f"{waiting:,} runs to be waiting", interval=0.2)
+
+
+async def _lateness_phase(cfg: dict[str, Any], ctx: Context, mode: str, idle: float | None) -> None:
+    m = cfg["lateness_runs"]
+    lead = cfg["lateness_lead_s"] or 3.0 + m / 1000
+    path = ctx.db_path()
+    _lateness.clear()
+    async with ctx.engine(workflows=WORKFLOWS, path=path, idle_timeout=idle) as engine:
+        for i in range(20):
+            await (await engine.start(three_steps, i)).result()
+        due = time.time() + lead
+        log(f"  lateness, {mode}: {m:,} timers due within one second, {lead:.1f} s from now")
+        with Stopwatch() as starting:
+            await asyncio.gather(*(engine.start(alarm, due + i / m) for i in range(m)))
+            await _settled(engine, path, m, mode)
+        slack = due - time.time()
+        if slack <= 0:
+            ctx.note(
+                f"lateness {mode}: runs were still starting when the first timer came due "
+                f"({-slack:.2f} s late); raise waiting.lateness_lead_s"
+            )
+        await until(lambda: len(_lateness) >= m, 120 + lead, "every timer to fire")
+    stats = summarize(_lateness, scale=1000.0)
+    ctx.metrics.update(
+        {
+            f"lateness_{mode}_runs": m,
+            f"lateness_{mode}_p50_ms": stats["p50"],
+            f"lateness_{mode}_p90_ms": stats["p90"],
+            f"lateness_{mode}_p99_ms": stats["p99"],
+            f"lateness_{mode}_max_ms": stats["max"],
+            f"lateness_{mode}_start_s": starting.seconds,
+            f"lateness_{mode}_slack_s": slack,
+        }
+    )

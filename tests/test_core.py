@@ -1,0 +1,287 @@
+"""The engine and run handles: start, result, status, info, events, list_runs, ids."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import actorflow as af
+
+from .conftest import eventually
+
+executions: dict[str, int] = {}
+
+
+@af.step
+async def core_double(x: int) -> int:
+    return x * 2
+
+
+@af.step(name="core.add_one")
+def core_add_one(x: int) -> int:
+    return x + 1
+
+
+@af.workflow
+async def core_pipeline(x: int) -> dict[str, int]:
+    doubled = await core_double(x)
+    plus = await core_add_one(doubled)
+    return {"doubled": doubled, "plus": plus}
+
+
+@af.workflow(name="core.info")
+async def core_info_wf(tag: str) -> dict[str, Any]:
+    info = af.workflow_info()
+    return {"run_id": info.run_id, "workflow": info.workflow, "tag": tag}
+
+
+@af.workflow
+async def core_failing(message: str) -> None:
+    await core_double(1)
+    raise ValueError(message)
+
+
+gates: dict[str, asyncio.Event] = {}
+
+
+@af.step
+async def core_block(key: str) -> str:
+    await gates[key].wait()
+    return key
+
+
+@af.workflow
+async def core_blocked(key: str) -> str:
+    return await core_block(key)
+
+
+async def test_start_and_result(engine: af.Engine) -> None:
+    run = await engine.start(core_pipeline, 5)
+    assert await run.result(timeout=5) == {"doubled": 10, "plus": 11}
+    assert await run.status() == af.RunStatus.COMPLETED
+    assert await run.exists()
+
+
+async def test_start_by_registered_name(engine: af.Engine) -> None:
+    run = await engine.start("core_pipeline", 1)
+    assert await run.result(timeout=5) == {"doubled": 2, "plus": 3}
+
+
+async def test_info_records_every_step(engine: af.Engine) -> None:
+    run = await engine.start(core_pipeline, 3, metadata={"team": "ops"})
+    await run.result(timeout=5)
+    info = await run.info()
+    assert info.id == run.id
+    assert info.workflow == "core_pipeline"
+    assert info.status == af.RunStatus.COMPLETED
+    assert info.args == [3]
+    assert info.result == {"doubled": 6, "plus": 7}
+    assert info.error is None
+    assert info.metadata == {"team": "ops"}
+    assert info.created_at <= info.started_at <= info.completed_at  # type: ignore[operator]
+    assert [(s.seq, s.name, s.status, s.attempts, s.result) for s in info.steps] == [
+        (0, "core_double", "completed", 1, 6),
+        (1, "core.add_one", "completed", 1, 7),
+    ]
+    assert all(s.started_at and s.completed_at for s in info.steps)
+
+
+async def test_workflow_info_inside_workflow(engine: af.Engine) -> None:
+    run = await engine.start(core_info_wf, "t")
+    assert await run.result(timeout=5) == {"run_id": run.id, "workflow": "core.info", "tag": "t"}
+
+
+async def test_failed_run_raises_run_failed_error(engine: af.Engine) -> None:
+    run = await engine.start(core_failing, "boom")
+    with pytest.raises(af.RunFailedError) as caught:
+        await run.result(timeout=5)
+    assert caught.value.error.type == "ValueError"
+    assert caught.value.error.message == "boom"
+    assert "core_failing" in (caught.value.error.traceback or "")
+    assert await run.status() == af.RunStatus.FAILED
+    info = await run.info()
+    assert info.error == caught.value.error
+
+
+async def test_result_timeout(engine: af.Engine) -> None:
+    gates["timeout"] = asyncio.Event()
+    run = await engine.start(core_blocked, "timeout")
+    with pytest.raises(TimeoutError):
+        await run.result(timeout=0.05)
+    gates["timeout"].set()
+    assert await run.result(timeout=5) == "timeout"
+
+
+async def test_result_of_many_waiters(engine: af.Engine) -> None:
+    gates["many"] = asyncio.Event()
+    run = await engine.start(core_blocked, "many")
+    waiters = [asyncio.ensure_future(engine.get_run(run.id).result(timeout=5)) for _ in range(20)]
+    await wait_running(run)
+    gates["many"].set()
+    assert await asyncio.gather(*waiters) == ["many"] * 20
+
+
+async def wait_running(run: af.Run[Any]) -> None:
+    await eventually(lambda: run.status(), timeout=5)
+
+
+async def test_start_is_idempotent_by_id(engine: af.Engine) -> None:
+    first = await engine.start(core_pipeline, 1, id="order-1")
+    again = await engine.start(core_pipeline, 99, id="order-1")
+    assert again.id == first.id == "order-1"
+    assert await again.result(timeout=5) == {"doubled": 2, "plus": 3}
+    with pytest.raises(af.RunAlreadyExistsError):
+        await engine.start(core_pipeline, 1, id="order-1", if_exists="error")
+    runs = await engine.list_runs(workflow=core_pipeline)
+    assert [r.id for r in runs] == ["order-1"]
+
+
+async def test_concurrent_starts_with_one_id_make_one_run(engine: af.Engine) -> None:
+    runs = await asyncio.gather(*(engine.start(core_pipeline, i, id="same") for i in range(10)))
+    assert {r.id for r in runs} == {"same"}
+    result = await runs[0].result(timeout=5)
+    assert result["doubled"] in {2 * i for i in range(10)}
+    assert len(await engine.list_runs(workflow="core_pipeline")) == 1
+
+
+async def test_af_start_uses_the_innermost_engine(store_url: str) -> None:
+    async with af.Engine(store_url):
+        run = await af.start(core_pipeline, 2)
+        assert await run.result(timeout=5) == {"doubled": 4, "plus": 5}
+    with pytest.raises(af.EngineClosedError):
+        await af.start(core_pipeline, 2)
+
+
+async def test_get_run_is_lazy(engine: af.Engine) -> None:
+    missing = engine.get_run("does-not-exist")
+    assert not await missing.exists()
+    with pytest.raises(af.RunNotFoundError):
+        await missing.status()
+    with pytest.raises(af.RunNotFoundError):
+        await missing.result(timeout=1)
+    with pytest.raises(af.RunNotFoundError):
+        await missing.info()
+    with pytest.raises(af.RunNotFoundError):
+        await missing.terminate()
+    with pytest.raises(af.RunNotFoundError):
+        await missing.send_event("x", 1)
+
+
+async def test_list_runs_filters(engine: af.Engine) -> None:
+    done = [await engine.start(core_pipeline, i) for i in range(3)]
+    for run in done:
+        await run.result(timeout=5)
+    failed = await engine.start(core_failing, "x")
+    with pytest.raises(af.RunFailedError):
+        await failed.result(timeout=5)
+    all_runs = await engine.list_runs()
+    assert {r.id for r in all_runs} >= {r.id for r in [*done, failed]}
+    completed = await engine.list_runs(status="completed", workflow="core_pipeline")
+    assert {r.id for r in completed} == {r.id for r in done}
+    assert all(r.steps == () for r in completed)
+    failures = await engine.list_runs(status=[af.RunStatus.FAILED])
+    assert [r.id for r in failures] == [failed.id]
+    assert failures[0].error is not None and failures[0].error.type == "ValueError"
+    assert len(await engine.list_runs(workflow=core_pipeline, limit=2)) == 2
+    page = await engine.list_runs(workflow=core_pipeline, limit=2, offset=2)
+    assert len(page) == 1
+    with pytest.raises(ValueError):
+        await engine.list_runs(status="bogus")
+
+
+async def test_events_yield_the_log_then_end(engine: af.Engine) -> None:
+    run = await engine.start(core_pipeline, 1)
+    seen = [e async for e in run.events()]
+    assert [e.kind for e in seen] == [
+        "run_created",
+        "step_started",
+        "step_completed",
+        "step_started",
+        "step_completed",
+        "run_completed",
+    ]
+    assert [e.index for e in seen] == list(range(len(seen)))
+    assert seen[2].data == 2 and seen[2].name == "core_double" and seen[2].seq == 0
+    assert seen[-1].data == {"doubled": 2, "plus": 3}
+
+
+async def test_events_live_subscriber_sees_everything(engine: af.Engine) -> None:
+    gates["live"] = asyncio.Event()
+    run = await engine.start(core_blocked, "live")
+    collected: list[str] = []
+
+    async def collect() -> None:
+        async for event in run.events():
+            collected.append(event.kind)
+
+    reader = asyncio.ensure_future(collect())
+    await eventually(lambda: "step_started" in collected)
+    gates["live"].set()
+    await asyncio.wait_for(reader, 5)
+    assert collected == [
+        "run_created",
+        "step_started",
+        "step_completed",
+        "run_completed",
+    ]
+
+
+async def test_unknown_workflow_is_refused(engine: af.Engine) -> None:
+    with pytest.raises(af.WorkflowNotRegisteredError):
+        await engine.start("no.such.workflow")
+    with pytest.raises(TypeError):
+        await engine.start(core_double, 1)  # type: ignore[arg-type]
+
+
+async def test_engine_restricted_to_listed_workflows(store_url: str) -> None:
+    async with af.Engine(store_url, workflows=[core_pipeline]) as engine:
+        assert await (await engine.start(core_pipeline, 1)).result(timeout=5)
+        with pytest.raises(af.WorkflowNotRegisteredError):
+            await engine.start(core_info_wf, "x")
+
+
+async def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError):
+        af.Engine("mysql://nope")
+    with pytest.raises(ValueError):
+        af.Engine("sqlite://")
+    with pytest.raises(ValueError):
+        af.Engine("memory://", max_concurrency=0)
+    with pytest.raises(ValueError):
+        af.Engine("memory://", idle_timeout=-1)
+    async with af.Engine("memory://") as engine:
+        with pytest.raises(ValueError):
+            await engine.start(core_pipeline, 1, id="")
+        with pytest.raises(ValueError):
+            await engine.start(core_pipeline, 1, if_exists="replace")  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            await engine.start(core_pipeline, 1, id="bad\nid")
+
+
+async def test_closed_engine_refuses_calls() -> None:
+    engine = af.Engine("memory://")
+    with pytest.raises(af.EngineClosedError):
+        await engine.start(core_pipeline, 1)
+    async with engine:
+        pass
+    with pytest.raises(af.EngineClosedError):
+        await engine.start(core_pipeline, 1)
+
+
+async def test_default_url_is_embedded_sqlite(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with af.Engine() as engine:
+        run = await engine.start(core_pipeline, 4)
+        assert await run.result(timeout=5) == {"doubled": 8, "plus": 9}
+    assert (tmp_path / "actorflow.db").exists()
+
+
+async def test_completed_runs_leave_memory(engine: af.Engine) -> None:
+    runs = [await engine.start(core_pipeline, i) for i in range(50)]
+    for run in runs:
+        await run.result(timeout=5)
+    await eventually(lambda: engine.live_actors() == 0)

@@ -1,0 +1,252 @@
+"""Idle eviction: waiting and paused runs leave memory and come back from their log."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import actorflow as af
+from tests._probes import PROBES, Probe, new_probe
+from tests.conftest import eventually, wait_for_status
+
+S = af.RunStatus
+IDLE = 0.02
+
+
+@pytest.fixture
+def probe() -> Iterator[Probe]:
+    yield from new_probe()
+
+
+@pytest.fixture
+async def evicting(store_url: str) -> AsyncIterator[af.Engine]:
+    async with af.Engine(store_url, idle_timeout=IDLE) as engine:
+        yield engine
+
+
+async def _evicted(engine: af.Engine, *runs: af.Run[Any], count: int = 0) -> None:
+    """Wait until only `count` actors are live; the runs stay unfinished in the store."""
+    await eventually(lambda: engine.live_actors() == count)
+    for run in runs:
+        assert not (await run.status()).is_final
+
+
+@af.step
+async def ev_mark(key: str, name: str) -> int:
+    p = PROBES[key]
+    n = p.hit(name)
+    if name in p.values.get("gated", ()):
+        await p.gate(f"{name}:go")
+    return n
+
+
+@af.workflow
+async def ev_sleeper(key: str) -> list[int]:
+    before = await ev_mark(key, "before")
+    await af.sleep("500ms")
+    return [before, await ev_mark(key, "after")]
+
+
+async def test_evicted_sleeping_run_wakes_on_its_timer(evicting: af.Engine, probe: Probe) -> None:
+    run = await evicting.start(ev_sleeper, probe.key)
+    await probe.reached("before")
+    await _evicted(evicting, run)
+    assert await run.status() == S.WAITING
+    assert probe.calls["after"] == 0
+    assert await run.result(timeout=5) == [1, 1]
+    assert probe.calls == {"before": 1, "after": 1}  # the replay did not re-run `before`
+    await eventually(lambda: evicting.live_actors() == 0)
+
+
+@af.workflow
+async def ev_event(key: str) -> list[Any]:
+    before = await ev_mark(key, "before")
+    got = await af.wait_for_event("ev_go")
+    return [before, got, await ev_mark(key, "after")]
+
+
+async def test_evicted_run_rehydrates_on_event(evicting: af.Engine, probe: Probe) -> None:
+    run = await evicting.start(ev_event, probe.key)
+    await wait_for_status(run, S.WAITING)
+    await _evicted(evicting, run)
+    info = await run.info()
+    assert info.status == S.WAITING
+    assert [s.name for s in info.steps] == ["ev_mark"]
+    await run.send_event("ev_go", {"x": 1})
+    assert await run.result(timeout=5) == [1, {"x": 1}, 1]
+    assert probe.calls == {"before": 1, "after": 1}
+    await eventually(lambda: evicting.live_actors() == 0)
+
+
+async def test_many_evicted_runs(evicting: af.Engine, probe: Probe) -> None:
+    runs = [await evicting.start(ev_event, probe.key) for _ in range(20)]
+    for run in runs:
+        await wait_for_status(run, S.WAITING)
+    await _evicted(evicting)
+    for i, run in enumerate(runs):
+        await run.send_event("ev_go", i)
+    assert [(await r.result(timeout=5))[1] for r in runs] == list(range(20))
+    assert probe.calls == {"before": 20, "after": 20}
+
+
+@af.workflow
+async def ev_two_types(key: str) -> list[Any]:
+    first = await af.wait_for_event("ev_first")
+    second = await af.wait_for_event("ev_second")
+    return [first, second]
+
+
+async def test_buffered_event_survives_eviction(evicting: af.Engine, probe: Probe) -> None:
+    run = await evicting.start(ev_two_types, probe.key)
+    await wait_for_status(run, S.WAITING)
+    await run.send_event("ev_second", "buffered")  # not waited for yet
+    await _evicted(evicting, run)
+    await run.send_event("ev_first", "first")
+    assert await run.result(timeout=5) == ["first", "buffered"]
+
+
+@af.workflow
+async def ev_event_timeout(key: str) -> str:
+    try:
+        return await af.wait_for_event("ev_never", timeout="400ms")
+    except af.EventTimeoutError:
+        return "timed out"
+
+
+async def test_evicted_run_wakes_for_event_timeout(evicting: af.Engine, probe: Probe) -> None:
+    run = await evicting.start(ev_event_timeout, probe.key)
+    await wait_for_status(run, S.WAITING)
+    await _evicted(evicting, run)
+    assert await run.result(timeout=5) == "timed out"
+
+
+async def test_evicted_run_wakes_for_deadline(evicting: af.Engine, probe: Probe) -> None:
+    run = await evicting.start(ev_event, probe.key, deadline="400ms")
+    await wait_for_status(run, S.WAITING)
+    await _evicted(evicting, run)
+    with pytest.raises(af.RunFailedError) as caught:
+        await run.result(timeout=5)
+    assert caught.value.error.type == "DeadlineExceededError"
+
+
+@af.workflow
+async def ev_hook(key: str, token: str) -> list[Any]:
+    hook = af.create_hook(token)
+    before = await ev_mark(key, "before")
+    return [before, await hook, await hook]
+
+
+async def test_evicted_run_rehydrates_on_hook(evicting: af.Engine, probe: Probe) -> None:
+    token = f"ev-hook-{probe.key}"
+    run = await evicting.start(ev_hook, probe.key, token)
+    await wait_for_status(run, S.WAITING)
+    await _evicted(evicting, run)
+    await evicting.resume_hook(token, "one")
+    await _evicted(evicting, run)  # waits again for the second payload, and is evicted
+    await evicting.resume_hook(token, "two")
+    assert await run.result(timeout=5) == [1, "one", "two"]
+    assert probe.calls == {"before": 1}
+    with pytest.raises(af.HookNotFoundError):
+        await evicting.resume_hook(token, "three")
+
+
+@af.workflow
+async def ev_abc(key: str) -> list[int]:
+    return [await ev_mark(key, "a"), await ev_mark(key, "b"), await ev_mark(key, "c")]
+
+
+async def test_evicted_paused_run_rehydrates_on_resume(evicting: af.Engine, probe: Probe) -> None:
+    probe.values["gated"] = {"b"}
+    run = await evicting.start(ev_abc, probe.key)
+    await probe.reached("b")
+    await run.pause()
+    assert evicting.live_actors() == 1  # pausing: its step still runs
+    probe.open("b:go")
+    await wait_for_status(run, S.PAUSED)
+    await _evicted(evicting, run)
+    assert await run.status() == S.PAUSED
+    await run.resume()
+    assert await run.result(timeout=5) == [1, 1, 1]
+    assert probe.calls == {"a": 1, "b": 1, "c": 1}
+
+
+async def test_control_of_evicted_runs(evicting: af.Engine, probe: Probe) -> None:
+    run = await evicting.start(ev_event, probe.key)
+    await wait_for_status(run, S.WAITING)
+    await _evicted(evicting, run)
+    await run.pause()
+    assert await run.status() == S.PAUSED
+    await _evicted(evicting, run)
+    await run.send_event("ev_go", "while paused")
+    await _evicted(evicting, run)
+    assert probe.calls["after"] == 0
+    await run.resume()
+    assert await run.result(timeout=5) == [1, "while paused", 1]
+
+    other = await evicting.start(ev_event, probe.key)
+    await wait_for_status(other, S.WAITING)
+    await _evicted(evicting, other)
+    await other.terminate()
+    with pytest.raises(af.RunTerminatedError):
+        await other.result(timeout=5)
+
+    third = await evicting.start(ev_event, probe.key)
+    await wait_for_status(third, S.WAITING)
+    await _evicted(evicting, third)
+    await third.restart()
+    await wait_for_status(third, S.WAITING)
+    await third.send_event("ev_go", "restarted")
+    assert (await third.result(timeout=5))[1] == "restarted"
+    assert (await third.info()).generation == 1
+
+
+@af.workflow
+async def ev_parent(key: str) -> dict[str, Any]:
+    child = await af.start(ev_event, key)
+    return {"child": child.id, "value": await child.result()}
+
+
+async def test_evicted_parent_rehydrates_on_child_completion(
+    evicting: af.Engine, probe: Probe
+) -> None:
+    parent = await evicting.start(ev_parent, probe.key)
+    await probe.reached("before")
+    await wait_for_status(parent, S.WAITING)
+    [child] = await evicting.list_runs(parent_id=parent.id)
+    child_run = evicting.get_run(child.id)
+    await wait_for_status(child_run, S.WAITING)
+    await _evicted(evicting, parent, child_run)
+    await child_run.send_event("ev_go", "from outside")
+    assert await parent.result(timeout=5) == {
+        "child": child.id,
+        "value": [1, "from outside", 1],
+    }
+    # Rehydrating the parent replayed its journaled start: still exactly one child.
+    assert [c.id for c in await evicting.list_runs(parent_id=parent.id)] == [child.id]
+    assert probe.calls == {"before": 1, "after": 1}
+    await eventually(lambda: evicting.live_actors() == 0)
+
+
+async def test_no_eviction_by_default_or_for_running_runs(store_url: str, probe: Probe) -> None:
+    probe.values["gated"] = {"a"}
+    async with af.Engine(store_url, idle_timeout=None) as engine:
+        waiting = await engine.start(ev_event, probe.key)
+        await wait_for_status(waiting, S.WAITING)
+        running = await engine.start(ev_abc, probe.key)
+        await probe.reached("a")
+        assert engine.live_actors() == 2
+        await waiting.send_event("ev_go", 1)
+        probe.open("a:go")
+        assert (await waiting.result(timeout=5))[1] == 1
+        assert await running.result(timeout=5) == [1, 1, 1]
+    async with af.Engine(store_url, idle_timeout=IDLE) as engine:
+        probe.reset("a:go")
+        running = await engine.start(ev_abc, probe.key)
+        await eventually(lambda: probe.calls["a"] == 2)
+        # A running step is never evicted, however long it takes.
+        await wait_for_status(running, S.RUNNING)
+        assert engine.live_actors() == 1
+        probe.open("a:go")
+        assert await running.result(timeout=5) == [2, 2, 2]

@@ -1,0 +1,236 @@
+"""In-process recovery on SQLite: close the engine mid-run, open a new one on the same file.
+
+(Crash recovery with SIGKILLed processes is tested in test_crash_recovery.py.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import actorflow as af
+from tests._probes import PROBES, Probe, new_probe
+from tests.conftest import eventually, wait_for_status
+
+S = af.RunStatus
+
+
+@pytest.fixture
+def probe() -> Iterator[Probe]:
+    yield from new_probe()
+
+
+@af.step
+async def reopen_mark(key: str, name: str) -> int:
+    p = PROBES[key]
+    n = p.hit(name)
+    p.order.append(name)
+    if name in p.values.get("gated", ()):
+        await p.gate(f"{name}:go")
+    return n
+
+
+@af.workflow
+async def reopen_sleeper(key: str, duration: str) -> list[int]:
+    before = await reopen_mark(key, "before")
+    await af.sleep(duration)
+    return [before, await reopen_mark(key, "after")]
+
+
+async def test_sleeping_run_continues_after_reopen(sqlite_url: str, probe: Probe) -> None:
+    async with af.Engine(sqlite_url) as first:
+        run_id = (await first.start(reopen_sleeper, probe.key, "300ms")).id
+        await wait_for_status(first.get_run(run_id), S.WAITING)
+    assert probe.calls == {"before": 1}
+    async with af.Engine(sqlite_url) as second:
+        run = second.get_run(run_id)
+        assert await run.status() == S.WAITING
+        assert await run.result(timeout=5) == [1, 1]
+    assert probe.calls == {"before": 1, "after": 1}
+
+
+async def test_overdue_timer_fires_at_once_on_reopen(sqlite_url: str, probe: Probe) -> None:
+    async with af.Engine(sqlite_url) as first:
+        run = await first.start(reopen_sleeper, probe.key, "100ms")
+        await wait_for_status(run, S.WAITING)
+        fire_at = None
+        async for event in run.events():
+            if event.kind == "sleep_started":
+                fire_at = event.data["fire_at"]
+                break
+        assert fire_at is not None
+    await eventually(lambda: time.time() > fire_at + 0.05)  # the timer is overdue now
+    async with af.Engine(sqlite_url) as second:
+        opened = time.time()
+        assert await second.get_run(run.id).result(timeout=5) == [1, 1]
+        # Due at start-up: it fires at once, it does not wait another 100 ms.
+        assert time.time() - opened < 2.0
+        sleep_fired = [e async for e in second.get_run(run.id).events() if e.kind == "sleep_fired"]
+        assert sleep_fired[0].at.timestamp() >= opened
+
+
+@af.workflow
+async def reopen_event(key: str, timeout: str | None) -> list[Any]:
+    before = await reopen_mark(key, "before")
+    try:
+        got = await af.wait_for_event("reopen_go", timeout=timeout)
+    except af.EventTimeoutError:
+        got = "timed out"
+    return [before, got, await reopen_mark(key, "after")]
+
+
+async def test_run_waiting_for_event_continues_after_reopen(sqlite_url: str, probe: Probe) -> None:
+    async with af.Engine(sqlite_url) as first:
+        run_id = (await first.start(reopen_event, probe.key, None)).id
+        await wait_for_status(first.get_run(run_id), S.WAITING)
+    async with af.Engine(sqlite_url) as second:
+        run = second.get_run(run_id)
+        assert await run.status() == S.WAITING
+        await run.send_event("reopen_go", {"ok": True})
+        assert await run.result(timeout=5) == [1, {"ok": True}, 1]
+    assert probe.calls == {"before": 1, "after": 1}
+
+
+async def test_event_timeout_survives_reopen(sqlite_url: str, probe: Probe) -> None:
+    async with af.Engine(sqlite_url) as first:
+        run_id = (await first.start(reopen_event, probe.key, "300ms")).id
+        await wait_for_status(first.get_run(run_id), S.WAITING)
+    async with af.Engine(sqlite_url) as second:
+        assert await second.get_run(run_id).result(timeout=5) == [1, "timed out", 1]
+
+
+@af.workflow
+async def reopen_gated_then_wait(key: str) -> list[Any]:
+    before = await reopen_mark(key, "gated")
+    return [before, await af.wait_for_event("reopen_go"), await af.wait_for_event("reopen_go")]
+
+
+async def test_buffered_events_survive_reopen(sqlite_url: str, probe: Probe) -> None:
+    probe.values["gated"] = {"gated"}
+    async with af.Engine(sqlite_url) as first:
+        run = await first.start(reopen_gated_then_wait, probe.key)
+        await probe.reached("gated")
+        await run.send_event("reopen_go", 1)
+        await run.send_event("reopen_go", 2)
+    probe.open("gated:go")
+    async with af.Engine(sqlite_url) as second:
+        # The interrupted step runs again (at-least-once); the events come from the log.
+        assert await second.get_run(run.id).result(timeout=5) == [2, 1, 2]
+
+
+@af.workflow
+async def reopen_abc(key: str) -> list[int]:
+    return [
+        await reopen_mark(key, "a"),
+        await reopen_mark(key, "b"),
+        await reopen_mark(key, "c"),
+    ]
+
+
+async def test_paused_run_stays_paused_after_reopen(sqlite_url: str, probe: Probe) -> None:
+    probe.values["gated"] = {"b"}
+    async with af.Engine(sqlite_url) as first:
+        run = await first.start(reopen_abc, probe.key)
+        await probe.reached("b")
+        await run.pause()
+        probe.open("b:go")
+        await wait_for_status(run, S.PAUSED)
+    async with af.Engine(sqlite_url) as second:
+        handle = second.get_run(run.id)
+        assert await handle.status() == S.PAUSED
+        assert (await second.list_runs(status="paused"))[0].id == run.id
+        assert probe.calls["c"] == 0
+        await handle.resume()
+        assert await handle.result(timeout=5) == [1, 1, 1]
+    assert probe.calls == {"a": 1, "b": 1, "c": 1}
+
+
+async def test_run_closed_while_pausing_is_paused_after_reopen(
+    sqlite_url: str, probe: Probe
+) -> None:
+    probe.values["gated"] = {"b"}
+    async with af.Engine(sqlite_url) as first:
+        run = await first.start(reopen_abc, probe.key)
+        await probe.reached("b")
+        await run.pause()
+        assert await run.status() == S.PAUSING
+    # The step never finished; the pause was recorded.
+    async with af.Engine(sqlite_url) as second:
+        handle = second.get_run(run.id)
+        await wait_for_status(handle, S.PAUSED)
+        assert probe.calls["b"] == 1  # not re-run while paused
+        probe.open("b:go")
+        await handle.resume()
+        assert await handle.result(timeout=5) == [1, 2, 1]
+
+
+@af.workflow(concurrency=1)
+async def reopen_capped(key: str, label: str) -> int:
+    return await reopen_mark(key, label)
+
+
+async def test_queued_runs_continue_in_order_after_reopen(sqlite_url: str, probe: Probe) -> None:
+    probe.values["gated"] = {"A"}
+    async with af.Engine(sqlite_url) as first:
+        ids = [(await first.start(reopen_capped, probe.key, label)).id for label in "ABC"]
+        await probe.reached("A")
+        assert [await first.get_run(i).status() for i in ids] == [
+            S.RUNNING,
+            S.QUEUED,
+            S.QUEUED,
+        ]
+    probe.reset("A")
+    async with af.Engine(sqlite_url) as second:
+        await probe.reached("A")  # the interrupted step starts again
+        assert await second.get_run(ids[1]).status() == S.QUEUED
+        assert await second.get_run(ids[2]).status() == S.QUEUED
+        probe.open("A:go")
+        assert [await second.get_run(i).result(timeout=5) for i in ids] == [2, 1, 1]
+    assert probe.order == ["A", "A", "B", "C"]
+
+
+@af.workflow
+async def reopen_hook(key: str, token: str) -> list[Any]:
+    hook = af.create_hook(token)
+    return [await reopen_mark(key, "before"), await hook]
+
+
+async def test_hook_survives_reopen(sqlite_url: str, probe: Probe) -> None:
+    token = f"reopen-hook-{probe.key}"
+    async with af.Engine(sqlite_url) as first:
+        run = await first.start(reopen_hook, probe.key, token)
+        await wait_for_status(run, S.WAITING)
+    async with af.Engine(sqlite_url) as second:
+        await second.resume_hook(token, "after reopen")
+        assert await second.get_run(run.id).result(timeout=5) == [1, "after reopen"]
+        # Released when the recovered run finished.
+        with pytest.raises(af.HookNotFoundError):
+            await second.resume_hook(token, "again")
+    async with af.Engine(sqlite_url) as third:
+        with pytest.raises(af.HookNotFoundError):
+            await third.resume_hook(token, "again")
+
+
+async def test_finished_runs_stay_final_and_can_be_restarted_after_reopen(
+    sqlite_url: str, probe: Probe
+) -> None:
+    probe.values["gated"] = {"b"}
+    async with af.Engine(sqlite_url) as first:
+        done = await first.start(reopen_abc, probe.key)
+        stopped = await first.start(reopen_event, probe.key, None)
+        await wait_for_status(stopped, S.WAITING)
+        await stopped.terminate()
+        probe.open("b:go")
+        assert await done.result(timeout=5) == [1, 1, 1]
+    async with af.Engine(sqlite_url) as second:
+        assert await second.get_run(done.id).result(timeout=5) == [1, 1, 1]
+        with pytest.raises(af.RunTerminatedError):
+            await second.get_run(stopped.id).result(timeout=5)
+        assert second.live_actors() == 0
+        await second.get_run(done.id).restart(from_step="reopen_mark")
+        assert await second.get_run(done.id).result(timeout=5) == [2, 2, 2]
+        info = await second.get_run(done.id).info()
+        assert info.generation == 1

@@ -1,0 +1,125 @@
+"""Bad input is refused where it enters, with the path of the bad value, and stores nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+from typing import Any
+
+import pytest
+
+import actorflow as af
+from actorflow._serde import encode
+
+
+@af.step(retry=af.Retry(limit=3, delay=0))
+async def serde_bad_return(key: str) -> Any:
+    calls.append(key)
+    return {"ok": [1, 2, {3, 4}]}
+
+
+calls: list[str] = []
+
+
+@af.workflow
+async def serde_step_returns_set(key: str) -> Any:
+    return await serde_bad_return(key)
+
+
+@af.workflow
+async def serde_returns_object() -> Any:
+    return {"when": object()}
+
+
+@af.workflow
+async def serde_echo(value: Any) -> Any:
+    return value
+
+
+@af.workflow
+async def serde_waits() -> Any:
+    return await af.wait_for_event("data")
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({1, 2}, "args[0]"),
+        ({"a": [1, {"b": object()}]}, "args[0]['a'][1]['b']"),
+        ({1: "int key"}, "args[0][1]"),
+        ([b"bytes"], "args[0][0]"),
+        (2**70, "args[0]"),
+    ],
+)
+async def test_start_refuses_unserializable_args_and_records_nothing(
+    engine: af.Engine, value: Any, path: str
+) -> None:
+    with pytest.raises(af.SerializationError) as caught:
+        await engine.start(serde_echo, value, id="never")
+    assert str(caught.value).startswith(f"{path} cannot be serialized")
+    assert not await engine.get_run("never").exists()
+    assert await engine.list_runs() == []
+
+
+async def test_start_refuses_unserializable_metadata(engine: af.Engine) -> None:
+    with pytest.raises(af.SerializationError, match=r"metadata\['x'\]"):
+        await engine.start(serde_echo, 1, metadata={"x": {1}})
+    assert await engine.list_runs() == []
+
+
+async def test_json_values_round_trip_as_json(engine: af.Engine) -> None:
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    ident = uuid.UUID(int=7)
+    run = await engine.start(serde_echo, {"t": (1, 2), "when": when, "id": ident, "n": None})
+    assert await run.result(timeout=5) == {
+        "t": [1, 2],
+        "when": "2026-01-02T03:04:05+00:00",
+        "id": str(ident),
+        "n": None,
+    }
+
+
+async def test_send_event_refuses_unserializable_payload(engine: af.Engine) -> None:
+    run = await engine.start(serde_waits)
+    with pytest.raises(af.SerializationError, match=r"event payload\['f'\]"):
+        await run.send_event("data", {"f": lambda: 1})
+    with pytest.raises(ValueError):
+        await run.send_event("", 1)
+    await run.send_event("data", {"fine": True})
+    assert await run.result(timeout=5) == {"fine": True}
+    received = [e async for e in run.events() if e.kind == "event_received"]
+    assert [e.data for e in received] == [{"fine": True}]
+
+
+async def test_unserializable_step_result_fails_the_step_without_retry(
+    engine: af.Engine,
+) -> None:
+    key = f"bad-return-{engine.url}"
+    run = await engine.start(serde_step_returns_set, key)
+    with pytest.raises(af.RunFailedError) as caught:
+        await run.result(timeout=5)
+    assert caught.value.error.type == "SerializationError"
+    assert "step 'serde_bad_return' result['ok'][2]" in caught.value.error.message
+    assert calls.count(key) == 1
+
+
+async def test_unserializable_workflow_result_fails_the_run(engine: af.Engine) -> None:
+    run = await engine.start(serde_returns_object)
+    with pytest.raises(af.RunFailedError) as caught:
+        await run.result(timeout=5)
+    assert caught.value.error.type == "SerializationError"
+    assert "workflow result['when']" in caught.value.error.message
+
+
+def test_encode_names_dataclass_fields() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Order:
+        id: str
+        items: list[Any]
+
+    assert encode(Order("o", [1]), "x") == b'{"id":"o","items":[1]}'
+    with pytest.raises(af.SerializationError, match=r"x\.items\[0\]"):
+        encode(Order("o", [asyncio.Event()]), "x")

@@ -1,0 +1,207 @@
+"""Steps: retries, fatal errors, timeouts, sync steps, step_info, parallel steps."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+import actorflow as af
+
+attempts: dict[str, list[af.StepInfo]] = defaultdict(list)
+quick = af.Retry(limit=3, delay=0.001, backoff="constant")
+
+
+@af.step(retry=quick)
+async def steps_flaky(key: str, failures: int) -> str:
+    info = af.step_info()
+    attempts[key].append(info)
+    if len(attempts[key]) <= failures:
+        raise RuntimeError(f"attempt {info.attempt} failed")
+    return f"ok after {info.attempt}"
+
+
+@af.workflow
+async def steps_flaky_wf(key: str, failures: int) -> str:
+    return await steps_flaky(key, failures)
+
+
+@af.step(retry=quick)
+async def steps_fatal(key: str) -> None:
+    attempts[key].append(af.step_info())
+    raise af.FatalError("do not retry")
+
+
+@af.workflow
+async def steps_fatal_wf(key: str) -> str:
+    try:
+        await steps_fatal(key)
+    except af.StepFailedError as exc:
+        return f"caught {exc.error.type}: {exc.error.message}"
+    return "unreachable"
+
+
+@af.workflow
+async def steps_fatal_uncaught(key: str) -> None:
+    await steps_fatal(key)
+
+
+@af.step(retry=af.Retry(limit=2, delay=30.0))
+async def steps_retry_after(key: str) -> int:
+    attempts[key].append(af.step_info())
+    if len(attempts[key]) == 1:
+        raise af.RetryableError("busy", retry_after=0.01)
+    return len(attempts[key])
+
+
+@af.workflow
+async def steps_retry_after_wf(key: str) -> int:
+    return await steps_retry_after(key)
+
+
+@af.step(timeout=0.05, retry=af.Retry(limit=1, delay=0.0))
+async def steps_slow(key: str) -> str:
+    attempts[key].append(af.step_info())
+    if len(attempts[key]) == 1:
+        await asyncio.sleep(10)
+    return "fast the second time"
+
+
+@af.workflow
+async def steps_timeout_wf(key: str) -> str:
+    return await steps_slow(key)
+
+
+@af.step
+def steps_sync(key: str) -> dict[str, Any]:
+    info = af.step_info()
+    return {"thread": threading.current_thread().name, "seq": info.seq, "key": key}
+
+
+@af.workflow
+async def steps_sync_wf(key: str) -> dict[str, Any]:
+    return await steps_sync(key)
+
+
+order: list[str] = []
+
+
+@af.step
+async def steps_tagged(tag: str, delay: float) -> str:
+    await asyncio.sleep(delay)
+    order.append(tag)
+    return tag
+
+
+@af.workflow
+async def steps_parallel_wf() -> list[str]:
+    first = await asyncio.gather(
+        steps_tagged("a", 0.03), steps_tagged("b", 0.0), steps_tagged("c", 0.01)
+    )
+    async with asyncio.TaskGroup() as group:
+        later = [group.create_task(steps_tagged_twice(t)) for t in ("x", "y")]
+    return [*first, *(t.result() for t in later)]
+
+
+async def steps_tagged_twice(tag: str) -> str:
+    one = await steps_tagged(tag + "1", 0.0)
+    two = await steps_tagged(tag + "2", 0.0)
+    return one + two
+
+
+@af.workflow
+async def steps_unawaited_wf() -> str:
+    steps_tagged("fire-and-forget", 0.0)
+    return "returned before the step finished"
+
+
+async def test_retries_until_success(engine: af.Engine) -> None:
+    key = f"flaky-{engine.url}"
+    run = await engine.start(steps_flaky_wf, key, 2)
+    assert await run.result(timeout=5) == "ok after 3"
+    assert [i.attempt for i in attempts[key]] == [1, 2, 3]
+    assert len({i.step_id for i in attempts[key]}) == 1, "step_id is stable across retries"
+    assert attempts[key][0].step_id == f"{run.id}:0"
+    step = (await run.info()).steps[0]
+    assert (step.status, step.attempts, step.result) == ("completed", 3, "ok after 3")
+    kinds = [e.kind async for e in run.events()]
+    assert kinds.count("step_retrying") == 2
+
+
+async def test_retries_exhausted_fail_the_run(engine: af.Engine) -> None:
+    key = f"exhausted-{engine.url}"
+    run = await engine.start(steps_flaky_wf, key, 10)
+    with pytest.raises(af.RunFailedError) as caught:
+        await run.result(timeout=5)
+    assert caught.value.error.type == "RuntimeError"
+    assert caught.value.error.message == "attempt 4 failed"
+    assert len(attempts[key]) == 4
+    step = (await run.info()).steps[0]
+    assert (step.status, step.attempts) == ("failed", 4)
+
+
+async def test_fatal_error_is_not_retried_and_can_be_caught(engine: af.Engine) -> None:
+    key = f"fatal-{engine.url}"
+    run = await engine.start(steps_fatal_wf, key)
+    assert await run.result(timeout=5) == "caught FatalError: do not retry"
+    assert len(attempts[key]) == 1
+
+
+async def test_uncaught_step_failure_fails_the_run_with_the_step_error(
+    engine: af.Engine,
+) -> None:
+    run = await engine.start(steps_fatal_uncaught, f"uncaught-{engine.url}")
+    with pytest.raises(af.RunFailedError) as caught:
+        await run.result(timeout=5)
+    assert (caught.value.error.type, caught.value.error.message) == ("FatalError", "do not retry")
+
+
+async def test_retryable_error_sets_the_delay(engine: af.Engine) -> None:
+    key = f"after-{engine.url}"
+    run = await engine.start(steps_retry_after_wf, key)
+    assert await run.result(timeout=5) == 2
+    events = [e async for e in run.events()]
+    retrying = [e for e in events if e.kind == "step_retrying"]
+    assert len(retrying) == 1
+    assert retrying[0].data["retry_at"] - retrying[0].at.timestamp() < 1.0
+
+
+async def test_step_timeout_counts_as_a_failed_attempt(engine: af.Engine) -> None:
+    key = f"timeout-{engine.url}"
+    run = await engine.start(steps_timeout_wf, key)
+    assert await run.result(timeout=5) == "fast the second time"
+    events = [e async for e in run.events()]
+    retry = next(e for e in events if e.kind == "step_retrying")
+    assert retry.data["error"]["type"] == "StepTimeoutError"
+
+
+async def test_sync_steps_run_in_a_thread(engine: af.Engine) -> None:
+    run = await engine.start(steps_sync_wf, "k")
+    result = await run.result(timeout=5)
+    assert result["thread"] != threading.current_thread().name
+    assert (result["seq"], result["key"]) == (0, "k")
+
+
+async def test_parallel_steps_are_journaled_in_call_order(engine: af.Engine) -> None:
+    order.clear()
+    run = await engine.start(steps_parallel_wf)
+    assert await run.result(timeout=5) == ["a", "b", "c", "x1x2", "y1y2"]
+    assert order[:3] == ["b", "c", "a"], "the steps really ran concurrently"
+    steps = (await run.info()).steps
+    assert [(s.seq, s.name, s.result) for s in steps] == [
+        (0, "steps_tagged", "a"),
+        (1, "steps_tagged", "b"),
+        (2, "steps_tagged", "c"),
+        (3, "steps_tagged", "x1"),
+        (4, "steps_tagged", "y1"),
+        (5, "steps_tagged", "x2"),
+        (6, "steps_tagged", "y2"),
+    ]
+
+
+async def test_workflow_may_return_with_steps_in_flight(engine: af.Engine) -> None:
+    run = await engine.start(steps_unawaited_wf)
+    assert await run.result(timeout=5) == "returned before the step finished"
