@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._context import current_workflow
@@ -74,7 +74,7 @@ class Run(Generic[R]):
             return False
         return True
 
-    async def events(self) -> AsyncIterator[RunEvent]:
+    async def events(self) -> AsyncGenerator[RunEvent, None]:
         """Every committed event from the start, then live ones, until the run ends."""
         engine = self._outside_workflow("events")
         with engine.event_hub.subscribe(self.id) as sub:
@@ -110,7 +110,7 @@ class Run(Generic[R]):
 
     def stream(
         self, namespace: str = "default", start: int = 0, *, with_info: bool = False
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Recorded chunks from `start` (negative counts from the end), then live ones.
 
         Ends when the writer closes the namespace or the run reaches a final

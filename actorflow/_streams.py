@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RunNotFoundError, StreamClosedError, StreamLimitError
@@ -131,7 +131,7 @@ class BodyStreamWriter(StreamWriter):
 
 async def read_stream(
     engine: Engine, run_id: str, namespace: str, start: int, with_info: bool
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """Recorded chunks from `start`, then live ones, until the namespace closes or the run ends.
 
     Subscribing before reading the store means no chunk committed in between is

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ import actorflow as af
 
 # A step that reaches `pass_gate()` waits here while this is an unset event.
 gate: asyncio.Event | None = None
+# `crash.die` kills its own process (SIGKILL) when this is True (in the subprocess only).
+suicidal = False
 
 
 def say(*parts: object) -> None:
@@ -169,6 +172,29 @@ async def early_event(log: str) -> dict[str, Any]:
     return {"got": await af.wait_for_event("go")}
 
 
+@af.step(name="crash.die")
+def die(log: str, label: str) -> str:
+    """Runs at once when the workflow calls it: nothing the actor appended after the input
+    that led here (this step's start, the run's new status) is committed yet."""
+    record(log)
+    if suicidal:
+        say("dying")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return label
+
+
+@af.workflow(name="crash.event_then_die")
+async def event_then_die(log: str) -> dict[str, Any]:
+    payload = await af.wait_for_event("go")
+    return {"got": payload, "step": await die(log, "after event")}
+
+
+@af.workflow(name="crash.sleep_then_die")
+async def sleep_then_die(log: str) -> dict[str, Any]:
+    await af.sleep(0.2)
+    return {"step": await die(log, "after sleep")}
+
+
 # -- 3. a child run -------------------------------------------------------------------------
 
 
@@ -298,6 +324,18 @@ async def _stream(engine: af.Engine, log: str) -> None:
     say("ready")
 
 
+async def _strand_event(engine: af.Engine, log: str) -> None:
+    run = await engine.start(event_then_die, log, id="strand")
+    await _wait_for_kind(run, "wait_started")
+    say("ready")
+    await run.send_event("go", {"n": 1})  # the step this leads to kills the process
+
+
+async def _strand_sleep(engine: af.Engine, log: str) -> None:
+    await engine.start(sleep_then_die, log, id="strand")  # its step kills the process
+    say("ready")
+
+
 async def _hold(engine: af.Engine, log: str) -> None:
     run = await engine.start(hello, log, "world", id="hello")
     say("result", await run.result(timeout=30))
@@ -305,8 +343,9 @@ async def _hold(engine: af.Engine, log: str) -> None:
 
 
 async def main(mode: str, db: str, log: str, n: int) -> None:
-    global gate
+    global gate, suicidal
     gate = asyncio.Event()  # never set: gated steps wait until the process is killed
+    suicidal = True
     async with af.Engine(f"sqlite:///{db}", max_concurrency=32) as engine:
         say("open", os.getpid())
         if mode in ("core-start", "core-recover"):
@@ -319,6 +358,10 @@ async def main(mode: str, db: str, log: str, n: int) -> None:
             await _child(engine, log)
         elif mode == "stream":
             await _stream(engine, log)
+        elif mode == "strand-event":
+            await _strand_event(engine, log)
+        elif mode == "strand-sleep":
+            await _strand_sleep(engine, log)
         elif mode == "hold":
             await _hold(engine, log)
         else:

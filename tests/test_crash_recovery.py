@@ -505,3 +505,31 @@ async def test_second_engine_is_refused_until_the_holder_dies(tmp_path: Path) ->
             async with af.Engine(url):
                 pass
     assert attempts_of(log, "hello", 0) == [(1, prog.pid)]
+
+
+# -- 6. a run killed right after an input that woke it was committed -----------------------
+
+
+@pytest.mark.parametrize("mode", ["strand-event", "strand-sleep"])
+async def test_run_woken_just_before_sigkill_is_recovered(tmp_path: Path, mode: str) -> None:
+    """The event (or fired sleep) is committed, the workflow goes on to a step, and the
+    process dies before the step's start is committed: the log holds an input the workflow
+    has not consumed, so the run must be picked up again on open."""
+    db, log = tmp_path / "strand.db", tmp_path / "effects.log"
+    async with program(tmp_path, mode, db, log) as prog:
+        await prog.expect("dying")
+        assert await prog.exit_code() == -signal.SIGKILL, prog.diagnosis()
+
+    woke = "event_received" if mode == "strand-event" else "sleep_fired"
+    kinds = [k for (k,) in query(db, "SELECT kind FROM events WHERE run_id='strand' ORDER BY idx")]
+    assert woke in kinds, kinds
+    assert "run_completed" not in kinds
+
+    async with af.Engine(f"sqlite:///{db}") as engine:
+        expected = (
+            {"got": {"n": 1}, "step": "after event"}
+            if mode == "strand-event"
+            else {"step": "after sleep"}
+        )
+        assert await engine.get_run("strand").result(timeout=5) == expected
+    assert [p for _, p in attempts_of(log, "strand", 1)] == [prog.pid, os.getpid()]
