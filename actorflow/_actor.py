@@ -116,7 +116,10 @@ class RunActor(Operations):
                             return
                         continue
                 for message in self.mailbox.take_all():
-                    await self._handle(message)
+                    if isinstance(message, Control):
+                        await handle_control(self, message)
+                    else:
+                        self._handle(message)
                 await self.flush()
         except asyncio.CancelledError:
             raise
@@ -388,7 +391,10 @@ class RunActor(Operations):
         running = any(op.task is not None for op in self.steps.values())
         if self.paused:
             status = RunStatus.PAUSING if running else RunStatus.PAUSED
-        elif self.steps:
+        elif self.steps or self._effects:
+            # With effects pending, the workflow is fed an input once this commit is
+            # durable: it is not waiting. Recorded as `waiting` (no timer), a process death
+            # right after the commit would leave the input unconsumed and the run parked.
             limited = self.engine.limiter.is_limited(self.row.workflow)
             status = RunStatus.RUNNING if self.has_slot or not limited else RunStatus.QUEUED
         elif self.root is not None and not self.root.done():
@@ -418,6 +424,13 @@ class RunActor(Operations):
     def next_deadline(self) -> float | None:
         """The earliest time something of this run is due (timer, retry, deadline)."""
         candidates = [op.fire_at for op in self.sleeps.values() if not op.fired]
+        if (
+            not candidates
+            and not self.waits
+            and self.row.deadline_at is None
+            and not any(op.retry_at is not None for op in self.steps.values())
+        ):
+            return None
         candidates += [
             w.timeout_at
             for w in self.waits.values()
@@ -435,7 +448,7 @@ class RunActor(Operations):
 
     # -- messages --------------------------------------------------------------------------
 
-    async def _handle(self, message: Any) -> None:
+    def _handle(self, message: Any) -> None:
         if isinstance(message, StepFinished):
             if not self.finished:
                 self.step_finished(message)
@@ -449,8 +462,6 @@ class RunActor(Operations):
                 self.child_done(message)
         elif isinstance(message, SlotGranted):
             self._slot_granted()
-        elif isinstance(message, Control):
-            await handle_control(self, message)
         else:  # pragma: no cover - programming error
             raise TypeError(f"unknown message {message!r}")
 

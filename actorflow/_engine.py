@@ -152,9 +152,8 @@ class Engine:
     async def _recover(self) -> None:
         """Bring back every unfinished run: rehydrate what can make progress, park the rest."""
         for row in await self.store.unfinished_runs():
-            if row.status == RunStatus.PAUSED:
-                continue
-            if row.status == RunStatus.WAITING:
+            if row.status in (RunStatus.PAUSED, RunStatus.WAITING):
+                # Parked like an evicted run: its timer (sleep, timeout, deadline) wakes it.
                 if row.wake_at is not None:
                     self._parked[row.id] = self.timers.schedule(row.wake_at, row.id)
                 continue
@@ -320,10 +319,12 @@ class Engine:
 
     def run_finished(self, row: RunRow) -> None:
         """Called by an actor once its run's final status is committed."""
-        snapshot = attrs.evolve(row)
-        for waiter in self._waiters.get(row.id, ()):
-            if not waiter.done():
-                waiter.set_result(snapshot)
+        waiters = self._waiters.get(row.id)
+        if waiters:
+            snapshot = attrs.evolve(row)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(snapshot)
         if row.parent_id is not None:
             self.deliver(row.parent_id, ChildDone(row.id, row.status, row.result, row.error))
         for key in self.chunk_hub.subscribed_keys():
@@ -348,8 +349,11 @@ class Engine:
                 if row is None:
                     raise RunNotFoundError(f"no run with id {run_id!r}")
             if row is None or not RunStatus(row.status).is_final:
-                async with asyncio.timeout(timeout):
+                if timeout is None:
                     row = await waiter
+                else:
+                    async with asyncio.timeout(timeout):
+                        row = await waiter
             return _outcome(row)
         finally:
             waiters.remove(waiter)

@@ -23,7 +23,6 @@ import asyncio
 import collections
 import contextvars
 import logging
-import weakref
 from asyncio import events
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, NoReturn, TypeVar, TypeVarTuple, Unpack
@@ -46,7 +45,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self._ready: collections.deque[asyncio.Handle] = collections.deque()
-        self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self._tasks: list[asyncio.Task[Any]] = []
         self._closed = False
 
     def run_until_quiescent(self) -> None:
@@ -83,7 +82,10 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[T]:
         task = asyncio.Task(coro, loop=self, name=name, context=context)
-        self._tasks.add(task)
+        tasks = self._tasks
+        if len(tasks) >= 64:
+            tasks[:] = [t for t in tasks if not t.done()]
+        tasks.append(task)
         return task
 
     def pending_tasks(self) -> list[asyncio.Task[Any]]:

@@ -83,7 +83,7 @@ def launch_attempt(
     context = contextvars.Context()
     context.run(_step.set, step_ctx)
     return loop.create_task(
-        _run_attempt(op, step_ctx.info, mailbox), name=f"step {op.name}", context=context
+        _run_attempt(op, step_ctx.info, mailbox), name=op.name, context=context
     )
 
 
@@ -91,7 +91,10 @@ async def _run_attempt(op: StepOp, info: StepInfo, mailbox: Mailbox) -> None:
     step = op.step
     try:
         if step.timeout is None:
-            value = await _call(op)
+            if step.is_async:
+                value = await step.fn(*op.args, **op.kwargs)
+            else:
+                value = await asyncio.to_thread(step.fn, *op.args, **op.kwargs)
         else:
             try:
                 async with asyncio.timeout(step.timeout):

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from . import WORKLOADS
-from .common import Metric, fmt_goal, log, machine_info, met, table
+from .common import Metric, fmt_goal, load_average, log, machine_info, met, table
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -153,6 +153,7 @@ def run_workload(
         "config": cfg,
         "status": "ok",
         "elapsed_s": 0.0,
+        "load_average_at_start": load_average(),
         "metrics": {},
         "notes": [],
     }
@@ -252,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         args.workdir.mkdir(parents=True, exist_ok=True)
     out_path = args.out or RESULTS_DIR / f"{dt.datetime.now():%Y%m%d-%H%M%S}.json"
     machine = machine_info(args.workdir or Path(tempfile.gettempdir()))
+    busy = machine["load_average_at_start"]
+    if busy and machine["cores"] and busy[0] > 0.5 * machine["cores"]:
+        log(f"warning: load average {busy} on {machine['cores']} cores; numbers will be noisy")
     log(
         f"actorflow benchmarks on {machine['cpu_model']} ({machine['cores']} cores), "
         f"{machine['python']}, SQLite {machine['sqlite']}, {machine['event_loop']}"
@@ -284,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "workloads": names,
             "elapsed_s": elapsed,
+            "load_average_at_end": load_average(),
             "isolation": "inline" if args.inline else "one process per workload phase",
             "store": "sqlite:///<fresh file> (WAL, synchronous=NORMAL: actorflow's default)",
         },
@@ -300,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         f"actorflow {machine['actorflow']} ({machine['actorflow_commit']}) on "
         f"{machine['cpu_model']}, {machine['cores']} cores, {machine['ram_gib']} GiB, "
         f"{machine['python']}, SQLite {machine['sqlite']}, {machine['event_loop']}, "
-        f"{machine['os']}, {machine['date']}"
+        f"{machine['os']}, {machine['date']}; load average {machine['load_average_at_start']}"
+        f" at start, {report['invocation']['load_average_at_end']} at end"
     )
     print()
     print(table(sections(results, comparison)))

@@ -273,6 +273,13 @@ def _git_commit() -> str | None:
     return None
 
 
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (other work on the machine skews the numbers)."""
+    with contextlib.suppress(OSError, AttributeError):
+        return [round(x, 2) for x in os.getloadavg()]
+    return None
+
+
 def machine_info(workdir: Path) -> dict[str, Any]:
     """What the numbers were measured on."""
     try:
@@ -304,6 +311,7 @@ def machine_info(workdir: Path) -> dict[str, Any]:
         "workdir": str(workdir),
         "workdir_filesystem": _filesystem(workdir),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "load_average_at_start": load_average(),
     }
 
 

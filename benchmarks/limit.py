@@ -34,10 +34,10 @@ DESCRIPTION = "raw batched inserts of actorflow's event rows (the ceiling)"
 DEFAULTS = {
     "batch_sizes": "1,10,100,1000,10000",
     "rows_per_size": 200_000,
-    "seconds_per_size": 4.0,
+    "seconds_per_size": 2.0,
     "actorflow_batch_rows": 0,  # filled in from `throughput` by the orchestrator
 }
-QUICK = {**DEFAULTS, "batch_sizes": "1,100,1000", "rows_per_size": 5000, "seconds_per_size": 0.5}
+QUICK = {**DEFAULTS, "batch_sizes": "1,100,1000", "rows_per_size": 5000, "seconds_per_size": 0.2}
 TABLE = [
     Metric("ceiling_events_per_s", "ceiling, aiosqlite (best batch size)", "/s"),
     Metric("ceiling_batch_rows", "  at batch size", "rows"),

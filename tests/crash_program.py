@@ -20,6 +20,7 @@ event that is never set, so a step reaching it waits until the process dies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -173,9 +174,10 @@ async def early_event(log: str) -> dict[str, Any]:
 
 
 @af.step(name="crash.die")
-def die(log: str, label: str) -> str:
-    """Runs at once when the workflow calls it: nothing the actor appended after the input
-    that led here (this step's start, the run's new status) is committed yet."""
+async def die(log: str, label: str) -> str:
+    """Its task runs before the writer's next commit, and it does not await before the
+    kill: nothing the actor appended after the input that led here (this step's start,
+    the run's new status) is committed."""
     record(log)
     if suicidal:
         say("dying")
@@ -270,8 +272,8 @@ async def _wait_for_kind(
     run: af.Run[Any], kind: str, seq: int | None = None, timeout: float = 30.0
 ) -> af.RunEvent:
     """Until an event of `kind` (at `seq`, if given) of the run is committed."""
-    async with asyncio.timeout(timeout):
-        async for event in run.events():
+    async with asyncio.timeout(timeout), contextlib.aclosing(run.events()) as events:
+        async for event in events:
             if event.kind == kind and (seq is None or event.seq == seq):
                 return event
     raise AssertionError(f"run {run.id} ended without a {kind} event")

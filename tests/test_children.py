@@ -329,3 +329,26 @@ async def test_parent_log_stays_ordered_when_a_step_and_a_child_start_together(
     [child] = await engine.list_runs(parent_id=parent.id)
     child_kinds = [e.kind async for e in engine.get_run(child.id).events()]
     assert "child_started" not in child_kinds
+
+
+@af.workflow
+async def child_then_step(key: str) -> list[Any]:
+    child = await af.start(child_doubler, 2)
+    value = await child.result()
+    return [child.id, value["doubled"], await child_mark(key, "after-child")]
+
+
+async def test_restart_after_the_child_keeps_it_restart_before_starts_a_new_one(
+    engine: af.Engine, probe: Probe
+) -> None:
+    parent = await engine.start(child_then_step, probe.key)
+    first_id, doubled, n = await parent.result(timeout=5)
+    assert (doubled, n) == (4, 1)
+    await parent.restart(from_step="child_mark")
+    assert await parent.result(timeout=5) == [first_id, 4, 2]
+    assert [c.id for c in await engine.list_runs(parent_id=parent.id)] == [first_id]
+    await parent.restart()
+    second_id, doubled, n = await parent.result(timeout=5)
+    assert second_id != first_id and (doubled, n) == (4, 3)
+    children = await engine.list_runs(parent_id=parent.id)
+    assert sorted(c.id for c in children) == sorted([first_id, second_id])

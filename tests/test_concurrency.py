@@ -207,3 +207,26 @@ async def test_queued_runs_can_be_paused_and_terminated(engine: af.Engine, probe
     assert await b.result(timeout=5) == ["B-1", "B-2"]
     assert probe.order == ["A-1", "A-2", "D-1", "D-2", "B-1", "B-2"]
     await eventually(lambda: probe.values["active"] == 0)
+
+
+async def test_full_workflow_does_not_block_the_engine_queue(store_url: str, probe: Probe) -> None:
+    """A queued run whose workflow is at its cap does not hold back a later run of
+    another workflow that fits under the engine-wide cap."""
+    _gate_all(probe, ["c0", "c1", "c2", "f"])
+    async with af.Engine(store_url, max_concurrency=3) as engine:
+        capped = [await engine.start(conc_capped, probe.key, f"c{i}") for i in range(3)]
+        await probe.reached("c1")
+        assert await capped[2].status() == S.QUEUED
+        free = await engine.start(conc_free_a, probe.key, "f")
+        await probe.reached("f")
+        assert await free.status() == S.RUNNING
+        blocked = await engine.start(conc_free_b, probe.key, "g")
+        assert await blocked.status() == S.QUEUED  # engine-wide cap of 3 reached
+        probe.open("f:go")
+        assert await free.result(timeout=5) == "f"
+        assert await blocked.result(timeout=5) == "g"
+        assert await capped[2].status() == S.QUEUED  # its workflow is still full
+        for i in range(3):
+            probe.open(f"c{i}:go")
+        assert [await r.result(timeout=5) for r in capped] == ["c0", "c1", "c2"]
+        assert probe.values["peak"] == 3

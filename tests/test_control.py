@@ -184,6 +184,25 @@ async def test_started_at_is_set_for_runs_without_steps(engine: af.Engine) -> No
     assert await waiting.result(timeout=5) == "x"
 
 
+@af.workflow
+async def ctl_sleep_then_a(key: str) -> str:
+    await af.sleep("50ms")
+    return await ctl_a(key)
+
+
+async def test_sleep_firing_while_paused_starts_no_step(engine: af.Engine, probe: Probe) -> None:
+    run = await engine.start(ctl_sleep_then_a, probe.key)
+    await wait_for_status(run, S.WAITING)
+    await run.pause()
+    async for event in run.events():
+        if event.kind == "sleep_fired":
+            break
+    assert await run.status() == S.PAUSED
+    assert probe.calls["a"] == 0
+    await run.resume()
+    assert await run.result(timeout=5) == "a1"
+
+
 # -- terminate ------------------------------------------------------------------------------
 
 
@@ -413,3 +432,29 @@ async def test_invalid_restarts(engine: af.Engine, probe: Probe) -> None:
     assert info.generation == 0 and info.status == S.COMPLETED
     with pytest.raises(af.RunNotFoundError):
         await engine.get_run("ctl-missing").restart(from_step="ctl_a")
+
+
+@af.workflow
+async def ctl_hook_holder(token: str) -> Any:
+    return await af.create_hook(token)
+
+
+async def test_restart_keeps_received_events_as_inputs(engine: af.Engine, probe: Probe) -> None:
+    """A restart re-executes the workflow but keeps what the outside world sent it: events
+    (and hook payloads) received before the restart are delivered again, in order."""
+    token = f"ctl-hook-{probe.key}"
+    run = await engine.start(ctl_hook_holder, token)
+    await wait_for_status(run, S.WAITING)
+    await engine.resume_hook(token, "first")
+    assert await run.result(timeout=5) == "first"
+    await run.restart()
+    assert await run.result(timeout=5) == "first"
+    with pytest.raises(af.HookNotFoundError):  # released again when the new execution ended
+        await engine.resume_hook(token, "late")
+    # With nothing received yet, the restarted wait takes the next event sent.
+    waiting = await engine.start(ctl_a_wait_b, probe.key)
+    await wait_for_status(waiting, S.WAITING)
+    await waiting.restart()
+    await wait_for_status(waiting, S.WAITING)
+    await waiting.send_event("ctl_go", "fresh")
+    assert await waiting.result(timeout=5) == ["a2", "fresh", "b1"]

@@ -28,6 +28,7 @@ import actorflow as af
 from actorflow._store import StoreLockedError
 
 from . import crash_program as cp
+from .conftest import eventually
 
 PROGRAM = Path(cp.__file__).resolve()
 LINE_TIMEOUT = 60.0  # seconds to wait for any expected line (generous for slow CI)
@@ -163,13 +164,6 @@ def side_effects(log: Path) -> list[tuple[str, int, int, int]]:
 def attempts_of(log: Path, run_id: str, seq: int) -> list[tuple[int, int]]:
     """(attempt, pid) of every recorded attempt of one step."""
     return [(a, p) for r, s, a, p in side_effects(log) if r == run_id and s == seq]
-
-
-async def until(check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 # -- 1. several hundred runs, killed at several points -------------------------------------
@@ -335,7 +329,7 @@ async def test_sleeps_and_event_waits_survive_sigkill(tmp_path: Path) -> None:
     future_at = timer_of("sleep-future", "sleep_started", "fire_at")
     timeout_at = timer_of("event-timeout", "wait_started", "timeout_at")
     # Let the short timers fall due while no process runs them.
-    await until(lambda: time.time() > max(overdue_at, timeout_at), timeout=5)
+    await eventually(lambda: time.time() > max(overdue_at, timeout_at), timeout=5)
     assert time.time() < future_at - 1.0, "precondition: the long sleep is not due yet"
 
     opened = time.time()
@@ -461,7 +455,7 @@ async def test_stream_survives_sigkill_without_shifting_or_duplicating(tmp_path:
             reader = asyncio.create_task(read())
             try:
                 # The old chunks, then the new attempt's first ones (it waits at the gate).
-                await until(lambda: len(got) >= 1 + 2 * before_gate, timeout=10)
+                await eventually(lambda: len(got) >= 1 + 2 * before_gate, timeout=10)
                 assert [present(c) for c in got] == expected[: 1 + 2 * before_gate]
                 assert await run.status() == af.RunStatus.RUNNING
                 gate.set()
@@ -524,6 +518,10 @@ async def test_run_woken_just_before_sigkill_is_recovered(tmp_path: Path, mode: 
     kinds = [k for (k,) in query(db, "SELECT kind FROM events WHERE run_id='strand' ORDER BY idx")]
     assert woke in kinds, kinds
     assert "run_completed" not in kinds
+    # Recovery parks `waiting` runs until their timer or a message: recorded like that,
+    # with no timer, this run would never be picked up again.
+    [(status, wake_at)] = query(db, "SELECT status, wake_at FROM runs WHERE id='strand'")
+    assert (status, wake_at) != ("waiting", None), "stranded: waiting for an input it has"
 
     async with af.Engine(f"sqlite:///{db}") as engine:
         expected = (

@@ -122,9 +122,14 @@ async def test_evicted_run_wakes_for_event_timeout(evicting: af.Engine, probe: P
     assert await run.result(timeout=5) == "timed out"
 
 
-async def test_evicted_run_wakes_for_deadline(evicting: af.Engine, probe: Probe) -> None:
+@pytest.mark.parametrize("paused", [False, True])
+async def test_evicted_run_wakes_for_deadline(
+    evicting: af.Engine, probe: Probe, paused: bool
+) -> None:
     run = await evicting.start(ev_event, probe.key, deadline="400ms")
     await wait_for_status(run, S.WAITING)
+    if paused:
+        await run.pause()
     await _evicted(evicting, run)
     with pytest.raises(af.RunFailedError) as caught:
         await run.result(timeout=5)
@@ -229,7 +234,9 @@ async def test_evicted_parent_rehydrates_on_child_completion(
     await eventually(lambda: evicting.live_actors() == 0)
 
 
-async def test_no_eviction_by_default_or_for_running_runs(store_url: str, probe: Probe) -> None:
+async def test_no_eviction_without_idle_timeout_or_while_a_step_runs(
+    store_url: str, probe: Probe
+) -> None:
     probe.values["gated"] = {"a"}
     async with af.Engine(store_url, idle_timeout=None) as engine:
         waiting = await engine.start(ev_event, probe.key)
@@ -250,3 +257,42 @@ async def test_no_eviction_by_default_or_for_running_runs(store_url: str, probe:
         assert engine.live_actors() == 1
         probe.open("a:go")
         assert await running.result(timeout=5) == [2, 2, 2]
+
+
+@af.workflow(concurrency=1)
+async def ev_capped(key: str, label: str) -> Any:
+    await ev_mark(key, f"{label}1")
+    got = await af.wait_for_event("ev_go")
+    await ev_mark(key, f"{label}2")
+    return got
+
+
+async def test_rehydrated_run_queues_for_its_slot(evicting: af.Engine, probe: Probe) -> None:
+    probe.values["gated"] = {"B1"}
+    a = await evicting.start(ev_capped, probe.key, "A")
+    await wait_for_status(a, S.WAITING)
+    await _evicted(evicting, a)
+    b = await evicting.start(ev_capped, probe.key, "B")
+    await probe.reached("B1")  # the evicted run holds no slot
+    await a.send_event("ev_go", "for A")
+    await wait_for_status(a, S.QUEUED)
+    assert probe.calls["A2"] == 0
+    probe.open("B1:go")
+    assert await a.result(timeout=5) == "for A"
+    await b.send_event("ev_go", "for B")
+    assert await b.result(timeout=5) == "for B"
+
+
+async def test_terminating_evicted_parent_terminates_evicted_child(
+    evicting: af.Engine, probe: Probe
+) -> None:
+    parent = await evicting.start(ev_parent, probe.key)
+    await wait_for_status(parent, S.WAITING)
+    [child] = await evicting.list_runs(parent_id=parent.id)
+    child_run = evicting.get_run(child.id)
+    await wait_for_status(child_run, S.WAITING)
+    await _evicted(evicting, parent, child_run)
+    await parent.terminate()
+    with pytest.raises(af.RunTerminatedError):
+        await child_run.result(timeout=5)
+    assert probe.calls["after"] == 0

@@ -17,6 +17,7 @@ import pytest
 
 import actorflow as af
 from actorflow._channels import Hub
+from actorflow._store import ChunkKind, ChunkRow, open_store
 
 from .conftest import eventually
 
@@ -901,3 +902,38 @@ async def test_hub_marks_an_overflowing_subscriber_lagged_without_affecting_othe
     assert not hub.has("k")
     other.close()
     assert not hub and hub.subscribed_keys() == []
+
+
+async def test_sqlite_reads_see_every_commit_while_other_reads_are_in_flight(
+    sqlite_url: str,
+) -> None:
+    """A reader catching up after a live chunk must find that chunk in the store.
+
+    Regression: the SQLite reader connection ran `execute` and `fetchall` as two
+    thread hops, so concurrent reads interleaved and an unfinished statement
+    kept an old WAL snapshot open for the next read, which then missed rows
+    already committed (and published): stream readers hung short of the end.
+    """
+    store = open_store(sqlite_url)
+    await store.open()
+    stop = asyncio.Event()
+
+    async def keep_reading() -> None:
+        while not stop.is_set():
+            await store.load_chunks("strm-run", "default", 0, 1000)
+
+    others = [asyncio.create_task(keep_reading()) for _ in range(4)]
+    stale = []
+    try:
+        for i in range(800):
+            chunk = ChunkRow("strm-run", "default", i, 1, 1, ChunkKind.JSON, b"1", 0.0)
+            store.batch().chunks.append(chunk)
+            await store.commit()
+            seen = len(await store.load_chunks("strm-run", "default", 0, 1000))
+            if seen != i + 1:
+                stale.append((i + 1, seen))
+    finally:
+        stop.set()
+        await asyncio.gather(*others)
+        await store.close()
+    assert stale == []

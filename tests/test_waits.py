@@ -196,11 +196,11 @@ async def wait_with_timeout(timeout: str, catch: bool) -> Any:
 
 
 async def test_wait_for_event_timeout_is_catchable(engine: af.Engine) -> None:
-    started = time.monotonic()
+    started = time.time()
     run = await engine.start(wait_with_timeout, "100ms", True)
     result = await run.result(timeout=5)
     assert result.startswith("timed out") and "wait_approval" in result
-    assert time.monotonic() - started >= 0.1
+    assert time.time() - started >= 0.1
     kinds = [e.kind async for e in run.events()]
     assert "wait_timed_out" in kinds
 

@@ -1,0 +1,94 @@
+"""Profile a workload with py-spy and print where the time goes.
+
+    python -m benchmarks.hotspots latency [--set latency.samples=5000] [--rate 200]
+
+Runs `python -m benchmarks WORKLOAD --inline` under `py-spy record` (collapsed
+stacks, idle time excluded), then prints the functions with the most samples,
+by self time and by inclusive time, as a percentage of all samples (every
+thread: the event loop, SQLite's writer thread, aiosqlite's thread). The raw
+file (`--keep PATH`) opens in speedscope.app or flamegraph.pl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+_LINE = re.compile(r":\d+\)$")
+
+
+def py_spy() -> str:
+    """py-spy next to this interpreter (a venv), else on PATH."""
+    local = Path(sys.executable).parent / "py-spy"
+    found = str(local) if local.exists() else shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("py-spy is not installed (pip install py-spy)")
+    return found
+
+
+def summarize(raw: Path, top: int) -> str:
+    """Top functions by self and inclusive samples from py-spy's collapsed-stack output."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [_LINE.sub(")", f) for f in stack.split(";")]
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    if total == 0:
+        return "no samples\n"
+    lines = [f"{total:,} samples", "", "self %   function"]
+    lines += [f"{100 * n / total:6.1f}   {f}" for f, n in own.most_common(top)]
+    lines += ["", "total %  function (inclusive)"]
+    lines += [f"{100 * n / total:6.1f}   {f}" for f, n in inclusive.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.hotspots")
+    parser.add_argument("workload")
+    parser.add_argument("--set", action="append", default=[], metavar="W.KEY=VALUE")
+    parser.add_argument("--rate", type=int, default=200, help="samples per second")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--keep", type=Path, help="keep the collapsed stacks here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="actorflow-profile-") as tmp:
+        raw = args.keep or Path(tmp) / "stacks.txt"
+        command = [
+            py_spy(),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            str(args.rate),
+            "--output",
+            str(raw),
+            "--",
+            sys.executable,
+            "-m",
+            "benchmarks",
+            args.workload,
+            "--inline",
+            "--out",
+            str(Path(tmp) / "results.json"),
+        ]
+        for item in args.set:
+            command += ["--set", item]
+        subprocess.run(command, check=True)
+        print(summarize(raw, args.top))
+
+
+if __name__ == "__main__":
+    main()
