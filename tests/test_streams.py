@@ -104,7 +104,8 @@ async def strm_scripted_step(key: str) -> int:
 
 @af.workflow
 async def strm_scripted(key: str) -> int:
-    return await strm_scripted_step(key)
+    done: int = await strm_scripted_step(key)
+    return done
 
 
 async def start_scripted(engine: af.Engine) -> tuple[af.Run[int], Script]:
@@ -595,8 +596,8 @@ async def test_body_writes_are_journaled_and_not_repeated_on_replay(sqlite_url: 
         run = await engine.start(strm_body_writes, key)
         await wait_event(event(f"{key}:started"))
         assert await run.status() == af.RunStatus.RUNNING
-        async with contextlib.aclosing(run.stream(with_info=True)) as chunks:
-            first = await asyncio.wait_for(anext(chunks), TIMEOUT)
+        async with contextlib.aclosing(run.stream(with_info=True)) as stream:
+            first = await asyncio.wait_for(anext(stream), TIMEOUT)
         assert (first.index, first.value, first.attempt) == (0, {"body": 1}, 0)
     # The engine closed mid-run; the next one replays the body write without repeating it.
     event(f"{key}:release").set()
@@ -739,7 +740,7 @@ async def strm_limit_step(key: str) -> list[Any]:
 
 @af.workflow
 async def strm_limited(key: str) -> list[Any]:
-    outcomes = await strm_limit_step(key)
+    outcomes: list[Any] = await strm_limit_step(key)
     try:
         await af.get_writable().write(b"w")
     except af.StreamLimitError:
@@ -783,7 +784,7 @@ async def strm_closing_step(key: str) -> list[str]:
 
 @af.workflow
 async def strm_closing(key: str) -> list[str]:
-    refused = await strm_closing_step(key)
+    refused: list[str] = await strm_closing_step(key)
     try:
         await af.get_writable().write("body too late")
     except af.StreamClosedError:

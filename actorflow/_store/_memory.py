@@ -65,12 +65,14 @@ class MemoryStore:
 
     def commit(self) -> asyncio.Future[None]:
         batch = self.batch()
-        self._open = WriteBatch(asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        self._open = WriteBatch(loop.create_future())
         self._apply(batch)
         if self._listener is not None:
             self._listener(batch)
-        if not batch.future.done():
-            batch.future.set_result(None)
+        # Resolve on the next loop turn, like a real backend: a writer awaiting each
+        # commit in a tight loop must still let readers run.
+        loop.call_soon(_resolve, batch.future)
         return batch.future
 
     def _apply(self, batch: WriteBatch) -> None:
@@ -159,6 +161,11 @@ class MemoryStore:
 
     async def load_hooks(self) -> list[HookRow]:
         return list(self._hooks.values())
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _idx(event: EventRow) -> int:
