@@ -66,7 +66,7 @@ from ._models import (
 )
 from ._retry import Retry
 from ._run import Run
-from ._runner import run
+from ._runner import run, tune_gc
 from ._streams import StreamWriter
 
 __version__ = "0.1.0"
@@ -116,6 +116,7 @@ __all__ = [
     "start",
     "step",
     "step_info",
+    "tune_gc",
     "wait_for_event",
     "workflow",
     "workflow_info",

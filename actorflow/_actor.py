@@ -73,6 +73,7 @@ class RunActor(Operations):
         without them the actor rehydrates the run from the store."""
         super().__init__()
         self.engine = engine
+        self.store = engine.store
         self.run_id = run_id
         self.row: RunRow = row if row is not None else RunRow(run_id, "", "queued", b"[]", 0.0)
         self._creation = creation
@@ -224,7 +225,7 @@ class RunActor(Operations):
         )
         self.next_idx += 1
         if to_batch:
-            self.engine.store.batch().events.append(row)
+            self.store.batch().events.append(row)
         self._wrote = True
         return row
 
@@ -237,7 +238,7 @@ class RunActor(Operations):
         self._effects.append(lambda: self.apply(row))
 
     async def flush(self) -> None:
-        store = self.engine.store
+        store = self.store
         while True:
             self._settle()
             if not self._wrote and not self._effects:
@@ -266,17 +267,8 @@ class RunActor(Operations):
         # mypy sees AbstractEventLoop's unimplemented methods as abstract; the sandbox
         # deliberately implements only what coordination needs (see _sandbox).
         self.loop = WorkflowLoop(self.run_id)  # type: ignore[abstract]
-        started = to_datetime(row.started_at or row.created_at)
-        assert started is not None
-        info = WorkflowInfo(
-            run_id=self.run_id,
-            workflow=row.workflow,
-            started_at=started,
-            generation=row.generation,
-            parent_id=row.parent_id,
-        )
         context = contextvars.Context()
-        context.run(_workflow.set, WorkflowContext(self, info))
+        context.run(_workflow.set, WorkflowContext(self))
         self.recorded = {e.seq: e for e in log_rows if e.kind in L.COMMANDS and e.seq is not None}
         self.replaying = True
         self.root = self.loop.create_task(self.workflow.fn(*loads(row.args)), context=context)
@@ -296,6 +288,18 @@ class RunActor(Operations):
         if not self.finished:
             self.resume_operations()
             await self.check_children()
+
+    def workflow_info(self) -> WorkflowInfo:
+        row = self.row
+        started = to_datetime(row.started_at or row.created_at)
+        assert started is not None
+        return WorkflowInfo(
+            run_id=self.run_id,
+            workflow=row.workflow,
+            started_at=started,
+            generation=row.generation,
+            parent_id=row.parent_id,
+        )
 
     def after_workflow_ran(self) -> None:
         """After the workflow ran to quiescence: fail on non-determinism, finish if it returned."""
@@ -358,7 +362,7 @@ class RunActor(Operations):
         if row.started_at is None and ran:
             row.started_at = row.completed_at
         self.status = status
-        self.engine.store.batch().update_run(row)
+        self.store.batch().update_run(row)
         if self.owns_hooks:
             self.engine.drop_hooks(self.run_id)
             self.owns_hooks = False
@@ -418,33 +422,25 @@ class RunActor(Operations):
             row.status, row.wake_at = status.value, wake_at
             if status != RunStatus.QUEUED and row.started_at is None:
                 row.started_at = time.time()
-            self.engine.store.batch().update_run(row)
+            self.store.batch().update_run(row)
             self._wrote = True
 
     def next_deadline(self) -> float | None:
         """The earliest time something of this run is due (timer, retry, deadline)."""
-        candidates = [op.fire_at for op in self.sleeps.values() if not op.fired]
-        if (
-            not candidates
-            and not self.waits
-            and self.row.deadline_at is None
-            and not any(op.retry_at is not None for op in self.steps.values())
-        ):
-            return None
-        candidates += [
-            w.timeout_at
-            for w in self.waits.values()
-            if w.timeout_at is not None and not w.timing_out
-        ]
+        due = self.row.deadline_at
+        for sleep in self.sleeps.values():
+            if not sleep.fired and (due is None or sleep.fire_at < due):
+                due = sleep.fire_at
+        for wait in self.waits.values():
+            at = wait.timeout_at
+            if at is not None and not wait.timing_out and (due is None or at < due):
+                due = at
         if not self.paused:
-            candidates += [
-                op.retry_at
-                for op in self.steps.values()
-                if op.retry_at is not None and op.task is None
-            ]
-        if self.row.deadline_at is not None:
-            candidates.append(self.row.deadline_at)
-        return min(candidates) if candidates else None
+            for op in self.steps.values():
+                at = op.retry_at
+                if at is not None and op.task is None and (due is None or at < due):
+                    due = at
+        return due
 
     # -- messages --------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ class WorkflowHost(Protocol):
 
     closed: bool
 
+    def workflow_info(self) -> WorkflowInfo: ...
     def call_step(
         self, seq: int, step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> asyncio.Future[Any]: ...
@@ -57,12 +58,15 @@ class WorkflowClosed(BaseException):
 class WorkflowContext:
     """The per-run state workflow code reaches through a context variable."""
 
-    __slots__ = ("host", "info", "seq")
+    __slots__ = ("host", "seq")
 
-    def __init__(self, host: WorkflowHost, info: WorkflowInfo) -> None:
+    def __init__(self, host: WorkflowHost) -> None:
         self.host = host
-        self.info = info
         self.seq = 0
+
+    @property
+    def info(self) -> WorkflowInfo:
+        return self.host.workflow_info()
 
     def next_seq(self) -> int:
         """The position of the next journaled call."""

@@ -14,9 +14,7 @@ import math
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any, Literal, TypeVar
-
-import attrs
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from ._actor import RunActor
 from ._channels import Hub
@@ -94,7 +92,7 @@ class Engine:
         self.loop: asyncio.AbstractEventLoop
         self._actors: dict[str, RunActor] = {}
         self._parked: dict[str, TimerEntry] = {}
-        self._waiters: dict[str, list[asyncio.Future[RunRow]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -321,10 +319,10 @@ class Engine:
         """Called by an actor once its run's final status is committed."""
         waiters = self._waiters.get(row.id)
         if waiters:
-            snapshot = attrs.evolve(row)
+            outcome = Outcome(row.id, row.status, row.result, row.error)
             for waiter in waiters:
                 if not waiter.done():
-                    waiter.set_result(snapshot)
+                    waiter.set_result(outcome)
         if row.parent_id is not None:
             self.deliver(row.parent_id, ChildDone(row.id, row.status, row.result, row.error))
         for key in self.chunk_hub.subscribed_keys():
@@ -336,7 +334,7 @@ class Engine:
     async def wait_result(self, run_id: str, timeout: float | None) -> Any:
         """The run's result once it is final; raises for failed or terminated runs."""
         self._check_open()
-        waiter: asyncio.Future[RunRow] = self.loop.create_future()
+        waiter: asyncio.Future[Outcome] = self.loop.create_future()
         waiters = self._waiters.setdefault(run_id, [])
         waiters.append(waiter)
         try:
@@ -348,13 +346,12 @@ class Engine:
                 row = await self.store.get_run(run_id)
                 if row is None:
                     raise RunNotFoundError(f"no run with id {run_id!r}")
-            if row is None or not RunStatus(row.status).is_final:
-                if timeout is None:
-                    row = await waiter
-                else:
-                    async with asyncio.timeout(timeout):
-                        row = await waiter
-            return _outcome(row)
+            if row is not None and RunStatus(row.status).is_final:
+                return Outcome(row.id, row.status, row.result, row.error).value()
+            if timeout is None:
+                return (await waiter).value()
+            async with asyncio.timeout(timeout):
+                return (await waiter).value()
         finally:
             waiters.remove(waiter)
             if not waiters and self._waiters.get(run_id) is waiters:
@@ -450,12 +447,21 @@ def check_run_id(run_id: Any) -> str:
     return run_id
 
 
-def _outcome(row: RunRow) -> Any:
-    if row.status == RunStatus.COMPLETED:
-        return None if row.result is None else loads(row.result)
-    if row.status == RunStatus.FAILED:
-        raise RunFailedError(row.id, ErrorInfo.from_json(loads(row.error or b"{}")))
-    raise RunTerminatedError(row.id)
+class Outcome(NamedTuple):
+    """How a run ended, as `result()` waiters receive it."""
+
+    run_id: str
+    status: str
+    result: bytes | None
+    error: bytes | None
+
+    def value(self) -> Any:
+        """The result, or the exception that `Run.result()` raises."""
+        if self.status == RunStatus.COMPLETED:
+            return None if self.result is None else loads(self.result)
+        if self.status == RunStatus.FAILED:
+            raise RunFailedError(self.run_id, ErrorInfo.from_json(loads(self.error or b"{}")))
+        raise RunTerminatedError(self.run_id)
 
 
 def _to_info(row: RunRow, steps: tuple[Any, ...]) -> RunInfo:

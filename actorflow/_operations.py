@@ -41,7 +41,7 @@ from ._models import ErrorInfo, StepInfo
 from ._sandbox import WorkflowLoop
 from ._serde import dumps, encode, loads
 from ._steps import StepFinished, StepOp, launch_attempt
-from ._store import ChunkRow, EventRow, HookRow, RunRow
+from ._store import ChunkRow, EventRow, HookRow, RunRow, Store
 from ._streams import StreamLedger
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class Operations(abc.ABC):
     """Pending operations of one run's workflow; mixed into `RunActor`."""
 
     engine: Engine
+    store: Store
     run_id: str
     row: RunRow
     mailbox: Mailbox
@@ -241,7 +242,7 @@ class Operations(abc.ABC):
             L.CHILD_STARTED, seq, wf.name, dumps({"run_id": child_id}), to_batch=False
         )
         created = EventRow(child_id, 0, 0, L.RUN_CREATED, None, wf.name, None, now)
-        batch = self.engine.store.batch()
+        batch = self.store.batch()
         batch.new_runs.append((child, [created, started]))
         self.engine.spawn(child, batch)
         self.child_seqs[child_id] = seq
@@ -300,7 +301,7 @@ class Operations(abc.ABC):
 
     def _claim_hook(self, token: str, seq: int) -> None:
         self.engine.hooks[token] = self.run_id
-        self.engine.store.batch().hooks.append(HookRow(token, self.run_id, seq))
+        self.store.batch().hooks.append(HookRow(token, self.run_id, seq))
         self.owns_hooks = True
 
     def write_chunk(
@@ -487,7 +488,7 @@ class Operations(abc.ABC):
         for child_id in list(self.child_seqs):
             if child_id in self.child_outcomes or child_id in self.child_noted:
                 continue
-            row = await self.engine.store.get_run(child_id)
+            row = await self.store.get_run(child_id)
             if row is not None and row.status in ("completed", "failed", "terminated"):
                 self.child_done(ChildDone(child_id, row.status, row.result, row.error))
 
@@ -506,7 +507,7 @@ class Operations(abc.ABC):
         size = 0 if data is None else len(data)
         index = self.streams.claim(self.run_id, namespace, kind, size, self.engine.max_stream_bytes)
         row = ChunkRow(self.run_id, namespace, index, seq, attempt, kind, data, time.time())
-        self.engine.store.batch().chunks.append(row)
+        self.store.batch().chunks.append(row)
         return index
 
 

@@ -82,9 +82,7 @@ def launch_attempt(
     """
     context = contextvars.Context()
     context.run(_step.set, step_ctx)
-    return loop.create_task(
-        _run_attempt(op, step_ctx.info, mailbox), name=op.name, context=context
-    )
+    return loop.create_task(_run_attempt(op, step_ctx.info, mailbox), name=op.name, context=context)
 
 
 async def _run_attempt(op: StepOp, info: StepInfo, mailbox: Mailbox) -> None:

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .._errors import ActorflowError
 from ._base import CommitListener, WriteBatch
+from ._checkpoint import WalCheckpointer
 
 log = logging.getLogger("actorflow.store")
 
@@ -52,8 +53,14 @@ class GroupCommitWriter:
     event loop thread instead of the writer thread.
     """
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], inline_limit: int = 64) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        checkpointer: WalCheckpointer,
+        inline_limit: int = 64,
+    ) -> None:
         self._connect = connect
+        self._checkpointer = checkpointer
         self._inline_limit = inline_limit
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -121,6 +128,7 @@ class GroupCommitWriter:
                 continue
             self.batches += 1
             self.rows += len(batch)
+            self._checkpointer.note_commit(len(batch))
             if self._listener is not None:
                 self._listener(batch)
             # An awaiter that was cancelled cancels the shared future with it.

@@ -31,6 +31,7 @@ from ._base import (
     StreamState,
     WriteBatch,
 )
+from ._checkpoint import WalCheckpointer
 from ._group_commit import GroupCommitWriter
 
 try:
@@ -110,7 +111,8 @@ class SQLiteStore:
             raise ValueError(f"synchronous must be off|normal|full|extra, got {synchronous!r}")
         self.path = path
         self._synchronous = synchronous.upper()
-        self._writer = GroupCommitWriter(self._connect)
+        self._checkpointer = WalCheckpointer(self._connect)
+        self._writer = GroupCommitWriter(self._connect_writer, self._checkpointer)
         self._reader: aiosqlite.Connection | None = None
         self._lock_fd: int | None = None
 
@@ -120,6 +122,11 @@ class SQLiteStore:
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA temp_store=MEMORY")
+        return conn
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # WalCheckpointer does it off the loop
         return conn
 
     async def open(self) -> None:
@@ -137,6 +144,7 @@ class SQLiteStore:
 
     async def close(self) -> None:
         await self._writer.stop()
+        await self._checkpointer.stop()
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
