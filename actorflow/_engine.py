@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -208,7 +208,7 @@ class Engine:
         wf = self.resolve_workflow(workflow)
         if if_exists not in ("return", "error"):
             raise ValueError(f"if_exists must be 'return' or 'error', got {if_exists!r}")
-        run_id = uuid.uuid4().hex if id is None else check_run_id(id)
+        run_id = os.urandom(16).hex() if id is None else check_run_id(id)
         args_data = encode(list(args), "args")
         meta = None if metadata is None else encode(metadata, "metadata")
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")

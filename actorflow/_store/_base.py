@@ -38,6 +38,14 @@ class RunRow:
     wake_at: float | None = None
     deadline_at: float | None = None
 
+    def copy(self) -> RunRow:
+        """An independent copy (stores hand out copies, never their own rows)."""
+        return RunRow(
+            self.id, self.workflow, self.status, self.args, self.created_at, self.generation,
+            self.result, self.error, self.metadata, self.parent_id, self.started_at,
+            self.completed_at, self.wake_at, self.deadline_at,
+        )  # fmt: skip
+
     def insert_params(self) -> tuple[object, ...]:
         return (
             self.id,

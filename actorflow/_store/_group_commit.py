@@ -108,6 +108,9 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         while True:
             await self._wanted.wait()
+            # Linger one loop turn: callbacks already scheduled (a step that just finished,
+            # other actors' turns) add their rows to this batch instead of the next one.
+            await asyncio.sleep(0)
             self._wanted.clear()
             batch = self.batch()
             self._open = WriteBatch(loop.create_future())

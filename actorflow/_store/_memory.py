@@ -11,8 +11,6 @@ import bisect
 from collections import defaultdict
 from collections.abc import Iterable
 
-import attrs
-
 from ._base import (
     FINAL,
     UNFINISHED,
@@ -80,11 +78,11 @@ class MemoryStore:
             if row.id in self._runs:
                 batch.conflicts.add(row.id)
                 continue
-            self._runs[row.id] = attrs.evolve(row)
+            self._runs[row.id] = row.copy()
             for event in events:  # may hold the parent's `child_started`
-                bisect.insort(self._events[event.run_id], event, key=_idx)
+                self._add_event(event)
         for event in batch.events:
-            bisect.insort(self._events[event.run_id], event, key=_idx)
+            self._add_event(event)
         for chunk in batch.chunks:
             self._chunks[(chunk.run_id, chunk.namespace)].append(chunk)
         for run_id, params in batch.run_updates.items():
@@ -97,9 +95,16 @@ class MemoryStore:
             for token in [t for t, h in self._hooks.items() if h.run_id == run_id]:
                 del self._hooks[token]
 
+    def _add_event(self, event: EventRow) -> None:
+        log = self._events[event.run_id]
+        if not log or log[-1].idx < event.idx:
+            log.append(event)
+        else:  # a child's creation batch can carry the parent's entry late
+            bisect.insort(log, event, key=_idx)
+
     async def get_run(self, run_id: str) -> RunRow | None:
         row = self._runs.get(run_id)
-        return None if row is None else attrs.evolve(row)
+        return None if row is None else row.copy()
 
     async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
         events = self._events.get(run_id, [])
@@ -124,7 +129,7 @@ class MemoryStore:
             and (parent_id is None or r.parent_id == parent_id)
         ]
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-        return [attrs.evolve(r) for r in rows[offset:][:limit]]
+        return [r.copy() for r in rows[offset:][:limit]]
 
     async def unfinished_runs(self) -> list[RunRow]:
         rows = [r for r in self._runs.values() if r.status in UNFINISHED]
