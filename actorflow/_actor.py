@@ -190,6 +190,7 @@ class RunActor(Operations):
         for op in self.steps.values():
             if op.task is not None:
                 op.task.cancel()
+                self.engine.reap(op.task)
                 op.task = None
         if self.has_slot or (self.workflow is not None and not self.superseded):
             self.engine.limiter.release(self.run_id)

@@ -92,6 +92,7 @@ class Engine:
         self.loop: asyncio.AbstractEventLoop
         self._actors: dict[str, RunActor] = {}
         self._parked: dict[str, TimerEntry] = {}
+        self._dying: set[asyncio.Task[Any]] = set()
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
@@ -123,6 +124,7 @@ class Engine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._dying, return_exceptions=True)
         await self.timers.stop()
         closed = EngineClosedError("the engine was closed")
         for waiters in self._waiters.values():
@@ -268,6 +270,12 @@ class Engine:
         if actor.superseded and self._state == "open":
             for message in actor.mailbox.take_all():
                 self.deliver(actor.run_id, message)
+
+    def reap(self, task: asyncio.Task[Any]) -> None:
+        """Own a cancelled step task until it has ended; `close()` awaits stragglers."""
+        if not task.done():
+            self._dying.add(task)
+            task.add_done_callback(self._dying.discard)
 
     def live_actors(self) -> int:
         """How many runs are in memory now."""
