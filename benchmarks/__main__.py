@@ -9,6 +9,7 @@ import datetime as dt
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,7 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, help="JSON path (default benchmarks/results/<time>.json)"
     )
-    parser.add_argument("--compare", choices=["dbos"], action="append", default=[])
+    parser.add_argument(
+        "--compare",
+        choices=["dbos"],
+        action="append",
+        default=[],
+        help="also run latency and throughput in DBOS on SQLite (needs the dbos package)",
+    )
     parser.add_argument(
         "--workdir", type=Path, help="where the temporary databases go (default: system temp)"
     )
@@ -121,11 +128,15 @@ def run_phase(
         str(args.workdir or ""),
     ]
     env = {**os.environ, "PYTHONPATH": _pythonpath()}
+    proc = subprocess.Popen(command, env=env)
     try:
-        proc = subprocess.run(command, timeout=args.timeout, env=env, check=False)
-        code: int | str = proc.returncode
+        code: int | str = proc.wait(timeout=args.timeout)
     except subprocess.TimeoutExpired:
         code = f"killed after {args.timeout:g} s"
+    finally:
+        if proc.poll() is None:  # timed out, or we are being stopped: take it down too
+            proc.kill()
+            proc.wait()
     record: dict[str, Any] = {"status": "error", "metrics": {}, "notes": []}
     with contextlib.suppress(OSError, ValueError):
         record = json.loads(out.read_text())
@@ -147,7 +158,10 @@ def run_workload(
 ) -> dict[str, Any]:
     """All phases of a workload, merged into one record."""
     module = load(name)
-    phases: tuple[str | None, ...] = getattr(module, "PHASES", None) or (None,)
+    phases: list[str | None] = [None]
+    if getattr(module, "PHASES", None):
+        wanted = str(cfg.get("phases") or ",".join(module.PHASES)).split(",")
+        phases = [p for p in module.PHASES if p in wanted]
     merged: dict[str, Any] = {
         "description": module.DESCRIPTION,
         "config": cfg,
@@ -163,6 +177,7 @@ def run_workload(
         merged["metrics"].update(record.get("metrics", {}))
         merged["notes"] += record.get("notes", [])
         merged["elapsed_s"] += record.get("elapsed_s", 0.0)
+        merged["gc_threshold"] = record.get("gc_threshold")
         if record["status"] != "ok" and merged["status"] == "ok":
             merged["status"] = record["status"]
         if phase is not None:
@@ -235,6 +250,8 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # On SIGTERM, unwind (so that a running workload process is stopped too).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     unknown = [w for w in args.workloads if w not in WORKLOADS]
     if unknown:
         raise SystemExit(f"unknown workload(s) {unknown}; choose from {', '.join(WORKLOADS)}")

@@ -72,6 +72,7 @@ class Context:
         return {
             "status": self.status,
             "elapsed_s": time.perf_counter() - self.started,
+            "gc_threshold": list(gc.get_threshold()),
             "metrics": self.metrics,
             "notes": self.notes,
         }
@@ -215,6 +216,51 @@ def python_blocks() -> int:
     """Python objects allocated now (after a collection): counts what is kept, not RSS."""
     gc.collect()
     return sys.getallocatedblocks()
+
+
+class GcWatch:
+    """Counts what the cyclic garbage collector does while active: collections, objects
+    it freed (objects that reference counting alone did not free), and its pauses.
+
+    `with GcWatch() as gcw: ...` then `gcw.metrics(prefix, per=n)`.
+    """
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.freed = 0
+        self.pause_total = 0.0
+        self.pause_max = 0.0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        self.collections[info["generation"]] += 1
+        self.freed += info["collected"]
+        self.pause_total += pause
+        self.pause_max = max(self.pause_max, pause)
+
+    def __enter__(self) -> GcWatch:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def pauses(self, prefix: str = "") -> dict[str, Any]:
+        """Collections and pause times (while no collection was forced)."""
+        return {
+            f"{prefix}gc_collections": sum(self.collections),
+            f"{prefix}gc_full_collections": self.collections[2],
+            f"{prefix}gc_pause_total_ms": self.pause_total * 1000,
+            f"{prefix}gc_pause_max_ms": self.pause_max * 1000,
+        }
+
+    def freed_per_run(self, runs: int, prefix: str = "") -> dict[str, Any]:
+        """Objects only the cyclic collector freed, per run (force a collection first)."""
+        return {f"{prefix}gc_freed_per_run": self.freed / runs}
 
 
 # -- the machine -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ uvloop. Configurations (`--set dbos.modes=...`):
 - `default`: DBOS as it comes (rollback journal, `synchronous=FULL`).
 
 Sizes of 0 mean "the same as actorflow's workload in this invocation".
+`executor_threads` caps DBOS's thread pool (its default is unbounded).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from .common import Stopwatch, log, summarize
 DESCRIPTION = "DBOS (SQLite) on the latency and throughput workloads"
 DEFAULTS = {
     "modes": "wal,default",
+    # DBOS's own default is an unbounded thread pool: 10,000 concurrent workflows
+    # start 10,000 threads that fight over SQLite's write lock (it live-locked here).
+    "executor_threads": 16,  # DBOS `max_executor_threads` (~ its 5+10 connections); 0: default
     "latency_samples": 0,
     "latency_warmup": 50,
     "throughput_runs": 0,
@@ -51,6 +55,7 @@ def compare(
     latency = results.get("latency", {})
     through = results.get("throughput", {})
     sizes = {
+        "executor_threads": cfg["executor_threads"],
         "latency_samples": cfg["latency_samples"] or latency.get("config", {}).get("samples", 0),
         "latency_warmup": cfg["latency_warmup"],
         "throughput_runs": cfg["throughput_runs"] or through.get("config", {}).get("runs", 0),
@@ -108,9 +113,11 @@ def _run_mode(
 # -- the subprocess ------------------------------------------------------------------------------
 
 
-def _dbos_config(mode: str, url: str) -> dict[str, Any]:
+def _dbos_config(mode: str, url: str, threads: int) -> dict[str, Any]:
     config: dict[str, Any] = {"name": "actorflow-bench", "system_database_url": url}
     config["log_level"] = "WARNING"
+    if threads:
+        config["max_executor_threads"] = threads
     if mode == "default":
         return config
     if mode != "wal":
@@ -184,10 +191,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="actorflow-bench-dbos-", dir=workdir) as tmp:
         from dbos import DBOS
 
-        DBOS(config=_dbos_config(mode, f"sqlite:///{tmp}/dbos.sqlite"))  # type: ignore[arg-type]
-        import actorflow as af
-
-        numbers = af.run(_measure(sizes))  # uvloop, like actorflow's workloads
+        DBOS(config=_dbos_config(mode, f"sqlite:///{tmp}/dbos.sqlite", sizes["executor_threads"]))  # type: ignore[arg-type]
+        # uvloop like actorflow's workloads, but not `af.run`: DBOS gets no actorflow tuning.
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - no uvloop on this platform
+            numbers = asyncio.run(_measure(sizes))
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                numbers = runner.run(_measure(sizes))
     numbers["mode"] = mode
     out.write_text(json.dumps(numbers))
 

@@ -3,10 +3,12 @@
     python -m benchmarks.hotspots latency [--set latency.samples=5000] [--rate 200]
 
 Runs `python -m benchmarks WORKLOAD --inline` under `py-spy record` (collapsed
-stacks, idle time excluded), then prints the functions with the most samples,
-by self time and by inclusive time, as a percentage of all samples (every
-thread: the event loop, SQLite's writer thread, aiosqlite's thread). The raw
-file (`--keep PATH`) opens in speedscope.app or flamegraph.pl.
+stacks, idle time excluded), then prints the share of samples per thread (the
+event loop's main thread, the group-commit writer, aiosqlite's reader, ...)
+and the functions with the most samples, by self time and by inclusive time,
+as a percentage of all samples. The raw file (`--keep PATH`) opens in
+speedscope.app or flamegraph.pl. The setup (warm-up, engine open) is included:
+raise the workload's size so that the measured part dominates.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 _LINE = re.compile(r":\d+\)$")
+_THREAD_ID = re.compile(r"^thread \(\d+\):?")
 
 
 def py_spy() -> str:
@@ -33,23 +36,27 @@ def py_spy() -> str:
 
 
 def summarize(raw: Path, top: int) -> str:
-    """Top functions by self and inclusive samples from py-spy's collapsed-stack output."""
+    """Threads, then top functions by self and inclusive samples, from py-spy's
+    collapsed stacks (recorded with `--threads`: each stack starts with its thread)."""
+    threads: Counter[str] = Counter()
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
         n = int(count)
         total += n
-        frames = [_LINE.sub(")", f) for f in stack.split(";")]
+        thread, *frames = stack.split(";")
+        threads[_THREAD_ID.sub("", thread).strip() or "?"] += n
+        frames = [_LINE.sub(")", f) for f in frames] or ["(no Python frames)"]
         own[frames[-1]] += n
         for frame in set(frames):
             inclusive[frame] += n
     if total == 0:
         return "no samples\n"
-    lines = [f"{total:,} samples", "", "self %   function"]
+    lines = [f"{total:,} samples", "", "thread %  thread"]
+    lines += [f"{100 * n / total:6.1f}   {t}" for t, n in threads.most_common()]
+    lines += ["", "self %   function"]
     lines += [f"{100 * n / total:6.1f}   {f}" for f, n in own.most_common(top)]
     lines += ["", "total %  function (inclusive)"]
     lines += [f"{100 * n / total:6.1f}   {f}" for f, n in inclusive.most_common(top)]
@@ -69,6 +76,7 @@ def main() -> None:
         command = [
             py_spy(),
             "record",
+            "--threads",
             "--format",
             "raw",
             "--rate",

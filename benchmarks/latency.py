@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .common import Context, Metric, log, summarize
+from .common import Context, GcWatch, Metric, log, summarize
 from .shapes import three_steps
 
 DESCRIPTION = "sequential start->result of a 3-step workflow"
@@ -17,6 +17,9 @@ TABLE = [
     Metric("p99_ms", "start->result p99", "ms"),
     Metric("max_ms", "start->result max", "ms"),
     Metric("runs_per_s", "sequential runs", "/s"),
+    Metric("commits_per_run", "commits (transactions) per run", ""),
+    Metric("gc_pause_max_ms", "longest GC pause", "ms"),
+    Metric("gc_full_collections", "full GC collections", ""),
 ]
 
 
@@ -27,13 +30,17 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         log(f"  {cfg['samples']} sequential runs")
         samples = []
         clock = time.perf_counter
+        writer = engine.store.writer  # type: ignore[attr-defined]
+        batches0 = writer.batches
         begin = clock()
-        for i in range(cfg["samples"]):
-            t0 = clock()
-            run_ = await engine.start(three_steps, i)
-            await run_.result()
-            samples.append(clock() - t0)
+        with GcWatch() as gcw:
+            for i in range(cfg["samples"]):
+                t0 = clock()
+                run_ = await engine.start(three_steps, i)
+                await run_.result()
+                samples.append(clock() - t0)
         total = clock() - begin
+        commits = writer.batches - batches0
     stats = summarize(samples, scale=1000.0)
     ctx.metrics.update(
         samples=len(samples),
@@ -43,4 +50,6 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         p99_ms=stats["p99"],
         max_ms=stats["max"],
         runs_per_s=len(samples) / total,
+        commits_per_run=commits / len(samples),
+        **gcw.pauses(),
     )

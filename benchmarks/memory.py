@@ -12,21 +12,28 @@ warm-up, so that freed memory does not hide what they take.
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import actorflow as af
 
-from .common import Context, Metric, log, python_blocks, settled_rss, until
+from .common import Context, GcWatch, Metric, log, python_blocks, settled_rss, until
 from .shapes import three_steps
 
 DESCRIPTION = "RSS per completed run and per in-flight run"
 PHASES = ("completed", "inflight")
-DEFAULTS = {"completed_runs": 20_000, "wave": 1000, "inflight_runs": 5000}
-QUICK = {"completed_runs": 300, "wave": 100, "inflight_runs": 100}
+DEFAULTS = {
+    "phases": ",".join(PHASES),
+    "completed_runs": 20_000,
+    "wave": 1000,
+    "inflight_runs": 5000,
+}
+QUICK = {**DEFAULTS, "completed_runs": 300, "wave": 100, "inflight_runs": 100}
 TABLE = [
     Metric("rss_per_completed_run_bytes", "RSS kept per completed run", "bytes"),
     Metric("blocks_per_completed_run", "Python objects kept per completed run", ""),
     Metric("live_actors_after_completed", "live actors after all completed", "", ("<", 1)),
+    Metric("gc_freed_per_run", "objects per run only the cyclic GC freed", ""),
     Metric("rss_per_inflight_run_bytes", "RSS per in-flight run", "bytes"),
     Metric("blocks_per_inflight_run", "Python objects per in-flight run", ""),
     Metric("live_actors_after_inflight", "live actors after in-flight ones finished", "", ("<", 1)),
@@ -63,14 +70,17 @@ async def _completed(cfg: dict[str, Any], ctx: Context, engine: af.Engine) -> No
     await _waves(engine, wave, wave)  # warm-up: allocator arenas, caches, code paths
     rss0, blocks0 = settled_rss(), python_blocks()
     log(f"  {n:,} completed runs in waves of {wave:,}")
-    await _waves(engine, n, wave)
-    await until(lambda: engine.live_actors() == 0, 30, "actors to leave", required=False)
+    with GcWatch() as gcw:
+        await _waves(engine, n, wave)
+        await until(lambda: engine.live_actors() == 0, 30, "actors to leave", required=False)
+        gc.collect()
     rss1, blocks1 = settled_rss(), python_blocks()
     ctx.metrics.update(
         completed_runs=n,
         rss_per_completed_run_bytes=(rss1 - rss0) / n,
         blocks_per_completed_run=(blocks1 - blocks0) / n,
         live_actors_after_completed=engine.live_actors(),
+        **gcw.freed_per_run(n),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .common import Context, Metric, Stopwatch, db_count, log
+from .common import Context, GcWatch, Metric, Stopwatch, db_count, log
 from .shapes import STEPS_PER_RUN, three_steps
 
 DESCRIPTION = "N concurrent 3-step workflows (group commit)"
@@ -26,6 +26,8 @@ TABLE = [
     Metric("batches", "batches (transactions)", ""),
     Metric("start_s", "time to start all runs", "s"),
     Metric("total_s", "time to finish all runs", "s"),
+    Metric("gc_time_pct", "time in GC pauses", "%"),
+    Metric("gc_pause_max_ms", "longest GC pause", "ms"),
 ]
 
 
@@ -38,7 +40,7 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         batches0, rows0 = writer.batches, writer.rows
         events0 = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events")
         log(f"  {n:,} concurrent runs")
-        with Stopwatch() as total:
+        with Stopwatch() as total, GcWatch() as gcw:
             with Stopwatch() as starting:
                 runs = await asyncio.gather(*(engine.start(three_steps, i) for i in range(n)))
             results = await asyncio.gather(*(r.result() for r in runs))
@@ -62,7 +64,9 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         start_s=starting.seconds,
         total_s=seconds,
         live_actors_after=live,
+        **gcw.pauses(),
     )
+    ctx.metrics["gc_time_pct"] = 100 * ctx.metrics["gc_pause_total_ms"] / 1000 / seconds
 
 
 async def _one(engine: Any, i: int) -> None:
