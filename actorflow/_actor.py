@@ -138,12 +138,13 @@ class RunActor(Operations):
     async def _open(self) -> None:
         store = self.engine.store
         log_rows: list[EventRow] = []
+        fresh = False
         if self._creation is not None:
-            await self._creation.future
-            if self.run_id in self._creation.conflicts:
-                self._creation = None
-                self.loaded = False
-        if self._creation is None:
+            # Do not keep the batch alive: it holds the rows of every run it created.
+            creation, self._creation = self._creation, None
+            await creation.future
+            fresh = self.loaded = self.run_id not in creation.conflicts
+        if not fresh:
             row = await store.get_run(self.run_id)
             events = [] if row is None else await store.load_events(self.run_id)
             if self.superseded:

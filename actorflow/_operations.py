@@ -140,7 +140,10 @@ class Operations(abc.ABC):
             task.cancel()
         loop.run_until_quiescent()
         loop.close()
+        # The root task's context reaches this actor through its WorkflowContext:
+        # dropping both ends lets reference counting free a finished run at once.
         self.loop = None
+        self.root = None
 
     def _future(self) -> asyncio.Future[Any]:
         assert self.loop is not None

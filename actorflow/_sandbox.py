@@ -104,6 +104,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def close(self) -> None:
         self._closed = True
         self._ready.clear()
+        self._tasks.clear()
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         if self._closed:

@@ -19,15 +19,18 @@ from collections.abc import Callable
 class TimerEntry:
     """A scheduled wake-up; `cancel()` removes it lazily."""
 
-    __slots__ = ("cancelled", "run_id", "when")
+    __slots__ = ("cancelled", "run_id", "service", "when")
 
-    def __init__(self, when: float, run_id: str) -> None:
+    def __init__(self, when: float, run_id: str, service: TimerService) -> None:
         self.when = when
         self.run_id = run_id
+        self.service = service
         self.cancelled = False
 
     def cancel(self) -> None:
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self.service.cancelled += 1
 
     def __lt__(self, other: TimerEntry) -> bool:
         return self.when < other.when
@@ -39,6 +42,7 @@ class TimerService:
     def __init__(self, wake: Callable[[str], None]) -> None:
         self._wake = wake
         self._heap: list[TimerEntry] = []
+        self.cancelled = 0
         self._changed: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -57,7 +61,7 @@ class TimerService:
 
     def schedule(self, when: float, run_id: str) -> TimerEntry:
         """Wake `run_id` at epoch time `when` (at once if it has passed)."""
-        entry = TimerEntry(when, run_id)
+        entry = TimerEntry(when, run_id, self)
         heapq.heappush(self._heap, entry)
         if self._heap[0] is entry and self._changed is not None and not self._changed.done():
             self._changed.set_result(None)
@@ -70,11 +74,15 @@ class TimerService:
             now = time.time()
             while heap and (heap[0].cancelled or heap[0].when <= now):
                 entry = heapq.heappop(heap)
-                if not entry.cancelled:
+                if entry.cancelled:
+                    self.cancelled -= 1
+                else:
+                    entry.cancelled = True  # fired: a later cancel() is a no-op
                     self._wake(entry.run_id)
-            if len(heap) > 1024 and sum(e.cancelled for e in heap) > len(heap) // 2:
+            if self.cancelled > 1024 and self.cancelled > len(heap) // 2:
                 heap[:] = [e for e in heap if not e.cancelled]
                 heapq.heapify(heap)
+                self.cancelled = 0
             self._changed = loop.create_future()
             timer = None if not heap else loop.call_later(heap[0].when - now, _fire, self._changed)
             try:

@@ -200,3 +200,16 @@ async def test_a_second_engine_cannot_open_the_same_file(sqlite_url: str, tmp_pa
                 pass
     async with af.Engine(sqlite_url) as engine:
         assert await engine.list_runs() is not None
+
+
+@af.workflow
+async def replay_two_steps(x: int) -> int:
+    return len(await replay_record(f"close-{x}")) + x
+
+
+async def test_closing_with_commits_in_flight_loses_nothing(sqlite_url: str) -> None:
+    async with af.Engine(sqlite_url) as engine:
+        runs = [await engine.start(replay_two_steps, i) for i in range(2000)]
+    async with af.Engine(sqlite_url) as engine:
+        results = await asyncio.gather(*(engine.get_run(r.id).result(timeout=30) for r in runs))
+    assert results == [len(f"close-{i}") + i for i in range(2000)]

@@ -15,31 +15,38 @@ SQLite works (sqlite3 releases the GIL while it executes).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
+from typing import Any
 
 from .._errors import ActorflowError
-from ._base import CommitListener, WriteBatch
+from ._base import CommitListener, EventRow, WriteBatch
 from ._checkpoint import WalCheckpointer
 
 log = logging.getLogger("actorflow.store")
 
-_INSERT_RUN = (
-    "INSERT OR IGNORE INTO runs (id, workflow, status, generation, args, result, error, metadata,"
-    " parent_id, created_at, started_at, completed_at, wake_at, deadline_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_RUNS_HEAD = (
+    "INSERT INTO runs (id, workflow, status, generation, args, result, error, metadata,"
+    " parent_id, created_at, started_at, completed_at, wake_at, deadline_at) VALUES "
 )
-_INSERT_EVENT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"
-_INSERT_CHUNK = "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?)"
+_EVENTS_HEAD = "INSERT INTO events VALUES "
+_CHUNKS_HEAD = "INSERT INTO chunks VALUES "
+_HOOKS_HEAD = "INSERT OR REPLACE INTO hooks VALUES "
+_UPDATE_RUNS = (
+    "UPDATE runs SET status=v.column1, generation=v.column2, result=v.column3,"
+    " error=v.column4, started_at=v.column5, completed_at=v.column6, wake_at=v.column7"
+    " FROM (VALUES {values}) AS v WHERE runs.id = v.column8"
+)
 _UPDATE_RUN = (
     "UPDATE runs SET status=?, generation=?, result=?, error=?, started_at=?, completed_at=?,"
     " wake_at=? WHERE id=?"
 )
-_PUT_HOOK = "INSERT OR REPLACE INTO hooks VALUES (?,?,?)"
-_DELETE_HOOKS = "DELETE FROM hooks WHERE run_id=?"
+_HAS_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
+_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+_CHUNK_ROWS = 512
 
 
 class StoreWriteError(ActorflowError):
@@ -68,6 +75,8 @@ class GroupCommitWriter:
         self._open: WriteBatch | None = None
         self._wanted = asyncio.Event()
         self._listener: CommitListener | None = None
+        self._stopping = False
+        self._statements = MultiRowStatements()
         self.batches = 0
         self.rows = 0
 
@@ -82,14 +91,17 @@ class GroupCommitWriter:
         self._task = asyncio.create_task(self._run(), name="actorflow-group-commit")
 
     async def stop(self) -> None:
-        """Commit what is pending, then stop the task and close the connection."""
+        """Commit what is pending, let the task end, and close the connection.
+
+        The task drains and returns on its own rather than being cancelled: a
+        cancelled awaiter may have cancelled the open batch's shared future, so
+        that future cannot tell us when the last commit is done.
+        """
         if self._task is None:
             return
-        if self._open is not None and len(self._open):
-            await self.commit()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        self._stopping = True
+        self._wanted.set()
+        await self._task
         self._task = None
         assert self._executor is not None and self._conn is not None
         await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
@@ -113,15 +125,14 @@ class GroupCommitWriter:
             await asyncio.sleep(0)
             self._wanted.clear()
             batch = self.batch()
+            if self._stopping and not len(batch):
+                return
             self._open = WriteBatch(loop.create_future())
             try:
                 if len(batch) <= self._inline_limit:
                     self._write(batch)
                 else:
                     await loop.run_in_executor(self._executor, self._write, batch)
-            except asyncio.CancelledError:
-                batch.future.cancel()
-                raise
             except Exception as exc:
                 log.exception("commit of %d rows failed", len(batch))
                 if not batch.future.done():
@@ -137,28 +148,103 @@ class GroupCommitWriter:
             # An awaiter that was cancelled cancels the shared future with it.
             if not batch.future.done():
                 batch.future.set_result(None)
+            if self._stopping:
+                self._wanted.set()
 
     def _write(self, batch: WriteBatch) -> None:
         conn = self._conn
         assert conn is not None
+        sql = self._statements
         conn.execute("BEGIN")
         try:
-            for row, events in batch.new_runs:
-                if conn.execute(_INSERT_RUN, row.insert_params()).rowcount == 0:
-                    batch.conflicts.add(row.id)
-                elif events:
-                    conn.executemany(_INSERT_EVENT, events)
-            if batch.events:
-                conn.executemany(_INSERT_EVENT, batch.events)
-            if batch.chunks:
-                conn.executemany(_INSERT_CHUNK, batch.chunks)
+            events = batch.events
+            if batch.new_runs:
+                runs, events = self._new_runs(conn, batch)
+                sql.run(conn, _RUNS_HEAD, 14, runs)
+            sql.run(conn, _EVENTS_HEAD, 8, events)
+            sql.run(conn, _CHUNKS_HEAD, 8, batch.chunks)
             if batch.run_updates:
-                conn.executemany(_UPDATE_RUN, batch.run_updates.values())
-            if batch.hooks:
-                conn.executemany(_PUT_HOOK, batch.hooks)
-            if batch.hook_deletes:
-                conn.executemany(_DELETE_HOOKS, [(r,) for r in batch.hook_deletes])
+                updates = list(batch.run_updates.values())
+                if _HAS_UPDATE_FROM:
+                    sql.run(conn, _UPDATE_RUNS, 8, updates)
+                else:  # pragma: no cover - SQLite older than 3.33
+                    conn.executemany(_UPDATE_RUN, updates)
+            sql.run(conn, _HOOKS_HEAD, 3, batch.hooks)
+            deletes = [(run_id,) for run_id in batch.hook_deletes]
+            sql.run(conn, "DELETE FROM hooks WHERE run_id IN ({values})", 1, deletes)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def _new_runs(
+        self, conn: sqlite3.Connection, batch: WriteBatch
+    ) -> tuple[list[tuple[object, ...]], list[EventRow]]:
+        """Rows and events of the batch's new runs whose ids are free; the others are
+        recorded in `batch.conflicts` and written not at all."""
+        ids = [(row.id,) for row, _ in batch.new_runs]
+        taken = {
+            found[0]
+            for found in self._statements.query(
+                conn, "SELECT id FROM runs WHERE id IN ({values})", ids
+            )
+        }
+        runs: list[tuple[object, ...]] = []
+        events = list(batch.events)
+        for row, created in batch.new_runs:
+            if row.id in taken:
+                batch.conflicts.add(row.id)
+                continue
+            taken.add(row.id)
+            runs.append(row.insert_params())
+            events.extend(created)
+        return runs, events
+
+
+class MultiRowStatements:
+    """Runs a statement over many rows with one `VALUES (...),(...)` list per chunk.
+
+    `executemany` binds and steps row by row, re-taking the GIL after every
+    row; on the writer thread, next to a busy event loop, that handoff
+    dominated (measured: 891 rows/s with executemany against 34,000 rows/s in
+    256-row statements while another thread ran Python). Chunks are a fixed
+    size plus power-of-two remainders, so only a few statements per table are
+    ever prepared (and cached by sqlite3).
+    """
+
+    def __init__(self) -> None:
+        self._sql: dict[tuple[str, int, int], str] = {}
+
+    def run(self, conn: sqlite3.Connection, sql: str, width: int, rows: Sequence[Any]) -> None:
+        """Execute `sql` (a head ending in `VALUES `, or containing `{values}`) for all rows."""
+        for statement, params in self._chunks(sql, width, rows):
+            conn.execute(statement, params)
+
+    def query(
+        self, conn: sqlite3.Connection, sql: str, rows: Sequence[Any]
+    ) -> list[tuple[Any, ...]]:
+        """Like `run` for a one-column `IN ({values})` query; returns every result row."""
+        found: list[tuple[Any, ...]] = []
+        for statement, params in self._chunks(sql, 1, rows):
+            found.extend(conn.execute(statement, params).fetchall())
+        return found
+
+    def _chunks(self, sql: str, width: int, rows: Sequence[Any]) -> Iterator[tuple[str, list[Any]]]:
+        chunk = min(_CHUNK_ROWS, _MAX_VARIABLES // width)
+        start, total = 0, len(rows)
+        while start < total:
+            left = total - start
+            size = chunk if left >= chunk else 1 << (left.bit_length() - 1)
+            part = rows[start : start + size]
+            yield self._statement(sql, width, size), list(chain.from_iterable(part))
+            start += size
+
+    def _statement(self, sql: str, width: int, size: int) -> str:
+        key = (sql, width, size)
+        statement = self._sql.get(key)
+        if statement is None:
+            group = "(" + ",".join("?" * width) + ")" if width > 1 else "?"
+            values = ",".join([group] * size)
+            statement = sql.format(values=values) if "{values}" in sql else sql + values
+            self._sql[key] = statement
+        return statement
