@@ -262,10 +262,11 @@ class RunActor(Operations):
     # -- the workflow ----------------------------------------------------------------------
 
     async def begin(self, log_rows: list[EventRow]) -> None:
-        """Start the workflow coroutine, replay `log_rows`, then continue live."""
+        """Start the workflow coroutine, replay `log_rows`, then continue live.
+
+        Operation state must be fresh (as constructed, or `reset_operations()`)."""
         assert self.workflow is not None
         row = self.row
-        self.reset_operations()
         # mypy sees AbstractEventLoop's unimplemented methods as abstract; the sandbox
         # deliberately implements only what coordination needs (see _sandbox).
         self.loop = WorkflowLoop(self.run_id)  # type: ignore[abstract]
@@ -289,7 +290,8 @@ class RunActor(Operations):
         self.after_workflow_ran()
         if not self.finished:
             self.resume_operations()
-            await self.check_children()
+            if self.child_seqs:
+                await self.check_children()
 
     def workflow_info(self) -> WorkflowInfo:
         row = self.row

@@ -101,6 +101,7 @@ async def _restart(actor: RunActor, message: Control) -> None:
     store.batch().update_run(row)
     actor.reply_later(reply)
     await actor.flush()
+    actor.reset_operations()
     await actor.begin(copies)
 
 
