@@ -136,7 +136,6 @@ class RunActor(Operations):
             self.engine.actor_exited(self)
 
     async def _open(self) -> None:
-        store = self.engine.store
         log_rows: list[EventRow] = []
         fresh = False
         if self._creation is not None:
@@ -145,12 +144,11 @@ class RunActor(Operations):
             await creation.future
             fresh = self.loaded = self.run_id not in creation.conflicts
         if not fresh:
-            row = await store.get_run(self.run_id)
-            events = [] if row is None else await store.load_events(self.run_id)
+            loaded = await self.engine.loader.load(self.run_id)
             if self.superseded:
                 self.finished = True
                 return
-            if row is None:
+            if loaded is None:
                 for message in self.mailbox.take_all():
                     reply_to(
                         getattr(message, "reply", None),
@@ -158,12 +156,13 @@ class RunActor(Operations):
                     )
                 self.finished = True
                 return
+            row, events, streams = loaded
             self.row, self.status, self.loaded = row, RunStatus(row.status), True
             self.next_idx = events[-1].idx + 1 if events else 0
             if self.status.is_final:
                 self.finished = self.notified = True
                 return
-            self.streams = StreamLedger(await store.stream_state(self.run_id))
+            self.streams = StreamLedger(streams)
             log_rows = [e for e in events if e.generation == row.generation]
         self.engine.unpark_timer(self.run_id)
         self.workflow = self.engine.workflow(self.row.workflow)
@@ -177,12 +176,14 @@ class RunActor(Operations):
         await self.begin(log_rows)
 
     def _evictable(self) -> bool:
+        wake_at = self.row.wake_at
         return (
             self.engine.idle_timeout is not None
             and not self.finished
             and self.status in _EVICTABLE
             and not self._effects
             and not any(op.task is not None for op in self.steps.values())
+            and (wake_at is None or wake_at - time.time() > self.engine.wake_ahead)
         )
 
     def teardown(self, keep_timer: bool) -> None:
@@ -197,10 +198,9 @@ class RunActor(Operations):
             self.engine.limiter.release(self.run_id)
             self.has_slot = False
         if self._timer is not None:
+            self._timer.cancel()
             if keep_timer:
-                self.engine.park_timer(self.run_id, self._timer)
-            else:
-                self._timer.cancel()
+                self.engine.park(self.run_id, self._timer.when)
             self._timer = None
 
     # -- journal and commit cycle ----------------------------------------------------------

@@ -31,6 +31,7 @@ from ._errors import (
     WorkflowNotRegisteredError,
 )
 from ._limiter import ConcurrencyLimiter
+from ._loader import RunLoader
 from ._log import RUN_CREATED, fold_steps
 from ._messages import SLOT_GRANTED, WAKE, ChildDone, Control, ControlAction, Deliver
 from ._models import ErrorInfo, RunInfo, RunStatus, to_datetime
@@ -53,6 +54,8 @@ class Engine:
     - `max_concurrency`: cap on `running` runs across all workflows.
     - `idle_timeout`: seconds a `waiting`/`paused` run stays in memory before it
       is evicted (and later rehydrated from its log); None keeps runs in memory.
+    - `wake_ahead`: seconds before its next timer that an evicted run is brought
+      back (and within which a run is not evicted), so timers fire in live actors.
     - `max_stream_bytes`: cap on the total size of one run's stream chunks.
     """
 
@@ -63,6 +66,7 @@ class Engine:
         workflows: Iterable[WorkflowFunction[Any, Any]] | None = None,
         max_concurrency: int | None = None,
         idle_timeout: float | None = 60.0,
+        wake_ahead: float = 1.0,
         max_stream_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         if max_concurrency is not None and (
@@ -71,11 +75,14 @@ class Engine:
             raise ValueError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
         if idle_timeout is not None and not (idle_timeout >= 0 and math.isfinite(idle_timeout)):
             raise ValueError(f"idle_timeout must be >= 0 seconds or None, got {idle_timeout!r}")
+        if not (wake_ahead >= 0 and math.isfinite(wake_ahead)):
+            raise ValueError(f"wake_ahead must be >= 0 seconds, got {wake_ahead!r}")
         if not isinstance(max_stream_bytes, int) or max_stream_bytes <= 0:
             raise ValueError(f"max_stream_bytes must be a positive int, got {max_stream_bytes!r}")
         self.url = url
         self.store: Store = open_store(url)
         self.idle_timeout = idle_timeout
+        self.wake_ahead = wake_ahead
         self.max_stream_bytes = max_stream_bytes
         self._workflows: dict[str, WorkflowFunction[Any, Any]] | None = None
         if workflows is not None:
@@ -86,6 +93,7 @@ class Engine:
                 self._workflows[wf.name] = wf
         self.limiter = ConcurrencyLimiter(max_concurrency, self._grant)
         self.timers = TimerService(self._wake)
+        self.loader = RunLoader(self.store)
         self.event_hub: Hub[EventRow] = Hub()
         self.chunk_hub: Hub[ChunkRow] = Hub()
         self.hooks: dict[str, str] = {}
@@ -126,6 +134,7 @@ class Engine:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*self._dying, return_exceptions=True)
         await self.timers.stop()
+        await self.loader.stop()
         closed = EngineClosedError("the engine was closed")
         for waiters in self._waiters.values():
             for waiter in waiters:
@@ -155,7 +164,7 @@ class Engine:
             if row.status in (RunStatus.PAUSED, RunStatus.WAITING):
                 # Parked like an evicted run: its timer (sleep, timeout, deadline) wakes it.
                 if row.wake_at is not None:
-                    self._parked[row.id] = self.timers.schedule(row.wake_at, row.id)
+                    self.park(row.id, row.wake_at)
                 continue
             self._ensure_actor(row.id)
         for child in await self.store.finished_children_of_unfinished_parents():
@@ -288,9 +297,13 @@ class Engine:
     def _grant(self, run_id: str) -> None:
         self.deliver(run_id, SLOT_GRANTED)
 
-    def park_timer(self, run_id: str, entry: TimerEntry) -> None:
-        """Keep an evicted run's wake-up so that it is rehydrated when due."""
-        self._parked[run_id] = entry
+    def park(self, run_id: str, wake_at: float) -> None:
+        """Rehydrate a run that is not in memory shortly before its next timer is due.
+
+        Waking ahead spreads the rehydrations of many timers due at once over the
+        preceding second, so that each fires in a live actor, on time.
+        """
+        self._parked[run_id] = self.timers.schedule(wake_at - self.wake_ahead, run_id)
 
     def unpark_timer(self, run_id: str) -> None:
         entry = self._parked.pop(run_id, None)

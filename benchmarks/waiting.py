@@ -163,11 +163,15 @@ async def _parked(cfg: dict[str, Any], ctx: Context, mode: str, idle: float | No
     ctx.metrics[f"{mode}_close_s"] = closing.seconds
 
 
-async def _settled(engine: af.Engine, path: Any, waiting: int, mode: str) -> None:
-    """Until the database shows `waiting` runs waiting and, if evicting, none is in memory."""
+async def _settled(
+    engine: af.Engine, path: Any, waiting: int, mode: str, until_ts: float | None = None
+) -> None:
+    """Until the database shows `waiting` runs waiting and, if evicting, none is in memory
+    (or, with `until_ts`, that time has come)."""
 
     async def check() -> bool:
-        if mode == "evicted" and engine.live_actors() != 0:
+        evicting = until_ts is None or time.time() < until_ts
+        if mode == "evicted" and evicting and engine.live_actors() != 0:
             return False
         sql = "SELECT count(*) FROM runs WHERE status='waiting'"
         return await asyncio.to_thread(db_count, path, sql) == waiting
@@ -191,7 +195,9 @@ async def _lateness_phase(cfg: dict[str, Any], ctx: Context, mode: str, idle: fl
         with Stopwatch() as starting:
             spread = cfg["lateness_window_s"] / m
             await asyncio.gather(*(engine.start(alarm, due + i * spread) for i in range(m)))
-            await _settled(engine, path, m, mode)
+            # Evicted runs come back `wake_ahead` seconds before their timer, so "none
+            # in memory" only holds until then.
+            await _settled(engine, path, m, mode, until_ts=due - engine.wake_ahead)
         slack = due - time.time()
         if slack <= 0:
             ctx.note(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,7 +24,7 @@ def probe() -> Iterator[Probe]:
 
 @pytest.fixture
 async def evicting(store_url: str) -> AsyncIterator[af.Engine]:
-    async with af.Engine(store_url, idle_timeout=IDLE) as engine:
+    async with af.Engine(store_url, idle_timeout=IDLE, wake_ahead=0) as engine:
         yield engine
 
 
@@ -296,3 +298,39 @@ async def test_terminating_evicted_parent_terminates_evicted_child(
     with pytest.raises(af.RunTerminatedError):
         await child_run.result(timeout=5)
     assert probe.calls["after"] == 0
+
+
+@af.workflow
+async def ev_long_sleep(tag: str) -> str:
+    await af.sleep("1.2s")
+    return f"{tag} woke"
+
+
+async def _fire_at(run: af.Run[Any]) -> float:
+    async with contextlib.aclosing(run.events()) as events:
+        async for event in events:
+            if event.kind == "sleep_started":
+                return float(event.data["fire_at"])
+    raise AssertionError("no sleep_started event")
+
+
+async def test_evicted_run_is_brought_back_ahead_of_its_timer(store_url: str) -> None:
+    async with af.Engine(store_url, idle_timeout=IDLE, wake_ahead=0.5) as engine:
+        run = await engine.start(ev_long_sleep, "ahead")
+        fire_at = await _fire_at(run)
+        await _evicted(engine, run)
+        await eventually(lambda: engine.live_actors() == 1)
+        assert time.time() < fire_at, "rehydrated before its timer was due"
+        assert await run.status() == S.WAITING
+        assert await run.result(timeout=5) == "ahead woke"
+        fired = [e.at.timestamp() async for e in run.events() if e.kind == "sleep_fired"]
+        assert len(fired) == 1 and fired[0] >= fire_at
+
+
+async def test_run_due_within_wake_ahead_is_not_evicted(store_url: str) -> None:
+    async with af.Engine(store_url, idle_timeout=IDLE, wake_ahead=5.0) as engine:
+        run = await engine.start(ev_long_sleep, "kept")
+        await wait_for_status(run, S.WAITING)
+        with pytest.raises(AssertionError):  # 15 idle timeouts pass without an eviction
+            await eventually(lambda: engine.live_actors() == 0, timeout=0.3)
+        assert await run.result(timeout=5) == "kept woke"

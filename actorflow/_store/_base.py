@@ -10,7 +10,7 @@ go to `executemany` as they are.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 import attrs
@@ -168,6 +168,14 @@ class StreamState(NamedTuple):
     total_bytes: int
 
 
+class LoadedRun(NamedTuple):
+    """Everything a run's actor needs to rehydrate it."""
+
+    row: RunRow
+    events: list[EventRow]
+    streams: StreamState
+
+
 CommitListener = Callable[[WriteBatch], None]
 
 
@@ -199,6 +207,9 @@ class Store(Protocol):
 
     async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
         """The run's events with `idx > after`, in order."""
+
+    async def load_runs(self, run_ids: Sequence[str]) -> dict[str, LoadedRun]:
+        """Row, whole log and stream state of each run that exists, in a few bulk reads."""
 
     async def list_runs(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ._base import (
     FINAL,
@@ -19,6 +19,7 @@ from ._base import (
     CommitListener,
     EventRow,
     HookRow,
+    LoadedRun,
     RunRow,
     StreamState,
     WriteBatch,
@@ -110,6 +111,15 @@ class MemoryStore:
         events = self._events.get(run_id, [])
         start = bisect.bisect_right(events, after, key=lambda e: e.idx)
         return events[start:]
+
+    async def load_runs(self, run_ids: Sequence[str]) -> dict[str, LoadedRun]:
+        loaded = {}
+        for run_id in run_ids:
+            row = self._runs.get(run_id)
+            if row is not None:
+                events = list(self._events.get(run_id, []))
+                loaded[run_id] = LoadedRun(row.copy(), events, await self.stream_state(run_id))
+        return loaded
 
     async def list_runs(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -27,6 +27,7 @@ from ._base import (
     CommitListener,
     EventRow,
     HookRow,
+    LoadedRun,
     RunRow,
     StreamState,
     WriteBatch,
@@ -220,6 +221,39 @@ class SQLiteStore:
             "SELECT * FROM events WHERE run_id=? AND idx>? ORDER BY idx", (run_id, after)
         )
         return [EventRow(*r) for r in rows]
+
+    async def load_runs(self, run_ids: Sequence[str]) -> dict[str, LoadedRun]:
+        loaded: dict[str, LoadedRun] = {}
+        for start in range(0, len(run_ids), 500):
+            ids = list(run_ids[start : start + 500])
+            marks = ",".join("?" * len(ids))
+            rows = await self._fetchall(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id IN ({marks})", ids
+            )
+            if not rows:
+                continue
+            events: dict[str, list[EventRow]] = {}
+            for found in await self._fetchall(
+                f"SELECT * FROM events WHERE run_id IN ({marks}) ORDER BY run_id, idx", ids
+            ):
+                events.setdefault(found[0], []).append(EventRow(*found))
+            streams: dict[str, StreamState] = {}
+            for run_id, namespace, last, size, closed in await self._fetchall(
+                "SELECT run_id, namespace, MAX(idx), SUM(LENGTH(data)),"
+                " MAX(CASE WHEN kind=? THEN 1 ELSE 0 END)"
+                f" FROM chunks WHERE run_id IN ({marks}) GROUP BY run_id, namespace",
+                [ChunkKind.CLOSE, *ids],
+            ):
+                state = streams.setdefault(run_id, StreamState({}, set(), 0))
+                state.next_index[namespace] = last + 1
+                if closed:
+                    state.closed.add(namespace)
+                streams[run_id] = state._replace(total_bytes=state.total_bytes + (size or 0))
+            for found in rows:
+                row = RunRow(*found)
+                empty = StreamState({}, set(), 0)
+                loaded[row.id] = LoadedRun(row, events.get(row.id, []), streams.get(row.id, empty))
+        return loaded
 
     async def list_runs(
         self,
