@@ -248,7 +248,9 @@ class RunActor(Operations):
             self._wrote = False
             commit = store.commit()
             effects, self._effects = self._effects, []
-            if not effects:
+            # A finished run's actor waits for its final commit: once it has left the
+            # directory, a new actor for the run must find it final in the store.
+            if not effects and not self.finished:
                 return
             await commit
             for fn in effects:
@@ -375,7 +377,8 @@ class RunActor(Operations):
             self.notified = True
             self.engine.run_finished(row)
 
-        self.effect(notify)
+        # At once on commit, not on this actor's next turn: result() callers wake sooner.
+        self.store.batch().callbacks.append(notify)
 
     def finish_failed(self, error: ErrorInfo) -> None:
         data = dumps(error.to_json())

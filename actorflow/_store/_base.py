@@ -10,10 +10,13 @@ go to `executemany` as they are.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 import attrs
+
+log = logging.getLogger("actorflow.store")
 
 UNFINISHED = ("queued", "running", "pausing", "paused", "waiting")
 FINAL = ("completed", "failed", "terminated")
@@ -121,10 +124,12 @@ class WriteBatch:
     """Rows appended by any number of writers, committed in one transaction.
 
     After the commit, `conflicts` holds the ids of `new_runs` that already
-    existed (their rows and initial events were not written).
+    existed (their rows and initial events were not written), and the store
+    calls each of `callbacks`, before the batch's future resolves.
     """
 
     __slots__ = (
+        "callbacks",
         "chunks",
         "conflicts",
         "events",
@@ -144,6 +149,15 @@ class WriteBatch:
         self.hooks: list[HookRow] = []
         self.hook_deletes: list[str] = []
         self.conflicts: set[str] = set()
+        self.callbacks: list[Callable[[], None]] = []
+
+    def committed(self) -> None:
+        """Run the callbacks of a committed batch (the store calls this)."""
+        for callback in self.callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("commit callback failed")
 
     def update_run(self, row: RunRow) -> None:
         """Write the row's mutable columns; a later update in the same batch wins."""

@@ -145,6 +145,7 @@ class GroupCommitWriter:
             self._checkpointer.note_commit(len(batch))
             if self._listener is not None:
                 self._listener(batch)
+            batch.committed()
             # An awaiter that was cancelled cancels the shared future with it.
             if not batch.future.done():
                 batch.future.set_result(None)

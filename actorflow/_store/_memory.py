@@ -69,6 +69,7 @@ class MemoryStore:
         self._apply(batch)
         if self._listener is not None:
             self._listener(batch)
+        batch.committed()
         # Resolve on the next loop turn, like a real backend: a writer awaiting each
         # commit in a tight loop must still let readers run.
         loop.call_soon(_resolve, batch.future)
