@@ -85,13 +85,27 @@ class WorkflowContext:
 class StepContext:
     """The per-attempt state step code reaches through a context variable."""
 
-    __slots__ = ("actor", "engine", "info", "writers")
+    __slots__ = ("_info", "actor", "attempt", "engine", "generation", "name", "seq", "writers")
 
-    def __init__(self, engine: Engine, actor: RunActor, info: StepInfo) -> None:
+    def __init__(self, engine: Engine, actor: RunActor, name: str, seq: int, attempt: int) -> None:
         self.engine = engine
         self.actor = actor
-        self.info = info
-        self.writers: dict[str, StreamWriter] = {}
+        self.name = name
+        self.seq = seq
+        self.attempt = attempt
+        self.generation = actor.row.generation
+        self.writers: dict[str, StreamWriter] | None = None
+        self._info: StepInfo | None = None
+
+    @property
+    def info(self) -> StepInfo:
+        """Built on first use: most steps never ask."""
+        if self._info is None:
+            run_id, seq = self.actor.run_id, self.seq
+            gen = self.generation
+            step_id = f"{run_id}:{seq}" if gen == 0 else f"{run_id}:{gen}:{seq}"
+            self._info = StepInfo(run_id, step_id, self.name, seq, self.attempt)
+        return self._info
 
 
 _workflow: ContextVar[WorkflowContext | None] = ContextVar("actorflow_workflow", default=None)
@@ -245,10 +259,11 @@ def get_writable(namespace: str = "default") -> StreamWriter:
     check_namespace(namespace)
     step_ctx = _step.get()
     if step_ctx is not None:
+        if step_ctx.writers is None:
+            step_ctx.writers = {}
         writer = step_ctx.writers.get(namespace)
         if writer is None:
-            info = step_ctx.info
-            writer = StepStreamWriter(step_ctx.actor, namespace, info.seq, info.attempt)
+            writer = StepStreamWriter(step_ctx.actor, namespace, step_ctx.seq, step_ctx.attempt)
             step_ctx.writers[namespace] = writer
         return writer
     ctx = _workflow.get()

@@ -37,7 +37,7 @@ from ._errors import (
     StepFailedError,
 )
 from ._messages import ChildDone, Control
-from ._models import ErrorInfo, StepInfo
+from ._models import ErrorInfo
 from ._sandbox import WorkflowLoop
 from ._serde import dumps, encode, loads
 from ._steps import StepFinished, StepOp, launch_attempt
@@ -405,13 +405,8 @@ class Operations(abc.ABC):
             return
         op.held, op.retry_at = False, None
         op.attempt += 1
-        self.append(L.STEP_STARTED, op.seq, op.name, dumps({"attempt": op.attempt}))
-        gen = self.row.generation
-        step_id = f"{self.run_id}:{op.seq}" if gen == 0 else f"{self.run_id}:{gen}:{op.seq}"
-        info = StepInfo(
-            run_id=self.run_id, step_id=step_id, name=op.name, seq=op.seq, attempt=op.attempt
-        )
-        context = StepContext(self.engine, self, info)  # type: ignore[arg-type]
+        self.append(L.STEP_STARTED, op.seq, op.name, b'{"attempt":%d}' % op.attempt)
+        context = StepContext(self.engine, self, op.name, op.seq, op.attempt)  # type: ignore[arg-type]
         op.task = launch_attempt(op, context, self.mailbox, self.engine.loop)
 
     def launch_held(self) -> None:

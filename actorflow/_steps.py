@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._context import StepContext, _step
 from ._errors import FatalError, RetryableError, SerializationError, StepTimeoutError
-from ._models import ErrorInfo, StepInfo
+from ._models import ErrorInfo
 from ._serde import encode
 
 if TYPE_CHECKING:
@@ -75,17 +75,18 @@ class StepFinished:
 def launch_attempt(
     op: StepOp, step_ctx: StepContext, mailbox: Mailbox, loop: asyncio.AbstractEventLoop
 ) -> asyncio.Task[None]:
-    """Start attempt `step_ctx.info.attempt` of `op` in a task of its own on `loop`.
+    """Start attempt `step_ctx.attempt` of `op` in a task of its own on `loop`.
 
     `loop` is explicit because this is called from inside the workflow sandbox,
     where the running loop is the sandbox's.
     """
     context = contextvars.Context()
     context.run(_step.set, step_ctx)
-    return loop.create_task(_run_attempt(op, step_ctx.info, mailbox), name=op.name, context=context)
+    coro = _run_attempt(op, step_ctx.attempt, mailbox)
+    return loop.create_task(coro, name=op.name, context=context)
 
 
-async def _run_attempt(op: StepOp, info: StepInfo, mailbox: Mailbox) -> None:
+async def _run_attempt(op: StepOp, attempt: int, mailbox: Mailbox) -> None:
     step = op.step
     try:
         if step.timeout is None:
@@ -103,22 +104,20 @@ async def _run_attempt(op: StepOp, info: StepInfo, mailbox: Mailbox) -> None:
                 ) from exc
         data = encode(value, f"step {step.name!r} result")
     except (FatalError, SerializationError) as exc:
-        message = StepFinished(op, info.attempt, None, ErrorInfo.from_exception(exc))
+        message = StepFinished(op, attempt, None, ErrorInfo.from_exception(exc))
     except RetryableError as exc:
         message = StepFinished(
             op,
-            info.attempt,
+            attempt,
             None,
             ErrorInfo.from_exception(exc),
             retryable=True,
             retry_after=exc.retry_after,
         )
     except Exception as exc:
-        message = StepFinished(
-            op, info.attempt, None, ErrorInfo.from_exception(exc), retryable=True
-        )
+        message = StepFinished(op, attempt, None, ErrorInfo.from_exception(exc), retryable=True)
     else:
-        message = StepFinished(op, info.attempt, data, None)
+        message = StepFinished(op, attempt, data, None)
     mailbox.put(message)
 
 

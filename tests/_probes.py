@@ -17,6 +17,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+import actorflow as af
+
 PROBES: dict[str, Probe] = {}
 
 
@@ -59,3 +61,15 @@ def new_probe() -> Iterator[Probe]:
         yield probe
     finally:
         del PROBES[probe.key]
+
+
+@af.step
+async def mark(key: str, name: str) -> int:
+    """A step that records its run (count and order) in the probe `key` and, if `name` is in the
+    probe's "gated" values, blocks until the test opens `<name>:go`."""
+    p = PROBES[key]
+    n = p.hit(name)
+    p.order.append(name)
+    if name in p.values.get("gated", ()):
+        await p.gate(f"{name}:go")
+    return n

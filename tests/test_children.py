@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import actorflow as af
-from tests._probes import PROBES, Probe, new_probe
+from tests._probes import Probe, mark, new_probe
 from tests.conftest import eventually, wait_for_status
 
 S = af.RunStatus
@@ -19,15 +19,6 @@ S = af.RunStatus
 @pytest.fixture
 def probe() -> Iterator[Probe]:
     yield from new_probe()
-
-
-@af.step
-async def child_mark(key: str, name: str) -> int:
-    p = PROBES[key]
-    n = p.hit(name)
-    if name in p.values.get("gated", ()):
-        await p.gate(f"{name}:go")
-    return n
 
 
 @af.step
@@ -71,15 +62,15 @@ async def test_child_results(engine: af.Engine) -> None:
 
 @af.workflow
 async def child_waits_for_go(key: str) -> str:
-    await child_mark(key, "child")
+    await mark(key, "child")
     return f"child got {await af.wait_for_event('child_go')}"
 
 
 @af.workflow
 async def child_awaiting_parent(key: str) -> dict[str, Any]:
-    await child_mark(key, "parent-before")
+    await mark(key, "parent-before")
     child = await af.start(child_waits_for_go, key)
-    await child_mark(key, "parent-after-start")
+    await mark(key, "parent-after-start")
     return {"id": child.id, "value": await child.result()}
 
 
@@ -312,8 +303,8 @@ async def test_child_finished_while_engine_closed_is_picked_up(
 
 @af.workflow
 async def child_step_and_start_together(key: str) -> list[Any]:
-    mark, child = await asyncio.gather(child_mark(key, "beside"), af.start(child_doubler, 4))
-    return [mark, (await child.result())["doubled"]]
+    marked, child = await asyncio.gather(mark(key, "beside"), af.start(child_doubler, 4))
+    return [marked, (await child.result())["doubled"]]
 
 
 async def test_parent_log_stays_ordered_when_a_step_and_a_child_start_together(
@@ -335,7 +326,7 @@ async def test_parent_log_stays_ordered_when_a_step_and_a_child_start_together(
 async def child_then_step(key: str) -> list[Any]:
     child = await af.start(child_doubler, 2)
     value = await child.result()
-    return [child.id, value["doubled"], await child_mark(key, "after-child")]
+    return [child.id, value["doubled"], await mark(key, "after-child")]
 
 
 async def test_restart_after_the_child_keeps_it_restart_before_starts_a_new_one(
@@ -344,7 +335,7 @@ async def test_restart_after_the_child_keeps_it_restart_before_starts_a_new_one(
     parent = await engine.start(child_then_step, probe.key)
     first_id, doubled, n = await parent.result(timeout=5)
     assert (doubled, n) == (4, 1)
-    await parent.restart(from_step="child_mark")
+    await parent.restart(from_step="mark")
     assert await parent.result(timeout=5) == [first_id, 4, 2]
     assert [c.id for c in await engine.list_runs(parent_id=parent.id)] == [first_id]
     await parent.restart()

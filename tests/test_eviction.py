@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import actorflow as af
-from tests._probes import PROBES, Probe, new_probe
+from tests._probes import Probe, mark, new_probe
 from tests.conftest import eventually, wait_for_status
 
 S = af.RunStatus
@@ -35,20 +35,11 @@ async def _evicted(engine: af.Engine, *runs: af.Run[Any], count: int = 0) -> Non
         assert not (await run.status()).is_final
 
 
-@af.step
-async def ev_mark(key: str, name: str) -> int:
-    p = PROBES[key]
-    n = p.hit(name)
-    if name in p.values.get("gated", ()):
-        await p.gate(f"{name}:go")
-    return n
-
-
 @af.workflow
 async def ev_sleeper(key: str) -> list[int]:
-    before = await ev_mark(key, "before")
+    before = await mark(key, "before")
     await af.sleep("500ms")
-    return [before, await ev_mark(key, "after")]
+    return [before, await mark(key, "after")]
 
 
 async def test_evicted_sleeping_run_wakes_on_its_timer(evicting: af.Engine, probe: Probe) -> None:
@@ -64,9 +55,9 @@ async def test_evicted_sleeping_run_wakes_on_its_timer(evicting: af.Engine, prob
 
 @af.workflow
 async def ev_event(key: str) -> list[Any]:
-    before = await ev_mark(key, "before")
+    before = await mark(key, "before")
     got = await af.wait_for_event("ev_go")
-    return [before, got, await ev_mark(key, "after")]
+    return [before, got, await mark(key, "after")]
 
 
 async def test_evicted_run_rehydrates_on_event(evicting: af.Engine, probe: Probe) -> None:
@@ -75,7 +66,7 @@ async def test_evicted_run_rehydrates_on_event(evicting: af.Engine, probe: Probe
     await _evicted(evicting, run)
     info = await run.info()
     assert info.status == S.WAITING
-    assert [s.name for s in info.steps] == ["ev_mark"]
+    assert [s.name for s in info.steps] == ["mark"]
     await run.send_event("ev_go", {"x": 1})
     assert await run.result(timeout=5) == [1, {"x": 1}, 1]
     assert probe.calls == {"before": 1, "after": 1}
@@ -141,7 +132,7 @@ async def test_evicted_run_wakes_for_deadline(
 @af.workflow
 async def ev_hook(key: str, token: str) -> list[Any]:
     hook = af.create_hook(token)
-    before = await ev_mark(key, "before")
+    before = await mark(key, "before")
     return [before, await hook, await hook]
 
 
@@ -161,7 +152,7 @@ async def test_evicted_run_rehydrates_on_hook(evicting: af.Engine, probe: Probe)
 
 @af.workflow
 async def ev_abc(key: str) -> list[int]:
-    return [await ev_mark(key, "a"), await ev_mark(key, "b"), await ev_mark(key, "c")]
+    return [await mark(key, "a"), await mark(key, "b"), await mark(key, "c")]
 
 
 async def test_evicted_paused_run_rehydrates_on_resume(evicting: af.Engine, probe: Probe) -> None:
@@ -263,9 +254,9 @@ async def test_no_eviction_without_idle_timeout_or_while_a_step_runs(
 
 @af.workflow(concurrency=1)
 async def ev_capped(key: str, label: str) -> Any:
-    await ev_mark(key, f"{label}1")
+    await mark(key, f"{label}1")
     got = await af.wait_for_event("ev_go")
-    await ev_mark(key, f"{label}2")
+    await mark(key, f"{label}2")
     return got
 
 

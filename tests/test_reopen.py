@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import actorflow as af
-from tests._probes import PROBES, Probe, new_probe
+from tests._probes import Probe, mark, new_probe
 from tests.conftest import eventually, wait_for_status
 
 S = af.RunStatus
@@ -23,21 +23,11 @@ def probe() -> Iterator[Probe]:
     yield from new_probe()
 
 
-@af.step
-async def reopen_mark(key: str, name: str) -> int:
-    p = PROBES[key]
-    n = p.hit(name)
-    p.order.append(name)
-    if name in p.values.get("gated", ()):
-        await p.gate(f"{name}:go")
-    return n
-
-
 @af.workflow
 async def reopen_sleeper(key: str, duration: str) -> list[int]:
-    before = await reopen_mark(key, "before")
+    before = await mark(key, "before")
     await af.sleep(duration)
-    return [before, await reopen_mark(key, "after")]
+    return [before, await mark(key, "after")]
 
 
 async def test_sleeping_run_continues_after_reopen(sqlite_url: str, probe: Probe) -> None:
@@ -74,12 +64,12 @@ async def test_overdue_timer_fires_at_once_on_reopen(sqlite_url: str, probe: Pro
 
 @af.workflow
 async def reopen_event(key: str, timeout: str | None) -> list[Any]:
-    before = await reopen_mark(key, "before")
+    before = await mark(key, "before")
     try:
         got = await af.wait_for_event("reopen_go", timeout=timeout)
     except af.EventTimeoutError:
         got = "timed out"
-    return [before, got, await reopen_mark(key, "after")]
+    return [before, got, await mark(key, "after")]
 
 
 async def test_run_waiting_for_event_continues_after_reopen(sqlite_url: str, probe: Probe) -> None:
@@ -104,7 +94,7 @@ async def test_event_timeout_survives_reopen(sqlite_url: str, probe: Probe) -> N
 
 @af.workflow
 async def reopen_gated_then_wait(key: str) -> list[Any]:
-    before = await reopen_mark(key, "gated")
+    before = await mark(key, "gated")
     return [before, await af.wait_for_event("reopen_go"), await af.wait_for_event("reopen_go")]
 
 
@@ -124,9 +114,9 @@ async def test_buffered_events_survive_reopen(sqlite_url: str, probe: Probe) -> 
 @af.workflow
 async def reopen_abc(key: str) -> list[int]:
     return [
-        await reopen_mark(key, "a"),
-        await reopen_mark(key, "b"),
-        await reopen_mark(key, "c"),
+        await mark(key, "a"),
+        await mark(key, "b"),
+        await mark(key, "c"),
     ]
 
 
@@ -169,7 +159,7 @@ async def test_run_closed_while_pausing_is_paused_after_reopen(
 
 @af.workflow(concurrency=1)
 async def reopen_capped(key: str, label: str) -> int:
-    return await reopen_mark(key, label)
+    return await mark(key, label)
 
 
 async def test_queued_runs_continue_in_order_after_reopen(sqlite_url: str, probe: Probe) -> None:
@@ -195,7 +185,7 @@ async def test_queued_runs_continue_in_order_after_reopen(sqlite_url: str, probe
 @af.workflow
 async def reopen_hook(key: str, token: str) -> list[Any]:
     hook = af.create_hook(token)
-    return [await reopen_mark(key, "before"), await hook]
+    return [await mark(key, "before"), await hook]
 
 
 async def test_hook_survives_reopen(sqlite_url: str, probe: Probe) -> None:
@@ -230,7 +220,7 @@ async def test_finished_runs_stay_final_and_can_be_restarted_after_reopen(
         with pytest.raises(af.RunTerminatedError):
             await second.get_run(stopped.id).result(timeout=5)
         assert second.live_actors() == 0
-        await second.get_run(done.id).restart(from_step="reopen_mark")
+        await second.get_run(done.id).restart(from_step="mark")
         assert await second.get_run(done.id).result(timeout=5) == [2, 2, 2]
         info = await second.get_run(done.id).info()
         assert info.generation == 1
