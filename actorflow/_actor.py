@@ -126,7 +126,9 @@ class RunActor(Operations):
             raise
         except Exception as exc:
             log.exception(
-                "actor of run %s crashed; the run resumes when the engine reopens", self.run_id
+                "actor of run %s crashed; the run is rehydrated from its log on its next "
+                "message or when the engine reopens",
+                self.run_id,
             )
             for reply in self._replies:
                 if not reply.done():
@@ -257,9 +259,17 @@ class RunActor(Operations):
                 fn()
 
     def reply_later(self, reply: asyncio.Future[Any] | None, value: Any = None) -> None:
-        if reply is not None:
-            self._replies.append(reply)
-            self.effect(lambda: reply_to(reply, value))
+        """Answer `reply` once this turn's writes are committed (or with the error, if the
+        actor crashes first)."""
+        if reply is None:
+            return
+        self._replies.append(reply)
+
+        def answer() -> None:
+            self._replies.remove(reply)
+            reply_to(reply, value)
+
+        self.effect(answer)
 
     # -- the workflow ----------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from ._errors import (
 )
 from ._messages import ChildDone, Control
 from ._models import ErrorInfo
+from ._run import Run
 from ._sandbox import WorkflowLoop
 from ._serde import dumps, encode, loads
 from ._steps import StepFinished, StepOp, launch_attempt
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
     from ._engine import Engine
     from ._errors import NonDeterminismError
     from ._mailbox import Mailbox
-    from ._run import Run
 
 
 class SleepOp:
@@ -214,8 +214,8 @@ class Operations(abc.ABC):
         recorded = self._recorded(seq, "child", wf.name)
         if self.nondeterminism is not None:
             return future
-        self.acks[seq] = future
         if recorded is not None:
+            self.acks[seq] = future
             data = loads(recorded.data or b"{}")
             if "error" not in data:
                 self.child_seqs[data["run_id"]] = seq
@@ -249,6 +249,7 @@ class Operations(abc.ABC):
         batch.new_runs.append((child, [created, started]))
         self.engine.spawn(child, batch)
         self.child_seqs[child_id] = seq
+        self.acks[seq] = future
 
         def after_commit() -> None:
             if child.id in batch.conflicts:
@@ -314,10 +315,10 @@ class Operations(abc.ABC):
         recorded = self._recorded(seq, "write", namespace)
         if self.nondeterminism is not None:
             return future
-        self.acks[seq] = future
         if recorded is None:
             index = self.add_chunk(namespace, seq, 0, kind, data)
             self.input(self.append(L.STREAM_WRITTEN, seq, namespace, dumps({"index": index})))
+        self.acks[seq] = future
         return future
 
     # -- inputs ----------------------------------------------------------------------------
@@ -365,8 +366,6 @@ class Operations(abc.ABC):
                     RunAlreadyExistsError(f"a run with id {data['run_id']!r} already exists")
                 )
             else:
-                from ._run import Run
-
                 ack.set_result(Run(self.engine, data["run_id"]))
         self.loop.run_until_quiescent()
         self.after_workflow_ran()
