@@ -33,7 +33,7 @@ from ._errors import (
 from ._limiter import ConcurrencyLimiter
 from ._loader import RunLoader
 from ._log import RUN_CREATED, fold_steps
-from ._messages import SLOT_GRANTED, WAKE, ChildDone, Control, ControlAction, Deliver
+from ._messages import SLOT_GRANTED, WAKE, ChildDone, Control, ControlAction, Deliver, reply_to
 from ._models import ErrorInfo, RunInfo, RunStatus, to_datetime
 from ._run import Run
 from ._serde import encode, loads
@@ -249,7 +249,7 @@ class Engine:
     def spawn(self, row: RunRow, batch: WriteBatch) -> None:
         """Start an actor for a run whose creation is in `batch` (it waits for the commit)."""
         existing = self._actors.get(row.id)
-        if existing is not None and existing.loaded:
+        if self._state != "open" or (existing is not None and existing.loaded):
             return
         actor = self._actors[row.id] = RunActor(self, row.id, row, batch)
         actor.start()
@@ -263,7 +263,14 @@ class Engine:
     # -- routing ---------------------------------------------------------------------------
 
     def deliver(self, run_id: str, message: Any) -> None:
-        """Put `message` in the run's mailbox, rehydrating the run if it is not in memory."""
+        """Put `message` in the run's mailbox, rehydrating the run if it is not in memory.
+
+        While the engine closes, messages are refused: actors started now would outlive
+        `close()`; the runs continue on the next open.
+        """
+        if self._state != "open":
+            reply_to(getattr(message, "reply", None), error=EngineClosedError("engine closed"))
+            return
         self._ensure_actor(run_id).mailbox.put(message)
 
     def _ensure_actor(self, run_id: str) -> RunActor:
