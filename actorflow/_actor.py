@@ -34,14 +34,13 @@ from ._control import handle_control
 from ._errors import (
     DeadlineExceededError,
     InvalidStateError,
-    NonDeterminismError,
     RunNotFoundError,
     SerializationError,
     StepFailedError,
 )
 from ._mailbox import Mailbox
 from ._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
-from ._models import ErrorInfo, RunStatus, WorkflowInfo, to_datetime
+from ._models import ErrorInfo, RunStatus, to_datetime
 from ._operations import Operations
 from ._sandbox import WorkflowLoop, explain_foreign_await
 from ._serde import dumps, encode, loads
@@ -302,20 +301,8 @@ class RunActor(Operations):
         self.after_workflow_ran()
         if not self.finished:
             self.resume_operations()
-            if self.child_seqs:
+            if self.children:
                 await self.check_children()
-
-    def workflow_info(self) -> WorkflowInfo:
-        row = self.row
-        started = to_datetime(row.started_at or row.created_at)
-        assert started is not None
-        return WorkflowInfo(
-            run_id=self.run_id,
-            workflow=row.workflow,
-            started_at=started,
-            generation=row.generation,
-            parent_id=row.parent_id,
-        )
 
     def after_workflow_ran(self) -> None:
         """After the workflow ran to quiescence: fail on non-determinism, finish if it returned."""
@@ -344,16 +331,6 @@ class RunActor(Operations):
             self.finish_failed(ErrorInfo.from_exception(error))
             return
         self.finish(RunStatus.COMPLETED, L.RUN_COMPLETED, data, result=data)
-
-    def non_deterministic(self, seq: int, expected: str, found: EventRow | None) -> None:
-        """Record that the workflow's call at `seq` differs from its log; the run will fail."""
-        if self.nondeterminism is None:
-            recorded = "nothing" if found is None else f"{found.kind} {found.name!r}"
-            self.nondeterminism = NonDeterminismError(
-                f"run {self.run_id!r} at position {seq}: the workflow now calls {expected}, "
-                f"but its event log recorded {recorded}; workflow code changed incompatibly "
-                "while runs were in flight"
-            )
 
     # -- finishing -------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Iterable
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ._actor import RunActor
 from ._channels import Hub
@@ -25,18 +25,17 @@ from ._errors import (
     EngineClosedError,
     HookNotFoundError,
     RunAlreadyExistsError,
-    RunFailedError,
     RunNotFoundError,
-    RunTerminatedError,
     WorkflowNotRegisteredError,
 )
 from ._limiter import ConcurrencyLimiter
 from ._loader import RunLoader
-from ._log import RUN_CREATED, fold_steps
+from ._log import RUN_CREATED, fold_steps, to_run_info
 from ._messages import SLOT_GRANTED, WAKE, ChildDone, Control, ControlAction, Deliver, reply_to
-from ._models import ErrorInfo, RunInfo, RunStatus, to_datetime
+from ._models import RunInfo, RunStatus
+from ._results import Outcome, ResultWaiters
 from ._run import Run
-from ._serde import encode, loads
+from ._serde import encode
 from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch, open_store
 from ._timers import TimerEntry, TimerService
 
@@ -101,7 +100,7 @@ class Engine:
         self._actors: dict[str, RunActor] = {}
         self._parked: dict[str, TimerEntry] = {}
         self._dying: set[asyncio.Task[Any]] = set()
-        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
+        self._results = ResultWaiters()
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -136,10 +135,7 @@ class Engine:
         await self.timers.stop()
         await self.loader.stop()
         closed = EngineClosedError("the engine was closed")
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(closed)
+        self._results.fail_all(closed)
         self.event_hub.fail_all(closed)
         self.chunk_hub.fail_all(closed)
         await self.store.close()
@@ -345,12 +341,7 @@ class Engine:
 
     def run_finished(self, row: RunRow) -> None:
         """Called by an actor once its run's final status is committed."""
-        waiters = self._waiters.get(row.id)
-        if waiters:
-            outcome = Outcome(row.id, row.status, row.result, row.error)
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(outcome)
+        self._results.finished(row)
         if row.parent_id is not None:
             self.deliver(row.parent_id, ChildDone(row.id, row.status, row.result, row.error))
         for key in self.chunk_hub.subscribed_keys():
@@ -362,10 +353,7 @@ class Engine:
     async def wait_result(self, run_id: str, timeout: float | None) -> Any:
         """The run's result once it is final; raises for failed or terminated runs."""
         self._check_open()
-        waiter: asyncio.Future[Outcome] = self.loop.create_future()
-        waiters = self._waiters.setdefault(run_id, [])
-        waiters.append(waiter)
-        try:
+        with self._results.waiter(run_id) as waiter:
             actor = self._actors.get(run_id)
             row: RunRow | None
             if actor is not None and actor.loaded:
@@ -375,15 +363,11 @@ class Engine:
                 if row is None:
                     raise RunNotFoundError(f"no run with id {run_id!r}")
             if row is not None and RunStatus(row.status).is_final:
-                return Outcome(row.id, row.status, row.result, row.error).value()
+                return Outcome.of(row).value()
             if timeout is None:
                 return (await waiter).value()
             async with asyncio.timeout(timeout):
                 return (await waiter).value()
-        finally:
-            waiters.remove(waiter)
-            if not waiters and self._waiters.get(run_id) is waiters:
-                del self._waiters[run_id]
 
     async def run_status(self, run_id: str) -> RunStatus:
         self._check_open()
@@ -407,7 +391,7 @@ class Engine:
         if actor is not None and actor.loaded:
             row.status = actor.status.value
         events = await self.store.load_events(run_id)
-        return _to_info(row, fold_steps(events, row.generation))
+        return to_run_info(row, fold_steps(events, row.generation))
 
     async def list_runs(
         self,
@@ -432,7 +416,7 @@ class Engine:
         rows = await self.store.list_runs(
             statuses=statuses, workflow=name, parent_id=parent_id, limit=limit, offset=offset
         )
-        return [_to_info(row, ()) for row in rows]
+        return [to_run_info(row, ()) for row in rows]
 
     async def control(
         self, run_id: str, action: ControlAction, from_step: str | None = None
@@ -473,41 +457,3 @@ def check_run_id(run_id: Any) -> str:
     if not run_id.isprintable():
         raise ValueError(f"run id must be printable, got {run_id!r}")
     return run_id
-
-
-class Outcome(NamedTuple):
-    """How a run ended, as `result()` waiters receive it."""
-
-    run_id: str
-    status: str
-    result: bytes | None
-    error: bytes | None
-
-    def value(self) -> Any:
-        """The result, or the exception that `Run.result()` raises."""
-        if self.status == RunStatus.COMPLETED:
-            return None if self.result is None else loads(self.result)
-        if self.status == RunStatus.FAILED:
-            raise RunFailedError(self.run_id, ErrorInfo.from_json(loads(self.error or b"{}")))
-        raise RunTerminatedError(self.run_id)
-
-
-def _to_info(row: RunRow, steps: tuple[Any, ...]) -> RunInfo:
-    created = to_datetime(row.created_at)
-    assert created is not None
-    return RunInfo(
-        id=row.id,
-        workflow=row.workflow,
-        status=RunStatus(row.status),
-        args=loads(row.args),
-        result=None if row.result is None else loads(row.result),
-        error=None if row.error is None else ErrorInfo.from_json(loads(row.error)),
-        metadata=None if row.metadata is None else loads(row.metadata),
-        created_at=created,
-        started_at=to_datetime(row.started_at),
-        completed_at=to_datetime(row.completed_at),
-        steps=steps,
-        parent_id=row.parent_id,
-        generation=row.generation,
-        deadline_at=to_datetime(row.deadline_at),
-    )

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._models import ErrorInfo, RunEvent, StepRecord, to_datetime
+from ._models import ErrorInfo, RunEvent, RunInfo, RunStatus, StepRecord, to_datetime
 from ._serde import loads
-from ._store import EventRow
+from ._store import EventRow, RunRow
 
 RUN_CREATED = "run_created"
 RUN_PAUSED = "run_paused"
@@ -92,6 +92,28 @@ def kept_by_restart(events: list[EventRow], cut: int) -> list[EventRow]:
     """What a new generation inherits: every entry of a call before `cut`, and every
     event received (events stay buffered for the new execution)."""
     return [e for e in events if e.kind == EVENT_RECEIVED or (e.seq is not None and e.seq < cut)]
+
+
+def to_run_info(row: RunRow, steps: tuple[StepRecord, ...]) -> RunInfo:
+    """The public snapshot of a run's summary row (and its folded steps)."""
+    created = to_datetime(row.created_at)
+    assert created is not None
+    return RunInfo(
+        id=row.id,
+        workflow=row.workflow,
+        status=RunStatus(row.status),
+        args=loads(row.args),
+        result=None if row.result is None else loads(row.result),
+        error=None if row.error is None else ErrorInfo.from_json(loads(row.error)),
+        metadata=None if row.metadata is None else loads(row.metadata),
+        created_at=created,
+        started_at=to_datetime(row.started_at),
+        completed_at=to_datetime(row.completed_at),
+        steps=steps,
+        parent_id=row.parent_id,
+        generation=row.generation,
+        deadline_at=to_datetime(row.deadline_at),
+    )
 
 
 def fold_steps(events: list[EventRow], generation: int) -> tuple[StepRecord, ...]:

@@ -23,21 +23,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from . import _log as L
+from ._children import FINAL, Children
 from ._context import StepContext
 from ._errors import (
     EventTimeoutError,
     HookConflictError,
-    InvalidStateError,
+    NonDeterminismError,
     RunAlreadyExistsError,
-    RunFailedError,
-    RunTerminatedError,
     StepFailedError,
 )
 from ._messages import ChildDone, Control
-from ._models import ErrorInfo
+from ._models import ErrorInfo, WorkflowInfo, to_datetime
 from ._run import Run
 from ._sandbox import WorkflowLoop
 from ._serde import dumps, encode, loads
@@ -48,7 +45,6 @@ from ._streams import StreamLedger
 if TYPE_CHECKING:
     from ._definitions import StepFunction
     from ._engine import Engine
-    from ._errors import NonDeterminismError
     from ._mailbox import Mailbox
 
 
@@ -103,10 +99,7 @@ class Operations(abc.ABC):
         self.waits: dict[int, WaitOp] = {}
         self.inbox: dict[str, deque[bytes]] = {}
         self.acks: dict[int, asyncio.Future[Any]] = {}
-        self.child_seqs: dict[str, int] = {}
-        self.child_outcomes: dict[str, dict[str, Any]] = {}
-        self.child_waiters: dict[str, list[asyncio.Future[Any]]] = {}
-        self.child_noted: set[str] = set()
+        self.children = Children()
 
     # What the actor provides.
     @abc.abstractmethod
@@ -127,8 +120,28 @@ class Operations(abc.ABC):
     def may_start_steps(self) -> bool: ...
     @abc.abstractmethod
     def after_workflow_ran(self) -> None: ...
-    @abc.abstractmethod
-    def non_deterministic(self, seq: int, expected: str, found: EventRow | None) -> None: ...
+
+    def workflow_info(self) -> WorkflowInfo:
+        row = self.row
+        started = to_datetime(row.started_at or row.created_at)
+        assert started is not None
+        return WorkflowInfo(
+            run_id=self.run_id,
+            workflow=row.workflow,
+            started_at=started,
+            generation=row.generation,
+            parent_id=row.parent_id,
+        )
+
+    def non_deterministic(self, seq: int, expected: str, found: EventRow | None) -> None:
+        """Record that the workflow's call at `seq` differs from its log; the run will fail."""
+        if self.nondeterminism is None:
+            recorded = "nothing" if found is None else f"{found.kind} {found.name!r}"
+            self.nondeterminism = NonDeterminismError(
+                f"run {self.run_id!r} at position {seq}: the workflow now calls {expected}, "
+                f"but its event log recorded {recorded}; workflow code changed incompatibly "
+                "while runs were in flight"
+            )
 
     def close_workflow(self) -> None:
         """Cancel the workflow's tasks and drop its loop; later journaled calls unwind."""
@@ -218,7 +231,7 @@ class Operations(abc.ABC):
             self.acks[seq] = future
             data = loads(recorded.data or b"{}")
             if "error" not in data:
-                self.child_seqs[data["run_id"]] = seq
+                self.children.started(data["run_id"], seq)
             return future
         args_data = encode(list(args), f"arguments of child workflow {wf.name!r}")
         meta = None if metadata is None else encode(metadata, "metadata")
@@ -248,12 +261,12 @@ class Operations(abc.ABC):
         batch = self.store.batch()
         batch.new_runs.append((child, [created, started]))
         self.engine.spawn(child, batch)
-        self.child_seqs[child_id] = seq
+        self.children.started(child_id, seq)
         self.acks[seq] = future
 
         def after_commit() -> None:
             if child.id in batch.conflicts:
-                del self.child_seqs[child.id]
+                self.children.dropped(child.id)
                 error = {"run_id": child.id, "error": "a run with this id already exists"}
                 self.input(self.append(L.CHILD_STARTED, seq, wf.name, dumps(error)))
             else:
@@ -263,21 +276,7 @@ class Operations(abc.ABC):
         return future
 
     def await_child(self, seq: int, child_id: str) -> asyncio.Future[Any]:
-        future = self._future()
-        if child_id not in self.child_seqs:
-            future.set_exception(
-                InvalidStateError(
-                    f"run {child_id!r} is not a child of this run; inside a workflow only "
-                    "children started with af.start() can be awaited"
-                )
-            )
-            return future
-        outcome = self.child_outcomes.get(child_id)
-        if outcome is not None:
-            _settle_child(future, child_id, outcome)
-        else:
-            self.child_waiters.setdefault(child_id, []).append(future)
-        return future
+        return self.children.wait(child_id, self._future())
 
     def create_hook(self, seq: int, token: str | None) -> str:
         recorded = self._recorded(seq, "hook", token)
@@ -332,9 +331,7 @@ class Operations(abc.ABC):
             self._receive(row)
         elif kind == L.CHILD_FINISHED:
             assert row.name is not None and row.data is not None
-            outcome = self.child_outcomes[row.name] = loads(row.data)
-            for future in self.child_waiters.pop(row.name, []):
-                _settle_child(future, row.name, outcome)
+            self.children.finished(row.name, loads(row.data))
         elif kind in (L.STEP_COMPLETED, L.STEP_FAILED):
             op = self.steps.pop(seq, None) if seq is not None else None
             if op is None:
@@ -466,34 +463,22 @@ class Operations(abc.ABC):
     # -- children --------------------------------------------------------------------------
 
     def child_done(self, message: ChildDone) -> None:
-        child_id = message.child_id
-        seq = self.child_seqs.get(child_id)
-        if seq is None or child_id in self.child_outcomes or child_id in self.child_noted:
-            return
-        self.child_noted.add(child_id)
-        data = dumps(
-            {
-                "status": message.status,
-                "result": None if message.result is None else orjson.Fragment(message.result),
-                "error": None if message.error is None else orjson.Fragment(message.error),
-            }
-        )
-        self.input(self.append(L.CHILD_FINISHED, seq, child_id, data))
+        entry = self.children.record(message)
+        if entry is not None:
+            seq, data = entry
+            self.input(self.append(L.CHILD_FINISHED, seq, message.child_id, data))
 
     async def check_children(self) -> None:
         """After rehydration: pick up children that finished while nobody listened."""
-        for child_id in list(self.child_seqs):
-            if child_id in self.child_outcomes or child_id in self.child_noted:
-                continue
+        for child_id in self.children.unknown_outcomes():
             row = await self.store.get_run(child_id)
-            if row is not None and row.status in ("completed", "failed", "terminated"):
+            if row is not None and row.status in FINAL:
                 self.child_done(ChildDone(child_id, row.status, row.result, row.error))
 
     def terminate_children(self, which: Callable[[int], bool]) -> None:
-        """Ask every unfinished child whose seq satisfies `which` to terminate."""
-        for child_id, seq in self.child_seqs.items():
-            if which(seq) and child_id not in self.child_outcomes:
-                self.engine.deliver(child_id, Control("terminate", None))
+        """Ask every unfinished child whose start seq satisfies `which` to terminate."""
+        for child_id in list(self.children.unfinished(which)):
+            self.engine.deliver(child_id, Control("terminate", None))
 
     # -- streams ---------------------------------------------------------------------------
 
@@ -506,13 +491,3 @@ class Operations(abc.ABC):
         row = ChunkRow(self.run_id, namespace, index, seq, attempt, kind, data, time.time())
         self.store.batch().chunks.append(row)
         return index
-
-
-def _settle_child(future: asyncio.Future[Any], child_id: str, outcome: dict[str, Any]) -> None:
-    status = outcome["status"]
-    if status == "completed":
-        future.set_result(outcome["result"])
-    elif status == "failed":
-        future.set_exception(RunFailedError(child_id, ErrorInfo.from_json(outcome["error"])))
-    else:
-        future.set_exception(RunTerminatedError(child_id))

@@ -1,0 +1,76 @@
+"""ResultWaiters: how a run's outcome reaches the callers of `Run.result()`.
+
+Push, not poll: a caller registers a future before it looks at the store, and
+the run's actor resolves every registered future the moment the run's final
+status is committed. Registering first means a run that finishes while the
+caller reads the store cannot be missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+from ._errors import RunFailedError, RunTerminatedError
+from ._models import ErrorInfo, RunStatus
+from ._serde import loads
+from ._store import RunRow
+
+
+class Outcome(NamedTuple):
+    """How a run ended."""
+
+    run_id: str
+    status: str
+    result: bytes | None
+    error: bytes | None
+
+    @classmethod
+    def of(cls, row: RunRow) -> Outcome:
+        return cls(row.id, row.status, row.result, row.error)
+
+    def value(self) -> Any:
+        """The result, or the exception that `Run.result()` raises."""
+        if self.status == RunStatus.COMPLETED:
+            return None if self.result is None else loads(self.result)
+        if self.status == RunStatus.FAILED:
+            raise RunFailedError(self.run_id, ErrorInfo.from_json(loads(self.error or b"{}")))
+        raise RunTerminatedError(self.run_id)
+
+
+class ResultWaiters:
+    """Futures of `result()` callers, by run id."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[asyncio.Future[Outcome]]] = {}
+
+    @contextmanager
+    def waiter(self, run_id: str) -> Iterator[asyncio.Future[Outcome]]:
+        """A future resolved with the run's outcome; registered for the `with` block."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        waiters = self._waiting.setdefault(run_id, [])
+        waiters.append(future)
+        try:
+            yield future
+        finally:
+            waiters.remove(future)
+            if not waiters and self._waiting.get(run_id) is waiters:
+                del self._waiting[run_id]
+
+    def finished(self, row: RunRow) -> None:
+        """Resolve every waiter of a run whose final status is now committed."""
+        waiters = self._waiting.get(row.id)
+        if waiters:
+            outcome = Outcome.of(row)
+            for future in waiters:
+                if not future.done():
+                    future.set_result(outcome)
+
+    def fail_all(self, error: BaseException) -> None:
+        """Wake every waiter with `error` (the engine is closing)."""
+        for waiters in self._waiting.values():
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(error)
