@@ -285,3 +285,22 @@ async def test_completed_runs_leave_memory(engine: af.Engine) -> None:
     for run in runs:
         await run.result(timeout=5)
     await eventually(lambda: engine.live_actors() == 0)
+
+
+@af.workflow
+async def core_mixed(x: int) -> list[int]:
+    a, b = await asyncio.gather(core_double(x), core_add_one(x))
+    await af.sleep("10ms")
+    child = await af.start(core_pipeline, a)
+    return [a, b, (await child.result())["plus"]]
+
+
+def test_works_on_the_standard_asyncio_loop(tmp_path: Any) -> None:
+    async def main() -> tuple[str, list[int]]:
+        async with af.Engine(f"sqlite:///{tmp_path / 'plain.db'}") as engine:
+            run = await engine.start(core_mixed, 3)
+            return type(asyncio.get_running_loop()).__module__, await run.result(timeout=5)
+
+    module, result = asyncio.run(main())
+    assert module.startswith("asyncio")
+    assert result == [6, 4, 13]
