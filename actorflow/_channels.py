@@ -12,9 +12,17 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-T = TypeVar("T")
+
+class Indexed(Protocol):
+    """A published item: its position in the run's log or stream."""
+
+    @property
+    def idx(self) -> int: ...
+
+
+T = TypeVar("T", bound=Indexed)
 
 
 class Subscription(Generic[T]):
@@ -61,6 +69,26 @@ class Subscription(Generic[T]):
         self.items.clear()
         self.lagged = False
         return items
+
+    async def follow(self, expected: int) -> tuple[list[T], bool]:
+        """Wait for live items and return those that continue from index `expected`,
+        in order, and whether the reader must catch up from the store first (it lagged,
+        or an item after a gap came: the rest is read from the store)."""
+        await self.wait()
+        self.raise_if_failed()
+        if self.lagged:
+            self.take()
+            return [], True
+        run: list[T] = []
+        for item in self.take():
+            index = item.idx
+            if index < expected:
+                continue
+            if index > expected:
+                return run, True
+            run.append(item)
+            expected += 1
+        return run, False
 
     async def wait(self) -> None:
         """Until something is buffered, the reader lagged, or the channel ended."""

@@ -359,9 +359,7 @@ class Engine:
             if actor is not None and actor.loaded:
                 row = actor.row if actor.notified else None
             else:
-                row = await self.store.get_run(run_id)
-                if row is None:
-                    raise RunNotFoundError(f"no run with id {run_id!r}")
+                row = await self.stored_run(run_id)
             if row is not None and RunStatus(row.status).is_final:
                 return Outcome.of(row).value()
             if timeout is None:
@@ -374,19 +372,21 @@ class Engine:
         actor = self._actors.get(run_id)
         if actor is not None and actor.loaded:
             return actor.status
+        return RunStatus((await self.stored_run(run_id)).status)
+
+    async def stored_run(self, run_id: str) -> RunRow:
+        """The run's committed row; raises `RunNotFoundError` if there is none."""
         row = await self.store.get_run(run_id)
         if row is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
-        return RunStatus(row.status)
+        return row
 
     async def run_is_final(self, run_id: str) -> bool:
         return (await self.run_status(run_id)).is_final
 
     async def run_info(self, run_id: str) -> RunInfo:
         self._check_open()
-        row = await self.store.get_run(run_id)
-        if row is None:
-            raise RunNotFoundError(f"no run with id {run_id!r}")
+        row = await self.stored_run(run_id)
         actor = self._actors.get(run_id)
         if actor is not None and actor.loaded:
             row.status = actor.status.value

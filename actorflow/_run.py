@@ -78,8 +78,7 @@ class Run(Generic[R]):
         """Every committed event from the start, then live ones, until the run ends."""
         engine = self._outside_workflow("events")
         with engine.event_hub.subscribe(self.id) as sub:
-            if await engine.store.get_run(self.id) is None:
-                raise RunNotFoundError(f"no run with id {self.id!r}")
+            await engine.stored_run(self.id)
             cursor = -1
             catch_up = True
             while True:
@@ -91,18 +90,8 @@ class Run(Generic[R]):
                         cursor = row.idx
                         if row.kind in FINAL_KINDS and i == len(rows) - 1:
                             return
-                await sub.wait()
-                sub.raise_if_failed()
-                if sub.lagged:
-                    sub.take()
-                    catch_up = True
-                    continue
-                for row in sub.take():
-                    if row.idx <= cursor:
-                        continue
-                    if row.idx != cursor + 1:
-                        catch_up = True
-                        break
+                rows, catch_up = await sub.follow(cursor + 1)
+                for row in rows:
                     yield to_run_event(row)
                     cursor = row.idx
                     if row.kind in FINAL_KINDS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from ._context import StepContext, _step
@@ -90,10 +91,7 @@ async def _run_attempt(op: StepOp, attempt: int, mailbox: Mailbox) -> None:
     step = op.step
     try:
         if step.timeout is None:
-            if step.is_async:
-                value = await step.fn(*op.args, **op.kwargs)
-            else:
-                value = await asyncio.to_thread(step.fn, *op.args, **op.kwargs)
+            value = await _call(op)
         else:
             try:
                 async with asyncio.timeout(step.timeout):
@@ -121,7 +119,8 @@ async def _run_attempt(op: StepOp, attempt: int, mailbox: Mailbox) -> None:
     mailbox.put(message)
 
 
-async def _call(op: StepOp) -> Any:
+def _call(op: StepOp) -> Awaitable[Any]:
+    """The step's awaitable (not a coroutine of its own: one frame less per step)."""
     if op.step.is_async:
-        return await op.step.fn(*op.args, **op.kwargs)
-    return await asyncio.to_thread(op.step.fn, *op.args, **op.kwargs)
+        return op.step.fn(*op.args, **op.kwargs)
+    return asyncio.to_thread(op.step.fn, *op.args, **op.kwargs)

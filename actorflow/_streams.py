@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
-from ._errors import RunNotFoundError, StreamClosedError, StreamLimitError
+from ._errors import StreamClosedError, StreamLimitError
 from ._models import StreamChunk, to_datetime
 from ._serde import encode, loads
 from ._store import ChunkKind, ChunkRow, StreamState
@@ -141,9 +141,7 @@ async def read_stream(
     if not isinstance(start, int) or isinstance(start, bool):
         raise TypeError(f"start must be an int, got {type(start).__name__}")
     with engine.chunk_hub.subscribe((run_id, namespace)) as sub:
-        row = await engine.store.get_run(run_id)
-        if row is None:
-            raise RunNotFoundError(f"no run with id {run_id!r}")
+        await engine.stored_run(run_id)
         cursor = start
         if start < 0:
             state = await engine.store.stream_state(run_id)
@@ -166,18 +164,8 @@ async def read_stream(
                         break
                 if final:
                     return
-            await sub.wait()
-            sub.raise_if_failed()
-            if sub.lagged:
-                sub.take()
-                catch_up = True
-                continue
-            for chunk in sub.take():
-                if chunk.idx < cursor:
-                    continue
-                if chunk.idx > cursor:
-                    catch_up = True
-                    break
+            chunks, catch_up = await sub.follow(cursor)
+            for chunk in chunks:
                 if chunk.kind == ChunkKind.CLOSE:
                     return
                 yield _present(chunk, with_info)

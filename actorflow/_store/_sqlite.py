@@ -237,18 +237,7 @@ class SQLiteStore:
                 f"SELECT * FROM events WHERE run_id IN ({marks}) ORDER BY run_id, idx", ids
             ):
                 events.setdefault(found[0], []).append(EventRow(*found))
-            streams: dict[str, StreamState] = {}
-            for run_id, namespace, last, size, closed in await self._fetchall(
-                "SELECT run_id, namespace, MAX(idx), SUM(LENGTH(data)),"
-                " MAX(CASE WHEN kind=? THEN 1 ELSE 0 END)"
-                f" FROM chunks WHERE run_id IN ({marks}) GROUP BY run_id, namespace",
-                [ChunkKind.CLOSE, *ids],
-            ):
-                state = streams.setdefault(run_id, StreamState({}, set(), 0))
-                state.next_index[namespace] = last + 1
-                if closed:
-                    state.closed.add(namespace)
-                streams[run_id] = state._replace(total_bytes=state.total_bytes + (size or 0))
+            streams = await self._stream_states(ids)
             for found in rows:
                 row = RunRow(*found)
                 empty = StreamState({}, set(), 0)
@@ -312,16 +301,25 @@ class SQLiteStore:
         return [ChunkRow(*r) for r in rows]
 
     async def stream_state(self, run_id: str) -> StreamState:
-        rows = await self._fetchall(
-            "SELECT namespace, MAX(idx), SUM(LENGTH(data)),"
+        return (await self._stream_states([run_id])).get(run_id, StreamState({}, set(), 0))
+
+    async def _stream_states(self, run_ids: list[str]) -> dict[str, StreamState]:
+        """Next index and closed flag per namespace, and total bytes, of each run's streams."""
+        states: dict[str, StreamState] = {}
+        sizes: dict[str, int] = {}
+        for run_id, namespace, last, size, closed in await self._fetchall(
+            "SELECT run_id, namespace, MAX(idx), SUM(LENGTH(data)),"
             " MAX(CASE WHEN kind=? THEN 1 ELSE 0 END)"
-            " FROM chunks WHERE run_id=? GROUP BY namespace",
-            (ChunkKind.CLOSE, run_id),
-        )
-        next_index = {ns: last + 1 for ns, last, _, _ in rows}
-        closed = {ns for ns, _, _, is_closed in rows if is_closed}
-        total = sum(size or 0 for _, _, size, _ in rows)
-        return StreamState(next_index, closed, total)
+            f" FROM chunks WHERE run_id IN ({','.join('?' * len(run_ids))})"
+            " GROUP BY run_id, namespace",
+            [ChunkKind.CLOSE, *run_ids],
+        ):
+            state = states.setdefault(run_id, StreamState({}, set(), 0))
+            state.next_index[namespace] = last + 1
+            if closed:
+                state.closed.add(namespace)
+            sizes[run_id] = sizes.get(run_id, 0) + (size or 0)
+        return {run_id: s._replace(total_bytes=sizes[run_id]) for run_id, s in states.items()}
 
     async def load_hooks(self) -> list[HookRow]:
         return [HookRow(*r) for r in await self._fetchall("SELECT * FROM hooks")]
