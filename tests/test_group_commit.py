@@ -1,0 +1,61 @@
+"""The SQLite group-commit writer: sealed batches commit in order, nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import actorflow as af
+from actorflow._store import EventRow, RunRow, SQLiteStore
+
+
+async def test_full_batches_are_sealed_and_commit_in_order(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "sealed.db"))
+    await store.open()
+    try:
+        store.writer._seal_rows = 10
+        now = time.time()
+        run = RunRow("sealed", "wf", "queued", b"[]", now)
+        first = store.batch()
+        first.new_runs.append((run, []))
+        futures: list[asyncio.Future[None]] = []
+        committed: list[int] = []
+        for idx in range(35):
+            batch = store.batch()
+            batch.events.append(EventRow("sealed", idx, 0, "run_created", None, "wf", None, now))
+            batch.callbacks.append(lambda idx=idx: committed.append(idx))
+            futures.append(batch.future)
+        assert store.batch() is not first, "a full batch must be sealed without a commit() call"
+        await asyncio.wait_for(store.commit(), 5)
+        await asyncio.wait_for(asyncio.gather(*set(futures)), 5)
+        assert len(set(futures)) == 4, "35 events in batches of 10 make four transactions"
+        assert committed == list(range(35)), "batches commit in the order they were opened"
+        events = await store.load_events("sealed")
+        assert [e.idx for e in events] == list(range(35))
+    finally:
+        await store.close()
+
+
+@af.step(name="tests.group_commit.double")
+async def double(i: int) -> int:
+    return 2 * i
+
+
+@af.workflow(name="tests.group_commit.two_steps")
+async def two_steps(i: int) -> int:
+    return await double(await double(i))
+
+
+async def test_many_runs_through_small_sealed_batches(sqlite_url: str) -> None:
+    async with af.Engine(sqlite_url, workflows=[two_steps]) as engine:
+        engine.store.writer._seal_rows = 16  # type: ignore[attr-defined]
+        runs = await asyncio.gather(*(engine.start(two_steps, i) for i in range(300)))
+        results = await asyncio.wait_for(asyncio.gather(*(r.result() for r in runs)), 30)
+        assert results == [4 * i for i in range(300)]
+        assert engine.store.writer.batches > 300 * 6 // 16  # type: ignore[attr-defined]
+    async with af.Engine(sqlite_url, workflows=[two_steps]) as engine:
+        for run in runs[::50]:
+            events = [e.kind for e in await engine.store.load_events(run.id)]
+            assert events[0] == "run_created" and events[-1] == "run_completed"
+            assert events.count("step_completed") == 2
