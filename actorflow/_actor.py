@@ -5,18 +5,25 @@ tasks, timers and stream counters. Everything else talks to it through its
 mailbox. One turn of the actor:
 
 1. take every queued message and handle it; handling appends events to the
-   store's open batch and queues *effects* (what must happen once those
-   events are durable: feed an input to the workflow, reply to a caller);
-2. commit; if there are effects, wait for the commit, then run them in order.
-   Effects may append more events, so repeat until nothing is left.
+   store's open batch. An event that answers the workflow (a step result, a
+   fired timer, a received event) is fed to it in the same turn, and the
+   workflow runs until it waits again, appending what it calls next;
+2. commit. Nothing the workflow did leaves the run before that commit: step
+   attempts start from the commit's callbacks, and *effects* (replies to
+   callers, a child start's outcome) wait for it. Effects may append more
+   events, so repeat until nothing is left.
 
-Writes with no effects (a step started, a status change) are not waited for:
-the single writer commits in order, so a later awaited commit covers them.
+This is output commit: the workflow may see a result before it is durable,
+but the world sees nothing that depends on it until it is. A crash before the
+commit loses the result and everything the workflow did with it, together, and
+replay redoes both. Feeding inputs at once saves the actor a second wake-up per
+step. Writes nothing waits on (a status change) are not awaited at all: the
+single writer commits in order, so a later awaited commit covers them.
 
 Determinism rule (see `_sandbox`): every future the workflow waits on is
 resolved either at once, in both live and replay runs, or by an input entry
-of the log, applied after its commit live and at its position on replay. So
-replaying the log in order reproduces what the workflow saw.
+of the log, applied right after it is appended live and at its position on
+replay. So replaying the log in order reproduces what the workflow saw.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import asyncio
 import contextvars
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +98,7 @@ class RunActor(Operations):
         self.has_slot = False
         self._wrote = False
         self._effects: list[Callable[[], None]] = []
+        self._inputs: deque[EventRow] = deque()
         self._replies: list[asyncio.Future[Any]] = []
         self._timer: TimerEntry | None = None
         self._evicted = False
@@ -183,7 +192,7 @@ class RunActor(Operations):
             and not self.finished
             and self.status in _EVICTABLE
             and not self._effects
-            and not any(op.task is not None for op in self.steps.values())
+            and not any(op.in_flight for op in self.steps.values())
             and (wake_at is None or wake_at - time.time() > self.engine.wake_ahead)
         )
 
@@ -191,6 +200,7 @@ class RunActor(Operations):
         """Stop the workflow, its steps and its slot; park or cancel the timer."""
         self.close_workflow()
         for op in self.steps.values():
+            op.pending = False
             if op.task is not None:
                 op.task.cancel()
                 self.engine.reap(op.task)
@@ -237,12 +247,15 @@ class RunActor(Operations):
         self._effects.append(fn)
 
     def input(self, row: EventRow) -> None:
-        """Feed `row` to the workflow once it is committed."""
-        self._effects.append(lambda: self.apply(row))
+        """Feed `row` to the workflow before this turn commits (see `flush`)."""
+        self._inputs.append(row)
 
     async def flush(self) -> None:
         store = self.store
+        inputs = self._inputs
         while True:
+            while inputs:  # applying one may queue another (a stream write's ack)
+                self.apply(inputs.popleft())
             self._settle()
             if not self._wrote and not self._effects:
                 return
@@ -386,7 +399,7 @@ class RunActor(Operations):
         """Recompute status, slot and wake-up time; record the row if they changed."""
         if self.finished or self.workflow is None:
             return
-        running = any(op.task is not None for op in self.steps.values())
+        running = any(op.in_flight for op in self.steps.values())
         if self.paused:
             status = RunStatus.PAUSING if running else RunStatus.PAUSED
         elif self.steps or self._effects:
@@ -432,7 +445,7 @@ class RunActor(Operations):
         if not self.paused:
             for op in self.steps.values():
                 at = op.retry_at
-                if at is not None and op.task is None and (due is None or at < due):
+                if at is not None and not op.in_flight and (due is None or at < due):
                     due = at
         return due
 

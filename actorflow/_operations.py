@@ -3,8 +3,9 @@
 This is the run actor's half that faces the workflow. It implements
 `WorkflowHost` (every journaled call lands here, inside the sandbox) and
 `apply()`, which feeds one input entry of the log to the workflow. Live, the
-actor calls `apply()` once the entry is committed; on replay, `_begin` calls it
-for each recorded entry in order. The same code path for both is what makes
+actor calls `apply()` in the turn that appends the entry (step attempts wait
+for the commit, see `launch`); on replay, `begin` calls it for each recorded
+entry in order. The same code path for both is what makes
 replay exact.
 
 Calls whose seq has a recorded command are restored from the log instead of
@@ -21,6 +22,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _log as L
@@ -401,8 +403,17 @@ class Operations(abc.ABC):
             return
         op.held, op.retry_at = False, None
         op.attempt += 1
+        op.pending = True
         self.append(L.STEP_STARTED, op.seq, op.name, b'{"attempt":%d}' % op.attempt)
-        context = StepContext(self.engine, self, op.name, op.seq, op.attempt)  # type: ignore[arg-type]
+        # The attempt's task starts once its `step_started` (and the result that led the
+        # workflow here) is durable: nothing a step does can depend on an uncommitted input.
+        self.store.batch().callbacks.append(partial(self._start_attempt, op, op.attempt))
+
+    def _start_attempt(self, op: StepOp, attempt: int) -> None:
+        if not op.pending or op.attempt != attempt:
+            return  # the run was torn down (terminated, restarted, failed) meanwhile
+        op.pending = False
+        context = StepContext(self.engine, self, op.name, op.seq, attempt)  # type: ignore[arg-type]
         op.task = launch_attempt(op, context, self.mailbox, self.engine.loop)
 
     def launch_held(self) -> None:
@@ -413,7 +424,7 @@ class Operations(abc.ABC):
     def resume_operations(self) -> None:
         """After replay: start every step whose outcome the log does not hold."""
         for op in list(self.steps.values()):
-            if op.task is None:
+            if not op.in_flight:
                 self.launch(op)
 
     def step_finished(self, message: StepFinished) -> None:
@@ -457,7 +468,7 @@ class Operations(abc.ABC):
                 self.input(self.append(L.WAIT_TIMED_OUT, wait.seq, wait.key, None))
         if not self.paused:
             for op in list(self.steps.values()):
-                if op.task is None and op.retry_at is not None and op.retry_at <= now:
+                if not op.in_flight and op.retry_at is not None and op.retry_at <= now:
                     self.launch(op)
 
     # -- children --------------------------------------------------------------------------

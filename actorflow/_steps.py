@@ -26,7 +26,18 @@ if TYPE_CHECKING:
 class StepOp:
     """A step call of the workflow, from its first attempt until its outcome is applied."""
 
-    __slots__ = ("args", "attempt", "future", "held", "kwargs", "retry_at", "seq", "step", "task")
+    __slots__ = (
+        "args",
+        "attempt",
+        "future",
+        "held",
+        "kwargs",
+        "pending",
+        "retry_at",
+        "seq",
+        "step",
+        "task",
+    )
 
     def __init__(
         self,
@@ -45,10 +56,17 @@ class StepOp:
         self.task: asyncio.Task[None] | None = None
         self.retry_at: float | None = None
         self.held = False
+        # The attempt is in the log's open batch; its task starts once that is committed.
+        self.pending = False
 
     @property
     def name(self) -> str:
         return self.step.name
+
+    @property
+    def in_flight(self) -> bool:
+        """An attempt is started (pending its commit) or running."""
+        return self.pending or self.task is not None
 
 
 class StepFinished:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections import defaultdict
 from typing import Any
 
+import orjson
 import pytest
 
 import actorflow as af
@@ -205,3 +207,47 @@ async def test_parallel_steps_are_journaled_in_call_order(engine: af.Engine) -> 
 async def test_workflow_may_return_with_steps_in_flight(engine: af.Engine) -> None:
     run = await engine.start(steps_unawaited_wf)
     assert await run.result(timeout=5) == "returned before the step finished"
+
+
+seen_in_log: dict[str, list[tuple[int, list[int]]]] = defaultdict(list)
+
+
+@af.step(retry=quick)
+async def steps_reads_own_start(db: str, key: str) -> int:
+    """Looks in the database (its own connection) for its attempt's `step_started`, before
+    it yields to the loop even once."""
+    info = af.step_info()
+
+    def committed_attempts() -> list[int]:
+        conn = sqlite3.connect(db)
+        try:
+            rows = conn.execute(
+                "SELECT data FROM events WHERE run_id=? AND seq=? AND kind='step_started'",
+                (info.run_id, info.seq),
+            ).fetchall()
+        finally:
+            conn.close()
+        return [orjson.loads(data)["attempt"] for (data,) in rows]
+
+    seen_in_log[key].append((info.attempt, committed_attempts()))
+    if info.attempt < 3:
+        raise RuntimeError("retry me")
+    return info.attempt
+
+
+@af.workflow
+async def steps_reads_own_start_wf(db: str, key: str) -> int:
+    first = await steps_reads_own_start(db, key)
+    return first + await steps_reads_own_start(db, key + "/second")
+
+
+async def test_an_attempt_starts_only_once_its_number_is_committed(sqlite_url: str) -> None:
+    db = sqlite_url.removeprefix("sqlite:///")
+    async with af.Engine(sqlite_url) as engine:
+        run = await engine.start(steps_reads_own_start_wf, db, "own-start")
+        assert await run.result(timeout=10) == 6
+    for key in ("own-start", "own-start/second"):
+        seen = seen_in_log[key]
+        assert [attempt for attempt, _ in seen] == [1, 2, 3]
+        for attempt, committed in seen:
+            assert committed == list(range(1, attempt + 1)), (key, attempt, committed)
