@@ -47,7 +47,7 @@ from ._errors import (
     StepFailedError,
 )
 from ._mailbox import Mailbox
-from ._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
+from ._messages import ChildDone, Control, CreationFailed, Deliver, SlotGranted, Wake, reply_to
 from ._models import ErrorInfo, RunStatus, to_datetime
 from ._operations import Operations
 from ._sandbox import WorkflowLoop, explain_foreign_await
@@ -75,16 +75,23 @@ class RunActor(Operations):
         run_id: str,
         row: RunRow | None = None,
         creation: WriteBatch | None = None,
+        unique: bool = False,
     ) -> None:
-        """A fresh run passes its `row` and the `creation` batch that inserts it;
-        without them the actor rehydrates the run from the store."""
+        """A fresh run passes its `row` and the `creation` batch that inserts it
+        (`unique`: its id cannot conflict, see `Engine.spawn`); without them the
+        actor rehydrates the run from the store."""
         super().__init__()
         self.engine = engine
         self.store = engine.store
         self.run_id = run_id
         self.row: RunRow = row if row is not None else RunRow(run_id, "", "queued", b"[]", 0.0)
         self._creation = creation
+        self._unique = unique
         self.loaded = creation is not None
+        # Whether the run's row is in the store; no step may start before it is.
+        self.created = creation is None
+        if creation is not None:
+            creation.callbacks.append(self._mark_created)
         self.superseded = False
         self.status = RunStatus(self.row.status)
         self.mailbox = Mailbox()
@@ -151,8 +158,13 @@ class RunActor(Operations):
         if self._creation is not None:
             # Do not keep the batch alive: it holds the rows of every run it created.
             creation, self._creation = self._creation, None
-            await creation.future
-            fresh = self.loaded = self.run_id not in creation.conflicts
+            if self._unique:
+                # Start now; the creation commits before anything that depends on it.
+                creation.future.add_done_callback(self._creation_settled)
+                fresh = True
+            else:
+                await creation.future
+                fresh = self.loaded = self.run_id not in creation.conflicts
         if not fresh:
             loaded = await self.engine.loader.load(self.run_id)
             if self.superseded:
@@ -168,6 +180,7 @@ class RunActor(Operations):
                 return
             row, events, streams = loaded
             self.row, self.status, self.loaded = row, RunStatus(row.status), True
+            self.created = True
             self.next_idx = events[-1].idx + 1 if events else 0
             if self.status.is_final:
                 self.finished = self.notified = True
@@ -184,6 +197,15 @@ class RunActor(Operations):
             )
             return
         await self.begin(log_rows)
+
+    def _mark_created(self) -> None:
+        self.created = True
+
+    def _creation_settled(self, future: asyncio.Future[None]) -> None:
+        """A creation commit that failed ends the actor (`start()` raised to its caller)."""
+        error = None if future.cancelled() else future.exception()
+        if error is not None:
+            self.mailbox.put(CreationFailed(error))
 
     def _evictable(self) -> bool:
         wake_at = self.row.wake_at
@@ -465,6 +487,8 @@ class RunActor(Operations):
                 self.child_done(message)
         elif isinstance(message, SlotGranted):
             self._slot_granted()
+        elif isinstance(message, CreationFailed):
+            raise message.error
         else:  # pragma: no cover - programming error
             raise TypeError(f"unknown message {message!r}")
 

@@ -234,7 +234,7 @@ class Engine:
             batch = self.store.batch()
             created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, None, now)
             batch.new_runs.append((row, [created]))
-            self.spawn(row, batch)
+            self.spawn(row, batch, unique=id is None)
             await asyncio.shield(self.store.commit())
             if run_id not in batch.conflicts:
                 return Run(self, run_id)
@@ -242,12 +242,17 @@ class Engine:
             raise RunAlreadyExistsError(f"a run with id {run_id!r} already exists")
         return Run(self, run_id)
 
-    def spawn(self, row: RunRow, batch: WriteBatch) -> None:
-        """Start an actor for a run whose creation is in `batch` (it waits for the commit)."""
+    def spawn(self, row: RunRow, batch: WriteBatch, unique: bool = False) -> None:
+        """Start an actor for a run whose creation is in `batch`.
+
+        The actor waits for that commit before it runs the workflow, unless the id is
+        `unique` (generated here, so it cannot conflict): then it starts at once, and
+        its steps start only after the creation is committed.
+        """
         existing = self._actors.get(row.id)
         if self._state != "open" or (existing is not None and existing.loaded):
             return
-        actor = self._actors[row.id] = RunActor(self, row.id, row, batch)
+        actor = self._actors[row.id] = RunActor(self, row.id, row, batch, unique)
         actor.start()
         if existing is not None:
             existing.superseded = True

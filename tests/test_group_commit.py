@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 import actorflow as af
 from actorflow._store import EventRow, RunRow, SQLiteStore
+from actorflow._store._group_commit import StoreWriteError
+from tests.conftest import eventually
 
 
 async def test_full_batches_are_sealed_and_commit_in_order(tmp_path: Path) -> None:
@@ -59,3 +64,44 @@ async def test_many_runs_through_small_sealed_batches(sqlite_url: str) -> None:
             events = [e.kind for e in await engine.store.load_events(run.id)]
             assert events[0] == "run_created" and events[-1] == "run_completed"
             assert events.count("step_completed") == 2
+
+
+ran_after_failed_creation: list[str] = []
+
+
+@af.step(name="tests.group_commit.record")
+async def record(tag: str) -> str:
+    ran_after_failed_creation.append(tag)
+    return tag
+
+
+@af.workflow(name="tests.group_commit.refused")
+async def refused(tag: str) -> str:
+    return await record(tag)
+
+
+@af.workflow(name="tests.group_commit.accepted")
+async def accepted(tag: str) -> str:
+    return await record(tag)
+
+
+async def test_a_run_whose_creation_fails_to_commit_runs_no_step(sqlite_url: str) -> None:
+    """A fresh run's actor starts before its creation commits; if that commit fails,
+    `start()` raises and none of the run's steps ever starts."""
+    db = sqlite_url.removeprefix("sqlite:///")
+    async with af.Engine(sqlite_url, workflows=[refused, accepted]) as engine:
+        conn = sqlite3.connect(db)
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON runs WHEN NEW.workflow = "
+            "'tests.group_commit.refused' BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+        )
+        conn.commit()
+        conn.close()
+        with pytest.raises(StoreWriteError, match="refused by test"):
+            await engine.start(refused, "refused")
+        run = await engine.start(accepted, "accepted")
+        assert await run.result(timeout=10) == "accepted"
+        listed = await engine.list_runs()
+        assert [r.workflow for r in listed] == ["tests.group_commit.accepted"]
+        await eventually(lambda: engine.live_actors() == 0)
+    assert ran_after_failed_creation == ["accepted"]
