@@ -180,7 +180,6 @@ class RunActor(Operations):
                 return
             row, events, streams = loaded
             self.row, self.status, self.loaded = row, RunStatus(row.status), True
-            self.created = True
             self.next_idx = events[-1].idx + 1 if events else 0
             if self.status.is_final:
                 self.finished = self.notified = True

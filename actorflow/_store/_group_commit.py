@@ -58,9 +58,9 @@ class GroupCommitWriter:
     """Owns the write connection and the task that commits batches.
 
     `inline_limit` is the batch size (rows) up to which a commit runs on the
-    event loop thread instead of the writer thread. `seal_rows` is the
-    number of events and new runs at which the open batch is sealed and queued for commit
-    at once, without waiting for the loop turn to end (see `batch`).
+    event loop thread instead of the writer thread. `seal_rows` is the number
+    of events and new runs at which the open batch is sealed and queued for
+    commit at once, without waiting for the loop turn to end (see `batch`).
     """
 
     def __init__(
@@ -127,7 +127,7 @@ class GroupCommitWriter:
         if len(batch.events) + len(batch.new_runs) < self._seal_rows:
             return batch
         self._sealed.append(batch)
-        self._wanted.set()
+        self._wanted.set()  # cleared only when `_sealed` is empty: see `_run`
         self._open = batch = WriteBatch(batch.future.get_loop().create_future())
         return batch
 
@@ -173,7 +173,7 @@ class GroupCommitWriter:
             # An awaiter that was cancelled cancels the shared future with it.
             if not batch.future.done():
                 batch.future.set_result(None)
-            if self._stopping or self._sealed:
+            if self._stopping:
                 self._wanted.set()
 
     def _write(self, batch: WriteBatch) -> None:
