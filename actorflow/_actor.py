@@ -47,7 +47,7 @@ from ._errors import (
     StepFailedError,
 )
 from ._mailbox import Mailbox
-from ._messages import ChildDone, Control, CreationFailed, Deliver, SlotGranted, Wake, reply_to
+from ._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
 from ._models import ErrorInfo, RunStatus, to_datetime
 from ._operations import Operations
 from ._sandbox import WorkflowLoop, explain_foreign_await
@@ -88,10 +88,6 @@ class RunActor(Operations):
         self._creation = creation
         self._unique = unique
         self.loaded = creation is not None
-        # Whether the run's row is in the store; no step may start before it is.
-        self.created = creation is None
-        if creation is not None:
-            creation.callbacks.append(self._mark_created)
         self.superseded = False
         self.status = RunStatus(self.row.status)
         self.mailbox = Mailbox()
@@ -159,8 +155,8 @@ class RunActor(Operations):
             # Do not keep the batch alive: it holds the rows of every run it created.
             creation, self._creation = self._creation, None
             if self._unique:
-                # Start now; the creation commits before anything that depends on it.
-                creation.future.add_done_callback(self._creation_settled)
+                # Start now: step attempts start from commit callbacks, so after the
+                # creation; if it fails, the engine abandons this actor (`abandon`).
                 fresh = True
             else:
                 await creation.future
@@ -197,14 +193,26 @@ class RunActor(Operations):
             return
         await self.begin(log_rows)
 
-    def _mark_created(self) -> None:
-        self.created = True
+    def abandon(self, error: BaseException) -> None:
+        """Stop at once, writing nothing more: a commit with rows of this run failed.
 
-    def _creation_settled(self, future: asyncio.Future[None]) -> None:
-        """A creation commit that failed ends the actor (`start()` raised to its caller)."""
-        error = None if future.cancelled() else future.exception()
-        if error is not None:
-            self.mailbox.put(CreationFailed(error))
+        The store now holds less than this actor did. Step attempts not yet started
+        never start, running ones are cancelled, callers waiting on this run's
+        writes get `error`, and queued messages go to the next actor of the run,
+        which rehydrates it from what the store holds. The caller (the engine)
+        has already removed this actor from the directory.
+        """
+        self.teardown(keep_timer=False)
+        self.superseded = True
+        for reply in self._replies:
+            if not reply.done():
+                reply.set_exception(error)
+        self._replies.clear()
+        self._effects.clear()
+        self._inputs.clear()
+        if self.task is not None:
+            self.task.cancel()
+            self.engine.reap(self.task)
 
     def _evictable(self) -> bool:
         wake_at = self.row.wake_at
@@ -395,6 +403,8 @@ class RunActor(Operations):
             self.owns_hooks = False
 
         def notify() -> None:
+            if self.superseded:  # abandoned: the final status is not what was committed
+                return
             self.notified = True
             self.engine.run_finished(row)
 
@@ -486,8 +496,6 @@ class RunActor(Operations):
                 self.child_done(message)
         elif isinstance(message, SlotGranted):
             self._slot_granted()
-        elif isinstance(message, CreationFailed):
-            raise message.error
         else:  # pragma: no cover - programming error
             raise TypeError(f"unknown message {message!r}")
 

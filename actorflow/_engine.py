@@ -43,6 +43,8 @@ log = logging.getLogger("actorflow.engine")
 
 R = TypeVar("R")
 DEFAULT_URL = "sqlite:///actorflow.db"
+_FIRST_RETRY_DELAY = 0.25
+_MAX_RETRY_DELAY = 30.0
 
 
 class Engine:
@@ -101,6 +103,7 @@ class Engine:
         self._parked: dict[str, TimerEntry] = {}
         self._dying: set[asyncio.Task[Any]] = set()
         self._results = ResultWaiters()
+        self._write_failures = 0  # in a row; spaces out the retries of abandoned runs
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -115,6 +118,7 @@ class Engine:
         self._state = "open"
         try:
             self.store.set_commit_listener(self._on_commit)
+            self.store.set_failure_listener(self._on_write_failure)
             self.timers.start()
             self.hooks = {h.token: h.run_id for h in await self.store.load_hooks()}
             await self._recover()
@@ -327,6 +331,7 @@ class Engine:
     # -- after commits ---------------------------------------------------------------------
 
     def _on_commit(self, batch: WriteBatch) -> None:
+        self._write_failures = 0
         hub = self.event_hub
         if hub:
             for run, events in batch.new_runs:
@@ -343,6 +348,39 @@ class Engine:
                 key = (chunk.run_id, chunk.namespace)
                 if chunks.has(key):
                     chunks.publish(key, chunk)
+
+    def _on_write_failure(self, batch: WriteBatch, error: BaseException) -> None:
+        """A commit failed (disk full, I/O error): bring the runs it touched back in line.
+
+        Their actors hold state the store lost, and rows continuing it may wait in
+        later batches. Abandon those actors, discard those rows, and rehydrate the
+        runs from what the store holds after a backoff (0.25 s, doubling to 30 s
+        while commits keep failing). Replay redoes what was lost; a step whose
+        result was lost runs again, as after a crash. Runs the batch was to create
+        do not exist: their `start()` raises the error and nothing retries them.
+        """
+        self._write_failures += 1
+        delay = min(_MAX_RETRY_DELAY, _FIRST_RETRY_DELAY * 2 ** (self._write_failures - 1))
+        touched = batch.run_ids()
+        # Runs the batch was to create; not one whose id was taken, which has an
+        # actor of its own (if any) and lost nothing.
+        creations = {
+            row.id: row
+            for row, _ in batch.new_runs
+            if (actor := self._actors.get(row.id)) is None or actor.row is row
+        }
+        creations |= self.store.discard_pending(touched | creations.keys())
+        for run_id, row in creations.items():
+            actor = self._actors.get(run_id)
+            if actor is not None and actor.row is row:
+                del self._actors[run_id]
+                actor.abandon(error)
+        for run_id in touched - creations.keys():
+            actor = self._actors.pop(run_id, None)
+            if actor is not None:
+                actor.abandon(error)
+            self.unpark_timer(run_id)
+            self._parked[run_id] = self.timers.schedule(time.time() + delay, run_id)
 
     def run_finished(self, row: RunRow) -> None:
         """Called by an actor once its run's final status is committed."""

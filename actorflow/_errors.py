@@ -102,6 +102,14 @@ class WorkflowSandboxError(ActorflowError):
     """Workflow code did something that cannot be replayed (I/O or a timer outside a step)."""
 
 
+class StoreWriteError(ActorflowError):
+    """A commit failed (disk full, I/O error): what was being written is not durable.
+
+    The runs it touched are rehydrated from the store, with a backoff while
+    commits keep failing; a run whose creation failed does not exist.
+    """
+
+
 class EngineClosedError(ActorflowError):
     """The engine is not open (never opened, or already closed)."""
 

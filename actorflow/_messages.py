@@ -17,15 +17,6 @@ class Wake:
     __slots__ = ()
 
 
-class CreationFailed:
-    """The commit that was to create the run failed: the run does not exist."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
 class SlotGranted:
     """The concurrency limiter granted the run a slot it queued for."""
 

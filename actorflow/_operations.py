@@ -83,7 +83,6 @@ class Operations(abc.ABC):
     mailbox: Mailbox
     paused: bool
     finished: bool
-    created: bool
     streams: StreamLedger
 
     def __init__(self) -> None:
@@ -411,10 +410,8 @@ class Operations(abc.ABC):
         self.store.batch().callbacks.append(partial(self._start_attempt, op, op.attempt))
 
     def _start_attempt(self, op: StepOp, attempt: int) -> None:
-        if not op.pending or op.attempt != attempt or not self.created:
-            # Torn down meanwhile (terminated, restarted, failed), or the run's creation
-            # failed to commit (the actor is about to end).
-            return
+        if not op.pending or op.attempt != attempt:
+            return  # torn down meanwhile (terminated, restarted, failed, abandoned)
         op.pending = False
         context = StepContext(self.engine, self, op.name, op.seq, attempt)  # type: ignore[arg-type]
         op.task = launch_attempt(op, context, self.mailbox, self.engine.loop)

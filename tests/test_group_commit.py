@@ -11,7 +11,6 @@ import pytest
 
 import actorflow as af
 from actorflow._store import EventRow, RunRow, SQLiteStore
-from actorflow._store._group_commit import StoreWriteError
 from tests.conftest import eventually
 
 
@@ -97,7 +96,7 @@ async def test_a_run_whose_creation_fails_to_commit_runs_no_step(sqlite_url: str
         )
         conn.commit()
         conn.close()
-        with pytest.raises(StoreWriteError, match="refused by test"):
+        with pytest.raises(af.StoreWriteError, match="refused by test"):
             await engine.start(refused, "refused")
         run = await engine.start(accepted, "accepted")
         assert await run.result(timeout=10) == "accepted"

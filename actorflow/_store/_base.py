@@ -159,6 +159,39 @@ class WriteBatch:
             except Exception:
                 log.exception("commit callback failed")
 
+    def run_ids(self) -> set[str]:
+        """Ids of the runs with rows here, not counting runs this batch creates."""
+        ids = {event.run_id for event in self.events}
+        for row, events in self.new_runs:
+            # The parent's `child_started` rides with its child's creation.
+            ids.update(event.run_id for event in events if event.run_id != row.id)
+        ids.update(chunk.run_id for chunk in self.chunks)
+        ids.update(self.run_updates)
+        ids.update(hook.run_id for hook in self.hooks)
+        ids.update(self.hook_deletes)
+        return ids
+
+    def discard(self, run_ids: set[str]) -> dict[str, RunRow]:
+        """Drop every row of `run_ids`, and the creation of runs whose creation carries
+        one of their rows (a child started by such a run). Returns the dropped creations;
+        their ids join `run_ids`."""
+        dropped: dict[str, RunRow] = {}
+        kept: list[tuple[RunRow, list[EventRow]]] = []
+        for row, events in self.new_runs:
+            if row.id in run_ids or any(event.run_id in run_ids for event in events):
+                dropped[row.id] = row
+                run_ids.add(row.id)
+            else:
+                kept.append((row, events))
+        self.new_runs[:] = kept
+        self.events[:] = [e for e in self.events if e.run_id not in run_ids]
+        self.chunks[:] = [c for c in self.chunks if c.run_id not in run_ids]
+        for run_id in run_ids & self.run_updates.keys():
+            del self.run_updates[run_id]
+        self.hooks[:] = [h for h in self.hooks if h.run_id not in run_ids]
+        self.hook_deletes[:] = [r for r in self.hook_deletes if r not in run_ids]
+        return dropped
+
     def update_run(self, row: RunRow) -> None:
         """Write the row's mutable columns; a later update in the same batch wins."""
         self.run_updates[row.id] = row.update_params()
@@ -191,6 +224,7 @@ class LoadedRun(NamedTuple):
 
 
 CommitListener = Callable[[WriteBatch], None]
+FailureListener = Callable[[WriteBatch, BaseException], None]
 
 
 class Store(Protocol):
@@ -204,6 +238,14 @@ class Store(Protocol):
 
     def set_commit_listener(self, listener: CommitListener) -> None:
         """Call `listener(batch)` after each commit, before the batch's future resolves."""
+
+    def set_failure_listener(self, listener: FailureListener) -> None:
+        """Call `listener(batch, error)` when a batch fails to commit, before any later
+        batch is written, so that it can `discard_pending` what depends on the lost rows."""
+
+    def discard_pending(self, run_ids: set[str]) -> dict[str, RunRow]:
+        """Drop every uncommitted row of `run_ids` (see `WriteBatch.discard`); returns
+        the creations dropped with them."""
 
     def batch(self) -> WriteBatch:
         """The open batch; append rows to it, then call `commit()` without awaiting in between."""

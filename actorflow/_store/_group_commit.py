@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Any
 
-from .._errors import ActorflowError
-from ._base import CommitListener, EventRow, WriteBatch
+from .._errors import StoreWriteError
+from ._base import CommitListener, EventRow, FailureListener, RunRow, WriteBatch
 from ._checkpoint import WalCheckpointer
 
 log = logging.getLogger("actorflow.store")
@@ -48,10 +48,6 @@ _UPDATE_RUN = (
 _HAS_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
 _MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 _CHUNK_ROWS = 4096
-
-
-class StoreWriteError(ActorflowError):
-    """A batch could not be committed (disk full, database corrupt, ...)."""
 
 
 class GroupCommitWriter:
@@ -81,6 +77,7 @@ class GroupCommitWriter:
         self._sealed: deque[WriteBatch] = deque()
         self._wanted = asyncio.Event()
         self._listener: CommitListener | None = None
+        self._failure_listener: FailureListener | None = None
         self._stopping = False
         self._statements = MultiRowStatements()
         self.batches = 0
@@ -88,6 +85,17 @@ class GroupCommitWriter:
 
     def set_commit_listener(self, listener: CommitListener) -> None:
         self._listener = listener
+
+    def set_failure_listener(self, listener: FailureListener) -> None:
+        self._failure_listener = listener
+
+    def discard_pending(self, run_ids: set[str]) -> dict[str, RunRow]:
+        """Drop the rows of `run_ids` from every batch not yet written, oldest first (so a
+        creation dropped from one batch takes the run's rows in later ones with it)."""
+        dropped: dict[str, RunRow] = {}
+        for batch in [*self._sealed, self.batch()]:
+            dropped.update(batch.discard(run_ids))
+        return dropped
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -159,8 +167,16 @@ class GroupCommitWriter:
                     await loop.run_in_executor(self._executor, self._write, batch)
             except Exception as exc:
                 log.exception("commit of %d rows failed", len(batch))
+                error = StoreWriteError(f"commit failed: {exc!r}")
+                if self._failure_listener is not None:
+                    # Before the next batch is written: it may hold rows that continue
+                    # the lost ones, which must not reach the log (it would have a hole).
+                    try:
+                        self._failure_listener(batch, error)
+                    except Exception:
+                        log.exception("the store failure listener failed")
                 if not batch.future.done():
-                    batch.future.set_exception(StoreWriteError(f"commit failed: {exc!r}"))
+                    batch.future.set_exception(error)
                     # Every awaiter gets the error; no one else needs to hear of it.
                     batch.future.exception()
                 continue

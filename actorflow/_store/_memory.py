@@ -18,6 +18,7 @@ from ._base import (
     ChunkRow,
     CommitListener,
     EventRow,
+    FailureListener,
     HookRow,
     LoadedRun,
     RunRow,
@@ -57,6 +58,12 @@ class MemoryStore:
 
     def set_commit_listener(self, listener: CommitListener) -> None:
         self._listener = listener
+
+    def set_failure_listener(self, listener: FailureListener) -> None:
+        """Commits to memory do not fail; nothing will be called."""
+
+    def discard_pending(self, run_ids: set[str]) -> dict[str, RunRow]:
+        return self.batch().discard(run_ids)
 
     def batch(self) -> WriteBatch:
         assert self._open is not None, "store is not open"

@@ -26,6 +26,7 @@ from ._base import (
     ChunkRow,
     CommitListener,
     EventRow,
+    FailureListener,
     HookRow,
     LoadedRun,
     RunRow,
@@ -196,6 +197,12 @@ class SQLiteStore:
 
     def set_commit_listener(self, listener: CommitListener) -> None:
         self._writer.set_commit_listener(listener)
+
+    def set_failure_listener(self, listener: FailureListener) -> None:
+        self._writer.set_failure_listener(listener)
+
+    def discard_pending(self, run_ids: set[str]) -> dict[str, RunRow]:
+        return self._writer.discard_pending(run_ids)
 
     def batch(self) -> WriteBatch:
         return self._writer.batch()

@@ -1,0 +1,154 @@
+"""Failed commits: the runs they touched come back from the store, with no hole in the log.
+
+A real SQLite trigger makes chosen inserts fail, as a full disk would, until
+the test flips a switch in the database.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+import actorflow as af
+from actorflow._serde import loads
+from actorflow._store import EventRow, RunRow, SQLiteStore
+from tests.conftest import eventually
+
+attempts_run: list[int] = []
+
+
+@af.step(name="tests.store_failures.save")
+async def save(x: int) -> int:
+    attempts_run.append(af.step_info().attempt)
+    return x * 10
+
+
+@af.step(name="tests.store_failures.after")
+async def after(x: int) -> int:
+    return x + 1
+
+
+@af.workflow(name="tests.store_failures.flow")
+async def flow(x: int) -> int:
+    return await after(await save(x))
+
+
+@af.workflow(name="tests.store_failures.waits")
+async def waits() -> str:
+    return str(await af.wait_for_event("go"))
+
+
+def refuse_inserts(db: str, when: str) -> sqlite3.Connection:
+    """Make inserts into `events` matching `when` fail while `fail_switch.on_` is 1."""
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        f"""
+        CREATE TABLE fail_switch (on_ INTEGER);
+        INSERT INTO fail_switch VALUES (1);
+        CREATE TRIGGER refuse BEFORE INSERT ON events
+        WHEN ({when}) AND (SELECT on_ FROM fail_switch) = 1
+        BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END;
+        """
+    )
+    return conn
+
+
+def assert_contiguous(events: list[EventRow]) -> None:
+    assert [e.idx for e in events] == list(range(len(events))), "the log has a hole"
+
+
+async def test_a_run_whose_step_result_fails_to_commit_runs_the_step_again(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    attempts_run.clear()
+    db = sqlite_url.removeprefix("sqlite:///")
+    async with af.Engine(sqlite_url, workflows=[flow]) as engine:
+        conn = refuse_inserts(db, f"NEW.kind = 'step_completed' AND NEW.name = '{save.name}'")
+        run = await engine.start(flow, 4)
+        # The first result is lost; the run comes back from its log and runs the step again.
+        await eventually(lambda: len(attempts_run) >= 2, timeout=10)
+        assert await run.status() != af.RunStatus.COMPLETED
+        conn.execute("UPDATE fail_switch SET on_ = 0")
+        conn.commit()
+        conn.close()
+        assert await run.result(timeout=30) == 41
+        events = await engine.store.load_events(run.id)
+    assert_contiguous(events)
+    started = [
+        loads(e.data or b"{}")["attempt"]
+        for e in events
+        if e.kind == "step_started" and e.name == save.name
+    ]
+    assert attempts_run == started, "every attempt that ran is in the log, in order"
+    assert started == sorted(set(started)), "attempt numbers never repeat"
+    completed = [e for e in events if e.kind == "step_completed" and e.name == save.name]
+    assert len(completed) == 1
+    assert "commit of" in caplog.text and "disk full (simulated)" in caplog.text
+
+
+async def test_an_event_whose_commit_fails_is_refused_and_the_run_goes_on(
+    sqlite_url: str,
+) -> None:
+    db = sqlite_url.removeprefix("sqlite:///")
+    async with af.Engine(sqlite_url, workflows=[waits]) as engine:
+        run = await engine.start(waits)
+        await eventually(lambda: _status_is(run, af.RunStatus.WAITING))
+        conn = refuse_inserts(db, "NEW.kind = 'event_received'")
+        with pytest.raises(af.StoreWriteError, match="disk full"):
+            await engine.send_event(run.id, "go", "lost")
+        conn.execute("UPDATE fail_switch SET on_ = 0")
+        conn.commit()
+        conn.close()
+        await engine.send_event(run.id, "go", "kept")
+        assert await run.result(timeout=10) == "kept"
+        events = await engine.store.load_events(run.id)
+    assert_contiguous(events)
+    received = [loads(e.data or b"null") for e in events if e.kind == "event_received"]
+    assert received == ["kept"]
+
+
+async def _status_is(run: af.Run[object], status: af.RunStatus) -> bool:
+    return await run.status() == status
+
+
+async def test_discarding_a_run_drops_its_pending_rows_and_the_children_it_started(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(str(tmp_path / "discard.db"))
+    await store.open()
+    try:
+        store.writer._seal_rows = 4
+        now = time.time()
+        first = store.batch()
+        for run_id in ("lost", "kept"):
+            first.new_runs.append((RunRow(run_id, "wf", "queued", b"[]", now), []))
+        await store.commit()
+
+        def event(run_id: str, idx: int, kind: str = "step_started") -> EventRow:
+            return EventRow(run_id, idx, 0, kind, idx, "s", None, now)
+
+        # Rows of both runs over several sealed batches, and a child started by `lost`.
+        for idx in range(6):
+            store.batch().events.extend([event("lost", idx), event("kept", idx)])
+        child = RunRow("lost.9", "wf", "queued", b"[]", now, parent_id="lost")
+        store.batch().new_runs.append(
+            (child, [event("lost.9", 0, "run_created"), event("lost", 6, "child_started")])
+        )
+        store.batch().events.append(event("lost.9", 1))
+        store.batch().run_updates["lost"] = ("running", 0, None, None, now, None, None, "lost")
+        assert len(store.writer._sealed) >= 2, "the rows span sealed batches"
+
+        dropped = store.discard_pending({"lost"})
+        assert list(dropped) == ["lost.9"]
+        await store.commit()
+        assert await store.load_events("lost") == []
+        assert await store.get_run("lost.9") is None
+        assert await store.load_events("lost.9") == []
+        assert [e.idx for e in await store.load_events("kept")] == list(range(6))
+        lost = await store.get_run("lost")
+        assert lost is not None and lost.status == "queued"
+    finally:
+        await store.close()
