@@ -52,6 +52,7 @@ from ._models import ErrorInfo, RunStatus, to_datetime
 from ._operations import Operations
 from ._sandbox import WorkflowLoop, explain_foreign_await
 from ._serde import dumps, encode, loads
+from ._status import StatusKeeper
 from ._steps import StepFinished
 from ._store import EventRow, RunRow, WriteBatch
 from ._streams import StreamLedger
@@ -66,7 +67,7 @@ log = logging.getLogger("actorflow.actor")
 _EVICTABLE = (RunStatus.WAITING, RunStatus.PAUSED)
 
 
-class RunActor(Operations):
+class RunActor(StatusKeeper, Operations):
     """Owns one run while it is in memory (see the module docstring)."""
 
     def __init__(
@@ -285,7 +286,7 @@ class RunActor(Operations):
         while True:
             while inputs:  # applying one may queue another (a stream write's ack)
                 self.apply(inputs.popleft())
-            self._settle()
+            self.settle()
             if not self._wrote and not self._effects:
                 return
             self._wrote = False
@@ -414,71 +415,6 @@ class RunActor(Operations):
     def finish_failed(self, error: ErrorInfo) -> None:
         data = dumps(error.to_json())
         self.finish(RunStatus.FAILED, L.RUN_FAILED, data, error=data)
-
-    # -- status, slots and timers ----------------------------------------------------------
-
-    def may_start_steps(self) -> bool:
-        """Whether a step may start now; asks for a slot if one is needed."""
-        if self.paused or self.finished:
-            return False
-        if self.has_slot or not self.engine.limiter.is_limited(self.row.workflow):
-            return True
-        self.has_slot = self.engine.limiter.acquire(self.run_id, self.row.workflow)
-        return self.has_slot
-
-    def _settle(self) -> None:
-        """Recompute status, slot and wake-up time; record the row if they changed."""
-        if self.finished or self.workflow is None:
-            return
-        running = any(op.in_flight for op in self.steps.values())
-        if self.paused:
-            status = RunStatus.PAUSING if running else RunStatus.PAUSED
-        elif self.steps or self._effects:
-            # With effects pending, the workflow is fed an input once this commit is
-            # durable: it is not waiting. Recorded as `waiting` (no timer), a process death
-            # right after the commit would leave the input unconsumed and the run parked.
-            limited = self.engine.limiter.is_limited(self.row.workflow)
-            status = RunStatus.RUNNING if self.has_slot or not limited else RunStatus.QUEUED
-        elif self.root is not None and not self.root.done():
-            status = RunStatus.WAITING
-        else:
-            status = RunStatus.RUNNING
-        if self.has_slot and not running and (self.paused or not self.steps):
-            self.engine.limiter.release(self.run_id)
-            self.has_slot = False
-        wake_at = self.next_deadline()
-        if wake_at is not None and (self._timer is None or self._timer.when != wake_at):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self.engine.timers.schedule(wake_at, self.run_id)
-        elif wake_at is None and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        row = self.row
-        if status != self.status or wake_at != row.wake_at:
-            self.status = status
-            row.status, row.wake_at = status.value, wake_at
-            if status != RunStatus.QUEUED and row.started_at is None:
-                row.started_at = time.time()
-            self.store.batch().update_run(row)
-            self._wrote = True
-
-    def next_deadline(self) -> float | None:
-        """The earliest time something of this run is due (timer, retry, deadline)."""
-        due = self.row.deadline_at
-        for sleep in self.sleeps.values():
-            if not sleep.fired and (due is None or sleep.fire_at < due):
-                due = sleep.fire_at
-        for wait in self.waits.values():
-            at = wait.timeout_at
-            if at is not None and not wait.timing_out and (due is None or at < due):
-                due = at
-        if not self.paused:
-            for op in self.steps.values():
-                at = op.retry_at
-                if at is not None and not op.in_flight and (due is None or at < due):
-                    due = at
-        return due
 
     # -- messages --------------------------------------------------------------------------
 

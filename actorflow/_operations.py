@@ -22,12 +22,10 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _log as L
 from ._children import FINAL, Children
-from ._context import StepContext
 from ._errors import (
     EventTimeoutError,
     HookConflictError,
@@ -40,14 +38,12 @@ from ._models import ErrorInfo, WorkflowInfo, to_datetime
 from ._run import Run
 from ._sandbox import WorkflowLoop
 from ._serde import dumps, encode, loads
-from ._steps import StepFinished, StepOp, launch_attempt
-from ._store import ChunkRow, EventRow, HookRow, RunRow, Store
+from ._steps import StepOp, StepScheduler
+from ._store import ChunkRow, EventRow, HookRow, RunRow
 from ._streams import StreamLedger
 
 if TYPE_CHECKING:
     from ._definitions import StepFunction
-    from ._engine import Engine
-    from ._mailbox import Mailbox
 
 
 class SleepOp:
@@ -73,15 +69,11 @@ class WaitOp:
         self.timing_out = False
 
 
-class Operations(abc.ABC):
+class Operations(StepScheduler):
     """Pending operations of one run's workflow; mixed into `RunActor`."""
 
-    engine: Engine
-    store: Store
     run_id: str
     row: RunRow
-    mailbox: Mailbox
-    paused: bool
     finished: bool
     streams: StreamLedger
 
@@ -103,23 +95,9 @@ class Operations(abc.ABC):
         self.acks: dict[int, asyncio.Future[Any]] = {}
         self.children = Children()
 
-    # What the actor provides.
-    @abc.abstractmethod
-    def append(
-        self,
-        kind: str,
-        seq: int | None,
-        name: str | None,
-        data: bytes | None,
-        at: float | None = None,
-        to_batch: bool = True,
-    ) -> EventRow: ...
+    # What the actor provides (with `append`, `input` and `may_start_steps`).
     @abc.abstractmethod
     def effect(self, fn: Callable[[], None]) -> None: ...
-    @abc.abstractmethod
-    def input(self, row: EventRow) -> None: ...
-    @abc.abstractmethod
-    def may_start_steps(self) -> bool: ...
     @abc.abstractmethod
     def after_workflow_ran(self) -> None: ...
 
@@ -383,77 +361,6 @@ class Operations(abc.ABC):
         if self.replaying:
             self.non_deterministic(row.seq or 0, "nothing", row)
 
-    # -- steps -----------------------------------------------------------------------------
-
-    def restore_attempt(self, row: EventRow) -> None:
-        """On replay, bring a step's attempt count (and retry time) up to its log."""
-        op = self.steps.get(row.seq) if row.seq is not None else None
-        if op is None:
-            return
-        data = loads(row.data or b"{}")
-        op.attempt = data["attempt"]
-        op.retry_at = data.get("retry_at")
-
-    def launch(self, op: StepOp) -> None:
-        """Start the next attempt of `op` now, or hold it until it may start."""
-        if self.closed or (op.retry_at is not None and op.retry_at > time.time()):
-            return
-        if not self.may_start_steps():
-            op.held = True
-            return
-        op.held, op.retry_at = False, None
-        op.attempt += 1
-        op.pending = True
-        self.append(L.STEP_STARTED, op.seq, op.name, b'{"attempt":%d}' % op.attempt)
-        # The attempt's task starts once its `step_started` (and the result that led the
-        # workflow here) is durable: nothing a step does can depend on an uncommitted input.
-        self.store.batch().callbacks.append(partial(self._start_attempt, op, op.attempt))
-
-    def _start_attempt(self, op: StepOp, attempt: int) -> None:
-        if not op.pending or op.attempt != attempt:
-            return  # torn down meanwhile (terminated, restarted, failed, abandoned)
-        op.pending = False
-        context = StepContext(self.engine, self, op.name, op.seq, attempt)  # type: ignore[arg-type]
-        op.task = launch_attempt(op, context, self.mailbox, self.engine.loop)
-
-    def launch_held(self) -> None:
-        for op in list(self.steps.values()):
-            if op.held:
-                self.launch(op)
-
-    def resume_operations(self) -> None:
-        """After replay: start every step whose outcome the log does not hold."""
-        for op in list(self.steps.values()):
-            if not op.in_flight:
-                self.launch(op)
-
-    def step_finished(self, message: StepFinished) -> None:
-        op = message.op
-        if self.steps.get(op.seq) is not op or op.attempt != message.attempt:
-            return
-        op.task = None
-        error = message.error
-        if error is None:
-            self.input(self.append(L.STEP_COMPLETED, op.seq, op.name, message.data))
-            return
-        retry = op.step.retry
-        if message.retryable and op.attempt <= retry.limit:
-            delay = message.retry_after
-            delay = retry.delay_before(op.attempt) if delay is None else max(0.0, delay)
-            op.retry_at = time.time() + delay
-            self.append(
-                L.STEP_RETRYING,
-                op.seq,
-                op.name,
-                dumps({"attempt": op.attempt, "error": error.to_json(), "retry_at": op.retry_at}),
-            )
-            if delay == 0:
-                op.retry_at = None
-                self.launch(op)
-            return
-        data = dumps({"attempt": op.attempt, "error": error.to_json()})
-        self.input(self.append(L.STEP_FAILED, op.seq, op.name, data))
-
     # -- timers ----------------------------------------------------------------------------
 
     def fire_due(self, now: float) -> None:
@@ -467,9 +374,7 @@ class Operations(abc.ABC):
                 wait.timing_out = True
                 self.input(self.append(L.WAIT_TIMED_OUT, wait.seq, wait.key, None))
         if not self.paused:
-            for op in list(self.steps.values()):
-                if not op.in_flight and op.retry_at is not None and op.retry_at <= now:
-                    self.launch(op)
+            self.launch_due_retries(now)
 
     # -- children --------------------------------------------------------------------------
 

@@ -1,25 +1,37 @@
-"""Step attempts: each runs in its own task on the service's loop and reports to its actor.
+"""Steps: the actor's step scheduler, and the attempts it starts.
 
-The attempt never touches the run's state: it encodes the result (so an
-unserializable return fails the step right here, naming the bad value) and
-posts a `StepFinished` to the actor's mailbox. The actor decides what the
-outcome means: commit, retry, or fail.
+`StepScheduler` is the run actor's part that owns step calls: it journals
+each attempt (`step_started`), starts its task once that entry is committed,
+and turns the attempt's outcome into the log entry the workflow is fed, a
+retry, or a failure. Attempts not yet started are held while the run may not
+start steps (paused, or waiting for a concurrency slot).
+
+An attempt runs in its own task on the service's loop and never touches the
+run's state: it encodes the result (so an unserializable return fails the step
+right here, naming the bad value) and posts a `StepFinished` to the actor's
+mailbox.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextvars
+import time
 from collections.abc import Awaitable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from . import _log as L
 from ._context import StepContext, _step
 from ._errors import FatalError, RetryableError, SerializationError, StepTimeoutError
 from ._models import ErrorInfo
-from ._serde import encode
+from ._serde import dumps, encode, loads
+from ._store import EventRow, Store
 
 if TYPE_CHECKING:
     from ._definitions import StepFunction
+    from ._engine import Engine
     from ._mailbox import Mailbox
 
 
@@ -89,6 +101,107 @@ class StepFinished:
         self.error = error
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class StepScheduler(abc.ABC):
+    """The step calls of one run, from journaled start to outcome; mixed into `RunActor`."""
+
+    engine: Engine
+    store: Store
+    mailbox: Mailbox
+    steps: dict[int, StepOp]
+    closed: bool
+    paused: bool
+
+    # What the actor provides.
+    @abc.abstractmethod
+    def append(
+        self,
+        kind: str,
+        seq: int | None,
+        name: str | None,
+        data: bytes | None,
+        at: float | None = None,
+        to_batch: bool = True,
+    ) -> EventRow: ...
+    @abc.abstractmethod
+    def input(self, row: EventRow) -> None: ...
+    @abc.abstractmethod
+    def may_start_steps(self) -> bool: ...
+
+    def restore_attempt(self, row: EventRow) -> None:
+        """On replay, bring a step's attempt count (and retry time) up to its log."""
+        op = self.steps.get(row.seq) if row.seq is not None else None
+        if op is None:
+            return
+        data = loads(row.data or b"{}")
+        op.attempt = data["attempt"]
+        op.retry_at = data.get("retry_at")
+
+    def launch(self, op: StepOp) -> None:
+        """Start the next attempt of `op` now, or hold it until it may start."""
+        if self.closed or (op.retry_at is not None and op.retry_at > time.time()):
+            return
+        if not self.may_start_steps():
+            op.held = True
+            return
+        op.held, op.retry_at = False, None
+        op.attempt += 1
+        op.pending = True
+        self.append(L.STEP_STARTED, op.seq, op.name, b'{"attempt":%d}' % op.attempt)
+        # The attempt's task starts once its `step_started` (and the result that led the
+        # workflow here) is durable: nothing a step does can depend on an uncommitted input.
+        self.store.batch().callbacks.append(partial(self._start_attempt, op, op.attempt))
+
+    def _start_attempt(self, op: StepOp, attempt: int) -> None:
+        if not op.pending or op.attempt != attempt:
+            return  # torn down meanwhile (terminated, restarted, failed, abandoned)
+        op.pending = False
+        context = StepContext(self.engine, self, op.name, op.seq, attempt)  # type: ignore[arg-type]
+        op.task = launch_attempt(op, context, self.mailbox, self.engine.loop)
+
+    def launch_held(self) -> None:
+        for op in list(self.steps.values()):
+            if op.held:
+                self.launch(op)
+
+    def launch_due_retries(self, now: float) -> None:
+        for op in list(self.steps.values()):
+            if not op.in_flight and op.retry_at is not None and op.retry_at <= now:
+                self.launch(op)
+
+    def resume_operations(self) -> None:
+        """After replay: start every step whose outcome the log does not hold."""
+        for op in list(self.steps.values()):
+            if not op.in_flight:
+                self.launch(op)
+
+    def step_finished(self, message: StepFinished) -> None:
+        op = message.op
+        if self.steps.get(op.seq) is not op or op.attempt != message.attempt:
+            return
+        op.task = None
+        error = message.error
+        if error is None:
+            self.input(self.append(L.STEP_COMPLETED, op.seq, op.name, message.data))
+            return
+        retry = op.step.retry
+        if message.retryable and op.attempt <= retry.limit:
+            delay = message.retry_after
+            delay = retry.delay_before(op.attempt) if delay is None else max(0.0, delay)
+            op.retry_at = time.time() + delay
+            self.append(
+                L.STEP_RETRYING,
+                op.seq,
+                op.name,
+                dumps({"attempt": op.attempt, "error": error.to_json(), "retry_at": op.retry_at}),
+            )
+            if delay == 0:
+                op.retry_at = None
+                self.launch(op)
+            return
+        data = dumps({"attempt": op.attempt, "error": error.to_json()})
+        self.input(self.append(L.STEP_FAILED, op.seq, op.name, data))
 
 
 def launch_attempt(

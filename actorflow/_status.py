@@ -1,0 +1,109 @@
+"""StatusKeeper: keeps a run's status, concurrency slot and wake-up timer in line with
+what its workflow is doing.
+
+After every turn the actor calls `settle()`, which derives the status from
+the run's pending operations (steps in flight or held, effects, the
+workflow's own state), gives back a slot no step needs, moves the run's timer
+to its next deadline, and records the run's row when any of that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._models import RunStatus
+from ._store import RunRow, Store
+
+if TYPE_CHECKING:
+    from ._definitions import WorkflowFunction
+    from ._engine import Engine
+    from ._operations import SleepOp, WaitOp
+    from ._steps import StepOp
+    from ._timers import TimerEntry
+
+
+class StatusKeeper:
+    """The status, slot and timer part of `RunActor`."""
+
+    engine: Engine
+    store: Store
+    run_id: str
+    row: RunRow
+    status: RunStatus
+    workflow: WorkflowFunction[Any, Any] | None
+    root: asyncio.Task[Any] | None
+    steps: dict[int, StepOp]
+    sleeps: dict[int, SleepOp]
+    waits: dict[int, WaitOp]
+    paused: bool
+    finished: bool
+    has_slot: bool
+    _effects: list[Callable[[], None]]
+    _timer: TimerEntry | None
+    _wrote: bool
+
+    def may_start_steps(self) -> bool:
+        """Whether a step may start now; asks for a slot if one is needed."""
+        if self.paused or self.finished:
+            return False
+        if self.has_slot or not self.engine.limiter.is_limited(self.row.workflow):
+            return True
+        self.has_slot = self.engine.limiter.acquire(self.run_id, self.row.workflow)
+        return self.has_slot
+
+    def settle(self) -> None:
+        """Recompute status, slot and wake-up time; record the row if they changed."""
+        if self.finished or self.workflow is None:
+            return
+        running = any(op.in_flight for op in self.steps.values())
+        if self.paused:
+            status = RunStatus.PAUSING if running else RunStatus.PAUSED
+        elif self.steps or self._effects:
+            # With effects pending, the workflow is fed an input once this commit is
+            # durable: it is not waiting. Recorded as `waiting` (no timer), a process death
+            # right after the commit would leave the input unconsumed and the run parked.
+            limited = self.engine.limiter.is_limited(self.row.workflow)
+            status = RunStatus.RUNNING if self.has_slot or not limited else RunStatus.QUEUED
+        elif self.root is not None and not self.root.done():
+            status = RunStatus.WAITING
+        else:
+            status = RunStatus.RUNNING
+        if self.has_slot and not running and (self.paused or not self.steps):
+            self.engine.limiter.release(self.run_id)
+            self.has_slot = False
+        wake_at = self.next_deadline()
+        if wake_at is not None and (self._timer is None or self._timer.when != wake_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.engine.timers.schedule(wake_at, self.run_id)
+        elif wake_at is None and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        row = self.row
+        if status != self.status or wake_at != row.wake_at:
+            self.status = status
+            row.status, row.wake_at = status.value, wake_at
+            if status != RunStatus.QUEUED and row.started_at is None:
+                row.started_at = time.time()
+            self.store.batch().update_run(row)
+            self._wrote = True
+
+    def next_deadline(self) -> float | None:
+        """The earliest time something of this run is due (timer, retry, deadline)."""
+        due = self.row.deadline_at
+        for sleep in self.sleeps.values():
+            if not sleep.fired and (due is None or sleep.fire_at < due):
+                due = sleep.fire_at
+        for wait in self.waits.values():
+            at = wait.timeout_at
+            if at is not None and not wait.timing_out and (due is None or at < due):
+                due = at
+        if not self.paused:
+            for op in self.steps.values():
+                at = op.retry_at
+                if at is not None and not op.in_flight and (due is None or at < due):
+                    due = at
+        return due
