@@ -237,7 +237,7 @@ class Engine:
         if existing is None or not existing.loaded:
             batch = self.store.batch()
             created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, None, now)
-            batch.new_runs.append((row, [created]))
+            batch.create_run(row, [created])
             self.spawn(row, batch, unique=id is None)
             await asyncio.shield(self.store.commit())
             if run_id not in batch.conflicts:

@@ -239,7 +239,7 @@ class Operations(StepScheduler):
         )
         created = EventRow(child_id, 0, 0, L.RUN_CREATED, None, wf.name, None, now)
         batch = self.store.batch()
-        batch.new_runs.append((child, [created, started]))
+        batch.create_run(child, [created, started])
         self.engine.spawn(child, batch)
         self.children.started(child_id, seq)
         self.acks[seq] = future

@@ -84,11 +84,12 @@ class StatusKeeper:
             self._timer = None
         row = self.row
         if status != self.status or wake_at != row.wake_at:
+            batch = self.store.batch()  # before the change: it may seal the batch
             self.status = status
             row.status, row.wake_at = status.value, wake_at
             if status != RunStatus.QUEUED and row.started_at is None:
                 row.started_at = time.time()
-            self.store.batch().update_run(row)
+            batch.update_run(row)
             self._wrote = True
 
     def next_deadline(self) -> float | None:

@@ -104,3 +104,26 @@ async def test_a_run_whose_creation_fails_to_commit_runs_no_step(sqlite_url: str
         assert [r.workflow for r in listed] == ["tests.group_commit.accepted"]
         await eventually(lambda: engine.live_actors() == 0)
     assert ran_after_failed_creation == ["accepted"]
+
+
+async def test_a_new_run_is_written_as_its_row_was_when_its_batch_was_sealed(
+    tmp_path: Path,
+) -> None:
+    """The writer thread never reads a row the loop may be changing: a new run's row is
+    taken when its batch is sealed, with the changes made while the batch was open."""
+    store = SQLiteStore(str(tmp_path / "snapshot.db"))
+    await store.open()
+    try:
+        row = RunRow("snap", "wf", "queued", b"[]", time.time())
+        batch = store.batch()
+        batch.create_run(row, [])
+        row.status = "running"
+        batch.update_run(row)
+        assert not batch.run_updates, "the insert carries a change made while the batch is open"
+        batch.seal()
+        row.status = "completed"  # a later turn: its update belongs to a later batch
+        await store.commit()
+        stored = await store.get_run("snap")
+        assert stored is not None and stored.status == "running"
+    finally:
+        await store.close()

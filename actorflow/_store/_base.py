@@ -126,9 +126,15 @@ class WriteBatch:
     After the commit, `conflicts` holds the ids of `new_runs` that already
     existed (their rows and initial events were not written), and the store
     calls each of `callbacks`, before the batch's future resolves.
+
+    A new run's row is read when the batch is sealed (`seal`), on the event
+    loop's thread: it then carries every change made to the row while the
+    batch was open (so those need no UPDATE), and none made after, whose
+    events are in later batches.
     """
 
     __slots__ = (
+        "_creating",
         "callbacks",
         "chunks",
         "conflicts",
@@ -137,6 +143,7 @@ class WriteBatch:
         "hook_deletes",
         "hooks",
         "new_runs",
+        "run_inserts",
         "run_updates",
     )
 
@@ -150,6 +157,18 @@ class WriteBatch:
         self.hook_deletes: list[str] = []
         self.conflicts: set[str] = set()
         self.callbacks: list[Callable[[], None]] = []
+        self.run_inserts: list[tuple[object, ...]] | None = None
+        self._creating: dict[str, RunRow] = {}
+
+    def create_run(self, row: RunRow, events: list[EventRow]) -> None:
+        """Insert `row` (unless its id is taken) with its first `events`."""
+        self.new_runs.append((row, events))
+        self._creating[row.id] = row
+
+    def seal(self) -> None:
+        """Take the rows of the new runs as they are now; nothing is added after this."""
+        if self.run_inserts is None:
+            self.run_inserts = [row.insert_params() for row, _ in self.new_runs]
 
     def committed(self) -> None:
         """Run the callbacks of a committed batch (the store calls this)."""
@@ -176,14 +195,16 @@ class WriteBatch:
         one of their rows (a child started by such a run). Returns the dropped creations;
         their ids join `run_ids`."""
         dropped: dict[str, RunRow] = {}
-        kept: list[tuple[RunRow, list[EventRow]]] = []
-        for row, events in self.new_runs:
+        keep = []
+        for i, (row, events) in enumerate(self.new_runs):
             if row.id in run_ids or any(event.run_id in run_ids for event in events):
                 dropped[row.id] = row
                 run_ids.add(row.id)
             else:
-                kept.append((row, events))
-        self.new_runs[:] = kept
+                keep.append(i)
+        self.new_runs[:] = [self.new_runs[i] for i in keep]
+        if self.run_inserts is not None:
+            self.run_inserts[:] = [self.run_inserts[i] for i in keep]
         self.events[:] = [e for e in self.events if e.run_id not in run_ids]
         self.chunks[:] = [c for c in self.chunks if c.run_id not in run_ids]
         for run_id in run_ids & self.run_updates.keys():
@@ -194,6 +215,8 @@ class WriteBatch:
 
     def update_run(self, row: RunRow) -> None:
         """Write the row's mutable columns; a later update in the same batch wins."""
+        if self._creating.get(row.id) is row and self.run_inserts is None:
+            return  # the insert will carry it (see the class docstring)
         self.run_updates[row.id] = row.update_params()
 
     def __len__(self) -> int:

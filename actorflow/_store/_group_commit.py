@@ -134,6 +134,7 @@ class GroupCommitWriter:
         assert batch is not None, "store is not open"
         if len(batch.events) + len(batch.new_runs) < self._seal_rows:
             return batch
+        batch.seal()
         self._sealed.append(batch)
         self._wanted.set()  # cleared only when `_sealed` is empty: see `_run`
         self._open = batch = WriteBatch(batch.future.get_loop().create_future())
@@ -160,6 +161,7 @@ class GroupCommitWriter:
                 if self._stopping and not len(batch):
                     return
                 self._open = WriteBatch(loop.create_future())
+                batch.seal()
             try:
                 if len(batch) <= self._inline_limit:
                     self._write(batch)
@@ -232,12 +234,13 @@ class GroupCommitWriter:
         }
         runs: list[tuple[object, ...]] = []
         events = list(batch.events)
-        for row, created in batch.new_runs:
+        assert batch.run_inserts is not None, "the batch was not sealed"
+        for (row, created), params in zip(batch.new_runs, batch.run_inserts, strict=True):
             if row.id in taken:
                 batch.conflicts.add(row.id)
                 continue
             taken.add(row.id)
-            runs.append(row.insert_params())
+            runs.append(params)
             events.extend(created)
         return runs, events
 
