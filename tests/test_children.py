@@ -343,3 +343,39 @@ async def test_restart_after_the_child_keeps_it_restart_before_starts_a_new_one(
     assert second_id != first_id and (doubled, n) == (4, 3)
     children = await engine.list_runs(parent_id=parent.id)
     assert sorted(c.id for c in children) == sorted([first_id, second_id])
+
+
+@af.workflow
+async def child_with_chosen_id(child_id: str) -> dict[str, Any]:
+    try:
+        await af.start(child_doubler, 5, id=child_id)
+    except af.RunAlreadyExistsError as exc:
+        taken = str(exc)
+    else:
+        taken = ""
+    await af.wait_for_event("go")
+    fresh = await af.start(child_doubler, 6, id=f"{child_id}-fresh")
+    return {"taken": taken, "fresh": await fresh.result()}
+
+
+async def test_a_child_id_that_is_taken_raises_in_the_parent_and_replays(
+    sqlite_url: str,
+) -> None:
+    """`af.start(..., id=)` inside a workflow with an existing id raises (catchable) and
+    leaves the existing run alone; after a reopen, replay takes the same path."""
+    async with af.Engine(sqlite_url) as engine:
+        existing = await engine.start(child_doubler, 1, id="chosen-child")
+        assert (await existing.result(timeout=5))["doubled"] == 2
+        parent = await engine.start(child_with_chosen_id, "chosen-child")
+        await wait_for_status(parent, S.WAITING)
+    async with af.Engine(sqlite_url) as engine:
+        await engine.get_run(parent.id).send_event("go")
+        out = await engine.get_run(parent.id).result(timeout=5)
+        assert "chosen-child" in out["taken"]
+        assert out["fresh"] == {"doubled": 12, "parent": parent.id}
+        assert (await engine.get_run("chosen-child").result())["doubled"] == 2
+        children = await engine.list_runs(parent_id=parent.id)
+        events = [e async for e in engine.get_run(parent.id).events()]
+    assert [c.id for c in children] == ["chosen-child-fresh"]
+    started = [e.data for e in events if e.kind == "child_started"]
+    assert len(started) == 2 and "error" in started[0] and "error" not in started[1]
