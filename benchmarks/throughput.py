@@ -2,12 +2,16 @@
 
 Events committed are counted in the database; batches and rows come from the
 group-commit writer's counters (`engine.store.writer.batches` / `.rows`; rows
-include run-row inserts and updates as well as events).
+include run-row inserts and updates as well as events). Where the time goes:
+the event loop thread's CPU time per workflow (`time.thread_time`; it includes
+the benchmark's own gathering of starts and results), and the share of the
+wall time in which the writer was committing a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from .common import Context, GcWatch, Metric, Stopwatch, db_count, log
@@ -27,6 +31,8 @@ TABLE = [
     Metric("start_s", "time to start all runs", "s"),
     Metric("total_s", "time to finish all runs", "s"),
     Metric("gc_time_pct", "time in GC pauses", "%"),
+    Metric("loop_cpu_us_per_run", "event loop thread CPU per workflow", "us"),
+    Metric("writer_busy_pct", "time the writer was committing", "%"),
     Metric("gc_pause_max_ms", "longest GC pause", "ms"),
 ]
 
@@ -37,15 +43,18 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
     async with ctx.engine(workflows=[three_steps], path=path) as engine:
         await asyncio.gather(*(_one(engine, i) for i in range(cfg["warmup"])))
         writer = engine.store.writer  # type: ignore[attr-defined]
-        batches0, rows0 = writer.batches, writer.rows
+        batches0, rows0, busy0 = writer.batches, writer.rows, writer.busy_seconds
         events0 = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events")
         log(f"  {n:,} concurrent runs")
+        loop_cpu0 = time.thread_time()
         with Stopwatch() as total, GcWatch() as gcw:
             with Stopwatch() as starting:
                 runs = await asyncio.gather(*(engine.start(three_steps, i) for i in range(n)))
             results = await asyncio.gather(*(r.result() for r in runs))
         assert all(r == i + 3 for i, r in enumerate(results)), "wrong results"
+        loop_cpu = time.thread_time() - loop_cpu0
         batches, rows = writer.batches - batches0, writer.rows - rows0
+        busy = writer.busy_seconds - busy0
         live = engine.live_actors()
     events = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events") - events0
     seconds = total.seconds
@@ -64,6 +73,8 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         start_s=starting.seconds,
         total_s=seconds,
         live_actors_after=live,
+        loop_cpu_us_per_run=loop_cpu * 1e6 / n,
+        writer_busy_pct=100 * busy / seconds,
         **gcw.pauses(),
     )
     ctx.metrics["gc_time_pct"] = 100 * ctx.metrics["gc_pause_total_ms"] / 1000 / seconds

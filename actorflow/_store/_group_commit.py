@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -82,6 +83,7 @@ class GroupCommitWriter:
         self._statements = MultiRowStatements()
         self.batches = 0
         self.rows = 0
+        self.busy_seconds = 0.0  # wall time spent writing batches (benchmarks read it)
 
     def set_commit_listener(self, listener: CommitListener) -> None:
         self._listener = listener
@@ -162,6 +164,7 @@ class GroupCommitWriter:
                     return
                 self._open = WriteBatch(loop.create_future())
                 batch.seal()
+            began = time.perf_counter()
             try:
                 if len(batch) <= self._inline_limit:
                     self._write(batch)
@@ -182,6 +185,7 @@ class GroupCommitWriter:
                     # Every awaiter gets the error; no one else needs to hear of it.
                     batch.future.exception()
                 continue
+            self.busy_seconds += time.perf_counter() - began
             self.batches += 1
             self.rows += len(batch)
             self._checkpointer.note_commit(len(batch))
