@@ -103,7 +103,10 @@ class Engine:
         self._parked: dict[str, TimerEntry] = {}
         self._dying: set[asyncio.Task[Any]] = set()
         self._results = ResultWaiters()
-        self._write_failures = 0  # in a row; spaces out the retries of abandoned runs
+        # Runs abandoned after a failed commit retry together at the end of a round;
+        # each round without a successful commit in between lasts twice as long.
+        self._retry_delay = 0.0
+        self._retry_round_end = 0.0
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -331,7 +334,7 @@ class Engine:
     # -- after commits ---------------------------------------------------------------------
 
     def _on_commit(self, batch: WriteBatch) -> None:
-        self._write_failures = 0
+        self._retry_delay = 0.0
         hub = self.event_hub
         if hub:
             for run, events in batch.new_runs:
@@ -354,13 +357,17 @@ class Engine:
 
         Their actors hold state the store lost, and rows continuing it may wait in
         later batches. Abandon those actors, discard those rows, and rehydrate the
-        runs from what the store holds after a backoff (0.25 s, doubling to 30 s
-        while commits keep failing). Replay redoes what was lost; a step whose
-        result was lost runs again, as after a crash. Runs the batch was to create
-        do not exist: their `start()` raises the error and nothing retries them.
+        runs from what the store holds at the end of the current retry round
+        (rounds last 0.25 s, doubling to 30 s while no commit succeeds). Replay
+        redoes what was lost; a step whose result was lost runs again, as after a
+        crash. Runs the batch was to create do not exist: their `start()` raises
+        the error and nothing retries them.
         """
-        self._write_failures += 1
-        delay = min(_MAX_RETRY_DELAY, _FIRST_RETRY_DELAY * 2 ** (self._write_failures - 1))
+        now = time.monotonic()
+        if now >= self._retry_round_end:
+            self._retry_delay = min(_MAX_RETRY_DELAY, 2 * self._retry_delay or _FIRST_RETRY_DELAY)
+            self._retry_round_end = now + self._retry_delay
+        retry_at = time.time() + self._retry_round_end - now
         touched = batch.run_ids()
         # Runs the batch was to create; not one whose id was taken, which has an
         # actor of its own (if any) and lost nothing.
@@ -380,7 +387,7 @@ class Engine:
             if actor is not None:
                 actor.abandon(error)
             self.unpark_timer(run_id)
-            self._parked[run_id] = self.timers.schedule(time.time() + delay, run_id)
+            self._parked[run_id] = self.timers.schedule(retry_at, run_id)
 
     def run_finished(self, row: RunRow) -> None:
         """Called by an actor once its run's final status is committed."""

@@ -6,6 +6,7 @@ the test flips a switch in the database.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -152,3 +153,33 @@ async def test_discarding_a_run_drops_its_pending_rows_and_the_children_it_start
         assert lost is not None and lost.status == "queued"
     finally:
         await store.close()
+
+
+async def test_many_runs_through_failing_sealed_batches_finish_with_whole_logs(
+    sqlite_url: str,
+) -> None:
+    """Batches keep failing while hundreds of runs write through small sealed batches;
+    once writes succeed again every run finishes, and no log has a hole."""
+    attempts_run.clear()
+    db = sqlite_url.removeprefix("sqlite:///")
+    async with af.Engine(sqlite_url, workflows=[flow]) as engine:
+        engine.store.writer._seal_rows = 16  # type: ignore[attr-defined]
+        conn = refuse_inserts(db, f"NEW.kind = 'step_completed' AND NEW.name = '{save.name}'")
+        # Started together: the creations commit before any step can write a result.
+        runs = await asyncio.gather(*(engine.start(flow, i) for i in range(200)))
+        await eventually(lambda: len(attempts_run) >= 400, timeout=20)
+        conn.execute("UPDATE fail_switch SET on_ = 0")
+        conn.commit()
+        conn.close()
+        results = [await run.result(timeout=60) for run in runs]
+        logs = [await engine.store.load_events(run.id) for run in runs]
+    assert results == [10 * i + 1 for i in range(200)]
+    for events in logs:
+        assert_contiguous(events)
+        started = [
+            loads(e.data or b"{}")["attempt"]
+            for e in events
+            if e.kind == "step_started" and e.name == save.name
+        ]
+        assert len(started) >= 2 and started == sorted(set(started))
+        assert [e.kind for e in events].count("run_completed") == 1
