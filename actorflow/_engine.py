@@ -38,13 +38,12 @@ from ._run import Run
 from ._serde import encode
 from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch, open_store
 from ._timers import TimerEntry, TimerService
+from ._write_failures import WriteFailures
 
 log = logging.getLogger("actorflow.engine")
 
 R = TypeVar("R")
 DEFAULT_URL = "sqlite:///actorflow.db"
-_FIRST_RETRY_DELAY = 0.25
-_MAX_RETRY_DELAY = 30.0
 
 
 class Engine:
@@ -103,10 +102,7 @@ class Engine:
         self._parked: dict[str, TimerEntry] = {}
         self._dying: set[asyncio.Task[Any]] = set()
         self._results = ResultWaiters()
-        # Runs abandoned after a failed commit retry together at the end of a round;
-        # each round without a successful commit in between lasts twice as long.
-        self._retry_delay = 0.0
-        self._retry_round_end = 0.0
+        self._write_failures = WriteFailures(self.store, self._actors, self.rehydrate_at)
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -121,7 +117,7 @@ class Engine:
         self._state = "open"
         try:
             self.store.set_commit_listener(self._on_commit)
-            self.store.set_failure_listener(self._on_write_failure)
+            self.store.set_failure_listener(self._write_failures.failed)
             self.timers.start()
             self.hooks = {h.token: h.run_id for h in await self.store.load_hooks()}
             await self._recover()
@@ -318,7 +314,13 @@ class Engine:
         Waking ahead spreads the rehydrations of many timers due at once over the
         preceding second, so that each fires in a live actor, on time.
         """
-        self._parked[run_id] = self.timers.schedule(wake_at - self.wake_ahead, run_id)
+        self.rehydrate_at(run_id, wake_at - self.wake_ahead)
+
+    def rehydrate_at(self, run_id: str, when: float) -> None:
+        """Bring the run back into memory at `when` (a time.time() value), if nothing
+        (a message, `start`) brings it back sooner."""
+        self.unpark_timer(run_id)
+        self._parked[run_id] = self.timers.schedule(when, run_id)
 
     def unpark_timer(self, run_id: str) -> None:
         entry = self._parked.pop(run_id, None)
@@ -334,7 +336,7 @@ class Engine:
     # -- after commits ---------------------------------------------------------------------
 
     def _on_commit(self, batch: WriteBatch) -> None:
-        self._retry_delay = 0.0
+        self._write_failures.committed()
         hub = self.event_hub
         if hub:
             for run, events in batch.new_runs:
@@ -351,43 +353,6 @@ class Engine:
                 key = (chunk.run_id, chunk.namespace)
                 if chunks.has(key):
                     chunks.publish(key, chunk)
-
-    def _on_write_failure(self, batch: WriteBatch, error: BaseException) -> None:
-        """A commit failed (disk full, I/O error): bring the runs it touched back in line.
-
-        Their actors hold state the store lost, and rows continuing it may wait in
-        later batches. Abandon those actors, discard those rows, and rehydrate the
-        runs from what the store holds at the end of the current retry round
-        (rounds last 0.25 s, doubling to 30 s while no commit succeeds). Replay
-        redoes what was lost; a step whose result was lost runs again, as after a
-        crash. Runs the batch was to create do not exist: their `start()` raises
-        the error and nothing retries them.
-        """
-        now = time.monotonic()
-        if now >= self._retry_round_end:
-            self._retry_delay = min(_MAX_RETRY_DELAY, 2 * self._retry_delay or _FIRST_RETRY_DELAY)
-            self._retry_round_end = now + self._retry_delay
-        retry_at = time.time() + self._retry_round_end - now
-        touched = batch.run_ids()
-        # Runs the batch was to create; not one whose id was taken, which has an
-        # actor of its own (if any) and lost nothing.
-        creations = {
-            row.id: row
-            for row, _ in batch.new_runs
-            if (actor := self._actors.get(row.id)) is None or actor.row is row
-        }
-        creations |= self.store.discard_pending(touched | creations.keys())
-        for run_id, row in creations.items():
-            actor = self._actors.get(run_id)
-            if actor is not None and actor.row is row:
-                del self._actors[run_id]
-                actor.abandon(error)
-        for run_id in touched - creations.keys():
-            actor = self._actors.pop(run_id, None)
-            if actor is not None:
-                actor.abandon(error)
-            self.unpark_timer(run_id)
-            self._parked[run_id] = self.timers.schedule(retry_at, run_id)
 
     def run_finished(self, row: RunRow) -> None:
         """Called by an actor once its run's final status is committed."""
