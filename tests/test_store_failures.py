@@ -15,7 +15,8 @@ import pytest
 
 import actorflow as af
 from actorflow._serde import loads
-from actorflow._store import EventRow, RunRow, SQLiteStore
+from actorflow._store import EventRow, MemoryStore, RunRow, SQLiteStore
+from actorflow._write_failures import WriteFailures
 from tests.conftest import eventually
 
 attempts_run: list[int] = []
@@ -183,3 +184,30 @@ async def test_many_runs_through_failing_sealed_batches_finish_with_whole_logs(
         ]
         assert len(started) >= 2 and started == sorted(set(started))
         assert [e.kind for e in events].count("run_completed") == 1
+
+
+async def test_retry_rounds_double_while_no_commit_succeeds() -> None:
+    """Runs failing within one round retry together at its end; a round that starts with
+    no successful commit since the last one lasts twice as long, and a commit resets it."""
+    store = MemoryStore()
+    await store.open()
+    retries: list[tuple[str, float]] = []
+    failures = WriteFailures(store, {}, lambda run_id, at: retries.append((run_id, at)))
+    error = af.StoreWriteError("commit failed")
+
+    def fail(run_id: str) -> float:
+        batch = store.batch()
+        batch.events.append(EventRow(run_id, 1, 0, "step_started", 0, "s", None, time.time()))
+        failures.failed(batch, error)
+        assert retries[-1][0] == run_id
+        return retries[-1][1] - time.time()
+
+    first = fail("a")
+    assert 0.2 < first <= 0.25
+    assert abs(fail("b") - first) < 0.05, "failures within a round retry together"
+    await asyncio.sleep(0.3)  # past the round's end, with no successful commit
+    assert 0.45 < fail("c") <= 0.5
+    failures.committed()
+    await asyncio.sleep(0.55)
+    assert 0.2 < fail("d") <= 0.25
+    await store.close()
