@@ -211,3 +211,24 @@ async def test_retry_rounds_double_while_no_commit_succeeds() -> None:
     await asyncio.sleep(0.55)
     assert 0.2 < fail("d") <= 0.25
     await store.close()
+
+
+async def test_discarding_reaches_a_full_open_batch(tmp_path: Path) -> None:
+    """An open batch that reached the sealing size is discarded from, not sealed past."""
+    store = SQLiteStore(str(tmp_path / "full.db"))
+    await store.open()
+    try:
+        store.writer._seal_rows = 4
+        now = time.time()
+        store.batch().new_runs.append((RunRow("lost", "wf", "queued", b"[]", now), []))
+        await store.commit()
+        for idx in range(4):  # the fourth row fills the open batch; nothing seals it yet
+            store.batch().events.append(
+                EventRow("lost", idx, 0, "step_started", idx, "s", None, now)
+            )
+        assert not store.writer._sealed
+        store.discard_pending({"lost"})
+        await store.commit()
+        assert await store.load_events("lost") == []
+    finally:
+        await store.close()

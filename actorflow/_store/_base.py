@@ -200,6 +200,7 @@ class WriteBatch:
             if row.id in run_ids or any(event.run_id in run_ids for event in events):
                 dropped[row.id] = row
                 run_ids.add(row.id)
+                self._creating.pop(row.id, None)
             else:
                 keep.append(i)
         self.new_runs[:] = [self.new_runs[i] for i in keep]

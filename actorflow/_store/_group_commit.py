@@ -94,8 +94,10 @@ class GroupCommitWriter:
     def discard_pending(self, run_ids: set[str]) -> dict[str, RunRow]:
         """Drop the rows of `run_ids` from every batch not yet written, oldest first (so a
         creation dropped from one batch takes the run's rows in later ones with it)."""
+        assert self._open is not None, "store is not open"
         dropped: dict[str, RunRow] = {}
-        for batch in [*self._sealed, self.batch()]:
+        # The open batch as it is: `batch()` could seal it, out of this list's sight.
+        for batch in [*self._sealed, self._open]:
             dropped.update(batch.discard(run_ids))
         return dropped
 
