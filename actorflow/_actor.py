@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("actorflow.actor")
 
 _EVICTABLE = (RunStatus.WAITING, RunStatus.PAUSED)
+# `EventRow(...)` goes through a Python-level `__new__`; this builds the same tuple in C.
+_new_tuple = tuple.__new__
 
 
 class RunActor(StatusKeeper, Operations):
@@ -100,6 +102,7 @@ class RunActor(StatusKeeper, Operations):
         self.workflow: WorkflowFunction[Any, Any] | None = None
         self.paused = False
         self.has_slot = False
+        self.limited = False
         self._wrote = False
         self._effects: list[Callable[[], None]] = []
         self._inputs: deque[EventRow] = deque()
@@ -118,17 +121,19 @@ class RunActor(StatusKeeper, Operations):
             if self.superseded:
                 return
             await self.flush()
+            mailbox = self.mailbox
+            queued = mailbox.items
             while True:
-                if not self.mailbox:
+                if not queued:
                     if self.finished or self.workflow is None:
                         return
-                    idle = self.engine.idle_timeout if self._evictable() else None
-                    if not await self.mailbox.wait(idle):
-                        if self._evictable() and not self.mailbox:
+                    evictable = self.status in _EVICTABLE and self._evictable()
+                    if not await mailbox.wait(self.engine.idle_timeout if evictable else None):
+                        if self._evictable() and not queued:
                             self._evicted = True
                             return
                         continue
-                for message in self.mailbox.take_all():
+                for message in mailbox.take_all():
                     if isinstance(message, Control):
                         await handle_control(self, message)
                     else:
@@ -185,6 +190,7 @@ class RunActor(StatusKeeper, Operations):
             log_rows = [e for e in events if e.generation == row.generation]
         self.engine.unpark_timer(self.run_id)
         self.workflow = self.engine.workflow(self.row.workflow)
+        self.limited = self.engine.limiter.is_limited(self.row.workflow)
         if self.workflow is None:
             log.error(
                 "run %s: workflow %r is not registered in this engine; leaving it as it is",
@@ -235,7 +241,8 @@ class RunActor(StatusKeeper, Operations):
                 op.task.cancel()
                 self.engine.reap(op.task)
                 op.task = None
-        if self.has_slot or (self.workflow is not None and not self.superseded):
+        # A limited run may hold a slot it has not heard of yet (granted after it queued).
+        if self.has_slot or (self.limited and self.workflow is not None and not self.superseded):
             self.engine.limiter.release(self.run_id)
             self.has_slot = False
         if self._timer is not None:
@@ -256,15 +263,18 @@ class RunActor(StatusKeeper, Operations):
         to_batch: bool = True,
     ) -> EventRow:
         """Add an entry to the log (to the store's open batch unless `to_batch` is False)."""
-        row = EventRow(
-            self.run_id,
-            self.next_idx,
-            self.row.generation,
-            kind,
-            seq,
-            name,
-            data,
-            time.time() if at is None else at,
+        row = _new_tuple(
+            EventRow,
+            (
+                self.run_id,
+                self.next_idx,
+                self.row.generation,
+                kind,
+                seq,
+                name,
+                data,
+                time.time() if at is None else at,
+            ),
         )
         self.next_idx += 1
         if to_batch:
@@ -328,7 +338,10 @@ class RunActor(StatusKeeper, Operations):
         context.run(_workflow.set, WorkflowContext(self))
         self.recorded = {e.seq: e for e in log_rows if e.kind in L.COMMANDS and e.seq is not None}
         self.replaying = True
-        self.root = self.loop.create_task(self.workflow.fn(*loads(row.args)), context=context)
+        # Named: an unnamed task formats a "Task-<n>" name of its own.
+        self.root = self.loop.create_task(
+            self.workflow.fn(*loads(row.args)), name=self.run_id, context=context
+        )
         self.loop.run_until_quiescent()
         for entry in log_rows:
             if self.nondeterminism is not None or self.root.done():

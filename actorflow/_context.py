@@ -79,7 +79,12 @@ class WorkflowContext:
     def call_step(
         self, step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> asyncio.Future[Any]:
-        return self.host.call_step(self.next_seq(), step, args, kwargs)
+        host = self.host
+        if host.closed:  # `next_seq()`, inlined: this is every step call's path
+            raise WorkflowClosed
+        seq = self.seq
+        self.seq = seq + 1
+        return host.call_step(seq, step, args, kwargs)
 
 
 class StepContext:

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from ._context import current_workflow
+from ._context import _workflow
 from ._durations import Duration, to_seconds
 from ._retry import Retry
 
@@ -41,7 +41,7 @@ class StepFunction(Generic[P, R]):
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
-        ctx = current_workflow()
+        ctx = _workflow.get()  # `current_workflow()`, one call less per step
         if ctx is not None:
             return ctx.call_step(self, args, kwargs)
         return self.fn(*args, **kwargs)  # type: ignore[return-value]

@@ -368,7 +368,8 @@ class Engine:
     async def wait_result(self, run_id: str, timeout: float | None) -> Any:
         """The run's result once it is final; raises for failed or terminated runs."""
         self._check_open()
-        with self._results.waiter(run_id) as waiter:
+        waiter = self._results.add(run_id)
+        try:
             actor = self._actors.get(run_id)
             row: RunRow | None
             if actor is not None and actor.loaded:
@@ -381,6 +382,8 @@ class Engine:
                 return (await waiter).value()
             async with asyncio.timeout(timeout):
                 return (await waiter).value()
+        finally:
+            self._results.discard(run_id, waiter)
 
     async def run_status(self, run_id: str) -> RunStatus:
         self._check_open()

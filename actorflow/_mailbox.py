@@ -10,30 +10,32 @@ from typing import Any
 class Mailbox:
     """A deque plus one waiter: lighter than `asyncio.Queue`, and batch-oriented."""
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_waiter", "items")
 
     def __init__(self) -> None:
-        self._items: deque[Any] = deque()
+        # What is queued. The owner may test it directly (on the hot path, where
+        # `len(mailbox)` would be one more Python-level call).
+        self.items: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
 
     def put(self, message: Any) -> None:
-        self._items.append(message)
+        self.items.append(message)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.items)
 
     def take_all(self) -> list[Any]:
         """Everything queued, oldest first (possibly nothing)."""
-        items = list(self._items)
-        self._items.clear()
+        items = list(self.items)
+        self.items.clear()
         return items
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait until something is queued; False if `timeout` seconds passed first."""
-        if self._items:
+        if self.items:
             return True
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
@@ -44,7 +46,7 @@ class Mailbox:
             self._waiter = None
             if timer is not None:
                 timer.cancel()
-        return bool(self._items)
+        return bool(self.items)
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

@@ -158,8 +158,9 @@ class Operations(StepScheduler):
     def call_step(
         self, seq: int, step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> asyncio.Future[Any]:
-        future = self._future()
-        recorded = self._recorded(seq, "step", step.name)
+        assert self.loop is not None
+        future = self.loop.create_future()
+        recorded = self._recorded(seq, "step", step.name) if self.recorded else None
         if self.nondeterminism is not None:
             return future
         op = self.steps[seq] = StepOp(seq, step, args, kwargs, future)

@@ -9,8 +9,6 @@ caller reads the store cannot be missed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from ._errors import RunFailedError, RunTerminatedError
@@ -46,17 +44,25 @@ class ResultWaiters:
     def __init__(self) -> None:
         self._waiting: dict[str, list[asyncio.Future[Outcome]]] = {}
 
-    @contextmanager
-    def waiter(self, run_id: str) -> Iterator[asyncio.Future[Outcome]]:
-        """A future resolved with the run's outcome; registered for the `with` block."""
+    def add(self, run_id: str) -> asyncio.Future[Outcome]:
+        """A future resolved with the run's outcome; `discard` it when done waiting.
+
+        (Not a context manager: `result()` is on every caller's hot path, and a
+        generator-based one costs several calls.)
+        """
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        waiters = self._waiting.setdefault(run_id, [])
-        waiters.append(future)
-        try:
-            yield future
-        finally:
+        waiters = self._waiting.get(run_id)
+        if waiters is None:
+            self._waiting[run_id] = [future]
+        else:
+            waiters.append(future)
+        return future
+
+    def discard(self, run_id: str, future: asyncio.Future[Outcome]) -> None:
+        waiters = self._waiting.get(run_id)
+        if waiters is not None:
             waiters.remove(future)
-            if not waiters and self._waiting.get(run_id) is waiters:
+            if not waiters:
                 del self._waiting[run_id]
 
     def finished(self, row: RunRow) -> None:

@@ -44,7 +44,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self._ready: collections.deque[asyncio.Handle] = collections.deque()
+        self._ready: collections.deque[ReadyCallback] = collections.deque()
         self._tasks: list[asyncio.Task[Any]] = []
         self._closed = False
 
@@ -55,9 +55,17 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         try:
             ready = self._ready
             while ready:
-                handle = ready.popleft()
-                if not handle._cancelled:
-                    handle._run()
+                callback, args, context, cancelled = ready.popleft()
+                if cancelled:
+                    continue
+                try:
+                    context.run(callback, *args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:  # as asyncio.Handle does: report, go on
+                    self.call_exception_handler(
+                        {"message": f"exception in callback {callback!r}", "exception": exc}
+                    )
         finally:
             events._set_running_loop(outer)
 
@@ -67,9 +75,11 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         *args: *Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
-        handle = asyncio.Handle(callback, args, self, context)
-        self._ready.append(handle)
-        return handle
+        if context is None:
+            context = contextvars.copy_context()
+        entry = ReadyCallback((callback, args, context, False))
+        self._ready.append(entry)
+        return entry  # type: ignore[return-value]
 
     def create_future(self) -> asyncio.Future[Any]:
         return asyncio.Future(loop=self)
@@ -92,8 +102,9 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         """The workflow's unfinished tasks (`asyncio.all_tasks` scans every task of the process)."""
         return [task for task in self._tasks if not task.done()]
 
-    def get_debug(self) -> bool:
-        return False
+    # Every future and task asks its loop this on creation: a builtin answers (False)
+    # without a Python-level call.
+    get_debug = staticmethod(bool)
 
     def is_running(self) -> bool:
         return not self._closed
@@ -132,6 +143,23 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
 
     def _refuse(self, what: str) -> NoReturn:
         raise WorkflowSandboxError(f"{what} cannot be used in workflow code; {_ADVICE}")
+
+
+class ReadyCallback(list[Any]):
+    """A scheduled callback: `[callback, args, context, cancelled]`.
+
+    What `call_soon` returns in place of an `asyncio.Handle` (whose Python-level
+    constructor and `_run` cost two calls per wake-up of a workflow task): it
+    has the `cancel()` and `cancelled()` that code holding a handle uses.
+    """
+
+    __slots__ = ()
+
+    def cancel(self) -> None:
+        self[3] = True
+
+    def cancelled(self) -> bool:
+        return bool(self[3])
 
 
 def explain_foreign_await(exc: BaseException) -> BaseException:

@@ -41,6 +41,8 @@ class StatusKeeper:
     paused: bool
     finished: bool
     has_slot: bool
+    # Whether a concurrency limit applies to the run's workflow (set once it is resolved).
+    limited: bool
     _effects: list[Callable[[], None]]
     _timer: TimerEntry | None
     _wrote: bool
@@ -49,7 +51,7 @@ class StatusKeeper:
         """Whether a step may start now; asks for a slot if one is needed."""
         if self.paused or self.finished:
             return False
-        if self.has_slot or not self.engine.limiter.is_limited(self.row.workflow):
+        if self.has_slot or not self.limited:
             return True
         self.has_slot = self.engine.limiter.acquire(self.run_id, self.row.workflow)
         return self.has_slot
@@ -58,15 +60,22 @@ class StatusKeeper:
         """Recompute status, slot and wake-up time; record the row if they changed."""
         if self.finished or self.workflow is None:
             return
-        running = any(op.in_flight for op in self.steps.values())
+        # One pass over the steps: is one in flight, and when is the earliest retry due.
+        running = False
+        due: float | None = None
+        for op in self.steps.values():
+            if op.pending or op.task is not None:
+                running = True
+            elif op.retry_at is not None and (due is None or op.retry_at < due):
+                due = op.retry_at
         if self.paused:
             status = RunStatus.PAUSING if running else RunStatus.PAUSED
+            due = None  # a paused run retries nothing
         elif self.steps or self._effects:
             # With effects pending, the workflow is fed an input once this commit is
             # durable: it is not waiting. Recorded as `waiting` (no timer), a process death
             # right after the commit would leave the input unconsumed and the run parked.
-            limited = self.engine.limiter.is_limited(self.row.workflow)
-            status = RunStatus.RUNNING if self.has_slot or not limited else RunStatus.QUEUED
+            status = RunStatus.RUNNING if self.has_slot or not self.limited else RunStatus.QUEUED
         elif self.root is not None and not self.root.done():
             status = RunStatus.WAITING
         else:
@@ -74,27 +83,31 @@ class StatusKeeper:
         if self.has_slot and not running and (self.paused or not self.steps):
             self.engine.limiter.release(self.run_id)
             self.has_slot = False
-        wake_at = self.next_deadline()
-        if wake_at is not None and (self._timer is None or self._timer.when != wake_at):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self.engine.timers.schedule(wake_at, self.run_id)
-        elif wake_at is None and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         row = self.row
-        if status != self.status or wake_at != row.wake_at:
-            batch = self.store.batch()  # before the change: it may seal the batch
+        deadline = row.deadline_at
+        if deadline is not None and (due is None or deadline < due):
+            due = deadline
+        if self.sleeps or self.waits:
+            due = self._timers_due(due)
+        timer = self._timer
+        if due is not None and (timer is None or timer.when != due):
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.engine.timers.schedule(due, self.run_id)
+        elif due is None and timer is not None:
+            timer.cancel()
+            self._timer = None
+        if status != self.status or due != row.wake_at:
+            batch = self.store.batch()
             self.status = status
-            row.status, row.wake_at = status.value, wake_at
+            row.status, row.wake_at = status.value, due
             if status != RunStatus.QUEUED and row.started_at is None:
                 row.started_at = time.time()
             batch.update_run(row)
             self._wrote = True
 
-    def next_deadline(self) -> float | None:
-        """The earliest time something of this run is due (timer, retry, deadline)."""
-        due = self.row.deadline_at
+    def _timers_due(self, due: float | None) -> float | None:
+        """The earlier of `due` and the first sleep or event timeout still to fire."""
         for sleep in self.sleeps.values():
             if not sleep.fired and (due is None or sleep.fire_at < due):
                 due = sleep.fire_at
@@ -102,9 +115,4 @@ class StatusKeeper:
             at = wait.timeout_at
             if at is not None and not wait.timing_out and (due is None or at < due):
                 due = at
-        if not self.paused:
-            for op in self.steps.values():
-                at = op.retry_at
-                if at is not None and not op.in_flight and (due is None or at < due):
-                    due = at
         return due

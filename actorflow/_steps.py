@@ -44,6 +44,7 @@ class StepOp:
         "future",
         "held",
         "kwargs",
+        "name",
         "pending",
         "retry_at",
         "seq",
@@ -61,6 +62,7 @@ class StepOp:
     ) -> None:
         self.seq = seq
         self.step = step
+        self.name = step.name
         self.args = args
         self.kwargs = kwargs
         self.future = future
@@ -70,10 +72,6 @@ class StepOp:
         self.held = False
         # The attempt is in the log's open batch; its task starts once that is committed.
         self.pending = False
-
-    @property
-    def name(self) -> str:
-        return self.step.name
 
     @property
     def in_flight(self) -> bool:
@@ -112,6 +110,8 @@ class StepScheduler(abc.ABC):
     steps: dict[int, StepOp]
     closed: bool
     paused: bool
+    finished: bool
+    limited: bool
 
     # What the actor provides.
     @abc.abstractmethod
@@ -142,7 +142,8 @@ class StepScheduler(abc.ABC):
         """Start the next attempt of `op` now, or hold it until it may start."""
         if self.closed or (op.retry_at is not None and op.retry_at > time.time()):
             return
-        if not self.may_start_steps():
+        # The common case (not paused, no limit) without a call to `may_start_steps`.
+        if (self.paused or self.finished or self.limited) and not self.may_start_steps():
             op.held = True
             return
         op.held, op.retry_at = False, None
@@ -157,8 +158,12 @@ class StepScheduler(abc.ABC):
         if not op.pending or op.attempt != attempt:
             return  # torn down meanwhile (terminated, restarted, failed, abandoned)
         op.pending = False
-        context = StepContext(self.engine, self, op.name, op.seq, attempt)  # type: ignore[arg-type]
-        op.task = launch_attempt(op, context, self.mailbox, self.engine.loop)
+        context = contextvars.Context()
+        step_ctx = StepContext(self.engine, self, op.name, op.seq, attempt)  # type: ignore[arg-type]
+        context.run(_step.set, step_ctx)
+        op.task = self.engine.loop.create_task(
+            _run_attempt(op, attempt, self.mailbox), name=op.name, context=context
+        )
 
     def launch_held(self) -> None:
         for op in list(self.steps.values()):
@@ -204,25 +209,12 @@ class StepScheduler(abc.ABC):
         self.input(self.append(L.STEP_FAILED, op.seq, op.name, data))
 
 
-def launch_attempt(
-    op: StepOp, step_ctx: StepContext, mailbox: Mailbox, loop: asyncio.AbstractEventLoop
-) -> asyncio.Task[None]:
-    """Start attempt `step_ctx.attempt` of `op` in a task of its own on `loop`.
-
-    `loop` is explicit because this is called from inside the workflow sandbox,
-    where the running loop is the sandbox's.
-    """
-    context = contextvars.Context()
-    context.run(_step.set, step_ctx)
-    coro = _run_attempt(op, step_ctx.attempt, mailbox)
-    return loop.create_task(coro, name=op.name, context=context)
-
-
 async def _run_attempt(op: StepOp, attempt: int, mailbox: Mailbox) -> None:
+    """Attempt `attempt` of `op`, in a task of its own; posts its outcome to `mailbox`."""
     step = op.step
     try:
         if step.timeout is None:
-            value = await _call(op)
+            value = await (step.fn(*op.args, **op.kwargs) if step.is_async else _call(op))
         else:
             try:
                 async with asyncio.timeout(step.timeout):
@@ -231,7 +223,10 @@ async def _run_attempt(op: StepOp, attempt: int, mailbox: Mailbox) -> None:
                 raise StepTimeoutError(
                     f"step {step.name!r} timed out after {step.timeout} s"
                 ) from exc
-        data = encode(value, f"step {step.name!r} result")
+        try:
+            data = dumps(value)
+        except TypeError:  # orjson's errors are TypeErrors; `encode` finds the bad part
+            data = encode(value, f"step {step.name!r} result")
     except (FatalError, SerializationError) as exc:
         message = StepFinished(op, attempt, None, ErrorInfo.from_exception(exc))
     except RetryableError as exc:
@@ -251,7 +246,7 @@ async def _run_attempt(op: StepOp, attempt: int, mailbox: Mailbox) -> None:
 
 
 def _call(op: StepOp) -> Awaitable[Any]:
-    """The step's awaitable (not a coroutine of its own: one frame less per step)."""
+    """The step's awaitable (a coroutine of the step itself, or a thread's future)."""
     if op.step.is_async:
         return op.step.fn(*op.args, **op.kwargs)
     return asyncio.to_thread(op.step.fn, *op.args, **op.kwargs)

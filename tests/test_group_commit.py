@@ -29,9 +29,9 @@ async def test_full_batches_are_sealed_and_commit_in_order(tmp_path: Path) -> No
             batch = store.batch()
             batch.events.append(EventRow("sealed", idx, 0, "run_created", None, "wf", None, now))
             batch.callbacks.append(lambda idx=idx: committed.append(idx))
-            futures.append(batch.future)
-        assert store.batch() is not first, "a full batch must be sealed without a commit() call"
-        await asyncio.wait_for(store.commit(), 5)
+            futures.append(store.commit())
+        assert store.batch() is not first, "a full batch must be sealed before it is written"
+        assert len(store.writer._sealed) == 3, "sealed by commit(), before the writer ran"
         await asyncio.wait_for(asyncio.gather(*set(futures)), 5)
         assert len(set(futures)) == 4, "35 events in batches of 10 make four transactions"
         assert committed == list(range(35)), "batches commit in the order they were opened"

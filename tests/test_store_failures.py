@@ -133,12 +133,15 @@ async def test_discarding_a_run_drops_its_pending_rows_and_the_children_it_start
             return EventRow(run_id, idx, 0, kind, idx, "s", None, now)
 
         # Rows of both runs over several sealed batches, and a child started by `lost`.
+        # `commit()` seals a full batch; none is written before this test awaits.
         for idx in range(6):
             store.batch().events.extend([event("lost", idx), event("kept", idx)])
+            store.commit()
         child = RunRow("lost.9", "wf", "queued", b"[]", now, parent_id="lost")
         store.batch().new_runs.append(
             (child, [event("lost.9", 0, "run_created"), event("lost", 6, "child_started")])
         )
+        store.commit()
         store.batch().events.append(event("lost.9", 1))
         store.batch().run_updates["lost"] = ("running", 0, None, None, now, None, None, "lost")
         assert len(store.writer._sealed) >= 2, "the rows span sealed batches"
@@ -222,7 +225,7 @@ async def test_discarding_reaches_a_full_open_batch(tmp_path: Path) -> None:
         now = time.time()
         store.batch().new_runs.append((RunRow("lost", "wf", "queued", b"[]", now), []))
         await store.commit()
-        for idx in range(4):  # the fourth row fills the open batch; nothing seals it yet
+        for idx in range(4):  # the fourth row fills the open batch; no commit seals it yet
             store.batch().events.append(
                 EventRow("lost", idx, 0, "step_started", idx, "s", None, now)
             )

@@ -272,7 +272,8 @@ class Store(Protocol):
         the creations dropped with them."""
 
     def batch(self) -> WriteBatch:
-        """The open batch; append rows to it, then call `commit()` without awaiting in between."""
+        """The open batch; append rows to it, then call `commit()` without awaiting in between
+        (a batch may be sealed by `commit()`, and a new one opened)."""
 
     def commit(self) -> asyncio.Future[None]:
         """Commit the open batch (and everything before it); resolves once durable.

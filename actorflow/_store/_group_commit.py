@@ -76,7 +76,9 @@ class GroupCommitWriter:
         self._seal_rows = seal_rows
         self._open: WriteBatch | None = None
         self._sealed: deque[WriteBatch] = deque()
-        self._wanted = asyncio.Event()
+        # Whether a commit is asked for; `_wakeup` is the writer task's wait for one.
+        self._wanted = False
+        self._wakeup: asyncio.Future[None] | None = None
         self._listener: CommitListener | None = None
         self._failure_listener: FailureListener | None = None
         self._stopping = False
@@ -96,7 +98,6 @@ class GroupCommitWriter:
         creation dropped from one batch takes the run's rows in later ones with it)."""
         assert self._open is not None, "store is not open"
         dropped: dict[str, RunRow] = {}
-        # The open batch as it is: `batch()` could seal it, out of this list's sight.
         for batch in [*self._sealed, self._open]:
             dropped.update(batch.discard(run_ids))
         return dropped
@@ -118,7 +119,7 @@ class GroupCommitWriter:
         if self._task is None:
             return
         self._stopping = True
-        self._wanted.set()
+        self._want()
         await self._task
         self._task = None
         assert self._executor is not None and self._conn is not None
@@ -127,31 +128,46 @@ class GroupCommitWriter:
         self._conn = None
 
     def batch(self) -> WriteBatch:
-        """The open batch; a full one is sealed first and a new one opened.
-
-        Sealing lets the writer thread commit while the loop goes on producing
-        rows. Without it, thousands of actors woken by one commit all append to
-        one huge batch and then wait for it together, and the loop sits idle for
-        the whole commit. Batches still commit in the order they were opened.
-        """
+        """The open batch: rows appended to it go in the next commit."""
         batch = self._open
         assert batch is not None, "store is not open"
-        if len(batch.events) + len(batch.new_runs) < self._seal_rows:
-            return batch
-        batch.seal()
-        self._sealed.append(batch)
-        self._wanted.set()  # cleared only when `_sealed` is empty: see `_run`
-        self._open = batch = WriteBatch(batch.future.get_loop().create_future())
         return batch
 
     def commit(self) -> asyncio.Future[None]:
-        self._wanted.set()
-        return self.batch().future
+        """Ask for the open batch to be committed; its future resolves once it is.
+
+        A full batch is sealed and queued at once, and a new one opened: the
+        writer thread then commits while the loop goes on producing rows.
+        Without that, thousands of actors woken by one commit would all append
+        to one huge batch and then wait for it together, and the loop would sit
+        idle for the whole commit. Batches still commit in the order they were
+        opened. (Checked here, not in `batch()`: every writer commits after
+        appending, and `batch()` is called several times per step.)
+        """
+        batch = self._open
+        assert batch is not None, "store is not open"
+        if len(batch.events) + len(batch.new_runs) >= self._seal_rows:
+            batch.seal()
+            self._sealed.append(batch)
+            self._open = WriteBatch(batch.future.get_loop().create_future())
+        self._wanted = True
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+        return batch.future
+
+    def _want(self) -> None:
+        self._wanted = True
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await self._wanted.wait()
+            if not self._wanted:
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                self._wakeup = None
             if self._sealed:
                 batch = self._sealed.popleft()
             else:
@@ -160,7 +176,7 @@ class GroupCommitWriter:
                 await asyncio.sleep(0)
                 if self._sealed:
                     continue
-                self._wanted.clear()
+                self._wanted = False  # only with `_sealed` empty: sealed batches are wanted
                 batch = self.batch()
                 if self._stopping and not len(batch):
                     return
@@ -198,7 +214,7 @@ class GroupCommitWriter:
             if not batch.future.done():
                 batch.future.set_result(None)
             if self._stopping:
-                self._wanted.set()
+                self._want()
 
     def _write(self, batch: WriteBatch) -> None:
         conn = self._conn
