@@ -117,9 +117,12 @@ class RunActor(StatusKeeper, Operations):
 
     async def _main(self) -> None:
         try:
-            await self._open()
-            if self.superseded:
-                return
+            if self._creation is not None and self._unique:
+                self._open_fresh()
+            else:
+                await self._open()
+                if self.superseded:
+                    return
             await self.flush()
             mailbox = self.mailbox
             queued = mailbox.items
@@ -154,19 +157,23 @@ class RunActor(StatusKeeper, Operations):
             self.teardown(keep_timer=self._evicted)
             self.engine.actor_exited(self)
 
+    def _open_fresh(self) -> None:
+        """Start a run created with a generated (so unique) id, at once: its step attempts
+        start from commit callbacks, so after the creation; if that fails, the engine
+        abandons this actor (`abandon`)."""
+        self._creation = None  # not kept alive: it holds the rows of every run it created
+        if self._resolve_workflow():
+            self.replay([])
+
     async def _open(self) -> None:
+        """Start a run created with a chosen id once its creation is committed (the id may
+        have been taken), or rehydrate one from the store."""
         log_rows: list[EventRow] = []
         fresh = False
         if self._creation is not None:
-            # Do not keep the batch alive: it holds the rows of every run it created.
             creation, self._creation = self._creation, None
-            if self._unique:
-                # Start now: step attempts start from commit callbacks, so after the
-                # creation; if it fails, the engine abandons this actor (`abandon`).
-                fresh = True
-            else:
-                await creation.future
-                fresh = self.loaded = self.run_id not in creation.conflicts
+            await creation.future
+            fresh = self.loaded = self.run_id not in creation.conflicts
         if not fresh:
             loaded = await self.engine.loader.load(self.run_id)
             if self.superseded:
@@ -188,17 +195,21 @@ class RunActor(StatusKeeper, Operations):
                 return
             self.streams = StreamLedger(streams)
             log_rows = [e for e in events if e.generation == row.generation]
-        self.engine.unpark_timer(self.run_id)
+            self.engine.unpark_timer(self.run_id)
+        if self._resolve_workflow():
+            await self.begin(log_rows)
+
+    def _resolve_workflow(self) -> bool:
         self.workflow = self.engine.workflow(self.row.workflow)
-        self.limited = self.engine.limiter.is_limited(self.row.workflow)
         if self.workflow is None:
             log.error(
                 "run %s: workflow %r is not registered in this engine; leaving it as it is",
                 self.run_id,
                 self.row.workflow,
             )
-            return
-        await self.begin(log_rows)
+            return False
+        self.limited = self.engine.limiter.is_limited(self.row.workflow)
+        return True
 
     def abandon(self, error: BaseException) -> None:
         """Stop at once, writing nothing more: a commit with rows of this run failed.
@@ -326,6 +337,13 @@ class RunActor(StatusKeeper, Operations):
     # -- the workflow ----------------------------------------------------------------------
 
     async def begin(self, log_rows: list[EventRow]) -> None:
+        """`replay(log_rows)`, then pick up children that finished while the run was not
+        in memory."""
+        self.replay(log_rows)
+        if not self.finished and self.children:
+            await self.check_children()
+
+    def replay(self, log_rows: list[EventRow]) -> None:
         """Start the workflow coroutine, replay `log_rows`, then continue live.
 
         Operation state must be fresh (as constructed, or `reset_operations()`)."""
@@ -357,8 +375,6 @@ class RunActor(StatusKeeper, Operations):
         self.after_workflow_ran()
         if not self.finished:
             self.resume_operations()
-            if self.children:
-                await self.check_children()
 
     def after_workflow_ran(self) -> None:
         """After the workflow ran to quiescence: fail on non-determinism, finish if it returned."""
