@@ -137,7 +137,10 @@ class RunActor(StatusKeeper, Operations):
                             return
                         continue
                 for message in mailbox.take_all():
-                    if isinstance(message, Control):
+                    if type(message) is StepFinished:  # most messages: first, and inline
+                        if not self.finished:
+                            self.step_finished(message)
+                    elif isinstance(message, Control):
                         await handle_control(self, message)
                     else:
                         self._handle(message)
@@ -448,10 +451,7 @@ class RunActor(StatusKeeper, Operations):
     # -- messages --------------------------------------------------------------------------
 
     def _handle(self, message: Any) -> None:
-        if isinstance(message, StepFinished):
-            if not self.finished:
-                self.step_finished(message)
-        elif isinstance(message, Wake):
+        if isinstance(message, Wake):
             if not self.finished and self.workflow is not None:
                 self._wake()
         elif isinstance(message, Deliver):

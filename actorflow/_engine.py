@@ -236,7 +236,7 @@ class Engine:
         if existing is None or not existing.loaded:
             batch = self.store.batch()
             created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, None, now)
-            batch.create_run(row, [created])
+            batch.create_run(row, [created], unique=id is None)
             self.spawn(row, batch, unique=id is None)
             await asyncio.shield(self.store.commit())
             if run_id not in batch.conflicts:

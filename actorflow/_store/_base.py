@@ -136,6 +136,7 @@ class WriteBatch:
     __slots__ = (
         "_creating",
         "callbacks",
+        "chosen_ids",
         "chunks",
         "conflicts",
         "events",
@@ -159,11 +160,16 @@ class WriteBatch:
         self.callbacks: list[Callable[[], None]] = []
         self.run_inserts: list[tuple[object, ...]] | None = None
         self._creating: dict[str, RunRow] = {}
+        # Ids of `new_runs` that may be taken already; generated ids cannot be.
+        self.chosen_ids: list[str] = []
 
-    def create_run(self, row: RunRow, events: list[EventRow]) -> None:
-        """Insert `row` (unless its id is taken) with its first `events`."""
+    def create_run(self, row: RunRow, events: list[EventRow], unique: bool = False) -> None:
+        """Insert `row` (unless its id is taken) with its first `events`. A `unique` id
+        (generated, so no run can hold it) is not checked against existing runs."""
         self.new_runs.append((row, events))
         self._creating[row.id] = row
+        if not unique:
+            self.chosen_ids.append(row.id)
 
     def seal(self) -> None:
         """Take the rows of the new runs as they are now; nothing is added after this."""
@@ -204,6 +210,7 @@ class WriteBatch:
             else:
                 keep.append(i)
         self.new_runs[:] = [self.new_runs[i] for i in keep]
+        self.chosen_ids[:] = [run_id for run_id in self.chosen_ids if run_id not in run_ids]
         if self.run_inserts is not None:
             self.run_inserts[:] = [self.run_inserts[i] for i in keep]
         self.events[:] = [e for e in self.events if e.run_id not in run_ids]

@@ -248,7 +248,13 @@ class GroupCommitWriter:
     ) -> tuple[list[tuple[object, ...]], list[EventRow]]:
         """Rows and events of the batch's new runs whose ids are free; the others are
         recorded in `batch.conflicts` and written not at all."""
-        ids = [(row.id,) for row, _ in batch.new_runs]
+        assert batch.run_inserts is not None, "the batch was not sealed"
+        events = list(batch.events)
+        if not batch.chosen_ids:  # generated ids only: nothing to check
+            for _, created in batch.new_runs:
+                events.extend(created)
+            return batch.run_inserts, events
+        ids = [(run_id,) for run_id in batch.chosen_ids]
         taken = {
             found[0]
             for found in self._statements.query(
@@ -256,8 +262,6 @@ class GroupCommitWriter:
             )
         }
         runs: list[tuple[object, ...]] = []
-        events = list(batch.events)
-        assert batch.run_inserts is not None, "the batch was not sealed"
         for (row, created), params in zip(batch.new_runs, batch.run_inserts, strict=True):
             if row.id in taken:
                 batch.conflicts.add(row.id)

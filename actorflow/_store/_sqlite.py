@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -115,6 +115,9 @@ class SQLiteStore:
         self._synchronous = synchronous.upper()
         self._checkpointer = WalCheckpointer(self._connect)
         self._writer = GroupCommitWriter(self._connect_writer, self._checkpointer)
+        # The writer's own methods: these two are called many times per step.
+        self.batch: Callable[[], WriteBatch] = self._writer.batch
+        self.commit: Callable[[], asyncio.Future[None]] = self._writer.commit
         self._reader: aiosqlite.Connection | None = None
         self._lock_fd: int | None = None
 
@@ -203,12 +206,6 @@ class SQLiteStore:
 
     def discard_pending(self, run_ids: set[str]) -> dict[str, RunRow]:
         return self._writer.discard_pending(run_ids)
-
-    def batch(self) -> WriteBatch:
-        return self._writer.batch()
-
-    def commit(self) -> asyncio.Future[None]:
-        return self._writer.commit()
 
     @property
     def writer(self) -> GroupCommitWriter:
