@@ -72,6 +72,9 @@ class WaitOp:
 class Operations(StepScheduler):
     """Pending operations of one run's workflow; mixed into `RunActor`."""
 
+    if not TYPE_CHECKING:  # mypy would check this mixin's assignments against it
+        __slots__ = ()  # the attributes are `RunActor`'s
+
     run_id: str
     row: RunRow
     finished: bool

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 class StatusKeeper:
     """The status, slot and timer part of `RunActor`."""
 
+    if not TYPE_CHECKING:  # mypy would check this mixin's assignments against it
+        __slots__ = ()  # the attributes are `RunActor`'s
+
     engine: Engine
     store: Store
     run_id: str

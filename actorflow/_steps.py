@@ -104,6 +104,9 @@ class StepFinished:
 class StepScheduler(abc.ABC):
     """The step calls of one run, from journaled start to outcome; mixed into `RunActor`."""
 
+    if not TYPE_CHECKING:  # mypy would check this mixin's assignments against it
+        __slots__ = ()  # the attributes are `RunActor`'s
+
     engine: Engine
     store: Store
     mailbox: Mailbox
