@@ -419,7 +419,7 @@ class RunActor(StatusKeeper, Operations):
         self.replaying = False
         self.recorded = {}
         self.after_workflow_ran()
-        if not self.finished:
+        if not self.finished and log_rows:  # with no log, every call was acted on live
             self.resume_operations()
 
     def after_workflow_ran(self) -> None:
@@ -473,7 +473,8 @@ class RunActor(StatusKeeper, Operations):
         if row.started_at is None and ran:
             row.started_at = row.completed_at
         self.status = status
-        self.store.batch().update_run(row)
+        batch = self.store.batch()
+        batch.update_run(row)
         if self.owns_hooks:
             self.engine.drop_hooks(self.run_id)
             self.owns_hooks = False
@@ -485,7 +486,7 @@ class RunActor(StatusKeeper, Operations):
             self.engine.run_finished(row)
 
         # At once on commit, not on this actor's next turn: result() callers wake sooner.
-        self.store.batch().callbacks.append(notify)
+        batch.callbacks.append(notify)
 
     def finish_failed(self, error: ErrorInfo) -> None:
         data = dumps(error.to_json())

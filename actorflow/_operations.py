@@ -132,9 +132,11 @@ class Operations(StepScheduler):
         if loop is None:
             return
         self.closed = True
-        for task in loop.pending_tasks():
-            task.cancel()
-        loop.run_until_quiescent()
+        pending = loop.pending_tasks()
+        if pending:  # a run that returned has none: nothing to unwind
+            for task in pending:
+                task.cancel()
+            loop.run_until_quiescent()
         loop.close()
         # The root task's context reaches this actor through its WorkflowContext:
         # dropping both ends lets reference counting free a finished run at once.
@@ -311,12 +313,7 @@ class Operations(StepScheduler):
         if self.closed or self.loop is None:
             return
         kind, seq = row.kind, row.seq
-        if kind == L.EVENT_RECEIVED:
-            self._receive(row)
-        elif kind == L.CHILD_FINISHED:
-            assert row.name is not None and row.data is not None
-            self.children.finished(row.name, loads(row.data))
-        elif kind in (L.STEP_COMPLETED, L.STEP_FAILED):
+        if kind == L.STEP_COMPLETED or kind == L.STEP_FAILED:  # the most frequent, first
             op = self.steps.pop(seq, None) if seq is not None else None
             if op is None:
                 return self._stray(row)
@@ -325,6 +322,11 @@ class Operations(StepScheduler):
             else:
                 error = ErrorInfo.from_json(loads(row.data or b"{}")["error"])
                 op.future.set_exception(StepFailedError(op.name, error))
+        elif kind == L.EVENT_RECEIVED:
+            self._receive(row)
+        elif kind == L.CHILD_FINISHED:
+            assert row.name is not None and row.data is not None
+            self.children.finished(row.name, loads(row.data))
         elif kind == L.SLEEP_FIRED:
             sleep = self.sleeps.pop(seq, None) if seq is not None else None
             if sleep is None:
