@@ -11,6 +11,7 @@ import pytest
 
 import actorflow as af
 from actorflow._store import EventRow, RunRow, SQLiteStore
+from actorflow._store._group_commit import register_identity_adapters
 from tests.conftest import eventually
 
 
@@ -125,5 +126,39 @@ async def test_a_new_run_is_written_as_its_row_was_when_its_batch_was_sealed(
         await store.commit()
         stored = await store.get_run("snap")
         assert stored is not None and stored.status == "running"
+    finally:
+        await store.close()
+
+
+async def test_blobs_and_nulls_are_stored_as_they_are(tmp_path: Path) -> None:
+    """The writer registers identity adapters for bytes and None (so sqlite3 binds them
+    without a search); what is stored must not change, and an adapter registered by
+    someone else is left in place."""
+    key = (bytes, sqlite3.PrepareProtocol)
+    theirs = sqlite3.adapters.pop(key, None)
+    sqlite3.register_adapter(bytes, bytes.upper)
+    try:
+        register_identity_adapters()
+        assert sqlite3.adapters[key] is bytes.upper, "someone else's adapter is kept"
+    finally:
+        del sqlite3.adapters[key]
+        if theirs is not None:
+            sqlite3.adapters[key] = theirs
+    store = SQLiteStore(str(tmp_path / "blobs.db"))
+    await store.open()
+    try:
+        assert sqlite3.adapters[key] is bytes
+        now = time.time()
+        store.batch().create_run(RunRow("blobs", "wf", "queued", b"[1]", now), [])
+        rows = [
+            EventRow("blobs", 0, 0, "step_completed", 0, None, b"", now),
+            EventRow("blobs", 1, 0, "step_completed", None, "s", None, now),
+            EventRow("blobs", 2, 0, "step_completed", 2, "s", b'{"a":"\\u00e9"}', now),
+        ]
+        store.batch().events.extend(rows)
+        await store.commit()
+        assert await store.load_events("blobs") == rows
+        run = await store.get_run("blobs")
+        assert run is not None and run.args == b"[1]" and run.result is None
     finally:
         await store.close()

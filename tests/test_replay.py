@@ -213,3 +213,24 @@ async def test_closing_with_commits_in_flight_loses_nothing(sqlite_url: str) -> 
     async with af.Engine(sqlite_url) as engine:
         results = await asyncio.gather(*(engine.get_run(r.id).result(timeout=30) for r in runs))
     assert results == [len(f"close-{i}") + i for i in range(2000)]
+
+
+@af.workflow(name="replay.call_soon")
+async def call_soon_flow(key: str) -> list[str]:
+    seen: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.call_soon(seen.append, "kept")
+    cancelled = loop.call_soon(seen.append, "cancelled")
+    cancelled.cancel()
+    assert cancelled.cancelled()
+    seen.append(await replay_record(key))
+    return seen
+
+
+async def test_callbacks_scheduled_in_workflow_code_run_in_order_unless_cancelled(
+    engine: af.Engine,
+) -> None:
+    """The sandbox's `call_soon` hands back a cheap handle, not an asyncio.Handle: its
+    `cancel()` must still keep the callback from running."""
+    run = await engine.start(call_soon_flow, "soon")
+    assert await run.result(timeout=5) == ["kept", "SOON"]
