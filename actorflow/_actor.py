@@ -75,45 +75,11 @@ class RunActor(StatusKeeper, Operations):
     # Thousands are alive at once: no per-instance dict (memory, and one object less
     # for the cyclic collector to scan per run).
     __slots__ = (
-        "_creation",
-        "_effects",
-        "_evicted",
-        "_inputs",
-        "_replies",
-        "_timer",
-        "_unique",
-        "_wrote",
-        "acks",
-        "children",
-        "closed",
-        "engine",
-        "finished",
-        "has_slot",
-        "inbox",
-        "limited",
-        "loaded",
-        "loop",
-        "mailbox",
-        "next_idx",
-        "nondeterminism",
-        "notified",
-        "owns_hooks",
-        "paused",
-        "recorded",
-        "replaying",
-        "root",
-        "row",
-        "run_id",
-        "sleeps",
-        "status",
-        "steps",
-        "store",
-        "streams",
-        "superseded",
-        "task",
-        "waits",
-        "workflow",
-    )
+        "_creation _effects _evicted _inputs _replies _timer _unique _wrote acks "
+        "children closed engine finished has_slot inbox limited loaded loop mailbox "
+        "next_idx nondeterminism notified owns_hooks paused recorded replaying root row "
+        "run_id sleeps status steps store streams superseded task waits workflow"
+    ).split()
 
     def __init__(
         self,
