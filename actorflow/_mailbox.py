@@ -13,8 +13,8 @@ class Mailbox:
     __slots__ = ("_waiter", "items")
 
     def __init__(self) -> None:
-        # What is queued. The owner may test it directly (on the hot path, where
-        # `len(mailbox)` would be one more Python-level call).
+        # What is queued; the owner tests it directly (a `__len__` would be one more
+        # Python-level call per turn).
         self.items: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
 
@@ -23,9 +23,6 @@ class Mailbox:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    def __len__(self) -> int:
-        return len(self.items)
 
     def take_all(self) -> list[Any]:
         """Everything queued, oldest first (possibly nothing)."""

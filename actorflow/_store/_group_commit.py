@@ -151,10 +151,7 @@ class GroupCommitWriter:
             batch.seal()
             self._sealed.append(batch)
             self._open = WriteBatch(batch.future.get_loop().create_future())
-        self._wanted = True
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+        self._want()
         return batch.future
 
     def _want(self) -> None:
