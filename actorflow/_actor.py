@@ -1,4 +1,4 @@
-"""RunActor: one task per live run, the only code that changes the run's state and log.
+"""RunActor: the one owner of a live run, the only code that changes its state and log.
 
 The actor owns its run's summary row, event log, workflow sandbox, step
 tasks, timers and stream counters. Everything else talks to it through its
@@ -12,6 +12,14 @@ mailbox. One turn of the actor:
    attempts start from the commit's callbacks, and *effects* (replies to
    callers, a child start's outcome) wait for it. Effects may append more
    events, so repeat until nothing is left.
+
+An actor has a task only while it has something to wait for: opening the
+run from the store, a control request, a commit its effects wait for, an idle
+timeout before eviction. A run waiting on its steps, the common case, has
+none: its step results are taken in the step's own task (`step_ended`), in a
+turn that waits for nothing, and a fresh run's first turn is a plain
+callback. A message for an actor without a task starts one. A finished run
+leaves the engine when its final status is committed (`finish`).
 
 This is output commit: the workflow may see a result before it is durable,
 but the world sees nothing that depends on it until it is. A crash before the
@@ -64,6 +72,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("actorflow.actor")
 
+
+class _Resume:
+    """Mailbox message: wakes the actor's task for work a turn outside it left (`_held`),
+    or to see that the run's final status is committed."""
+
+
+_RESUME = _Resume()
+# A commit to wait for, and the effects to run once it is done.
+_Held = tuple[asyncio.Future[None], list[Callable[[], None]]]
+
 _EVICTABLE = (RunStatus.WAITING, RunStatus.PAUSED)
 # `EventRow(...)` goes through a Python-level `__new__`; this builds the same tuple in C.
 _new_tuple = tuple.__new__
@@ -74,11 +92,12 @@ class RunActor(StatusKeeper, Operations):
 
     # Thousands are alive at once: no per-instance dict (memory, and one object less
     # for the cyclic collector to scan per run).
-    __slots__ = (  # noqa: SIM905 - 38 names in 4 lines, not 40
-        "_creation _effects _evicted _inputs _replies _timer _unique _wrote acks "
-        "children closed engine finished has_slot inbox limited loaded loop mailbox "
-        "next_idx nondeterminism notified owns_hooks paused recorded replaying root row "
-        "run_id sleeps status steps store streams superseded task waits workflow"
+    __slots__ = (  # noqa: SIM905 - 40 names in 5 lines, not 42
+        "_creation _effects _evicted _exited _held _inputs _replies _timer "
+        "_unique _wrote acks children closed engine finished has_slot inbox limited "
+        "loaded loop mailbox next_idx nondeterminism notified owns_hooks paused recorded "
+        "replaying root row run_id sleeps status steps store streams superseded task "
+        "waits workflow"
     ).split()
 
     def __init__(
@@ -118,56 +137,113 @@ class RunActor(StatusKeeper, Operations):
         self._replies: list[asyncio.Future[Any]] = []
         self._timer: TimerEntry | None = None
         self._evicted = False
+        # Left by a turn run in a step's task for the actor's task (see `step_ended`).
+        self._held: _Held | None = None
+        self._exited = False
 
     # -- life ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Begin: a fresh run with a generated id takes its first turn on the next loop
+        iteration without a task; any other run starts its task to open."""
+        if self._creation is not None and self._unique:
+            self.engine.loop.call_soon(self._first_turn)
+        else:
+            self._start_task()
+
+    def post(self, message: Any) -> None:
+        """Queue `message`; the actor's task takes it, started if the actor has none."""
+        self.mailbox.put(message)
+        if self.task is None and not self._exited:
+            self._start_task()
+
+    def stop(self) -> None:
+        """Leave without a turn (the engine closes): the run continues on the next open."""
+        if self.task is not None:
+            self.task.cancel()
+        else:
+            self._exit()
+
+    def _start_task(self) -> None:
         self.task = self.engine.loop.create_task(self._main(), name=f"actor {self.run_id}")
 
-    async def _main(self) -> None:
+    def _first_turn(self) -> None:
+        if self._creation is None or self._exited:
+            return  # a message's task opened the run first, or the engine closed
         try:
-            if self._creation is not None and self._unique:
-                self._open_fresh()
-            else:
-                await self._open()
-                if self.superseded:
-                    return
-            await self.flush()
-            mailbox = self.mailbox
-            queued = mailbox.items
-            while True:
-                if not queued:
-                    if self.finished or self.workflow is None:
-                        return
-                    evictable = self.status in _EVICTABLE and self._evictable()
-                    if not await mailbox.wait(self.engine.idle_timeout if evictable else None):
-                        if self._evictable() and not queued:
-                            self._evicted = True
-                            return
-                        continue
-                for message in mailbox.take_all():
-                    if type(message) is StepFinished:  # most messages: first, and inline
-                        if not self.finished:
-                            self.step_finished(message)
-                    elif isinstance(message, Control):
-                        await handle_control(self, message)
-                    else:
-                        self._handle(message)
-                await self.flush()
+            self._open_fresh()
+            self._after_inline_turn(self._turn())
+        except Exception as exc:
+            self._crashed(exc)
+            self.stop()
+
+    async def _main(self) -> None:
+        idle = False
+        try:
+            idle = await self._serve()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception(
-                "actor of run %s crashed; the run is rehydrated from its log on its next "
-                "message or when the engine reopens",
-                self.run_id,
-            )
-            for reply in self._replies:
-                if not reply.done():
-                    reply.set_exception(exc)
+            self._crashed(exc)
         finally:
-            self.teardown(keep_timer=self._evicted)
-            self.engine.actor_exited(self)
+            if idle:
+                self.task = None
+            else:
+                self._exit()
+
+    async def _serve(self) -> bool:
+        """Open the run if needed, then take messages until there are none. Returns True
+        when the actor goes idle (it keeps the run, without a task), False when it leaves."""
+        opening = self._creation is not None or not self.loaded
+        if opening and (not await self._open() or self.superseded):
+            return False
+        await self.flush()
+        mailbox = self.mailbox
+        queued = mailbox.items
+        while True:
+            if not queued:
+                if self.finished:
+                    if self.notified:
+                        return False
+                    await mailbox.wait()  # the final commit's callback (`finish`) wakes it
+                    continue
+                if self.workflow is None:
+                    return False
+                if not self._evictable():
+                    return True
+                if not await mailbox.wait(self.engine.idle_timeout):
+                    if self._evictable() and not queued:
+                        self._evicted = True
+                        return False
+                    continue
+            for message in mailbox.take_all():
+                if type(message) is StepFinished:  # most messages: first, and inline
+                    if not self.finished:
+                        self.step_finished(message)
+                elif isinstance(message, Control):
+                    await handle_control(self, message)
+                elif type(message) is not _Resume:  # a wake-up only: flush() does the rest
+                    self._handle(message)
+            await self.flush()
+
+    def _crashed(self, exc: Exception) -> None:
+        log.error(
+            "actor of run %s crashed; the run is rehydrated from its log on its next "
+            "message or when the engine reopens",
+            self.run_id,
+            exc_info=exc,
+        )
+        for reply in self._replies:
+            if not reply.done():
+                reply.set_exception(exc)
+
+    def _exit(self) -> None:
+        """Stop the run's work and leave the engine's directory (once)."""
+        if self._exited:
+            return
+        self._exited = True
+        self.teardown(keep_timer=self._evicted)
+        self.engine.actor_exited(self)
 
     def _open_fresh(self) -> None:
         """Start a run created with a generated (so unique) id, at once: its step attempts
@@ -177,9 +253,9 @@ class RunActor(StatusKeeper, Operations):
         if self._resolve_workflow():
             self.replay([])
 
-    async def _open(self) -> None:
+    async def _open(self) -> bool:
         """Start a run created with a chosen id once its creation is committed (the id may
-        have been taken), or rehydrate one from the store."""
+        have been taken), or rehydrate one from the store. False if there is no run to serve."""
         log_rows: list[EventRow] = []
         fresh = False
         if self._creation is not None:
@@ -190,7 +266,7 @@ class RunActor(StatusKeeper, Operations):
             loaded = await self.engine.loader.load(self.run_id)
             if self.superseded:
                 self.finished = True
-                return
+                return False
             if loaded is None:
                 for message in self.mailbox.take_all():
                     reply_to(
@@ -198,18 +274,19 @@ class RunActor(StatusKeeper, Operations):
                         error=RunNotFoundError(f"no run with id {self.run_id!r}"),
                     )
                 self.finished = True
-                return
+                return False
             row, events, streams = loaded
             self.row, self.status, self.loaded = row, RunStatus(row.status), True
             self.next_idx = events[-1].idx + 1 if events else 0
             if self.status.is_final:
                 self.finished = self.notified = True
-                return
+                return True
             self.streams = StreamLedger(streams)
             log_rows = [e for e in events if e.generation == row.generation]
             self.engine.unpark_timer(self.run_id)
         if self._resolve_workflow():
             await self.begin(log_rows)
+        return True
 
     def _resolve_workflow(self) -> bool:
         self.workflow = self.engine.workflow(self.row.workflow)
@@ -314,24 +391,68 @@ class RunActor(StatusKeeper, Operations):
         self._inputs.append(row)
 
     async def flush(self) -> None:
-        store = self.store
-        inputs = self._inputs
-        while True:
-            while inputs:  # applying one may queue another (a stream write's ack)
-                self.apply(inputs.popleft())
-            self.settle()
-            if not self._wrote and not self._effects:
-                return
-            self._wrote = False
-            commit = store.commit()
-            effects, self._effects = self._effects, []
-            # A finished run's actor waits for its final commit: once it has left the
-            # directory, a new actor for the run must find it final in the store.
-            if not effects and not self.finished:
-                return
+        """End the turn: feed inputs, settle, commit, and run effects once committed."""
+        held, self._held = self._held, None
+        if held is None:
+            held = self._turn()
+        while held is not None:
+            commit, effects = held
             await commit
             for fn in effects:
                 fn()
+            held = self._turn()
+
+    def _turn(self) -> _Held | None:
+        """The part of `flush` that does not wait. Returns the commit to wait for and the
+        effects to run after it, when there is something to wait for."""
+        inputs = self._inputs
+        while inputs:  # applying one may queue another (a stream write's ack)
+            self.apply(inputs.popleft())
+        self.settle()
+        if not self._wrote and not self._effects:
+            return None
+        self._wrote = False
+        commit = self.store.commit()
+        # A finished run's actor waits for its final commit: once it has left the
+        # directory, a new actor for the run must find it final in the store.
+        if not self._effects and not self.finished:
+            return None
+        effects, self._effects = self._effects, []
+        return commit, effects
+
+    def step_ended(self, message: StepFinished) -> None:
+        """Take a step's outcome; called in the step's task, as its last act.
+
+        An idle actor (no task, or its task waiting for messages) takes it here,
+        in a turn that waits for nothing: `step_finished`, then `_turn`. Only
+        what must wait (effects after a commit) needs the actor's task.
+        """
+        mailbox = self.mailbox
+        if self._exited or not (self.task is None or mailbox.owner_waiting()):
+            mailbox.put(message)
+            return
+        try:
+            if not self.finished:
+                self.step_finished(message)
+            held = self._turn()
+        except Exception as exc:
+            self._crashed(exc)
+            self.stop()
+            return
+        self._after_inline_turn(held)
+
+    def _after_inline_turn(self, held: _Held | None) -> None:
+        """Hand what a turn run outside the actor's task left to wait for to that task."""
+        if held is not None and not held[1] and self.finished:
+            held = None  # nothing to run after the final commit: its callback (`finish`)
+        if held is not None:
+            self._held = held
+            if self.task is None:
+                self._start_task()
+            else:
+                self.mailbox.put(_RESUME)
+        elif self.task is None and not self.finished and self._evictable():
+            self._start_task()  # to evict the run once it has idled long enough
 
     def reply_later(self, reply: asyncio.Future[Any] | None, value: Any = None) -> None:
         """Answer `reply` once this turn's writes are committed (or with the error, if the
@@ -450,6 +571,13 @@ class RunActor(StatusKeeper, Operations):
                 return
             self.notified = True
             self.engine.run_finished(row)
+            # The actor leaves the directory only now: a new actor for the run must
+            # find it final in the store.
+            if self.finished:  # not restarted meanwhile
+                if self.task is None:
+                    self._exit()
+                elif self.mailbox.owner_waiting():
+                    self.mailbox.put(_RESUME)
 
         # At once on commit, not on this actor's next turn: result() callers wake sooner.
         batch.callbacks.append(notify)

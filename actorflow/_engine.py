@@ -131,8 +131,8 @@ class Engine:
             return
         self._state = "closing"
         tasks = [a.task for a in self._actors.values() if a.task is not None]
-        for task in tasks:
-            task.cancel()
+        for actor in list(self._actors.values()):
+            actor.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*self._dying, return_exceptions=True)
         await self.timers.stop()
@@ -275,7 +275,7 @@ class Engine:
         if self._state != "open":
             reply_to(getattr(message, "reply", None), error=EngineClosedError("engine closed"))
             return
-        self._ensure_actor(run_id).mailbox.put(message)
+        self._ensure_actor(run_id).post(message)
 
     def _ensure_actor(self, run_id: str) -> RunActor:
         actor = self._actors.get(run_id)

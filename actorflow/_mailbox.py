@@ -24,6 +24,11 @@ class Mailbox:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def owner_waiting(self) -> bool:
+        """Whether the owner waits in `wait()` with nothing queued: it is between turns."""
+        waiter = self._waiter
+        return waiter is not None and not waiter.done() and not self.items
+
     def take_all(self) -> list[Any]:
         """Everything queued, oldest first (possibly nothing)."""
         items = list(self.items)

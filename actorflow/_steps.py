@@ -7,9 +7,9 @@ retry, or a failure. Attempts not yet started are held while the run may not
 start steps (paused, or waiting for a concurrency slot).
 
 An attempt runs in its own task on the service's loop and never touches the
-run's state: it encodes the result (so an unserializable return fails the step
-right here, naming the bad value) and posts a `StepFinished` to the actor's
-mailbox.
+run's state itself: it encodes the result (so an unserializable return fails
+the step right here, naming the bad value) and hands a `StepFinished` to the
+actor (`step_ended`), which takes it in a turn of its own.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from ._store import EventRow, Store
 if TYPE_CHECKING:
     from ._definitions import StepFunction
     from ._engine import Engine
-    from ._mailbox import Mailbox
 
 
 class StepOp:
@@ -109,7 +108,6 @@ class StepScheduler(abc.ABC):
 
     engine: Engine
     store: Store
-    mailbox: Mailbox
     steps: dict[int, StepOp]
     closed: bool
     paused: bool
@@ -131,6 +129,8 @@ class StepScheduler(abc.ABC):
     def input(self, row: EventRow) -> None: ...
     @abc.abstractmethod
     def may_start_steps(self) -> bool: ...
+    @abc.abstractmethod
+    def step_ended(self, message: StepFinished) -> None: ...
 
     def restore_attempt(self, row: EventRow) -> None:
         """On replay, bring a step's attempt count (and retry time) up to its log."""
@@ -165,7 +165,7 @@ class StepScheduler(abc.ABC):
         step_ctx = StepContext(self.engine, self, op.name, op.seq, attempt)  # type: ignore[arg-type]
         context.run(_step.set, step_ctx)
         op.task = self.engine.loop.create_task(
-            _run_attempt(op, attempt, self.mailbox), name=op.name, context=context
+            _run_attempt(op, attempt, self), name=op.name, context=context
         )
 
     def launch_held(self) -> None:
@@ -212,8 +212,8 @@ class StepScheduler(abc.ABC):
         self.input(self.append(L.STEP_FAILED, op.seq, op.name, data))
 
 
-async def _run_attempt(op: StepOp, attempt: int, mailbox: Mailbox) -> None:
-    """Attempt `attempt` of `op`, in a task of its own; posts its outcome to `mailbox`."""
+async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> None:
+    """Attempt `attempt` of `op`, in a task of its own; hands its outcome to `scheduler`."""
     step = op.step
     try:
         if step.timeout is None:
@@ -245,7 +245,7 @@ async def _run_attempt(op: StepOp, attempt: int, mailbox: Mailbox) -> None:
         message = StepFinished(op, attempt, None, ErrorInfo.from_exception(exc), retryable=True)
     else:
         message = StepFinished(op, attempt, data, None)
-    mailbox.put(message)
+    scheduler.step_ended(message)
 
 
 def _call(op: StepOp) -> Awaitable[Any]:

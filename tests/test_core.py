@@ -304,3 +304,59 @@ def test_works_on_the_standard_asyncio_loop(tmp_path: Any) -> None:
     module, result = asyncio.run(main())
     assert module.startswith("asyncio")
     assert result == [6, 4, 13]
+
+
+core_gate: asyncio.Event | None = None
+
+
+@af.step
+async def core_gated(x: int) -> int:
+    assert core_gate is not None
+    await core_gate.wait()
+    return x
+
+
+@af.workflow
+async def core_gated_pair(x: int) -> int:
+    return await core_gated(await core_double(x))
+
+
+async def test_a_run_waiting_on_a_step_costs_one_task_its_steps(engine: af.Engine) -> None:
+    global core_gate
+    core_gate = asyncio.Event()
+    before = len(asyncio.all_tasks())
+    runs = [await engine.start(core_gated_pair, i) for i in range(20)]
+    # Every run's second step is running, and its actor idles without a task.
+    await eventually(lambda: sum(t.get_name() == "core_gated" for t in asyncio.all_tasks()) == 20)
+    assert len(asyncio.all_tasks()) == before + 20
+    core_gate.set()
+    assert [await r.result(timeout=5) for r in runs] == [2 * i for i in range(20)]
+    await eventually(lambda: engine.live_actors() == 0)
+
+
+async def test_a_turn_that_fails_in_a_step_task_leaves_the_run_to_rehydrate(
+    engine: af.Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from actorflow._actor import RunActor
+
+    global core_gate
+    core_gate = asyncio.Event()
+    run = await engine.start(core_gated_pair, 5)
+    await eventually(lambda: any(t.get_name() == "core_gated" for t in asyncio.all_tasks()))
+    settle = RunActor.settle
+    failed: list[str] = []
+
+    def fail_once(actor: RunActor) -> None:
+        if not failed:
+            failed.append(actor.run_id)
+            raise RuntimeError("injected fault")
+        settle(actor)
+
+    monkeypatch.setattr(RunActor, "settle", fail_once)
+    core_gate.set()  # the step's result is taken in its task: that turn fails
+    await eventually(lambda: failed and engine.live_actors() == 0)
+    assert "actor of run" in caplog.text and "injected fault" in caplog.text
+    assert await run.status() == af.RunStatus.RUNNING  # the store holds what was committed
+    # The next message rehydrates it; replay runs the step again, which now returns at once.
+    await run.resume()
+    assert await run.result(timeout=5) == 10
