@@ -126,15 +126,16 @@ class RunActor(StatusKeeper, Operations):
         self.finished = False
         self.notified = False
         self.next_idx = 1
-        self.streams = StreamLedger()
+        self.streams: StreamLedger | None = None  # created with the first chunk
         self.workflow: WorkflowFunction[Any, Any] | None = None
         self.paused = False
         self.has_slot = False
         self.limited = False
         self._wrote = False
-        self._effects: list[Callable[[], None]] = []
+        # None until used (most runs never have effects or replies): fewer objects per run.
+        self._effects: list[Callable[[], None]] | None = None
         self._inputs: deque[EventRow] = deque()
-        self._replies: list[asyncio.Future[Any]] = []
+        self._replies: list[asyncio.Future[Any]] | None = None
         self._timer: TimerEntry | None = None
         self._evicted = False
         # Left by a turn run in a step's task for the actor's task (see `step_ended`).
@@ -233,7 +234,7 @@ class RunActor(StatusKeeper, Operations):
             self.run_id,
             exc_info=exc,
         )
-        for reply in self._replies:
+        for reply in self._replies or ():
             if not reply.done():
                 reply.set_exception(exc)
 
@@ -311,11 +312,10 @@ class RunActor(StatusKeeper, Operations):
         """
         self.teardown(keep_timer=False)
         self.superseded = True
-        for reply in self._replies:
+        for reply in self._replies or ():
             if not reply.done():
                 reply.set_exception(error)
-        self._replies.clear()
-        self._effects.clear()
+        self._replies = self._effects = None
         self._inputs.clear()
         if self.task is not None:
             self.task.cancel()
@@ -384,7 +384,10 @@ class RunActor(StatusKeeper, Operations):
 
     def effect(self, fn: Callable[[], None]) -> None:
         """Run `fn` once everything appended so far is committed."""
-        self._effects.append(fn)
+        if self._effects is None:
+            self._effects = [fn]
+        else:
+            self._effects.append(fn)
 
     def input(self, row: EventRow) -> None:
         """Feed `row` to the workflow before this turn commits (see `flush`)."""
@@ -417,7 +420,7 @@ class RunActor(StatusKeeper, Operations):
         # directory, a new actor for the run must find it final in the store.
         if not self._effects and not self.finished:
             return None
-        effects, self._effects = self._effects, []
+        effects, self._effects = self._effects or [], None
         return commit, effects
 
     def step_ended(self, message: StepFinished) -> None:
@@ -459,10 +462,14 @@ class RunActor(StatusKeeper, Operations):
         actor crashes first)."""
         if reply is None:
             return
-        self._replies.append(reply)
+        if self._replies is None:
+            self._replies = [reply]
+        else:
+            self._replies.append(reply)
 
         def answer() -> None:
-            self._replies.remove(reply)
+            if self._replies is not None:
+                self._replies.remove(reply)
             reply_to(reply, value)
 
         self.effect(answer)

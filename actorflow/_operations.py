@@ -78,7 +78,7 @@ class Operations(StepScheduler):
     run_id: str
     row: RunRow
     finished: bool
-    streams: StreamLedger
+    streams: StreamLedger | None
 
     def __init__(self) -> None:
         self.loop: WorkflowLoop | None = None
@@ -96,7 +96,7 @@ class Operations(StepScheduler):
         self.waits: dict[int, WaitOp] = {}
         self.inbox: dict[str, deque[bytes]] = {}
         self.acks: dict[int, asyncio.Future[Any]] = {}
-        self.children = Children()
+        self.children: Children | None = None  # created with the first child
 
     # What the actor provides (with `append`, `input` and `may_start_steps`).
     @abc.abstractmethod
@@ -217,7 +217,7 @@ class Operations(StepScheduler):
             self.acks[seq] = future
             data = loads(recorded.data or b"{}")
             if "error" not in data:
-                self.children.started(data["run_id"], seq)
+                self._family().started(data["run_id"], seq)
             return future
         args_data = encode(list(args), f"arguments of child workflow {wf.name!r}")
         meta = None if metadata is None else encode(metadata, "metadata")
@@ -247,12 +247,13 @@ class Operations(StepScheduler):
         batch = self.store.batch()
         batch.create_run(child, [created, started])
         self.engine.spawn(child, batch)
-        self.children.started(child_id, seq)
+        children = self._family()
+        children.started(child_id, seq)
         self.acks[seq] = future
 
         def after_commit() -> None:
             if child.id in batch.conflicts:
-                self.children.dropped(child.id)
+                children.dropped(child.id)
                 error = {"run_id": child.id, "error": "a run with this id already exists"}
                 self.input(self.append(L.CHILD_STARTED, seq, wf.name, dumps(error)))
             else:
@@ -262,7 +263,7 @@ class Operations(StepScheduler):
         return future
 
     def await_child(self, seq: int, child_id: str) -> asyncio.Future[Any]:
-        return self.children.wait(child_id, self._future())
+        return self._family().wait(child_id, self._future())
 
     def create_hook(self, seq: int, token: str | None) -> str:
         recorded = self._recorded(seq, "hook", token)
@@ -326,7 +327,7 @@ class Operations(StepScheduler):
             self._receive(row)
         elif kind == L.CHILD_FINISHED:
             assert row.name is not None and row.data is not None
-            self.children.finished(row.name, loads(row.data))
+            self._family().finished(row.name, loads(row.data))
         elif kind == L.SLEEP_FIRED:
             sleep = self.sleeps.pop(seq, None) if seq is not None else None
             if sleep is None:
@@ -385,22 +386,30 @@ class Operations(StepScheduler):
     # -- children --------------------------------------------------------------------------
 
     def child_done(self, message: ChildDone) -> None:
-        entry = self.children.record(message)
+        entry = None if self.children is None else self.children.record(message)
         if entry is not None:
             seq, data = entry
             self.input(self.append(L.CHILD_FINISHED, seq, message.child_id, data))
 
     async def check_children(self) -> None:
         """After rehydration: pick up children that finished while nobody listened."""
-        for child_id in self.children.unknown_outcomes():
+        for child_id in self.children.unknown_outcomes() if self.children else ():
             row = await self.store.get_run(child_id)
             if row is not None and row.status in FINAL:
                 self.child_done(ChildDone(child_id, row.status, row.result, row.error))
 
     def terminate_children(self, which: Callable[[int], bool]) -> None:
         """Ask every unfinished child whose start seq satisfies `which` to terminate."""
+        if self.children is None:
+            return
         for child_id in list(self.children.unfinished(which)):
             self.engine.deliver(child_id, Control("terminate", None))
+
+    def _family(self) -> Children:
+        """The run's children, created with the first."""
+        if self.children is None:
+            self.children = Children()
+        return self.children
 
     # -- streams ---------------------------------------------------------------------------
 
@@ -409,6 +418,8 @@ class Operations(StepScheduler):
     ) -> int:
         """Append a chunk to the open batch and return its index (the caller commits)."""
         size = 0 if data is None else len(data)
+        if self.streams is None:
+            self.streams = StreamLedger()
         index = self.streams.claim(self.run_id, namespace, kind, size, self.engine.max_stream_bytes)
         row = ChunkRow(self.run_id, namespace, index, seq, attempt, kind, data, time.time())
         self.store.batch().chunks.append(row)

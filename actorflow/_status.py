@@ -46,7 +46,7 @@ class StatusKeeper:
     has_slot: bool
     # Whether a concurrency limit applies to the run's workflow (set once it is resolved).
     limited: bool
-    _effects: list[Callable[[], None]]
+    _effects: list[Callable[[], None]] | None
     _timer: TimerEntry | None
     _wrote: bool
 
