@@ -1,0 +1,225 @@
+"""WorkflowDriver: runs a workflow coroutine from its start (or the replay of its log) to
+the run's final status; mixed into `RunActor`.
+
+`_open()` finds what to run: a fresh run once its creation is committed, or
+one rehydrated from the store. `replay()` starts the workflow in a fresh
+sandbox and feeds it the inputs of its log in order, so it reaches the state
+it had; calls the log already holds are restored, not acted on again (see
+`Operations`). After every turn of the workflow, `after_workflow_ran()`
+checks how it stands and, once it has returned or raised, `finish()`
+records the outcome.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextvars
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import _log as L
+from ._context import WorkflowContext, _workflow
+from ._errors import RunNotFoundError, SerializationError, StepFailedError
+from ._mailbox import Mailbox
+from ._messages import reply_to
+from ._models import ErrorInfo, RunStatus
+from ._operations import Operations
+from ._sandbox import WorkflowLoop, explain_foreign_await
+from ._serde import dumps, encode, loads
+from ._store import EventRow, WriteBatch
+from ._streams import StreamLedger
+
+if TYPE_CHECKING:
+    from ._definitions import WorkflowFunction
+
+log = logging.getLogger("actorflow.actor")
+
+
+class WorkflowDriver(Operations):
+    """Starting, replaying and finishing the run's workflow."""
+
+    if not TYPE_CHECKING:  # mypy would check this mixin's assignments against it
+        __slots__ = ()  # the attributes are `RunActor`'s
+
+    workflow: WorkflowFunction[Any, Any] | None
+    status: RunStatus
+    paused: bool
+    loaded: bool
+    notified: bool
+    superseded: bool
+    mailbox: Mailbox
+    _creation: WriteBatch | None
+
+    # What the actor provides.
+    @abc.abstractmethod
+    def teardown(self, keep_timer: bool) -> None: ...
+    @abc.abstractmethod
+    def final_committed(self) -> None: ...
+
+    def _open_fresh(self) -> None:
+        """Start a run created with a generated (so unique) id, at once: its step attempts
+        start from commit callbacks, so after the creation; if that fails, the engine
+        abandons this actor (`abandon`)."""
+        self._creation = None  # not kept alive: it holds the rows of every run it created
+        if self._resolve_workflow():
+            self.replay([])
+
+    async def _open(self) -> bool:
+        """Start a run created with a chosen id once its creation is committed (the id may
+        have been taken), or rehydrate one from the store. False if there is no run to serve."""
+        log_rows: list[EventRow] = []
+        fresh = False
+        if self._creation is not None:
+            creation, self._creation = self._creation, None
+            await creation.future
+            fresh = self.loaded = self.run_id not in creation.conflicts
+        if not fresh:
+            loaded = await self.engine.loader.load(self.run_id)
+            if self.superseded:
+                self.finished = True
+                return False
+            if loaded is None:
+                for message in self.mailbox.take_all():
+                    reply_to(
+                        getattr(message, "reply", None),
+                        error=RunNotFoundError(f"no run with id {self.run_id!r}"),
+                    )
+                self.finished = True
+                return False
+            row, events, streams = loaded
+            self.row, self.status, self.loaded = row, RunStatus(row.status), True
+            self.next_idx = events[-1].idx + 1 if events else 0
+            if self.status.is_final:
+                self.finished = self.notified = True
+                return True
+            self.streams = StreamLedger(streams)
+            log_rows = [e for e in events if e.generation == row.generation]
+            self.engine.unpark_timer(self.run_id)
+        if self._resolve_workflow():
+            await self.begin(log_rows)
+        return True
+
+    def _resolve_workflow(self) -> bool:
+        self.workflow = self.engine.workflow(self.row.workflow)
+        if self.workflow is None:
+            log.error(
+                "run %s: workflow %r is not registered in this engine; leaving it as it is",
+                self.run_id,
+                self.row.workflow,
+            )
+            return False
+        self.limited = self.engine.limiter.is_limited(self.row.workflow)
+        return True
+
+    async def begin(self, log_rows: list[EventRow]) -> None:
+        """`replay(log_rows)`, then pick up children that finished while the run was not
+        in memory."""
+        self.replay(log_rows)
+        if not self.finished and self.children:
+            await self.check_children()
+
+    def replay(self, log_rows: list[EventRow]) -> None:
+        """Start the workflow coroutine, replay `log_rows`, then continue live.
+
+        Operation state must be fresh (as constructed, or `reset_operations()`)."""
+        assert self.workflow is not None
+        row = self.row
+        # mypy sees AbstractEventLoop's unimplemented methods as abstract; the sandbox
+        # deliberately implements only what coordination needs (see _sandbox).
+        self.loop = WorkflowLoop(self.run_id)  # type: ignore[abstract]
+        context = contextvars.Context()
+        context.run(_workflow.set, WorkflowContext(self))
+        self.recorded = {e.seq: e for e in log_rows if e.kind in L.COMMANDS and e.seq is not None}
+        self.replaying = True
+        # Named: an unnamed task formats a "Task-<n>" name of its own.
+        self.root = self.loop.create_task(
+            self.workflow.fn(*loads(row.args)), name=self.run_id, context=context
+        )
+        self.loop.run_until_quiescent()
+        for entry in log_rows:
+            if self.nondeterminism is not None or self.root.done():
+                break
+            if entry.kind in L.INPUTS or entry.kind in (L.CHILD_STARTED, L.STREAM_WRITTEN):
+                self.apply(entry)
+            elif entry.kind in (L.STEP_STARTED, L.STEP_RETRYING):
+                self.restore_attempt(entry)
+            elif entry.kind in (L.RUN_PAUSED, L.RUN_RESUMED):
+                self.paused = entry.kind == L.RUN_PAUSED
+        self.replaying = False
+        self.recorded = {}
+        self.after_workflow_ran()
+        if not self.finished and log_rows:  # with no log, every call was acted on live
+            self.resume_operations()
+
+    def after_workflow_ran(self) -> None:
+        """After the workflow ran to quiescence: fail on non-determinism, finish if it returned."""
+        if self.finished or self.replaying:
+            return
+        if self.nondeterminism is not None:
+            self.finish_failed(ErrorInfo.from_exception(self.nondeterminism))
+            return
+        root = self.root
+        if root is None or not root.done():
+            return
+        if root.cancelled():
+            self.finish_failed(ErrorInfo("CancelledError", "the workflow was cancelled"))
+            return
+        exc = root.exception()
+        if exc is not None:
+            exc = explain_foreign_await(exc)
+            if isinstance(exc, StepFailedError):
+                self.finish_failed(exc.error)
+            else:
+                self.finish_failed(ErrorInfo.from_exception(exc))
+            return
+        try:
+            data = encode(root.result(), "workflow result")
+        except SerializationError as error:
+            self.finish_failed(ErrorInfo.from_exception(error))
+            return
+        self.finish(RunStatus.COMPLETED, L.RUN_COMPLETED, data, result=data)
+
+    # -- finishing -------------------------------------------------------------------------
+
+    def finish(
+        self,
+        status: RunStatus,
+        kind: str,
+        data: bytes | None,
+        *,
+        result: bytes | None = None,
+        error: bytes | None = None,
+    ) -> None:
+        ran = self.root is not None and self.root.done()  # the workflow returned or raised
+        self.finished = True
+        self.teardown(keep_timer=False)
+        if status == RunStatus.TERMINATED:
+            self.terminate_children(lambda seq: True)
+        self.append(kind, None, None, data)
+        row = self.row
+        row.status, row.result, row.error = status.value, result, error
+        row.completed_at, row.wake_at = time.time(), None
+        if row.started_at is None and ran:
+            row.started_at = row.completed_at
+        self.status = status
+        batch = self.store.batch()
+        batch.update_run(row)
+        if self.owns_hooks:
+            self.engine.drop_hooks(self.run_id)
+            self.owns_hooks = False
+
+        def notify() -> None:
+            if self.superseded:  # abandoned: the final status is not what was committed
+                return
+            self.notified = True
+            self.engine.run_finished(row)
+            if self.finished:  # not restarted meanwhile
+                self.final_committed()
+
+        # At once on commit, not on this actor's next turn: result() callers wake sooner.
+        batch.callbacks.append(notify)
+
+    def finish_failed(self, error: ErrorInfo) -> None:
+        data = dumps(error.to_json())
+        self.finish(RunStatus.FAILED, L.RUN_FAILED, data, error=data)
