@@ -162,8 +162,9 @@ class RunActor(StatusKeeper, WorkflowDriver):
         self.task = self.engine.loop.create_task(self._main(), name=f"actor {self.run_id}")
 
     def _first_turn(self) -> None:
-        if self._creation is None or self._exited:
-            return  # a message's task opened the run first, or the engine closed
+        if self._creation is None or self._exited or self.superseded:
+            return  # a message's task opened the run first, the engine closed, or the
+            # creation failed
         try:
             self._open_fresh()
             self._after_inline_turn(self._turn())

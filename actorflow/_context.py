@@ -9,6 +9,7 @@ or acts on it, and returns a future of the workflow's private loop.
 from __future__ import annotations
 
 import asyncio
+from asyncio.events import _get_running_loop
 from collections.abc import AsyncIterator, Generator
 from contextvars import ContextVar
 from datetime import datetime
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from ._durations import Duration, to_seconds, to_timestamp
 from ._errors import EngineClosedError
 from ._models import StepInfo, WorkflowInfo
+from ._sandbox import WorkflowLoop
 
 if TYPE_CHECKING:
     from ._actor import RunActor
@@ -56,7 +58,7 @@ class WorkflowClosed(BaseException):
 
 
 class WorkflowContext:
-    """The per-run state workflow code reaches through a context variable."""
+    """The per-run state workflow code reaches through its sandbox loop."""
 
     __slots__ = ("host", "seq")
 
@@ -113,14 +115,18 @@ class StepContext:
         return self._info
 
 
-_workflow: ContextVar[WorkflowContext | None] = ContextVar("actorflow_workflow", default=None)
 _step: ContextVar[StepContext | None] = ContextVar("actorflow_step", default=None)
 _engine: ContextVar[Engine | None] = ContextVar("actorflow_engine", default=None)
 
 
 def current_workflow() -> WorkflowContext | None:
-    """The workflow context of the running code, or None outside workflow code."""
-    return _workflow.get()
+    """The workflow context of the running code, or None outside workflow code.
+
+    Workflow code runs only inside its run's sandbox loop (`WorkflowLoop`), so the
+    running loop says which run it is: no context variable to set per run.
+    """
+    loop = _get_running_loop()
+    return loop.workflow if type(loop) is WorkflowLoop else None
 
 
 def current_step() -> StepContext | None:
@@ -129,7 +135,7 @@ def current_step() -> StepContext | None:
 
 
 def _require_workflow(call: str) -> WorkflowContext:
-    ctx = _workflow.get()
+    ctx = current_workflow()
     if ctx is None:
         raise RuntimeError(f"{call} can only be called inside an @af.workflow function")
     return ctx
@@ -195,7 +201,7 @@ async def start(
     child); `await child.result()` then suspends the parent until it finishes.
     Elsewhere it calls `start` on the innermost engine opened with `async with`.
     """
-    ctx = _workflow.get()
+    ctx = current_workflow()
     if ctx is not None:
         return await ctx.host.start_child(ctx.next_seq(), workflow, args, id, metadata)
     return await current_engine().start(
@@ -271,7 +277,7 @@ def get_writable(namespace: str = "default") -> StreamWriter:
             writer = StepStreamWriter(step_ctx.actor, namespace, step_ctx.seq, step_ctx.attempt)
             step_ctx.writers[namespace] = writer
         return writer
-    ctx = _workflow.get()
+    ctx = current_workflow()
     if ctx is not None:
         return BodyStreamWriter(ctx, namespace)
     raise RuntimeError("af.get_writable() can only be called inside a step or a workflow")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+from asyncio.events import _get_running_loop
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from ._context import _workflow
 from ._durations import Duration, to_seconds
 from ._retry import Retry
+from ._sandbox import WorkflowLoop
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,9 +42,9 @@ class StepFunction(Generic[P, R]):
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
-        ctx = _workflow.get()  # `current_workflow()`, one call less per step
-        if ctx is not None:
-            return ctx.call_step(self, args, kwargs)
+        loop = _get_running_loop()  # `current_workflow()`, inlined: every step call's path
+        if type(loop) is WorkflowLoop:
+            return loop.workflow.call_step(self, args, kwargs)
         return self.fn(*args, **kwargs)  # type: ignore[return-value]
 
     def __repr__(self) -> str:

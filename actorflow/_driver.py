@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import _log as L
-from ._context import WorkflowContext, _workflow
+from ._context import WorkflowContext
 from ._errors import RunNotFoundError, SerializationError, StepFailedError
 from ._mailbox import Mailbox
 from ._messages import reply_to
@@ -127,14 +127,12 @@ class WorkflowDriver(Operations):
         row = self.row
         # mypy sees AbstractEventLoop's unimplemented methods as abstract; the sandbox
         # deliberately implements only what coordination needs (see _sandbox).
-        self.loop = WorkflowLoop(self.run_id)  # type: ignore[abstract]
-        context = contextvars.Context()
-        context.run(_workflow.set, WorkflowContext(self))
+        self.loop = WorkflowLoop(self.run_id, WorkflowContext(self))  # type: ignore[abstract]
         self.recorded = {e.seq: e for e in log_rows if e.kind in L.COMMANDS and e.seq is not None}
         self.replaying = True
         # Named: an unnamed task formats a "Task-<n>" name of its own.
         self.root = self.loop.create_task(
-            self.workflow.fn(*loads(row.args)), name=self.run_id, context=context
+            self.workflow.fn(*loads(row.args)), name=self.run_id, context=contextvars.Context()
         )
         self.loop.run_until_quiescent()
         for entry in log_rows:

@@ -25,9 +25,12 @@ import contextvars
 import logging
 from asyncio import events
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, NoReturn, TypeVar, TypeVarTuple, Unpack
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack
 
 from ._errors import WorkflowSandboxError
+
+if TYPE_CHECKING:
+    from ._context import WorkflowContext
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -42,8 +45,10 @@ _ADVICE = (
 class WorkflowLoop(asyncio.AbstractEventLoop):
     """A ready queue and nothing else, run on demand by the owning actor."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, workflow: WorkflowContext) -> None:
         self.run_id = run_id
+        # The run's `WorkflowContext`: what `af.current_workflow()` finds (see `_context`).
+        self.workflow = workflow
         self._ready: collections.deque[ReadyCallback] = collections.deque()
         self._tasks: list[asyncio.Task[Any]] = []
         self._closed = False
