@@ -1,14 +1,18 @@
 """limit: the physical ceiling: batched inserts of actorflow's own event rows, nothing else.
 
 Rows are harvested from real actorflow runs (the 3-step workflow), then copied
-with fresh run ids, so kinds, payloads and sizes are exactly what actorflow
-writes. The table is created from the `CREATE TABLE events` statement read
-back from actorflow's database. Each batch is one transaction (BEGIN,
-executemany, COMMIT) into a fresh WAL database with actorflow's default
+with fresh run ids made as actorflow makes them (`new_run_id`), so ids, kinds,
+payloads and sizes are exactly what actorflow writes, in the best order for
+SQLite: run after run, ids ascending (appends at the end of the primary key).
+The table is created from the `CREATE TABLE events` statement read back from
+actorflow's database. Each batch is one transaction (BEGIN, executemany,
+COMMIT) into a fresh WAL database with actorflow's default
 `synchronous=NORMAL`:
 
 - through aiosqlite (one thread hop per statement): the ceiling the task asks for;
-- through sqlite3 on the calling thread: what SQLite itself can do, for reference.
+- through sqlite3 on the calling thread: what SQLite itself can do, for reference;
+- through aiosqlite with random (uuid4) run ids, at the best batch size: the
+  ceiling as it was measured before actorflow's ids sorted by time, for reference.
 
 The orchestrator reports actorflow's `throughput` events/s as a percentage of
 the best rate found (and of the rate at actorflow's own mean batch size, when
@@ -27,6 +31,8 @@ from typing import Any
 
 import aiosqlite
 
+from actorflow._engine import new_run_id
+
 from .common import Context, Metric, log
 from .shapes import three_steps
 
@@ -43,6 +49,7 @@ TABLE = [
     Metric("ceiling_batch_rows", "  at batch size", "rows"),
     Metric("at_actorflow_batch_events_per_s", "aiosqlite at actorflow's mean batch", "/s"),
     Metric("sqlite3_ceiling_events_per_s", "sqlite3 direct (reference)", "/s"),
+    Metric("random_ids_events_per_s", "aiosqlite, random run ids (reference)", "/s"),
     Metric("row_bytes", "mean event row payload", "bytes"),
     Metric("actorflow_pct_of_ceiling", "actorflow throughput events/s vs ceiling", "%"),
     Metric("actorflow_pct_at_batch", "actorflow vs ceiling at its batch size", "%"),
@@ -60,11 +67,11 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
     if mean_batch > 0:
         sizes = sorted({*sizes, mean_batch})
 
-    def rows(count: int) -> list[tuple[Any, ...]]:
+    def rows(count: int, make_id: Callable[[], str] = new_run_id) -> list[tuple[Any, ...]]:
         out: list[tuple[Any, ...]] = []
         now = time.time()
         while len(out) < count:
-            run_id = uuid.uuid4().hex
+            run_id = make_id()
             out.extend((run_id, *r[1:7], now) for r in template)
         return out[:count]
 
@@ -82,6 +89,14 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
             f"   sqlite3 {direct[str(size)]:>10,.0f}/s"
         )
     best = max(rates, key=lambda k: rates[k])
+    # For comparison with runs before ids sorted by time: the same rows with random ids
+    # land all over the primary key's B-tree instead of at its end.
+    size = int(best)
+    count = max(1, cfg["rows_per_size"] // size)
+    random_batches = [rows(size, lambda: uuid.uuid4().hex) for _ in range(count)]
+    ctx.metrics["random_ids_events_per_s"] = await _aiosqlite_rate(
+        ctx.db_path("limit"), schema, random_batches, cfg
+    )
     ctx.metrics.update(
         aiosqlite_events_per_s_by_batch=rates,
         sqlite3_events_per_s_by_batch=direct,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -360,3 +361,17 @@ async def test_a_turn_that_fails_in_a_step_task_leaves_the_run_to_rehydrate(
     # The next message rehydrates it; replay runs the step again, which now returns at once.
     await run.resume()
     assert await run.result(timeout=5) == 10
+
+
+async def test_generated_run_ids_sort_by_creation_time(engine: af.Engine) -> None:
+    from actorflow._engine import new_run_id
+
+    first = (await engine.start(core_pipeline, 1)).id
+    now_ms = time.time_ns() // 1_000_000
+    while time.time_ns() // 1_000_000 == now_ms:  # into the next millisecond
+        pass
+    second = (await engine.start(core_pipeline, 2)).id
+    assert len(first) == len(second) == 32
+    assert int(first[:12], 16) <= now_ms < int(second[:12], 16)
+    assert first < second
+    assert len({new_run_id() for _ in range(10_000)}) == 10_000
