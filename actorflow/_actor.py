@@ -393,7 +393,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
                 self._start_task()
             else:
                 self.mailbox.put(_RESUME)
-        elif self.task is None and not self.finished and self._evictable():
+        elif self.task is None and self.status in _EVICTABLE and self._evictable():
             self._start_task()  # to evict the run once it has idled long enough
 
     def final_committed(self) -> None:
