@@ -43,7 +43,7 @@ class StepFunction(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
         loop = _get_running_loop()  # `current_workflow()`, inlined: every step call's path
-        if type(loop) is WorkflowLoop:
+        if type(loop) is WorkflowLoop and loop.workflow is not None:
             return loop.workflow.call_step(self, args, kwargs)
         return self.fn(*args, **kwargs)  # type: ignore[return-value]
 

@@ -48,7 +48,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def __init__(self, run_id: str, workflow: WorkflowContext) -> None:
         self.run_id = run_id
         # The run's `WorkflowContext`: what `af.current_workflow()` finds (see `_context`).
-        self.workflow = workflow
+        self.workflow: WorkflowContext | None = workflow
         self._ready: collections.deque[ReadyCallback] = collections.deque()
         self._tasks: list[asyncio.Task[Any]] = []
         self._closed = False
@@ -119,6 +119,9 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
 
     def close(self) -> None:
         self._closed = True
+        # Futures the actor still holds (a parked sleep's) point here: without this
+        # link back to the actor they form no reference cycle with it.
+        self.workflow = None
         self._ready.clear()
         self._tasks.clear()
 

@@ -117,5 +117,6 @@ def test_quick_suite_writes_a_sane_report(tmp_path: Path) -> None:
     assert workloads["throughput"]["metrics"]["live_actors_after"] == 0
     assert workloads["throughput"]["metrics"]["events"] >= 300  # at least one per run
     assert workloads["waiting"]["metrics"]["evicted_live_actors"] == 0
+    assert workloads["waiting"]["metrics"]["evicted_gc_freed_per_run"] < 1  # no cycles
     # Every goal is reported with its value (met or not is not a test matter).
     assert report["goals"] and all("met" in g for g in report["goals"].values())
