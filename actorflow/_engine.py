@@ -394,7 +394,7 @@ class Engine:
 
     async def stored_run(self, run_id: str) -> RunRow:
         """The run's committed row; raises `RunNotFoundError` if there is none."""
-        row = await self.store.get_run(run_id)
+        row = await self.loader.row(run_id)
         if row is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         return row

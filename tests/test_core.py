@@ -375,3 +375,19 @@ async def test_generated_run_ids_sort_by_creation_time(engine: af.Engine) -> Non
     assert int(first[:12], 16) <= now_ms < int(second[:12], 16)
     assert first < second
     assert len({new_run_id() for _ in range(10_000)}) == 10_000
+
+
+async def test_finished_runs_answer_result_and_status_from_the_store(engine: af.Engine) -> None:
+    runs = [await engine.start(core_pipeline, i) for i in range(30)]
+    for run in runs:
+        await run.result(timeout=5)
+    await eventually(lambda: engine.live_actors() == 0)  # now only the store has them
+    ghost = engine.get_run("core-no-such-run")
+    results = await asyncio.gather(
+        *(r.result() for r in runs), ghost.result(), return_exceptions=True
+    )
+    assert results[:-1] == [{"doubled": 2 * i, "plus": 2 * i + 1} for i in range(30)]
+    assert isinstance(results[-1], af.RunNotFoundError)
+    statuses = await asyncio.gather(*(r.status() for r in runs))
+    assert statuses == [af.RunStatus.COMPLETED] * 30
+    assert not await ghost.exists()

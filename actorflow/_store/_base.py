@@ -293,6 +293,9 @@ class Store(Protocol):
     async def get_run(self, run_id: str) -> RunRow | None:
         """The run's row, or None."""
 
+    async def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
+        """The row of each run that exists, in a few bulk reads."""
+
     async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
         """The run's events with `idx > after`, in order."""
 

@@ -115,6 +115,9 @@ class MemoryStore:
         row = self._runs.get(run_id)
         return None if row is None else row.copy()
 
+    async def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
+        return {i: row.copy() for i in run_ids if (row := self._runs.get(i)) is not None}
+
     async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
         events = self._events.get(run_id, [])
         start = bisect.bisect_right(events, after, key=lambda e: e.idx)

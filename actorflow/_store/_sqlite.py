@@ -224,6 +224,17 @@ class SQLiteStore:
         rows = await self._fetchall(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
         return RunRow(*rows[0]) if rows else None
 
+    async def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
+        found: dict[str, RunRow] = {}
+        for start in range(0, len(run_ids), 500):
+            ids = list(run_ids[start : start + 500])
+            marks = ",".join("?" * len(ids))
+            for values in await self._fetchall(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id IN ({marks})", ids
+            ):
+                found[values[0]] = RunRow(*values)
+        return found
+
     async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
         rows = await self._fetchall(
             "SELECT * FROM events WHERE run_id=? AND idx>? ORDER BY idx", (run_id, after)
