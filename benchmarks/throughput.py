@@ -6,8 +6,9 @@ include run-row inserts and updates as well as events). Where the time goes:
 the event loop thread's CPU time per workflow (`time.thread_time`; it includes
 the benchmark's own gathering of starts and results), and the share of the
 wall time in which the writer was committing a batch. Then every result is read
-again, gathered: the runs have left memory, so the answers come from the store
-(in grouped reads, see `RunLoader`).
+again, gathered, and once more one by one: the runs have left memory, so the
+answers come from the store (grouped reads, see `RunLoader`; reads by id on the
+loop thread, see `SQLiteStore._fetch_by_key`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ TABLE = [
     Metric("writer_busy_pct", "time the writer was committing", "%"),
     Metric("gc_pause_max_ms", "longest GC pause", "ms"),
     Metric("finished_results_per_s", "result() of finished runs, gathered", "/s"),
+    Metric("finished_results_in_order_per_s", "result() of finished runs, one by one", "/s"),
 ]
 
 
@@ -63,6 +65,9 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         with Stopwatch() as rereading:
             again = await asyncio.gather(*(r.result() for r in runs))
         assert again == results, "wrong results on the second read"
+        with Stopwatch() as one_by_one:
+            for run_, result in zip(runs, results, strict=True):
+                assert await run_.result() == result, "wrong result on the third read"
     events = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events") - events0
     seconds = total.seconds
     ctx.metrics.update(
@@ -81,6 +86,7 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         total_s=seconds,
         live_actors_after=live,
         finished_results_per_s=n / rereading.seconds,
+        finished_results_in_order_per_s=n / one_by_one.seconds,
         loop_cpu_us_per_run=loop_cpu * 1e6 / n,
         writer_busy_pct=100 * busy / seconds,
         **gcw.pauses(),

@@ -235,3 +235,31 @@ async def test_discarding_reaches_a_full_open_batch(tmp_path: Path) -> None:
         assert await store.load_events("lost") == []
     finally:
         await store.close()
+
+
+async def test_a_read_by_id_that_sqlite_refuses_on_the_loop_thread_goes_to_the_reader(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "main.db"
+    async with af.Engine(f"sqlite:///{path}", workflows=[flow]) as engine:
+        run = await engine.start(flow, 1)
+        assert await run.result(timeout=5) == 11
+        await eventually(lambda: engine.live_actors() == 0)  # status() must read the store
+        store = engine.store
+        assert isinstance(store, SQLiteStore)
+        # The loop-thread reader meets a database another program holds exclusively
+        # (it never waits for a lock): the read must go through the reader's thread.
+        blocker = sqlite3.connect(tmp_path / "other.db", isolation_level=None)
+        blocker.execute("PRAGMA locking_mode=EXCLUSIVE")
+        blocker.execute("CREATE TABLE runs (id TEXT)")
+        refused = sqlite3.connect(tmp_path / "other.db", timeout=0, check_same_thread=False)
+        own, store._keyed_reader = store._keyed_reader, refused
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                refused.execute("SELECT id FROM runs").fetchall()
+            assert await run.status() == af.RunStatus.COMPLETED
+            assert await run.result() == 11
+        finally:
+            store._keyed_reader = own
+            refused.close()
+            blocker.close()
