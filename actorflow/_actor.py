@@ -162,9 +162,10 @@ class RunActor(StatusKeeper, WorkflowDriver):
         self.task = self.engine.loop.create_task(self._main(), name=f"actor {self.run_id}")
 
     def _first_turn(self) -> None:
+        # Not if a message's task opened the run first, the engine closed, or the
+        # creation failed.
         if self._creation is None or self._exited or self.superseded:
-            return  # a message's task opened the run first, the engine closed, or the
-            # creation failed
+            return
         try:
             self._open_fresh()
             self._after_inline_turn(self._turn())

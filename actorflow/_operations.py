@@ -393,8 +393,12 @@ class Operations(StepScheduler):
 
     async def check_children(self) -> None:
         """After rehydration: pick up children that finished while nobody listened."""
-        for child_id in self.children.unknown_outcomes() if self.children else ():
-            row = await self.store.get_run(child_id)
+        unknown = self.children.unknown_outcomes() if self.children else []
+        if not unknown:
+            return
+        rows = await self.store.get_runs(unknown)
+        for child_id in unknown:  # in the order they were started
+            row = rows.get(child_id)
             if row is not None and row.status in FINAL:
                 self.child_done(ChildDone(child_id, row.status, row.result, row.error))
 
