@@ -159,7 +159,14 @@ class RunActor(StatusKeeper, WorkflowDriver):
             self._exit()
 
     def _start_task(self) -> None:
-        self.task = self.engine.loop.create_task(self._main(), name=f"actor {self.run_id}")
+        task = self.task = self.engine.loop.create_task(self._main(), name=f"actor {self.run_id}")
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        # A task cancelled before it first ran (the engine closed right after a message
+        # started it) never entered `_main`, so its `finally` did not make the actor leave.
+        if self.task is task:
+            self._exit()
 
     def _first_turn(self) -> None:
         # Not if a message's task opened the run first, the engine closed, or the

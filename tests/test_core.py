@@ -391,3 +391,30 @@ async def test_finished_runs_answer_result_and_status_from_the_store(engine: af.
     statuses = await asyncio.gather(*(r.status() for r in runs))
     assert statuses == [af.RunStatus.COMPLETED] * 30
     assert not await ghost.exists()
+
+
+@af.workflow
+async def core_waits_for_go() -> Any:
+    return await af.wait_for_event("core_go")
+
+
+async def test_closing_right_after_a_message_woke_an_idle_run_stops_its_workflow(
+    store_url: str,
+) -> None:
+    from actorflow._messages import WAKE
+    from actorflow._sandbox import WorkflowLoop
+
+    engine = af.Engine(store_url, idle_timeout=None)  # no eviction: it idles without a task
+    await engine.open()
+    run = await engine.start(core_waits_for_go)
+    await eventually(lambda: engine.live_actors() == 1 and engine._actors[run.id].task is None)
+    actor = engine._actors[run.id]
+    sandbox = actor.loop
+    assert isinstance(sandbox, WorkflowLoop) and not sandbox.is_closed()
+    # A message starts the idle actor's task (as a timer's wake-up would); the engine
+    # closes before that task ever runs, so it is cancelled without entering its body.
+    engine.deliver(run.id, WAKE)
+    assert actor.task is not None
+    await engine.close()
+    assert sandbox.is_closed()  # the workflow was stopped, not left pending
+    assert actor.loop is None and engine.live_actors() == 0
