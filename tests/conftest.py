@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,34 @@ def pytest_asyncio_loop_factories(
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Run async tests on uvloop, the loop `af.run` uses."""
     return {"uvloop": uvloop.new_event_loop}
+
+
+class _AbandonedWorkflowTasks(logging.Handler):
+    """Records workflow tasks garbage-collected while pending: an actor that left
+    without stopping its workflow (`Task was destroyed but it is pending!`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "Task was destroyed but it is pending" in message:
+            self.messages.append(message)
+
+
+@pytest.fixture(autouse=True)
+def no_abandoned_workflow_tasks() -> Iterator[None]:
+    """Fail a test after which an actor's workflow was dropped instead of stopped."""
+    handler = _AbandonedWorkflowTasks()
+    logger = logging.getLogger("actorflow.workflow")
+    logger.addHandler(handler)
+    try:
+        yield
+        gc.collect()  # a dropped workflow task is reported when it is collected
+    finally:
+        logger.removeHandler(handler)
+    assert not handler.messages, handler.messages
 
 
 @pytest.fixture(params=["memory", "sqlite"])
