@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from ._errors import EngineClosedError
 from ._store import LoadedRun, RunRow, Store
 
 _Waiting = dict[str, list[asyncio.Future[Any]]]
@@ -53,10 +54,14 @@ class RunLoader:
         return future
 
     async def stop(self) -> None:
+        """Stop reading; whoever still waits gets `EngineClosedError`."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for waiting in (self._loads, self._rows):
+            _fail(waiting, EngineClosedError("the engine was closed"))
+            waiting.clear()
 
     async def _run(self) -> None:
         try:
@@ -78,13 +83,20 @@ async def _answer(
         return
     try:
         found = await read(list(waiting))
+    except asyncio.CancelledError:
+        _fail(waiting, EngineClosedError("the engine was closed"))
+        raise
     except Exception as exc:
-        for futures in waiting.values():
-            for future in futures:
-                if not future.done():
-                    future.set_exception(exc)
+        _fail(waiting, exc)
         return
     for run_id, futures in waiting.items():
         for future in futures:
             if not future.done():
                 future.set_result(found.get(run_id))
+
+
+def _fail(waiting: _Waiting, error: BaseException) -> None:
+    for futures in waiting.values():
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)

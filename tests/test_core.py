@@ -418,3 +418,23 @@ async def test_closing_right_after_a_message_woke_an_idle_run_stops_its_workflow
     await engine.close()
     assert sandbox.is_closed()  # the workflow was stopped, not left pending
     assert actor.loop is None and engine.live_actors() == 0
+
+
+async def test_reads_of_runs_waiting_when_the_engine_closes_fail_instead_of_hanging(
+    sqlite_url: str,
+) -> None:
+    engine = af.Engine(sqlite_url)
+    await engine.open()
+    runs = [await engine.start(core_pipeline, i) for i in range(20)]
+    for run in runs:
+        await run.result(timeout=5)
+    await eventually(lambda: engine.live_actors() == 0)  # status() must read the store
+    reading = asyncio.ensure_future(asyncio.gather(*(r.status() for r in runs)))
+    for _ in range(3):  # the grouped read of all 20 is under way on the reader's thread
+        await asyncio.sleep(0)
+    await engine.close()
+    try:
+        statuses = await asyncio.wait_for(reading, 5)
+    except af.EngineClosedError:
+        return  # the read was cut short by the close
+    assert statuses == [af.RunStatus.COMPLETED] * 20  # or it finished first
