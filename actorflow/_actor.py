@@ -55,7 +55,7 @@ from ._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
 from ._models import ErrorInfo, RunStatus, to_datetime
 from ._status import StatusKeeper
 from ._steps import StepFinished
-from ._store import EventRow, RunRow, WriteBatch
+from ._store import EventRow, RunRow, WriteBatch, shielded
 from ._streams import StreamLedger
 
 if TYPE_CHECKING:
@@ -347,7 +347,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
             held = self._turn()
         while held is not None:
             commit, effects = held
-            await commit
+            await shielded(commit)  # cancelling this task must not cancel the shared commit
             for fn in effects:
                 fn()
             held = self._turn()

@@ -27,7 +27,7 @@ from ._models import ErrorInfo, RunStatus
 from ._operations import Operations
 from ._sandbox import WorkflowLoop, explain_foreign_await
 from ._serde import dumps, encode, loads
-from ._store import EventRow, WriteBatch
+from ._store import EventRow, WriteBatch, shielded
 from ._streams import StreamLedger
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class WorkflowDriver(Operations):
         fresh = False
         if self._creation is not None:
             creation, self._creation = self._creation, None
-            await creation.future
+            await shielded(creation.future)
             fresh = self.loaded = self.run_id not in creation.conflicts
         if not fresh:
             loaded = await self.engine.loader.load(self.run_id)

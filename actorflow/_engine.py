@@ -36,7 +36,7 @@ from ._models import RunInfo, RunStatus
 from ._results import Outcome, ResultWaiters
 from ._run import Run
 from ._serde import encode
-from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch, open_store
+from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch, open_store, shielded
 from ._timers import TimerEntry, TimerService
 from ._write_failures import WriteFailures
 
@@ -238,7 +238,7 @@ class Engine:
             created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, None, now)
             batch.create_run(row, [created], unique=id is None)
             self.spawn(row, batch, unique=id is None)
-            await asyncio.shield(self.store.commit())
+            await shielded(self.store.commit())
             if run_id not in batch.conflicts:
                 return Run(self, run_id)
         if if_exists == "error":

@@ -11,14 +11,13 @@ replay does not write them again.
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from ._errors import StreamClosedError, StreamLimitError
 from ._models import StreamChunk, to_datetime
 from ._serde import encode, loads
-from ._store import ChunkKind, ChunkRow, StreamState
+from ._store import ChunkKind, ChunkRow, StreamState, shielded
 
 if TYPE_CHECKING:
     from ._actor import RunActor
@@ -104,12 +103,12 @@ class StepStreamWriter(StreamWriter):
     async def write(self, chunk: Any) -> int:
         kind, data = encode_chunk(chunk)
         index = self._actor.add_chunk(self.namespace, self._seq, self._attempt, kind, data)
-        await asyncio.shield(self._actor.engine.store.commit())
+        await shielded(self._actor.engine.store.commit())
         return index
 
     async def close(self) -> None:
         self._actor.add_chunk(self.namespace, self._seq, self._attempt, ChunkKind.CLOSE, None)
-        await asyncio.shield(self._actor.engine.store.commit())
+        await shielded(self._actor.engine.store.commit())
 
 
 class BodyStreamWriter(StreamWriter):

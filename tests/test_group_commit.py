@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import actorflow as af
-from actorflow._store import EventRow, RunRow, SQLiteStore
+from actorflow._errors import StoreWriteError
+from actorflow._store import EventRow, RunRow, SQLiteStore, shielded
 from actorflow._store._group_commit import register_identity_adapters
 from tests.conftest import eventually
 
@@ -162,3 +163,38 @@ async def test_blobs_and_nulls_are_stored_as_they_are(tmp_path: Path) -> None:
         assert run is not None and run.args == b"[1]" and run.result is None
     finally:
         await store.close()
+
+
+async def test_shielded_follows_a_commit_and_its_cancellation_stays_its_own() -> None:
+    loop = asyncio.get_running_loop()
+    commit: asyncio.Future[None] = loop.create_future()
+    first, second = shielded(commit), shielded(commit)
+    first.cancel()  # a cancelled awaiter
+    commit.set_result(None)
+    await second
+    assert first.cancelled() and not commit.cancelled() and second.result() is None
+
+    failed: asyncio.Future[None] = loop.create_future()
+    waiter = shielded(failed)
+    failed.set_exception(StoreWriteError("disk full"))
+    with pytest.raises(StoreWriteError, match="disk full"):
+        await waiter
+
+    cancelled: asyncio.Future[None] = loop.create_future()
+    follower = shielded(cancelled)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await follower
+
+
+async def test_a_cancelled_start_does_not_fail_another_in_the_same_commit(
+    tmp_path: Path,
+) -> None:
+    async with af.Engine(f"sqlite:///{tmp_path / 'starts.db'}") as engine:
+        cancelled = asyncio.ensure_future(engine.start(two_steps, 1))
+        other = asyncio.ensure_future(engine.start(two_steps, 2))
+        await asyncio.sleep(0)  # both wait for the same commit now
+        cancelled.cancel()
+        run = await asyncio.wait_for(other, 5)
+        assert await run.result(timeout=5) == 8
+        assert cancelled.cancelled()

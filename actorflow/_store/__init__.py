@@ -16,6 +16,7 @@ from ._base import (
     Store,
     StreamState,
     WriteBatch,
+    shielded,
 )
 from ._memory import MemoryStore
 from ._sqlite import SQLiteStore, StoreLockedError
@@ -36,6 +37,7 @@ __all__ = [
     "StreamState",
     "WriteBatch",
     "open_store",
+    "shielded",
 ]
 
 
