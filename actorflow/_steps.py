@@ -40,6 +40,7 @@ class StepOp:
     __slots__ = (
         "args",
         "attempt",
+        "context",
         "future",
         "held",
         "kwargs",
@@ -66,6 +67,7 @@ class StepOp:
         self.kwargs = kwargs
         self.future = future
         self.attempt = 0
+        self.context: StepContext | None = None  # made when step code asks (`current_step`)
         self.task: asyncio.Task[None] | None = None
         self.retry_at: float | None = None
         self.held = False
@@ -162,8 +164,7 @@ class StepScheduler(abc.ABC):
             return  # torn down meanwhile (terminated, restarted, failed, abandoned)
         op.pending = False
         context = contextvars.Context()
-        step_ctx = StepContext(self.engine, self, op.name, op.seq, attempt)  # type: ignore[arg-type]
-        context.run(_step.set, step_ctx)
+        context.run(_step.set, (self, op, attempt))  # type: ignore[arg-type]
         op.task = self.engine.loop.create_task(
             _run_attempt(op, attempt, self), name=op.name, context=context
         )

@@ -251,3 +251,30 @@ async def test_an_attempt_starts_only_once_its_number_is_committed(sqlite_url: s
         assert [attempt for attempt, _ in seen] == [1, 2, 3]
         for attempt, committed in seen:
             assert committed == list(range(1, attempt + 1)), (key, attempt, committed)
+
+
+writers_seen: dict[str, list[tuple[int, object, object]]] = defaultdict(list)
+
+
+@af.step(retry=quick)
+async def steps_writer_per_attempt(key: str) -> int:
+    info = af.step_info()
+    writers_seen[key].append((info.attempt, af.get_writable("w"), af.get_writable("w")))
+    if info.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    return info.attempt
+
+
+@af.workflow
+async def steps_writer_per_attempt_wf(key: str) -> int:
+    return await steps_writer_per_attempt(key)
+
+
+async def test_step_context_is_one_per_attempt(engine: af.Engine) -> None:
+    key = f"writers-{engine.url}"
+    run = await engine.start(steps_writer_per_attempt_wf, key)
+    assert await run.result(timeout=5) == 2
+    [(first, a, b), (second, c, d)] = writers_seen[key]
+    assert (first, second) == (1, 2)
+    assert a is b and c is d  # the same writer within an attempt
+    assert a is not c  # a new one for the retry
