@@ -116,8 +116,10 @@ class StepContext:
         return self._info
 
 
-# The (actor, step call, attempt) a step's task runs; its `StepContext` is made on first use.
-_step: ContextVar[tuple[RunActor, StepOp, int] | None] = ContextVar("actorflow_step", default=None)
+# What a step's task runs: [actor, step call, attempt, its `StepContext` once made]. A list
+# in the task's context, not an attribute of the step call: the context refers to the
+# actor, and the actor to its step calls, so that would be a reference cycle.
+_step: ContextVar[list[Any] | None] = ContextVar("actorflow_step", default=None)
 _engine: ContextVar[Engine | None] = ContextVar("actorflow_engine", default=None)
 
 
@@ -134,16 +136,18 @@ def current_workflow() -> WorkflowContext | None:
 def current_step() -> StepContext | None:
     """The step context of the running code, or None outside step code.
 
-    Made when step code first asks, and kept on the step call for its attempt:
-    most steps never ask, and building one per attempt cost ~2.5k instructions.
+    Made when step code first asks, and kept for the rest of the attempt (tasks
+    the step starts share it): most steps never ask, and building one for every
+    attempt cost ~2.5k instructions.
     """
     running = _step.get()
     if running is None:
         return None
-    actor, op, attempt = running
-    ctx = op.context
-    if ctx is None or ctx.attempt != attempt:
-        ctx = op.context = StepContext(actor.engine, actor, op.name, op.seq, attempt)
+    ctx: StepContext | None = running[3]
+    if ctx is None:
+        actor: RunActor = running[0]
+        op: StepOp = running[1]
+        ctx = running[3] = StepContext(actor.engine, actor, op.name, op.seq, running[2])
     return ctx
 
 
@@ -226,7 +230,8 @@ def current_engine() -> Engine:
     """The engine of the running step, or the innermost engine opened with `async with`."""
     running = _step.get()
     if running is not None:
-        return running[0].engine
+        actor: RunActor = running[0]
+        return actor.engine
     engine = _engine.get()
     if engine is None:
         raise EngineClosedError("no engine is open here; use `async with af.Engine(...)`")

@@ -23,7 +23,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _log as L
-from ._context import StepContext, _step
+from ._context import _step
 from ._errors import FatalError, RetryableError, SerializationError, StepTimeoutError
 from ._models import ErrorInfo
 from ._serde import dumps, encode, loads
@@ -40,7 +40,6 @@ class StepOp:
     __slots__ = (
         "args",
         "attempt",
-        "context",
         "future",
         "held",
         "kwargs",
@@ -67,7 +66,6 @@ class StepOp:
         self.kwargs = kwargs
         self.future = future
         self.attempt = 0
-        self.context: StepContext | None = None  # made when step code asks (`current_step`)
         self.task: asyncio.Task[None] | None = None
         self.retry_at: float | None = None
         self.held = False
@@ -164,7 +162,7 @@ class StepScheduler(abc.ABC):
             return  # torn down meanwhile (terminated, restarted, failed, abandoned)
         op.pending = False
         context = contextvars.Context()
-        context.run(_step.set, (self, op, attempt))  # type: ignore[arg-type]
+        context.run(_step.set, [self, op, attempt, None])
         op.task = self.engine.loop.create_task(
             _run_attempt(op, attempt, self), name=op.name, context=context
         )
