@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import aiosqlite
@@ -104,6 +104,13 @@ _RUN_COLUMNS = (
 
 # Reads of up to this many runs by id run on the loop thread (see `_fetch_by_key`).
 _KEYED_READ_IDS = 16
+
+
+def _id_chunks(run_ids: Sequence[str]) -> Iterator[tuple[list[str], str]]:
+    """The ids in chunks of 500, each with its `?,?,...` placeholders for `IN (...)`."""
+    for start in range(0, len(run_ids), 500):
+        ids = list(run_ids[start : start + 500])
+        yield ids, ",".join("?" * len(ids))
 
 
 class StoreLockedError(ActorflowError):
@@ -259,9 +266,7 @@ class SQLiteStore:
 
     async def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
         found: dict[str, RunRow] = {}
-        for start in range(0, len(run_ids), 500):
-            ids = list(run_ids[start : start + 500])
-            marks = ",".join("?" * len(ids))
+        for ids, marks in _id_chunks(run_ids):
             sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE id IN ({marks})"
             fetch = self._fetch_by_key if len(ids) <= _KEYED_READ_IDS else self._fetchall
             for values in await fetch(sql, ids):
@@ -275,25 +280,20 @@ class SQLiteStore:
         return [EventRow(*r) for r in rows]
 
     async def load_runs(self, run_ids: Sequence[str]) -> dict[str, LoadedRun]:
+        rows = await self.get_runs(run_ids)
         loaded: dict[str, LoadedRun] = {}
-        for start in range(0, len(run_ids), 500):
-            ids = list(run_ids[start : start + 500])
-            marks = ",".join("?" * len(ids))
-            rows = await self._fetchall(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id IN ({marks})", ids
-            )
-            if not rows:
-                continue
+        for ids, marks in _id_chunks(list(rows)):
             events: dict[str, list[EventRow]] = {}
             for found in await self._fetchall(
                 f"SELECT * FROM events WHERE run_id IN ({marks}) ORDER BY run_id, idx", ids
             ):
                 events.setdefault(found[0], []).append(EventRow(*found))
             streams = await self._stream_states(ids)
-            for found in rows:
-                row = RunRow(*found)
+            for run_id in ids:
                 empty = StreamState({}, set(), 0)
-                loaded[row.id] = LoadedRun(row, events.get(row.id, []), streams.get(row.id, empty))
+                loaded[run_id] = LoadedRun(
+                    rows[run_id], events.get(run_id, []), streams.get(run_id, empty)
+                )
         return loaded
 
     async def list_runs(
