@@ -236,9 +236,13 @@ class RunActor(StatusKeeper, WorkflowDriver):
             self.run_id,
             exc_info=exc,
         )
+        self._fail_replies(exc)
+
+    def _fail_replies(self, error: BaseException) -> None:
+        """Answer every caller still waiting on this run's writes with `error`."""
         for reply in self._replies or ():
             if not reply.done():
-                reply.set_exception(exc)
+                reply.set_exception(error)
 
     def _exit(self) -> None:
         """Stop the run's work and leave the engine's directory (once)."""
@@ -259,9 +263,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
         """
         self.teardown(keep_timer=False)
         self.superseded = True
-        for reply in self._replies or ():
-            if not reply.done():
-                reply.set_exception(error)
+        self._fail_replies(error)
         self._replies = self._effects = None
         self._inputs.clear()
         if self.task is not None:
