@@ -55,7 +55,7 @@ from ._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
 from ._models import ErrorInfo, RunStatus, to_datetime
 from ._status import StatusKeeper
 from ._steps import StepFinished
-from ._store import EventRow, RunRow, WriteBatch, shielded
+from ._store import ENGINE_CONTEXT, EventRow, RunRow, WriteBatch, shielded
 from ._streams import StreamLedger
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
         """Begin: a fresh run with a generated id takes its first turn on the next loop
         iteration without a task; any other run starts its task to open."""
         if self._creation is not None and self._unique:
-            self.engine.loop.call_soon(self._first_turn)
+            self.engine.loop.call_soon(self._first_turn, context=ENGINE_CONTEXT)
         else:
             self._start_task()
 
@@ -159,8 +159,10 @@ class RunActor(StatusKeeper, WorkflowDriver):
             self._exit()
 
     def _start_task(self) -> None:
-        task = self.task = self.engine.loop.create_task(self._main(), name=f"actor {self.run_id}")
-        task.add_done_callback(self._task_done)
+        task = self.task = self.engine.loop.create_task(
+            self._main(), name=f"actor {self.run_id}", context=ENGINE_CONTEXT
+        )
+        task.add_done_callback(self._task_done, context=ENGINE_CONTEXT)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         # A task cancelled before it first ran (the engine closed right after a message
@@ -201,8 +203,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
         if opening and (not await self._open() or self.superseded):
             return False
         await self.flush()
-        mailbox = self.mailbox
-        queued = mailbox.items
+        mailbox = queued = self.mailbox
         while True:
             if not queued:
                 if self.finished:

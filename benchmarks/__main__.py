@@ -201,6 +201,10 @@ def derive(results: dict[str, Any]) -> None:
             limit["actorflow_pct_at_batch"] = (
                 100.0 * through["events_per_s"] / limit["at_actorflow_batch_events_per_s"]
             )
+        if through.get("many_events_per_s"):
+            limit["actorflow_many_pct_of_ceiling"] = (
+                100.0 * through["many_events_per_s"] / limit["ceiling_events_per_s"]
+            )
 
 
 def sections(results: dict[str, Any], comparison: dict[str, Any] | None) -> list[Any]:

@@ -53,6 +53,7 @@ TABLE = [
     Metric("row_bytes", "mean event row payload", "bytes"),
     Metric("actorflow_pct_of_ceiling", "actorflow throughput events/s vs ceiling", "%"),
     Metric("actorflow_pct_at_batch", "actorflow vs ceiling at its batch size", "%"),
+    Metric("actorflow_many_pct_of_ceiling", "actorflow started with start_many vs ceiling", "%"),
 ]
 
 _INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"

@@ -1,5 +1,9 @@
 """throughput: N concurrent 3-step workflows, all started at once, all awaited.
 
+Started with one `engine.start()` per run (gathered), the way most callers
+start runs and the way the DBOS comparison starts them; then, in the same
+engine, N more started with one `engine.start_many()` call.
+
 Events committed are counted in the database; batches and rows come from the
 group-commit writer's counters (`engine.store.writer.batches` / `.rows`; rows
 include run-row inserts and updates as well as events). Where the time goes:
@@ -39,6 +43,9 @@ TABLE = [
     Metric("gc_pause_max_ms", "longest GC pause", "ms"),
     Metric("finished_results_per_s", "result() of finished runs, gathered", "/s"),
     Metric("finished_results_in_order_per_s", "result() of finished runs, one by one", "/s"),
+    Metric("many_workflows_per_s", "workflows, started with start_many", "/s"),
+    Metric("many_events_per_s", "events committed, started with start_many", "/s"),
+    Metric("many_loop_cpu_us_per_run", "event loop CPU per workflow, start_many", "us"),
 ]
 
 
@@ -68,7 +75,15 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         with Stopwatch() as one_by_one:
             for run_, result in zip(runs, results, strict=True):
                 assert await run_.result() == result, "wrong result on the third read"
-    events = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events") - events0
+        events1 = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events")
+        loop_cpu0 = time.thread_time()
+        with Stopwatch() as many:
+            runs = await engine.start_many(three_steps, [(i,) for i in range(n)])
+            results = await asyncio.gather(*(r.result() for r in runs))
+        many_cpu = time.thread_time() - loop_cpu0
+        assert all(r == i + 3 for i, r in enumerate(results)), "wrong results (start_many)"
+    events2 = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events")
+    events = events1 - events0
     seconds = total.seconds
     ctx.metrics.update(
         runs=n,
@@ -89,6 +104,9 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         finished_results_in_order_per_s=n / one_by_one.seconds,
         loop_cpu_us_per_run=loop_cpu * 1e6 / n,
         writer_busy_pct=100 * busy / seconds,
+        many_workflows_per_s=n / many.seconds,
+        many_events_per_s=(events2 - events1) / many.seconds,
+        many_loop_cpu_us_per_run=many_cpu * 1e6 / n,
         **gcw.pauses(),
     )
     ctx.metrics["gc_time_pct"] = 100 * ctx.metrics["gc_pause_total_ms"] / 1000 / seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from typing import Any
 
@@ -438,3 +439,45 @@ async def test_reads_of_runs_waiting_when_the_engine_closes_fail_instead_of_hang
     except af.EngineClosedError:
         return  # the read was cut short by the close
     assert statuses == [af.RunStatus.COMPLETED] * 20  # or it finished first
+
+
+async def test_start_many_starts_every_run_in_order(engine: af.Engine) -> None:
+    runs = await engine.start_many(core_pipeline, [(i,) for i in range(20)])
+    assert len({run.id for run in runs}) == 20
+    results = await asyncio.gather(*(run.result(timeout=5) for run in runs))
+    assert results == [{"doubled": 2 * i, "plus": 2 * i + 1} for i in range(20)]
+    listed = await engine.list_runs(workflow=core_pipeline, limit=100)
+    assert {info.id for info in listed} >= {run.id for run in runs}
+    info = await runs[7].info()
+    assert info.args == [7]
+    assert await engine.start_many("core_pipeline", []) == []
+
+
+async def test_start_many_checks_every_input_before_recording_any(engine: af.Engine) -> None:
+    with pytest.raises(af.SerializationError, match=r"inputs\[2\]\[0\]"):
+        await engine.start_many(core_pipeline, [(1,), (2,), (object(),)])
+    with pytest.raises(TypeError, match="index 1"):
+        await engine.start_many(core_pipeline, [(1,), 2])  # type: ignore[list-item]
+    with pytest.raises(af.WorkflowNotRegisteredError):
+        await engine.start_many("core.nope", [(1,)])
+    assert await engine.list_runs(workflow=core_pipeline) == []
+
+
+async def test_start_many_records_all_runs_or_none(sqlite_url: str) -> None:
+    db = sqlite_url.removeprefix("sqlite:///")
+    async with af.Engine(sqlite_url, workflows=[core_pipeline]) as engine:
+        conn = sqlite3.connect(db)
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON runs WHEN CAST(NEW.args AS TEXT) = '[3]' "
+            "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
+        )
+        conn.commit()
+        with pytest.raises(af.StoreWriteError):
+            await engine.start_many(core_pipeline, [(i,) for i in range(6)])
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+        conn.execute("DROP TRIGGER refuse")
+        conn.commit()
+        conn.close()
+        runs = await engine.start_many(core_pipeline, [(i,) for i in range(6)])
+        assert [await run.result(timeout=5) for run in runs][3] == {"doubled": 6, "plus": 7}
+        assert len(await engine.list_runs(workflow=core_pipeline)) == 6

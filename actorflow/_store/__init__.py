@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from ._base import (
+    ENGINE_CONTEXT,
     FINAL,
     UNFINISHED,
     ChunkKind,
@@ -22,6 +23,7 @@ from ._memory import MemoryStore
 from ._sqlite import SQLiteStore, StoreLockedError
 
 __all__ = [
+    "ENGINE_CONTEXT",
     "FINAL",
     "UNFINISHED",
     "ChunkKind",
