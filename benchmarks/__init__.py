@@ -5,4 +5,14 @@ shared between workloads) against a fresh SQLite file in a temporary
 directory, on uvloop through `af.run`. See `python -m benchmarks --help`.
 """
 
-WORKLOADS = ("latency", "throughput", "limit", "long", "fanout", "memory", "streams", "waiting")
+WORKLOADS = (
+    "latency",
+    "throughput",
+    "limit",
+    "floors",
+    "long",
+    "fanout",
+    "memory",
+    "streams",
+    "waiting",
+)
