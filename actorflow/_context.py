@@ -61,11 +61,12 @@ class WorkflowClosed(BaseException):
 class WorkflowContext:
     """The per-run state workflow code reaches through its sandbox loop."""
 
-    __slots__ = ("host", "seq")
+    __slots__ = ("host", "seq", "unwound")
 
     def __init__(self, host: WorkflowHost) -> None:
         self.host = host
         self.seq = 0
+        self.unwound = False
 
     @property
     def info(self) -> WorkflowInfo:
@@ -74,7 +75,7 @@ class WorkflowContext:
     def next_seq(self) -> int:
         """The position of the next journaled call."""
         if self.host.closed:
-            raise WorkflowClosed
+            self._unwind()
         seq = self.seq
         self.seq += 1
         return seq
@@ -84,10 +85,66 @@ class WorkflowContext:
     ) -> asyncio.Future[Any]:
         host = self.host
         if host.closed:  # `next_seq()`, inlined: this is every step call's path
-            raise WorkflowClosed
+            self._unwind()
+            host = self.host
         seq = self.seq
         self.seq = seq + 1
         return host.call_step(seq, step, args, kwargs)
+
+    def _unwind(self) -> None:
+        """Raise `WorkflowClosed` into workflow code that calls after its run closed, once.
+
+        Code that swallows it (`except BaseException: continue`) and calls again
+        is parked from then on, on futures that never resolve: raising again would
+        spin in its loop forever, holding the event loop, and `Engine.close()` (or
+        the eviction) would never return. The parked tasks are dropped with the
+        run's sandbox loop.
+        """
+        if not self.unwound:
+            self.unwound = True
+            raise WorkflowClosed
+        self.host = ParkedHost(self.host)
+
+
+class ParkedHost:
+    """Stands in for the host of a closed run whose workflow swallowed `WorkflowClosed`:
+    every call returns a future that never resolves, and nothing is journaled."""
+
+    closed = False
+
+    def __init__(self, host: WorkflowHost) -> None:
+        self.workflow_info = host.workflow_info
+
+    @staticmethod
+    def _parked() -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()  # the run's sandbox loop
+
+    def call_step(
+        self, seq: int, step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> asyncio.Future[Any]:
+        return self._parked()
+
+    def sleep(self, seq: int, seconds: float | None, until: float | None) -> asyncio.Future[None]:
+        return self._parked()
+
+    def wait_event(self, seq: int, key: str, timeout: float | None) -> asyncio.Future[Any]:
+        return self._parked()
+
+    def start_child(
+        self, seq: int, workflow: Any, args: tuple[Any, ...], child_id: str | None, metadata: Any
+    ) -> asyncio.Future[Run[Any]]:
+        return self._parked()
+
+    def await_child(self, seq: int, child_id: str) -> asyncio.Future[Any]:
+        return self._parked()
+
+    def create_hook(self, seq: int, token: str | None) -> str:
+        return token or ""
+
+    def write_chunk(
+        self, seq: int, namespace: str, kind: int, data: bytes | None
+    ) -> asyncio.Future[int]:
+        return self._parked()
 
 
 class StepContext:

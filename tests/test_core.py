@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -481,3 +483,44 @@ async def test_start_many_records_all_runs_or_none(sqlite_url: str) -> None:
         runs = await engine.start_many(core_pipeline, [(i,) for i in range(6)])
         assert [await run.result(timeout=5) for run in runs][3] == {"doubled": 6, "plus": 7}
         assert len(await engine.list_runs(workflow=core_pipeline)) == 6
+
+
+_SWALLOWS_CANCELLATION = """
+import asyncio, os, sys
+import actorflow as af
+
+@af.step(name="core.sub.block")
+async def block() -> None:
+    await asyncio.Event().wait()
+
+@af.workflow(name="core.sub.swallow")
+async def swallow() -> None:
+    while True:
+        try:
+            await block()
+        except BaseException:  # the unwinding too: the pattern under test
+            continue
+
+async def main() -> None:
+    async with af.Engine(sys.argv[1], workflows=[swallow]) as engine:
+        run = await engine.start(swallow)
+        while await run.status() != af.RunStatus.RUNNING:
+            await asyncio.sleep(0.01)
+    print("closed", flush=True)
+    # The parked coroutine still ignores everything: when Python frees it at exit,
+    # its loop would call the step as a plain call forever. No runtime can stop that.
+    os._exit(0)
+
+af.run(main())
+"""
+
+
+def test_close_returns_when_workflow_code_swallows_its_unwinding(tmp_path: Any) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _SWALLOWS_CANCELLATION, f"sqlite:///{tmp_path}/swallow.db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "closed"
