@@ -6,7 +6,7 @@ import functools
 import inspect
 from asyncio.events import _get_running_loop
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from ._durations import Duration, to_seconds
 from ._retry import Retry
@@ -75,6 +75,15 @@ class WorkflowFunction(Generic[P, R]):
         return f"<workflow {self.name!r}>"
 
 
+class StepDecorator(Protocol):
+    """What `@af.step(...)` with options returns: it keeps the step's result type."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> StepFunction[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> StepFunction[P, R]: ...
+
+
 @overload
 def step(fn: Callable[P, Awaitable[R]], /) -> StepFunction[P, R]: ...
 @overload
@@ -85,7 +94,7 @@ def step(
     name: str | None = None,
     retry: Retry | None = None,
     timeout: Duration | None = None,
-) -> Callable[[Callable[P, Any]], StepFunction[P, Any]]: ...
+) -> StepDecorator: ...
 
 
 def step(

@@ -198,7 +198,7 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 def rss_bytes() -> int:
     """Resident set size of this process now (psutil if installed, else /proc)."""
     try:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
     except ImportError:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * _PAGE
@@ -328,17 +328,15 @@ def load_average() -> list[float] | None:
 
 def machine_info(workdir: Path) -> dict[str, Any]:
     """What the numbers were measured on."""
-    try:
-        import uvloop
+    from importlib.metadata import PackageNotFoundError, version
 
-        loop = f"uvloop {uvloop.__version__}"
-    except ImportError:
+    try:
+        loop = f"uvloop {version('uvloop')}"
+    except PackageNotFoundError:
         loop = "asyncio"
     versions = {}
     for name in ("aiosqlite", "orjson", "psutil", "dbos"):
-        with contextlib.suppress(Exception):
-            from importlib.metadata import version
-
+        with contextlib.suppress(PackageNotFoundError):
             versions[name] = version(name)
     ram = _ram_bytes()
     return {

@@ -208,7 +208,7 @@ async def _lateness_phase(cfg: dict[str, Any], ctx: Context, mode: str, idle: fl
 
         async def all_completed() -> bool:
             sql = "SELECT count(*) FROM runs WHERE status='completed' AND workflow=?"
-            return await asyncio.to_thread(db_count, path, sql, [alarm.name]) == m
+            return bool(await asyncio.to_thread(db_count, path, sql, [alarm.name]) == m)
 
         # Close only once every run has finished: closing an engine while runs are
         # committing can fail (see the benchmark report).
