@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._context import current_workflow
+from ._durations import to_seconds
 from ._errors import RunNotFoundError, WorkflowSandboxError
 from ._log import FINAL_KINDS, to_run_event
 from ._models import RunEvent, RunInfo, RunStatus
@@ -51,16 +53,36 @@ class Run(Generic[R]):
 
         Raises `RunFailedError` (with `.error`) or `RunTerminatedError`, and
         `TimeoutError` after `timeout` seconds. Inside a workflow, awaiting a
-        child's result is journaled and suspends the parent until the child ends.
+        child's result is journaled and suspends the parent until the child ends;
+        there `timeout` is a durable timer (`af.sleep`), raced against the child:
+        whichever the log records first wins, live and on replay.
         """
         ctx = current_workflow()
-        if ctx is not None:
-            if timeout is not None:
-                raise ValueError("Run.result(timeout=) is not supported inside workflows")
-            result: R = await ctx.host.await_child(ctx.next_seq(), self.id)
+        if ctx is None:
+            value: R = await self._engine.wait_result(self.id, timeout)
+            return value
+        outcome = ctx.host.await_child(ctx.next_seq(), self.id)
+        if timeout is None:
+            result: R = await outcome
             return result
-        value: R = await self._engine.wait_result(self.id, timeout)
-        return value
+        seconds = to_seconds(timeout, "result timeout")
+        timer = ctx.host.sleep(ctx.next_seq(), seconds, None)
+        # Not `asyncio.wait`: when both are settled by the time it looks, its `done` set
+        # does not say which came first. Done callbacks run in settling order, which is
+        # the log's order.
+        first: asyncio.Future[asyncio.Future[Any]] = asyncio.get_running_loop().create_future()
+
+        def settled(future: asyncio.Future[Any]) -> None:
+            if not first.done():
+                first.set_result(future)
+
+        outcome.add_done_callback(settled)
+        timer.add_done_callback(settled)
+        if await first is timer:
+            outcome.add_done_callback(_unheard)
+            raise TimeoutError(f"child run {self.id!r} did not finish within {seconds} s")
+        result = outcome.result()
+        return result
 
     async def info(self) -> RunInfo:
         """A snapshot: status, arguments, result or error, timestamps and steps."""
@@ -131,3 +153,9 @@ class Run(Generic[R]):
     async def send_event(self, type: str, payload: Any = None) -> None:
         """Durably deliver an event; a workflow receives it with `af.wait_for_event(type)`."""
         await self._outside_workflow("send_event").send_event(self.id, type, payload)
+
+
+def _unheard(future: asyncio.Future[Any]) -> None:
+    """Mark an outcome no one awaits any more as seen (a failure would be logged as lost)."""
+    if not future.cancelled():
+        future.exception()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -379,3 +379,70 @@ async def test_a_child_id_that_is_taken_raises_in_the_parent_and_replays(
     assert [c.id for c in children] == ["chosen-child-fresh"]
     started = [e.data for e in events if e.kind == "child_started"]
     assert len(started) == 2 and "error" in started[0] and "error" not in started[1]
+
+
+@af.workflow
+async def child_timeout_parent(key: str, timeout: float) -> dict[str, Any]:
+    child = await af.start(child_waits_for_go, key)
+    try:
+        first = await child.result(timeout=timeout)
+    except TimeoutError:
+        first = "timed out"
+    await af.wait_for_event("parent_go")
+    return {"first": first, "final": await child.result()}
+
+
+async def test_child_result_timeout_in_a_workflow_is_a_durable_timer(
+    engine: af.Engine, probe: Probe
+) -> None:
+    parent = await engine.start(child_timeout_parent, probe.key, 0.05)
+
+    async def kinds() -> list[str]:
+        return [e.kind for e in await engine.store.load_events(parent.id)]
+
+    await eventually(lambda: _has(kinds, "sleep_fired"))
+    assert "child_finished" not in await kinds()
+    [child] = await engine.list_runs(parent_id=parent.id)
+    await engine.get_run(child.id).send_event("child_go", "late")
+    await parent.send_event("parent_go")
+    assert await parent.result(timeout=5) == {"first": "timed out", "final": "child got late"}
+
+
+async def _has(kinds: Callable[[], Awaitable[list[str]]], kind: str) -> bool:
+    return kind in await kinds()
+
+
+async def test_child_result_within_its_timeout_in_a_workflow(
+    engine: af.Engine, probe: Probe
+) -> None:
+    parent = await engine.start(child_timeout_parent, probe.key, 60)
+    await probe.reached("child")
+    [child] = await engine.list_runs(parent_id=parent.id)
+    child_run = engine.get_run(child.id)
+    await wait_for_status(child_run, S.WAITING)
+    await child_run.send_event("child_go", "quick")
+    await parent.send_event("parent_go")
+    out = await parent.result(timeout=5)
+    assert out == {"first": "child got quick", "final": "child got quick"}
+
+
+async def test_child_result_timeout_replays_as_it_happened(sqlite_url: str, probe: Probe) -> None:
+    """The timer fired before the child finished: after a reopen the parent replays both
+    entries in log order and still sees the timeout."""
+    async with af.Engine(sqlite_url) as first:
+        parent = await first.start(child_timeout_parent, probe.key, 0.05)
+
+        async def kinds() -> list[str]:
+            return [e.kind for e in await first.store.load_events(parent.id)]
+
+        await eventually(lambda: _has(kinds, "sleep_fired"))
+        [child] = await first.list_runs(parent_id=parent.id)
+        await first.get_run(child.id).send_event("child_go", "late")
+        assert await first.get_run(child.id).result(timeout=5) == "child got late"
+        await eventually(lambda: _has(kinds, "child_finished"))
+    async with af.Engine(sqlite_url) as second:
+        parent = second.get_run(parent.id)
+        kinds = [e.kind for e in await second.store.load_events(parent.id)]
+        assert kinds.index("sleep_fired") < kinds.index("child_finished")
+        await parent.send_event("parent_go")
+        assert await parent.result(timeout=5) == {"first": "timed out", "final": "child got late"}
