@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, Literal, TypeVar
 
 from ._actor import RunActor
@@ -236,7 +236,7 @@ class Engine:
     async def start_many(
         self,
         workflow: WorkflowFunction[Any, R] | str,
-        inputs: Iterable[Sequence[Any]],
+        inputs: Iterable[tuple[Any, ...] | list[Any]],
         *,
         metadata: Any = None,
         deadline: Duration | None = None,

@@ -61,11 +61,11 @@ class Run(Generic[R]):
         if ctx is None:
             value: R = await self._engine.wait_result(self.id, timeout)
             return value
+        seconds = None if timeout is None else to_seconds(timeout, "result timeout")
         outcome = ctx.host.await_child(ctx.next_seq(), self.id)
-        if timeout is None:
+        if seconds is None:
             result: R = await outcome
             return result
-        seconds = to_seconds(timeout, "result timeout")
         timer = ctx.host.sleep(ctx.next_seq(), seconds, None)
         # Not `asyncio.wait`: when both are settled by the time it looks, its `done` set
         # does not say which came first. Done callbacks run in settling order, which is
