@@ -25,15 +25,15 @@ from ._errors import (
     EngineClosedError,
     HookNotFoundError,
     RunAlreadyExistsError,
-    RunNotFoundError,
     WorkflowNotRegisteredError,
 )
 from ._limiter import ConcurrencyLimiter
 from ._loader import RunLoader
-from ._log import RUN_CREATED, fold_steps, to_run_info
+from ._log import RUN_CREATED
 from ._messages import SLOT_GRANTED, WAKE, ChildDone, Control, ControlAction, Deliver, reply_to
-from ._models import RunInfo, RunStatus
-from ._results import Outcome, ResultWaiters
+from ._models import RunStatus
+from ._queries import RunQueries
+from ._results import ResultWaiters
 from ._run import Run
 from ._serde import encode
 from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch, open_store, shielded
@@ -46,7 +46,7 @@ R = TypeVar("R")
 DEFAULT_URL = "sqlite:///actorflow.db"
 
 
-class Engine:
+class Engine(RunQueries):
     """Runs workflows durably; open it with `async with af.Engine(url) as engine:`.
 
     - `url`: `sqlite:///path.db` (default `sqlite:///actorflow.db`) or `memory://`.
@@ -415,78 +415,7 @@ class Engine:
             if isinstance(key, tuple) and key[0] == row.id:
                 self.chunk_hub.end(key)
 
-    # -- what run handles call -------------------------------------------------------------
-
-    async def wait_result(self, run_id: str, timeout: float | None) -> Any:
-        """The run's result once it is final; raises for failed or terminated runs."""
-        self._check_open()
-        waiter = self._results.add(run_id)
-        try:
-            actor = self._actors.get(run_id)
-            row: RunRow | None
-            if actor is not None and actor.loaded:
-                row = actor.row if actor.notified else None
-            else:
-                row = await self.stored_run(run_id)
-            if row is not None and RunStatus(row.status).is_final:
-                return Outcome.of(row).value()
-            if timeout is None:
-                return (await waiter).value()
-            async with asyncio.timeout(timeout):
-                return (await waiter).value()
-        finally:
-            self._results.discard(run_id, waiter)
-
-    async def run_status(self, run_id: str) -> RunStatus:
-        self._check_open()
-        actor = self._actors.get(run_id)
-        if actor is not None and actor.loaded:
-            return actor.status
-        return RunStatus((await self.stored_run(run_id)).status)
-
-    async def stored_run(self, run_id: str) -> RunRow:
-        """The run's committed row; raises `RunNotFoundError` if there is none."""
-        row = await self.loader.row(run_id)
-        if row is None:
-            raise RunNotFoundError(f"no run with id {run_id!r}")
-        return row
-
-    async def run_is_final(self, run_id: str) -> bool:
-        return (await self.run_status(run_id)).is_final
-
-    async def run_info(self, run_id: str) -> RunInfo:
-        self._check_open()
-        row = await self.stored_run(run_id)
-        actor = self._actors.get(run_id)
-        if actor is not None and actor.loaded:
-            row.status = actor.status.value
-        events = await self.store.load_events(run_id)
-        return to_run_info(row, fold_steps(events, row.generation))
-
-    async def list_runs(
-        self,
-        *,
-        status: RunStatus | str | Iterable[RunStatus | str] | None = None,
-        workflow: WorkflowFunction[Any, Any] | str | None = None,
-        parent_id: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[RunInfo]:
-        """Runs matching every filter, newest first. `steps` is empty: use `Run.info()`."""
-        self._check_open()
-        if status is None:
-            statuses = None
-        elif isinstance(status, str):
-            statuses = [RunStatus(status).value]
-        else:
-            statuses = [RunStatus(s).value for s in status]
-        name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
-        if not isinstance(limit, int) or limit < 0 or not isinstance(offset, int) or offset < 0:
-            raise ValueError("limit and offset must be non-negative ints")
-        rows = await self.store.list_runs(
-            statuses=statuses, workflow=name, parent_id=parent_id, limit=limit, offset=offset
-        )
-        return [to_run_info(row, ()) for row in rows]
+    # -- what run handles send ------------------------------------------------------------
 
     async def control(
         self, run_id: str, action: ControlAction, from_step: str | None = None
