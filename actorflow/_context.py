@@ -43,6 +43,7 @@ class WorkflowHost(Protocol):
     def sleep(
         self, seq: int, seconds: float | None, until: float | None
     ) -> asyncio.Future[None]: ...
+    def cancel_sleep(self, seq: int) -> None: ...
     def wait_event(self, seq: int, key: str, timeout: float | None) -> asyncio.Future[Any]: ...
     def start_child(
         self, seq: int, workflow: Any, args: tuple[Any, ...], child_id: str | None, metadata: Any
@@ -126,6 +127,9 @@ class ParkedHost:
 
     def sleep(self, seq: int, seconds: float | None, until: float | None) -> asyncio.Future[None]:
         return self._parked()
+
+    def cancel_sleep(self, seq: int) -> None:
+        pass
 
     def wait_event(self, seq: int, key: str, timeout: float | None) -> asyncio.Future[Any]:
         return self._parked()

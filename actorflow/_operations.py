@@ -186,6 +186,14 @@ class Operations(StepScheduler):
         self.sleeps[seq] = SleepOp(seq, fire_at, future)
         return future
 
+    def cancel_sleep(self, seq: int) -> None:
+        """Keep the sleep at `seq` from firing. Not journaled: replay reaches the same
+        cancel at the same point. A `sleep_fired` already logged for it still applies,
+        to a future no one awaits."""
+        sleep = self.sleeps.get(seq)
+        if sleep is not None:
+            sleep.fired = True  # what `fire_due` and the wake-up time skip
+
     def wait_event(self, seq: int, key: str, timeout: float | None) -> asyncio.Future[Any]:
         future = self._future()
         recorded = self._recorded(seq, "wait", key)

@@ -66,7 +66,8 @@ class Run(Generic[R]):
         if seconds is None:
             result: R = await outcome
             return result
-        timer = ctx.host.sleep(ctx.next_seq(), seconds, None)
+        timer_seq = ctx.next_seq()
+        timer = ctx.host.sleep(timer_seq, seconds, None)
         # Not `asyncio.wait`: when both are settled by the time it looks, its `done` set
         # does not say which came first. Done callbacks run in settling order, which is
         # the log's order.
@@ -81,6 +82,7 @@ class Run(Generic[R]):
         if await first is timer:
             outcome.add_done_callback(_unheard)
             raise TimeoutError(f"child run {self.id!r} did not finish within {seconds} s")
+        ctx.host.cancel_sleep(timer_seq)  # or it would wake the run for nothing
         result = outcome.result()
         return result
 

@@ -416,11 +416,19 @@ async def test_child_result_within_its_timeout_in_a_workflow(
     engine: af.Engine, probe: Probe
 ) -> None:
     parent = await engine.start(child_timeout_parent, probe.key, 60)
+
+    async def kinds() -> list[str]:
+        return [e.kind for e in await engine.store.load_events(parent.id)]
+
     await probe.reached("child")
     [child] = await engine.list_runs(parent_id=parent.id)
     child_run = engine.get_run(child.id)
     await wait_for_status(child_run, S.WAITING)
     await child_run.send_event("child_go", "quick")
+    await eventually(lambda: _has(kinds, "child_finished"))
+    # The child won: the timer is cancelled, the waiting parent has no wake-up time.
+    await wait_for_status(parent, S.WAITING)
+    assert (await engine.stored_run(parent.id)).wake_at is None
     await parent.send_event("parent_go")
     out = await parent.result(timeout=5)
     assert out == {"first": "child got quick", "final": "child got quick"}
