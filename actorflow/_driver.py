@@ -172,7 +172,7 @@ class WorkflowDriver(Operations):
                 self.finish_failed(ErrorInfo.from_exception(exc))
             return
         try:
-            data = encode(root.result(), "workflow result")
+            data = encode(root.result(), "workflow result", self.engine.max_payload_bytes)
         except SerializationError as error:
             self.finish_failed(ErrorInfo.from_exception(error))
             return

@@ -44,6 +44,7 @@ log = logging.getLogger("actorflow.engine")
 
 R = TypeVar("R")
 DEFAULT_URL = "sqlite:///actorflow.db"
+MAX_PAYLOAD = 512 * 1024 * 1024
 
 
 class Engine(RunQueries):
@@ -57,6 +58,9 @@ class Engine(RunQueries):
     - `wake_ahead`: seconds before its next timer that an evicted run is brought
       back (and within which a run is not evicted), so timers fire in live actors.
     - `max_stream_bytes`: cap on the total size of one run's stream chunks.
+    - `max_payload_bytes`: cap on each stored value as JSON (arguments, metadata,
+      results, event payloads); a larger one raises `SerializationError` where it
+      enters, and a step's result fails the step.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class Engine(RunQueries):
         idle_timeout: float | None = 60.0,
         wake_ahead: float = 1.0,
         max_stream_bytes: int = 64 * 1024 * 1024,
+        max_payload_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         if max_concurrency is not None and (
             not isinstance(max_concurrency, int) or max_concurrency < 1
@@ -79,11 +84,17 @@ class Engine(RunQueries):
             raise ValueError(f"wake_ahead must be >= 0 seconds, got {wake_ahead!r}")
         if not isinstance(max_stream_bytes, int) or max_stream_bytes <= 0:
             raise ValueError(f"max_stream_bytes must be a positive int, got {max_stream_bytes!r}")
+        if not isinstance(max_payload_bytes, int) or not 0 < max_payload_bytes <= MAX_PAYLOAD:
+            raise ValueError(
+                f"max_payload_bytes must be a positive int of at most {MAX_PAYLOAD:,} "
+                f"(SQLite stores at most 1 GB per value), got {max_payload_bytes!r}"
+            )
         self.url = url
         self.store: Store = open_store(url)
         self.idle_timeout = idle_timeout
         self.wake_ahead = wake_ahead
         self.max_stream_bytes = max_stream_bytes
+        self.max_payload_bytes = max_payload_bytes
         self._workflows: dict[str, WorkflowFunction[Any, Any]] | None = None
         if workflows is not None:
             self._workflows = {}
@@ -219,8 +230,9 @@ class Engine(RunQueries):
         if if_exists not in ("return", "error"):
             raise ValueError(f"if_exists must be 'return' or 'error', got {if_exists!r}")
         run_id = new_run_id() if id is None else check_run_id(id)
-        args_data = encode(list(args), "args")
-        meta = None if metadata is None else encode(metadata, "metadata")
+        limit = self.max_payload_bytes
+        args_data = encode(list(args), "args", limit)
+        meta = None if metadata is None else encode(metadata, "metadata", limit)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
         existing = self._actors.get(run_id)
         if existing is None or not existing.loaded:
@@ -259,8 +271,8 @@ class Engine(RunQueries):
                     f"start_many inputs must be tuples or lists of arguments, "
                     f"got {type(args).__name__} at index {i}"
                 )
-            encoded.append(encode(list(args), f"inputs[{i}]"))
-        meta = None if metadata is None else encode(metadata, "metadata")
+            encoded.append(encode(list(args), f"inputs[{i}]", self.max_payload_bytes))
+        meta = None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
         batch = self.store.batch()
         runs: list[Run[R]] = []
@@ -430,7 +442,7 @@ class Engine(RunQueries):
         """Durably deliver an event to the run (buffered until it waits for that type)."""
         self._check_open()
         key = check_event_type(type)
-        data = encode(payload, "event payload")
+        data = encode(payload, "event payload", self.max_payload_bytes)
         reply: asyncio.Future[None] = self.loop.create_future()
         self.deliver(run_id, Deliver(key, data, reply))
         await reply
@@ -440,7 +452,7 @@ class Engine(RunQueries):
         self._check_open()
         if not isinstance(token, str) or not token:
             raise ValueError(f"hook token must be a non-empty str, got {token!r}")
-        data = encode(payload, "hook payload")
+        data = encode(payload, "hook payload", self.max_payload_bytes)
         run_id = self.hooks.get(token)
         if run_id is None:
             raise HookNotFoundError(f"no unfinished run holds hook {token!r}")

@@ -41,9 +41,10 @@ class ErrorInfo:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
-        """Describe `exc`, traceback included."""
+        """Describe `exc`, traceback included; each cut to `MAX_ERROR_TEXT` characters
+        (an error quoting a whole response body would otherwise be stored per attempt)."""
         tb = "".join(traceback.format_exception(exc))
-        return cls(type=type(exc).__name__, message=str(exc), traceback=tb)
+        return cls(type=type(exc).__name__, message=_cut(str(exc)), traceback=_cut(tb))
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form stored in the event log."""
@@ -53,6 +54,15 @@ class ErrorInfo:
     def from_json(cls, data: dict[str, Any]) -> ErrorInfo:
         """Inverse of `to_json`."""
         return cls(type=data["type"], message=data["message"], traceback=data.get("traceback"))
+
+
+MAX_ERROR_TEXT = 64 * 1024
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_ERROR_TEXT:
+        return text
+    return f"{text[:MAX_ERROR_TEXT]}... [{len(text) - MAX_ERROR_TEXT:,} more characters cut]"
 
 
 @attrs.frozen

@@ -227,8 +227,9 @@ class Operations(StepScheduler):
             if "error" not in data:
                 self._family().started(data["run_id"], seq)
             return future
-        args_data = encode(list(args), f"arguments of child workflow {wf.name!r}")
-        meta = None if metadata is None else encode(metadata, "metadata")
+        limit = self.engine.max_payload_bytes
+        args_data = encode(list(args), f"arguments of child workflow {wf.name!r}", limit)
+        meta = None if metadata is None else encode(metadata, "metadata", limit)
         if child_id is None:
             gen = self.row.generation
             child_id = f"{self.run_id}.{seq}" if gen == 0 else f"{self.run_id}.{gen}.{seq}"

@@ -123,3 +123,88 @@ def test_encode_names_dataclass_fields() -> None:
     assert encode(Order("o", [1]), "x") == b'{"id":"o","items":[1]}'
     with pytest.raises(af.SerializationError, match=r"x\.items\[0\]"):
         encode(Order("o", [asyncio.Event()]), "x")
+
+
+@af.step(name="serde.big_return", retry=af.Retry(limit=3, delay=0))
+async def serde_big_return(size: int) -> str:
+    return "x" * size
+
+
+@af.workflow(name="serde.big_step")
+async def serde_big_step(size: int) -> str:
+    return await serde_big_return(size)
+
+
+@af.workflow(name="serde.grows")
+async def serde_grows(size: int) -> str:
+    return "x" * size
+
+
+@af.workflow(name="serde.big_child")
+async def serde_big_child(size: int) -> str:
+    try:
+        await af.start(serde_echo, "x" * size)
+    except af.SerializationError as exc:
+        return str(exc)
+    return "started"
+
+
+@af.step(name="serde.loud_failure")
+async def serde_loud_failure() -> None:
+    raise af.FatalError("body: " + "y" * 200_000)
+
+
+@af.workflow(name="serde.loud")
+async def serde_loud() -> None:
+    await serde_loud_failure()
+
+
+async def test_payloads_over_max_payload_bytes_are_refused_where_they_enter(
+    store_url: str,
+) -> None:
+    async with af.Engine(store_url, max_payload_bytes=1000) as engine:
+        with pytest.raises(af.SerializationError, match=r"args is 2,004 bytes as JSON.*1,000"):
+            await engine.start(serde_echo, "x" * 2000)
+        with pytest.raises(af.SerializationError, match=r"inputs\[1\] is"):
+            await engine.start_many(serde_echo, [("small",), ("x" * 2000,)])
+        with pytest.raises(af.SerializationError, match="metadata is"):
+            await engine.start(serde_echo, 1, metadata={"blob": "x" * 2000})
+        assert await engine.list_runs() == []
+
+        waiting = await engine.start(serde_waits)
+        with pytest.raises(af.SerializationError, match="event payload is"):
+            await waiting.send_event("data", "x" * 2000)
+        await waiting.send_event("data", "small")
+        assert await waiting.result(timeout=5) == "small"
+
+        big_step = await engine.start(serde_big_step, 2000)
+        with pytest.raises(af.RunFailedError) as caught:
+            await big_step.result(timeout=5)
+        assert caught.value.error.type == "SerializationError"
+        assert "step 'serde.big_return' result is 2,002 bytes" in caught.value.error.message
+        [step] = (await big_step.info()).steps
+        assert step.attempts == 1, "an oversized result is not retried"
+
+        grows = await engine.start(serde_grows, 2000)
+        with pytest.raises(af.RunFailedError) as caught:
+            await grows.result(timeout=5)
+        assert caught.value.error.type == "SerializationError"
+        assert "workflow result is 2,002 bytes" in caught.value.error.message
+        child = await engine.start(serde_big_child, 2000)
+        assert "arguments of child workflow 'serde_echo' is" in await child.result(timeout=5)
+
+
+async def test_max_payload_bytes_is_checked() -> None:
+    for bad in (0, -1, 1.5, 2**40):
+        with pytest.raises(ValueError, match="max_payload_bytes"):
+            af.Engine("memory://", max_payload_bytes=bad)  # type: ignore[arg-type]
+
+
+async def test_long_error_messages_are_cut_before_they_are_stored(engine: af.Engine) -> None:
+    run = await engine.start(serde_loud)
+    with pytest.raises(af.RunFailedError) as caught:
+        await run.result(timeout=5)
+    message = caught.value.error.message
+    assert message.startswith("body: yyy")
+    assert message.endswith("more characters cut]")
+    assert len(message) < 70_000
