@@ -400,7 +400,6 @@ class Engine(RunQueries):
     # -- after commits ---------------------------------------------------------------------
 
     def _on_commit(self, batch: WriteBatch) -> None:
-        self._write_failures.committed()
         hub = self.event_hub
         if hub:
             for run, events in batch.new_runs:

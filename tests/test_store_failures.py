@@ -189,13 +189,16 @@ async def test_many_runs_through_failing_sealed_batches_finish_with_whole_logs(
         assert [e.kind for e in events].count("run_completed") == 1
 
 
-async def test_retry_rounds_double_while_no_commit_succeeds() -> None:
-    """Runs failing within one round retry together at its end; a round that starts with
-    no successful commit since the last one lasts twice as long, and a commit resets it."""
+async def test_each_run_backs_off_on_its_own_and_forgets_after_a_quiet_while() -> None:
+    """A run's delay doubles with each failed commit of its rows (drawn between half and
+    all of it), independently of other runs, up to 30 s; strikes older than the
+    `forget_after` window are dropped."""
     store = MemoryStore()
     await store.open()
     retries: list[tuple[str, float]] = []
-    failures = WriteFailures(store, {}, lambda run_id, at: retries.append((run_id, at)))
+    failures = WriteFailures(
+        store, {}, lambda run_id, at: retries.append((run_id, at)), forget_after=0.05
+    )
     error = af.StoreWriteError("commit failed")
 
     def fail(run_id: str) -> float:
@@ -205,15 +208,45 @@ async def test_retry_rounds_double_while_no_commit_succeeds() -> None:
         assert retries[-1][0] == run_id
         return retries[-1][1] - time.time()
 
-    first = fail("a")
-    assert 0.2 < first <= 0.25
-    assert abs(fail("b") - first) < 0.05, "failures within a round retry together"
-    await asyncio.sleep(0.3)  # past the round's end, with no successful commit
-    assert 0.45 < fail("c") <= 0.5
-    failures.committed()
-    await asyncio.sleep(0.55)
-    assert 0.2 < fail("d") <= 0.25
+    assert 0.12 < fail("a") <= 0.25
+    assert 0.24 < fail("a") <= 0.5
+    assert 0.49 < fail("a") <= 1.0
+    assert 0.12 < fail("b") <= 0.25, "another run starts from the shortest delay"
+    for _ in range(20):
+        delay = fail("a")
+    assert 14.9 < delay <= 30.0
+    await asyncio.sleep(0.06)  # past `forget_after`: a span of time to let pass, not a race
+    assert 0.12 < fail("a") <= 0.25, "forgotten after a quiet while"
     await store.close()
+
+
+@af.step(name="tests.store_failures.slow")
+async def slow_add(x: int) -> int:
+    await asyncio.sleep(0.02)
+    return x + 1
+
+
+@af.workflow(name="tests.store_failures.slow_flow")
+async def slow_flow(x: int) -> int:
+    return await slow_add(await slow_add(await slow_add(x)))
+
+
+async def test_a_run_whose_rows_are_always_refused_does_not_hold_back_the_others(
+    sqlite_url: str,
+) -> None:
+    """One run's step results never commit (a trigger refuses them); the runs whose rows
+    shared its failed batches come back at other moments and all finish."""
+    db = sqlite_url.removeprefix("sqlite:///")
+    async with af.Engine(sqlite_url, workflows=[slow_flow]) as engine:
+        conn = refuse_inserts(db, "NEW.run_id = 'poison' AND NEW.kind = 'step_completed'")
+        poison = await engine.start(slow_flow, 0, id="poison")
+        others = await asyncio.gather(*(engine.start(slow_flow, i) for i in range(30)))
+        results = await asyncio.gather(*(run.result(timeout=30) for run in others))
+        assert results == [i + 3 for i in range(30)]
+        assert await poison.status() == af.RunStatus.RUNNING
+        strikes = engine._write_failures._strikes  # type: ignore[attr-defined]
+        await eventually(lambda: strikes.get("poison", (0, 0))[0] >= 3, timeout=10)
+        conn.close()
 
 
 async def test_discarding_reaches_a_full_open_batch(tmp_path: Path) -> None:
