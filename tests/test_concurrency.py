@@ -230,3 +230,19 @@ async def test_full_workflow_does_not_block_the_engine_queue(store_url: str, pro
             probe.open(f"c{i}:go")
         assert [await r.result(timeout=5) for r in capped] == ["c0", "c1", "c2"]
         assert probe.values["peak"] == 3
+
+
+async def test_runs_started_together_with_start_many_respect_the_cap(
+    engine: af.Engine, probe: Probe
+) -> None:
+    labels = [f"m{i}" for i in range(6)]
+    _gate_all(probe, labels)
+    runs = await engine.start_many(conc_capped, [(probe.key, label) for label in labels])
+    await probe.reached("m0")
+    await probe.reached("m1")
+    assert [await r.status() for r in runs] == [S.RUNNING] * 2 + [S.QUEUED] * 4
+    for label in labels:
+        probe.open(f"{label}:go")
+    assert [await r.result(timeout=5) for r in runs] == labels
+    assert probe.values["peak"] == 2
+    assert probe.order == labels, "slots are granted in start order"
