@@ -125,9 +125,10 @@ class RunActor(StatusKeeper, WorkflowDriver):
         self.has_slot = False
         self.limited = False
         self._wrote = False
-        # None until used (most runs never have effects or replies): fewer objects per run.
+        # None until used (effects and replies are rare, inputs live only within a turn):
+        # fewer objects per run.
         self._effects: list[Callable[[], None]] | None = None
-        self._inputs: deque[EventRow] = deque()
+        self._inputs: deque[EventRow] | None = None
         self._replies: list[asyncio.Future[Any]] | None = None
         self._timer: TimerEntry | None = None
         self._evicted = False
@@ -266,7 +267,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
         self.superseded = True
         self._fail_replies(error)
         self._replies = self._effects = None
-        self._inputs.clear()
+        self._inputs = None
         if self.task is not None:
             self.task.cancel()
             self.engine.reap(self.task)
@@ -341,7 +342,10 @@ class RunActor(StatusKeeper, WorkflowDriver):
 
     def input(self, row: EventRow) -> None:
         """Feed `row` to the workflow before this turn commits (see `flush`)."""
-        self._inputs.append(row)
+        if self._inputs is None:
+            self._inputs = deque((row,))
+        else:
+            self._inputs.append(row)
 
     async def flush(self) -> None:
         """End the turn: feed inputs, settle, commit, and run effects once committed."""
@@ -359,8 +363,10 @@ class RunActor(StatusKeeper, WorkflowDriver):
         """The part of `flush` that does not wait. Returns the commit to wait for and the
         effects to run after it, when there is something to wait for."""
         inputs = self._inputs
-        while inputs:  # applying one may queue another (a stream write's ack)
-            self.apply(inputs.popleft())
+        if inputs is not None:
+            while inputs:  # applying one may queue another (a stream write's ack)
+                self.apply(inputs.popleft())
+            self._inputs = None
         self.settle()
         if not self._wrote and not self._effects:
             return None

@@ -50,7 +50,10 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         # The run's `WorkflowContext`: what `af.current_workflow()` finds (see `_context`).
         self.workflow: WorkflowContext | None = workflow
         self._ready: collections.deque[ReadyCallback] = collections.deque()
-        self._tasks: list[asyncio.Task[Any]] = []
+        # The workflow's root task, and the list of any other only once there is one
+        # (most workflows have none): one object less per run.
+        self._root: asyncio.Task[Any] | None = None
+        self._tasks: list[asyncio.Task[Any]] | None = None
         self._closed = False
 
     def run_until_quiescent(self) -> None:
@@ -98,14 +101,19 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     ) -> asyncio.Task[T]:
         task = asyncio.Task(coro, loop=self, name=name, context=context)
         tasks = self._tasks
-        if len(tasks) >= 64:
-            tasks[:] = [t for t in tasks if not t.done()]
-        tasks.append(task)
+        if self._root is None:
+            self._root = task
+        elif tasks is None:
+            self._tasks = [task]
+        else:
+            if len(tasks) >= 64:
+                tasks[:] = [t for t in tasks if not t.done()]
+            tasks.append(task)
         return task
 
     def pending_tasks(self) -> list[asyncio.Task[Any]]:
         """The workflow's unfinished tasks (`asyncio.all_tasks` scans every task of the process)."""
-        return [task for task in self._tasks if not task.done()]
+        return [t for t in (self._root, *(self._tasks or ())) if t is not None and not t.done()]
 
     # Every future and task asks its loop this on creation: a builtin answers (False)
     # without a Python-level call.
@@ -123,7 +131,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         # link back to the actor they form no reference cycle with it.
         self.workflow = None
         self._ready.clear()
-        self._tasks.clear()
+        self._root = self._tasks = None
 
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         if self._closed:
