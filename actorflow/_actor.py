@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -128,7 +127,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
         # None until used (effects and replies are rare, inputs live only within a turn):
         # fewer objects per run.
         self._effects: list[Callable[[], None]] | None = None
-        self._inputs: deque[EventRow] | None = None
+        self._inputs: list[EventRow] | None = None
         self._replies: list[asyncio.Future[Any]] | None = None
         self._timer: TimerEntry | None = None
         self._evicted = False
@@ -343,7 +342,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
     def input(self, row: EventRow) -> None:
         """Feed `row` to the workflow before this turn commits (see `flush`)."""
         if self._inputs is None:
-            self._inputs = deque((row,))
+            self._inputs = [row]
         else:
             self._inputs.append(row)
 
@@ -362,11 +361,12 @@ class RunActor(StatusKeeper, WorkflowDriver):
     def _turn(self) -> _Held | None:
         """The part of `flush` that does not wait. Returns the commit to wait for and the
         effects to run after it, when there is something to wait for."""
-        inputs = self._inputs
-        if inputs is not None:
-            while inputs:  # applying one may queue another (a stream write's ack)
-                self.apply(inputs.popleft())
+        # Applying one may feed another (a stream write's ack): it goes in a new list,
+        # taken after this one, as a queue would.
+        while (inputs := self._inputs) is not None:
             self._inputs = None
+            for row in inputs:
+                self.apply(row)
         self.settle()
         if not self._wrote and not self._effects:
             return None
