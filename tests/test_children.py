@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -396,36 +396,29 @@ async def test_child_result_timeout_in_a_workflow_is_a_durable_timer(
     engine: af.Engine, probe: Probe
 ) -> None:
     parent = await engine.start(child_timeout_parent, probe.key, 0.05)
-
-    async def kinds() -> list[str]:
-        return [e.kind for e in await engine.store.load_events(parent.id)]
-
-    await eventually(lambda: _has(kinds, "sleep_fired"))
-    assert "child_finished" not in await kinds()
+    await eventually(lambda: _logged(engine, parent.id, "sleep_fired"))
+    assert not await _logged(engine, parent.id, "child_finished")
     [child] = await engine.list_runs(parent_id=parent.id)
     await engine.get_run(child.id).send_event("child_go", "late")
     await parent.send_event("parent_go")
     assert await parent.result(timeout=5) == {"first": "timed out", "final": "child got late"}
 
 
-async def _has(kinds: Callable[[], Awaitable[list[str]]], kind: str) -> bool:
-    return kind in await kinds()
+async def _logged(engine: af.Engine, run_id: str, kind: str) -> bool:
+    """Whether the run's committed log holds an entry of `kind`."""
+    return kind in [e.kind for e in await engine.store.load_events(run_id)]
 
 
 async def test_child_result_within_its_timeout_in_a_workflow(
     engine: af.Engine, probe: Probe
 ) -> None:
     parent = await engine.start(child_timeout_parent, probe.key, 60)
-
-    async def kinds() -> list[str]:
-        return [e.kind for e in await engine.store.load_events(parent.id)]
-
     await probe.reached("child")
     [child] = await engine.list_runs(parent_id=parent.id)
     child_run = engine.get_run(child.id)
     await wait_for_status(child_run, S.WAITING)
     await child_run.send_event("child_go", "quick")
-    await eventually(lambda: _has(kinds, "child_finished"))
+    await eventually(lambda: _logged(engine, parent.id, "child_finished"))
     # The child won: the timer is cancelled, the waiting parent has no wake-up time.
     await wait_for_status(parent, S.WAITING)
     assert (await engine.stored_run(parent.id)).wake_at is None
@@ -439,15 +432,11 @@ async def test_child_result_timeout_replays_as_it_happened(sqlite_url: str, prob
     entries in log order and still sees the timeout."""
     async with af.Engine(sqlite_url) as first:
         parent = await first.start(child_timeout_parent, probe.key, 0.05)
-
-        async def kinds() -> list[str]:
-            return [e.kind for e in await first.store.load_events(parent.id)]
-
-        await eventually(lambda: _has(kinds, "sleep_fired"))
+        await eventually(lambda: _logged(first, parent.id, "sleep_fired"))
         [child] = await first.list_runs(parent_id=parent.id)
         await first.get_run(child.id).send_event("child_go", "late")
         assert await first.get_run(child.id).result(timeout=5) == "child got late"
-        await eventually(lambda: _has(kinds, "child_finished"))
+        await eventually(lambda: _logged(first, parent.id, "child_finished"))
     async with af.Engine(sqlite_url) as second:
         parent = second.get_run(parent.id)
         kinds = [e.kind for e in await second.store.load_events(parent.id)]
