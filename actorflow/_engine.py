@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+from asyncio.events import _get_running_loop
 from collections.abc import Iterable
 from typing import Any, Literal, TypeVar
 
@@ -26,6 +27,7 @@ from ._errors import (
     HookNotFoundError,
     RunAlreadyExistsError,
     WorkflowNotRegisteredError,
+    WorkflowSandboxError,
 )
 from ._limiter import ConcurrencyLimiter
 from ._loader import RunLoader
@@ -35,6 +37,7 @@ from ._models import RunStatus
 from ._queries import RunQueries
 from ._results import ResultWaiters
 from ._run import Run
+from ._sandbox import WorkflowLoop
 from ._serde import encode
 from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch, open_store, shielded
 from ._timers import TimerEntry, TimerService
@@ -165,8 +168,16 @@ class Engine(RunQueries):
         await self.close()
 
     def _check_open(self) -> None:
+        """Every public call's first check: the engine is open, and the caller is not
+        workflow code (whose calls must be journaled: what it did here would happen
+        again on every replay)."""
         if self._state != "open":
             raise EngineClosedError(f"the engine is {self._state}; use `async with af.Engine()`")
+        if type(_get_running_loop()) is WorkflowLoop:
+            raise WorkflowSandboxError(
+                "Engine methods cannot be called from workflow code: use af.start(), "
+                "or call the engine from a step"
+            )
 
     async def _recover(self) -> None:
         """Bring back every unfinished run: rehydrate what can make progress, park the rest."""

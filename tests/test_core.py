@@ -524,3 +524,22 @@ def test_close_returns_when_workflow_code_swallows_its_unwinding(tmp_path: Any) 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "closed"
+
+
+_engine_for_workflow: list[af.Engine] = []
+
+
+@af.workflow(name="core.calls_engine")
+async def core_calls_engine() -> str:
+    try:
+        await _engine_for_workflow[0].start(core_pipeline, 1)
+    except af.WorkflowSandboxError as exc:
+        return str(exc)
+    return "started"
+
+
+async def test_workflow_code_cannot_call_the_engine_directly(engine: af.Engine) -> None:
+    _engine_for_workflow[:] = [engine]
+    run = await engine.start(core_calls_engine)
+    assert "use af.start()" in await run.result(timeout=5)
+    assert await engine.list_runs(workflow=core_pipeline) == []
