@@ -92,6 +92,9 @@ class WorkflowDriver(Operations):
             self.next_idx = events[-1].idx + 1 if events else 0
             if self.status.is_final:
                 self.finished = self.notified = True
+                # `result()` callers may have registered while this actor held a fresh
+                # creation (loaded, not final) that turned out to be a taken id.
+                self.engine.outcome_loaded(row)
                 return True
             self.streams = StreamLedger(streams)
             log_rows = [e for e in events if e.generation == row.generation]

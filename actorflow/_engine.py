@@ -261,6 +261,7 @@ class Engine(RunQueries):
         workflow: WorkflowFunction[Any, R] | str,
         inputs: Iterable[tuple[Any, ...] | list[Any]],
         *,
+        ids: Iterable[str] | None = None,
         metadata: Any = None,
         deadline: Duration | None = None,
     ) -> list[Run[R]]:
@@ -270,8 +271,9 @@ class Engine(RunQueries):
 
         All or nothing: every input is checked before anything is recorded (a
         bad one raises naming its index), and the records commit in one
-        transaction. Ids are generated; use `start()` to choose one. Cheaper
-        than as many `start()` calls: one commit wait and no task per run.
+        transaction. `ids`, one per input, makes the call idempotent: a run
+        whose id exists already is returned as it is (its input is not used).
+        Cheaper than as many `start()` calls: one commit wait, no task per run.
         """
         self._check_open()
         wf = self.resolve_workflow(workflow)
@@ -285,11 +287,19 @@ class Engine(RunQueries):
             encoded.append(encode(list(args), f"inputs[{i}]", self.max_payload_bytes))
         meta = None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
+        chosen = None if ids is None else [check_run_id(run_id) for run_id in ids]
+        if chosen is not None:
+            if len(chosen) != len(encoded):
+                raise ValueError(f"start_many got {len(chosen)} ids for {len(encoded)} inputs")
+            if len(set(chosen)) != len(chosen):
+                raise ValueError("start_many ids must be distinct")
         batch = self.store.batch()
         runs: list[Run[R]] = []
-        for args_data in encoded:
-            run_id = new_run_id()
-            self._create(batch, wf, run_id, args_data, meta, seconds, unique=True)
+        for i, args_data in enumerate(encoded):
+            run_id = new_run_id() if chosen is None else chosen[i]
+            existing = self._actors.get(run_id)
+            if existing is None or not existing.loaded:
+                self._create(batch, wf, run_id, args_data, meta, seconds, unique=chosen is None)
             runs.append(Run(self, run_id))
         if runs:
             await shielded(self.store.commit())
@@ -427,6 +437,10 @@ class Engine(RunQueries):
                 key = (chunk.run_id, chunk.namespace)
                 if chunks.has(key):
                     chunks.publish(key, chunk)
+
+    def outcome_loaded(self, row: RunRow) -> None:
+        """An actor found its run final in the store: answer the `result()` callers."""
+        self._results.finished(row)
 
     def run_finished(self, row: RunRow) -> None:
         """Called by an actor once its run's final status is committed."""

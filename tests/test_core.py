@@ -142,6 +142,19 @@ async def test_start_is_idempotent_by_id(engine: af.Engine) -> None:
     assert [r.id for r in runs] == ["order-1"]
 
 
+async def test_starting_again_a_finished_run_that_left_memory_returns_its_result(
+    engine: af.Engine,
+) -> None:
+    first = await engine.start(core_pipeline, 1, id="order-done")
+    assert await first.result(timeout=5) == {"doubled": 2, "plus": 3}
+    await eventually(lambda: engine.live_actors() == 0)
+    # The second start spawns an actor for a creation that turns out to be taken; a
+    # result() caller registered meanwhile is answered from the stored run.
+    again = await engine.start(core_pipeline, 99, id="order-done")
+    assert await again.result(timeout=5) == {"doubled": 2, "plus": 3}
+    await eventually(lambda: engine.live_actors() == 0)
+
+
 async def test_concurrent_starts_with_one_id_make_one_run(engine: af.Engine) -> None:
     runs = await asyncio.gather(*(engine.start(core_pipeline, i, id="same") for i in range(10)))
     assert {r.id for r in runs} == {"same"}
@@ -543,3 +556,23 @@ async def test_workflow_code_cannot_call_the_engine_directly(engine: af.Engine) 
     run = await engine.start(core_calls_engine)
     assert "use af.start()" in await run.result(timeout=5)
     assert await engine.list_runs(workflow=core_pipeline) == []
+
+
+async def test_start_many_with_ids_is_idempotent(engine: af.Engine) -> None:
+    first = await engine.start_many(core_pipeline, [(1,), (2,)], ids=["many-a", "many-b"])
+    assert [run.id for run in first] == ["many-a", "many-b"]
+    again = await engine.start_many(core_pipeline, [(20,), (3,)], ids=["many-b", "many-c"])
+    assert [run.id for run in again] == ["many-b", "many-c"]
+    results = [await run.result(timeout=5) for run in [*first, again[1]]]
+    assert [r["doubled"] for r in results] == [2, 4, 6], "an existing run keeps its input"
+    assert len(await engine.list_runs(workflow=core_pipeline)) == 3
+    await eventually(lambda: engine.live_actors() == 0)  # finished: only the store has them
+    [done] = await engine.start_many(core_pipeline, [(99,)], ids=["many-a"])
+    assert (await done.result(timeout=5))["doubled"] == 2
+    with pytest.raises(ValueError, match="distinct"):
+        await engine.start_many(core_pipeline, [(1,), (2,)], ids=["many-d", "many-d"])
+    with pytest.raises(ValueError, match="2 ids for 1 inputs"):
+        await engine.start_many(core_pipeline, [(1,)], ids=["many-e", "many-f"])
+    with pytest.raises(ValueError):
+        await engine.start_many(core_pipeline, [(1,)], ids=[""])
+    assert len(await engine.list_runs(workflow=core_pipeline)) == 3
