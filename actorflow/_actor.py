@@ -40,6 +40,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _log as L
@@ -140,10 +141,19 @@ class RunActor(StatusKeeper, WorkflowDriver):
     def start(self) -> None:
         """Begin: a fresh run with a generated id takes its first turn on the next loop
         iteration without a task; any other run starts its task to open."""
-        if self._creation is not None and self._unique:
+        creation = self._creation
+        if creation is not None and self._unique:
             self.engine.loop.call_soon(self._first_turn, context=ENGINE_CONTEXT)
-        else:
-            self._start_task()
+            return
+        if creation is not None:
+            creation.callbacks.append(partial(self._creation_committed, creation))
+        self._start_task()
+
+    def _creation_committed(self, creation: WriteBatch) -> None:
+        # Run before anyone waiting on the commit resumes: with the id taken, this actor
+        # holds no run yet, and readers must go to the store until it has loaded it.
+        if self.run_id in creation.conflicts:
+            self.loaded = False
 
     def post(self, message: Any) -> None:
         """Queue `message`; the actor's task takes it, started if the actor has none."""

@@ -151,6 +151,7 @@ async def test_starting_again_a_finished_run_that_left_memory_returns_its_result
     # The second start spawns an actor for a creation that turns out to be taken; a
     # result() caller registered meanwhile is answered from the stored run.
     again = await engine.start(core_pipeline, 99, id="order-done")
+    assert await again.status() == af.RunStatus.COMPLETED
     assert await again.result(timeout=5) == {"doubled": 2, "plus": 3}
     await eventually(lambda: engine.live_actors() == 0)
 
