@@ -31,7 +31,7 @@ from typing import Any
 
 import aiosqlite
 
-from actorflow._engine import new_run_id
+from actorflow._ids import new_run_id
 
 from .common import Context, Metric, log
 from .shapes import three_steps

@@ -381,7 +381,7 @@ async def test_a_turn_that_fails_in_a_step_task_leaves_the_run_to_rehydrate(
 
 
 async def test_generated_run_ids_sort_by_creation_time(engine: af.Engine) -> None:
-    from actorflow._engine import new_run_id
+    from actorflow._ids import new_run_id
 
     first = (await engine.start(core_pipeline, 1)).id
     now_ms = time.time_ns() // 1_000_000
