@@ -245,10 +245,8 @@ class Engine(RunQueries):
         args_data = encode(list(args), "args", limit)
         meta = None if metadata is None else encode(metadata, "metadata", limit)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
-        existing = self._actors.get(run_id)
-        if existing is None or not existing.loaded:
-            batch = self.store.batch()
-            self._create(batch, wf, run_id, args_data, meta, seconds, unique=id is None)
+        batch = self.store.batch()
+        if self._create(batch, wf, run_id, args_data, meta, seconds, unique=id is None):
             await shielded(self.store.commit())
             if run_id not in batch.conflicts:
                 return Run(self, run_id)
@@ -297,9 +295,7 @@ class Engine(RunQueries):
         runs: list[Run[R]] = []
         for i, args_data in enumerate(encoded):
             run_id = new_run_id() if chosen is None else chosen[i]
-            existing = self._actors.get(run_id)
-            if existing is None or not existing.loaded:
-                self._create(batch, wf, run_id, args_data, meta, seconds, unique=chosen is None)
+            self._create(batch, wf, run_id, args_data, meta, seconds, unique=chosen is None)
             runs.append(Run(self, run_id))
         if runs:
             await shielded(self.store.commit())
@@ -314,8 +310,12 @@ class Engine(RunQueries):
         meta: bytes | None,
         deadline: float | None,
         unique: bool,
-    ) -> None:
-        """Add a new run's row and first event to `batch` and start its actor."""
+    ) -> bool:
+        """Add a new run's row and first event to `batch` and start its actor. False, with
+        nothing added, when an actor holds a run with this id already."""
+        existing = self._actors.get(run_id)
+        if existing is not None and existing.loaded:
+            return False
         now = time.time()
         row = RunRow(
             run_id,
@@ -329,6 +329,7 @@ class Engine(RunQueries):
         created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, None, now)
         batch.create_run(row, [created], unique=unique)
         self.spawn(row, batch, unique=unique)
+        return True
 
     def spawn(self, row: RunRow, batch: WriteBatch, unique: bool = False) -> None:
         """Start an actor for a run whose creation is in `batch`.

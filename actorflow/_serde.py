@@ -21,7 +21,7 @@ loads = orjson.loads
 def encode(value: Any, what: str, limit: int | None = None) -> bytes:
     """Serialize `value`; `what` names it in the error (e.g. `"args"`, `"step 'charge' result"`).
 
-    With `limit`, JSON longer than `limit` bytes is refused too (`check_size`).
+    With `limit`, JSON longer than `limit` bytes is refused too (`oversize`).
     """
     try:
         data = orjson.dumps(value)
@@ -29,18 +29,18 @@ def encode(value: Any, what: str, limit: int | None = None) -> bytes:
         path, reason = _find_offender(value, what)
         raise SerializationError(f"{path} cannot be serialized to JSON: {reason}") from exc
     if limit is not None and len(data) > limit:
-        check_size(data, what, limit)
+        raise oversize(data, what, limit)
     return data
 
 
-def check_size(data: bytes, what: str, limit: int) -> None:
-    """Refuse a payload larger than the engine's `max_payload_bytes`: where it enters,
-    not at the commit, where SQLite would refuse it with every row of its batch."""
-    if len(data) > limit:
-        raise SerializationError(
-            f"{what} is {len(data):,} bytes as JSON, over the limit of {limit:,} "
-            "(Engine(max_payload_bytes=...))"
-        )
+def oversize(data: bytes, what: str, limit: int) -> SerializationError:
+    """The error for a payload larger than the engine's `max_payload_bytes`: raised where
+    it enters, not at the commit, where SQLite would refuse it with every row of its
+    batch. (Callers compare the size themselves: this is on every step's path.)"""
+    return SerializationError(
+        f"{what} is {len(data):,} bytes as JSON, over the limit of {limit:,} "
+        "(Engine(max_payload_bytes=...))"
+    )
 
 
 def _find_offender(value: Any, path: str) -> tuple[str, str]:

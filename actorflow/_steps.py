@@ -26,7 +26,7 @@ from . import _log as L
 from ._context import _step
 from ._errors import FatalError, RetryableError, SerializationError, StepTimeoutError
 from ._models import ErrorInfo
-from ._serde import check_size, dumps, encode, loads
+from ._serde import dumps, encode, loads, oversize
 from ._store import EventRow, Store
 
 if TYPE_CHECKING:
@@ -229,8 +229,9 @@ async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> No
             data = dumps(value)
         except TypeError:  # orjson's errors are TypeErrors; `encode` finds the bad part
             data = encode(value, f"step {step.name!r} result")
-        if len(data) > scheduler.engine.max_payload_bytes:
-            check_size(data, f"step {step.name!r} result", scheduler.engine.max_payload_bytes)
+        limit = scheduler.engine.max_payload_bytes
+        if len(data) > limit:
+            raise oversize(data, f"step {step.name!r} result", limit)
     except (FatalError, SerializationError) as exc:
         message = StepFinished(op, attempt, None, ErrorInfo.from_exception(exc))
     except RetryableError as exc:
