@@ -192,6 +192,11 @@ def derive(results: dict[str, Any]) -> None:
     """Cross-workload numbers: actorflow vs the SQLite ceiling."""
     through = results.get("throughput", {}).get("metrics", {})
     limit = results.get("limit", {}).get("metrics", {})
+    floors = results.get("floors", {}).get("metrics", {})
+    if floors.get("durable_floor_events_per_s") and limit.get("ceiling_events_per_s"):
+        limit["durable_floor_pct_of_ceiling"] = (
+            100.0 * floors["durable_floor_events_per_s"] / limit["ceiling_events_per_s"]
+        )
     if through.get("events_per_s") and limit.get("ceiling_events_per_s"):
         limit["actorflow_events_per_s"] = through["events_per_s"]
         limit["actorflow_pct_of_ceiling"] = (

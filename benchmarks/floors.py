@@ -11,19 +11,34 @@ engine does:
   (one task per workflow, one task per step, a future per step result, all
   started and awaited with `gather`), journaling nothing: the event loop CPU per
   workflow that asyncio's own tasks and futures cost. Compare with throughput's
-  `event loop thread CPU per workflow`.
+  `event loop thread CPU per workflow`;
+- the least a *durable* 3-step workflow can cost: the bare workflow above that
+  also journals actorflow's own 8 event rows (harvested from a real run, as
+  `limit` does) at the points actorflow commits them (a step starts once its
+  `step_started` row is committed; its result is committed with the next
+  step's start), through one minimal group commit on aiosqlite (one
+  transaction per batch, everything pending at each round). No actors, no
+  replay, no run rows, no checks: an engine can only be slower. Its events/s
+  as a % of `limit`'s ceiling bounds what actorflow can reach on this machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
 import zlib
 from typing import Any
 
+import aiosqlite
+import orjson
+
+from actorflow._ids import new_run_id
+
 from .common import Context, Metric, log
+from .limit import harvest
 
 DESCRIPTION = "bounds from the machine and asyncio, no engine (reference)"
 DEFAULTS = {"seconds": 1.0, "runs": 10_000, "rounds": 3}
@@ -32,6 +47,9 @@ TABLE = [
     Metric("second_thread_speedup", "speed-up of a 2nd thread (C code, GIL released)", "x"),
     Metric("bare_asyncio_us_per_run", "bare asyncio 3-step workflow, loop CPU", "us"),
     Metric("bare_asyncio_runs_per_s", "bare asyncio 3-step workflows", "/s"),
+    Metric("durable_floor_us_per_run", "durable floor: 3-step workflow, loop CPU", "us"),
+    Metric("durable_floor_runs_per_s", "durable floor: 3-step workflows", "/s"),
+    Metric("durable_floor_events_per_s", "durable floor: events committed", "/s"),
 ]
 
 _DATA = os.urandom(1 << 16) * 8  # 512 KiB: one compression takes milliseconds
@@ -57,6 +75,105 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         bare_asyncio_us_per_run=cpu * 1e6 / runs,
         bare_asyncio_runs_per_s=runs / wall,
     )
+    await _durable_floor(cfg, ctx)
+
+
+async def _durable_floor(cfg: dict[str, Any], ctx: Context) -> None:
+    template, schema = await harvest(ctx)
+    db = await aiosqlite.connect(ctx.db_path("floor"), isolation_level=None)
+    try:
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute(schema)
+        commit = _GroupCommit(db)
+        writer = asyncio.get_running_loop().create_task(commit.run())
+        try:
+            n = int(cfg["runs"])
+            cpu = wall = 0.0
+            for _ in range(int(cfg["rounds"])):
+                cpu0, wall0 = time.thread_time(), time.perf_counter()
+                tasks = await asyncio.gather(
+                    *(_start_durable(commit, template, i) for i in range(n))
+                )
+                results = await asyncio.gather(*tasks)
+                cpu += time.thread_time() - cpu0
+                wall += time.perf_counter() - wall0
+                assert results == [i + 3 for i in range(n)], "wrong results"
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        (events,) = await (await db.execute("SELECT count(*) FROM events")).fetchone()  # type: ignore[misc]
+    finally:
+        await db.close()
+    runs = n * int(cfg["rounds"])
+    assert events == runs * len(template), "rows missing"
+    ctx.metrics.update(
+        durable_floor_us_per_run=cpu * 1e6 / runs,
+        durable_floor_runs_per_s=runs / wall,
+        durable_floor_events_per_s=events / wall,
+    )
+
+
+class _GroupCommit:
+    """The least a group commit does: every row pending at each round, one transaction."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+        self.rows: list[tuple[Any, ...]] = []
+        self.waiters: list[asyncio.Future[None]] = []
+        self.pending = asyncio.Event()
+
+    def add(self, rows: list[tuple[Any, ...]]) -> asyncio.Future[None]:
+        """Commit `rows` with the next batch; the future is done once they are durable."""
+        self.rows += rows
+        committed = asyncio.get_running_loop().create_future()
+        self.waiters.append(committed)
+        self.pending.set()
+        return committed
+
+    async def run(self) -> None:
+        while True:
+            await self.pending.wait()
+            self.pending.clear()
+            rows, waiters, self.rows, self.waiters = self.rows, self.waiters, [], []
+            await self.db.execute("BEGIN")
+            await self.db.executemany(_INSERT, rows)
+            await self.db.execute("COMMIT")
+            for committed in waiters:
+                committed.set_result(None)
+
+
+_INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"
+
+
+async def _durable_workflow(commit: _GroupCommit, template: list[tuple[Any, ...]], x: int) -> int:
+    """The 3-step workflow journaling `template`'s rows (kinds, names, payload shapes) for a
+    run of its own, committed in actorflow's groups: created + first start, then each
+    step's result with what follows it."""
+    run_id = new_run_id()
+
+    def row(idx: int, data: bytes | None) -> tuple[Any, ...]:
+        _, _, generation, kind, seq, name, _, _ = template[idx]
+        return (run_id, idx, generation, kind, seq, name, data, time.time())
+
+    loop = asyncio.get_running_loop()
+    await commit.add([row(0, None), row(1, template[1][6])])
+    for step in range(3):
+        future = loop.create_future()
+        attempt = loop.create_task(_attempt(future, x))
+        x = await future
+        await attempt
+        result = orjson.dumps(x)
+        after = row(2 * step + 3, template[3][6]) if step < 2 else row(7, result)
+        await commit.add([row(2 * step + 2, result), after])
+    return x
+
+
+async def _start_durable(
+    commit: _GroupCommit, template: list[tuple[Any, ...]], x: int
+) -> asyncio.Task[int]:
+    return asyncio.get_running_loop().create_task(_durable_workflow(commit, template, x))
 
 
 def _compressions(threads: int, seconds: float) -> int:

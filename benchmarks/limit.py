@@ -54,13 +54,14 @@ TABLE = [
     Metric("actorflow_pct_of_ceiling", "actorflow throughput events/s vs ceiling", "%"),
     Metric("actorflow_pct_at_batch", "actorflow vs ceiling at its batch size", "%"),
     Metric("actorflow_many_pct_of_ceiling", "actorflow started with start_many vs ceiling", "%"),
+    Metric("durable_floor_pct_of_ceiling", "durable floor (floors, no engine) vs ceiling", "%"),
 ]
 
 _INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"
 
 
 async def run(cfg: dict[str, Any], ctx: Context) -> None:
-    template, schema = await _harvest(ctx)
+    template, schema = await harvest(ctx)
     per_run = len(template)
     ctx.metrics.update(rows_per_run=per_run, row_bytes=sum(map(_row_size, template)) / per_run)
     sizes = sorted({int(s) for s in str(cfg["batch_sizes"]).split(",") if s.strip()})
@@ -109,7 +110,7 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         ctx.metrics["at_actorflow_batch_events_per_s"] = rates[str(mean_batch)]
 
 
-async def _harvest(ctx: Context) -> tuple[list[tuple[Any, ...]], str]:
+async def harvest(ctx: Context) -> tuple[list[tuple[Any, ...]], str]:
     """The event rows of one real 3-step run, and the events table's CREATE statement."""
     path = ctx.db_path("harvest")
     async with ctx.engine(workflows=[three_steps], path=path) as engine:

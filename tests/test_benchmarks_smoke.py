@@ -29,7 +29,14 @@ POSITIVE = {
         "row_bytes",
         "actorflow_pct_of_ceiling",
     ],
-    "floors": ["second_thread_speedup", "bare_asyncio_us_per_run", "bare_asyncio_runs_per_s"],
+    "floors": [
+        "second_thread_speedup",
+        "bare_asyncio_us_per_run",
+        "bare_asyncio_runs_per_s",
+        "durable_floor_us_per_run",
+        "durable_floor_runs_per_s",
+        "durable_floor_events_per_s",
+    ],
     "long": ["first_mean_us", "last_mean_us", "ratio_last_first", "steps_per_s"],
     "fanout": [
         "result_from_commit_p50_ms",
