@@ -57,6 +57,7 @@ async def handle_control(actor: RunActor, message: Control) -> None:
         actor.append(L.RUN_RESUMED, None, None, None)
         actor.launch_held()
         actor.fire_due(time.time())
+        actor.after_workflow_ran()  # the outcome it held while paused, if it returned
         actor.reply_later(reply)
 
 

@@ -154,14 +154,17 @@ class WorkflowDriver(Operations):
             self.resume_operations()
 
     def after_workflow_ran(self) -> None:
-        """After the workflow ran to quiescence: fail on non-determinism, finish if it returned."""
+        """After the workflow ran to quiescence: fail on non-determinism, finish if it
+        returned (once resumed, if paused)."""
         if self.finished or self.replaying:
             return
         if self.nondeterminism is not None:
             self.finish_failed(ErrorInfo.from_exception(self.nondeterminism))
             return
         root = self.root
-        if root is None or not root.done():
+        # A paused run keeps its outcome until it is resumed: paused means it does not
+        # finish, even when an event or a timer lets its workflow return.
+        if root is None or not root.done() or self.paused:
             return
         if root.cancelled():
             self.finish_failed(ErrorInfo("CancelledError", "the workflow was cancelled"))

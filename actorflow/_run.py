@@ -133,7 +133,10 @@ class Run(Generic[R]):
         return read_stream(engine, self.id, namespace, start, with_info)
 
     async def pause(self) -> None:
-        """Stop starting steps; status is `pausing` until running steps end, then `paused`."""
+        """Stop starting steps; status is `pausing` until running steps end, then `paused`.
+
+        A paused run does not finish: if an event or timer lets its workflow
+        return meanwhile, the outcome is recorded when the run is resumed."""
         await self._outside_workflow("pause").control(self.id, "pause")
 
     async def resume(self) -> None:

@@ -203,6 +203,62 @@ async def test_sleep_firing_while_paused_starts_no_step(engine: af.Engine, probe
     assert await run.result(timeout=5) == "a1"
 
 
+@af.workflow
+async def ctl_wait_then_fail() -> None:
+    got = await af.wait_for_event("ctl_fail")
+    raise ValueError(f"told to fail with {got}")
+
+
+@af.workflow
+async def ctl_sleep_then_return() -> str:
+    await af.sleep("50ms")
+    return "slept"
+
+
+async def _event_kinds(engine: af.Engine, run: af.Run[Any]) -> list[str]:
+    """The kinds of the run's events so far (without waiting for it to finish)."""
+    return [e.kind for e in await engine.store.load_events(run.id)]
+
+
+async def test_paused_run_does_not_finish_until_resumed(engine: af.Engine) -> None:
+    run = await engine.start(ctl_only_waits)
+    await wait_for_status(run, S.WAITING)
+    await run.pause()
+    await run.send_event("ctl_only", "x")  # committed, and fed to the workflow: it returns
+    assert "event_received" in await _event_kinds(engine, run)
+    assert await run.status() == S.PAUSED
+    assert (await run.info()).completed_at is None
+    assert "run_completed" not in await _event_kinds(engine, run)
+    await run.resume()
+    assert await run.result(timeout=5) == "x"
+    kinds = await _event_kinds(engine, run)
+    assert kinds.index("run_resumed") < kinds.index("run_completed")
+
+
+async def test_paused_run_holds_a_failure_too(engine: af.Engine) -> None:
+    run = await engine.start(ctl_wait_then_fail)
+    await wait_for_status(run, S.WAITING)
+    await run.pause()
+    await run.send_event("ctl_fail", 7)
+    assert await run.status() == S.PAUSED
+    await run.resume()
+    with pytest.raises(af.RunFailedError, match="told to fail with 7"):
+        await run.result(timeout=5)
+
+
+async def test_sleep_firing_while_paused_does_not_finish_the_run(engine: af.Engine) -> None:
+    run = await engine.start(ctl_sleep_then_return)
+    await wait_for_status(run, S.WAITING)
+    await run.pause()
+    async for event in run.events():
+        if event.kind == "sleep_fired":
+            break
+    assert await run.status() == S.PAUSED
+    assert "run_completed" not in await _event_kinds(engine, run)
+    await run.resume()
+    assert await run.result(timeout=5) == "slept"
+
+
 # -- terminate ------------------------------------------------------------------------------
 
 

@@ -171,6 +171,22 @@ async def test_evicted_paused_run_rehydrates_on_resume(evicting: af.Engine, prob
     assert probe.calls == {"a": 1, "b": 1, "c": 1}
 
 
+@af.workflow
+async def ev_wait_only() -> Any:
+    return await af.wait_for_event("ev_only")
+
+
+async def test_evicted_run_holding_its_outcome_while_paused(evicting: af.Engine) -> None:
+    run = await evicting.start(ev_wait_only)
+    await wait_for_status(run, S.WAITING)
+    await run.pause()
+    await run.send_event("ev_only", "held")
+    await _evicted(evicting, run)  # its workflow returned, but a paused run does not finish
+    assert await run.status() == S.PAUSED
+    await run.resume()
+    assert await run.result(timeout=5) == "held"
+
+
 async def test_control_of_evicted_runs(evicting: af.Engine, probe: Probe) -> None:
     run = await evicting.start(ev_event, probe.key)
     await wait_for_status(run, S.WAITING)

@@ -138,6 +138,25 @@ async def test_paused_run_stays_paused_after_reopen(sqlite_url: str, probe: Prob
     assert probe.calls == {"a": 1, "b": 1, "c": 1}
 
 
+@af.workflow
+async def reopen_wait_only() -> Any:
+    return await af.wait_for_event("reopen_go")
+
+
+async def test_outcome_held_by_a_pause_survives_a_reopen(sqlite_url: str) -> None:
+    async with af.Engine(sqlite_url) as first:
+        run = await first.start(reopen_wait_only)
+        await wait_for_status(run, S.WAITING)
+        await run.pause()
+        await run.send_event("reopen_go", [1, 2])
+        assert await run.status() == S.PAUSED
+    async with af.Engine(sqlite_url) as second:
+        handle = second.get_run(run.id)
+        assert await handle.status() == S.PAUSED
+        await handle.resume()
+        assert await handle.result(timeout=5) == [1, 2]
+
+
 async def test_run_closed_while_pausing_is_paused_after_reopen(
     sqlite_url: str, probe: Probe
 ) -> None:
