@@ -102,7 +102,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
         unique: bool = False,
     ) -> None:
         """A fresh run passes its `row` and the `creation` batch that inserts it
-        (`unique`: its id cannot conflict, see `Engine.spawn`); without them the
+        (`unique`: its id cannot conflict, see `Engine._spawn`); without them the
         actor rehydrates the run from the store."""
         super().__init__()
         self.engine = engine
@@ -261,7 +261,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
             return
         self._exited = True
         self.teardown(keep_timer=self._evicted)
-        self.engine.actor_exited(self)
+        self.engine._actor_exited(self)
 
     def abandon(self, error: BaseException) -> None:
         """Stop at once, writing nothing more: a commit with rows of this run failed.
@@ -279,7 +279,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
         self._inputs = None
         if self.task is not None:
             self.task.cancel()
-            self.engine.reap(self.task)
+            self.engine._reap(self.task)
 
     def _evictable(self) -> bool:
         wake_at = self.row.wake_at
@@ -299,7 +299,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
             op.pending = False
             if op.task is not None:
                 op.task.cancel()
-                self.engine.reap(op.task)
+                self.engine._reap(op.task)
                 op.task = None
         # A limited run may hold a slot it has not heard of yet (granted after it queued).
         if self.has_slot or (self.limited and self.workflow is not None and not self.superseded):
@@ -308,7 +308,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
         if self._timer is not None:
             self._timer.cancel()
             if keep_timer:
-                self.engine.park(self.run_id, self._timer.when)
+                self.engine._park(self.run_id, self._timer.when)
             self._timer = None
 
     # -- journal and commit cycle ----------------------------------------------------------

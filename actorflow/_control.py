@@ -64,7 +64,7 @@ async def handle_control(actor: RunActor, message: Control) -> None:
 async def _restart(actor: RunActor, message: Control) -> None:
     """Start a new generation that keeps the log before `from_step` (or nothing)."""
     reply, from_step = message.reply, message.from_step
-    workflow = actor.engine.workflow(actor.row.workflow)
+    workflow = actor.engine._workflow(actor.row.workflow)
     if workflow is None:
         reply_to(reply, error=_not_registered(actor))
         return

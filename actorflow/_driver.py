@@ -94,17 +94,17 @@ class WorkflowDriver(Operations):
                 self.finished = self.notified = True
                 # `result()` callers may have registered while this actor held a fresh
                 # creation (loaded, not final) that turned out to be a taken id.
-                self.engine.outcome_loaded(row)
+                self.engine._outcome_loaded(row)
                 return True
             self.streams = StreamLedger(streams)
             log_rows = [e for e in events if e.generation == row.generation]
-            self.engine.unpark_timer(self.run_id)
+            self.engine._unpark_timer(self.run_id)
         if self._resolve_workflow():
             await self.begin(log_rows)
         return True
 
     def _resolve_workflow(self) -> bool:
-        self.workflow = self.engine.workflow(self.row.workflow)
+        self.workflow = self.engine._workflow(self.row.workflow)
         if self.workflow is None:
             log.error(
                 "run %s: workflow %r is not registered in this engine; leaving it as it is",
@@ -210,14 +210,14 @@ class WorkflowDriver(Operations):
         batch = self.store.batch()
         batch.update_run(row)
         if self.owns_hooks:
-            self.engine.drop_hooks(self.run_id)
+            self.engine._drop_hooks(self.run_id)
             self.owns_hooks = False
 
         def notify() -> None:
             if self.superseded:  # abandoned: the final status is not what was committed
                 return
             self.notified = True
-            self.engine.run_finished(row)
+            self.engine._run_finished(row)
             if self.finished:  # not restarted meanwhile
                 self.final_committed()
 

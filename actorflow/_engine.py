@@ -116,7 +116,7 @@ class Engine(RunQueries):
         self._parked: dict[str, TimerEntry] = {}
         self._dying: set[asyncio.Task[Any]] = set()
         self._results = ResultWaiters()
-        self._write_failures = WriteFailures(self.store, self._actors, self.rehydrate_at)
+        self._write_failures = WriteFailures(self.store, self._actors, self._rehydrate_at)
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -185,18 +185,18 @@ class Engine(RunQueries):
             if row.status in (RunStatus.PAUSED, RunStatus.WAITING):
                 # Parked like an evicted run: its timer (sleep, timeout, deadline) wakes it.
                 if row.wake_at is not None:
-                    self.park(row.id, row.wake_at)
+                    self._park(row.id, row.wake_at)
                 continue
             self._ensure_actor(row.id)
         for child in await self.store.finished_children_of_unfinished_parents():
             assert child.parent_id is not None
-            self.deliver(
+            self._deliver(
                 child.parent_id, ChildDone(child.id, child.status, child.result, child.error)
             )
 
     # -- workflows -------------------------------------------------------------------------
 
-    def workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
+    def _workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
         """The workflow this engine runs under `name`, if any."""
         registry = self._workflows
         wf = registry.get(name) if registry is not None else lookup_workflow(name)
@@ -204,7 +204,7 @@ class Engine(RunQueries):
             self.limiter.set_limit(name, wf.concurrency)
         return wf
 
-    def resolve_workflow(self, workflow: Any) -> WorkflowFunction[Any, Any]:
+    def _resolve_workflow(self, workflow: Any) -> WorkflowFunction[Any, Any]:
         """The workflow meant by a decorated function or a name; raises if unknown."""
         if isinstance(workflow, WorkflowFunction):
             name = workflow.name
@@ -214,7 +214,7 @@ class Engine(RunQueries):
             raise TypeError(
                 f"workflow must be an @af.workflow function or its name, got {workflow!r}"
             )
-        wf = self.workflow(name)
+        wf = self._workflow(name)
         if wf is None:
             raise WorkflowNotRegisteredError(f"no workflow named {name!r} is registered")
         return wf
@@ -237,7 +237,7 @@ class Engine(RunQueries):
         (a duration) overrides the workflow's own.
         """
         self._check_open()
-        wf = self.resolve_workflow(workflow)
+        wf = self._resolve_workflow(workflow)
         if if_exists not in ("return", "error"):
             raise ValueError(f"if_exists must be 'return' or 'error', got {if_exists!r}")
         run_id = new_run_id() if id is None else check_run_id(id)
@@ -274,7 +274,7 @@ class Engine(RunQueries):
         Cheaper than as many `start()` calls: one commit wait, no task per run.
         """
         self._check_open()
-        wf = self.resolve_workflow(workflow)
+        wf = self._resolve_workflow(workflow)
         encoded = []
         for i, args in enumerate(inputs):
             if not isinstance(args, (tuple, list)):
@@ -328,10 +328,10 @@ class Engine(RunQueries):
         )
         created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, None, now)
         batch.create_run(row, [created], unique=unique)
-        self.spawn(row, batch, unique=unique)
+        self._spawn(row, batch, unique=unique)
         return True
 
-    def spawn(self, row: RunRow, batch: WriteBatch, unique: bool = False) -> None:
+    def _spawn(self, row: RunRow, batch: WriteBatch, unique: bool = False) -> None:
         """Start an actor for a run whose creation is in `batch`.
 
         The actor waits for that commit before it runs the workflow, unless the id is
@@ -352,7 +352,7 @@ class Engine(RunQueries):
 
     # -- routing ---------------------------------------------------------------------------
 
-    def deliver(self, run_id: str, message: Any) -> None:
+    def _deliver(self, run_id: str, message: Any) -> None:
         """Put `message` in the run's mailbox, rehydrating the run if it is not in memory.
 
         While the engine closes, messages are refused: actors started now would outlive
@@ -370,14 +370,14 @@ class Engine(RunQueries):
             actor.start()
         return actor
 
-    def actor_exited(self, actor: RunActor) -> None:
+    def _actor_exited(self, actor: RunActor) -> None:
         if self._actors.get(actor.run_id) is actor:
             del self._actors[actor.run_id]
         if actor.superseded and self._state == "open":
             for message in actor.mailbox.take_all():
-                self.deliver(actor.run_id, message)
+                self._deliver(actor.run_id, message)
 
-    def reap(self, task: asyncio.Task[Any]) -> None:
+    def _reap(self, task: asyncio.Task[Any]) -> None:
         """Own a cancelled step task until it has ended; `close()` awaits stragglers."""
         if not task.done():
             self._dying.add(task)
@@ -389,31 +389,31 @@ class Engine(RunQueries):
 
     def _wake(self, run_id: str) -> None:
         self._parked.pop(run_id, None)
-        self.deliver(run_id, WAKE)
+        self._deliver(run_id, WAKE)
 
     def _grant(self, run_id: str) -> None:
-        self.deliver(run_id, SLOT_GRANTED)
+        self._deliver(run_id, SLOT_GRANTED)
 
-    def park(self, run_id: str, wake_at: float) -> None:
+    def _park(self, run_id: str, wake_at: float) -> None:
         """Rehydrate a run that is not in memory shortly before its next timer is due.
 
         Waking ahead spreads the rehydrations of many timers due at once over the
         preceding second, so that each fires in a live actor, on time.
         """
-        self.rehydrate_at(run_id, wake_at - self.wake_ahead)
+        self._rehydrate_at(run_id, wake_at - self.wake_ahead)
 
-    def rehydrate_at(self, run_id: str, when: float) -> None:
+    def _rehydrate_at(self, run_id: str, when: float) -> None:
         """Bring the run back into memory at `when` (a time.time() value), if nothing
         (a message, `start`) brings it back sooner."""
-        self.unpark_timer(run_id)
+        self._unpark_timer(run_id)
         self._parked[run_id] = self.timers.schedule(when, run_id)
 
-    def unpark_timer(self, run_id: str) -> None:
+    def _unpark_timer(self, run_id: str) -> None:
         entry = self._parked.pop(run_id, None)
         if entry is not None:
             entry.cancel()
 
-    def drop_hooks(self, run_id: str) -> None:
+    def _drop_hooks(self, run_id: str) -> None:
         """Release the hook tokens of a finished run."""
         for token in [t for t, owner in self.hooks.items() if owner == run_id]:
             del self.hooks[token]
@@ -439,28 +439,28 @@ class Engine(RunQueries):
                 if chunks.has(key):
                     chunks.publish(key, chunk)
 
-    def outcome_loaded(self, row: RunRow) -> None:
+    def _outcome_loaded(self, row: RunRow) -> None:
         """An actor found its run final in the store: answer the `result()` callers."""
         self._results.finished(row)
 
-    def run_finished(self, row: RunRow) -> None:
+    def _run_finished(self, row: RunRow) -> None:
         """Called by an actor once its run's final status is committed."""
         self._results.finished(row)
         if row.parent_id is not None:
-            self.deliver(row.parent_id, ChildDone(row.id, row.status, row.result, row.error))
+            self._deliver(row.parent_id, ChildDone(row.id, row.status, row.result, row.error))
         for key in self.chunk_hub.subscribed_keys():
             if isinstance(key, tuple) and key[0] == row.id:
                 self.chunk_hub.end(key)
 
     # -- what run handles send ------------------------------------------------------------
 
-    async def control(
+    async def _control(
         self, run_id: str, action: ControlAction, from_step: str | None = None
     ) -> None:
         """Send a pause/resume/terminate/restart to the run and wait until it is committed."""
         self._check_open()
         reply: asyncio.Future[None] = self.loop.create_future()
-        self.deliver(run_id, Control(action, reply, from_step))
+        self._deliver(run_id, Control(action, reply, from_step))
         await reply
 
     async def send_event(self, run_id: str, type: str, payload: Any = None) -> None:
@@ -469,7 +469,7 @@ class Engine(RunQueries):
         key = check_event_type(type)
         data = encode(payload, "event payload", self.max_payload_bytes)
         reply: asyncio.Future[None] = self.loop.create_future()
-        self.deliver(run_id, Deliver(key, data, reply))
+        self._deliver(run_id, Deliver(key, data, reply))
         await reply
 
     async def resume_hook(self, token: str, payload: Any = None) -> None:
@@ -482,5 +482,5 @@ class Engine(RunQueries):
         if run_id is None:
             raise HookNotFoundError(f"no unfinished run holds hook {token!r}")
         reply: asyncio.Future[None] = self.loop.create_future()
-        self.deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
+        self._deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
         await reply

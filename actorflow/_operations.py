@@ -217,7 +217,7 @@ class Operations(StepScheduler):
         self, seq: int, workflow: Any, args: tuple[Any, ...], child_id: str | None, metadata: Any
     ) -> asyncio.Future[Run[Any]]:
         future = self._future()
-        wf = self.engine.resolve_workflow(workflow)
+        wf = self.engine._resolve_workflow(workflow)
         recorded = self._recorded(seq, "child", wf.name)
         if self.nondeterminism is not None:
             return future
@@ -255,7 +255,7 @@ class Operations(StepScheduler):
         created = EventRow(child_id, 0, 0, L.RUN_CREATED, None, wf.name, None, now)
         batch = self.store.batch()
         batch.create_run(child, [created, started])
-        self.engine.spawn(child, batch)
+        self.engine._spawn(child, batch)
         children = self._family()
         children.started(child_id, seq)
         self.acks[seq] = future
@@ -416,7 +416,7 @@ class Operations(StepScheduler):
         if self.children is None:
             return
         for child_id in list(self.children.unfinished(which)):
-            self.engine.deliver(child_id, Control("terminate", None))
+            self.engine._deliver(child_id, Control("terminate", None))
 
     def _family(self) -> Children:
         """The run's children, created with the first."""

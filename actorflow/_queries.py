@@ -36,7 +36,7 @@ class RunQueries(abc.ABC):
     @abc.abstractmethod
     def _check_open(self) -> None: ...
 
-    async def wait_result(self, run_id: str, timeout: float | None) -> Any:
+    async def _wait_result(self, run_id: str, timeout: float | None) -> Any:
         """The run's result once it is final; raises for failed or terminated runs."""
         self._check_open()
         waiter = self._results.add(run_id)
@@ -46,7 +46,7 @@ class RunQueries(abc.ABC):
             if actor is not None and actor.loaded:
                 row = actor.row if actor.notified else None
             else:
-                row = await self.stored_run(run_id)
+                row = await self._stored_run(run_id)
             if row is not None and RunStatus(row.status).is_final:
                 return Outcome.of(row).value()
             if timeout is None:
@@ -56,26 +56,26 @@ class RunQueries(abc.ABC):
         finally:
             self._results.discard(run_id, waiter)
 
-    async def run_status(self, run_id: str) -> RunStatus:
+    async def _run_status(self, run_id: str) -> RunStatus:
         self._check_open()
         actor = self._actors.get(run_id)
         if actor is not None and actor.loaded:
             return actor.status
-        return RunStatus((await self.stored_run(run_id)).status)
+        return RunStatus((await self._stored_run(run_id)).status)
 
-    async def stored_run(self, run_id: str) -> RunRow:
+    async def _stored_run(self, run_id: str) -> RunRow:
         """The run's committed row; raises `RunNotFoundError` if there is none."""
         row = await self.loader.row(run_id)
         if row is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         return row
 
-    async def run_is_final(self, run_id: str) -> bool:
-        return (await self.run_status(run_id)).is_final
+    async def _run_is_final(self, run_id: str) -> bool:
+        return (await self._run_status(run_id)).is_final
 
-    async def run_info(self, run_id: str) -> RunInfo:
+    async def _run_info(self, run_id: str) -> RunInfo:
         self._check_open()
-        row = await self.stored_run(run_id)
+        row = await self._stored_run(run_id)
         actor = self._actors.get(run_id)
         if actor is not None and actor.loaded:
             row.status = actor.status.value

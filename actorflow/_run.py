@@ -46,7 +46,7 @@ class Run(Generic[R]):
 
     async def status(self) -> RunStatus:
         """The run's current status."""
-        return await self._outside_workflow("status").run_status(self.id)
+        return await self._outside_workflow("status")._run_status(self.id)
 
     async def result(self, timeout: float | None = None) -> R:
         """Wait for the run to finish and return its result.
@@ -59,7 +59,7 @@ class Run(Generic[R]):
         """
         ctx = current_workflow()
         if ctx is None:
-            value: R = await self._engine.wait_result(self.id, timeout)
+            value: R = await self._engine._wait_result(self.id, timeout)
             return value
         seconds = None if timeout is None else to_seconds(timeout, "result timeout")
         outcome = ctx.host.await_child(ctx.next_seq(), self.id)
@@ -88,12 +88,12 @@ class Run(Generic[R]):
 
     async def info(self) -> RunInfo:
         """A snapshot: status, arguments, result or error, timestamps and steps."""
-        return await self._outside_workflow("info").run_info(self.id)
+        return await self._outside_workflow("info")._run_info(self.id)
 
     async def exists(self) -> bool:
         """Whether a run with this id exists."""
         try:
-            await self._outside_workflow("exists").run_status(self.id)
+            await self._outside_workflow("exists")._run_status(self.id)
         except RunNotFoundError:
             return False
         return True
@@ -102,7 +102,7 @@ class Run(Generic[R]):
         """Every committed event from the start, then live ones, until the run ends."""
         engine = self._outside_workflow("events")
         with engine.event_hub.subscribe(self.id) as sub:
-            await engine.stored_run(self.id)
+            await engine._stored_run(self.id)
             cursor = -1
             catch_up = True
             while True:
@@ -137,15 +137,15 @@ class Run(Generic[R]):
 
         A paused run does not finish: if an event or timer lets its workflow
         return meanwhile, the outcome is recorded when the run is resumed."""
-        await self._outside_workflow("pause").control(self.id, "pause")
+        await self._outside_workflow("pause")._control(self.id, "pause")
 
     async def resume(self) -> None:
         """Continue a paused run; a no-op for a run that is not paused."""
-        await self._outside_workflow("resume").control(self.id, "resume")
+        await self._outside_workflow("resume")._control(self.id, "resume")
 
     async def terminate(self) -> None:
         """Cancel the running steps and end the run as `terminated`; its children too."""
-        await self._outside_workflow("terminate").control(self.id, "terminate")
+        await self._outside_workflow("terminate")._control(self.id, "terminate")
 
     async def restart(self, from_step: str | None = None) -> None:
         """Run again from the start, or from the first step named `from_step`.
@@ -153,7 +153,7 @@ class Run(Generic[R]):
         Results of steps before `from_step` are kept; the previous execution's
         events stay in the log under their generation.
         """
-        await self._outside_workflow("restart").control(self.id, "restart", from_step)
+        await self._outside_workflow("restart")._control(self.id, "restart", from_step)
 
     async def send_event(self, type: str, payload: Any = None) -> None:
         """Durably deliver an event; a workflow receives it with `af.wait_for_event(type)`."""

@@ -140,7 +140,7 @@ async def read_stream(
     if not isinstance(start, int) or isinstance(start, bool):
         raise TypeError(f"start must be an int, got {type(start).__name__}")
     with engine.chunk_hub.subscribe((run_id, namespace)) as sub:
-        await engine.stored_run(run_id)
+        await engine._stored_run(run_id)
         cursor = start
         if start < 0:
             state = await engine.store.stream_state(run_id)
@@ -151,7 +151,7 @@ async def read_stream(
         while True:
             if catch_up:
                 catch_up = False
-                final = sub.ended or await engine.run_is_final(run_id)
+                final = sub.ended or await engine._run_is_final(run_id)
                 while True:
                     rows = await engine.store.load_chunks(run_id, namespace, cursor, _PAGE)
                     for chunk in rows:

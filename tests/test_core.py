@@ -430,7 +430,7 @@ async def test_closing_right_after_a_message_woke_an_idle_run_stops_its_workflow
     assert isinstance(sandbox, WorkflowLoop) and not sandbox.is_closed()
     # A message starts the idle actor's task (as a timer's wake-up would); the engine
     # closes before that task ever runs, so it is cancelled without entering its body.
-    engine.deliver(run.id, WAKE)
+    engine._deliver(run.id, WAKE)
     assert actor.task is not None
     await engine.close()
     assert sandbox.is_closed()  # the workflow was stopped, not left pending
