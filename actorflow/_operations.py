@@ -133,15 +133,33 @@ class Operations(StepScheduler):
             return
         self.closed = True
         pending = loop.pending_tasks()
-        if pending:  # a run that returned has none: nothing to unwind
-            for task in pending:
-                task.cancel()
+        for task in pending:
+            task.cancel()
+        # Futures no task waits on any longer (a step's, left by a `gather` that failed)
+        # are cancelled too: their callbacks would hold them in a cycle.
+        waiting = [f for f in self._operation_futures() if not f.done()]
+        for future in waiting:
+            future.cancel()
+        if pending or waiting:  # a run that returned usually has neither
             loop.run_until_quiescent()
+        loop.release_tasks()
         loop.close()
         # The root task's context reaches this actor through its WorkflowContext:
         # dropping both ends lets reference counting free a finished run at once.
         self.loop = None
         self.root = None
+
+    def _operation_futures(self) -> list[asyncio.Future[Any]]:
+        """The futures of the workflow's pending operations."""
+        if not (self.steps or self.sleeps or self.waits or self.acks or self.children):
+            return []  # a run that returned, usually
+        futures = [op.future for op in self.steps.values() if op.future is not None]
+        futures += [sleep.future for sleep in self.sleeps.values()]
+        futures += [wait.future for wait in self.waits.values()]
+        futures += self.acks.values()
+        if self.children is not None:
+            futures += [f for waiters in self.children.waiters.values() for f in waiters]
+        return futures
 
     def _future(self) -> asyncio.Future[Any]:
         assert self.loop is not None
@@ -322,16 +340,28 @@ class Operations(StepScheduler):
         """Resolve what `row` answers, then run the workflow until it waits again."""
         if self.closed or self.loop is None:
             return
+        # Resolved in a frame of its own, over before the workflow runs: a workflow frame
+        # that ends while an exception's traceback holds it keeps the frames below it as
+        # `f_back` (Python 3.12+), and a local here holding the failed future would
+        # close a reference cycle through that traceback.
+        if self._resolve(row):
+            self.loop.run_until_quiescent()
+            self.after_workflow_ran()
+
+    def _resolve(self, row: EventRow) -> bool:
+        """Settle the future `row` answers; False if it answers none (nothing to run)."""
         kind, seq = row.kind, row.seq
         if kind == L.STEP_COMPLETED or kind == L.STEP_FAILED:  # the most frequent, first
             op = self.steps.pop(seq, None) if seq is not None else None
             if op is None:
                 return self._stray(row)
+            future, op.future = op.future, None  # see `apply`: the op lives on in frames
+            assert future is not None
             if kind == L.STEP_COMPLETED:
-                op.future.set_result(loads(row.data or b"null"))
+                future.set_result(loads(row.data or b"null"))
             else:
                 error = ErrorInfo.from_json(loads(row.data or b"{}")["error"])
-                op.future.set_exception(StepFailedError(op.name, error))
+                future.set_exception(StepFailedError(op.name, error))
         elif kind == L.EVENT_RECEIVED:
             self._receive(row)
         elif kind == L.CHILD_FINISHED:
@@ -345,7 +375,7 @@ class Operations(StepScheduler):
         elif kind == L.WAIT_TIMED_OUT:
             wait = self.waits.pop(seq, None) if seq is not None else None
             if wait is None:
-                return  # an event reached it first
+                return False  # an event reached it first
             wait.future.set_exception(EventTimeoutError(f"no {wait.key!r} event arrived in time"))
         elif kind in (L.CHILD_STARTED, L.STREAM_WRITTEN):
             ack = self.acks.pop(seq, None) if seq is not None else None
@@ -360,8 +390,7 @@ class Operations(StepScheduler):
                 )
             else:
                 ack.set_result(Run(self.engine, data["run_id"]))
-        self.loop.run_until_quiescent()
-        self.after_workflow_ran()
+        return True
 
     def _receive(self, row: EventRow) -> None:
         assert row.name is not None and row.data is not None
@@ -372,10 +401,12 @@ class Operations(StepScheduler):
                 return
         self.inbox.setdefault(row.name, deque()).append(row.data)
 
-    def _stray(self, row: EventRow) -> None:
-        """An input for a call the workflow has not made: harmless live, fatal on replay."""
+    def _stray(self, row: EventRow) -> bool:
+        """An input for a call the workflow has not made: harmless live, fatal on replay.
+        False: there is nothing to run."""
         if self.replaying:
             self.non_deterministic(row.seq or 0, "nothing", row)
+        return False
 
     # -- timers ----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import contextvars
 import logging
 from asyncio import events
@@ -74,6 +75,10 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
                     self.call_exception_handler(
                         {"message": f"exception in callback {callback!r}", "exception": exc}
                     )
+            # A workflow frame that ended in an exception keeps this frame as its `f_back`
+            # (Python 3.12+), and the exception stays with the task: this frame must not
+            # keep the task's step callback, or task, traceback and frames form a cycle.
+            callback = args = context = None
         finally:
             events._set_running_loop(outer)
 
@@ -114,6 +119,13 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def pending_tasks(self) -> list[asyncio.Task[Any]]:
         """The workflow's unfinished tasks (`asyncio.all_tasks` scans every task of the process)."""
         return [t for t in (self._root, *(self._tasks or ())) if t is not None and not t.done()]
+
+    def release_tasks(self) -> None:
+        """Let reference counting free the finished tasks (see `release_task`)."""
+        if self._root is not None:
+            release_task(self._root)
+        for task in self._tasks or ():
+            release_task(task)
 
     # Every future and task asks its loop this on creation: a builtin answers (False)
     # without a Python-level call.
@@ -187,3 +199,37 @@ def explain_foreign_await(exc: BaseException) -> BaseException:
         error.__cause__ = exc
         return error
     return exc
+
+
+def release_task(task: asyncio.Task[Any]) -> None:
+    """Let reference counting free a finished task of a closed workflow.
+
+    From Python 3.12 a task keeps its CancelledError, or the exception it
+    raised, with a traceback whose frames lead back to the task or to the
+    future that raised it (through their `f_back`): a reference cycle per
+    closed run, freed only by the cyclic GC. Taking the CancelledError clears
+    it; an exception loses its tracebacks (already recorded in the run's error).
+    """
+    if not task.done():
+        return
+    if task.cancelled():
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()  # the cancellation `close_workflow` asked for
+        return
+    exc = task.exception()
+    if exc is not None:
+        _drop_tracebacks(exc)
+
+
+def _drop_tracebacks(exc: BaseException) -> None:
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        exc_ = pending.pop()
+        if exc_ is None or id(exc_) in seen:
+            continue
+        seen.add(id(exc_))
+        exc_.__traceback__ = None
+        pending += [exc_.__cause__, exc_.__context__]
+        if isinstance(exc_, BaseExceptionGroup):
+            pending += exc_.exceptions

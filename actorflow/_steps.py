@@ -64,7 +64,8 @@ class StepOp:
         self.name = step.name
         self.args = args
         self.kwargs = kwargs
-        self.future = future
+        # Dropped once settled (see `Operations.apply`).
+        self.future: asyncio.Future[Any] | None = future
         self.attempt = 0
         self.task: asyncio.Task[None] | None = None
         self.retry_at: float | None = None
