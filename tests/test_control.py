@@ -190,14 +190,19 @@ async def ctl_sleep_then_a(key: str) -> str:
     return await ctl_a(key)
 
 
-async def test_sleep_firing_while_paused_starts_no_step(engine: af.Engine, probe: Probe) -> None:
-    run = await engine.start(ctl_sleep_then_a, probe.key)
+async def _paused_past_its_sleep(run: af.Run[Any]) -> None:
+    """Pause a run that waits on its sleep; return once the sleep has fired."""
     await wait_for_status(run, S.WAITING)
     await run.pause()
     async for event in run.events():
         if event.kind == "sleep_fired":
             break
     assert await run.status() == S.PAUSED
+
+
+async def test_sleep_firing_while_paused_starts_no_step(engine: af.Engine, probe: Probe) -> None:
+    run = await engine.start(ctl_sleep_then_a, probe.key)
+    await _paused_past_its_sleep(run)
     assert probe.calls["a"] == 0
     await run.resume()
     assert await run.result(timeout=5) == "a1"
@@ -248,12 +253,7 @@ async def test_paused_run_holds_a_failure_too(engine: af.Engine) -> None:
 
 async def test_sleep_firing_while_paused_does_not_finish_the_run(engine: af.Engine) -> None:
     run = await engine.start(ctl_sleep_then_return)
-    await wait_for_status(run, S.WAITING)
-    await run.pause()
-    async for event in run.events():
-        if event.kind == "sleep_fired":
-            break
-    assert await run.status() == S.PAUSED
+    await _paused_past_its_sleep(run)
     assert "run_completed" not in await _event_kinds(engine, run)
     await run.resume()
     assert await run.result(timeout=5) == "slept"
