@@ -202,7 +202,7 @@ class WorkflowDriver(Operations):
             self.terminate_children(lambda seq: True)
         self.append(kind, None, None, data)
         row = self.row
-        row.status, row.result, row.error = status.value, result, error
+        row.status, row.result, row.error = status._value_, result, error
         row.completed_at, row.wake_at = time.time(), None
         if row.started_at is None and ran:
             row.started_at = row.completed_at

@@ -320,7 +320,7 @@ class Engine(RunQueries):
         row = RunRow(
             run_id,
             wf.name,
-            RunStatus.QUEUED.value,
+            RunStatus.QUEUED._value_,
             args_data,
             now,
             metadata=meta,

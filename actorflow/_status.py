@@ -103,7 +103,7 @@ class StatusKeeper:
         if status != self.status or due != row.wake_at:
             batch = self.store.batch()
             self.status = status
-            row.status, row.wake_at = status.value, due
+            row.status, row.wake_at = status._value_, due  # `.value` is two Python calls
             if status != RunStatus.QUEUED and row.started_at is None:
                 row.started_at = time.time()
             batch.update_run(row)
