@@ -222,6 +222,7 @@ def release_task(task: asyncio.Task[Any]) -> None:
 
 
 def _drop_tracebacks(exc: BaseException) -> None:
+    """Clear the tracebacks of `exc` and of every exception chained to or grouped in it."""
     pending: list[BaseException | None] = [exc]
     seen: set[int] = set()
     while pending:
