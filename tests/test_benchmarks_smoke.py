@@ -23,6 +23,7 @@ POSITIVE = {
         "batches",
         "events",
     ],
+    "sustained": ["workflows_per_s", "events_per_s", "latency_p50_ms", "mean_batch_rows"],
     "limit": [
         "ceiling_events_per_s",
         "sqlite3_ceiling_events_per_s",
