@@ -52,7 +52,7 @@ from ._errors import (
 )
 from ._mailbox import Mailbox
 from ._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
-from ._models import ErrorInfo, RunStatus, to_datetime
+from ._models import STATUS_OF, ErrorInfo, RunStatus, to_datetime
 from ._status import StatusKeeper
 from ._steps import StepFinished
 from ._store import ENGINE_CONTEXT, EventRow, RunRow, WriteBatch, shielded
@@ -113,7 +113,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
         self._unique = unique
         self.loaded = creation is not None
         self.superseded = False
-        self.status = RunStatus(self.row.status)
+        self.status = STATUS_OF[self.row.status]
         self.mailbox = Mailbox()
         self.task: asyncio.Task[None] | None = None
         self.finished = False

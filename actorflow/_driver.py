@@ -23,7 +23,7 @@ from ._context import WorkflowContext
 from ._errors import RunNotFoundError, SerializationError, StepFailedError
 from ._mailbox import Mailbox
 from ._messages import reply_to
-from ._models import ErrorInfo, RunStatus
+from ._models import STATUS_OF, ErrorInfo, RunStatus
 from ._operations import Operations
 from ._sandbox import WorkflowLoop, explain_foreign_await
 from ._serde import dumps, encode, loads
@@ -88,7 +88,7 @@ class WorkflowDriver(Operations):
                 self.finished = True
                 return False
             row, events, streams = loaded
-            self.row, self.status, self.loaded = row, RunStatus(row.status), True
+            self.row, self.status, self.loaded = row, STATUS_OF[row.status], True
             self.next_idx = events[-1].idx + 1 if events else 0
             if self.status.is_final:
                 self.finished = self.notified = True

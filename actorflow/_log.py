@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._models import ErrorInfo, RunEvent, RunInfo, RunStatus, StepRecord, to_datetime
+from ._models import STATUS_OF, ErrorInfo, RunEvent, RunInfo, StepRecord, to_datetime
 from ._serde import loads
 from ._store import EventRow, RunRow
 
@@ -101,7 +101,7 @@ def to_run_info(row: RunRow, steps: tuple[StepRecord, ...]) -> RunInfo:
     return RunInfo(
         id=row.id,
         workflow=row.workflow,
-        status=RunStatus(row.status),
+        status=STATUS_OF[row.status],
         args=loads(row.args),
         result=None if row.result is None else loads(row.result),
         error=None if row.error is None else ErrorInfo.from_json(loads(row.error)),

@@ -30,6 +30,10 @@ class RunStatus(enum.StrEnum):
 
 FINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.TERMINATED})
 
+# A stored status text to its member: a dict lookup, where `RunStatus(text)` is two
+# Python-level calls (rows are loaded and actors created on hot paths).
+STATUS_OF: dict[str, RunStatus] = {status._value_: status for status in RunStatus}
+
 
 @attrs.frozen
 class ErrorInfo:

@@ -17,7 +17,7 @@ from ._definitions import WorkflowFunction
 from ._errors import RunNotFoundError
 from ._loader import RunLoader
 from ._log import fold_steps, to_run_info
-from ._models import RunInfo, RunStatus
+from ._models import STATUS_OF, RunInfo, RunStatus
 from ._results import Outcome, ResultWaiters
 from ._store import RunRow, Store
 
@@ -47,7 +47,7 @@ class RunQueries(abc.ABC):
                 row = actor.row if actor.notified else None
             else:
                 row = await self._stored_run(run_id)
-            if row is not None and RunStatus(row.status).is_final:
+            if row is not None and STATUS_OF[row.status].is_final:
                 return Outcome.of(row).value()
             if timeout is None:
                 return (await waiter).value()
@@ -61,7 +61,7 @@ class RunQueries(abc.ABC):
         actor = self._actors.get(run_id)
         if actor is not None and actor.loaded:
             return actor.status
-        return RunStatus((await self._stored_run(run_id)).status)
+        return STATUS_OF[(await self._stored_run(run_id)).status]
 
     async def _stored_run(self, run_id: str) -> RunRow:
         """The run's committed row; raises `RunNotFoundError` if there is none."""
