@@ -11,6 +11,7 @@ A workload module defines:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import gc
@@ -188,6 +189,38 @@ def db_count(path: Path, sql: str, params: Sequence[Any] = ()) -> int:
         return int(conn.execute(sql, tuple(params)).fetchone()[0])
     finally:
         conn.close()
+
+
+class CommitCounts:
+    """What the group-commit writer did and how many events reached the database
+    between entering and leaving `async with CommitCounts(engine, path) as counts:`
+    (`batches`, `rows`, `busy_seconds` of the writer; `events` counted in the file)."""
+
+    def __init__(self, engine: af.Engine, path: Path) -> None:
+        self._writer = engine.store.writer  # type: ignore[attr-defined]
+        self._path = path
+        self.batches = self.rows = self.events = 0
+        self.busy_seconds = 0.0
+
+    async def _events(self) -> int:
+        return await asyncio.to_thread(db_count, self._path, "SELECT count(*) FROM events")
+
+    async def __aenter__(self) -> CommitCounts:
+        writer = self._writer
+        self.batches, self.rows, self.busy_seconds = (
+            writer.batches,
+            writer.rows,
+            writer.busy_seconds,
+        )
+        self.events = await self._events()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        writer = self._writer
+        self.batches = writer.batches - self.batches
+        self.rows = writer.rows - self.rows
+        self.busy_seconds = writer.busy_seconds - self.busy_seconds
+        self.events = await self._events() - self.events
 
 
 # -- memory ----------------------------------------------------------------------------------

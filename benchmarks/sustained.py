@@ -14,7 +14,7 @@ import asyncio
 import time
 from typing import Any
 
-from .common import Context, GcWatch, Metric, Stopwatch, db_count, log
+from .common import CommitCounts, Context, GcWatch, Metric, Stopwatch, log
 from .shapes import three_steps
 
 DESCRIPTION = "steady load: N runs, a fixed number in flight"
@@ -38,9 +38,6 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
     path = ctx.db_path()
     async with ctx.engine(workflows=[three_steps], path=path) as engine:
         await asyncio.gather(*(_timed(engine, i, []) for i in range(cfg["warmup"])))
-        writer = engine.store.writer  # type: ignore[attr-defined]
-        batches0, rows0, busy0 = writer.batches, writer.rows, writer.busy_seconds
-        events0 = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events")
         log(f"  {n:,} runs, {width:,} in flight")
         latencies: list[float] = []
         todo = iter(range(n))
@@ -49,26 +46,24 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
             for i in todo:
                 await _timed(engine, i, latencies)
 
-        cpu0 = time.thread_time()
-        with Stopwatch() as total, GcWatch() as gcw:
-            await asyncio.gather(*(caller() for _ in range(width)))
-        cpu = time.thread_time() - cpu0
-        events = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events")
-        batches, rows = writer.batches - batches0, writer.rows - rows0
-        busy = writer.busy_seconds - busy0
+        async with CommitCounts(engine, path) as counts:
+            cpu0 = time.thread_time()
+            with Stopwatch() as total, GcWatch() as gcw:
+                await asyncio.gather(*(caller() for _ in range(width)))
+            cpu = time.thread_time() - cpu0
     latencies.sort()
     seconds = total.seconds
     ctx.metrics.update(
         runs=n,
         in_flight=width,
         workflows_per_s=n / seconds,
-        events_per_s=(events - events0) / seconds,
+        events_per_s=counts.events / seconds,
         latency_p50_ms=1000 * latencies[len(latencies) // 2],
         latency_p99_ms=1000 * latencies[int(len(latencies) * 0.99)],
-        batches=batches,
-        mean_batch_rows=rows / batches if batches else 0.0,
+        batches=counts.batches,
+        mean_batch_rows=counts.rows / counts.batches if counts.batches else 0.0,
         loop_cpu_us_per_run=cpu * 1e6 / n,
-        writer_busy_pct=100 * busy / seconds,
+        writer_busy_pct=100 * counts.busy_seconds / seconds,
         **gcw.pauses(),
     )
     ctx.metrics["gc_time_pct"] = 100 * ctx.metrics["gc_pause_total_ms"] / 1000 / seconds

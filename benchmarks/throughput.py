@@ -21,7 +21,7 @@ import asyncio
 import time
 from typing import Any
 
-from .common import Context, GcWatch, Metric, Stopwatch, db_count, log
+from .common import CommitCounts, Context, GcWatch, Metric, Stopwatch, log
 from .shapes import STEPS_PER_RUN, three_steps
 
 DESCRIPTION = "N concurrent 3-step workflows (group commit)"
@@ -54,19 +54,15 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
     path = ctx.db_path()
     async with ctx.engine(workflows=[three_steps], path=path) as engine:
         await asyncio.gather(*(_one(engine, i) for i in range(cfg["warmup"])))
-        writer = engine.store.writer  # type: ignore[attr-defined]
-        batches0, rows0, busy0 = writer.batches, writer.rows, writer.busy_seconds
-        events0 = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events")
         log(f"  {n:,} concurrent runs")
-        loop_cpu0 = time.thread_time()
-        with Stopwatch() as total, GcWatch() as gcw:
-            with Stopwatch() as starting:
-                runs = await asyncio.gather(*(engine.start(three_steps, i) for i in range(n)))
-            results = await asyncio.gather(*(r.result() for r in runs))
+        async with CommitCounts(engine, path) as counts:
+            loop_cpu0 = time.thread_time()
+            with Stopwatch() as total, GcWatch() as gcw:
+                with Stopwatch() as starting:
+                    runs = await asyncio.gather(*(engine.start(three_steps, i) for i in range(n)))
+                results = await asyncio.gather(*(r.result() for r in runs))
+            loop_cpu = time.thread_time() - loop_cpu0
         assert all(r == i + 3 for i, r in enumerate(results)), "wrong results"
-        loop_cpu = time.thread_time() - loop_cpu0
-        batches, rows = writer.batches - batches0, writer.rows - rows0
-        busy = writer.busy_seconds - busy0
         live = engine.live_actors()
         # Every run has left memory: their results now come from the store.
         with Stopwatch() as rereading:
@@ -75,15 +71,14 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         with Stopwatch() as one_by_one:
             for run_, result in zip(runs, results, strict=True):
                 assert await run_.result() == result, "wrong result on the third read"
-        events1 = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events")
-        loop_cpu0 = time.thread_time()
-        with Stopwatch() as many:
-            runs = await engine.start_many(three_steps, [(i,) for i in range(n)])
-            results = await asyncio.gather(*(r.result() for r in runs))
-        many_cpu = time.thread_time() - loop_cpu0
+        async with CommitCounts(engine, path) as many_counts:
+            loop_cpu0 = time.thread_time()
+            with Stopwatch() as many:
+                runs = await engine.start_many(three_steps, [(i,) for i in range(n)])
+                results = await asyncio.gather(*(r.result() for r in runs))
+            many_cpu = time.thread_time() - loop_cpu0
         assert all(r == i + 3 for i, r in enumerate(results)), "wrong results (start_many)"
-    events2 = await asyncio.to_thread(db_count, path, "SELECT count(*) FROM events")
-    events = events1 - events0
+    events, batches, rows = counts.events, counts.batches, counts.rows
     seconds = total.seconds
     ctx.metrics.update(
         runs=n,
@@ -103,9 +98,9 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         finished_results_per_s=n / rereading.seconds,
         finished_results_in_order_per_s=n / one_by_one.seconds,
         loop_cpu_us_per_run=loop_cpu * 1e6 / n,
-        writer_busy_pct=100 * busy / seconds,
+        writer_busy_pct=100 * counts.busy_seconds / seconds,
         many_workflows_per_s=n / many.seconds,
-        many_events_per_s=(events2 - events1) / many.seconds,
+        many_events_per_s=many_counts.events / many.seconds,
         many_loop_cpu_us_per_run=many_cpu * 1e6 / n,
         **gcw.pauses(),
     )
