@@ -15,6 +15,7 @@ import asyncio
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import aiosqlite
@@ -95,6 +96,10 @@ CREATE TABLE IF NOT EXISTS hooks (
 );
 CREATE INDEX IF NOT EXISTS hooks_by_run ON hooks (run_id);
 """
+
+# A fetched `SELECT * FROM events` row as an EventRow (the columns are its fields, in
+# order) without the Python-level `__new__` a namedtuple call goes through.
+_as_event = partial(tuple.__new__, EventRow)
 
 _RUN_COLUMNS = (
     "id, workflow, status, args, created_at, generation, result, error, metadata, parent_id,"
@@ -277,7 +282,7 @@ class SQLiteStore:
         rows = await self._fetchall(
             "SELECT * FROM events WHERE run_id=? AND idx>? ORDER BY idx", (run_id, after)
         )
-        return [EventRow(*r) for r in rows]
+        return [_as_event(r) for r in rows]
 
     async def load_runs(self, run_ids: Sequence[str]) -> dict[str, LoadedRun]:
         rows = await self.get_runs(run_ids)
@@ -287,7 +292,7 @@ class SQLiteStore:
             for found in await self._fetchall(
                 f"SELECT * FROM events WHERE run_id IN ({marks}) ORDER BY run_id, idx", ids
             ):
-                events.setdefault(found[0], []).append(EventRow(*found))
+                events.setdefault(found[0], []).append(_as_event(found))
             streams = await self._stream_states(ids)
             for run_id in ids:
                 empty = StreamState({}, set(), 0)
