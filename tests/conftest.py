@@ -23,6 +23,18 @@ def pytest_asyncio_loop_factories(
     return {"uvloop": uvloop.new_event_loop}
 
 
+@pytest.fixture
+def no_gc() -> Iterator[None]:
+    """The cyclic collector collected, then off for the test: what a test's own
+    `gc.collect()` then frees is what reference counting alone did not."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class _AbandonedWorkflowTasks(logging.Handler):
     """Records workflow tasks garbage-collected while pending: an actor that left
     without stopping its workflow (`Task was destroyed but it is pending!`)."""

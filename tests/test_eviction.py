@@ -349,14 +349,9 @@ async def ev_long_sleeper() -> None:
     await af.sleep("1h")
 
 
-async def test_evicted_runs_leave_no_reference_cycles(evicting: af.Engine) -> None:
+async def test_evicted_runs_leave_no_reference_cycles(evicting: af.Engine, no_gc: None) -> None:
     # Memory freed only by the cyclic collector is returned to the OS late or never:
     # an evicted run must be freed by reference counting alone.
-    gc.collect()
-    gc.disable()
-    try:
-        runs = [await evicting.start(ev_long_sleeper) for _ in range(50)]
-        await _evicted(evicting, *runs)
-        assert gc.collect() < len(runs)  # a cycle per run would show 50 or more
-    finally:
-        gc.enable()
+    runs = [await evicting.start(ev_long_sleeper) for _ in range(50)]
+    await _evicted(evicting, *runs)
+    assert gc.collect() < len(runs)  # a cycle per run would show 50 or more

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -87,16 +87,6 @@ async def _ended(run: af.Run[Any]) -> None:
     """Wait for the run's outcome, whatever it is."""
     with contextlib.suppress(af.RunFailedError, af.RunTerminatedError):
         await run.result(timeout=5)
-
-
-@pytest.fixture
-async def no_gc() -> AsyncIterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @pytest.mark.parametrize(
