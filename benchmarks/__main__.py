@@ -193,10 +193,11 @@ def derive(results: dict[str, Any]) -> None:
     through = results.get("throughput", {}).get("metrics", {})
     limit = results.get("limit", {}).get("metrics", {})
     floors = results.get("floors", {}).get("metrics", {})
-    if floors.get("durable_floor_events_per_s") and limit.get("ceiling_events_per_s"):
-        limit["durable_floor_pct_of_ceiling"] = (
-            100.0 * floors["durable_floor_events_per_s"] / limit["ceiling_events_per_s"]
-        )
+    for floor in ("durable_floor", "hand_floor"):
+        if floors.get(f"{floor}_events_per_s") and limit.get("ceiling_events_per_s"):
+            limit[f"{floor}_pct_of_ceiling"] = (
+                100.0 * floors[f"{floor}_events_per_s"] / limit["ceiling_events_per_s"]
+            )
     if through.get("events_per_s") and limit.get("ceiling_events_per_s"):
         limit["actorflow_events_per_s"] = through["events_per_s"]
         limit["actorflow_pct_of_ceiling"] = (

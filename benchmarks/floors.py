@@ -18,8 +18,13 @@ engine does:
   `step_started` row is committed; its result is committed with the next
   step's start), through one minimal group commit on aiosqlite (one
   transaction per batch, everything pending at each round). No actors, no
-  replay, no run rows, no checks: an engine can only be slower. Its events/s
-  as a % of `limit`'s ceiling bounds what actorflow can reach on this machine.
+  replay, no run rows, no checks: an engine built on tasks can only be slower.
+  Its events/s as a % of `limit`'s ceiling bounds what actorflow can reach on
+  this machine;
+- the same durable workflow with no task at all (the hand-driven floor): its
+  coroutine and its steps' coroutines are driven by hand (`send`), and each
+  commit calls the run back, as far below asyncio's tasks and futures as
+  Python code can go. What any engine written in Python could reach here.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import os
 import threading
 import time
 import zlib
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 import aiosqlite
@@ -50,6 +56,9 @@ TABLE = [
     Metric("durable_floor_us_per_run", "durable floor: 3-step workflow, loop CPU", "us"),
     Metric("durable_floor_runs_per_s", "durable floor: 3-step workflows", "/s"),
     Metric("durable_floor_events_per_s", "durable floor: events committed", "/s"),
+    Metric("hand_floor_us_per_run", "hand-driven floor (no tasks): loop CPU", "us"),
+    Metric("hand_floor_runs_per_s", "hand-driven floor: 3-step workflows", "/s"),
+    Metric("hand_floor_events_per_s", "hand-driven floor: events committed", "/s"),
 ]
 
 _DATA = os.urandom(1 << 16) * 8  # 512 KiB: one compression takes milliseconds
@@ -78,41 +87,45 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
     await _durable_floor(cfg, ctx)
 
 
+Template = list[tuple[Any, ...]]
+Starter = Callable[["_GroupCommit", Template, int], Awaitable[list[int]]]
+
+
 async def _durable_floor(cfg: dict[str, Any], ctx: Context) -> None:
     template, schema = await harvest(ctx)
-    db = await aiosqlite.connect(ctx.db_path("floor"), isolation_level=None)
-    try:
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute(schema)
-        commit = _GroupCommit(db)
-        writer = asyncio.get_running_loop().create_task(commit.run())
+    floors: list[tuple[str, Starter]] = [
+        ("durable_floor", _start_tasks),
+        ("hand_floor", _start_by_hand),
+    ]
+    for prefix, start in floors:
+        db = await aiosqlite.connect(ctx.db_path(prefix), isolation_level=None)
         try:
-            n = int(cfg["runs"])
-            cpu = wall = 0.0
-            for _ in range(int(cfg["rounds"])):
-                cpu0, wall0 = time.thread_time(), time.perf_counter()
-                tasks = await asyncio.gather(
-                    *(_start_durable(commit, template, i) for i in range(n))
-                )
-                results = await asyncio.gather(*tasks)
-                cpu += time.thread_time() - cpu0
-                wall += time.perf_counter() - wall0
-                assert results == [i + 3 for i in range(n)], "wrong results"
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute(schema)
+            commit = _GroupCommit(db)
+            writer = asyncio.get_running_loop().create_task(commit.run())
+            try:
+                n = int(cfg["runs"])
+                cpu = wall = 0.0
+                for _ in range(int(cfg["rounds"])):
+                    cpu0, wall0 = time.thread_time(), time.perf_counter()
+                    results = await start(commit, template, n)
+                    cpu += time.thread_time() - cpu0
+                    wall += time.perf_counter() - wall0
+                    assert results == [i + 3 for i in range(n)], "wrong results"
+            finally:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+            (events,) = await (await db.execute("SELECT count(*) FROM events")).fetchone()  # type: ignore[misc]
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-        (events,) = await (await db.execute("SELECT count(*) FROM events")).fetchone()  # type: ignore[misc]
-    finally:
-        await db.close()
-    runs = n * int(cfg["rounds"])
-    assert events == runs * len(template), "rows missing"
-    ctx.metrics.update(
-        durable_floor_us_per_run=cpu * 1e6 / runs,
-        durable_floor_runs_per_s=runs / wall,
-        durable_floor_events_per_s=events / wall,
-    )
+            await db.close()
+        runs = n * int(cfg["rounds"])
+        assert events == runs * len(template), "rows missing"
+        ctx.metrics[f"{prefix}_us_per_run"] = cpu * 1e6 / runs
+        ctx.metrics[f"{prefix}_runs_per_s"] = runs / wall
+        ctx.metrics[f"{prefix}_events_per_s"] = events / wall
 
 
 class _GroupCommit:
@@ -121,16 +134,20 @@ class _GroupCommit:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
         self.rows: list[tuple[Any, ...]] = []
-        self.waiters: list[asyncio.Future[None]] = []
+        self.waiters: list[tuple[Callable[[Any], object], Any]] = []
         self.pending = asyncio.Event()
 
-    def add(self, rows: list[tuple[Any, ...]]) -> asyncio.Future[None]:
-        """Commit `rows` with the next batch; the future is done once they are durable."""
+    def add(self, rows: list[tuple[Any, ...]], callback: Callable[[Any], object], arg: Any) -> None:
+        """Commit `rows` with the next batch, then call `callback(arg)`."""
         self.rows += rows
-        committed = asyncio.get_running_loop().create_future()
-        self.waiters.append(committed)
+        self.waiters.append((callback, arg))
         self.pending.set()
-        return committed
+
+    async def committed(self, rows: list[tuple[Any, ...]]) -> None:
+        """Commit `rows` with the next batch; return once they are durable."""
+        done = asyncio.get_running_loop().create_future()
+        self.add(rows, done.set_result, None)
+        await done
 
     async def run(self) -> None:
         while True:
@@ -140,40 +157,132 @@ class _GroupCommit:
             await self.db.execute("BEGIN")
             await self.db.executemany(_INSERT, rows)
             await self.db.execute("COMMIT")
-            for committed in waiters:
-                committed.set_result(None)
+            for callback, arg in waiters:
+                callback(arg)
 
 
 _INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"
 
 
-async def _durable_workflow(commit: _GroupCommit, template: list[tuple[Any, ...]], x: int) -> int:
-    """The 3-step workflow journaling `template`'s rows (kinds, names, payload shapes) for a
-    run of its own, committed in actorflow's groups: created + first start, then each
-    step's result with what follows it."""
+def _row(template: Template, run_id: str, idx: int, data: bytes | None) -> tuple[Any, ...]:
+    """Row `idx` of `template` (kind, name, payload shape) for the run `run_id`."""
+    _, _, generation, kind, seq, name, _, _ = template[idx]
+    return (run_id, idx, generation, kind, seq, name, data, time.time())
+
+
+def _first_rows(template: Template, run_id: str) -> list[tuple[Any, ...]]:
+    """What actorflow commits before the first step runs: the run's start and the step's."""
+    return [_row(template, run_id, 0, None), _row(template, run_id, 1, template[1][6])]
+
+
+def _step_rows(template: Template, run_id: str, step: int, x: int) -> list[tuple[Any, ...]]:
+    """Step `step`'s result `x`, with what follows it: the next step's start, or the run's end."""
+    result = orjson.dumps(x)
+    after = template[3][6] if step < 2 else result
+    return [
+        _row(template, run_id, 2 * step + 2, result),
+        _row(template, run_id, 2 * step + 3, after),
+    ]
+
+
+async def _durable_workflow(commit: _GroupCommit, template: Template, x: int) -> int:
+    """The 3-step workflow journaling `template`'s rows for a run of its own, committed in
+    actorflow's groups: created + first start, then each step's result with what follows it."""
     run_id = new_run_id()
-
-    def row(idx: int, data: bytes | None) -> tuple[Any, ...]:
-        _, _, generation, kind, seq, name, _, _ = template[idx]
-        return (run_id, idx, generation, kind, seq, name, data, time.time())
-
     loop = asyncio.get_running_loop()
-    await commit.add([row(0, None), row(1, template[1][6])])
+    await commit.committed(_first_rows(template, run_id))
     for step in range(3):
         future = loop.create_future()
         attempt = loop.create_task(_attempt(future, x))
         x = await future
         await attempt
-        result = orjson.dumps(x)
-        after = row(2 * step + 3, template[3][6]) if step < 2 else row(7, result)
-        await commit.add([row(2 * step + 2, result), after])
+        await commit.committed(_step_rows(template, run_id, step, x))
     return x
 
 
-async def _start_durable(
-    commit: _GroupCommit, template: list[tuple[Any, ...]], x: int
-) -> asyncio.Task[int]:
+async def _start_durable(commit: _GroupCommit, template: Template, x: int) -> asyncio.Task[int]:
     return asyncio.get_running_loop().create_task(_durable_workflow(commit, template, x))
+
+
+async def _start_tasks(commit: _GroupCommit, template: Template, n: int) -> list[int]:
+    tasks = await asyncio.gather(*(_start_durable(commit, template, i) for i in range(n)))
+    return await asyncio.gather(*tasks)
+
+
+class _StepCall:
+    """What the hand-driven workflow awaits: the driver runs `fn(arg)` and sends its result."""
+
+    __slots__ = ("arg", "fn")
+
+    def __init__(self, fn: Callable[[int], Coroutine[Any, Any, int]], arg: int) -> None:
+        self.fn = fn
+        self.arg = arg
+
+    def __await__(self) -> Generator[_StepCall, int, int]:
+        return (yield self)
+
+
+async def _hand_workflow(x: int) -> int:
+    for _ in range(3):
+        x = await _StepCall(_step, x)
+    return x
+
+
+class _HandDrivenRun:
+    """One run of the hand-driven floor: no task, no future; each commit calls it back."""
+
+    __slots__ = ("call", "commit", "coro", "done", "results", "run_id", "step", "template")
+
+    def __init__(
+        self, commit: _GroupCommit, template: Template, x: int, done: Callable[[int], None]
+    ) -> None:
+        self.commit = commit
+        self.template = template
+        self.run_id = new_run_id()
+        self.step = 0
+        self.done = done
+        self.coro = _hand_workflow(x)
+        self.call: _StepCall = self.coro.send(None)
+        commit.add(_first_rows(template, self.run_id), _HandDrivenRun.run_step, self)
+
+    def run_step(self) -> None:
+        """The step's `step_started` row is durable: run it, and commit its result."""
+        step_coro = self.call.fn(self.call.arg)
+        try:
+            step_coro.send(None)
+        except StopIteration as stop:
+            value: int = stop.value
+        else:
+            raise AssertionError("the floor's steps never wait")
+        rows = _step_rows(self.template, self.run_id, self.step, value)
+        self.commit.add(rows, _HandDrivenRun.resume, (self, value))
+
+    @staticmethod
+    def resume(arg: tuple[_HandDrivenRun, int]) -> None:
+        """The step's result is durable: the workflow sees it."""
+        self, value = arg
+        self.step += 1
+        try:
+            self.call = self.coro.send(value)
+        except StopIteration as stop:
+            self.done(stop.value)
+            return
+        self.run_step()
+
+
+async def _start_by_hand(commit: _GroupCommit, template: Template, n: int) -> list[int]:
+    results: list[int] = []
+    all_done = asyncio.get_running_loop().create_future()
+
+    def done(value: int) -> None:
+        results.append(value)
+        if len(results) == n:
+            all_done.set_result(None)
+
+    for i in range(n):
+        _HandDrivenRun(commit, template, i, done)
+    await all_done
+    return sorted(results)
 
 
 def _compressions(threads: int, seconds: float) -> int:

@@ -37,6 +37,9 @@ POSITIVE = {
         "durable_floor_us_per_run",
         "durable_floor_runs_per_s",
         "durable_floor_events_per_s",
+        "hand_floor_us_per_run",
+        "hand_floor_runs_per_s",
+        "hand_floor_events_per_s",
     ],
     "long": ["first_mean_us", "last_mean_us", "ratio_last_first", "steps_per_s"],
     "fanout": [
