@@ -107,7 +107,10 @@ def step(
 ) -> Any:
     """Declare a step: `@af.step` or `@af.step(name=, retry=af.Retry(...), timeout=30)`.
 
-    Async and sync functions are accepted; sync steps run in a thread.
+    Async and sync functions are accepted; sync steps run in a thread of the loop's
+    default executor. A timeout (or terminate) stops waiting for a sync step, but
+    Python cannot stop its thread: the function runs to its end while the retry
+    runs, and what it returns then is dropped.
     """
     if retry is not None and not isinstance(retry, Retry):
         raise TypeError(f"retry must be an af.Retry, got {type(retry).__name__}")

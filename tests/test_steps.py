@@ -77,6 +77,26 @@ async def steps_timeout_wf(key: str) -> str:
     return await steps_slow(key)
 
 
+# Per key: released by the test to let a timed-out sync attempt end, and set by it as it ends.
+sync_release: dict[str, threading.Event] = defaultdict(threading.Event)
+sync_ended: dict[str, threading.Event] = defaultdict(threading.Event)
+
+
+@af.step(timeout=0.05, retry=af.Retry(limit=1, delay=0.0))
+def steps_sync_slow(key: str) -> str:
+    attempts[key].append(af.step_info())
+    if len(attempts[key]) > 1:
+        return "second attempt"
+    sync_release[key].wait(10)
+    sync_ended[key].set()
+    return "late first attempt"
+
+
+@af.workflow
+async def steps_sync_timeout_wf(key: str) -> str:
+    return await steps_sync_slow(key)
+
+
 @af.step
 def steps_sync(key: str) -> dict[str, Any]:
     info = af.step_info()
@@ -178,6 +198,25 @@ async def test_step_timeout_counts_as_a_failed_attempt(engine: af.Engine) -> Non
     events = [e async for e in run.events()]
     retry = next(e for e in events if e.kind == "step_retrying")
     assert retry.data["error"]["type"] == "StepTimeoutError"
+
+
+async def test_a_timed_out_sync_step_is_retried_and_its_late_result_dropped(
+    engine: af.Engine,
+) -> None:
+    """Python cannot stop a thread: the timed-out attempt runs on while the retry runs,
+    and what it returns in the end changes nothing."""
+    key = f"sync-timeout-{engine.url}"
+    run = await engine.start(steps_sync_timeout_wf, key)
+    assert await run.result(timeout=5) == "second attempt"
+    assert not sync_ended[key].is_set()  # the first attempt still runs in its thread
+    sync_release[key].set()
+    assert await asyncio.to_thread(sync_ended[key].wait, 5)
+    assert await run.result() == "second attempt"
+    events = [e async for e in run.events()]
+    retry = next(e for e in events if e.kind == "step_retrying")
+    assert retry.data["error"]["type"] == "StepTimeoutError"
+    assert [e.data for e in events if e.kind == "step_completed"] == ["second attempt"]
+    assert [s.attempts for s in (await run.info()).steps] == [2]
 
 
 async def test_sync_steps_run_in_a_thread(engine: af.Engine) -> None:
