@@ -68,6 +68,7 @@ from ._models import (
 from ._retry import Retry
 from ._run import Run
 from ._runner import run, tune_gc
+from ._store import StoreLockedError
 from ._streams import StreamWriter
 
 __version__ = "0.1.0"
@@ -101,6 +102,7 @@ __all__ = [
     "StepInfo",
     "StepRecord",
     "StepTimeoutError",
+    "StoreLockedError",
     "StoreWriteError",
     "StreamChunk",
     "StreamClosedError",

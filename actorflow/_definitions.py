@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from asyncio.events import _get_running_loop
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from ._durations import Duration, to_seconds
@@ -66,10 +67,40 @@ class WorkflowFunction(Generic[P, R]):
         self.name = name
         self.concurrency = concurrency
         self.deadline = deadline
+        self._arity = least, most, keyword_only = _positional_arity(fn)
+        # The numbers of positional arguments a run can start with: one containment
+        # test on every start.
+        self._arg_counts = (
+            range(0) if keyword_only else range(least, sys.maxsize if most is None else most + 1)
+        )
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
         return self.fn(*args, **kwargs)
+
+    def check_args(self, args: Sequence[Any], where: str = "") -> None:
+        """Raise `TypeError` unless a run can be started with positional `args`, so that
+        a bad call fails where it is made rather than in the run, once stored."""
+        n = len(args)
+        if n in self._arg_counts:
+            return
+        least, most, keyword_only = self._arity
+        if keyword_only is not None:
+            problem = (
+                f"has a required keyword-only parameter {keyword_only!r}, "
+                "and a run gets its arguments by position"
+            )
+        else:
+            takes = (
+                f"at least {least}"
+                if most is None
+                else str(least)
+                if least == most
+                else f"{least} to {most}"
+            )
+            noun = "argument" if takes == "1" else "arguments"
+            problem = f"takes {takes} positional {noun}, got {n}"
+        raise TypeError(f"{where}workflow {self.name!r} {problem}")
 
     def __repr__(self) -> str:
         return f"<workflow {self.name!r}>"
@@ -163,6 +194,23 @@ def workflow(
         return wf
 
     return wrap if fn is None else wrap(fn)
+
+
+def _positional_arity(fn: Callable[..., Any]) -> tuple[int, int | None, str | None]:
+    """The least and most positional arguments `fn` takes (most: None if unbounded),
+    and the name of a keyword-only parameter it requires, if any."""
+    least, most, unbounded = 0, 0, False
+    keyword_only = None
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            most += 1
+            if param.default is param.empty:
+                least = most
+        elif param.kind is param.VAR_POSITIONAL:
+            unbounded = True
+        elif param.kind is param.KEYWORD_ONLY and param.default is param.empty:
+            keyword_only = keyword_only or param.name
+    return least, None if unbounded else most, keyword_only
 
 
 def _register(wf: WorkflowFunction[Any, Any]) -> None:

@@ -240,6 +240,7 @@ class Engine(RunQueries):
         """
         self._check_open()
         wf = self._resolve_workflow(workflow)
+        wf.check_args(args)
         if if_exists not in ("return", "error"):
             raise ValueError(f"if_exists must be 'return' or 'error', got {if_exists!r}")
         run_id = new_run_id() if id is None else check_run_id(id)
@@ -284,6 +285,7 @@ class Engine(RunQueries):
                     f"start_many inputs must be tuples or lists of arguments, "
                     f"got {type(args).__name__} at index {i}"
                 )
+            wf.check_args(args, f"inputs[{i}]: ")
             encoded.append(encode(list(args), f"inputs[{i}]", self.max_payload_bytes))
         meta = None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")

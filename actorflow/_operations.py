@@ -245,6 +245,7 @@ class Operations(StepScheduler):
             if "error" not in data:
                 self._family().started(data["run_id"], seq)
             return future
+        wf.check_args(args, "child run: ")
         limit = self.engine.max_payload_bytes
         args_data = encode(list(args), f"arguments of child workflow {wf.name!r}", limit)
         meta = None if metadata is None else encode(metadata, "metadata", limit)

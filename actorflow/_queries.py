@@ -51,8 +51,14 @@ class RunQueries(abc.ABC):
                 return Outcome.of(row).value()
             if timeout is None:
                 return (await waiter).value()
-            async with asyncio.timeout(timeout):
-                return (await waiter).value()
+            scope = asyncio.timeout(timeout)
+            try:
+                async with scope:
+                    return (await waiter).value()
+            except TimeoutError:
+                if not scope.expired():
+                    raise
+                raise TimeoutError(f"run {run_id!r} did not finish within {timeout} s") from None
         finally:
             self._results.discard(run_id, waiter)
 
@@ -96,9 +102,9 @@ class RunQueries(abc.ABC):
         if status is None:
             statuses = None
         elif isinstance(status, str):
-            statuses = [RunStatus(status).value]
+            statuses = [_status_text(status)]
         else:
-            statuses = [RunStatus(s).value for s in status]
+            statuses = [_status_text(s) for s in status]
         name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
         if not isinstance(limit, int) or limit < 0 or not isinstance(offset, int) or offset < 0:
             raise ValueError("limit and offset must be non-negative ints")
@@ -106,3 +112,12 @@ class RunQueries(abc.ABC):
             statuses=statuses, workflow=name, parent_id=parent_id, limit=limit, offset=offset
         )
         return [to_run_info(row, ()) for row in rows]
+
+
+def _status_text(status: RunStatus | str) -> str:
+    """The stored text of `status`; `ValueError` naming the valid ones if it is none."""
+    found = STATUS_OF.get(status) if isinstance(status, str) else None
+    if found is None:
+        valid = ", ".join(s.value for s in RunStatus)
+        raise ValueError(f"unknown run status {status!r}; valid: {valid}")
+    return found.value

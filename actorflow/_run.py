@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._context import current_workflow
-from ._durations import to_seconds
+from ._durations import Duration, to_seconds
 from ._errors import RunNotFoundError, WorkflowSandboxError
 from ._log import FINAL_KINDS, to_run_event
 from ._models import RunEvent, RunInfo, RunStatus
@@ -48,20 +48,21 @@ class Run(Generic[R]):
         """The run's current status."""
         return await self._outside_workflow("status")._run_status(self.id)
 
-    async def result(self, timeout: float | None = None) -> R:
+    async def result(self, timeout: Duration | None = None) -> R:
         """Wait for the run to finish and return its result.
 
         Raises `RunFailedError` (with `.error`) or `RunTerminatedError`, and
-        `TimeoutError` after `timeout` seconds. Inside a workflow, awaiting a
-        child's result is journaled and suspends the parent until the child ends;
-        there `timeout` is a durable timer (`af.sleep`), raced against the child:
-        whichever the log records first wins, live and on replay.
+        `TimeoutError` after `timeout` (seconds, or a duration such as `"30s"`).
+        Inside a workflow, awaiting a child's result is journaled and suspends the
+        parent until the child ends; there `timeout` is a durable timer
+        (`af.sleep`), raced against the child: whichever the log records first
+        wins, live and on replay.
         """
+        seconds = None if timeout is None else to_seconds(timeout, "result timeout")
         ctx = current_workflow()
         if ctx is None:
-            value: R = await self._engine._wait_result(self.id, timeout)
+            value: R = await self._engine._wait_result(self.id, seconds)
             return value
-        seconds = None if timeout is None else to_seconds(timeout, "result timeout")
         outcome = ctx.host.await_child(ctx.next_seq(), self.id)
         if seconds is None:
             result: R = await outcome

@@ -112,10 +112,14 @@ async def test_failed_run_raises_run_failed_error(engine: af.Engine) -> None:
 async def test_result_timeout(engine: af.Engine) -> None:
     gates["timeout"] = asyncio.Event()
     run = await engine.start(core_blocked, "timeout")
-    with pytest.raises(TimeoutError):
+    with pytest.raises(TimeoutError, match=f"run '{run.id}' did not finish within 0.05 s"):
         await run.result(timeout=0.05)
+    with pytest.raises(TimeoutError):
+        await run.result(timeout="10ms")
+    with pytest.raises(ValueError, match="result timeout must be a finite, non-negative"):
+        await run.result(timeout=-1)
     gates["timeout"].set()
-    assert await run.result(timeout=5) == "timeout"
+    assert await run.result(timeout="5s") == "timeout"
 
 
 async def test_result_of_many_waiters(engine: af.Engine) -> None:
@@ -205,8 +209,10 @@ async def test_list_runs_filters(engine: af.Engine) -> None:
     assert len(await engine.list_runs(workflow=core_pipeline, limit=2)) == 2
     page = await engine.list_runs(workflow=core_pipeline, limit=2, offset=2)
     assert len(page) == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown run status 'bogus'; valid: queued, running"):
         await engine.list_runs(status="bogus")
+    with pytest.raises(ValueError, match="unknown run status 3"):
+        await engine.list_runs(status=["completed", 3])  # type: ignore[list-item]
 
 
 async def test_events_yield_the_log_then_end(engine: af.Engine) -> None:

@@ -25,7 +25,6 @@ import orjson
 import pytest
 
 import actorflow as af
-from actorflow._store import StoreLockedError
 
 from . import crash_program as cp
 from .conftest import eventually
@@ -487,7 +486,7 @@ async def test_second_engine_is_refused_until_the_holder_dies(tmp_path: Path) ->
         assert (await prog.expect("result")) == "result hello world"
         await prog.expect("ready")
         for _ in range(2):  # a refused open leaves the holder's lock alone
-            with pytest.raises(StoreLockedError, match="open in another actorflow engine"):
+            with pytest.raises(af.StoreLockedError, match="open in another actorflow engine"):
                 async with af.Engine(url):
                     pass
         assert prog.proc.returncode is None
@@ -496,7 +495,7 @@ async def test_second_engine_is_refused_until_the_holder_dies(tmp_path: Path) ->
     async with af.Engine(url) as engine:
         assert await engine.get_run("hello").result(timeout=5) == "hello world"
         # ... and now this engine is the one that holds the file.
-        with pytest.raises(StoreLockedError):
+        with pytest.raises(af.StoreLockedError):
             async with af.Engine(url):
                 pass
     assert attempts_of(log, "hello", 0) == [(1, prog.pid)]

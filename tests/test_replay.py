@@ -192,10 +192,9 @@ async def test_timers_and_foreign_awaits_in_workflow_code_fail_clearly(
 
 
 async def test_a_second_engine_cannot_open_the_same_file(sqlite_url: str, tmp_path: Path) -> None:
-    from actorflow._store import StoreLockedError
 
     async with af.Engine(sqlite_url):
-        with pytest.raises(StoreLockedError):
+        with pytest.raises(af.StoreLockedError):
             async with af.Engine(sqlite_url):
                 pass
     async with af.Engine(sqlite_url) as engine:

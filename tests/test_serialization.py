@@ -62,6 +62,72 @@ async def test_start_refuses_unserializable_args_and_records_nothing(
     assert await engine.list_runs() == []
 
 
+@af.workflow
+async def serde_two_args(a: int, b: int = 0, *, flag: bool = False) -> int:
+    return a + b
+
+
+@af.workflow
+async def serde_variadic(first: int, *rest: int) -> int:
+    return first + sum(rest)
+
+
+@af.workflow
+async def serde_keyword_only(*, key: str) -> str:
+    return key
+
+
+@af.workflow
+async def serde_bad_child(n_args: int) -> str:
+    try:
+        await af.start(serde_two_args, *range(n_args))
+    except TypeError as exc:
+        return f"refused: {exc}"
+    return "started"
+
+
+@pytest.mark.parametrize(
+    ("workflow", "args", "message"),
+    [
+        (serde_two_args, (), "workflow 'serde_two_args' takes 1 to 2 positional arguments, got 0"),
+        (serde_two_args, (1, 2, 3), "takes 1 to 2 positional arguments, got 3"),
+        (serde_echo, (1, 2), "workflow 'serde_echo' takes 1 positional argument, got 2"),
+        (serde_variadic, (), "takes at least 1 positional arguments, got 0"),
+        (serde_keyword_only, (), "has a required keyword-only parameter 'key'"),
+    ],
+)
+async def test_start_refuses_arguments_the_workflow_cannot_take_and_records_nothing(
+    engine: af.Engine, workflow: Any, args: tuple[Any, ...], message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        await engine.start(workflow, *args, id="never")
+    assert not await engine.get_run("never").exists()
+    assert await engine.list_runs() == []
+
+
+async def test_start_many_refuses_bad_arguments_naming_the_input(engine: af.Engine) -> None:
+    with pytest.raises(TypeError, match=r"^inputs\[1\]: workflow 'serde_two_args' .* got 3$"):
+        await engine.start_many(serde_two_args, [(1,), (1, 2, 3), (2,)])
+    assert await engine.list_runs() == []
+
+
+async def test_arguments_a_workflow_can_take_are_accepted(engine: af.Engine) -> None:
+    runs = [
+        await engine.start(serde_two_args, 1),
+        await engine.start(serde_two_args, 1, 2),
+        await engine.start(serde_variadic, 1, 2, 3, 4),
+    ]
+    assert [await r.result(timeout=5) for r in runs] == [1, 3, 10]
+
+
+async def test_a_child_start_with_bad_arguments_raises_in_the_parent(engine: af.Engine) -> None:
+    run = await engine.start(serde_bad_child, 3)
+    assert await run.result(timeout=5) == (
+        "refused: child run: workflow 'serde_two_args' takes 1 to 2 positional arguments, got 3"
+    )
+    assert [r.id for r in await engine.list_runs()] == [run.id]  # no child was recorded
+
+
 async def test_start_refuses_unserializable_metadata(engine: af.Engine) -> None:
     with pytest.raises(af.SerializationError, match=r"metadata\['x'\]"):
         await engine.start(serde_echo, 1, metadata={"x": {1}})
