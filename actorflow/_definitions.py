@@ -40,13 +40,27 @@ class StepFunction(Generic[P, R]):
         self.retry = retry
         self.timeout = timeout
         self.is_async = inspect.iscoroutinefunction(fn)
+        self._arity = _positional_arity(fn)
+        self._arg_counts = _arg_counts(self._arity)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
         loop = _get_running_loop()  # `current_workflow()`, inlined: every step call's path
         if type(loop) is WorkflowLoop and loop.workflow is not None:
+            if kwargs or len(args) not in self._arg_counts:
+                self._check_call(args, kwargs)
             return loop.workflow.call_step(self, args, kwargs)
         return self.fn(*args, **kwargs)  # type: ignore[return-value]
+
+    def _check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise `TypeError` at the call, as a plain call would, if the step cannot take
+        these arguments: a programming error that no retry can mend."""
+        if not kwargs:
+            raise TypeError(f"step {self.name!r} {_misfit(self._arity, len(args))}")
+        try:
+            inspect.signature(self.fn).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"step {self.name!r}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"<step {self.name!r}>"
@@ -67,12 +81,8 @@ class WorkflowFunction(Generic[P, R]):
         self.name = name
         self.concurrency = concurrency
         self.deadline = deadline
-        self._arity = least, most, keyword_only = _positional_arity(fn)
-        # The numbers of positional arguments a run can start with: one containment
-        # test on every start.
-        self._arg_counts = (
-            range(0) if keyword_only else range(least, sys.maxsize if most is None else most + 1)
-        )
+        self._arity = _positional_arity(fn)
+        self._arg_counts = _arg_counts(self._arity)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
@@ -81,26 +91,11 @@ class WorkflowFunction(Generic[P, R]):
     def check_args(self, args: Sequence[Any], where: str = "") -> None:
         """Raise `TypeError` unless a run can be started with positional `args`, so that
         a bad call fails where it is made rather than in the run, once stored."""
-        n = len(args)
-        if n in self._arg_counts:
-            return
-        least, most, keyword_only = self._arity
-        if keyword_only is not None:
-            problem = (
-                f"has a required keyword-only parameter {keyword_only!r}, "
-                "and a run gets its arguments by position"
+        if len(args) not in self._arg_counts:
+            by_position = ", and a run gets its arguments by position" if self._arity[2] else ""
+            raise TypeError(
+                f"{where}workflow {self.name!r} {_misfit(self._arity, len(args))}{by_position}"
             )
-        else:
-            takes = (
-                f"at least {least}"
-                if most is None
-                else str(least)
-                if least == most
-                else f"{least} to {most}"
-            )
-            noun = "argument" if takes == "1" else "arguments"
-            problem = f"takes {takes} positional {noun}, got {n}"
-        raise TypeError(f"{where}workflow {self.name!r} {problem}")
 
     def __repr__(self) -> str:
         return f"<workflow {self.name!r}>"
@@ -211,6 +206,29 @@ def _positional_arity(fn: Callable[..., Any]) -> tuple[int, int | None, str | No
         elif param.kind is param.KEYWORD_ONLY and param.default is param.empty:
             keyword_only = keyword_only or param.name
     return least, None if unbounded else most, keyword_only
+
+
+def _arg_counts(arity: tuple[int, int | None, str | None]) -> range:
+    """The numbers of positional arguments alone that a call can pass: one containment
+    test per call."""
+    least, most, keyword_only = arity
+    return range(0) if keyword_only else range(least, sys.maxsize if most is None else most + 1)
+
+
+def _misfit(arity: tuple[int, int | None, str | None], n: int) -> str:
+    """Why `n` positional arguments alone do not fit a function of `arity`."""
+    least, most, keyword_only = arity
+    if keyword_only is not None:
+        return f"has a required keyword-only parameter {keyword_only!r}"
+    takes = (
+        f"at least {least}"
+        if most is None
+        else str(least)
+        if least == most
+        else f"{least} to {most}"
+    )
+    noun = "argument" if takes == "1" else "arguments"
+    return f"takes {takes} positional {noun}, got {n}"
 
 
 def _register(wf: WorkflowFunction[Any, Any]) -> None:

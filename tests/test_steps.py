@@ -77,6 +77,29 @@ async def steps_timeout_wf(key: str) -> str:
     return await steps_slow(key)
 
 
+@af.step
+async def steps_two_params(a: int, b: int = 0) -> int:
+    calls_of_two_params.append((a, b))
+    return a + b
+
+
+calls_of_two_params: list[tuple[int, int]] = []
+
+
+@af.workflow
+async def steps_miscalled(how: str) -> Any:
+    if how == "keywords":
+        return await steps_two_params(1, b=2)
+    try:
+        if how == "positional":
+            await steps_two_params(1, 2, 3)  # type: ignore[call-arg]
+        else:
+            await steps_two_params(1, c=2)  # type: ignore[call-arg]
+    except TypeError as exc:
+        return str(exc)
+    return "called"
+
+
 # Per key: released by the test to let a timed-out sync attempt end, and set by it as it ends.
 sync_release: dict[str, threading.Event] = defaultdict(threading.Event)
 sync_ended: dict[str, threading.Event] = defaultdict(threading.Event)
@@ -217,6 +240,29 @@ async def test_a_timed_out_sync_step_is_retried_and_its_late_result_dropped(
     assert retry.data["error"]["type"] == "StepTimeoutError"
     assert [e.data for e in events if e.kind == "step_completed"] == ["second attempt"]
     assert [s.attempts for s in (await run.info()).steps] == [2]
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("positional", "step 'steps_two_params' takes 1 to 2 positional arguments, got 3"),
+        ("keyword", "step 'steps_two_params': got an unexpected keyword argument 'c'"),
+    ],
+)
+async def test_a_step_called_with_arguments_it_cannot_take_raises_at_the_call(
+    engine: af.Engine, how: str, message: str
+) -> None:
+    """As a plain call would, at once: a bug no retry can mend, so nothing is attempted."""
+    calls_of_two_params.clear()
+    run = await engine.start(steps_miscalled, how)
+    assert await run.result(timeout=5) == message
+    assert (await run.info()).steps == ()
+    assert calls_of_two_params == []
+
+
+async def test_a_step_called_with_keywords_it_takes_runs(engine: af.Engine) -> None:
+    run = await engine.start(steps_miscalled, "keywords")
+    assert await run.result(timeout=5) == 3
 
 
 async def test_sync_steps_run_in_a_thread(engine: af.Engine) -> None:
