@@ -42,6 +42,10 @@ class StepFunction(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self._arity = _positional_arity(fn)
         self._arg_counts = _arg_counts(self._arity)
+        # Whether arguments bind depends only on how many are positional and on the
+        # keywords' names: each such shape that bound once needs no `bind` again.
+        self._signature = inspect.signature(fn)
+        self._bound_shapes: set[tuple[Any, ...]] = set()
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
@@ -57,10 +61,14 @@ class StepFunction(Generic[P, R]):
         these arguments: a programming error that no retry can mend."""
         if not kwargs:
             raise TypeError(f"step {self.name!r} {_misfit(self._arity, len(args))}")
+        shape = (len(args), *kwargs)
+        if shape in self._bound_shapes:
+            return
         try:
-            inspect.signature(self.fn).bind(*args, **kwargs)
+            self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"step {self.name!r}: {exc}") from None
+        self._bound_shapes.add(shape)
 
     def __repr__(self) -> str:
         return f"<step {self.name!r}>"

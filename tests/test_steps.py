@@ -89,7 +89,12 @@ calls_of_two_params: list[tuple[int, int]] = []
 @af.workflow
 async def steps_miscalled(how: str) -> Any:
     if how == "keywords":
-        return await steps_two_params(1, b=2)
+        first = await steps_two_params(1, b=2)
+        again = await steps_two_params(a=3, b=4)
+        try:
+            await steps_two_params(b=5)  # type: ignore[call-arg]
+        except TypeError as exc:
+            return [first, again, str(exc)]
     try:
         if how == "positional":
             await steps_two_params(1, 2, 3)  # type: ignore[call-arg]
@@ -261,8 +266,13 @@ async def test_a_step_called_with_arguments_it_cannot_take_raises_at_the_call(
 
 
 async def test_a_step_called_with_keywords_it_takes_runs(engine: af.Engine) -> None:
+    """Shapes of arguments that bound once are remembered; a new shape is checked."""
     run = await engine.start(steps_miscalled, "keywords")
-    assert await run.result(timeout=5) == 3
+    assert await run.result(timeout=5) == [
+        3,
+        7,
+        "step 'steps_two_params': missing a required argument: 'a'",
+    ]
 
 
 async def test_sync_steps_run_in_a_thread(engine: af.Engine) -> None:
