@@ -36,6 +36,7 @@ import threading
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -98,34 +99,41 @@ async def _durable_floor(cfg: dict[str, Any], ctx: Context) -> None:
         ("hand_floor", _start_by_hand),
     ]
     for prefix, start in floors:
-        db = await aiosqlite.connect(ctx.db_path(prefix), isolation_level=None)
-        try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute(schema)
-            commit = _GroupCommit(db)
-            writer = asyncio.get_running_loop().create_task(commit.run())
-            try:
-                n = int(cfg["runs"])
-                cpu = wall = 0.0
-                for _ in range(int(cfg["rounds"])):
-                    cpu0, wall0 = time.thread_time(), time.perf_counter()
-                    results = await start(commit, template, n)
-                    cpu += time.thread_time() - cpu0
-                    wall += time.perf_counter() - wall0
-                    assert results == [i + 3 for i in range(n)], "wrong results"
-            finally:
-                writer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await writer
-            (events,) = await (await db.execute("SELECT count(*) FROM events")).fetchone()  # type: ignore[misc]
-        finally:
-            await db.close()
-        runs = n * int(cfg["rounds"])
-        assert events == runs * len(template), "rows missing"
-        ctx.metrics[f"{prefix}_us_per_run"] = cpu * 1e6 / runs
-        ctx.metrics[f"{prefix}_runs_per_s"] = runs / wall
+        n, rounds = int(cfg["runs"]), int(cfg["rounds"])
+        cpu, wall, events = await _measure(start, template, schema, n, rounds, ctx.db_path(prefix))
+        assert events == n * rounds * len(template), "rows missing"
+        ctx.metrics[f"{prefix}_us_per_run"] = cpu * 1e6 / (n * rounds)
+        ctx.metrics[f"{prefix}_runs_per_s"] = n * rounds / wall
         ctx.metrics[f"{prefix}_events_per_s"] = events / wall
+
+
+async def _measure(
+    start: Starter, template: Template, schema: str, n: int, rounds: int, path: Path
+) -> tuple[float, float, int]:
+    """Loop CPU and wall seconds of `rounds` rounds of `n` workflows, and the rows stored."""
+    db = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute(schema)
+        commit = _GroupCommit(db)
+        writer = asyncio.get_running_loop().create_task(commit.run())
+        cpu = wall = 0.0
+        try:
+            for _ in range(rounds):
+                cpu0, wall0 = time.thread_time(), time.perf_counter()
+                results = await start(commit, template, n)
+                cpu += time.thread_time() - cpu0
+                wall += time.perf_counter() - wall0
+                assert results == [i + 3 for i in range(n)], "wrong results"
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        (events,) = await (await db.execute("SELECT count(*) FROM events")).fetchone()  # type: ignore[misc]
+    finally:
+        await db.close()
+    return cpu, wall, events
 
 
 class _GroupCommit:
