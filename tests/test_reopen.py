@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -296,3 +297,48 @@ async def test_paused_run_still_meets_its_deadline_after_reopen(
         with pytest.raises(af.RunFailedError) as caught:
             await second.get_run(run.id).result(timeout=5)
         assert caught.value.error.type == "DeadlineExceededError"
+
+
+async def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path: Any) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database\n" * 100)
+    with pytest.raises(af.ActorflowError, match=r"notes.txt cannot be an actorflow database"):
+        async with af.Engine(f"sqlite:///{path}"):
+            pass
+    assert path.read_text() == "not a database\n" * 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no lock file either
+
+
+async def test_another_applications_database_is_refused_untouched(tmp_path: Any) -> None:
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO users (name) VALUES ('alice')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(af.ActorflowError, match=r"holds another application's tables \(users\)"):
+        async with af.Engine(f"sqlite:///{path}"):
+            pass
+    conn = sqlite3.connect(path)
+    try:
+        tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master")]
+        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+    finally:
+        conn.close()
+    assert tables == ["users"]
+    assert mode == "delete"  # not switched to WAL
+
+
+@af.workflow
+async def reopen_echo(value: str) -> str:
+    return value
+
+
+async def test_an_empty_file_becomes_an_actorflow_database(tmp_path: Any) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    async with af.Engine(f"sqlite:///{path}", workflows=[reopen_echo]) as engine:
+        run = await engine.start(reopen_echo, "stored")
+        assert await run.result(timeout=5) == "stored"
+    async with af.Engine(f"sqlite:///{path}", workflows=[reopen_echo]) as engine:
+        assert await engine.get_run(run.id).result(timeout=5) == "stored"

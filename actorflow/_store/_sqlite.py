@@ -45,6 +45,9 @@ except ImportError:  # pragma: no cover - Windows
 
 SCHEMA_VERSION = 1
 
+# A database with these tables is actorflow's (of this schema version or another).
+_OWN_TABLES = {"meta", "runs", "events"}
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -163,7 +166,7 @@ class SQLiteStore:
         return conn
 
     async def open(self) -> None:
-        await asyncio.to_thread(self._prepare_directory)
+        await asyncio.to_thread(self._prepare_file)
         self._lock()
         try:
             await asyncio.to_thread(self._create_schema)
@@ -187,8 +190,25 @@ class SQLiteStore:
             self._keyed_reader = None
         self._unlock()
 
-    def _prepare_directory(self) -> None:
+    def _prepare_file(self) -> None:
+        """Make the file's directory; refuse a file that is not a SQLite database, or is
+        another application's, before anything (a lock file, WAL mode, actorflow's
+        tables) is written next to it or into it."""
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path)
+            try:
+                found = conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                tables = {name for (name,) in found}
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise ActorflowError(f"{self.path} cannot be an actorflow database: {exc}") from exc
+        if tables and not tables >= _OWN_TABLES:
+            raise ActorflowError(
+                f"{self.path} holds another application's tables ({', '.join(sorted(tables))}); "
+                "actorflow needs a SQLite file of its own"
+            )
 
     def _lock(self) -> None:
         if fcntl is None:  # pragma: no cover - Windows: no advisory lock
