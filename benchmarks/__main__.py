@@ -193,6 +193,11 @@ def derive(results: dict[str, Any]) -> None:
     through = results.get("throughput", {}).get("metrics", {})
     limit = results.get("limit", {}).get("metrics", {})
     floors = results.get("floors", {}).get("metrics", {})
+    sustained = results.get("sustained", {}).get("metrics", {})
+    if sustained.get("events_per_s") and limit.get("ceiling_events_per_s"):
+        limit["actorflow_sustained_pct_of_ceiling"] = (
+            100.0 * sustained["events_per_s"] / limit["ceiling_events_per_s"]
+        )
     for floor in ("durable_floor", "hand_floor"):
         if floors.get(f"{floor}_events_per_s") and limit.get("ceiling_events_per_s"):
             limit[f"{floor}_pct_of_ceiling"] = (

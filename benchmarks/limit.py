@@ -54,6 +54,9 @@ TABLE = [
     Metric("actorflow_pct_of_ceiling", "actorflow throughput events/s vs ceiling", "%"),
     Metric("actorflow_pct_at_batch", "actorflow vs ceiling at its batch size", "%"),
     Metric("actorflow_many_pct_of_ceiling", "actorflow started with start_many vs ceiling", "%"),
+    Metric(
+        "actorflow_sustained_pct_of_ceiling", "actorflow sustained (100 in flight) vs ceiling", "%"
+    ),
     Metric("durable_floor_pct_of_ceiling", "durable floor (floors, no engine) vs ceiling", "%"),
     Metric("hand_floor_pct_of_ceiling", "hand-driven floor (no tasks) vs ceiling", "%"),
 ]
