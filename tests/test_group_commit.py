@@ -53,9 +53,11 @@ async def two_steps(i: int) -> int:
     return await double(await double(i))
 
 
-async def test_many_runs_through_small_sealed_batches(sqlite_url: str) -> None:
+@pytest.mark.parametrize("inline_limit", [0, 512], ids=["writer-thread", "loop-thread"])
+async def test_many_runs_through_small_sealed_batches(sqlite_url: str, inline_limit: int) -> None:
     async with af.Engine(sqlite_url, workflows=[two_steps]) as engine:
         engine.store.writer._seal_rows = 16  # type: ignore[attr-defined]
+        engine.store.writer._inline_limit = inline_limit  # type: ignore[attr-defined]
         runs = await asyncio.gather(*(engine.start(two_steps, i) for i in range(300)))
         results = await asyncio.wait_for(asyncio.gather(*(r.result() for r in runs)), 30)
         assert results == [4 * i for i in range(300)]

@@ -159,15 +159,18 @@ async def test_discarding_a_run_drops_its_pending_rows_and_the_children_it_start
         await store.close()
 
 
+@pytest.mark.parametrize("inline_limit", [0, 512], ids=["writer-thread", "loop-thread"])
 async def test_many_runs_through_failing_sealed_batches_finish_with_whole_logs(
-    sqlite_url: str,
+    sqlite_url: str, inline_limit: int
 ) -> None:
     """Batches keep failing while hundreds of runs write through small sealed batches;
-    once writes succeed again every run finishes, and no log has a hole."""
+    once writes succeed again every run finishes, and no log has a hole (commits on the
+    writer's thread, and on the loop's)."""
     attempts_run.clear()
     db = sqlite_url.removeprefix("sqlite:///")
     async with af.Engine(sqlite_url, workflows=[flow]) as engine:
         engine.store.writer._seal_rows = 16  # type: ignore[attr-defined]
+        engine.store.writer._inline_limit = inline_limit  # type: ignore[attr-defined]
         conn = refuse_inserts(db, f"NEW.kind = 'step_completed' AND NEW.name = '{save.name}'")
         # Started together: the creations commit before any step can write a result.
         runs = await asyncio.gather(*(engine.start(flow, i) for i in range(200)))

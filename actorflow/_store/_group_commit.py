@@ -6,10 +6,16 @@ in the next one, so a thousand actors cost one transaction, not a thousand.
 Why not aiosqlite for writes: a batch touches several tables, and aiosqlite
 needs a thread hop per statement (BEGIN, each executemany, COMMIT; ~250 µs per
 batch measured here). This writer runs the whole transaction in one call on
-its own connection. Small batches run inline on the event loop thread (~15 µs,
-cheaper than any thread hop, which is what keeps a lone run's latency low);
-large ones go to a dedicated thread so the loop keeps running Python while
-SQLite works (sqlite3 releases the GIL while it executes).
+its own connection. Batches of up to 512 rows run inline on the event loop
+thread (~15 µs for a few rows, cheaper than any thread hop, which is what keeps
+a lone run's latency low; about a millisecond at 512 rows); larger ones go to a
+dedicated thread so the loop keeps running Python while SQLite works (sqlite3
+releases the GIL while it executes). Under a steady load the runs in flight
+move in step: each waits for the same commit, so the loop has nothing to do
+while it runs, and committing inline saves the two thread hops. With 100 runs
+in flight (batches of 225 rows), 512 instead of 64 rows inline gave 10 to 22 %
+more workflows/s in six of six paired runs; bursts, whose batches hold
+thousands of rows, are unchanged.
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ class GroupCommitWriter:
         self,
         connect: Callable[[], sqlite3.Connection],
         checkpointer: WalCheckpointer,
-        inline_limit: int = 64,
+        inline_limit: int = 512,
         seal_rows: int = 8192,
     ) -> None:
         self._connect = connect
