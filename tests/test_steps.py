@@ -110,7 +110,9 @@ sync_release: dict[str, threading.Event] = defaultdict(threading.Event)
 sync_ended: dict[str, threading.Event] = defaultdict(threading.Event)
 
 
-@af.step(timeout=0.05, retry=af.Retry(limit=1, delay=0.0))
+# The first attempt blocks until released, so it times out however long the timeout;
+# 0.5 s leaves the second attempt (a thread hop) room on a loaded machine.
+@af.step(timeout=0.5, retry=af.Retry(limit=1, delay=0.0))
 def steps_sync_slow(key: str) -> str:
     attempts[key].append(af.step_info())
     if len(attempts[key]) > 1:
