@@ -70,6 +70,8 @@ TABLE = [
     Metric("evicted_live_actors", "  live actors while waiting", ""),
     Metric("evicted_gc_freed_per_run", "  objects per run only the cyclic GC freed", ""),
     Metric("evicted_start_per_s", "  runs started and parked", "/s"),
+    Metric("evicted_reopen_s", "  engine.open() on the file (a restart)", "s"),
+    Metric("evicted_live_after_reopen", "  live actors after it", ""),
     Metric("live_rss_per_run_bytes", "RSS per waiting run, live", "bytes", ("<", 20480)),
     Metric("live_blocks_per_run", "  Python objects per run", ""),
     Metric("live_start_per_s", "  runs started", "/s"),
@@ -161,6 +163,13 @@ async def _parked(cfg: dict[str, Any], ctx: Context, mode: str, idle: float | No
         await engine.close()
     disarm()
     ctx.metrics[f"{mode}_close_s"] = closing.seconds
+    # A service's restart: open the file again, with every run in it waiting.
+    engine = ctx.engine(workflows=WORKFLOWS, path=path, idle_timeout=idle)
+    with Stopwatch() as reopening:
+        await engine.open()
+    ctx.metrics[f"{mode}_reopen_s"] = reopening.seconds
+    ctx.metrics[f"{mode}_live_after_reopen"] = engine.live_actors()
+    await engine.close()
 
 
 async def _settled(

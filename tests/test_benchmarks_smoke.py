@@ -64,6 +64,7 @@ POSITIVE = {
         "live_blocks_per_run",
         "lateness_evicted_p99_ms",
         "lateness_live_p99_ms",
+        "evicted_reopen_s",
     ],
 }
 # Metrics that must be present (any number; RSS deltas of tiny runs can be noise).
