@@ -45,7 +45,7 @@ import orjson
 from actorflow._ids import new_run_id
 
 from .common import Context, Metric, log
-from .limit import harvest
+from .limit import INSERT_EVENT, harvest, open_events_db
 
 DESCRIPTION = "bounds from the machine and asyncio, no engine (reference)"
 DEFAULTS = {"seconds": 1.0, "runs": 10_000, "rounds": 3}
@@ -111,11 +111,8 @@ async def _measure(
     start: Starter, template: Template, schema: str, n: int, rounds: int, path: Path
 ) -> tuple[float, float, int]:
     """Loop CPU and wall seconds of `rounds` rounds of `n` workflows, and the rows stored."""
-    db = await aiosqlite.connect(path, isolation_level=None)
+    db = await open_events_db(path, schema)
     try:
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute(schema)
         commit = _GroupCommit(db)
         writer = asyncio.get_running_loop().create_task(commit.run())
         cpu = wall = 0.0
@@ -163,13 +160,10 @@ class _GroupCommit:
             self.pending.clear()
             rows, waiters, self.rows, self.waiters = self.rows, self.waiters, [], []
             await self.db.execute("BEGIN")
-            await self.db.executemany(_INSERT, rows)
+            await self.db.executemany(INSERT_EVENT, rows)
             await self.db.execute("COMMIT")
             for callback, arg in waiters:
                 callback(arg)
-
-
-_INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"
 
 
 def _row(template: Template, run_id: str, idx: int, data: bytes | None) -> tuple[Any, ...]:

@@ -61,7 +61,7 @@ TABLE = [
     Metric("hand_floor_pct_of_ceiling", "hand-driven floor (no tasks) vs ceiling", "%"),
 ]
 
-_INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"
+INSERT_EVENT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"
 
 
 async def run(cfg: dict[str, Any], ctx: Context) -> None:
@@ -143,20 +143,30 @@ def _within_budget(cfg: dict[str, Any]) -> Callable[[], bool]:
     return lambda: time.perf_counter() < deadline
 
 
-async def _aiosqlite_rate(
-    path: Path, schema: str, batches: list[list[tuple[Any, ...]]], cfg: dict[str, Any]
-) -> float:
+async def open_events_db(path: Path, schema: str) -> aiosqlite.Connection:
+    """A fresh WAL database with actorflow's durability and its events table, on aiosqlite."""
     db = await aiosqlite.connect(path, isolation_level=None)
     try:
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute(schema)
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def _aiosqlite_rate(
+    path: Path, schema: str, batches: list[list[tuple[Any, ...]]], cfg: dict[str, Any]
+) -> float:
+    db = await open_events_db(path, schema)
+    try:
         more = _within_budget(cfg)
         written = 0
         begin = time.perf_counter()
         for batch in batches:
             await db.execute("BEGIN")
-            await db.executemany(_INSERT, batch)
+            await db.executemany(INSERT_EVENT, batch)
             await db.execute("COMMIT")
             written += len(batch)
             if not more():
@@ -179,7 +189,7 @@ def _sqlite3_rate(
         begin = time.perf_counter()
         for batch in batches:
             conn.execute("BEGIN")
-            conn.executemany(_INSERT, batch)
+            conn.executemany(INSERT_EVENT, batch)
             conn.execute("COMMIT")
             written += len(batch)
             if not more():
