@@ -21,11 +21,10 @@ from ._models import StepInfo, WorkflowInfo
 from ._sandbox import WorkflowLoop
 
 if TYPE_CHECKING:
-    from ._actor import RunActor
+    from ._actor import StepOp
     from ._definitions import StepFunction
-    from ._engine import Engine
     from ._run import Run
-    from ._steps import StepOp
+    from ._store import RunRow, Store
     from ._streams import StreamWriter
 
 HOOK_PREFIX = "hook:"
@@ -53,6 +52,41 @@ class WorkflowHost(Protocol):
     def write_chunk(
         self, seq: int, namespace: str, kind: int, data: bytes | None
     ) -> asyncio.Future[int]: ...
+
+
+class RunStarter(Protocol):
+    """What `af.start()` outside workflow code calls: the engine's `start`."""
+
+    async def start(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str | None = None,
+        if_exists: Literal["return", "error"] = "return",
+        metadata: Any = None,
+        deadline: Duration | None = None,
+    ) -> Run[Any]: ...
+
+
+class _StepHost(Protocol):
+    @property
+    def engine(self) -> RunStarter: ...
+
+
+class StepOwner(Protocol):
+    """The run actor, as step code reaches it (`current_step()`, `get_writable()`)."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def row(self) -> RunRow: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def host(self) -> _StepHost: ...
+    def add_chunk(
+        self, namespace: str, seq: int | None, attempt: int, kind: int, data: bytes | None
+    ) -> int: ...
 
 
 class WorkflowClosed(BaseException):
@@ -156,7 +190,9 @@ class StepContext:
 
     __slots__ = ("_info", "actor", "attempt", "engine", "generation", "name", "seq", "writers")
 
-    def __init__(self, engine: Engine, actor: RunActor, name: str, seq: int, attempt: int) -> None:
+    def __init__(
+        self, engine: RunStarter, actor: StepOwner, name: str, seq: int, attempt: int
+    ) -> None:
         self.engine = engine
         self.actor = actor
         self.name = name
@@ -181,7 +217,7 @@ class StepContext:
 # in the task's context, not an attribute of the step call: the context refers to the
 # actor, and the actor to its step calls, so that would be a reference cycle.
 _step: ContextVar[list[Any] | None] = ContextVar("actorflow_step", default=None)
-_engine: ContextVar[Engine | None] = ContextVar("actorflow_engine", default=None)
+_engine: ContextVar[RunStarter | None] = ContextVar("actorflow_engine", default=None)
 
 
 def current_workflow() -> WorkflowContext | None:
@@ -206,9 +242,9 @@ def current_step() -> StepContext | None:
         return None
     ctx: StepContext | None = running[3]
     if ctx is None:
-        actor: RunActor = running[0]
+        actor: StepOwner = running[0]
         op: StepOp = running[1]
-        ctx = running[3] = StepContext(actor.engine, actor, op.name, op.seq, running[2])
+        ctx = running[3] = StepContext(actor.host.engine, actor, op.name, op.seq, running[2])
     return ctx
 
 
@@ -287,12 +323,14 @@ async def start(
     )
 
 
-def current_engine() -> Engine:
-    """The engine of the running step, or the innermost engine opened with `async with`."""
+def current_engine() -> RunStarter:
+    """The engine of the running step, or the innermost engine opened with `async with`.
+
+    Raises `EngineClosedError` if there is none."""
     running = _step.get()
     if running is not None:
-        actor: RunActor = running[0]
-        return actor.engine
+        actor: StepOwner = running[0]
+        return actor.host.engine
     engine = _engine.get()
     if engine is None:
         raise EngineClosedError("no engine is open here; use `async with af.Engine(...)`")

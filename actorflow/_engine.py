@@ -1,9 +1,11 @@
-"""Engine: the store, the workflow registry, the directory of live run actors, and routing.
+"""Engine: the public entry point. Opens the store, creates runs, hands out run handles.
 
-Every message for a run goes through `deliver()`, which hands it to the run's
-live actor or creates one that rehydrates the run from its log. The engine
-owns every task it creates: actors (through the directory), the timer
-service and the store's writer; `close()` cancels and awaits them all.
+`start()` adds a run's row to the store's open batch and hands the run to the
+`RunDirectory` (`_directory.py`), which starts its actor (`_actor/`); the actor
+runs the workflow and journals into the same store. Run handles (`Run`) talk
+to the engine through its `LocalRunClient`. The engine owns every task it
+creates: actors (through the directory), the timer service and the store's
+writer; `close()` cancels and awaits them all.
 """
 
 from __future__ import annotations
@@ -16,32 +18,25 @@ from asyncio.events import _get_running_loop
 from collections.abc import Iterable
 from typing import Any, Literal, TypeVar
 
-from ._actor import RunActor
-from ._channels import Hub
-from ._context import HOOK_PREFIX, _engine, check_event_type
-from ._definitions import WorkflowFunction, lookup_workflow
+from ._context import HOOK_PREFIX, _engine
+from ._definitions import WorkflowFunction
+from ._directory import RunDirectory
 from ._durations import Duration, to_seconds
 from ._errors import (
     EngineClosedError,
     HookNotFoundError,
     RunAlreadyExistsError,
-    WorkflowNotRegisteredError,
     WorkflowSandboxError,
 )
 from ._ids import check_run_id, new_run_id
-from ._limiter import ConcurrencyLimiter
-from ._loader import RunLoader
-from ._log import RUN_CREATED
-from ._messages import SLOT_GRANTED, WAKE, ChildDone, Control, ControlAction, Deliver, reply_to
-from ._models import RunStatus
-from ._queries import RunQueries
-from ._results import ResultWaiters
+from ._local_client import LocalRunClient
+from ._log import RUN_CREATED, to_run_info
+from ._messages import ChildDone, Deliver
+from ._models import STATUS_OF, RunInfo, RunStatus
 from ._run import Run
 from ._sandbox import WorkflowLoop
 from ._serde import encode
-from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch, open_store, shielded
-from ._timers import TimerEntry, TimerService
-from ._write_failures import WriteFailures
+from ._store import EventRow, RunRow, Store, WriteBatch, open_store, shielded
 
 log = logging.getLogger("actorflow.engine")
 
@@ -50,7 +45,7 @@ DEFAULT_URL = "sqlite:///actorflow.db"
 MAX_PAYLOAD = 512 * 1024 * 1024
 
 
-class Engine(RunQueries):
+class Engine:
     """Runs workflows durably; open it with `async with af.Engine(url) as engine:`.
 
     - `url`: `sqlite:///path.db` (default `sqlite:///actorflow.db`) or `memory://`.
@@ -107,18 +102,18 @@ class Engine(RunQueries):
                 if not isinstance(wf, WorkflowFunction):
                     raise TypeError(f"workflows must be @af.workflow functions, got {wf!r}")
                 self._workflows[wf.name] = wf
-        self.limiter = ConcurrencyLimiter(max_concurrency, self._grant)
-        self.timers = TimerService(self._wake)
-        self.loader = RunLoader(self.store)
-        self.event_hub: Hub[EventRow] = Hub()
-        self.chunk_hub: Hub[ChunkRow] = Hub()
-        self.hooks: dict[str, str] = {}
-        self.loop: asyncio.AbstractEventLoop
-        self._actors: dict[str, RunActor] = {}
-        self._parked: dict[str, TimerEntry] = {}
-        self._dying: set[asyncio.Task[Any]] = set()
-        self._results = ResultWaiters()
-        self._write_failures = WriteFailures(self.store, self._actors, self._rehydrate_at)
+        self._runs = RunDirectory(
+            self,
+            self.store,
+            self._workflows,
+            max_concurrency,
+            idle_timeout,
+            wake_ahead,
+            max_stream_bytes,
+            max_payload_bytes,
+        )
+        self._client = LocalRunClient(self._runs, self._check_open)
+        self._runs.client = self._client
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -128,14 +123,16 @@ class Engine(RunQueries):
         """Open the store and recover every unfinished run."""
         if self._state != "new":
             raise EngineClosedError("an Engine can be opened once")
-        self.loop = asyncio.get_running_loop()
+        runs = self._runs
+        runs.loop = asyncio.get_running_loop()
         await self.store.open()
         self._state = "open"
+        runs.accepting = True
         try:
-            self.store.set_commit_listener(self._on_commit)
-            self.store.set_failure_listener(self._write_failures.failed)
-            self.timers.start()
-            self.hooks = {h.token: h.run_id for h in await self.store.load_hooks()}
+            self.store.set_commit_listener(runs.on_commit)
+            self.store.set_failure_listener(runs.write_failures.failed)
+            runs.timers.start()
+            runs.hooks.update({h.token: h.run_id for h in await self.store.load_hooks()})
             await self._recover()
         except BaseException:
             await self.close()
@@ -146,17 +143,7 @@ class Engine(RunQueries):
         if self._state in ("closing", "closed"):
             return
         self._state = "closing"
-        tasks = [a.task for a in self._actors.values() if a.task is not None]
-        for actor in list(self._actors.values()):
-            actor.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*self._dying, return_exceptions=True)
-        await self.timers.stop()
-        await self.loader.stop()
-        closed = EngineClosedError("the engine was closed")
-        self._results.fail_all(closed)
-        self.event_hub.fail_all(closed)
-        self.chunk_hub.fail_all(closed)
+        await self._runs.stop()
         await self.store.close()
         self._state = "closed"
 
@@ -187,39 +174,14 @@ class Engine(RunQueries):
             if row.status in (RunStatus.PAUSED, RunStatus.WAITING):
                 # Parked like an evicted run: its timer (sleep, timeout, deadline) wakes it.
                 if row.wake_at is not None:
-                    self._park(row.id, row.wake_at)
+                    self._runs.park(row.id, row.wake_at)
                 continue
-            self._ensure_actor(row.id)
+            self._runs.ensure_actor(row.id)
         for child in await self.store.finished_children_of_unfinished_parents():
             assert child.parent_id is not None
-            self._deliver(
+            self._runs.deliver(
                 child.parent_id, ChildDone(child.id, child.status, child.result, child.error)
             )
-
-    # -- workflows -------------------------------------------------------------------------
-
-    def _workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
-        """The workflow this engine runs under `name`, if any."""
-        registry = self._workflows
-        wf = registry.get(name) if registry is not None else lookup_workflow(name)
-        if wf is not None and wf.concurrency is not None:
-            self.limiter.set_limit(name, wf.concurrency)
-        return wf
-
-    def _resolve_workflow(self, workflow: Any) -> WorkflowFunction[Any, Any]:
-        """The workflow meant by a decorated function or a name; raises if unknown."""
-        if isinstance(workflow, WorkflowFunction):
-            name = workflow.name
-        elif isinstance(workflow, str):
-            name = workflow
-        else:
-            raise TypeError(
-                f"workflow must be an @af.workflow function or its name, got {workflow!r}"
-            )
-        wf = self._workflow(name)
-        if wf is None:
-            raise WorkflowNotRegisteredError(f"no workflow named {name!r} is registered")
-        return wf
 
     # -- starting runs ---------------------------------------------------------------------
 
@@ -239,7 +201,7 @@ class Engine(RunQueries):
         (a duration) overrides the workflow's own.
         """
         self._check_open()
-        wf = self._resolve_workflow(workflow)
+        wf = self._runs.resolve_workflow(workflow)
         wf.check_args(args)
         if if_exists not in ("return", "error"):
             raise ValueError(f"if_exists must be 'return' or 'error', got {if_exists!r}")
@@ -252,10 +214,10 @@ class Engine(RunQueries):
         if self._create(batch, wf, run_id, args_data, meta, seconds, unique=id is None):
             await shielded(self.store.commit())
             if run_id not in batch.conflicts:
-                return Run(self, run_id)
+                return Run(self._client, run_id)
         if if_exists == "error":
             raise RunAlreadyExistsError(f"a run with id {run_id!r} already exists")
-        return Run(self, run_id)
+        return Run(self._client, run_id)
 
     async def start_many(
         self,
@@ -277,7 +239,7 @@ class Engine(RunQueries):
         Cheaper than as many `start()` calls: one commit wait, no task per run.
         """
         self._check_open()
-        wf = self._resolve_workflow(workflow)
+        wf = self._runs.resolve_workflow(workflow)
         encoded = []
         for i, args in enumerate(inputs):
             if not isinstance(args, (tuple, list)):
@@ -300,7 +262,7 @@ class Engine(RunQueries):
         for i, args_data in enumerate(encoded):
             run_id = new_run_id() if chosen is None else chosen[i]
             self._create(batch, wf, run_id, args_data, meta, seconds, unique=chosen is None)
-            runs.append(Run(self, run_id))
+            runs.append(Run(self._client, run_id))
         if runs:
             await shielded(self.store.commit())
         return runs
@@ -317,8 +279,7 @@ class Engine(RunQueries):
     ) -> bool:
         """Add a new run's row and first event to `batch` and start its actor. False, with
         nothing added, when an actor holds a run with this id already."""
-        existing = self._actors.get(run_id)
-        if existing is not None and existing.loaded:
+        if self._runs.holds(run_id):
             return False
         now = time.time()
         row = RunRow(
@@ -332,154 +293,52 @@ class Engine(RunQueries):
         )
         created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, None, now)
         batch.create_run(row, [created], unique=unique)
-        self._spawn(row, batch, unique=unique)
+        self._runs.spawn(row, batch, unique=unique)
         return True
-
-    def _spawn(self, row: RunRow, batch: WriteBatch, unique: bool = False) -> None:
-        """Start an actor for a run whose creation is in `batch`.
-
-        The actor waits for that commit before it runs the workflow, unless the id is
-        `unique` (generated here, so it cannot conflict): then it starts at once, and
-        its steps start only after the creation is committed.
-        """
-        existing = self._actors.get(row.id)
-        if self._state != "open" or (existing is not None and existing.loaded):
-            return
-        actor = self._actors[row.id] = RunActor(self, row.id, row, batch, unique)
-        actor.start()
-        if existing is not None:
-            existing.superseded = True
 
     def get_run(self, run_id: str) -> Run[Any]:
         """A handle for `run_id`; nothing is checked until it is used (see `Run.exists`)."""
-        return Run(self, check_run_id(run_id))
+        return Run(self._client, check_run_id(run_id))
 
-    # -- routing ---------------------------------------------------------------------------
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | str | Iterable[RunStatus | str] | None = None,
+        workflow: WorkflowFunction[Any, Any] | str | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunInfo]:
+        """Runs matching every filter, newest first. `steps` is empty: use `Run.info()`.
 
-    def _deliver(self, run_id: str, message: Any) -> None:
-        """Put `message` in the run's mailbox, rehydrating the run if it is not in memory.
-
-        While the engine closes, messages are refused: actors started now would outlive
-        `close()`; the runs continue on the next open.
-        """
-        if self._state != "open":
-            reply_to(getattr(message, "reply", None), error=EngineClosedError("engine closed"))
-            return
-        self._ensure_actor(run_id).post(message)
-
-    def _ensure_actor(self, run_id: str) -> RunActor:
-        actor = self._actors.get(run_id)
-        if actor is None:
-            actor = self._actors[run_id] = RunActor(self, run_id)
-            actor.start()
-        return actor
-
-    def _actor_exited(self, actor: RunActor) -> None:
-        if self._actors.get(actor.run_id) is actor:
-            del self._actors[actor.run_id]
-        if actor.superseded and self._state == "open":
-            for message in actor.mailbox.take_all():
-                self._deliver(actor.run_id, message)
-
-    def _reap(self, task: asyncio.Task[Any]) -> None:
-        """Own a cancelled step task until it has ended; `close()` awaits stragglers."""
-        if not task.done():
-            self._dying.add(task)
-            task.add_done_callback(self._dying.discard)
+        Raises `ValueError` for an unknown status or a negative limit or offset."""
+        self._check_open()
+        if status is None:
+            statuses = None
+        elif isinstance(status, str):
+            statuses = [_status_text(status)]
+        else:
+            statuses = [_status_text(s) for s in status]
+        name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
+        if not isinstance(limit, int) or limit < 0 or not isinstance(offset, int) or offset < 0:
+            raise ValueError("limit and offset must be non-negative ints")
+        rows = await self.store.list_runs(
+            statuses=statuses, workflow=name, parent_id=parent_id, limit=limit, offset=offset
+        )
+        return [to_run_info(row, ()) for row in rows]
 
     def live_actors(self) -> int:
         """How many runs are in memory now."""
-        return len(self._actors)
-
-    def _wake(self, run_id: str) -> None:
-        self._parked.pop(run_id, None)
-        self._deliver(run_id, WAKE)
-
-    def _grant(self, run_id: str) -> None:
-        self._deliver(run_id, SLOT_GRANTED)
-
-    def _park(self, run_id: str, wake_at: float) -> None:
-        """Rehydrate a run that is not in memory shortly before its next timer is due.
-
-        Waking ahead spreads the rehydrations of many timers due at once over the
-        seconds before them, so that each fires in a live actor, on time. The
-        default (2 s) keeps the rehydrations of a one-second burst out of the
-        second its timers fire in: with 10,000 timers in a second, rehydrating,
-        firing and finishing them at once takes the whole core here, and p99
-        lateness was 45-80 ms with 1 s ahead, 2-7 ms with 2 s (`benchmarks`'
-        `waiting` workload).
-        """
-        self._rehydrate_at(run_id, wake_at - self.wake_ahead)
-
-    def _rehydrate_at(self, run_id: str, when: float) -> None:
-        """Bring the run back into memory at `when` (a time.time() value), if nothing
-        (a message, `start`) brings it back sooner."""
-        self._unpark_timer(run_id)
-        self._parked[run_id] = self.timers.schedule(when, run_id)
-
-    def _unpark_timer(self, run_id: str) -> None:
-        entry = self._parked.pop(run_id, None)
-        if entry is not None:
-            entry.cancel()
-
-    def _drop_hooks(self, run_id: str) -> None:
-        """Release the hook tokens of a finished run."""
-        for token in [t for t, owner in self.hooks.items() if owner == run_id]:
-            del self.hooks[token]
-        self.store.batch().hook_deletes.append(run_id)
-
-    # -- after commits ---------------------------------------------------------------------
-
-    def _on_commit(self, batch: WriteBatch) -> None:
-        hub = self.event_hub
-        if hub:
-            for run, events in batch.new_runs:
-                if run.id not in batch.conflicts:
-                    for event in events:
-                        if hub.has(event.run_id):
-                            hub.publish(event.run_id, event)
-            for event in batch.events:
-                if hub.has(event.run_id):
-                    hub.publish(event.run_id, event)
-        chunks = self.chunk_hub
-        if chunks:
-            for chunk in batch.chunks:
-                key = (chunk.run_id, chunk.namespace)
-                if chunks.has(key):
-                    chunks.publish(key, chunk)
-
-    def _outcome_loaded(self, row: RunRow) -> None:
-        """An actor found its run final in the store: answer the `result()` callers."""
-        self._results.finished(row)
-
-    def _run_finished(self, row: RunRow) -> None:
-        """Called by an actor once its run's final status is committed."""
-        self._results.finished(row)
-        if row.parent_id is not None:
-            self._deliver(row.parent_id, ChildDone(row.id, row.status, row.result, row.error))
-        for key in self.chunk_hub.subscribed_keys():
-            if isinstance(key, tuple) and key[0] == row.id:
-                self.chunk_hub.end(key)
+        return len(self._runs.actors)
 
     # -- what run handles send ------------------------------------------------------------
 
-    async def _control(
-        self, run_id: str, action: ControlAction, from_step: str | None = None
-    ) -> None:
-        """Send a pause/resume/terminate/restart to the run and wait until it is committed."""
-        self._check_open()
-        reply: asyncio.Future[None] = self.loop.create_future()
-        self._deliver(run_id, Control(action, reply, from_step))
-        await reply
-
     async def send_event(self, run_id: str, type: str, payload: Any = None) -> None:
-        """Durably deliver an event to the run (buffered until it waits for that type)."""
-        self._check_open()
-        key = check_event_type(type)
-        data = encode(payload, "event payload", self.max_payload_bytes)
-        reply: asyncio.Future[None] = self.loop.create_future()
-        self._deliver(run_id, Deliver(key, data, reply))
-        await reply
+        """Durably deliver an event to the run (buffered until it waits for that type).
+
+        Raises `RunNotFoundError`, `InvalidStateError` (the run is final), `ValueError`
+        (a bad type), `SerializationError` (a bad payload), `EngineClosedError`."""
+        await self._client.send_event(run_id, type, payload)
 
     async def resume_hook(self, token: str, payload: Any = None) -> None:
         """Send `payload` to the run holding hook `token`; raises `HookNotFoundError` if none."""
@@ -487,9 +346,18 @@ class Engine(RunQueries):
         if not isinstance(token, str) or not token:
             raise ValueError(f"hook token must be a non-empty str, got {token!r}")
         data = encode(payload, "hook payload", self.max_payload_bytes)
-        run_id = self.hooks.get(token)
+        run_id = self._runs.hooks.get(token)
         if run_id is None:
             raise HookNotFoundError(f"no unfinished run holds hook {token!r}")
-        reply: asyncio.Future[None] = self.loop.create_future()
-        self._deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
+        reply: asyncio.Future[None] = self._runs.loop.create_future()
+        self._runs.deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
         await reply
+
+
+def _status_text(status: RunStatus | str) -> str:
+    """The stored text of `status`; `ValueError` naming the valid ones if it is none."""
+    found = STATUS_OF.get(status) if isinstance(status, str) else None
+    if found is None:
+        valid = ", ".join(s.value for s in RunStatus)
+        raise ValueError(f"unknown run status {status!r}; valid: {valid}")
+    return found.value

@@ -1,4 +1,5 @@
-"""Run: the handle callers hold for a run. Cheap to create; every method asks the engine."""
+"""Run: the handle callers hold for a run. Cheap to create; every method asks its
+`RunClient` (see `_client`), the engine that holds the run, local or not."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ._context import current_workflow
 from ._durations import Duration, to_seconds
 from ._errors import RunNotFoundError, WorkflowSandboxError
-from ._log import FINAL_KINDS, to_run_event
 from ._models import RunEvent, RunInfo, RunStatus
-from ._streams import read_stream
 
 if TYPE_CHECKING:
-    from ._engine import Engine
+    from ._client import RunClient
 
 R = TypeVar("R")
 
@@ -22,10 +21,10 @@ R = TypeVar("R")
 class Run(Generic[R]):
     """A handle on one run (`engine.start`, `engine.get_run`, `af.start`)."""
 
-    __slots__ = ("_engine", "id")
+    __slots__ = ("_client", "id")
 
-    def __init__(self, engine: Engine, run_id: str) -> None:
-        self._engine = engine
+    def __init__(self, client: RunClient, run_id: str) -> None:
+        self._client = client
         self.id = run_id
 
     def __repr__(self) -> str:
@@ -37,16 +36,16 @@ class Run(Generic[R]):
     def __hash__(self) -> int:
         return hash(self.id)
 
-    def _outside_workflow(self, method: str) -> Engine:
+    def _outside_workflow(self, method: str) -> RunClient:
         if current_workflow() is not None:
             raise WorkflowSandboxError(
                 f"Run.{method}() cannot be used in workflow code; call it from a step"
             )
-        return self._engine
+        return self._client
 
     async def status(self) -> RunStatus:
         """The run's current status."""
-        return await self._outside_workflow("status")._run_status(self.id)
+        return await self._outside_workflow("status").status(self.id)
 
     async def result(self, timeout: Duration | None = None) -> R:
         """Wait for the run to finish and return its result.
@@ -61,7 +60,7 @@ class Run(Generic[R]):
         seconds = None if timeout is None else to_seconds(timeout, "result timeout")
         ctx = current_workflow()
         if ctx is None:
-            value: R = await self._engine._wait_result(self.id, seconds)
+            value: R = await self._client.result(self.id, seconds)
             return value
         outcome = ctx.host.await_child(ctx.next_seq(), self.id)
         if seconds is None:
@@ -89,38 +88,19 @@ class Run(Generic[R]):
 
     async def info(self) -> RunInfo:
         """A snapshot: status, arguments, result or error, timestamps and steps."""
-        return await self._outside_workflow("info")._run_info(self.id)
+        return await self._outside_workflow("info").info(self.id)
 
     async def exists(self) -> bool:
         """Whether a run with this id exists."""
         try:
-            await self._outside_workflow("exists")._run_status(self.id)
+            await self._outside_workflow("exists").status(self.id)
         except RunNotFoundError:
             return False
         return True
 
-    async def events(self) -> AsyncGenerator[RunEvent, None]:
+    def events(self) -> AsyncGenerator[RunEvent, None]:
         """Every committed event from the start, then live ones, until the run ends."""
-        engine = self._outside_workflow("events")
-        with engine.event_hub.subscribe(self.id) as sub:
-            await engine._stored_run(self.id)
-            cursor = -1
-            catch_up = True
-            while True:
-                if catch_up:
-                    catch_up = False
-                    rows = await engine.store.load_events(self.id, after=cursor)
-                    for i, row in enumerate(rows):
-                        yield to_run_event(row)
-                        cursor = row.idx
-                        if row.kind in FINAL_KINDS and i == len(rows) - 1:
-                            return
-                rows, catch_up = await sub.follow(cursor + 1)
-                for row in rows:
-                    yield to_run_event(row)
-                    cursor = row.idx
-                    if row.kind in FINAL_KINDS:
-                        return
+        return self._outside_workflow("events").events(self.id)
 
     def stream(
         self, namespace: str = "default", start: int = 0, *, with_info: bool = False
@@ -130,23 +110,23 @@ class Run(Generic[R]):
         Ends when the writer closes the namespace or the run reaches a final
         status. With `with_info=True`, yields `StreamChunk`s (index, step, attempt).
         """
-        engine = self._outside_workflow("stream")
-        return read_stream(engine, self.id, namespace, start, with_info)
+        client = self._outside_workflow("stream")
+        return client.stream(self.id, namespace, start, with_info)
 
     async def pause(self) -> None:
         """Stop starting steps; status is `pausing` until running steps end, then `paused`.
 
         A paused run does not finish: if an event or timer lets its workflow
         return meanwhile, the outcome is recorded when the run is resumed."""
-        await self._outside_workflow("pause")._control(self.id, "pause")
+        await self._outside_workflow("pause").control(self.id, "pause")
 
     async def resume(self) -> None:
         """Continue a paused run; a no-op for a run that is not paused."""
-        await self._outside_workflow("resume")._control(self.id, "resume")
+        await self._outside_workflow("resume").control(self.id, "resume")
 
     async def terminate(self) -> None:
         """Cancel the running steps and end the run as `terminated`; its children too."""
-        await self._outside_workflow("terminate")._control(self.id, "terminate")
+        await self._outside_workflow("terminate").control(self.id, "terminate")
 
     async def restart(self, from_step: str | None = None) -> None:
         """Run again from the start, or from the first step named `from_step`.
@@ -154,7 +134,7 @@ class Run(Generic[R]):
         Results of steps before `from_step` are kept; the previous execution's
         events stay in the log under their generation.
         """
-        await self._outside_workflow("restart")._control(self.id, "restart", from_step)
+        await self._outside_workflow("restart").control(self.id, "restart", from_step)
 
     async def send_event(self, type: str, payload: Any = None) -> None:
         """Durably deliver an event; a workflow receives it with `af.wait_for_event(type)`."""

@@ -11,21 +11,14 @@ replay does not write them again.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from ._errors import StreamClosedError, StreamLimitError
-from ._models import StreamChunk, to_datetime
 from ._serde import encode, loads
 from ._store import ChunkKind, ChunkRow, StreamState, shielded
 
 if TYPE_CHECKING:
-    from ._actor import RunActor
-    from ._context import WorkflowContext
-    from ._engine import Engine
-
-_PAGE = 512
-
+    from ._context import StepOwner, WorkflowContext
 
 def check_namespace(namespace: str) -> str:
     """Validate a stream namespace name."""
@@ -94,7 +87,7 @@ class StreamWriter(abc.ABC):
 class StepStreamWriter(StreamWriter):
     """A writer used from step code: chunks reach readers while the step still runs."""
 
-    def __init__(self, actor: RunActor, namespace: str, seq: int, attempt: int) -> None:
+    def __init__(self, actor: StepOwner, namespace: str, seq: int, attempt: int) -> None:
         super().__init__(namespace)
         self._actor = actor
         self._seq = seq
@@ -103,12 +96,12 @@ class StepStreamWriter(StreamWriter):
     async def write(self, chunk: Any) -> int:
         kind, data = encode_chunk(chunk)
         index = self._actor.add_chunk(self.namespace, self._seq, self._attempt, kind, data)
-        await shielded(self._actor.engine.store.commit())
+        await shielded(self._actor.store.commit())
         return index
 
     async def close(self) -> None:
         self._actor.add_chunk(self.namespace, self._seq, self._attempt, ChunkKind.CLOSE, None)
-        await shielded(self._actor.engine.store.commit())
+        await shielded(self._actor.store.commit())
 
 
 class BodyStreamWriter(StreamWriter):
@@ -126,57 +119,3 @@ class BodyStreamWriter(StreamWriter):
         await self._ctx.host.write_chunk(
             self._ctx.next_seq(), self.namespace, ChunkKind.CLOSE, None
         )
-
-
-async def read_stream(
-    engine: Engine, run_id: str, namespace: str, start: int, with_info: bool
-) -> AsyncGenerator[Any, None]:
-    """Recorded chunks from `start`, then live ones, until the namespace closes or the run ends.
-
-    Subscribing before reading the store means no chunk committed in between is
-    missed; indexes make the overlap harmless.
-    """
-    check_namespace(namespace)
-    if not isinstance(start, int) or isinstance(start, bool):
-        raise TypeError(f"start must be an int, got {type(start).__name__}")
-    with engine.chunk_hub.subscribe((run_id, namespace)) as sub:
-        await engine._stored_run(run_id)
-        cursor = start
-        if start < 0:
-            state = await engine.store.stream_state(run_id)
-            cursor = max(0, state.next_index.get(namespace, 0) + start)
-            if namespace in state.closed:
-                cursor = max(0, cursor - 1)
-        catch_up = True
-        while True:
-            if catch_up:
-                catch_up = False
-                final = sub.ended or await engine._run_is_final(run_id)
-                while True:
-                    rows = await engine.store.load_chunks(run_id, namespace, cursor, _PAGE)
-                    for chunk in rows:
-                        if chunk.kind == ChunkKind.CLOSE:
-                            return
-                        yield _present(chunk, with_info)
-                        cursor = chunk.idx + 1
-                    if len(rows) < _PAGE:
-                        break
-                if final:
-                    return
-            chunks, catch_up = await sub.follow(cursor)
-            for chunk in chunks:
-                if chunk.kind == ChunkKind.CLOSE:
-                    return
-                yield _present(chunk, with_info)
-                cursor += 1
-            if sub.ended:
-                catch_up = True
-
-
-def _present(row: ChunkRow, with_info: bool) -> Any:
-    value = decode_chunk(row)
-    if not with_info:
-        return value
-    at = to_datetime(row.at)
-    assert at is not None
-    return StreamChunk(index=row.idx, value=value, seq=row.seq, attempt=row.attempt, at=at)

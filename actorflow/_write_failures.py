@@ -20,32 +20,34 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ._store import RunRow, Store, WriteBatch
-
-if TYPE_CHECKING:
-    from ._actor import RunActor
 
 FIRST_RETRY_DELAY = 0.25
 MAX_RETRY_DELAY = 30.0
 FORGET_AFTER = 60.0
 
 
-class WriteFailures:
-    """Handles the store's failed commits for the engine that owns `actors`."""
+class LiveRuns(Protocol):
+    """What `WriteFailures` needs of the directory of live actors."""
 
-    def __init__(
-        self,
-        store: Store,
-        actors: dict[str, RunActor],
-        rehydrate_at: Callable[[str, float], None],
-        forget_after: float = FORGET_AFTER,
-    ) -> None:
+    def live_row(self, run_id: str) -> RunRow | None:
+        """The row the run's live actor holds, if it has one."""
+
+    def abandon(self, run_id: str, error: BaseException) -> None:
+        """Remove the run's live actor (if any), which writes nothing more."""
+
+    def rehydrate_at(self, run_id: str, when: float) -> None:
+        """Bring the run back into memory at `when` (a time.time() value)."""
+
+
+class WriteFailures:
+    """Handles the store's failed commits for the directory of live runs `runs`."""
+
+    def __init__(self, store: Store, runs: LiveRuns, forget_after: float = FORGET_AFTER) -> None:
         self._store = store
-        self._actors = actors
-        self._rehydrate_at = rehydrate_at
+        self._runs = runs
         self._forget_after = forget_after
         # Per run: failed commits in a row, and when the last one was.
         self._strikes: dict[str, tuple[int, float]] = {}
@@ -58,15 +60,11 @@ class WriteFailures:
         creations = self._own_creations(batch)
         creations |= self._store.discard_pending(touched | creations.keys())
         for run_id, row in creations.items():
-            actor = self._actors.get(run_id)
-            if actor is not None and actor.row is row:
-                del self._actors[run_id]
-                actor.abandon(error)
+            if self._runs.live_row(run_id) is row:
+                self._runs.abandon(run_id, error)
         for run_id in touched - creations.keys():
-            actor = self._actors.pop(run_id, None)
-            if actor is not None:
-                actor.abandon(error)
-            self._rehydrate_at(run_id, time.time() + self._delay(run_id, now))
+            self._runs.abandon(run_id, error)
+            self._runs.rehydrate_at(run_id, time.time() + self._delay(run_id, now))
 
     def _delay(self, run_id: str, now: float) -> float:
         strikes = self._strikes.get(run_id, (0, now))[0] + 1
@@ -86,5 +84,5 @@ class WriteFailures:
         return {
             row.id: row
             for row, _ in batch.new_runs
-            if (actor := self._actors.get(row.id)) is None or actor.row is row
+            if (live := self._runs.live_row(row.id)) is None or live is row
         }

@@ -61,7 +61,7 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
     subscribed: set[str] = set()
 
     async with ctx.engine(workflows=[held]) as engine:
-        hub = engine.event_hub
+        hub = engine._runs.event_hub
         publish = hub.publish
 
         def timed_publish(key: Any, item: Any) -> None:

@@ -421,7 +421,7 @@ async def test_child_result_within_its_timeout_in_a_workflow(
     await eventually(lambda: _logged(engine, parent.id, "child_finished"))
     # The child won: the timer is cancelled, the waiting parent has no wake-up time.
     await wait_for_status(parent, S.WAITING)
-    assert (await engine._stored_run(parent.id)).wake_at is None
+    assert (await engine._client.stored_run(parent.id)).wake_at is None
     await parent.send_event("parent_go")
     out = await parent.result(timeout=5)
     assert out == {"first": "child got quick", "final": "child got quick"}

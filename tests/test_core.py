@@ -430,13 +430,13 @@ async def test_closing_right_after_a_message_woke_an_idle_run_stops_its_workflow
     engine = af.Engine(store_url, idle_timeout=None)  # no eviction: it idles without a task
     await engine.open()
     run = await engine.start(core_waits_for_go)
-    await eventually(lambda: engine.live_actors() == 1 and engine._actors[run.id].task is None)
-    actor = engine._actors[run.id]
+    await eventually(lambda: engine.live_actors() == 1 and engine._runs.actors[run.id].task is None)
+    actor = engine._runs.actors[run.id]
     sandbox = actor.loop
     assert isinstance(sandbox, WorkflowLoop) and not sandbox.is_closed()
     # A message starts the idle actor's task (as a timer's wake-up would); the engine
     # closes before that task ever runs, so it is cancelled without entering its body.
-    engine._deliver(run.id, WAKE)
+    engine._runs.deliver(run.id, WAKE)
     assert actor.task is not None
     await engine.close()
     assert sandbox.is_closed()  # the workflow was stopped, not left pending

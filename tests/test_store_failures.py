@@ -192,6 +192,22 @@ async def test_many_runs_through_failing_sealed_batches_finish_with_whole_logs(
         assert [e.kind for e in events].count("run_completed") == 1
 
 
+class _NoLiveRuns:
+    """A directory without live actors that records when each run is to come back."""
+
+    def __init__(self, retries: list[tuple[str, float]]) -> None:
+        self.retries = retries
+
+    def live_row(self, run_id: str) -> RunRow | None:
+        return None
+
+    def abandon(self, run_id: str, error: BaseException) -> None:
+        pass
+
+    def rehydrate_at(self, run_id: str, when: float) -> None:
+        self.retries.append((run_id, when))
+
+
 async def test_each_run_backs_off_on_its_own_and_forgets_after_a_quiet_while() -> None:
     """A run's delay doubles with each failed commit of its rows (drawn between half and
     all of it), independently of other runs, up to 30 s; strikes older than the
@@ -199,9 +215,7 @@ async def test_each_run_backs_off_on_its_own_and_forgets_after_a_quiet_while() -
     store = MemoryStore()
     await store.open()
     retries: list[tuple[str, float]] = []
-    failures = WriteFailures(
-        store, {}, lambda run_id, at: retries.append((run_id, at)), forget_after=0.05
-    )
+    failures = WriteFailures(store, _NoLiveRuns(retries), forget_after=0.05)
     error = af.StoreWriteError("commit failed")
 
     def fail(run_id: str) -> float:
@@ -247,7 +261,7 @@ async def test_a_run_whose_rows_are_always_refused_does_not_hold_back_the_others
         results = await asyncio.gather(*(run.result(timeout=30) for run in others))
         assert results == [i + 3 for i in range(30)]
         assert await poison.status() == af.RunStatus.RUNNING
-        strikes = engine._write_failures._strikes  # type: ignore[attr-defined]
+        strikes = engine._runs.write_failures._strikes
         await eventually(lambda: strikes.get("poison", (0, 0))[0] >= 3, timeout=10)
         conn.close()
 

@@ -9,46 +9,16 @@ to its next deadline, and records the run's row when any of that changed.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from ._models import RunStatus
-from ._store import RunRow, Store
-
-if TYPE_CHECKING:
-    from ._definitions import WorkflowFunction
-    from ._engine import Engine
-    from ._operations import SleepOp, WaitOp
-    from ._steps import StepOp
-    from ._timers import TimerEntry
+from .._models import RunStatus
+from ._state import RunState
 
 
-class StatusKeeper:
+class StatusKeeper(RunState):
     """The status, slot and timer part of `RunActor`."""
 
-    if not TYPE_CHECKING:  # mypy would check this mixin's assignments against it
-        __slots__ = ()  # the attributes are `RunActor`'s
-
-    engine: Engine
-    store: Store
-    run_id: str
-    row: RunRow
-    status: RunStatus
-    workflow: WorkflowFunction[Any, Any] | None
-    root: asyncio.Task[Any] | None
-    steps: dict[int, StepOp]
-    sleeps: dict[int, SleepOp]
-    waits: dict[int, WaitOp]
-    paused: bool
-    finished: bool
-    has_slot: bool
-    # Whether a concurrency limit applies to the run's workflow (set once it is resolved).
-    limited: bool
-    _effects: list[Callable[[], None]] | None
-    _timer: TimerEntry | None
-    _wrote: bool
+    __slots__ = ()
 
     def may_start_steps(self) -> bool:
         """Whether a step may start now; asks for a slot if one is needed."""
@@ -56,7 +26,7 @@ class StatusKeeper:
             return False
         if self.has_slot or not self.limited:
             return True
-        self.has_slot = self.engine.limiter.acquire(self.run_id, self.row.workflow)
+        self.has_slot = self.host.limiter.acquire(self.run_id, self.row.workflow)
         return self.has_slot
 
     def settle(self) -> None:
@@ -84,7 +54,7 @@ class StatusKeeper:
         else:
             status = RunStatus.RUNNING
         if self.has_slot and not running and (self.paused or not self.steps):
-            self.engine.limiter.release(self.run_id)
+            self.host.limiter.release(self.run_id)
             self.has_slot = False
         row = self.row
         deadline = row.deadline_at
@@ -96,7 +66,7 @@ class StatusKeeper:
         if due is not None and (timer is None or timer.when != due):
             if timer is not None:
                 timer.cancel()
-            self._timer = self.engine.timers.schedule(due, self.run_id)
+            self._timer = self.host.timers.schedule(due, self.run_id)
         elif due is None and timer is not None:
             timer.cancel()
             self._timer = None

@@ -14,7 +14,6 @@ actor (`step_ended`), which takes it in a turn of its own.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextvars
 import time
@@ -22,116 +21,23 @@ from collections.abc import Awaitable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import _log as L
-from ._context import _step
-from ._errors import FatalError, RetryableError, SerializationError, StepTimeoutError
-from ._models import ErrorInfo
-from ._serde import dumps, encode, loads, oversize
-from ._store import EventRow, Store
+from .. import _log as L
+from .._context import _step
+from .._errors import FatalError, RetryableError, SerializationError, StepTimeoutError
+from .._models import ErrorInfo
+from .._serde import dumps, encode, loads, oversize
+from .._store import EventRow
+from ._ops import StepFinished, StepOp
+from ._status import StatusKeeper
 
 if TYPE_CHECKING:
-    from ._definitions import StepFunction
-    from ._engine import Engine
+    pass
 
 
-class StepOp:
-    """A step call of the workflow, from its first attempt until its outcome is applied."""
-
-    __slots__ = (
-        "args",
-        "attempt",
-        "future",
-        "held",
-        "kwargs",
-        "name",
-        "pending",
-        "retry_at",
-        "seq",
-        "step",
-        "task",
-    )
-
-    def __init__(
-        self,
-        seq: int,
-        step: StepFunction[Any, Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        future: asyncio.Future[Any],
-    ) -> None:
-        self.seq = seq
-        self.step = step
-        self.name = step.name
-        self.args = args
-        self.kwargs = kwargs
-        # Dropped once settled (see `Operations.apply`).
-        self.future: asyncio.Future[Any] | None = future
-        self.attempt = 0
-        self.task: asyncio.Task[None] | None = None
-        self.retry_at: float | None = None
-        self.held = False
-        # The attempt is in the log's open batch; its task starts once that is committed.
-        self.pending = False
-
-    @property
-    def in_flight(self) -> bool:
-        """An attempt is started (pending its commit) or running."""
-        return self.pending or self.task is not None
-
-
-class StepFinished:
-    """Mailbox message: an attempt ended. `data` is the encoded result when `error` is None."""
-
-    __slots__ = ("attempt", "data", "error", "op", "retry_after", "retryable")
-
-    def __init__(
-        self,
-        op: StepOp,
-        attempt: int,
-        data: bytes | None,
-        error: ErrorInfo | None,
-        retryable: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        self.op = op
-        self.attempt = attempt
-        self.data = data
-        self.error = error
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-
-class StepScheduler(abc.ABC):
+class StepScheduler(StatusKeeper):
     """The step calls of one run, from journaled start to outcome; mixed into `RunActor`."""
 
-    if not TYPE_CHECKING:  # mypy would check this mixin's assignments against it
-        __slots__ = ()  # the attributes are `RunActor`'s
-
-    engine: Engine
-    store: Store
-    steps: dict[int, StepOp]
-    closed: bool
-    paused: bool
-    finished: bool
-    limited: bool
-
-    # What the actor provides.
-    @abc.abstractmethod
-    def append(
-        self,
-        kind: str,
-        seq: int | None,
-        name: str | None,
-        data: bytes | None,
-        at: float | None = None,
-        to_batch: bool = True,
-    ) -> EventRow: ...
-    @abc.abstractmethod
-    def input(self, row: EventRow) -> None: ...
-    @abc.abstractmethod
-    def may_start_steps(self) -> bool: ...
-    @abc.abstractmethod
-    def step_ended(self, message: StepFinished) -> None: ...
+    __slots__ = ()
 
     def restore_attempt(self, row: EventRow) -> None:
         """On replay, bring a step's attempt count (and retry time) up to its log."""
@@ -164,7 +70,7 @@ class StepScheduler(abc.ABC):
         op.pending = False
         context = contextvars.Context()
         context.run(_step.set, [self, op, attempt, None])
-        op.task = self.engine.loop.create_task(
+        op.task = self.host.loop.create_task(
             _run_attempt(op, attempt, self), name=op.name, context=context
         )
 
@@ -230,7 +136,7 @@ async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> No
             data = dumps(value)
         except TypeError:  # orjson's errors are TypeErrors; `encode` finds the bad part
             data = encode(value, f"step {step.name!r} result")
-        limit = scheduler.engine.max_payload_bytes
+        limit = scheduler.host.max_payload_bytes
         if len(data) > limit:
             raise oversize(data, f"step {step.name!r} result", limit)
     except (FatalError, SerializationError) as exc:

@@ -39,29 +39,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import _log as L
-from ._control import handle_control
-from ._driver import WorkflowDriver
-from ._errors import (
+from .. import _log as L
+from .._errors import (
     DeadlineExceededError,
     InvalidStateError,
 )
-from ._mailbox import Mailbox
-from ._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
-from ._models import STATUS_OF, ErrorInfo, RunStatus, to_datetime
-from ._status import StatusKeeper
-from ._steps import StepFinished
-from ._store import ENGINE_CONTEXT, EventRow, RunRow, WriteBatch, shielded
-from ._streams import StreamLedger
-
-if TYPE_CHECKING:
-    from ._definitions import WorkflowFunction
-    from ._engine import Engine
-    from ._timers import TimerEntry
+from .._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
+from .._models import ErrorInfo, RunStatus, to_datetime
+from .._store import ENGINE_CONTEXT, WriteBatch, shielded
+from ._control import handle_control
+from ._driver import WorkflowDriver
+from ._ops import StepFinished
+from ._state import Held
 
 log = logging.getLogger("actorflow.actor")
 
@@ -72,69 +64,14 @@ class _Resume:
 
 
 _RESUME = _Resume()
-# A commit to wait for, and the effects to run once it is done.
-_Held = tuple[asyncio.Future[None], list[Callable[[], None]]]
 
 _EVICTABLE = (RunStatus.WAITING, RunStatus.PAUSED)
-# `EventRow(...)` goes through a Python-level `__new__`; this builds the same tuple in C.
-_new_tuple = tuple.__new__
 
 
-class RunActor(StatusKeeper, WorkflowDriver):
+class RunActor(WorkflowDriver):
     """Owns one run while it is in memory (see the module docstring)."""
 
-    # Thousands are alive at once: no per-instance dict (memory, and one object less
-    # for the cyclic collector to scan per run).
-    __slots__ = (  # noqa: SIM905 - 40 names in 5 lines, not 42
-        "_creation _effects _evicted _exited _held _inputs _replies _timer "
-        "_unique _wrote acks children closed engine finished has_slot inbox limited "
-        "loaded loop mailbox next_idx nondeterminism notified owns_hooks paused recorded "
-        "replaying root row run_id sleeps status steps store streams superseded task "
-        "waits workflow"
-    ).split()
-
-    def __init__(
-        self,
-        engine: Engine,
-        run_id: str,
-        row: RunRow | None = None,
-        creation: WriteBatch | None = None,
-        unique: bool = False,
-    ) -> None:
-        """A fresh run passes its `row` and the `creation` batch that inserts it
-        (`unique`: its id cannot conflict, see `Engine._spawn`); without them the
-        actor rehydrates the run from the store."""
-        super().__init__()
-        self.engine = engine
-        self.store = engine.store
-        self.run_id = run_id
-        self.row: RunRow = row if row is not None else RunRow(run_id, "", "queued", b"[]", 0.0)
-        self._creation = creation
-        self._unique = unique
-        self.loaded = creation is not None
-        self.superseded = False
-        self.status = STATUS_OF[self.row.status]
-        self.mailbox = Mailbox()
-        self.task: asyncio.Task[None] | None = None
-        self.finished = False
-        self.notified = False
-        self.next_idx = 1
-        self.streams: StreamLedger | None = None  # created with the first chunk
-        self.workflow: WorkflowFunction[Any, Any] | None = None
-        self.paused = False
-        self.has_slot = False
-        self.limited = False
-        self._wrote = False
-        # None until used (effects and replies are rare, inputs live only within a turn):
-        # fewer objects per run.
-        self._effects: list[Callable[[], None]] | None = None
-        self._inputs: list[EventRow] | None = None
-        self._replies: list[asyncio.Future[Any]] | None = None
-        self._timer: TimerEntry | None = None
-        self._evicted = False
-        # Left by a turn run in a step's task for the actor's task (see `step_ended`).
-        self._held: _Held | None = None
-        self._exited = False
+    __slots__ = ()
 
     # -- life ------------------------------------------------------------------------------
 
@@ -143,7 +80,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
         iteration without a task; any other run starts its task to open."""
         creation = self._creation
         if creation is not None and self._unique:
-            self.engine.loop.call_soon(self._first_turn, context=ENGINE_CONTEXT)
+            self.host.loop.call_soon(self._first_turn, context=ENGINE_CONTEXT)
             return
         if creation is not None:
             creation.callbacks.append(partial(self._creation_committed, creation))
@@ -169,7 +106,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
             self._exit()
 
     def _start_task(self) -> None:
-        task = self.task = self.engine.loop.create_task(
+        task = self.task = self.host.loop.create_task(
             self._main(), name=f"actor {self.run_id}", context=ENGINE_CONTEXT
         )
         task.add_done_callback(self._task_done, context=ENGINE_CONTEXT)
@@ -225,7 +162,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
                     return False
                 if not self._evictable():
                     return True
-                if not await mailbox.wait(self.engine.idle_timeout):
+                if not await mailbox.wait(self.host.idle_timeout):
                     if self._evictable() and not queued:
                         self._evicted = True
                         return False
@@ -247,13 +184,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
             self.run_id,
             exc_info=exc,
         )
-        self._fail_replies(exc)
-
-    def _fail_replies(self, error: BaseException) -> None:
-        """Answer every caller still waiting on this run's writes with `error`."""
-        for reply in self._replies or ():
-            if not reply.done():
-                reply.set_exception(error)
+        self.fail_replies(exc)
 
     def _exit(self) -> None:
         """Stop the run's work and leave the engine's directory (once)."""
@@ -261,7 +192,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
             return
         self._exited = True
         self.teardown(keep_timer=self._evicted)
-        self.engine._actor_exited(self)
+        self.host.actor_exited(self)
 
     def abandon(self, error: BaseException) -> None:
         """Stop at once, writing nothing more: a commit with rows of this run failed.
@@ -274,87 +205,25 @@ class RunActor(StatusKeeper, WorkflowDriver):
         """
         self.teardown(keep_timer=False)
         self.superseded = True
-        self._fail_replies(error)
+        self.fail_replies(error)
         self._replies = self._effects = None
         self._inputs = None
         if self.task is not None:
             self.task.cancel()
-            self.engine._reap(self.task)
+            self.host.reap(self.task)
 
     def _evictable(self) -> bool:
         wake_at = self.row.wake_at
         return (
-            self.engine.idle_timeout is not None
+            self.host.idle_timeout is not None
             and not self.finished
             and self.status in _EVICTABLE
             and not self._effects
             and not any(op.in_flight for op in self.steps.values())
-            and (wake_at is None or wake_at - time.time() > self.engine.wake_ahead)
+            and (wake_at is None or wake_at - time.time() > self.host.wake_ahead)
         )
-
-    def teardown(self, keep_timer: bool) -> None:
-        """Stop the workflow, its steps and its slot; park or cancel the timer."""
-        self.close_workflow()
-        for op in self.steps.values():
-            op.pending = False
-            if op.task is not None:
-                op.task.cancel()
-                self.engine._reap(op.task)
-                op.task = None
-        # A limited run may hold a slot it has not heard of yet (granted after it queued).
-        if self.has_slot or (self.limited and self.workflow is not None and not self.superseded):
-            self.engine.limiter.release(self.run_id)
-            self.has_slot = False
-        if self._timer is not None:
-            self._timer.cancel()
-            if keep_timer:
-                self.engine._park(self.run_id, self._timer.when)
-            self._timer = None
 
     # -- journal and commit cycle ----------------------------------------------------------
-
-    def append(
-        self,
-        kind: str,
-        seq: int | None,
-        name: str | None,
-        data: bytes | None,
-        at: float | None = None,
-        to_batch: bool = True,
-    ) -> EventRow:
-        """Add an entry to the log (to the store's open batch unless `to_batch` is False)."""
-        row = _new_tuple(
-            EventRow,
-            (
-                self.run_id,
-                self.next_idx,
-                self.row.generation,
-                kind,
-                seq,
-                name,
-                data,
-                time.time() if at is None else at,
-            ),
-        )
-        self.next_idx += 1
-        if to_batch:
-            self.store.batch().events.append(row)
-        self._wrote = True
-        return row
-
-    def effect(self, fn: Callable[[], None]) -> None:
-        """Run `fn` once everything appended so far is committed."""
-        if self._effects is None:
-            self._effects = [fn]
-        else:
-            self._effects.append(fn)
-
-    def input(self, row: EventRow) -> None:
-        """Feed `row` to the workflow before this turn commits (see `flush`)."""
-        if self._inputs is None:
-            self._inputs = [row]
-        else:
-            self._inputs.append(row)
 
     async def flush(self) -> None:
         """End the turn: feed inputs, settle, commit, and run effects once committed."""
@@ -368,7 +237,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
                 fn()
             held = self._turn()
 
-    def _turn(self) -> _Held | None:
+    def _turn(self) -> Held | None:
         """The part of `flush` that does not wait. Returns the commit to wait for and the
         effects to run after it, when there is something to wait for."""
         # Applying one may feed another (a stream write's ack): it goes in a new list,
@@ -410,7 +279,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
             return
         self._after_inline_turn(held)
 
-    def _after_inline_turn(self, held: _Held | None) -> None:
+    def _after_inline_turn(self, held: Held | None) -> None:
         """Hand what a turn run outside the actor's task left to wait for to that task."""
         if held is not None and not held[1] and self.finished:
             held = None  # nothing to run after the final commit: its callback (`finish`)
@@ -430,23 +299,6 @@ class RunActor(StatusKeeper, WorkflowDriver):
             self._exit()
         elif self.mailbox.owner_waiting():
             self.mailbox.put(_RESUME)
-
-    def reply_later(self, reply: asyncio.Future[Any] | None, value: Any = None) -> None:
-        """Answer `reply` once this turn's writes are committed (or with the error, if the
-        actor crashes first)."""
-        if reply is None:
-            return
-        if self._replies is None:
-            self._replies = [reply]
-        else:
-            self._replies.append(reply)
-
-        def answer() -> None:
-            if self._replies is not None:
-                self._replies.remove(reply)
-            reply_to(reply, value)
-
-        self.effect(answer)
 
     # -- messages --------------------------------------------------------------------------
 
@@ -493,7 +345,7 @@ class RunActor(StatusKeeper, WorkflowDriver):
 
     def _slot_granted(self) -> None:
         if self.finished or self.workflow is None:
-            self.engine.limiter.release(self.run_id)
+            self.host.limiter.release(self.run_id)
             return
         self.has_slot = True
         self.launch_held()

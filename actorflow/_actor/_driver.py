@@ -12,26 +12,24 @@ records the outcome.
 
 from __future__ import annotations
 
-import abc
 import contextvars
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import _log as L
-from ._context import WorkflowContext
-from ._errors import RunNotFoundError, SerializationError, StepFailedError
-from ._mailbox import Mailbox
-from ._messages import reply_to
-from ._models import STATUS_OF, ErrorInfo, RunStatus
+from .. import _log as L
+from .._context import WorkflowContext
+from .._errors import RunNotFoundError, SerializationError, StepFailedError
+from .._messages import reply_to
+from .._models import STATUS_OF, ErrorInfo, RunStatus
+from .._sandbox import WorkflowLoop, explain_foreign_await
+from .._serde import dumps, encode, loads
+from .._store import EventRow, shielded
+from .._streams import StreamLedger
 from ._operations import Operations
-from ._sandbox import WorkflowLoop, explain_foreign_await
-from ._serde import dumps, encode, loads
-from ._store import EventRow, WriteBatch, shielded
-from ._streams import StreamLedger
 
 if TYPE_CHECKING:
-    from ._definitions import WorkflowFunction
+    pass
 
 log = logging.getLogger("actorflow.actor")
 
@@ -39,23 +37,8 @@ log = logging.getLogger("actorflow.actor")
 class WorkflowDriver(Operations):
     """Starting, replaying and finishing the run's workflow."""
 
-    if not TYPE_CHECKING:  # mypy would check this mixin's assignments against it
-        __slots__ = ()  # the attributes are `RunActor`'s
+    __slots__ = ()
 
-    workflow: WorkflowFunction[Any, Any] | None
-    status: RunStatus
-    paused: bool
-    loaded: bool
-    notified: bool
-    superseded: bool
-    mailbox: Mailbox
-    _creation: WriteBatch | None
-
-    # What the actor provides.
-    @abc.abstractmethod
-    def teardown(self, keep_timer: bool) -> None: ...
-    @abc.abstractmethod
-    def final_committed(self) -> None: ...
 
     def _open_fresh(self) -> None:
         """Start a run created with a generated (so unique) id, at once: its step attempts
@@ -75,7 +58,7 @@ class WorkflowDriver(Operations):
             await shielded(creation.future)
             fresh = self.loaded = self.run_id not in creation.conflicts
         if not fresh:
-            loaded = await self.engine.loader.load(self.run_id)
+            loaded = await self.host.loader.load(self.run_id)
             if self.superseded:
                 self.finished = True
                 return False
@@ -94,17 +77,17 @@ class WorkflowDriver(Operations):
                 self.finished = self.notified = True
                 # `result()` callers may have registered while this actor held a fresh
                 # creation (loaded, not final) that turned out to be a taken id.
-                self.engine._outcome_loaded(row)
+                self.host.outcome_loaded(row)
                 return True
             self.streams = StreamLedger(streams)
             log_rows = [e for e in events if e.generation == row.generation]
-            self.engine._unpark_timer(self.run_id)
+            self.host.unpark(self.run_id)
         if self._resolve_workflow():
             await self.begin(log_rows)
         return True
 
     def _resolve_workflow(self) -> bool:
-        self.workflow = self.engine._workflow(self.row.workflow)
+        self.workflow = self.host.workflow(self.row.workflow)
         if self.workflow is None:
             log.error(
                 "run %s: workflow %r is not registered in this engine; leaving it as it is",
@@ -112,7 +95,7 @@ class WorkflowDriver(Operations):
                 self.row.workflow,
             )
             return False
-        self.limited = self.engine.limiter.is_limited(self.row.workflow)
+        self.limited = self.host.limiter.is_limited(self.row.workflow)
         return True
 
     async def begin(self, log_rows: list[EventRow]) -> None:
@@ -178,11 +161,30 @@ class WorkflowDriver(Operations):
                 self.finish_failed(ErrorInfo.from_exception(exc))
             return
         try:
-            data = encode(root.result(), "workflow result", self.engine.max_payload_bytes)
+            data = encode(root.result(), "workflow result", self.host.max_payload_bytes)
         except SerializationError as error:
             self.finish_failed(ErrorInfo.from_exception(error))
             return
         self.finish(RunStatus.COMPLETED, L.RUN_COMPLETED, data, result=data)
+
+    def teardown(self, keep_timer: bool) -> None:
+        """Stop the workflow, its steps and its slot; park or cancel the timer."""
+        self.close_workflow()
+        for op in self.steps.values():
+            op.pending = False
+            if op.task is not None:
+                op.task.cancel()
+                self.host.reap(op.task)
+                op.task = None
+        # A limited run may hold a slot it has not heard of yet (granted after it queued).
+        if self.has_slot or (self.limited and self.workflow is not None and not self.superseded):
+            self.host.limiter.release(self.run_id)
+            self.has_slot = False
+        if self._timer is not None:
+            self._timer.cancel()
+            if keep_timer:
+                self.host.park(self.run_id, self._timer.when)
+            self._timer = None
 
     # -- finishing -------------------------------------------------------------------------
 
@@ -210,14 +212,14 @@ class WorkflowDriver(Operations):
         batch = self.store.batch()
         batch.update_run(row)
         if self.owns_hooks:
-            self.engine._drop_hooks(self.run_id)
+            self.host.drop_hooks(self.run_id)
             self.owns_hooks = False
 
         def notify() -> None:
             if self.superseded:  # abandoned: the final status is not what was committed
                 return
             self.notified = True
-            self.engine._run_finished(row)
+            self.host.run_finished(row)
             if self.finished:  # not restarted meanwhile
                 self.final_committed()
 

@@ -16,7 +16,6 @@ nothing later in the log can refer to them.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import secrets
 import time
@@ -24,85 +23,32 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _log as L
-from ._children import FINAL, Children
-from ._errors import (
+from .. import _log as L
+from .._errors import (
     EventTimeoutError,
     HookConflictError,
     NonDeterminismError,
     RunAlreadyExistsError,
     StepFailedError,
 )
-from ._messages import ChildDone, Control
-from ._models import ErrorInfo, WorkflowInfo, to_datetime
-from ._run import Run
-from ._sandbox import WorkflowLoop
-from ._serde import dumps, encode, loads
-from ._steps import StepOp, StepScheduler
-from ._store import ChunkRow, EventRow, HookRow, RunRow
-from ._streams import StreamLedger
+from .._messages import ChildDone, Control
+from .._models import ErrorInfo, WorkflowInfo, to_datetime
+from .._run import Run
+from .._serde import dumps, encode, loads
+from .._store import ChunkRow, EventRow, HookRow, RunRow
+from .._streams import StreamLedger
+from ._children import FINAL, Children
+from ._ops import SleepOp, StepOp, WaitOp
+from ._steps import StepScheduler
 
 if TYPE_CHECKING:
-    from ._definitions import StepFunction
-
-
-class SleepOp:
-    __slots__ = ("fire_at", "fired", "future", "seq")
-
-    def __init__(self, seq: int, fire_at: float, future: asyncio.Future[None]) -> None:
-        self.seq = seq
-        self.fire_at = fire_at
-        self.future = future
-        self.fired = False
-
-
-class WaitOp:
-    __slots__ = ("future", "key", "seq", "timeout_at", "timing_out")
-
-    def __init__(
-        self, seq: int, key: str, timeout_at: float | None, future: asyncio.Future[Any]
-    ) -> None:
-        self.seq = seq
-        self.key = key
-        self.timeout_at = timeout_at
-        self.future = future
-        self.timing_out = False
+    from .._definitions import StepFunction
 
 
 class Operations(StepScheduler):
     """Pending operations of one run's workflow; mixed into `RunActor`."""
 
-    if not TYPE_CHECKING:  # mypy would check this mixin's assignments against it
-        __slots__ = ()  # the attributes are `RunActor`'s
-
-    run_id: str
-    row: RunRow
-    finished: bool
-    streams: StreamLedger | None
-
-    def __init__(self) -> None:
-        self.loop: WorkflowLoop | None = None
-        self.owns_hooks = False
-        self.reset_operations()
-
-    def reset_operations(self) -> None:
-        self.closed = False
-        self.root: asyncio.Task[Any] | None = None
-        self.recorded: dict[int, EventRow] = {}
-        self.replaying = False
-        self.nondeterminism: NonDeterminismError | None = None
-        self.steps: dict[int, StepOp] = {}
-        self.sleeps: dict[int, SleepOp] = {}
-        self.waits: dict[int, WaitOp] = {}
-        self.inbox: dict[str, deque[bytes]] = {}
-        self.acks: dict[int, asyncio.Future[Any]] = {}
-        self.children: Children | None = None  # created with the first child
-
-    # What the actor provides (with `append`, `input` and `may_start_steps`).
-    @abc.abstractmethod
-    def effect(self, fn: Callable[[], None]) -> None: ...
-    @abc.abstractmethod
-    def after_workflow_ran(self) -> None: ...
+    __slots__ = ()
 
     def workflow_info(self) -> WorkflowInfo:
         row = self.row
@@ -235,7 +181,7 @@ class Operations(StepScheduler):
         self, seq: int, workflow: Any, args: tuple[Any, ...], child_id: str | None, metadata: Any
     ) -> asyncio.Future[Run[Any]]:
         future = self._future()
-        wf = self.engine._resolve_workflow(workflow)
+        wf = self.host.resolve_workflow(workflow)
         recorded = self._recorded(seq, "child", wf.name)
         if self.nondeterminism is not None:
             return future
@@ -246,7 +192,7 @@ class Operations(StepScheduler):
                 self._family().started(data["run_id"], seq)
             return future
         wf.check_args(args, "child run: ")
-        limit = self.engine.max_payload_bytes
+        limit = self.host.max_payload_bytes
         args_data = encode(list(args), f"arguments of child workflow {wf.name!r}", limit)
         meta = None if metadata is None else encode(metadata, "metadata", limit)
         if child_id is None:
@@ -274,7 +220,7 @@ class Operations(StepScheduler):
         created = EventRow(child_id, 0, 0, L.RUN_CREATED, None, wf.name, None, now)
         batch = self.store.batch()
         batch.create_run(child, [created, started])
-        self.engine._spawn(child, batch)
+        self.host.spawn(child, batch)
         children = self._family()
         children.started(child_id, seq)
         self.acks[seq] = future
@@ -302,13 +248,13 @@ class Operations(StepScheduler):
             data = loads(recorded.data) if recorded.data else None
             if data is not None:
                 raise HookConflictError(data["error"])
-            if self.engine.hooks.get(recorded.name) != self.run_id:
+            if self.host.hooks.get(recorded.name) != self.run_id:
                 self._claim_hook(recorded.name, seq)
             # Still ours after eviction or a reopen: release it when the run finishes.
             self.owns_hooks = True
             return recorded.name
         token = token or secrets.token_urlsafe(16)
-        holder = self.engine.hooks.get(token)
+        holder = self.host.hooks.get(token)
         if holder is not None and holder != self.run_id:
             message = f"hook token {token!r} is already held by run {holder!r}"
             self.append(L.HOOK_CREATED, seq, token, dumps({"error": message}))
@@ -318,7 +264,7 @@ class Operations(StepScheduler):
         return token
 
     def _claim_hook(self, token: str, seq: int) -> None:
-        self.engine.hooks[token] = self.run_id
+        self.host.hooks[token] = self.run_id
         self.store.batch().hooks.append(HookRow(token, self.run_id, seq))
         self.owns_hooks = True
 
@@ -390,7 +336,7 @@ class Operations(StepScheduler):
                     RunAlreadyExistsError(f"a run with id {data['run_id']!r} already exists")
                 )
             else:
-                ack.set_result(Run(self.engine, data["run_id"]))
+                ack.set_result(Run(self.host.client, data["run_id"]))
         return True
 
     def _receive(self, row: EventRow) -> None:
@@ -448,7 +394,7 @@ class Operations(StepScheduler):
         if self.children is None:
             return
         for child_id in list(self.children.unfinished(which)):
-            self.engine._deliver(child_id, Control("terminate", None))
+            self.host.deliver(child_id, Control("terminate", None))
 
     def _family(self) -> Children:
         """The run's children, created with the first."""
@@ -465,7 +411,7 @@ class Operations(StepScheduler):
         size = 0 if data is None else len(data)
         if self.streams is None:
             self.streams = StreamLedger()
-        index = self.streams.claim(self.run_id, namespace, kind, size, self.engine.max_stream_bytes)
+        index = self.streams.claim(self.run_id, namespace, kind, size, self.host.max_stream_bytes)
         row = ChunkRow(self.run_id, namespace, index, seq, attempt, kind, data, time.time())
         self.store.batch().chunks.append(row)
         return index

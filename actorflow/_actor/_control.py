@@ -9,15 +9,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from . import _log as L
-from ._errors import InvalidStateError, WorkflowNotRegisteredError
-from ._messages import Control, reply_to
-from ._models import RunStatus
-from ._serde import dumps
-from ._streams import StreamLedger
+from .. import _log as L
+from .._errors import InvalidStateError, WorkflowNotRegisteredError
+from .._messages import Control, reply_to
+from .._models import RunStatus
+from .._serde import dumps
+from .._streams import StreamLedger
 
 if TYPE_CHECKING:
-    from ._actor import RunActor
+    from ._turns import RunActor
 
 
 async def handle_control(actor: RunActor, message: Control) -> None:
@@ -64,12 +64,12 @@ async def handle_control(actor: RunActor, message: Control) -> None:
 async def _restart(actor: RunActor, message: Control) -> None:
     """Start a new generation that keeps the log before `from_step` (or nothing)."""
     reply, from_step = message.reply, message.from_step
-    workflow = actor.engine._workflow(actor.row.workflow)
+    workflow = actor.host.workflow(actor.row.workflow)
     if workflow is None:
         reply_to(reply, error=_not_registered(actor))
         return
     await actor.flush()
-    store = actor.engine.store
+    store = actor.store
     events = await store.load_events(actor.run_id)
     current = [e for e in events if e.generation == actor.row.generation]
     cut = L.restart_cut(current, from_step)

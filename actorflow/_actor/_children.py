@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from ._errors import InvalidStateError, RunFailedError, RunTerminatedError
-from ._messages import ChildDone
-from ._models import ErrorInfo
-from ._serde import dumps
+from .._errors import InvalidStateError, RunFailedError, RunTerminatedError
+from .._messages import ChildDone
+from .._models import ErrorInfo
+from .._serde import dumps
 
 FINAL = ("completed", "failed", "terminated")
 

@@ -1,0 +1,108 @@
+"""The records of a workflow's pending calls: steps, sleeps and event waits.
+
+Plain data the run actor's parts share (`RunState` holds them by seq); no behaviour.
+`StepFinished` is the message a step attempt's task sends back to the actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._definitions import StepFunction
+    from .._models import ErrorInfo
+
+
+class StepOp:
+    """A step call of the workflow, from its first attempt until its outcome is applied."""
+
+    __slots__ = (
+        "args",
+        "attempt",
+        "future",
+        "held",
+        "kwargs",
+        "name",
+        "pending",
+        "retry_at",
+        "seq",
+        "step",
+        "task",
+    )
+
+    def __init__(
+        self,
+        seq: int,
+        step: StepFunction[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.seq = seq
+        self.step = step
+        self.name = step.name
+        self.args = args
+        self.kwargs = kwargs
+        # Dropped once settled (see `Operations.apply`).
+        self.future: asyncio.Future[Any] | None = future
+        self.attempt = 0
+        self.task: asyncio.Task[None] | None = None
+        self.retry_at: float | None = None
+        self.held = False
+        # The attempt is in the log's open batch; its task starts once that is committed.
+        self.pending = False
+
+    @property
+    def in_flight(self) -> bool:
+        """An attempt is started (pending its commit) or running."""
+        return self.pending or self.task is not None
+
+
+class StepFinished:
+    """Mailbox message: an attempt ended. `data` is the encoded result when `error` is None."""
+
+    __slots__ = ("attempt", "data", "error", "op", "retry_after", "retryable")
+
+    def __init__(
+        self,
+        op: StepOp,
+        attempt: int,
+        data: bytes | None,
+        error: ErrorInfo | None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        self.op = op
+        self.attempt = attempt
+        self.data = data
+        self.error = error
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class SleepOp:
+    """A durable sleep of the workflow until it fires (or is cancelled)."""
+
+    __slots__ = ("fire_at", "fired", "future", "seq")
+
+    def __init__(self, seq: int, fire_at: float, future: asyncio.Future[None]) -> None:
+        self.seq = seq
+        self.fire_at = fire_at
+        self.future = future
+        self.fired = False
+
+
+class WaitOp:
+    """A wait for an event of type `key`, with its timeout."""
+
+    __slots__ = ("future", "key", "seq", "timeout_at", "timing_out")
+
+    def __init__(
+        self, seq: int, key: str, timeout_at: float | None, future: asyncio.Future[Any]
+    ) -> None:
+        self.seq = seq
+        self.key = key
+        self.timeout_at = timeout_at
+        self.future = future
+        self.timing_out = False

@@ -1,0 +1,251 @@
+"""RunDirectory: the engine's live run actors, and everything they ask of it (`RunHost`).
+
+Every message for a run goes through `deliver()`, which hands it to the run's
+live actor or creates one that rehydrates the run from its log. Runs that
+leave memory with a timer pending are parked: a timer brings them back
+shortly before it is due. The directory owns every actor task it starts (and
+the cancelled step tasks it is handed, `reap`); `stop()` cancels and awaits them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ._actor import RunActor
+from ._channels import Hub
+from ._definitions import WorkflowFunction, lookup_workflow
+from ._errors import EngineClosedError, WorkflowNotRegisteredError
+from ._limiter import ConcurrencyLimiter
+from ._loader import RunLoader
+from ._messages import SLOT_GRANTED, WAKE, ChildDone, reply_to
+from ._results import ResultWaiters
+from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch
+from ._timers import TimerEntry, TimerService
+from ._write_failures import WriteFailures
+
+if TYPE_CHECKING:
+    from ._actor._state import RunState
+    from ._client import RunClient
+    from ._context import RunStarter
+
+
+class RunDirectory:
+    """The live actors of one engine; implements `RunHost` for them."""
+
+    def __init__(
+        self,
+        engine: RunStarter,
+        store: Store,
+        workflows: dict[str, WorkflowFunction[Any, Any]] | None,
+        max_concurrency: int | None,
+        idle_timeout: float | None,
+        wake_ahead: float,
+        max_stream_bytes: int,
+        max_payload_bytes: int,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.idle_timeout = idle_timeout
+        self.wake_ahead = wake_ahead
+        self.max_stream_bytes = max_stream_bytes
+        self.max_payload_bytes = max_payload_bytes
+        self.client: RunClient  # set by the engine, which makes both
+        self.loop: asyncio.AbstractEventLoop
+        self._workflows = workflows
+        self.limiter = ConcurrencyLimiter(max_concurrency, self._grant)
+        self.timers = TimerService(self._wake)
+        self.loader = RunLoader(store)
+        self.event_hub: Hub[EventRow] = Hub()
+        self.chunk_hub: Hub[ChunkRow] = Hub()
+        self.hooks: dict[str, str] = {}
+        self.results = ResultWaiters()
+        self.actors: dict[str, RunActor] = {}
+        self.write_failures = WriteFailures(store, self)
+        # False until the engine opens, and again once it starts closing: actors started
+        # then would outlive `stop()`; their runs continue on the next open.
+        self.accepting = False
+        self._parked: dict[str, TimerEntry] = {}
+        self._dying: set[asyncio.Task[Any]] = set()
+
+    async def stop(self) -> None:
+        """Stop every actor (their runs resume on the next open) and await their tasks."""
+        self.accepting = False
+        tasks = [a.task for a in self.actors.values() if a.task is not None]
+        for actor in list(self.actors.values()):
+            actor.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._dying, return_exceptions=True)
+        await self.timers.stop()
+        await self.loader.stop()
+        closed = EngineClosedError("the engine was closed")
+        self.results.fail_all(closed)
+        self.event_hub.fail_all(closed)
+        self.chunk_hub.fail_all(closed)
+
+    # -- workflows -------------------------------------------------------------------------
+
+    def workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
+        """The workflow this engine runs under `name`, if any."""
+        registry = self._workflows
+        wf = registry.get(name) if registry is not None else lookup_workflow(name)
+        if wf is not None and wf.concurrency is not None:
+            self.limiter.set_limit(name, wf.concurrency)
+        return wf
+
+    def resolve_workflow(self, workflow: Any) -> WorkflowFunction[Any, Any]:
+        """The workflow meant by a decorated function or a name.
+
+        Raises `WorkflowNotRegisteredError` if unknown, `TypeError` if neither."""
+        if isinstance(workflow, WorkflowFunction):
+            name = workflow.name
+        elif isinstance(workflow, str):
+            name = workflow
+        else:
+            raise TypeError(
+                f"workflow must be an @af.workflow function or its name, got {workflow!r}"
+            )
+        wf = self.workflow(name)
+        if wf is None:
+            raise WorkflowNotRegisteredError(f"no workflow named {name!r} is registered")
+        return wf
+
+    # -- actors ----------------------------------------------------------------------------
+
+    def holds(self, run_id: str) -> bool:
+        """Whether a live actor has loaded run `run_id` (so creating it again conflicts)."""
+        existing = self.actors.get(run_id)
+        return existing is not None and existing.loaded
+
+    def spawn(self, row: RunRow, batch: WriteBatch, unique: bool = False) -> None:
+        """Start an actor for a run whose creation is in `batch`.
+
+        The actor waits for that commit before it runs the workflow, unless the id is
+        `unique` (generated here, so it cannot conflict): then it starts at once, and
+        its steps start only after the creation is committed.
+        """
+        existing = self.actors.get(row.id)
+        if not self.accepting or (existing is not None and existing.loaded):
+            return
+        actor = self.actors[row.id] = RunActor(self, row.id, row, batch, unique)
+        actor.start()
+        if existing is not None:
+            existing.superseded = True
+
+    def deliver(self, run_id: str, message: Any) -> None:
+        """Put `message` in the run's mailbox, rehydrating the run if it is not in memory.
+
+        While the engine closes, messages are refused: actors started now would outlive
+        `stop()`; the runs continue on the next open.
+        """
+        if not self.accepting:
+            reply_to(getattr(message, "reply", None), error=EngineClosedError("engine closed"))
+            return
+        self.ensure_actor(run_id).post(message)
+
+    def ensure_actor(self, run_id: str) -> RunActor:
+        """The run's live actor, started (to rehydrate the run) if there is none."""
+        actor = self.actors.get(run_id)
+        if actor is None:
+            actor = self.actors[run_id] = RunActor(self, run_id)
+            actor.start()
+        return actor
+
+    def actor_exited(self, actor: RunState) -> None:
+        if self.actors.get(actor.run_id) is actor:
+            del self.actors[actor.run_id]
+        if actor.superseded and self.accepting:
+            for message in actor.mailbox.take_all():
+                self.deliver(actor.run_id, message)
+
+    def reap(self, task: asyncio.Task[Any]) -> None:
+        """Own a cancelled step task until it has ended; `stop()` awaits stragglers."""
+        if not task.done():
+            self._dying.add(task)
+            task.add_done_callback(self._dying.discard)
+
+    # -- what `WriteFailures` asks ---------------------------------------------------------
+
+    def live_row(self, run_id: str) -> RunRow | None:
+        """The row the run's live actor holds, if any."""
+        actor = self.actors.get(run_id)
+        return None if actor is None else actor.row
+
+    def abandon(self, run_id: str, error: BaseException) -> None:
+        """Drop the run's live actor, which writes nothing more (see `RunActor.abandon`)."""
+        actor = self.actors.pop(run_id, None)
+        if actor is not None:
+            actor.abandon(error)
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def _wake(self, run_id: str) -> None:
+        self._parked.pop(run_id, None)
+        self.deliver(run_id, WAKE)
+
+    def _grant(self, run_id: str) -> None:
+        self.deliver(run_id, SLOT_GRANTED)
+
+    def park(self, run_id: str, wake_at: float) -> None:
+        """Rehydrate a run that is not in memory shortly before its next timer is due.
+
+        Waking ahead spreads the rehydrations of many timers due at once over the
+        seconds before them, so that each fires in a live actor, on time. The
+        default (2 s) keeps the rehydrations of a one-second burst out of the
+        second its timers fire in: with 10,000 timers in a second, rehydrating,
+        firing and finishing them at once takes the whole core here, and p99
+        lateness was 45-80 ms with 1 s ahead, 2-7 ms with 2 s (`benchmarks`'
+        `waiting` workload).
+        """
+        self.rehydrate_at(run_id, wake_at - self.wake_ahead)
+
+    def rehydrate_at(self, run_id: str, when: float) -> None:
+        """Bring the run back into memory at `when` (a time.time() value), if nothing
+        (a message, `start`) brings it back sooner."""
+        self.unpark(run_id)
+        self._parked[run_id] = self.timers.schedule(when, run_id)
+
+    def unpark(self, run_id: str) -> None:
+        entry = self._parked.pop(run_id, None)
+        if entry is not None:
+            entry.cancel()
+
+    def drop_hooks(self, run_id: str) -> None:
+        """Release the hook tokens of a finished run."""
+        for token in [t for t, owner in self.hooks.items() if owner == run_id]:
+            del self.hooks[token]
+        self.store.batch().hook_deletes.append(run_id)
+
+    # -- after commits ---------------------------------------------------------------------
+
+    def on_commit(self, batch: WriteBatch) -> None:
+        """Publish a committed batch's events and chunks to live readers."""
+        hub = self.event_hub
+        if hub:
+            for run, events in batch.new_runs:
+                if run.id not in batch.conflicts:
+                    for event in events:
+                        if hub.has(event.run_id):
+                            hub.publish(event.run_id, event)
+            for event in batch.events:
+                if hub.has(event.run_id):
+                    hub.publish(event.run_id, event)
+        chunks = self.chunk_hub
+        if chunks:
+            for chunk in batch.chunks:
+                key = (chunk.run_id, chunk.namespace)
+                if chunks.has(key):
+                    chunks.publish(key, chunk)
+
+    def outcome_loaded(self, row: RunRow) -> None:
+        """An actor found its run final in the store: answer the `result()` callers."""
+        self.results.finished(row)
+
+    def run_finished(self, row: RunRow) -> None:
+        """Called by an actor once its run's final status is committed."""
+        self.results.finished(row)
+        if row.parent_id is not None:
+            self.deliver(row.parent_id, ChildDone(row.id, row.status, row.result, row.error))
+        for key in self.chunk_hub.subscribed_keys():
+            if isinstance(key, tuple) and key[0] == row.id:
+                self.chunk_hub.end(key)

@@ -1,0 +1,177 @@
+"""LocalRunClient: the `RunClient` of an engine in this process.
+
+A run in memory answers from its actor; any other from the store, through the
+`RunLoader`, which groups the reads of one loop turn. `result()` registers its
+waiter before it looks, so a run that finishes meanwhile cannot be missed (see
+`ResultWaiters`). `events()` and `stream()` subscribe to the engine's hubs
+before they read the store, so nothing committed in between is missed; indexes
+make the overlap harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any
+
+from ._context import check_event_type
+from ._errors import RunNotFoundError
+from ._log import FINAL_KINDS, fold_steps, to_run_event, to_run_info
+from ._messages import Control, ControlAction, Deliver
+from ._models import STATUS_OF, RunEvent, RunInfo, RunStatus, StreamChunk, to_datetime
+from ._results import Outcome
+from ._serde import encode
+from ._store import ChunkKind, ChunkRow, RunRow
+from ._streams import check_namespace, decode_chunk
+
+if TYPE_CHECKING:
+    from ._directory import RunDirectory
+
+_PAGE = 512
+
+
+class LocalRunClient:
+    """Answers run handles from the engine whose live runs are `runs`; every call first
+    runs `check_open` (which raises `EngineClosedError`)."""
+
+    def __init__(self, runs: RunDirectory, check_open: Callable[[], None]) -> None:
+        self._runs = runs
+        self._check_open = check_open
+
+    async def result(self, run_id: str, timeout: float | None) -> Any:
+        """The run's result once it is final; raises for failed or terminated runs."""
+        self._check_open()
+        results = self._runs.results
+        waiter = results.add(run_id)
+        try:
+            actor = self._runs.actors.get(run_id)
+            row: RunRow | None
+            if actor is not None and actor.loaded:
+                row = actor.row if actor.notified else None
+            else:
+                row = await self.stored_run(run_id)
+            if row is not None and STATUS_OF[row.status].is_final:
+                return Outcome.of(row).value()
+            if timeout is None:
+                return (await waiter).value()
+            scope = asyncio.timeout(timeout)
+            try:
+                async with scope:
+                    return (await waiter).value()
+            except TimeoutError:
+                if not scope.expired():
+                    raise
+                raise TimeoutError(f"run {run_id!r} did not finish within {timeout} s") from None
+        finally:
+            results.discard(run_id, waiter)
+
+    async def status(self, run_id: str) -> RunStatus:
+        self._check_open()
+        actor = self._runs.actors.get(run_id)
+        if actor is not None and actor.loaded:
+            return actor.status
+        return STATUS_OF[(await self.stored_run(run_id)).status]
+
+    async def stored_run(self, run_id: str) -> RunRow:
+        """The run's committed row; raises `RunNotFoundError` if there is none."""
+        row = await self._runs.loader.row(run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return row
+
+    async def info(self, run_id: str) -> RunInfo:
+        self._check_open()
+        row = await self.stored_run(run_id)
+        actor = self._runs.actors.get(run_id)
+        if actor is not None and actor.loaded:
+            row.status = actor.status.value
+        events = await self._runs.store.load_events(run_id)
+        return to_run_info(row, fold_steps(events, row.generation))
+
+    async def events(self, run_id: str) -> AsyncGenerator[RunEvent, None]:
+        store = self._runs.store
+        with self._runs.event_hub.subscribe(run_id) as sub:
+            await self.stored_run(run_id)
+            cursor = -1
+            catch_up = True
+            while True:
+                if catch_up:
+                    catch_up = False
+                    rows = await store.load_events(run_id, after=cursor)
+                    for i, row in enumerate(rows):
+                        yield to_run_event(row)
+                        cursor = row.idx
+                        if row.kind in FINAL_KINDS and i == len(rows) - 1:
+                            return
+                rows, catch_up = await sub.follow(cursor + 1)
+                for row in rows:
+                    yield to_run_event(row)
+                    cursor = row.idx
+                    if row.kind in FINAL_KINDS:
+                        return
+
+    async def stream(
+        self, run_id: str, namespace: str, start: int, with_info: bool
+    ) -> AsyncGenerator[Any, None]:
+        check_namespace(namespace)
+        if not isinstance(start, int) or isinstance(start, bool):
+            raise TypeError(f"start must be an int, got {type(start).__name__}")
+        store = self._runs.store
+        with self._runs.chunk_hub.subscribe((run_id, namespace)) as sub:
+            await self.stored_run(run_id)
+            cursor = start
+            if start < 0:
+                state = await store.stream_state(run_id)
+                cursor = max(0, state.next_index.get(namespace, 0) + start)
+                if namespace in state.closed:
+                    cursor = max(0, cursor - 1)
+            catch_up = True
+            while True:
+                if catch_up:
+                    catch_up = False
+                    final = sub.ended or (await self.status(run_id)).is_final
+                    while True:
+                        rows = await store.load_chunks(run_id, namespace, cursor, _PAGE)
+                        for chunk in rows:
+                            if chunk.kind == ChunkKind.CLOSE:
+                                return
+                            yield _present(chunk, with_info)
+                            cursor = chunk.idx + 1
+                        if len(rows) < _PAGE:
+                            break
+                    if final:
+                        return
+                chunks, catch_up = await sub.follow(cursor)
+                for chunk in chunks:
+                    if chunk.kind == ChunkKind.CLOSE:
+                        return
+                    yield _present(chunk, with_info)
+                    cursor += 1
+                if sub.ended:
+                    catch_up = True
+
+    async def control(
+        self, run_id: str, action: ControlAction, from_step: str | None = None
+    ) -> None:
+        """Send a pause/resume/terminate/restart to the run and wait until it is committed."""
+        self._check_open()
+        reply: asyncio.Future[None] = self._runs.loop.create_future()
+        self._runs.deliver(run_id, Control(action, reply, from_step))
+        await reply
+
+    async def send_event(self, run_id: str, type: str, payload: Any = None) -> None:
+        self._check_open()
+        key = check_event_type(type)
+        data = encode(payload, "event payload", self._runs.max_payload_bytes)
+        reply: asyncio.Future[None] = self._runs.loop.create_future()
+        self._runs.deliver(run_id, Deliver(key, data, reply))
+        await reply
+
+
+def _present(row: ChunkRow, with_info: bool) -> Any:
+    value = decode_chunk(row)
+    if not with_info:
+        return value
+    at = to_datetime(row.at)
+    assert at is not None
+    return StreamChunk(index=row.idx, value=value, seq=row.seq, attempt=row.attempt, at=at)
