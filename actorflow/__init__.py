@@ -68,13 +68,14 @@ from ._models import (
 from ._retry import Retry
 from ._run import Run
 from ._runner import run, tune_gc
-from ._store import StoreLockedError
+from ._store import CommitStats, StoreLockedError
 from ._streams import StreamWriter
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActorflowError",
+    "CommitStats",
     "DeadlineExceededError",
     "Engine",
     "EngineClosedError",

@@ -36,7 +36,7 @@ from ._models import STATUS_OF, RunInfo, RunStatus
 from ._run import Run
 from ._sandbox import WorkflowLoop
 from ._serde import encode
-from ._store import EventRow, RunRow, Store, WriteBatch, open_store, shielded
+from ._store import CommitStats, EventRow, RunRow, Store, WriteBatch, open_store, shielded
 
 log = logging.getLogger("actorflow.engine")
 
@@ -330,6 +330,10 @@ class Engine:
     def live_actors(self) -> int:
         """How many runs are in memory now."""
         return len(self._runs.actors)
+
+    def store_stats(self) -> CommitStats:
+        """The store's group-commit counters since it opened (batches, rows, busy time)."""
+        return self.store.commit_stats()
 
     # -- what run handles send ------------------------------------------------------------
 

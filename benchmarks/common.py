@@ -197,7 +197,7 @@ class CommitCounts:
     (`batches`, `rows`, `busy_seconds` of the writer; `events` counted in the file)."""
 
     def __init__(self, engine: af.Engine, path: Path) -> None:
-        self._writer = engine.store.writer  # type: ignore[attr-defined]
+        self._engine = engine
         self._path = path
         self.batches = self.rows = self.events = 0
         self.busy_seconds = 0.0
@@ -206,20 +206,20 @@ class CommitCounts:
         return await asyncio.to_thread(db_count, self._path, "SELECT count(*) FROM events")
 
     async def __aenter__(self) -> CommitCounts:
-        writer = self._writer
+        stats = self._engine.store_stats()
         self.batches, self.rows, self.busy_seconds = (
-            writer.batches,
-            writer.rows,
-            writer.busy_seconds,
+            stats.batches,
+            stats.rows,
+            stats.busy_seconds,
         )
         self.events = await self._events()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        writer = self._writer
-        self.batches = writer.batches - self.batches
-        self.rows = writer.rows - self.rows
-        self.busy_seconds = writer.busy_seconds - self.busy_seconds
+        stats = self._engine.store_stats()
+        self.batches = stats.batches - self.batches
+        self.rows = stats.rows - self.rows
+        self.busy_seconds = stats.busy_seconds - self.busy_seconds
         self.events = await self._events() - self.events
 
 

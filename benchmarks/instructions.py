@@ -58,7 +58,7 @@ def count(size: int, steps: int) -> int:
 def child(size: int, steps: int) -> None:
     """The measured program: `size` concurrent workflows, the writer inline."""
     import actorflow as af
-    from actorflow._store._group_commit import GroupCommitWriter
+    from actorflow._store._sqlite_writer import SQLiteTransactions
 
     from .shapes import add_one
 
@@ -68,13 +68,13 @@ def child(size: int, steps: int) -> None:
             x = await add_one(x)
         return x
 
-    original = GroupCommitWriter.__init__
+    original = SQLiteTransactions.__init__
 
-    def inline(self: GroupCommitWriter, *args: object, **kwargs: object) -> None:
+    def inline(self: SQLiteTransactions, *args: object, **kwargs: object) -> None:
         original(self, *args, **kwargs)  # type: ignore[arg-type]
         self._inline_limit = sys.maxsize  # every batch on the loop thread
 
-    GroupCommitWriter.__init__ = inline  # type: ignore[method-assign]
+    SQLiteTransactions.__init__ = inline  # type: ignore[method-assign]
 
     async def main() -> None:
         with tempfile.TemporaryDirectory() as directory:

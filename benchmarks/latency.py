@@ -30,8 +30,7 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         log(f"  {cfg['samples']} sequential runs")
         samples = []
         clock = time.perf_counter
-        writer = engine.store.writer  # type: ignore[attr-defined]
-        batches0 = writer.batches
+        batches0 = engine.store_stats().batches
         begin = clock()
         with GcWatch() as gcw:
             for i in range(cfg["samples"]):
@@ -40,7 +39,7 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
                 await run_.result()
                 samples.append(clock() - t0)
         total = clock() - begin
-        commits = writer.batches - batches0
+        commits = engine.store_stats().batches - batches0
     stats = summarize(samples, scale=1000.0)
     ctx.metrics.update(
         samples=len(samples),

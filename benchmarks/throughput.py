@@ -5,7 +5,7 @@ start runs and the way the DBOS comparison starts them; then, in the same
 engine, N more started with one `engine.start_many()` call.
 
 Events committed are counted in the database; batches and rows come from the
-group-commit writer's counters (`engine.store.writer.batches` / `.rows`; rows
+group-commit writer's counters (`engine.store_stats().batches` / `.rows`; rows
 include run-row inserts and updates as well as events). Where the time goes:
 the event loop thread's CPU time per workflow (`time.thread_time`; it includes
 the benchmark's own gathering of starts and results), and the share of the

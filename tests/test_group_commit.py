@@ -12,7 +12,7 @@ import pytest
 import actorflow as af
 from actorflow._errors import StoreWriteError
 from actorflow._store import EventRow, RunRow, SQLiteStore, shielded
-from actorflow._store._group_commit import register_identity_adapters
+from actorflow._store._sqlite_writer import register_identity_adapters
 from tests.conftest import eventually
 
 
@@ -57,11 +57,11 @@ async def two_steps(i: int) -> int:
 async def test_many_runs_through_small_sealed_batches(sqlite_url: str, inline_limit: int) -> None:
     async with af.Engine(sqlite_url, workflows=[two_steps]) as engine:
         engine.store.writer._seal_rows = 16  # type: ignore[attr-defined]
-        engine.store.writer._inline_limit = inline_limit  # type: ignore[attr-defined]
+        engine.store.writer.transactions._inline_limit = inline_limit  # type: ignore[attr-defined]
         runs = await asyncio.gather(*(engine.start(two_steps, i) for i in range(300)))
         results = await asyncio.wait_for(asyncio.gather(*(r.result() for r in runs)), 30)
         assert results == [4 * i for i in range(300)]
-        assert engine.store.writer.batches > 300 * 6 // 16  # type: ignore[attr-defined]
+        assert engine.store_stats().batches > 300 * 6 // 16
     async with af.Engine(sqlite_url, workflows=[two_steps]) as engine:
         for run in runs[::50]:
             events = [e.kind for e in await engine.store.load_events(run.id)]

@@ -143,16 +143,16 @@ async def test_step_result_is_committed_before_the_workflow_continues(sqlite_url
 
 async def test_group_commit_batches_many_runs(sqlite_url: str) -> None:
     async with af.Engine(sqlite_url) as engine:
-        writer = engine.store.writer  # type: ignore[attr-defined]
-        before_batches, before_rows = writer.batches, writer.rows
+        before = engine.store_stats()
         runs = await asyncio.gather(*(engine.start(replay_flow, f"batch{i}") for i in range(200)))
         for i in range(200):
             gates[f"batch{i}-gate"] = asyncio.Event()
             gates[f"batch{i}-gate"].set()
         results = await asyncio.gather(*(r.result(timeout=10) for r in runs))
         assert all(len(r) == 5 for r in results)
-        batches = writer.batches - before_batches
-        rows = writer.rows - before_rows
+        after = engine.store_stats()
+        batches = after.batches - before.batches
+        rows = after.rows - before.rows
     assert rows >= 200 * 12
     assert rows / batches > 5, f"{rows} rows in {batches} batches: commits were not grouped"
 

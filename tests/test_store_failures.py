@@ -170,7 +170,7 @@ async def test_many_runs_through_failing_sealed_batches_finish_with_whole_logs(
     db = sqlite_url.removeprefix("sqlite:///")
     async with af.Engine(sqlite_url, workflows=[flow]) as engine:
         engine.store.writer._seal_rows = 16  # type: ignore[attr-defined]
-        engine.store.writer._inline_limit = inline_limit  # type: ignore[attr-defined]
+        engine.store.writer.transactions._inline_limit = inline_limit  # type: ignore[attr-defined]
         conn = refuse_inserts(db, f"NEW.kind = 'step_completed' AND NEW.name = '{save.name}'")
         # Started together: the creations commit before any step can write a result.
         runs = await asyncio.gather(*(engine.start(flow, i) for i in range(200)))

@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple, Protocol
 
@@ -287,6 +288,20 @@ def _settle_from(waiter: asyncio.Future[None], commit: asyncio.Future[None]) -> 
         waiter.set_result(None)
 
 
+@dataclass(frozen=True)
+class CommitStats:
+    """What a store's group commit has done since it opened (`Engine.store_stats()`).
+
+    `batches`: transactions committed; `rows`: rows they held (runs, events,
+    chunks, run updates, hooks); `busy_seconds`: wall time spent committing.
+    Subtract two snapshots to measure an interval.
+    """
+
+    batches: int
+    rows: int
+    busy_seconds: float
+
+
 CommitListener = Callable[[WriteBatch], None]
 FailureListener = Callable[[WriteBatch, BaseException], None]
 
@@ -314,6 +329,9 @@ class Store(Protocol):
     def batch(self) -> WriteBatch:
         """The open batch; append rows to it, then call `commit()` without awaiting in between
         (a batch may be sealed by `commit()`, and a new one opened)."""
+
+    def commit_stats(self) -> CommitStats:
+        """What the store's commits have done since it opened."""
 
     def commit(self) -> asyncio.Future[None]:
         """Commit the open batch (and everything before it); resolves once durable.

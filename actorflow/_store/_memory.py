@@ -17,6 +17,7 @@ from ._base import (
     ChunkKind,
     ChunkRow,
     CommitListener,
+    CommitStats,
     EventRow,
     FailureListener,
     HookRow,
@@ -47,6 +48,11 @@ class MemoryStore:
         self._hooks: dict[str, HookRow] = {}
         self._listener: CommitListener | None = None
         self._open: WriteBatch | None = None
+        self._batches = self._rows = 0
+
+    def commit_stats(self) -> CommitStats:
+        """Batches and rows applied; memory takes no measurable time (`busy_seconds` 0)."""
+        return CommitStats(self._batches, self._rows, 0.0)
 
     async def open(self) -> None:
         self._open = WriteBatch(asyncio.get_running_loop().create_future())
@@ -74,6 +80,8 @@ class MemoryStore:
         loop = asyncio.get_running_loop()
         self._open = WriteBatch(loop.create_future())
         self._apply(batch)
+        self._batches += 1
+        self._rows += len(batch)
         if self._listener is not None:
             self._listener(batch)
         batch.committed()
