@@ -33,6 +33,7 @@ from ._definitions import StepFunction, WorkflowFunction, step, workflow
 from ._engine import Engine
 from ._errors import (
     ActorflowError,
+    CallContextError,
     DeadlineExceededError,
     EngineClosedError,
     EventTimeoutError,
@@ -49,6 +50,8 @@ from ._errors import (
     SerializationError,
     StepFailedError,
     StepTimeoutError,
+    StoreFileError,
+    StoreLockedError,
     StoreWriteError,
     StreamClosedError,
     StreamLimitError,
@@ -68,13 +71,14 @@ from ._models import (
 from ._retry import Retry
 from ._run import Run
 from ._runner import run, tune_gc
-from ._store import CommitStats, StoreLockedError
+from ._store import CommitStats
 from ._streams import StreamWriter
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActorflowError",
+    "CallContextError",
     "CommitStats",
     "DeadlineExceededError",
     "Engine",
@@ -103,6 +107,7 @@ __all__ = [
     "StepInfo",
     "StepRecord",
     "StepTimeoutError",
+    "StoreFileError",
     "StoreLockedError",
     "StoreWriteError",
     "StreamChunk",
@@ -126,3 +131,10 @@ __all__ = [
     "workflow",
     "workflow_info",
 ]
+
+# Public names are `actorflow.X` wherever they are defined (reprs, tracebacks, docs).
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) or (callable(_obj) and hasattr(_obj, "__module__")):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ._durations import Duration, to_seconds, to_timestamp
-from ._errors import EngineClosedError
+from ._errors import CallContextError, EngineClosedError
 from ._models import StepInfo, WorkflowInfo
 from ._sandbox import WorkflowLoop
 
@@ -251,7 +251,7 @@ def current_step() -> StepContext | None:
 def _require_workflow(call: str) -> WorkflowContext:
     ctx = current_workflow()
     if ctx is None:
-        raise RuntimeError(f"{call} can only be called inside an @af.workflow function")
+        raise CallContextError(f"{call} can only be called inside an @af.workflow function")
     return ctx
 
 
@@ -264,7 +264,7 @@ def step_info() -> StepInfo:
     """The current step's run id, stable step id, name, seq and attempt (inside a step)."""
     ctx = current_step()
     if ctx is None:
-        raise RuntimeError("af.step_info() can only be called inside an @af.step function")
+        raise CallContextError("af.step_info() can only be called inside an @af.step function")
     return ctx.info
 
 
@@ -397,4 +397,4 @@ def get_writable(namespace: str = "default") -> StreamWriter:
     ctx = current_workflow()
     if ctx is not None:
         return BodyStreamWriter(ctx, namespace)
-    raise RuntimeError("af.get_writable() can only be called inside a step or a workflow")
+    raise CallContextError("af.get_writable() can only be called inside a step or a workflow")

@@ -114,6 +114,19 @@ class EngineClosedError(ActorflowError):
     """The engine is not open (never opened, or already closed)."""
 
 
+class CallContextError(ActorflowError, RuntimeError):
+    """A call made where it cannot work: `af.sleep()` outside a workflow, `af.step_info()`
+    outside a step, `af.get_writable()` outside both. A `RuntimeError` too."""
+
+
+class StoreLockedError(ActorflowError):
+    """Another engine (process) has this database open."""
+
+
+class StoreFileError(ActorflowError):
+    """The store's file cannot be an actorflow database (not SQLite, or another schema)."""
+
+
 class FatalError(Exception):
     """Raise from a step to fail it at once, without retries."""
 

@@ -28,7 +28,11 @@ class RunStatus(enum.StrEnum):
         return self in FINAL_STATUSES
 
 
+# The one definition of which statuses are final; the stored texts of both kinds follow
+# from it (in a fixed order: stores bind them as SQL parameters).
 FINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.TERMINATED})
+FINAL: tuple[str, ...] = tuple(s.value for s in RunStatus if s in FINAL_STATUSES)
+UNFINISHED: tuple[str, ...] = tuple(s.value for s in RunStatus if s not in FINAL_STATUSES)
 
 # A stored status text to its member: a dict lookup, where `RunStatus(text)` is two
 # Python-level calls (rows are loaded and actors created on hot paths).

@@ -20,8 +20,6 @@ from .._messages import ChildDone
 from .._models import ErrorInfo
 from .._serde import dumps
 
-FINAL = ("completed", "failed", "terminated")
-
 
 class Children:
     """Child ids by the seq of their start, their outcomes, and who waits for them."""

@@ -32,12 +32,12 @@ from .._errors import (
     StepFailedError,
 )
 from .._messages import ChildDone, Control
-from .._models import ErrorInfo, WorkflowInfo, to_datetime
+from .._models import FINAL, ErrorInfo, WorkflowInfo, to_datetime
 from .._run import Run
 from .._serde import dumps, encode, loads
 from .._store import ChunkRow, EventRow, HookRow, RunRow
 from .._streams import StreamLedger
-from ._children import FINAL, Children
+from ._children import Children
 from ._ops import SleepOp, StepOp, WaitOp
 from ._steps import StepScheduler
 

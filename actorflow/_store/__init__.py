@@ -6,8 +6,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from ._base import (
     ENGINE_CONTEXT,
-    FINAL,
-    UNFINISHED,
     ChunkKind,
     ChunkRow,
     CommitStats,
@@ -21,12 +19,10 @@ from ._base import (
     shielded,
 )
 from ._memory import MemoryStore
-from ._sqlite import SQLiteStore, StoreLockedError
+from ._sqlite import SQLiteStore
 
 __all__ = [
     "ENGINE_CONTEXT",
-    "FINAL",
-    "UNFINISHED",
     "ChunkKind",
     "ChunkRow",
     "CommitStats",
@@ -37,7 +33,6 @@ __all__ = [
     "RunRow",
     "SQLiteStore",
     "Store",
-    "StoreLockedError",
     "StreamState",
     "WriteBatch",
     "open_store",

@@ -21,9 +21,6 @@ import attrs
 
 log = logging.getLogger("actorflow.store")
 
-UNFINISHED = ("queued", "running", "pausing", "paused", "waiting")
-FINAL = ("completed", "failed", "terminated")
-
 
 @attrs.define(slots=True)
 class RunRow:

@@ -11,9 +11,8 @@ import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+from .._models import FINAL, UNFINISHED
 from ._base import (
-    FINAL,
-    UNFINISHED,
     ChunkKind,
     ChunkRow,
     CommitListener,

@@ -20,10 +20,9 @@ from typing import Any
 
 import aiosqlite
 
-from .._errors import ActorflowError
+from .._errors import StoreFileError, StoreLockedError
+from .._models import FINAL, UNFINISHED
 from ._base import (
-    FINAL,
-    UNFINISHED,
     ChunkKind,
     ChunkRow,
     CommitListener,
@@ -123,10 +122,6 @@ def _id_chunks(run_ids: Sequence[str]) -> Iterator[tuple[list[str], str]]:
         yield ids, ",".join("?" * len(ids))
 
 
-class StoreLockedError(ActorflowError):
-    """Another engine (process) has this database open."""
-
-
 class SQLiteStore:
     """The embedded store: one file, a group-commit writer, an aiosqlite reader."""
 
@@ -207,9 +202,9 @@ class SQLiteStore:
             finally:
                 conn.close()
         except sqlite3.DatabaseError as exc:
-            raise ActorflowError(f"{self.path} cannot be an actorflow database: {exc}") from exc
+            raise StoreFileError(f"{self.path} cannot be an actorflow database: {exc}") from exc
         if tables and not tables >= _OWN_TABLES:
-            raise ActorflowError(
+            raise StoreFileError(
                 f"{self.path} holds another application's tables ({', '.join(sorted(tables))}); "
                 "actorflow needs a SQLite file of its own"
             )
@@ -243,7 +238,7 @@ class SQLiteStore:
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
             elif int(row[0]) != SCHEMA_VERSION:
-                raise ActorflowError(
+                raise StoreFileError(
                     f"{self.path} has schema version {row[0]}; this actorflow expects "
                     f"{SCHEMA_VERSION}"
                 )
