@@ -18,6 +18,7 @@ from asyncio.events import _get_running_loop
 from collections.abc import Iterable
 from typing import Any, Literal, TypeVar
 
+from ._asyncio_helpers import shielded
 from ._context import HOOK_PREFIX, _engine
 from ._definitions import WorkflowFunction
 from ._directory import RunDirectory
@@ -36,7 +37,7 @@ from ._models import STATUS_OF, RunInfo, RunStatus
 from ._run import Run
 from ._sandbox import WorkflowLoop
 from ._serde import encode
-from ._store import CommitStats, EventRow, RunRow, Store, WriteBatch, open_store, shielded
+from ._store import CommitStats, EventRow, RunRow, Store, WriteBatch, open_store
 
 log = logging.getLogger("actorflow.engine")
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any
 
+from ._asyncio_helpers import shielded
 from ._errors import StreamClosedError, StreamLimitError
 from ._serde import encode, loads
-from ._store import ChunkKind, ChunkRow, StreamState, shielded
+from ._store import ChunkKind, ChunkRow, StreamState
 
 if TYPE_CHECKING:
     from ._context import StepOwner, WorkflowContext

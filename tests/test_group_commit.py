@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import actorflow as af
+from actorflow._asyncio_helpers import shielded
 from actorflow._errors import StoreWriteError
-from actorflow._store import EventRow, RunRow, SQLiteStore, shielded
+from actorflow._store import EventRow, RunRow, SQLiteStore
 from actorflow._store._sqlite_writer import register_identity_adapters
 from tests.conftest import eventually
 

@@ -18,13 +18,14 @@ import time
 from typing import TYPE_CHECKING
 
 from .. import _log as L
+from .._asyncio_helpers import shielded
 from .._context import WorkflowContext
 from .._errors import RunNotFoundError, SerializationError, StepFailedError
 from .._messages import reply_to
 from .._models import STATUS_OF, ErrorInfo, RunStatus
 from .._sandbox import WorkflowLoop, explain_foreign_await
 from .._serde import dumps, encode, loads
-from .._store import EventRow, shielded
+from .._store import EventRow
 from .._streams import StreamLedger
 from ._operations import Operations
 

@@ -43,13 +43,14 @@ from functools import partial
 from typing import Any
 
 from .. import _log as L
+from .._asyncio_helpers import ENGINE_CONTEXT, shielded
 from .._errors import (
     DeadlineExceededError,
     InvalidStateError,
 )
 from .._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
 from .._models import ErrorInfo, RunStatus, to_datetime
-from .._store import ENGINE_CONTEXT, WriteBatch, shielded
+from .._store import WriteBatch
 from ._control import handle_control
 from ._driver import WorkflowDriver
 from ._ops import StepFinished

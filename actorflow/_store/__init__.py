@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from ._base import (
-    ENGINE_CONTEXT,
     ChunkKind,
     ChunkRow,
     CommitStats,
@@ -16,13 +15,11 @@ from ._base import (
     Store,
     StreamState,
     WriteBatch,
-    shielded,
 )
 from ._memory import MemoryStore
 from ._sqlite import SQLiteStore
 
 __all__ = [
-    "ENGINE_CONTEXT",
     "ChunkKind",
     "ChunkRow",
     "CommitStats",
@@ -36,7 +33,6 @@ __all__ = [
     "StreamState",
     "WriteBatch",
     "open_store",
-    "shielded",
 ]
 
 

@@ -1,0 +1,37 @@
+"""asyncio helpers the runtime shares: the engine's callback context, and `shielded`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from functools import partial
+
+# The context the engine's own callbacks run in. They set no context variables, so
+# one shared context spares copying the caller's (one more object for the cyclic
+# collector) per callback; user code (workflows, steps) never runs in it.
+ENGINE_CONTEXT = contextvars.Context()
+
+
+def shielded(commit: asyncio.Future[None]) -> asyncio.Future[None]:
+    """A future of its own that settles as the shared `commit` does; cancelling it
+    leaves `commit` alone.
+
+    What `asyncio.shield` does, for what `Store.commit()` returns: shield costs
+    two closures and a task check per call and two more Python calls when the
+    commit lands (measured: 15k instructions per `Engine.start`, 2 % of a
+    3-step workflow); this is one callback.
+    """
+    waiter = commit.get_loop().create_future()
+    commit.add_done_callback(partial(_settle_from, waiter), context=ENGINE_CONTEXT)
+    return waiter
+
+
+def _settle_from(waiter: asyncio.Future[None], commit: asyncio.Future[None]) -> None:
+    if waiter.done():  # its awaiter was cancelled
+        return
+    if commit.cancelled():
+        waiter.cancel()
+    elif (error := commit.exception()) is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(None)
