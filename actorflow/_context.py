@@ -256,12 +256,16 @@ def _require_workflow(call: str) -> WorkflowContext:
 
 
 def workflow_info() -> WorkflowInfo:
-    """The current run's id, workflow name, start time and schedule (inside a workflow)."""
+    """The current run's id, workflow name, start time and schedule (inside a workflow).
+
+    Raises `CallContextError` outside a workflow."""
     return _require_workflow("af.workflow_info()").info
 
 
 def step_info() -> StepInfo:
-    """The current step's run id, stable step id, name, seq and attempt (inside a step)."""
+    """The current step's run id, stable step id, name, seq and attempt (inside a step).
+
+    Raises `CallContextError` outside a step."""
     ctx = current_step()
     if ctx is None:
         raise CallContextError("af.step_info() can only be called inside an @af.step function")
@@ -269,14 +273,18 @@ def step_info() -> StepInfo:
 
 
 async def sleep(duration: Duration) -> None:
-    """Durably sleep: the run waits (holding no slot) and survives restarts meanwhile."""
+    """Durably sleep: the run waits (holding no slot) and survives restarts meanwhile.
+
+    Raises `CallContextError` outside a workflow, `ValueError` for a bad duration."""
     ctx = _require_workflow("af.sleep()")
     seconds = to_seconds(duration, "sleep duration")
     await ctx.host.sleep(ctx.next_seq(), seconds, None)
 
 
 async def sleep_until(when: datetime) -> None:
-    """Durably sleep until a timezone-aware datetime (at once if it has passed)."""
+    """Durably sleep until a timezone-aware datetime (at once if it has passed).
+
+    Raises `CallContextError` outside a workflow, `ValueError` for a naive datetime."""
     ctx = _require_workflow("af.sleep_until()")
     await ctx.host.sleep(ctx.next_seq(), None, to_timestamp(when, "sleep_until()"))
 
@@ -314,6 +322,7 @@ async def start(
     Inside a workflow this starts a journaled child run (replay returns the same
     child); `await child.result()` then suspends the parent until it finishes.
     Elsewhere it calls `start` on the innermost engine opened with `async with`.
+    Raises what `Engine.start` raises, and `EngineClosedError` where no engine is open.
     """
     ctx = current_workflow()
     if ctx is not None:
@@ -380,7 +389,8 @@ def get_writable(namespace: str = "default") -> StreamWriter:
     """A writer for this run's stream `namespace`, inside a step or a workflow.
 
     From a step, chunks are committed and reach readers while the step runs.
-    From the workflow body, each write is journaled like a step.
+    From the workflow body, each write is journaled like a step. Raises
+    `CallContextError` elsewhere, `ValueError` for a bad namespace.
     """
     from ._streams import BodyStreamWriter, StepStreamWriter, check_namespace
 

@@ -121,7 +121,11 @@ class Engine:
     # -- opening and closing ---------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the store and recover every unfinished run."""
+        """Open the store and recover every unfinished run.
+
+        Raises `EngineClosedError` if opened before, `StoreLockedError` if another
+        engine has the SQLite file open, `StoreFileError` if it cannot be an
+        actorflow database."""
         if self._state != "new":
             raise EngineClosedError("an Engine can be opened once")
         runs = self._runs
@@ -298,7 +302,9 @@ class Engine:
         return True
 
     def get_run(self, run_id: str) -> Run[Any]:
-        """A handle for `run_id`; nothing is checked until it is used (see `Run.exists`)."""
+        """A handle for `run_id`; nothing is checked until it is used (see `Run.exists`).
+
+        Raises `ValueError` for an id that is empty, too long or not printable."""
         return Run(self._client, check_run_id(run_id))
 
     async def list_runs(

@@ -19,7 +19,12 @@ R = TypeVar("R")
 
 
 class Run(Generic[R]):
-    """A handle on one run (`engine.start`, `engine.get_run`, `af.start`)."""
+    """A handle on one run (`engine.start`, `engine.get_run`, `af.start`).
+
+    Every method raises `EngineClosedError` once the engine is closed,
+    `RunNotFoundError` if no run has this id (except `exists`), and, inside
+    workflow code, `WorkflowSandboxError` (except `result`, which is journaled there).
+    """
 
     __slots__ = ("_client", "id")
 
@@ -109,6 +114,7 @@ class Run(Generic[R]):
 
         Ends when the writer closes the namespace or the run reaches a final
         status. With `with_info=True`, yields `StreamChunk`s (index, step, attempt).
+        Raises `ValueError` for a bad namespace, `TypeError` for a non-int `start`.
         """
         client = self._outside_workflow("stream")
         return client.stream(self.id, namespace, start, with_info)
@@ -117,7 +123,10 @@ class Run(Generic[R]):
         """Stop starting steps; status is `pausing` until running steps end, then `paused`.
 
         A paused run does not finish: if an event or timer lets its workflow
-        return meanwhile, the outcome is recorded when the run is resumed."""
+        return meanwhile, the outcome is recorded when the run is resumed.
+
+        Raises `InvalidStateError` if the run is final, `WorkflowNotRegisteredError`
+        if this engine does not run its workflow."""
         await self._outside_workflow("pause").control(self.id, "pause")
 
     async def resume(self) -> None:
@@ -125,19 +134,26 @@ class Run(Generic[R]):
         await self._outside_workflow("resume").control(self.id, "resume")
 
     async def terminate(self) -> None:
-        """Cancel the running steps and end the run as `terminated`; its children too."""
+        """Cancel the running steps and end the run as `terminated`; its children too.
+
+        Raises `InvalidStateError` if the run is final already."""
         await self._outside_workflow("terminate").control(self.id, "terminate")
 
     async def restart(self, from_step: str | None = None) -> None:
         """Run again from the start, or from the first step named `from_step`.
 
         Results of steps before `from_step` are kept; the previous execution's
-        events stay in the log under their generation.
+        events stay in the log under their generation. Raises `InvalidStateError` if
+        the run has no step named `from_step`, `WorkflowNotRegisteredError` if this
+        engine does not run its workflow.
         """
         await self._outside_workflow("restart").control(self.id, "restart", from_step)
 
     async def send_event(self, type: str, payload: Any = None) -> None:
-        """Durably deliver an event; a workflow receives it with `af.wait_for_event(type)`."""
+        """Durably deliver an event; a workflow receives it with `af.wait_for_event(type)`.
+
+        Raises `InvalidStateError` if the run is final, `ValueError` for an empty or
+        reserved type, `SerializationError` for a payload that is not JSON."""
         await self._outside_workflow("send_event").send_event(self.id, type, payload)
 
 

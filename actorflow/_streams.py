@@ -21,6 +21,7 @@ from ._store import ChunkKind, ChunkRow, StreamState
 if TYPE_CHECKING:
     from ._context import StepOwner, WorkflowContext
 
+
 def check_namespace(namespace: str) -> str:
     """Validate a stream namespace name."""
     if not isinstance(namespace, str) or not namespace or len(namespace) > 200:

@@ -40,7 +40,6 @@ class WorkflowDriver(Operations):
 
     __slots__ = ()
 
-
     def _open_fresh(self) -> None:
         """Start a run created with a generated (so unique) id, at once: its step attempts
         start from commit callbacks, so after the creation; if that fails, the engine
