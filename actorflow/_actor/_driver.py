@@ -1,5 +1,5 @@
 """WorkflowDriver: runs a workflow coroutine from its start (or the replay of its log) to
-the run's final status; mixed into `RunActor`.
+the run's final status: the layer of `RunActor` above `Operations`.
 
 `_open()` finds what to run: a fresh run once its creation is committed, or
 one rehydrated from the store. `replay()` starts the workflow in a fresh

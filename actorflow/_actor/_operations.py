@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 
 class Operations(StepScheduler):
-    """Pending operations of one run's workflow; mixed into `RunActor`."""
+    """Pending operations of one run's workflow: the layer of `RunActor` above `StepScheduler`."""
 
     __slots__ = ()
 

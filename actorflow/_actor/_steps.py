@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 class StepScheduler(StatusKeeper):
-    """The step calls of one run, from journaled start to outcome; mixed into `RunActor`."""
+    """The step calls of one run, from journaled start to outcome (above `StatusKeeper`)."""
 
     __slots__ = ()
 
