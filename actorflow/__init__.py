@@ -47,6 +47,8 @@ from ._errors import (
     RunFailedError,
     RunNotFoundError,
     RunTerminatedError,
+    ScheduleError,
+    ScheduleNotFoundError,
     SerializationError,
     StepFailedError,
     StepTimeoutError,
@@ -63,6 +65,7 @@ from ._models import (
     RunEvent,
     RunInfo,
     RunStatus,
+    ScheduleTick,
     StepInfo,
     StepRecord,
     StreamChunk,
@@ -71,6 +74,8 @@ from ._models import (
 from ._retry import Retry
 from ._run import Run
 from ._runner import run, tune_gc
+from ._schedule_api import Schedule
+from ._schedule_types import RecentTick, ScheduleInfo
 from ._store import CommitStats
 from ._streams import StreamWriter
 
@@ -91,6 +96,7 @@ __all__ = [
     "HookNotFoundError",
     "InvalidStateError",
     "NonDeterminismError",
+    "RecentTick",
     "Retry",
     "RetryableError",
     "Run",
@@ -101,6 +107,11 @@ __all__ = [
     "RunNotFoundError",
     "RunStatus",
     "RunTerminatedError",
+    "Schedule",
+    "ScheduleError",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
+    "ScheduleTick",
     "SerializationError",
     "StepFailedError",
     "StepFunction",

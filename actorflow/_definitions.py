@@ -9,7 +9,9 @@ from asyncio.events import _get_running_loop
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
+from ._cron import CronExpression
 from ._durations import Duration, to_seconds
+from ._errors import ScheduleError
 from ._retry import Retry
 from ._sandbox import WorkflowLoop
 
@@ -84,11 +86,13 @@ class WorkflowFunction(Generic[P, R]):
         name: str,
         concurrency: int | None,
         deadline: float | None,
+        schedules: tuple[str, ...] = (),
     ) -> None:
         self.fn = fn
         self.name = name
         self.concurrency = concurrency
         self.deadline = deadline
+        self.schedules = schedules
         self._arity = _positional_arity(fn)
         self._arg_counts = _arg_counts(self._arity)
         functools.update_wrapper(self, fn)
@@ -166,6 +170,7 @@ def workflow(
     name: str | None = None,
     concurrency: int | None = None,
     deadline: Duration | None = None,
+    schedules: Sequence[str] = (),
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], WorkflowFunction[P, R]]: ...
 
 
@@ -176,13 +181,20 @@ def workflow(
     name: str | None = None,
     concurrency: int | None = None,
     deadline: Duration | None = None,
+    schedules: Sequence[str] = (),
 ) -> Any:
     """Declare and register a workflow: `@af.workflow` or `@af.workflow(name=, concurrency=, ...)`.
 
     `concurrency` caps how many runs of it are `running` at once (the rest are
     `queued`, first in first out); `deadline` fails a run that has not finished
-    that long after it was created.
+    that long after it was created; `schedules` are cron expressions whose ticks
+    start it with no arguments (in UTC, ids `"{name}:{cron}"`; a bad one raises
+    `ScheduleError` here).
     """
+    if isinstance(schedules, str) or not all(isinstance(c, str) for c in schedules):
+        raise ScheduleError(f"schedules must be a list of cron expressions, got {schedules!r}")
+    for cron in schedules:
+        CronExpression(cron)
     if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
     seconds = None if deadline is None else to_seconds(deadline, "workflow deadline")
@@ -191,7 +203,11 @@ def workflow(
         if not inspect.iscoroutinefunction(f):
             raise TypeError(f"@af.workflow needs an async def function, got {f!r}")
         wf = WorkflowFunction(
-            f, name=name or f.__qualname__, concurrency=concurrency, deadline=seconds
+            f,
+            name=name or f.__qualname__,
+            concurrency=concurrency,
+            deadline=seconds,
+            schedules=tuple(dict.fromkeys(schedules)),
         )
         _register(wf)
         return wf

@@ -19,7 +19,9 @@ from ._errors import EngineClosedError, WorkflowNotRegisteredError
 from ._limiter import ConcurrencyLimiter
 from ._loader import RunLoader
 from ._messages import SLOT_GRANTED, WAKE, ChildDone, reply_to
+from ._models import ScheduleTick
 from ._results import ResultWaiters
+from ._schedules import SCHEDULE_KEY, Scheduler
 from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch
 from ._timers import TimerEntry, TimerService
 from ._write_failures import WriteFailures
@@ -66,6 +68,8 @@ class RunDirectory:
         # then would outlive `stop()`; their runs continue on the next open.
         self.accepting = False
         self._parked: dict[str, TimerEntry] = {}
+        # Set by the engine: told of its schedules' timers and of every finished run.
+        self.scheduler: Scheduler | None = None
         self._dying: set[asyncio.Task[Any]] = set()
 
     async def stop(self) -> None:
@@ -117,7 +121,13 @@ class RunDirectory:
         existing = self.actors.get(run_id)
         return existing is not None and existing.loaded
 
-    def spawn(self, row: RunRow, batch: WriteBatch, unique: bool = False) -> None:
+    def spawn(
+        self,
+        row: RunRow,
+        batch: WriteBatch,
+        unique: bool = False,
+        schedule: ScheduleTick | None = None,
+    ) -> None:
         """Start an actor for a run whose creation is in `batch`.
 
         The actor waits for that commit before it runs the workflow, unless the id is
@@ -127,7 +137,7 @@ class RunDirectory:
         existing = self.actors.get(row.id)
         if not self.accepting or (existing is not None and existing.loaded):
             return
-        actor = self.actors[row.id] = RunActor(self, row.id, row, batch, unique)
+        actor = self.actors[row.id] = RunActor(self, row.id, row, batch, unique, schedule)
         actor.start()
         if existing is not None:
             existing.superseded = True
@@ -180,6 +190,10 @@ class RunDirectory:
     # -- timers ----------------------------------------------------------------------------
 
     def _wake(self, run_id: str) -> None:
+        if run_id.startswith(SCHEDULE_KEY):  # a schedule's next tick, not a run
+            assert self.scheduler is not None
+            self.scheduler.wake(run_id)
+            return
         self._parked.pop(run_id, None)
         self.deliver(run_id, WAKE)
 
@@ -244,6 +258,8 @@ class RunDirectory:
     def run_finished(self, row: RunRow) -> None:
         """Called by an actor once its run's final status is committed."""
         self.results.finished(row)
+        if self.scheduler is not None:
+            self.scheduler.run_finished(row.id)
         if row.parent_id is not None:
             self.deliver(row.parent_id, ChildDone(row.id, row.status, row.result, row.error))
         for key in self.chunk_hub.subscribed_keys():

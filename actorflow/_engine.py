@@ -33,9 +33,12 @@ from ._ids import check_run_id, new_run_id
 from ._local_client import LocalRunClient
 from ._log import RUN_CREATED, to_run_info
 from ._messages import ChildDone, Deliver
-from ._models import STATUS_OF, RunInfo, RunStatus
+from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick
 from ._run import Run
 from ._sandbox import WorkflowLoop
+from ._schedule_api import EngineSchedules
+from ._schedule_types import encode_tick
+from ._schedules import Scheduler
 from ._serde import encode
 from ._store import CommitStats, EventRow, RunRow, Store, WriteBatch, open_store
 
@@ -46,7 +49,7 @@ DEFAULT_URL = "sqlite:///actorflow.db"
 MAX_PAYLOAD = 512 * 1024 * 1024
 
 
-class Engine:
+class Engine(EngineSchedules):
     """Runs workflows durably; open it with `async with af.Engine(url) as engine:`.
 
     - `url`: `sqlite:///path.db` (default `sqlite:///actorflow.db`) or `memory://`.
@@ -103,7 +106,7 @@ class Engine:
                 if not isinstance(wf, WorkflowFunction):
                     raise TypeError(f"workflows must be @af.workflow functions, got {wf!r}")
                 self._workflows[wf.name] = wf
-        self._runs = RunDirectory(
+        self._runs: RunDirectory = RunDirectory(
             self,
             self.store,
             self._workflows,
@@ -115,6 +118,8 @@ class Engine:
         )
         self._client = LocalRunClient(self._runs, self._check_open)
         self._runs.client = self._client
+        self.schedules = Scheduler(self, self._runs.timers)
+        self._runs.scheduler = self.schedules
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -139,6 +144,7 @@ class Engine:
             runs.timers.start()
             runs.hooks.update({h.token: h.run_id for h in await self.store.load_hooks()})
             await self._recover()
+            await self.schedules.open()
         except BaseException:
             await self.close()
             raise
@@ -148,6 +154,7 @@ class Engine:
         if self._state in ("closing", "closed"):
             return
         self._state = "closing"
+        await self.schedules.close()
         await self._runs.stop()
         await self.store.close()
         self._state = "closed"
@@ -281,9 +288,11 @@ class Engine:
         meta: bytes | None,
         deadline: float | None,
         unique: bool,
+        schedule: ScheduleTick | None = None,
     ) -> bool:
         """Add a new run's row and first event to `batch` and start its actor. False, with
-        nothing added, when an actor holds a run with this id already."""
+        nothing added, when an actor holds a run with this id already. A run started by a
+        `schedule` tick keeps it in its first event."""
         if self._runs.holds(run_id):
             return False
         now = time.time()
@@ -296,9 +305,10 @@ class Engine:
             metadata=meta,
             deadline_at=None if deadline is None else now + deadline,
         )
-        created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, None, now)
+        tick = None if schedule is None else encode_tick(schedule)
+        created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, tick, now)
         batch.create_run(row, [created], unique=unique)
-        self._runs.spawn(row, batch, unique=unique)
+        self._runs.spawn(row, batch, unique=unique, schedule=schedule)
         return True
 
     def get_run(self, run_id: str) -> Run[Any]:

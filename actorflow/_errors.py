@@ -110,6 +110,15 @@ class StoreWriteError(ActorflowError):
     """
 
 
+class ScheduleError(ActorflowError, ValueError):
+    """A schedule cannot be created as given (bad expression, zone, policy, workflow or
+    arguments); the message names what is wrong, and nothing was stored."""
+
+
+class ScheduleNotFoundError(ActorflowError, LookupError):
+    """No schedule with this id exists."""
+
+
 class EngineClosedError(ActorflowError):
     """The engine is not open (never opened, or already closed)."""
 

@@ -123,13 +123,25 @@ class StepInfo:
 
 
 @attrs.frozen
+class ScheduleTick:
+    """The tick that started a run: `af.workflow_info().schedule` inside it.
+
+    `scheduled_time` is the tick (an aware UTC datetime), not when the run began.
+    """
+
+    schedule_id: str
+    cron: str
+    scheduled_time: datetime
+
+
+@attrs.frozen
 class WorkflowInfo:
     """What `af.workflow_info()` returns inside a workflow."""
 
     run_id: str
     workflow: str
     started_at: datetime
-    schedule: str | None = None
+    schedule: ScheduleTick | None = None
     generation: int = 0
     parent_id: str | None = None
 

@@ -16,4 +16,5 @@ WORKLOADS = (
     "memory",
     "streams",
     "waiting",
+    "schedules",
 )

@@ -58,6 +58,7 @@ POSITIVE = {
         "rmany_chunks_per_s",
         "rmany_latency_p99_ms",
     ],
+    "schedules": ["ticks_fired", "fired_p50_ms", "fired_p99_ms", "running_p99_ms", "loop_cpu_pct"],
     "waiting": [
         "evicted_start_per_s",
         "live_rss_per_run_bytes",

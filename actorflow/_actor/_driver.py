@@ -24,6 +24,7 @@ from .._errors import RunNotFoundError, SerializationError, StepFailedError
 from .._messages import reply_to
 from .._models import STATUS_OF, ErrorInfo, RunStatus
 from .._sandbox import WorkflowLoop, explain_foreign_await
+from .._schedule_types import schedule_of
 from .._serde import dumps, encode, loads
 from .._store import EventRow
 from .._streams import StreamLedger
@@ -80,6 +81,7 @@ class WorkflowDriver(Operations):
                 self.host.outcome_loaded(row)
                 return True
             self.streams = StreamLedger(streams)
+            self.schedule = schedule_of(events)
             log_rows = [e for e in events if e.generation == row.generation]
             self.host.unpark(self.run_id)
         if self._resolve_workflow():

@@ -60,6 +60,7 @@ class Operations(StepScheduler):
             started_at=started,
             generation=row.generation,
             parent_id=row.parent_id,
+            schedule=self.schedule,
         )
 
     def non_deterministic(self, seq: int, expected: str, found: EventRow | None) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._messages import reply_to
-from .._models import STATUS_OF
+from .._models import STATUS_OF, ScheduleTick
 from .._store import EventRow, RunRow, WriteBatch
 from ._mailbox import Mailbox
 
@@ -53,7 +53,7 @@ class RunState(abc.ABC):
         "_creation _effects _evicted _exited _held _inputs _replies _timer "
         "_unique _wrote acks children closed finished has_slot host inbox limited "
         "loaded loop mailbox next_idx nondeterminism notified owns_hooks paused recorded "
-        "replaying root row run_id sleeps status steps store streams superseded task "
+        "replaying root row run_id schedule sleeps status steps store streams superseded task "
         "waits workflow"
     ).split()
 
@@ -64,16 +64,18 @@ class RunState(abc.ABC):
         row: RunRow | None = None,
         creation: WriteBatch | None = None,
         unique: bool = False,
+        schedule: ScheduleTick | None = None,
     ) -> None:
         """A fresh run passes its `row` and the `creation` batch that inserts it
-        (`unique`: its id cannot conflict, see `RunHost.spawn`); without them the
-        actor rehydrates the run from the store."""
+        (`unique`: its id cannot conflict, see `RunHost.spawn`; `schedule`: the tick that
+        started it); without them the actor rehydrates the run from the store."""
         self.host = host
         self.store = host.store
         self.run_id = run_id
         self.row: RunRow = row if row is not None else RunRow(run_id, "", "queued", b"[]", 0.0)
         self._creation = creation
         self._unique = unique
+        self.schedule = schedule  # read from the log's first entry on rehydration
         # -- the run, as the turn loop sees it
         self.loaded = creation is not None
         self.superseded = False

@@ -17,6 +17,7 @@ from ._base import (
     WriteBatch,
 )
 from ._memory import MemoryStore
+from ._schedule_rows import ScheduleRow
 from ._sqlite import SQLiteStore
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "MemoryStore",
     "RunRow",
     "SQLiteStore",
+    "ScheduleRow",
     "Store",
     "StreamState",
     "WriteBatch",

@@ -17,6 +17,8 @@ from typing import NamedTuple, Protocol
 
 import attrs
 
+from ._schedule_rows import ScheduleRow, ScheduleWrites
+
 log = logging.getLogger("actorflow.store")
 
 
@@ -144,6 +146,7 @@ class WriteBatch:
         "new_runs",
         "run_inserts",
         "run_updates",
+        "schedule_writes",
     )
 
     def __init__(self, future: asyncio.Future[None]) -> None:
@@ -154,6 +157,8 @@ class WriteBatch:
         self.run_updates: dict[str, tuple[object, ...]] = {}
         self.hooks: list[HookRow] = []
         self.hook_deletes: list[str] = []
+        # Schedules' rows as they were when written (None: deleted); see _schedule_rows.
+        self.schedule_writes: ScheduleWrites = {}
         self.conflicts: set[str] = set()
         self.callbacks: list[Callable[[], None]] = []
         self.run_inserts: list[tuple[object, ...]] | None = None
@@ -233,6 +238,7 @@ class WriteBatch:
             + len(self.run_updates)
             + len(self.hooks)
             + len(self.hook_deletes)
+            + len(self.schedule_writes)
         )
 
 
@@ -344,3 +350,6 @@ class Store(Protocol):
 
     async def load_hooks(self) -> list[HookRow]:
         """Every hook token held by an unfinished run."""
+
+    async def load_schedules(self) -> list[ScheduleRow]:
+        """Every schedule, by id (written through `WriteBatch.schedule_writes`)."""

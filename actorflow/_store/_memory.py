@@ -25,6 +25,7 @@ from ._base import (
     StreamState,
     WriteBatch,
 )
+from ._schedule_rows import ScheduleRow, apply_schedules
 
 _UPDATE_FIELDS = (
     "status",
@@ -45,6 +46,7 @@ class MemoryStore:
         self._events: dict[str, list[EventRow]] = defaultdict(list)
         self._chunks: dict[tuple[str, str], list[ChunkRow]] = defaultdict(list)
         self._hooks: dict[str, HookRow] = {}
+        self._schedules: dict[str, tuple[object, ...]] = {}
         self._listener: CommitListener | None = None
         self._open: WriteBatch | None = None
         self._batches = self._rows = 0
@@ -110,6 +112,7 @@ class MemoryStore:
         for run_id in batch.hook_deletes:
             for token in [t for t, h in self._hooks.items() if h.run_id == run_id]:
                 del self._hooks[token]
+        apply_schedules(self._schedules, batch.schedule_writes)
 
     def _add_event(self, event: EventRow) -> None:
         log = self._events[event.run_id]
@@ -194,6 +197,9 @@ class MemoryStore:
 
     async def load_hooks(self) -> list[HookRow]:
         return list(self._hooks.values())
+
+    async def load_schedules(self) -> list[ScheduleRow]:
+        return [ScheduleRow.from_params(self._schedules[key]) for key in sorted(self._schedules)]
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

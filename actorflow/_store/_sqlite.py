@@ -37,6 +37,7 @@ from ._base import (
 )
 from ._checkpoint import WalCheckpointer
 from ._group_commit import GroupCommitWriter
+from ._schedule_rows import SCHEDULES_SCHEMA, SELECT_SCHEDULES, ScheduleRow
 from ._sqlite_writer import SQLiteTransactions
 
 try:
@@ -231,7 +232,7 @@ class SQLiteStore:
     def _create_schema(self) -> None:
         conn = self._connect()
         try:
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + SCHEDULES_SCHEMA)
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 conn.execute(
@@ -402,3 +403,6 @@ class SQLiteStore:
 
     async def load_hooks(self) -> list[HookRow]:
         return [HookRow(*r) for r in await self._fetchall("SELECT * FROM hooks")]
+
+    async def load_schedules(self) -> list[ScheduleRow]:
+        return [ScheduleRow.from_params(r) for r in await self._fetchall(SELECT_SCHEDULES)]

@@ -29,6 +29,7 @@ from typing import Any
 
 from ._base import EventRow, WriteBatch
 from ._checkpoint import WalCheckpointer
+from ._schedule_rows import write_schedules
 
 _RUNS_HEAD = (
     "INSERT INTO runs (id, workflow, status, generation, args, result, error, metadata,"
@@ -112,6 +113,8 @@ class SQLiteTransactions:
             sql.run(conn, _HOOKS_HEAD, 3, batch.hooks)
             deletes = [(run_id,) for run_id in batch.hook_deletes]
             sql.run(conn, "DELETE FROM hooks WHERE run_id IN ({values})", 1, deletes)
+            if batch.schedule_writes:
+                write_schedules(conn, sql, batch.schedule_writes)
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -1,0 +1,320 @@
+"""What callers do with schedules: `Engine.create_schedule` and friends, and `af.Schedule`.
+
+`EngineSchedules` is mixed into `Engine`: it checks what callers pass (a bad
+expression, zone, policy, workflow or argument raises `ScheduleError` before
+anything is stored) and changes the scheduler's rows under its lock. It also
+implements the engine's side of `SchedulerHost`.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Protocol, cast
+
+from ._cron import CronExpression
+from ._definitions import WorkflowFunction, registered_workflows
+from ._durations import to_timestamp
+from ._errors import (
+    InvalidStateError,
+    RunNotFoundError,
+    ScheduleError,
+    ScheduleNotFoundError,
+    SerializationError,
+    WorkflowNotRegisteredError,
+)
+from ._models import ScheduleTick
+from ._run import Run
+from ._schedule_types import (
+    CATCHUPS,
+    OVERLAPS,
+    Catchup,
+    Outcome,
+    Overlap,
+    RecentTick,
+    ScheduleInfo,
+    check_policy,
+    check_schedule_id,
+    utc,
+)
+from ._schedules import Scheduler, record
+from ._serde import encode, loads
+from ._store import ScheduleRow, Store, WriteBatch
+
+MAX_BACKFILL = 1000
+
+
+class Workflows(Protocol):
+    """The engine's registry of the workflows it runs."""
+
+    def workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
+        """The workflow this engine runs under `name`, if any."""
+
+    def resolve_workflow(self, workflow: Any) -> WorkflowFunction[Any, Any]:
+        """The workflow meant by a function or a name; raises `WorkflowNotRegisteredError`
+        if unknown, `TypeError` if neither."""
+
+
+class EngineSchedules(abc.ABC):
+    """The engine's schedule methods; mixed into `Engine`."""
+
+    store: Store
+    schedules: Scheduler
+    max_payload_bytes: int
+    _workflows: dict[str, WorkflowFunction[Any, Any]] | None
+
+    @abc.abstractmethod
+    def _check_open(self) -> None: ...
+
+    _runs: Workflows
+
+    # The engine's: record a run in a batch (see `Engine._create`), and a run's handle.
+    _create: Callable[..., bool]
+    get_run: Callable[[str], Run[Any]]
+
+    async def create_schedule(
+        self,
+        id: str,
+        workflow: WorkflowFunction[Any, Any] | str,
+        cron: str,
+        *,
+        args: Sequence[Any] = (),
+        timezone: str = "UTC",
+        overlap: Overlap = "skip",
+        catchup: Catchup = "latest",
+        paused: bool = False,
+        metadata: Any = None,
+    ) -> Schedule:
+        """Create a schedule, or update the one with this `id` in place; returns its handle.
+
+        Each tick of `cron` (5 or 6 cron fields, `@hourly`..., `@every 30s`), in
+        `timezone`, starts `workflow(*args)` with the run id
+        `"{id}@{tick as UTC ISO-8601}"`. Raises `ScheduleError` (nothing stored) for a
+        bad id, expression, zone, policy, workflow or argument, or for the id of a
+        declared schedule.
+        """
+        self._check_open()
+        schedule_id = check_schedule_id(id)
+        try:
+            wf = self._runs.resolve_workflow(workflow)
+        except (WorkflowNotRegisteredError, TypeError) as exc:
+            raise ScheduleError(f"schedule {schedule_id!r}: {exc}") from None
+        expr = CronExpression(cron, timezone)
+        check_policy(overlap, OVERLAPS, "overlap")
+        check_policy(catchup, CATCHUPS, "catchup")
+        if not isinstance(paused, bool):
+            raise ScheduleError(f"paused must be a bool, got {paused!r}")
+        if not isinstance(args, (tuple, list)):
+            raise ScheduleError(f"schedule args must be a tuple or list, got {args!r}")
+        try:
+            wf.check_args(args, f"schedule {schedule_id!r}: ")
+            args_data = encode(list(args), "schedule args", self.max_payload_bytes)
+            meta = (
+                None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
+            )
+        except (TypeError, SerializationError) as exc:
+            raise ScheduleError(str(exc)) from None
+        scheduler = self.schedules
+        async with scheduler.lock:
+            now = scheduler.clock()
+            old = scheduler.rows.get(schedule_id)
+            if old is not None and old.declared:
+                raise ScheduleError(_declared(schedule_id))
+            row = ScheduleRow(
+                schedule_id, wf.name, cron, args_data, timezone, overlap, catchup, paused,
+                False, meta, now, now,
+            )  # fmt: skip
+            if old is not None:
+                row.created_at, row.recent = old.created_at, old.recent
+                row.buffered, row.running = old.buffered, old.running
+                if (old.cron, old.timezone, old.paused) == (cron, timezone, False):
+                    row.watermark = old.watermark  # no tick is lost to an update
+            if not paused:
+                row.next_time = expr.next_after(row.watermark)
+            scheduler.rows[schedule_id] = row
+            scheduler.exprs[schedule_id] = expr
+            scheduler.write(row)
+            await scheduler.settle()
+        return Schedule(self, schedule_id)
+
+    def get_schedule(self, id: str) -> Schedule:
+        """A handle for schedule `id`; nothing is checked until it is used."""
+        return Schedule(self, check_schedule_id(id))
+
+    async def list_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule, by id."""
+        self._check_open()
+        rows = self.schedules.rows
+        return [to_info(rows[key]) for key in sorted(rows)]
+
+    # -- what handles send -----------------------------------------------------------------
+
+    def _schedule_row(self, schedule_id: str) -> ScheduleRow:
+        self._check_open()
+        row = self.schedules.rows.get(schedule_id)
+        if row is None:
+            raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
+        return row
+
+    async def _set_paused(self, schedule_id: str, paused: bool) -> None:
+        scheduler = self.schedules
+        async with scheduler.lock:
+            row = self._schedule_row(schedule_id)
+            if row.paused == paused:
+                return
+            row.paused = paused
+            if paused:
+                row.next_time = None
+            else:  # ticks that fell while it was paused are not run
+                row.watermark = max(row.watermark, scheduler.clock())
+                row.next_time = scheduler.exprs[schedule_id].next_after(row.watermark)
+            scheduler.write(row)
+            await scheduler.settle()
+
+    async def _delete_schedule(self, schedule_id: str) -> None:
+        scheduler = self.schedules
+        async with scheduler.lock:
+            row = self._schedule_row(schedule_id)
+            if row.declared:
+                raise ScheduleError(_declared(schedule_id))
+            del scheduler.rows[schedule_id], scheduler.exprs[schedule_id]
+            scheduler.write(schedule_id)
+            await scheduler.settle()
+
+    async def _start_ticks(self, schedule_id: str, ticks: Iterable[float]) -> list[str]:
+        """Start the runs of `ticks` of the schedule at once, whatever its overlap policy."""
+        scheduler = self.schedules
+        async with scheduler.lock:
+            row = self._schedule_row(schedule_id)
+            started = []
+            for tick in ticks:
+                run_id = scheduler.start(row, tick)
+                if run_id is None:
+                    raise WorkflowNotRegisteredError(
+                        f"schedule {schedule_id!r}: no workflow named {row.workflow!r} "
+                        "is registered"
+                    )
+                record(row, tick, run_id, "started")
+                started.append(run_id)
+            scheduler.write(row)
+            await scheduler.settle()
+        return started
+
+    async def _backfill(self, schedule_id: str, start: datetime, end: datetime) -> list[str]:
+        self._schedule_row(schedule_id)
+        try:
+            low, high = to_timestamp(start, "start"), to_timestamp(end, "end")
+        except (TypeError, ValueError) as exc:
+            raise ScheduleError(f"backfill of {schedule_id!r}: {exc}") from None
+        # [start, end) as (low - ε, high - ε]: ticks fall on whole milliseconds.
+        ticks = self.schedules.exprs[schedule_id].ticks(low - 1e-4, high - 1e-4, MAX_BACKFILL + 1)
+        if len(ticks) > MAX_BACKFILL:
+            raise ScheduleError(
+                f"backfill of {schedule_id!r} from {start} to {end} has more than "
+                f"{MAX_BACKFILL} ticks; split it"
+            )
+        return await self._start_ticks(schedule_id, ticks)
+
+    # -- SchedulerHost ---------------------------------------------------------------------
+
+    def _workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
+        return self._runs.workflow(name)
+
+    def _scheduled_workflows(self) -> Iterable[WorkflowFunction[Any, Any]]:
+        chosen = self._workflows
+        return (chosen if chosen is not None else registered_workflows()).values()
+
+    def _start_tick(
+        self,
+        batch: WriteBatch,
+        wf: WorkflowFunction[Any, Any],
+        run_id: str,
+        args: bytes,
+        metadata: bytes | None,
+        tick: ScheduleTick,
+    ) -> bool:
+        return self._create(batch, wf, run_id, args, metadata, wf.deadline, False, tick)
+
+    async def _terminate_for_schedule(self, run_id: str) -> None:
+        with contextlib.suppress(InvalidStateError, RunNotFoundError):
+            await self.get_run(run_id).terminate()
+
+
+class Schedule:
+    """A handle on a schedule (`engine.get_schedule(id)`, `engine.create_schedule(...)`).
+
+    Every method raises `ScheduleNotFoundError` if the schedule does not exist.
+    """
+
+    __slots__ = ("_engine", "id")
+
+    def __init__(self, engine: EngineSchedules, schedule_id: str) -> None:
+        self._engine = engine
+        self.id = schedule_id
+
+    async def info(self) -> ScheduleInfo:
+        """A snapshot of the schedule."""
+        return to_info(self._engine._schedule_row(self.id))
+
+    async def exists(self) -> bool:
+        """Whether the schedule exists."""
+        self._engine._check_open()
+        return self.id in self._engine.schedules.rows
+
+    async def pause(self) -> None:
+        """Stop firing (no-op if paused); ticks that fall while paused are not run."""
+        await self._engine._set_paused(self.id, True)
+
+    async def resume(self) -> None:
+        """Fire again from the next tick (no-op if not paused)."""
+        await self._engine._set_paused(self.id, False)
+
+    async def delete(self) -> None:
+        """Delete the schedule; its unfinished runs go on. A declared schedule raises
+        `ScheduleError` (remove it from the code instead)."""
+        await self._engine._delete_schedule(self.id)
+
+    async def trigger(self) -> Run[Any]:
+        """Start one run now, outside the cron and whatever the overlap policy."""
+        (run_id,) = await self._engine._start_ticks(self.id, [self._engine.schedules.clock()])
+        return self._run(run_id)
+
+    async def backfill(self, start: datetime, end: datetime) -> list[Run[Any]]:
+        """Start the runs of the ticks in `[start, end)` (aware datetimes), as if they had
+        fired; a tick whose run exists already returns that run. At most 1000 ticks."""
+        return [self._run(run_id) for run_id in await self._engine._backfill(self.id, start, end)]
+
+    def _run(self, run_id: str) -> Run[Any]:
+        return self._engine.get_run(run_id)
+
+    def __repr__(self) -> str:
+        return f"<Schedule {self.id!r}>"
+
+
+def to_info(row: ScheduleRow) -> ScheduleInfo:
+    """The public snapshot of a schedule's row."""
+    return ScheduleInfo(
+        id=row.id,
+        workflow=row.workflow,
+        cron=row.cron,
+        args=loads(row.args),
+        timezone=row.timezone,
+        overlap=cast(Overlap, row.overlap),  # checked when the schedule was created
+        catchup=cast(Catchup, row.catchup),
+        paused=row.paused,
+        declared=row.declared,
+        next_time=None if row.next_time is None else utc(row.next_time),
+        recent=tuple(RecentTick(utc(t), r, cast(Outcome, o)) for t, r, o in row.recent),
+        metadata=None if row.metadata is None else loads(row.metadata),
+        created_at=utc(row.created_at),
+        buffered=tuple(utc(t) for t in row.buffered),
+    )
+
+
+def _declared(schedule_id: str) -> str:
+    return (
+        f"schedule {schedule_id!r} is declared with @af.workflow(schedules=...); "
+        "change it in the code"
+    )

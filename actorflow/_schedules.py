@@ -1,0 +1,328 @@
+"""Scheduler: every schedule's one wake-up on the engine's timer service, and its ticks.
+
+Each schedule that is not paused holds one timer entry, for its next tick (no
+polling). When it comes due, the scheduler's one task starts the tick's run,
+whose id is derived from the schedule id and the tick time (so a tick fired
+twice, by a restart or by two engines, starts one run), and writes the
+schedule's row in the same batch as that run's creation. It learns that a run
+it started has finished from the engine (`run_finished`), which starts a
+buffered tick if one waits. On open it brings declared schedules in line with
+the code and acts on the ticks missed while no engine ran (`catchup`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+from ._asyncio_helpers import shielded
+from ._cron import CronExpression
+from ._errors import ScheduleError
+from ._models import FINAL, ScheduleTick
+from ._schedule_policy import due_ticks, missed_ticks, overlap_decision
+from ._schedule_types import MAX_RECENT, tick_run_id, utc
+from ._store import ScheduleRow, Store, WriteBatch
+from ._timers import TimerEntry, TimerService
+
+log = logging.getLogger("actorflow.schedules")
+
+# Timer keys of schedules: "\x00" cannot start a run id (run ids are printable).
+SCHEDULE_KEY = "\x00schedule:"
+
+
+class Workflow(Protocol):
+    """What the scheduler reads of a workflow."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def schedules(self) -> tuple[str, ...]: ...
+
+
+class SchedulerHost(Protocol):
+    """What the scheduler needs from the engine."""
+
+    store: Store
+
+    def _scheduled_workflows(self) -> Iterable[Workflow]:
+        """The workflows whose declared schedules this engine keeps."""
+
+    def _workflow(self, name: str) -> Workflow | None:
+        """The workflow this engine runs under `name`, if any."""
+
+    def _start_tick(
+        self,
+        batch: WriteBatch,
+        wf: Any,
+        run_id: str,
+        args: bytes,
+        metadata: bytes | None,
+        tick: ScheduleTick,
+    ) -> bool:
+        """Add the tick's run to `batch` (False: a live run holds the id already)."""
+
+    def _terminate_for_schedule(self, run_id: str) -> Awaitable[None]:
+        """Terminate an unfinished run (nothing if it has finished meanwhile)."""
+
+
+class Scheduler:
+    """Owns the schedules of one engine while it is open (see the module docstring)."""
+
+    def __init__(
+        self, host: SchedulerHost, timers: TimerService, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.host = host
+        self.timers = timers
+        self.clock = clock  # injectable: tests move it across DST and long downtimes
+        self.rows: dict[str, ScheduleRow] = {}
+        self.exprs: dict[str, CronExpression] = {}
+        self.lock = asyncio.Lock()  # one writer of the schedules at a time
+        self._entries: dict[str, TimerEntry] = {}
+        self._owner: dict[str, str] = {}  # unfinished run id -> its schedule
+        self._due: dict[str, None] = {}  # schedules whose timer fired (an ordered set)
+        self._touched: dict[str, None] = {}  # schedules a run of which has finished
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # Creations to confirm once committed: their id may have been taken.
+        self._started: list[tuple[WriteBatch, str]] = []
+        self._taken: list[str] = []  # ids a live run held already
+        self._commits: list[asyncio.Future[None]] = []
+        self._unknown: set[str] = set()  # schedules whose workflow this engine lacks
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Load the schedules, reconcile the declared ones, act on missed ticks, arm timers."""
+        store = self.host.store
+        rows = {row.id: row for row in await store.load_schedules()}
+        async with self.lock:
+            now = self.clock()
+            self._reconcile(rows, now)
+            for row in rows.values():
+                expr = self._expression(row)
+                if expr is not None:
+                    self.rows[row.id] = row
+                    self.exprs[row.id] = expr
+                    self._owner.update(dict.fromkeys(row.running, row.id))
+            # Owners first, then the read: a recovered run that finishes meanwhile is
+            # heard of through `run_finished` or seen final here.
+            running = list(self._owner)
+            found = await store.get_runs(running) if running else {}
+            for run_id in running:
+                if run_id not in found or found[run_id].status in FINAL:
+                    self.run_finished(run_id)
+            for row in self.rows.values():
+                expr = self.exprs[row.id]
+                if not row.paused:
+                    # Each missed tick gets its run, whatever the overlap policy: the
+                    # runs had not overlapped had they started on time.
+                    for tick in missed_ticks(expr, row.watermark, now, row.catchup):
+                        self._start_recorded(row, tick)
+                    row.watermark = max(row.watermark, now)
+                    row.next_time = expr.next_after(row.watermark)
+                self._drain(row)
+                self.write(row)
+            await self.settle()
+        self._task = asyncio.create_task(self._work(), name="actorflow-scheduler")
+
+    async def close(self) -> None:
+        """Stop firing: the task ends, the timer entries go (ticks due meanwhile are
+        caught up at the next open)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for entry in self._entries.values():
+            entry.cancel()
+        self._entries.clear()
+
+    def _expression(self, row: ScheduleRow) -> CronExpression | None:
+        try:
+            return CronExpression(row.cron, row.timezone)
+        except ScheduleError as exc:
+            log.error("schedule %r is left as it is: %s", row.id, exc)
+            return None
+
+    def _reconcile(self, rows: dict[str, ScheduleRow], now: float) -> None:
+        """Bring the declared schedules in `rows` in line with the code: add the new ones,
+        delete the ones no workflow declares any more."""
+        declared = {
+            f"{wf.name}:{cron}": (wf.name, cron)
+            for wf in self.host._scheduled_workflows()
+            for cron in wf.schedules
+        }
+        for gone in [r.id for r in rows.values() if r.declared and r.id not in declared]:
+            del rows[gone]
+            self.write(gone)
+        for schedule_id, (workflow, cron) in declared.items():
+            row = rows.get(schedule_id)
+            if row is None:
+                row = rows[schedule_id] = ScheduleRow(
+                    schedule_id, workflow, cron, b"[]", "UTC", "skip", "latest",
+                    False, True, None, now, now,
+                )  # fmt: skip
+            row.declared = True
+
+    # -- firing ----------------------------------------------------------------------------
+
+    def wake(self, key: str) -> None:
+        """The timer of schedule `key` (a `SCHEDULE_KEY` key) came due."""
+        self._entries.pop(key[len(SCHEDULE_KEY) :], None)
+        self._due[key[len(SCHEDULE_KEY) :]] = None
+        self._kick.set()
+
+    def run_finished(self, run_id: str) -> None:
+        """A run has finished: if a schedule started it, a buffered tick may start now."""
+        schedule_id = self._owner.pop(run_id, None)
+        row = None if schedule_id is None else self.rows.get(schedule_id)
+        if row is not None and run_id in row.running:
+            row.running.remove(run_id)
+            self._touched[row.id] = None
+            self._kick.set()
+
+    async def _work(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                async with self.lock:
+                    await self._fire()
+            except Exception:
+                # A failed commit (the store logged it): the ticks whose rows were lost
+                # fire again at the next open, under the same run ids.
+                log.exception("schedules: firing failed")
+
+    async def _fire(self) -> None:
+        due, self._due = self._due, {}
+        touched, self._touched = self._touched, {}
+        now = self.clock()
+        for schedule_id in due:
+            row = self.rows.get(schedule_id)
+            if row is not None and not row.paused:
+                await self._fire_due(row, now)
+        for schedule_id in touched:
+            row = self.rows.get(schedule_id)
+            # `running` is not written for itself: the next open checks it in the store.
+            if row is not None and row.buffered and not row.running:
+                self._drain(row)
+                self.write(row)
+        await self.settle()
+
+    async def _fire_due(self, row: ScheduleRow, now: float) -> None:
+        expr = self.exprs[row.id]
+        ticks, following = due_ticks(expr, row.next_time, row.watermark, now)
+        for tick in ticks:
+            await self._tick(row, tick)
+        if ticks:
+            row.watermark = ticks[-1]
+        row.next_time = following
+        self.write(row)
+
+    async def _tick(self, row: ScheduleRow, tick: float) -> None:
+        """Act on one tick as the schedule's overlap policy says. The caller writes the row
+        before it awaits anything: in the batch of the run the tick started, if it did."""
+        decision = overlap_decision(row.overlap, bool(row.running), len(row.buffered))
+        if decision == "terminate":
+            self._persist(row)  # the earlier ticks' runs are in this batch: not after an await
+            for other in list(row.running):
+                await self.host._terminate_for_schedule(other)
+            decision = "start"
+        if decision == "start":
+            self._start_recorded(row, tick)
+        elif decision == "buffer":
+            row.buffered.append(tick)
+            record(row, tick, None, "buffered")
+        else:
+            record(row, tick, None, "skipped")
+
+    def _start_recorded(self, row: ScheduleRow, tick: float) -> None:
+        run_id = self.start(row, tick)
+        record(row, tick, run_id, "started" if run_id is not None else "skipped")
+
+    def _drain(self, row: ScheduleRow) -> None:
+        """Start the oldest buffered tick once no run of the schedule is unfinished."""
+        while row.buffered and not row.running:
+            tick = row.buffered.pop(0)
+            run_id = self.start(row, tick)
+            for i, (at, _, outcome) in enumerate(row.recent):
+                if at == tick and outcome == "buffered":
+                    row.recent[i] = (tick, run_id, "started" if run_id else "skipped")
+
+    def start(self, row: ScheduleRow, tick: float, run_id: str | None = None) -> str | None:
+        """Add the run of `tick` to the open batch (the caller writes the row with it next,
+        without awaiting in between); None if this engine does not run the workflow."""
+        wf = self.host._workflow(row.workflow)
+        if wf is None:
+            if row.id not in self._unknown:  # once, not at every tick
+                self._unknown.add(row.id)
+                log.warning(
+                    "schedule %r: workflow %r is not registered in this engine; its ticks "
+                    "are skipped",
+                    row.id,
+                    row.workflow,
+                )
+            return None
+        run_id = run_id or tick_run_id(row.id, tick)
+        batch = self.host.store.batch()
+        info = ScheduleTick(row.id, row.cron, utc(tick))
+        if not self.host._start_tick(batch, wf, run_id, row.args, row.metadata, info):
+            self._taken.append(run_id)
+        self._started.append((batch, run_id))
+        if run_id not in row.running:
+            row.running.append(run_id)
+        self._owner[run_id] = row.id
+        return run_id
+
+    def write(self, row: ScheduleRow | str) -> None:
+        """Write the row (or delete schedule `row`, an id) in the open batch, commit, and
+        re-arm its timer."""
+        if isinstance(row, str):
+            self.host.store.batch().schedule_writes[row] = None
+            self._commits.append(self.host.store.commit())
+            self._disarm(row)
+        else:
+            self._persist(row)
+            self._arm(row)
+
+    def _persist(self, row: ScheduleRow) -> None:
+        self.host.store.batch().schedule_writes[row.id] = row.params()
+        self._commits.append(self.host.store.commit())
+
+    async def settle(self) -> None:
+        """Wait for the commits asked for, then forget runs that did not start because
+        their tick had started them already and they have finished."""
+        commits, self._commits = self._commits, []
+        started, self._started = self._started, []
+        taken, self._taken = self._taken, []
+        for commit in {id(c): c for c in commits}.values():
+            await shielded(commit)
+        taken += [run_id for batch, run_id in started if run_id in batch.conflicts]
+        if taken:
+            for run_id, found in (await self.host.store.get_runs(taken)).items():
+                if found.status in FINAL:
+                    self.run_finished(run_id)
+
+    def _arm(self, row: ScheduleRow) -> None:
+        entry = self._entries.get(row.id)
+        if entry is not None and (row.paused or entry.when != row.next_time):
+            entry.cancel()
+            entry = None
+            del self._entries[row.id]
+        if entry is None and not row.paused and row.next_time is not None:
+            self._entries[row.id] = self.timers.schedule(row.next_time, SCHEDULE_KEY + row.id)
+
+    def _disarm(self, schedule_id: str) -> None:
+        entry = self._entries.pop(schedule_id, None)
+        if entry is not None:
+            entry.cancel()
+
+
+def record(row: ScheduleRow, tick: float, run_id: str | None, outcome: str) -> None:
+    """Add a tick to the schedule's `recent`, keeping the last `MAX_RECENT`."""
+    row.recent.append((tick, run_id, outcome))
+    del row.recent[:-MAX_RECENT]
