@@ -82,9 +82,10 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def tick_run_id(schedule_id: str, tick: float) -> str:
-    """The id of a tick's run, the same wherever and however often the tick fires."""
-    return f"{schedule_id}@{utc(tick).isoformat()}"
+def tick_run_id(schedule_id: str, tick: datetime) -> str:
+    """The id of a tick's run (`tick` in UTC), the same wherever and however often the
+    tick fires."""
+    return f"{schedule_id}@{tick.isoformat()}"
 
 
 def encode_tick(tick: ScheduleTick) -> bytes:

@@ -40,6 +40,8 @@ TABLE = [
     Metric("running_p99_ms", "  lateness p99 (tick to workflow running)", "ms"),
     Metric("loop_cpu_pct", "  event-loop thread CPU", "%"),
     Metric("loop_cpu_us_per_tick", "  event-loop CPU per tick (fire, run, finish)", "µs"),
+    Metric("fire_cpu_us_per_tick", "  of which firing (the run's creation included)", "µs"),
+    Metric("fire_cpu_ms_per_second", "  firing CPU for the N ticks of one second", "ms"),
     Metric("process_cpu_pct", "  process CPU (all threads)", "%"),
     Metric("create_per_s", "  create_schedule calls", "/s"),
 ]
@@ -70,8 +72,11 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         log(f"  {n:,} schedules firing every second; measuring {seconds} s from {first}")
         await asyncio.sleep(first - time.time())
         cpu0, proc0, wall0 = time.thread_time(), time.process_time(), time.perf_counter()
+        firing = engine.schedules.stats
+        fired0, fire_cpu0 = firing.fired, firing.fire_cpu_seconds
         await asyncio.sleep(first + seconds - time.time())
         cpu, proc = time.thread_time() - cpu0, time.process_time() - proc0
+        fire_cpu_us = 1e6 * (firing.fire_cpu_seconds - fire_cpu0) / max(1, firing.fired - fired0)
         wall = time.perf_counter() - wall0
 
         def fired() -> int:
@@ -106,6 +111,8 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
             "running_max_ms": stats["max"],
             "loop_cpu_pct": 100 * cpu / wall,
             "loop_cpu_us_per_tick": 1e6 * cpu / max(1, len(samples)),
+            "fire_cpu_us_per_tick": fire_cpu_us,
+            "fire_cpu_ms_per_second": fire_cpu_us * n / 1000,
             "process_cpu_pct": 100 * proc / wall,
             "create_per_s": n / created,
         }
