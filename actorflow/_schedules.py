@@ -162,7 +162,8 @@ class Scheduler:
 
     def _reconcile(self, rows: dict[str, ScheduleRow], now: float) -> None:
         """Bring the declared schedules in `rows` in line with the code: add the new ones,
-        delete the ones no workflow declares any more."""
+        delete the ones no workflow declares any more, and give a runtime schedule that
+        has a declared one's id the declared settings (it keeps its ticks and `paused`)."""
         declared = {
             f"{wf.name}:{cron}": (wf.name, cron)
             for wf in self.host._scheduled_workflows()
@@ -172,13 +173,17 @@ class Scheduler:
             del rows[gone]
             self.write(gone)
         for schedule_id, (workflow, cron) in declared.items():
-            row = rows.get(schedule_id)
-            if row is None:
-                row = rows[schedule_id] = ScheduleRow(
-                    schedule_id, workflow, cron, b"[]", "UTC", "skip", "latest",
-                    False, True, None, now, now,
-                )  # fmt: skip
-            row.declared = True
+            spec = ScheduleRow(
+                schedule_id, workflow, cron, b"[]", "UTC", "skip", "latest",
+                False, True, None, now, now,
+            )  # fmt: skip
+            row = rows.setdefault(schedule_id, spec)
+            if not row.declared:
+                if (row.cron, row.timezone) != (cron, "UTC"):
+                    row.watermark = now  # no catch-up under the settings it had
+                row.workflow, row.cron, row.args, row.timezone = workflow, cron, b"[]", "UTC"
+                row.overlap, row.catchup, row.metadata = "skip", "latest", None
+                row.declared = True
 
     # -- firing ----------------------------------------------------------------------------
 

@@ -337,12 +337,18 @@ async def test_declared_schedules_are_reconciled_on_open(sqlite_url: str) -> Non
             ("recon:@daily", True, "@daily", []),
         ]
         await engine.create_schedule("runtime", wf, "@weekly")
+        # A runtime schedule under the id the next version of the code declares:
+        await engine.create_schedule(
+            "recon:@weekly", wf, "@weekly", timezone="Europe/Berlin", overlap="allow"
+        )
         await engine.get_schedule("recon:@daily").pause()
     wf.schedules = ("@daily", "@weekly")  # the code changed
     async with af.Engine(sqlite_url, workflows=[wf]) as engine:
         infos = {i.id: i for i in await engine.list_schedules()}
         assert sorted(infos) == ["recon:@daily", "recon:@weekly", "runtime"]
         assert infos["recon:@daily"].paused and not infos["runtime"].declared
+        taken_over = infos["recon:@weekly"]
+        assert taken_over.declared and (taken_over.timezone, taken_over.overlap) == ("UTC", "skip")
         with pytest.raises(af.ScheduleError, match="declared"):
             await engine.create_schedule("recon:@daily", wf, "@hourly")
         with pytest.raises(af.ScheduleError, match="declared"):
