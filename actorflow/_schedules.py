@@ -102,6 +102,7 @@ class Scheduler:
         self._started: list[tuple[WriteBatch, str]] = []
         self._taken: list[str] = []  # ids a live run held already
         self._commits: list[asyncio.Future[None]] = []
+        self._written = False  # rows written in the open batch since the last commit
         self._unknown: set[str] = set()  # schedules whose workflow this engine lacks
         self.stats = FireStats()
 
@@ -248,7 +249,10 @@ class Scheduler:
         before it awaits anything: in the batch of the run the tick started, if it did."""
         decision = overlap_decision(row.overlap, bool(row.running), len(row.buffered))
         if decision == "terminate":
-            self._persist(row)  # the earlier ticks' runs are in this batch: not after an await
+            # The earlier ticks' runs are in the open batch: their rows go with them, before
+            # an await lets anyone else commit it.
+            self._persist(row)
+            self._commit()
             for other in list(row.running):
                 await self.host._terminate_for_schedule(other)
             decision = "start"
@@ -294,17 +298,18 @@ class Scheduler:
         if not self.host._start_tick(batch, wf, run_id, row.args, row.metadata, info):
             self._taken.append(run_id)
         self._started.append((batch, run_id))
+        self._written = True
         if run_id not in row.running:
             row.running.append(run_id)
         self._owner[run_id] = row.id
         return run_id
 
     def write(self, row: ScheduleRow | str) -> None:
-        """Write the row (or delete schedule `row`, an id) in the open batch, commit, and
-        re-arm its timer."""
+        """Write the row (or delete schedule `row`, an id) in the open batch and re-arm its
+        timer; `settle()` commits."""
         if isinstance(row, str):
             self.host.store.batch().schedule_writes[row] = None
-            self._commits.append(self.host.store.commit())
+            self._written = True
             self._disarm(row)
         else:
             self._persist(row)
@@ -312,11 +317,19 @@ class Scheduler:
 
     def _persist(self, row: ScheduleRow) -> None:
         self.host.store.batch().schedule_writes[row.id] = row.params()
-        self._commits.append(self.host.store.commit())
+        self._written = True
+
+    def _commit(self) -> None:
+        """Ask for the open batch (rows and runs written since the last call) to commit:
+        once per pass, not once per schedule."""
+        if self._written:
+            self._commits.append(self.host.store.commit())
+            self._written = False
 
     async def settle(self) -> None:
-        """Wait for the commits asked for, then forget runs that did not start because
-        their tick had started them already and they have finished."""
+        """Commit what was written, wait for it, then forget runs that did not start
+        because their tick had started them already and they have finished."""
+        self._commit()
         commits, self._commits = self._commits, []
         started, self._started = self._started, []
         taken, self._taken = self._taken, []
