@@ -103,6 +103,7 @@ class Scheduler:
         self._taken: list[str] = []  # ids a live run held already
         self._commits: list[asyncio.Future[None]] = []
         self._written = False  # rows written in the open batch since the last commit
+        self._unwritten: dict[str, ScheduleRow] = {}  # fired in this pass, not yet written
         self._unknown: set[str] = set()  # schedules whose workflow this engine lacks
         self.stats = FireStats()
 
@@ -224,6 +225,7 @@ class Scheduler:
             row = self.rows.get(schedule_id)
             if row is not None and not row.paused:
                 await self._fire_due(row, now)
+        self._flush()
         self.stats.fire_cpu_seconds += time.thread_time() - began
         self.stats.fired += len(due)
         for schedule_id in touched:
@@ -242,16 +244,25 @@ class Scheduler:
         if ticks:
             row.watermark = ticks[-1]
         row.next_time = following
-        self.write(row)
+        # Written once every due schedule's runs are recorded: the last tick's run of a
+        # pass is recorded sooner (the rows still ride in the batch of their runs).
+        self._unwritten[row.id] = row
+
+    def _flush(self) -> None:
+        """Write the rows of the schedules fired in this pass so far."""
+        for row in self._unwritten.values():
+            self.write(row)
+        self._unwritten.clear()
 
     async def _tick(self, row: ScheduleRow, tick: float) -> None:
         """Act on one tick as the schedule's overlap policy says. The caller writes the row
         before it awaits anything: in the batch of the run the tick started, if it did."""
         decision = overlap_decision(row.overlap, bool(row.running), len(row.buffered))
         if decision == "terminate":
-            # The earlier ticks' runs are in the open batch: their rows go with them, before
-            # an await lets anyone else commit it.
-            self._persist(row)
+            # The runs started so far are in the open batch: their rows go with them,
+            # before an await lets anyone else commit it.
+            self._unwritten[row.id] = row
+            self._flush()
             self._commit()
             for other in list(row.running):
                 await self.host._terminate_for_schedule(other)
