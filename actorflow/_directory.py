@@ -10,8 +10,11 @@ the cancelled step tasks it is handed, `reap`); `stop()` cancels and awaits them
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from . import _observe
 from ._actor import RunActor
 from ._channels import Hub
 from ._definitions import WorkflowFunction, lookup_workflow
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
     from ._actor._state import RunState
     from ._client import RunClient
     from ._context import RunStarter
+
+log = logging.getLogger("actorflow.engine")
 
 
 class RunDirectory:
@@ -72,9 +77,15 @@ class RunDirectory:
         self.scheduler: Scheduler | None = None
         self._dying: set[asyncio.Task[Any]] = set()
 
+    def open(self) -> None:
+        """Accept runs from now on (and show them to gauges: `_observe.open_engines`)."""
+        self.accepting = True
+        _observe.open_engines.add(self)
+
     async def stop(self) -> None:
         """Stop every actor (their runs resume on the next open) and await their tasks."""
         self.accepting = False
+        _observe.open_engines.discard(self)
         tasks = [a.task for a in self.actors.values() if a.task is not None]
         for actor in list(self.actors.values()):
             actor.stop()
@@ -86,6 +97,10 @@ class RunDirectory:
         self.results.fail_all(closed)
         self.event_hub.fail_all(closed)
         self.chunk_hub.fail_all(closed)
+
+    def live_statuses(self) -> dict[str, int]:
+        """How many runs in memory have each status (`_observe.LiveRuns`)."""
+        return dict(Counter(actor.status._value_ for actor in self.actors.values()))
 
     # -- workflows -------------------------------------------------------------------------
 
@@ -234,6 +249,12 @@ class RunDirectory:
 
     def on_commit(self, batch: WriteBatch) -> None:
         """Publish a committed batch's events and chunks to live readers."""
+        observer = _observe.observer()
+        if observer is not None:
+            try:
+                observer.committed(batch)
+            except Exception:
+                log.exception("the commit observer failed")
         hub = self.event_hub
         if hub:
             for run, events in batch.new_runs:

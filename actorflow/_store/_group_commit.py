@@ -19,6 +19,7 @@ import time
 from collections import deque
 from typing import Protocol
 
+from .. import _observe
 from .._errors import StoreWriteError
 from ._base import CommitListener, CommitStats, FailureListener, RunRow, WriteBatch
 
@@ -160,6 +161,12 @@ class GroupCommitWriter:
                 await self.transactions.write(batch)
             except Exception as exc:
                 log.exception("commit of %d rows failed", len(batch))
+                observer = _observe.observer()
+                if observer is not None:
+                    try:
+                        observer.commit_failed(batch)
+                    except Exception:
+                        log.exception("the commit observer failed")
                 error = StoreWriteError(f"commit failed: {exc!r}")
                 if self._failure_listener is not None:
                     # Before the next batch is written: it may hold rows that continue
@@ -173,11 +180,18 @@ class GroupCommitWriter:
                     # Every awaiter gets the error; no one else needs to hear of it.
                     batch.future.exception()
                 continue
-            self.busy_seconds += time.perf_counter() - began
+            seconds = time.perf_counter() - began
+            self.busy_seconds += seconds
             self.batches += 1
             self.rows += len(batch)
             if self._listener is not None:
                 self._listener(batch)
+            observer = _observe.observer()
+            if observer is not None:
+                try:
+                    observer.batch_written(len(batch), seconds)
+                except Exception:
+                    log.exception("the commit observer failed")
             batch.committed()
             # An awaiter that was cancelled cancels the shared future with it.
             if not batch.future.done():
