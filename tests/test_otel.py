@@ -3,9 +3,13 @@ metric reader (`actorflow.otel`)."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -16,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import actorflow as af
 from actorflow.otel import ActorflowInstrumentor
 
-from .conftest import eventually
+from .conftest import eventually, wait_for_status
 
 
 class Telemetry:
@@ -142,3 +146,132 @@ async def test_span_tree_of_a_run_with_retries_sleep_event_and_child(
     assert root.attributes["actorflow.generation"] == 0
     assert all(s.start_time is not None and s.end_time is not None for s in spans)
     assert all(s.start_time <= s.end_time for s in spans)  # type: ignore[operator]
+
+
+PROGRAM = Path(__file__).resolve().parent / "otel_crash_program.py"
+
+
+async def _program(mode: str, db: Path, spans: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, str(PROGRAM), mode, str(db), str(spans), stdout=asyncio.subprocess.PIPE
+    )
+
+
+async def _line(proc: asyncio.subprocess.Process) -> str:
+    assert proc.stdout is not None
+    return (await asyncio.wait_for(proc.stdout.readline(), 60)).decode().strip()
+
+
+async def test_spans_after_sigkill_and_recovery_join_the_trace_once(tmp_path: Path) -> None:
+    db, spans_file = tmp_path / "runs.db", tmp_path / "spans.jsonl"
+    first = await _program("start", db, spans_file)
+    try:
+        assert await _line(first) == "started"
+        assert await _line(first) == "first-done"
+    finally:
+        first.kill()
+        await first.wait()
+    second = await _program("recover", db, spans_file)
+    assert await _line(second) == "finished 3"
+    assert await second.wait() == 0
+    spans = [orjson.loads(line) for line in spans_file.read_text().splitlines()]
+    names = [(s["name"], s["pid"]) for s in spans]
+    assert sorted(names) == sorted(
+        [
+            ("caller", first.pid),
+            ("step first", first.pid),
+            ("step second", second.pid),  # the killed attempt is never emitted
+            ("run two_steps", second.pid),
+        ]
+    )
+    by_name = {s["name"]: s for s in spans}
+    caller, run = by_name["caller"], by_name["run two_steps"]
+    assert {s["trace_id"] for s in spans} == {caller["trace_id"]}
+    assert run["parent"] == caller["span_id"]
+    # Both processes parent the steps to the same run span: the one the second emitted.
+    assert by_name["step first"]["parent"] == run["span_id"]
+    assert by_name["step second"]["parent"] == run["span_id"]
+    assert by_name["step second"]["attributes"]["actorflow.step.attempt"] == 2
+
+
+async def test_a_run_joins_the_callers_span_or_a_given_trace_context(
+    telemetry: Telemetry, sqlite_url: str
+) -> None:
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with af.Engine(sqlite_url) as engine:
+        with tracer.start_as_current_span("caller") as caller:
+            joined = await engine.start(otel_child, 1)
+        remote = await engine.start(otel_child, 2, trace_context={"traceparent": given})
+        assert await joined.result(timeout=10) == 2
+        assert await remote.result(timeout=10) == 4
+        with pytest.raises(TypeError):
+            await engine.start(otel_child, 3, trace_context={"traceparent": 1})  # type: ignore[dict-item]
+        # The carrier is stored with the run (so a recovering process finds it).
+        events = [e async for e in remote.events()]
+    assert events[0].data == {"trace_context": {"traceparent": given}}
+    spans = telemetry.spans()
+    runs = {s.attributes["actorflow.run_id"]: s for s in spans if s.name == "run otel_child"}
+    steps = {s.attributes["actorflow.run_id"]: s for s in spans if s.name == "step double"}
+    first, second = runs[joined.id], runs[remote.id]
+    assert first.context.trace_id == caller.get_span_context().trace_id
+    assert first.parent is not None and first.parent.span_id == caller.get_span_context().span_id
+    assert second.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert second.parent is not None and second.parent.span_id == 0xB7AD6B7169203331
+    for run_id, run in runs.items():
+        step = steps[run_id]
+        assert step.parent is not None and step.parent.span_id == run.context.span_id
+
+
+@af.step
+async def fails_once(key: str) -> None:
+    flaky_calls[key] = flaky_calls.get(key, 0) + 1
+    if flaky_calls[key] == 1:
+        raise RuntimeError("first attempt fails")
+
+
+@af.workflow
+async def measured(key: str) -> str:
+    await fails_once(key)
+    await af.sleep(0.01)
+    return key
+
+
+@af.workflow
+async def waits_forever() -> None:
+    await af.wait_for_event("never")
+
+
+def _value(points: list[Any], **attrs: Any) -> Any:
+    found = [p for p in points if all(p.attributes.get(k) == v for k, v in attrs.items())]
+    assert len(found) == 1, (attrs, points)
+    return found[0]
+
+
+async def test_metrics_after_a_known_workload(telemetry: Telemetry, sqlite_url: str) -> None:
+    async with af.Engine(sqlite_url) as engine:
+        runs = [await engine.start(measured, f"{sqlite_url}-{i}") for i in range(3)]
+        for run in runs:
+            await run.result(timeout=10)
+        stopped = await engine.start(waits_forever)
+        await wait_for_status(stopped, af.RunStatus.WAITING)
+        assert _value(telemetry.points("actorflow.actors.live"), status="waiting").value == 1
+        await stopped.terminate()
+    t = telemetry
+    assert _value(t.points("actorflow.runs.started"), workflow="measured").value == 3
+    assert _value(t.points("actorflow.runs.started"), workflow="waits_forever").value == 1
+    finished = t.points("actorflow.runs.finished")
+    assert _value(finished, workflow="measured", outcome="completed").value == 3
+    assert _value(finished, workflow="waits_forever", outcome="terminated").value == 1
+    assert _value(t.points("actorflow.step.retries"), step="fails_once").value == 3
+    durations = t.points("actorflow.step.duration")
+    assert _value(durations, step="fails_once", outcome="retrying").count == 3
+    assert _value(durations, step="fails_once", outcome="completed").count == 3
+    attempts = _value(t.points("actorflow.step.attempts"), step="fails_once")
+    assert (attempts.count, attempts.sum) == (3, 6)
+    lateness = _value(t.points("actorflow.timer.lateness"), workflow="measured")
+    assert lateness.count == 3 and 0 <= lateness.max < 5
+    assert _value(t.points("actorflow.run.queue_wait"), workflow="measured").count == 3
+    batches = _value(t.points("actorflow.commit.batch_size"))
+    assert batches.count >= 1 and batches.sum >= 3 * 6  # each run: created, 4 step rows, ...
+    assert _value(t.points("actorflow.commit.latency")).count == batches.count
