@@ -60,6 +60,7 @@ from ._errors import (
     WorkflowNotRegisteredError,
     WorkflowSandboxError,
 )
+from ._log_records import RunLogFilter
 from ._models import (
     ErrorInfo,
     RunEvent,
@@ -104,6 +105,7 @@ __all__ = [
     "RunEvent",
     "RunFailedError",
     "RunInfo",
+    "RunLogFilter",
     "RunNotFoundError",
     "RunStatus",
     "RunTerminatedError",

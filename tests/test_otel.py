@@ -4,6 +4,7 @@ metric reader (`actorflow.otel`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -275,3 +276,49 @@ async def test_metrics_after_a_known_workload(telemetry: Telemetry, sqlite_url: 
     batches = _value(t.points("actorflow.commit.batch_size"))
     assert batches.count >= 1 and batches.sum >= 3 * 6  # each run: created, 4 step rows, ...
     assert _value(t.points("actorflow.commit.latency")).count == batches.count
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.addFilter(af.RunLogFilter())
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+user_log = logging.getLogger("tests.user_code")
+
+
+@af.step(retry=af.Retry(limit=1, delay=0))
+def logs_in_a_thread(key: str) -> None:
+    user_log.warning("sync step %s", key)
+    flaky_calls[key] = flaky_calls.get(key, 0) + 1
+    if flaky_calls[key] == 1:
+        raise RuntimeError("again")
+
+
+@af.workflow
+async def logging_workflow(key: str) -> None:
+    user_log.warning("workflow body")
+    await logs_in_a_thread(key)
+
+
+async def test_log_records_name_the_run_step_and_attempt(sqlite_url: str) -> None:
+    handler = Records()
+    user_log.addHandler(handler)
+    try:
+        async with af.Engine(sqlite_url) as engine:
+            run = await engine.start(logging_workflow, sqlite_url)
+            await run.result(timeout=10)
+        user_log.warning("outside", extra={"run_id": "given"})
+    finally:
+        user_log.removeHandler(handler)
+    seen = [(r.getMessage(), r.run_id, r.workflow, r.step, r.attempt) for r in handler.records]  # type: ignore[attr-defined]
+    assert seen == [
+        ("workflow body", run.id, "logging_workflow", None, None),
+        (f"sync step {sqlite_url}", run.id, "logging_workflow", "logs_in_a_thread", 1),
+        (f"sync step {sqlite_url}", run.id, "logging_workflow", "logs_in_a_thread", 2),
+        ("outside", "given", None, None, None),
+    ]
