@@ -322,3 +322,35 @@ async def test_log_records_name_the_run_step_and_attempt(sqlite_url: str) -> Non
         (f"sync step {sqlite_url}", run.id, "logging_workflow", "logs_in_a_thread", 2),
         ("outside", "given", None, None, None),
     ]
+
+
+@af.workflow
+async def waits_then_steps(x: int) -> int:
+    await af.wait_for_event("go")
+    return await double(x)
+
+
+async def test_an_evicted_run_rehydrates_without_emitting_twice(
+    telemetry: Telemetry, sqlite_url: str
+) -> None:
+    async with af.Engine(sqlite_url, idle_timeout=0) as engine:
+        run = await engine.start(waits_then_steps, 5)
+        await eventually(lambda: engine.live_actors() == 0)
+        await run.send_event("go")
+        assert await run.result(timeout=10) == 10
+        await run.restart()
+        assert await run.result(timeout=10) == 10
+    spans = telemetry.spans()
+    runs = sorted(
+        (s for s in spans if s.name == "run waits_then_steps"),
+        key=lambda s: s.attributes["actorflow.generation"],
+    )
+    assert [r.attributes["actorflow.generation"] for r in runs] == [0, 1]
+    assert runs[0].context.trace_id == runs[1].context.trace_id
+    for generation, run_span in enumerate(runs):
+        children = [s for s in spans if s.parent and s.parent.span_id == run_span.context.span_id]
+        assert sorted(s.name for s in children) == ["step double", "wait_for_event go"]
+        assert all(s.attributes["actorflow.generation"] == generation for s in children)
+    assert _value(telemetry.points("actorflow.actors.evictions")).value >= 1
+    rehydrated = telemetry.points("actorflow.actors.rehydrations")
+    assert _value(rehydrated, workflow="waits_then_steps").value >= 1

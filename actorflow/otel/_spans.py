@@ -169,11 +169,13 @@ class RunSpans:
 
     def committed(self, row: EventRow) -> None:
         trace_ = self.traces.get(row.run_id)
-        if trace_ is None or row.generation != trace_.generation or row.at < trace_.began_at:
-            return  # unknown, stale, or a restart's copy of an entry already reported
+        if trace_ is None or row.generation != trace_.generation:
+            return  # unknown, or stale
         handler = self._handlers.get(row.kind)
         if handler is not None:
-            handler(trace_, row, True)
+            # A restart copies entries older than it into the new generation: they bring
+            # its state (events still buffered) up to date, but were reported already.
+            handler(trace_, row, row.at >= trace_.began_at)
 
     def load(self, row: RunRow, events: list[EventRow], restarted: bool) -> None:
         trace_ = self.traces.get(row.id)
