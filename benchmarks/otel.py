@@ -100,7 +100,7 @@ async def _throughput(cfg: dict[str, Any], ctx: Context) -> float:
         t0 = time.perf_counter()
         runs = await asyncio.gather(*(engine.start(three_steps, i) for i in range(n)))
         await asyncio.gather(*(r.result() for r in runs))
-        return n / (time.perf_counter() - t0)
+        return float(n / (time.perf_counter() - t0))
 
 
 async def _one(engine: Any, i: int) -> None:
