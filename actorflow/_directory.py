@@ -251,10 +251,7 @@ class RunDirectory:
         """Publish a committed batch's events and chunks to live readers."""
         observer = _observe.observer()
         if observer is not None:
-            try:
-                observer.committed(batch)
-            except Exception:
-                log.exception("the commit observer failed")
+            observer.committed(batch)
         hub = self.event_hub
         if hub:
             for run, events in batch.new_runs:

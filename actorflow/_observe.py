@@ -22,7 +22,8 @@ TRACE_CONTEXT_KEY = "trace_context"
 
 
 class Observer(Protocol):
-    """What an instrumentation implements; every method is called on the loop's thread."""
+    """What an instrumentation implements. Every method is called on the loop's thread,
+    inside the runtime's own work (a commit, a rehydration), and must not raise."""
 
     def run_creating(
         self, row: RunRow, given: Mapping[str, str] | None

@@ -111,25 +111,19 @@ async def test_span_tree_of_a_run_with_retries_sleep_event_and_child(
     spans = telemetry.spans()
     (root,) = [s for s in spans if s.name == "run otel_parent"]
     assert root.parent is None
-    assert tree(spans, root) == [
-        "run otel_parent",
-        ["step flaky"],
-        ["step flaky"],
-        ["step flaky"],
-        ["sleep"],
-        ["wait_for_event go"],
+    name, *children = tree(spans, root)
+    assert name == "run otel_parent"
+    # The child run and the parent's wait for it begin in the same commit: either first.
+    assert sorted(children) == [
         ["child otel_child"],
         ["run otel_child", ["step double"]],
-    ] or tree(spans, root) == [
-        "run otel_parent",
-        ["step flaky"],
-        ["step flaky"],
-        ["step flaky"],
         ["sleep"],
+        ["step flaky"],
+        ["step flaky"],
+        ["step flaky"],
         ["wait_for_event go"],
-        ["run otel_child", ["step double"]],
-        ["child otel_child"],
     ]
+    assert [c[0] for c in children[:5]] == [*["step flaky"] * 3, "sleep", "wait_for_event go"]
     assert {s.context.trace_id for s in spans} == {root.context.trace_id}
     attempts = [s for s in spans if s.name == "step flaky"]
     assert [a.attributes["actorflow.step.attempt"] for a in attempts] == [1, 2, 3]

@@ -163,10 +163,7 @@ class GroupCommitWriter:
                 log.exception("commit of %d rows failed", len(batch))
                 observer = _observe.observer()
                 if observer is not None:
-                    try:
-                        observer.commit_failed(batch)
-                    except Exception:
-                        log.exception("the commit observer failed")
+                    observer.commit_failed(batch)
                 error = StoreWriteError(f"commit failed: {exc!r}")
                 if self._failure_listener is not None:
                     # Before the next batch is written: it may hold rows that continue
@@ -188,10 +185,7 @@ class GroupCommitWriter:
                 self._listener(batch)
             observer = _observe.observer()
             if observer is not None:
-                try:
-                    observer.batch_written(len(batch), seconds)
-                except Exception:
-                    log.exception("the commit observer failed")
+                observer.batch_written(len(batch), seconds)
             batch.committed()
             # An awaiter that was cancelled cancels the shared future with it.
             if not batch.future.done():

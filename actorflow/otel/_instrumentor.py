@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from typing import ParamSpec, TypeVar
 
 from opentelemetry import metrics, trace
 
@@ -12,6 +15,24 @@ from ._metrics import RunMetrics
 from ._spans import RunSpans
 
 SCOPE = "actorflow"
+log = logging.getLogger("actorflow.otel")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _guarded(method: Callable[P, R | None]) -> Callable[P, R | None]:
+    """Log what `method` raises instead of raising it into the runtime it observes (a
+    commit, a rehydration): telemetry never stops a run."""
+
+    @functools.wraps(method)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R | None:
+        try:
+            return method(*args, **kwargs)
+        except Exception:
+            log.exception("actorflow telemetry failed")
+            return None
+
+    return guarded
 
 
 class ActorflowInstrumentor:
@@ -55,14 +76,17 @@ class OtelObserver:
         self.spans = spans
         self.metrics = spans.metrics
 
+    @_guarded
     def run_creating(
         self, row: RunRow, given: Mapping[str, str] | None
     ) -> Mapping[str, str] | None:
         return self.spans.creating(row, given)
 
+    @_guarded
     def batch_written(self, rows: int, seconds: float) -> None:
         self.metrics.committed(rows, seconds)
 
+    @_guarded
     def committed(self, batch: WriteBatch) -> None:
         spans = self.spans
         conflicts = batch.conflicts
@@ -77,13 +101,16 @@ class OtelObserver:
         for run_id, params in batch.run_updates.items():
             spans.update(run_id, params[0], params[4])
 
+    @_guarded
     def commit_failed(self, batch: WriteBatch) -> None:
         self.metrics.write_failures.add(1)
 
+    @_guarded
     def run_loaded(self, row: RunRow, events: list[EventRow], restarted: bool) -> None:
         if not restarted:
             self.metrics.rehydrations.add(1, {"workflow": row.workflow})
         self.spans.load(row, events, restarted)
 
+    @_guarded
     def run_evicted(self, run_id: str) -> None:
         self.metrics.evictions.add(1)
