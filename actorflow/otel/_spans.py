@@ -59,9 +59,10 @@ class RunTrace:
         self.created_at = row.created_at
         self.committed = False
         self.started = row.started_at is not None
-        parent = trace.get_current_span(
-            PROPAGATOR.extract(dict(carrier or {}), context=Context())
-        ).get_span_context()
+        parent = trace.INVALID_SPAN_CONTEXT
+        if carrier:
+            extracted = PROPAGATOR.extract(dict(carrier), context=Context())
+            parent = trace.get_current_span(extracted).get_span_context()
         if parent.is_valid:
             self.parent: Context = trace.set_span_in_context(NonRecordingSpan(parent), Context())
             self.trace_id, self.flags = parent.trace_id, parent.trace_flags
