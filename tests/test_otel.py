@@ -348,3 +348,30 @@ async def test_an_evicted_run_rehydrates_without_emitting_twice(
     assert _value(telemetry.points("actorflow.actors.evictions")).value >= 1
     rehydrated = telemetry.points("actorflow.actors.rehydrations")
     assert _value(rehydrated, workflow="waits_then_steps").value >= 1
+
+
+@af.step
+async def starts_a_run() -> str:
+    run = await af.start(otel_child, 4)
+    return run.id
+
+
+@af.workflow
+async def starts_from_a_step() -> str:
+    return await starts_a_run()
+
+
+async def test_a_run_started_by_a_step_joins_the_starting_runs_trace(
+    telemetry: Telemetry, sqlite_url: str
+) -> None:
+    async with af.Engine(sqlite_url) as engine:
+        run = await engine.start(starts_from_a_step)
+        started = engine.get_run(await run.result(timeout=10))
+        assert await started.result(timeout=10) == 8
+        await eventually(
+            lambda: len([s for s in telemetry.spans() if s.name.startswith("run")]) == 2
+        )
+    spans = {s.name: s for s in telemetry.spans()}
+    starter, child = spans["run starts_from_a_step"], spans["run otel_child"]
+    assert child.context.trace_id == starter.context.trace_id
+    assert child.parent is not None and child.parent.span_id == starter.context.span_id

@@ -19,7 +19,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCod
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .. import _log as L
-from .._context import HOOK_PREFIX
+from .._context import HOOK_PREFIX, step_info
+from .._errors import CallContextError
 from .._observe import TRACE_CONTEXT_KEY
 from .._serde import loads
 from .._store import EventRow, RunRow
@@ -142,7 +143,7 @@ class RunSpans:
         else:
             current: dict[str, str] = {}
             PROPAGATOR.inject(current)
-            carrier = current or None
+            carrier = current or self._starting_step()
         if row.id not in self.traces:  # else: an evicted run of this id (the id is taken)
             self.traces[row.id] = RunTrace(row, carrier)
         return carrier
@@ -196,6 +197,14 @@ class RunSpans:
                 handler = handlers.get(event.kind)
                 if handler is not None:
                     handler(trace_, event, False)
+
+    def _starting_step(self) -> Mapping[str, str] | None:
+        """For a run started by step code (`af.start` in a step), the starting run's trace."""
+        try:
+            starter = self.traces.get(step_info().run_id)
+        except CallContextError:
+            return None
+        return None if starter is None else starter.carrier()
 
     # -- entries ---------------------------------------------------------------------------
 
