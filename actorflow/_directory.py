@@ -249,7 +249,7 @@ class RunDirectory:
 
     def on_commit(self, batch: WriteBatch) -> None:
         """Publish a committed batch's events and chunks to live readers."""
-        observer = _observe.observer()
+        observer = _observe.current
         if observer is not None:
             observer.committed(batch)
         hub = self.event_hub

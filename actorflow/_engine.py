@@ -227,7 +227,7 @@ class Engine(EngineSchedules):
         args_data = encode(list(args), "args", limit)
         meta = None if metadata is None else encode(metadata, "metadata", limit)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
-        given = _check_trace_context(trace_context)
+        given = None if trace_context is None else _check_trace_context(trace_context)
         batch = self.store.batch()
         if self._create(
             batch, wf, run_id, args_data, meta, seconds, id is None, trace_context=given
@@ -274,7 +274,7 @@ class Engine(EngineSchedules):
         meta = None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
         chosen = None if ids is None else [check_run_id(run_id) for run_id in ids]
-        given = _check_trace_context(trace_context)
+        given = None if trace_context is None else _check_trace_context(trace_context)
         if chosen is not None:
             if len(chosen) != len(encoded):
                 raise ValueError(f"start_many got {len(chosen)} ids for {len(encoded)} inputs")
@@ -319,7 +319,7 @@ class Engine(EngineSchedules):
             metadata=meta,
             deadline_at=None if deadline is None else now + deadline,
         )
-        observer = _observe.observer()
+        observer = _observe.current
         if observer is not None:
             trace_context = observer.run_creating(row, trace_context)
         fields = {} if schedule is None else tick_fields(schedule)
@@ -394,9 +394,7 @@ class Engine(EngineSchedules):
         await reply
 
 
-def _check_trace_context(carrier: Any) -> Mapping[str, str] | None:
-    if carrier is None:
-        return None
+def _check_trace_context(carrier: Any) -> Mapping[str, str]:
     if not isinstance(carrier, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in carrier.items()
     ):

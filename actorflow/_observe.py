@@ -1,6 +1,6 @@
 """The observer hook: what the runtime tells an instrumentation (`actorflow.otel`).
 
-The core never imports OpenTelemetry. It reads `observer()` once per commit,
+The core never imports OpenTelemetry. It reads `current` once per commit,
 per run creation, per rehydration and per eviction, and calls the observer only
 when one is installed, so with none the cost is one global read at each of
 those points, never per row. Spans and metrics are built from committed rows
@@ -56,17 +56,14 @@ class LiveRuns(Protocol):
         """How many runs in memory have each status."""
 
 
-_observer: Observer | None = None
+# The installed observer (read as `_observe.current`: an attribute read, not a call, as
+# the runtime's hot paths read it whether or not anything is installed).
+current: Observer | None = None
 # Every open engine's live runs (weakly: an engine dropped without closing goes away).
 open_engines: weakref.WeakSet[LiveRuns] = weakref.WeakSet()
 
 
-def observer() -> Observer | None:
-    """The installed observer, if any."""
-    return _observer
-
-
 def install(new: Observer | None) -> None:
     """Install `new` (None removes the current one); the instrumentor calls this."""
-    global _observer
-    _observer = new
+    global current
+    current = new

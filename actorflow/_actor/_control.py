@@ -96,7 +96,7 @@ async def _restart(actor: RunActor, message: Control) -> None:
     actor.workflow = workflow
     restarted = {"from_step": from_step, "from_seq": cut, "previous": previous}
     actor.append(L.RUN_RESTARTED, None, from_step, dumps(restarted))
-    observer = _observe.observer()
+    observer = _observe.current
     if observer is not None:
         observer.run_loaded(row, events, True)
     copies = [

@@ -84,7 +84,7 @@ class WorkflowDriver(Operations):
             self.streams = StreamLedger(streams)
             self.schedule = schedule_of(events)
             log_rows = [e for e in events if e.generation == row.generation]
-            observer = _observe.observer()
+            observer = _observe.current
             if observer is not None:
                 observer.run_loaded(row, events, False)
             self.host.unpark(self.run_id)

@@ -219,7 +219,7 @@ class Operations(StepScheduler):
         started = self.append(
             L.CHILD_STARTED, seq, wf.name, dumps({"run_id": child_id}), to_batch=False
         )
-        observer = _observe.observer()
+        observer = _observe.current
         carrier = None if observer is None else observer.run_creating(child, None)
         data = L.creation_data({}, carrier)
         created = EventRow(child_id, 0, 0, L.RUN_CREATED, None, wf.name, data, now)

@@ -167,7 +167,7 @@ class RunActor(WorkflowDriver):
                 if not await mailbox.wait(self.host.idle_timeout):
                     if self._evictable() and not queued:
                         self._evicted = True
-                        observer = _observe.observer()
+                        observer = _observe.current
                         if observer is not None:
                             observer.run_evicted(self.run_id)
                         return False

@@ -161,7 +161,7 @@ class GroupCommitWriter:
                 await self.transactions.write(batch)
             except Exception as exc:
                 log.exception("commit of %d rows failed", len(batch))
-                observer = _observe.observer()
+                observer = _observe.current
                 if observer is not None:
                     observer.commit_failed(batch)
                 error = StoreWriteError(f"commit failed: {exc!r}")
@@ -183,7 +183,7 @@ class GroupCommitWriter:
             self.rows += len(batch)
             if self._listener is not None:
                 self._listener(batch)
-            observer = _observe.observer()
+            observer = _observe.current
             if observer is not None:
                 observer.batch_written(len(batch), seconds)
             batch.committed()

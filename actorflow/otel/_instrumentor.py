@@ -58,7 +58,7 @@ class ActorflowInstrumentor:
 
     def uninstrument(self) -> None:
         """Stop emitting (a no-op if not instrumented)."""
-        current = _observe.observer()
+        current = _observe.current
         if isinstance(current, OtelObserver):
             _observe.install(None)
             current.spans.close()
@@ -66,7 +66,7 @@ class ActorflowInstrumentor:
     @property
     def is_instrumented(self) -> bool:
         """Whether actorflow is instrumented now."""
-        return isinstance(_observe.observer(), OtelObserver)
+        return isinstance(_observe.current, OtelObserver)
 
 
 class OtelObserver:
