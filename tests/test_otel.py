@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
 import actorflow as af
 from actorflow.otel import ActorflowInstrumentor
@@ -375,3 +377,21 @@ async def test_a_run_started_by_a_step_joins_the_starting_runs_trace(
     starter, child = spans["run starts_from_a_step"], spans["run otel_child"]
     assert child.context.trace_id == starter.context.trace_id
     assert child.parent is not None and child.parent.span_id == starter.context.span_id
+
+
+async def test_the_samplers_decision_on_a_run_holds_for_all_its_spans(sqlite_url: str) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=TraceIdRatioBased(0.5))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = ActorflowInstrumentor()
+    instrumentor.instrument(tracer_provider=provider, meter_provider=MeterProvider())
+    try:
+        async with af.Engine(sqlite_url) as engine:
+            runs = [await engine.start(otel_child, i) for i in range(20)]
+            for run in runs:
+                await run.result(timeout=10)
+    finally:
+        instrumentor.uninstrument()
+    per_run = Counter(s.attributes["actorflow.run_id"] for s in exporter.get_finished_spans())
+    assert set(per_run.values()) == {2}  # a run's span and its step's, or neither
+    assert 0 < len(per_run) < 20

@@ -10,7 +10,7 @@ log without emitting anything (`load`), so nothing is emitted twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -29,6 +29,7 @@ from ._metrics import RunMetrics
 
 PROPAGATOR = TraceContextTextMapPropagator()
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
 
 class Call:
@@ -54,7 +55,9 @@ class RunTrace:
         "parent", "received", "run_id", "span_id", "started", "trace_id", "workflow",
     )  # fmt: skip
 
-    def __init__(self, row: RunRow, carrier: Mapping[str, str] | None) -> None:
+    def __init__(
+        self, row: RunRow, carrier: Mapping[str, str] | None, sampled: Callable[[int], bool]
+    ) -> None:
         self.run_id = row.id
         self.workflow = row.workflow
         self.created_at = row.created_at
@@ -69,7 +72,9 @@ class RunTrace:
             self.trace_id, self.flags = parent.trace_id, parent.trace_flags
         else:
             self.parent = Context()
-            self.trace_id, self.flags = run_trace_id(row.id, row.created_at), SAMPLED
+            self.trace_id = run_trace_id(row.id, row.created_at)
+            # The run span is ended last, but its sampling decides its calls' spans too.
+            self.flags = SAMPLED if sampled(self.trace_id) else NOT_SAMPLED
         self.calls: dict[int, Call] = {}
         # Events received with no wait for them yet, by key: a later wait takes one at once.
         self.received: dict[str, int] = {}
@@ -109,6 +114,7 @@ class RunSpans:
         self.ids = PresetIds(inner) if inner is not None else None
         if self.ids is not None:
             tracer.id_generator = self.ids  # type: ignore[attr-defined]
+        self._sampler: Any = getattr(tracer, "sampler", None)
         self._handlers = {
             L.STEP_STARTED: self._step_started,
             L.STEP_COMPLETED: self._step_ended,
@@ -126,6 +132,14 @@ class RunSpans:
             L.RUN_FAILED: self._run_ended,
             L.RUN_TERMINATED: self._run_ended,
         }
+
+    def _sampled(self, trace_id: int) -> bool:
+        """Whether the SDK's sampler keeps a root run span of trace `trace_id` (with the
+        usual samplers, it decides by the trace id alone: every process agrees)."""
+        if self._sampler is None:
+            return True
+        result = self._sampler.should_sample(None, trace_id, "run")
+        return bool(result.decision.is_sampled())
 
     def close(self) -> None:
         """Give the tracer its own id generator back."""
@@ -145,7 +159,7 @@ class RunSpans:
             PROPAGATOR.inject(current)
             carrier = current or self._starting_step()
         if row.id not in self.traces:  # else: an evicted run of this id (the id is taken)
-            self.traces[row.id] = RunTrace(row, carrier)
+            self.traces[row.id] = RunTrace(row, carrier, self._sampled)
         return carrier
 
     def created(self, row: RunRow, events: list[EventRow], conflict: bool) -> None:
@@ -155,7 +169,7 @@ class RunSpans:
                 del self.traces[row.id]
             return
         if trace_ is None:  # created by a process, or before `instrument()`, without a carrier
-            trace_ = self.traces[row.id] = RunTrace(row, _carrier(events[0]))
+            trace_ = self.traces[row.id] = RunTrace(row, _carrier(events[0]), self._sampled)
         trace_.committed = True
         self.metrics.run_started(row.workflow)
         self.update(row.id, row.status, row.started_at)
@@ -184,7 +198,9 @@ class RunSpans:
         if trace_ is not None and trace_.generation == row.generation:
             return  # evicted and rehydrated here: its trace is up to date
         if trace_ is None:
-            trace_ = self.traces[row.id] = RunTrace(row, _carrier(events[0]) if events else None)
+            trace_ = self.traces[row.id] = RunTrace(
+                row, _carrier(events[0]) if events else None, self._sampled
+            )
         elif restarted:
             self._end_run_span(trace_, row.started_at or trace_.began_at, "restarted", None)
             trace_.begin(row.generation, row.started_at)
