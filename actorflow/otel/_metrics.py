@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from functools import partial
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
 from .. import _observe
 
@@ -20,51 +21,45 @@ class RunMetrics:
     """The instruments, and one method per thing measured (called from committed rows)."""
 
     def __init__(self, meter: Meter) -> None:
-        self.runs_started = meter.create_counter(
-            "actorflow.runs.started", "{run}", "Runs created, by workflow"
-        )
-        self.runs_finished = meter.create_counter(
+        counter, seconds = meter.create_counter, partial(_histogram, meter, "s", SECONDS_BUCKETS)
+        self.runs_started = counter("actorflow.runs.started", "{run}", "Runs created, by workflow")
+        self.runs_finished = counter(
             "actorflow.runs.finished", "{run}", "Runs that ended, by workflow and outcome"
         )
-        self.run_duration = meter.create_histogram(
-            "actorflow.run.duration", "s", "From creation to final status, by workflow and outcome",
-            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
-        )  # fmt: skip
-        self.queue_wait = meter.create_histogram(
-            "actorflow.run.queue_wait", "s",
+        self.run_duration = seconds(
+            "actorflow.run.duration", "From creation to final status, by workflow and outcome"
+        )
+        self.queue_wait = seconds(
+            "actorflow.run.queue_wait",
             "From creation to first running (the wait for a concurrency slot, when limited)",
-            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
+        )
+        self.step_duration = seconds(
+            "actorflow.step.duration", "One step attempt, by workflow, step and outcome"
+        )
+        self.step_attempts = _histogram(
+            meter, "{attempt}", ATTEMPTS_BUCKETS,
+            "actorflow.step.attempts", "Attempts a step took, once it ended",
         )  # fmt: skip
-        self.step_duration = meter.create_histogram(
-            "actorflow.step.duration", "s", "One step attempt, by workflow, step and outcome",
-            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
-        )  # fmt: skip
-        self.step_attempts = meter.create_histogram(
-            "actorflow.step.attempts", "{attempt}", "Attempts a step took, once it ended",
-            explicit_bucket_boundaries_advisory=ATTEMPTS_BUCKETS,
-        )  # fmt: skip
-        self.step_retries = meter.create_counter(
+        self.step_retries = counter(
             "actorflow.step.retries", "{retry}", "Step attempts that failed and will be retried"
         )
-        self.timer_lateness = meter.create_histogram(
-            "actorflow.timer.lateness", "s", "How long after its due time a sleep fired",
-            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
+        self.timer_lateness = seconds(
+            "actorflow.timer.lateness", "How long after its due time a sleep fired"
+        )
+        self.batch_rows = _histogram(
+            meter, "{row}", ROWS_BUCKETS,
+            "actorflow.commit.batch_size", "Rows per group-commit transaction",
         )  # fmt: skip
-        self.batch_rows = meter.create_histogram(
-            "actorflow.commit.batch_size", "{row}", "Rows per group-commit transaction",
-            explicit_bucket_boundaries_advisory=ROWS_BUCKETS,
-        )  # fmt: skip
-        self.commit_latency = meter.create_histogram(
-            "actorflow.commit.latency", "s", "Time to write one group-commit transaction",
-            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
-        )  # fmt: skip
-        self.write_failures = meter.create_counter(
+        self.commit_latency = seconds(
+            "actorflow.commit.latency", "Time to write one group-commit transaction"
+        )
+        self.write_failures = counter(
             "actorflow.store.write_failures", "{batch}", "Group-commit transactions that failed"
         )
-        self.evictions = meter.create_counter(
+        self.evictions = counter(
             "actorflow.actors.evictions", "{run}", "Idle runs that left memory"
         )
-        self.rehydrations = meter.create_counter(
+        self.rehydrations = counter(
             "actorflow.actors.rehydrations", "{run}", "Runs brought back into memory from the log"
         )
         meter.create_observable_gauge(
@@ -98,6 +93,14 @@ class RunMetrics:
     def committed(self, rows: int, seconds: float) -> None:
         self.batch_rows.record(rows)
         self.commit_latency.record(seconds)
+
+
+def _histogram(
+    meter: Meter, unit: str, buckets: Sequence[float], name: str, description: str
+) -> Histogram:
+    return meter.create_histogram(
+        name, unit, description, explicit_bucket_boundaries_advisory=buckets
+    )
 
 
 def _live_actors(options: CallbackOptions) -> Iterable[Observation]:
