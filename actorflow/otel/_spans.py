@@ -197,13 +197,13 @@ class RunSpans:
         trace_ = self.traces.get(row.id)
         if trace_ is not None and trace_.generation == row.generation:
             return  # evicted and rehydrated here: its trace is up to date
-        if trace_ is None:
+        if trace_ is not None and restarted:
+            self._end_run_span(trace_, row.started_at or trace_.began_at, "restarted", None)
+            trace_.begin(row.generation, row.started_at)
+        else:
             trace_ = self.traces[row.id] = RunTrace(
                 row, _carrier(events[0]) if events else None, self._sampled
             )
-        elif restarted:
-            self._end_run_span(trace_, row.started_at or trace_.began_at, "restarted", None)
-            trace_.begin(row.generation, row.started_at)
         trace_.committed = True
         if restarted:
             return
