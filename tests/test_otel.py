@@ -24,6 +24,7 @@ import actorflow as af
 from actorflow.otel import ActorflowInstrumentor
 
 from .conftest import eventually, wait_for_status
+from .test_store_failures import refuse_inserts
 
 
 class Telemetry:
@@ -395,3 +396,22 @@ async def test_the_samplers_decision_on_a_run_holds_for_all_its_spans(sqlite_url
     per_run = Counter(s.attributes["actorflow.run_id"] for s in exporter.get_finished_spans())
     assert set(per_run.values()) == {2}  # a run's span and its step's, or neither
     assert 0 < len(per_run) < 20
+
+
+async def test_a_failed_commit_is_counted_and_emits_nothing(
+    telemetry: Telemetry, sqlite_url: str
+) -> None:
+    async with af.Engine(sqlite_url) as engine:
+        run = await engine.start(waits_then_steps, 1)
+        await wait_for_status(run, af.RunStatus.WAITING)
+        conn = refuse_inserts(sqlite_url.removeprefix("sqlite:///"), "NEW.kind = 'event_received'")
+        with pytest.raises(af.StoreWriteError):
+            await run.send_event("go")
+        conn.execute("UPDATE fail_switch SET on_ = 0")
+        conn.commit()
+        conn.close()
+        await run.send_event("go")
+        assert await run.result(timeout=10) == 2
+    assert _value(telemetry.points("actorflow.store.write_failures")).value == 1
+    waits = [s for s in telemetry.spans() if s.name == "wait_for_event go"]
+    assert len(waits) == 1
