@@ -415,3 +415,23 @@ async def test_a_failed_commit_is_counted_and_emits_nothing(
     assert _value(telemetry.points("actorflow.store.write_failures")).value == 1
     waits = [s for s in telemetry.spans() if s.name == "wait_for_event go"]
     assert len(waits) == 1
+
+
+async def test_a_scheduled_runs_spans_name_its_schedule(
+    telemetry: Telemetry, sqlite_url: str
+) -> None:
+    async with af.Engine(sqlite_url) as engine:
+        schedule = await engine.create_schedule(
+            "every-second", otel_child, "* * * * * *", args=(1,)
+        )
+
+        async def fired() -> str | None:
+            recent = (await schedule.info()).recent
+            return recent[0].run_id if recent and recent[0].run_id else None
+
+        run_id = await eventually(fired, timeout=10)
+        await schedule.pause()
+        assert await engine.get_run(run_id).result(timeout=10) == 2
+    spans = [s for s in telemetry.spans() if s.attributes["actorflow.run_id"] == run_id]
+    assert sorted(s.name for s in spans) == ["run otel_child", "step double"]
+    assert {s.attributes["actorflow.schedule_id"] for s in spans} == {"every-second"}

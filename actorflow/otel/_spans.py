@@ -52,7 +52,8 @@ class RunTrace:
 
     __slots__ = (
         "began_at", "calls", "committed", "context", "created_at", "flags", "generation",
-        "parent", "received", "run_id", "span_id", "started", "trace_id", "workflow",
+        "parent", "received", "run_id", "schedule_id", "span_id", "started", "trace_id",
+        "workflow",
     )  # fmt: skip
 
     def __init__(
@@ -63,6 +64,7 @@ class RunTrace:
         self.created_at = row.created_at
         self.committed = False
         self.started = row.started_at is not None
+        self.schedule_id: str | None = None
         parent = trace.INVALID_SPAN_CONTEXT
         if carrier:
             extracted = PROPAGATOR.extract(dict(carrier), context=Context())
@@ -95,11 +97,14 @@ class RunTrace:
         return {"traceparent": f"00-{self.trace_id:032x}-{self.span_id:016x}-{self.flags:02x}"}
 
     def attributes(self) -> dict[str, Any]:
-        return {
+        attrs = {
             "actorflow.run_id": self.run_id,
             "actorflow.workflow": self.workflow,
             "actorflow.generation": self.generation,
         }
+        if self.schedule_id is not None:
+            attrs["actorflow.schedule_id"] = self.schedule_id
+        return attrs
 
 
 class RunSpans:
@@ -168,8 +173,10 @@ class RunSpans:
             if trace_ is not None and not trace_.committed:
                 del self.traces[row.id]
             return
+        fields = _creation_fields(events[0])
         if trace_ is None:  # created by a process, or before `instrument()`, without a carrier
-            trace_ = self.traces[row.id] = RunTrace(row, _carrier(events[0]), self._sampled)
+            trace_ = self.traces[row.id] = RunTrace(row, _carrier(fields), self._sampled)
+        trace_.schedule_id = _schedule_id(fields)
         trace_.committed = True
         self.metrics.run_started(row.workflow)
         self.update(row.id, row.status, row.started_at)
@@ -201,9 +208,9 @@ class RunSpans:
             self._end_run_span(trace_, row.started_at or trace_.began_at, "restarted", None)
             trace_.begin(row.generation, row.started_at)
         else:
-            trace_ = self.traces[row.id] = RunTrace(
-                row, _carrier(events[0]) if events else None, self._sampled
-            )
+            fields = _creation_fields(events[0]) if events else {}
+            trace_ = self.traces[row.id] = RunTrace(row, _carrier(fields), self._sampled)
+            trace_.schedule_id = _schedule_id(fields)
         trace_.committed = True
         if restarted:
             return
@@ -368,9 +375,19 @@ class RunSpans:
         span.end(end_time=int(end * 1e9))
 
 
-def _carrier(created: EventRow) -> Mapping[str, str] | None:
-    """The trace context stored in a run's `run_created` entry, if any."""
+def _creation_fields(created: EventRow) -> dict[str, Any]:
+    """What a run's `run_created` entry holds (its trace context, its schedule tick)."""
     if created.kind != L.RUN_CREATED or created.data is None:
-        return None
-    value = loads(created.data).get(TRACE_CONTEXT_KEY)
+        return {}
+    value = loads(created.data)
+    return value if isinstance(value, dict) else {}
+
+
+def _carrier(fields: dict[str, Any]) -> Mapping[str, str] | None:
+    value = fields.get(TRACE_CONTEXT_KEY)
     return value if isinstance(value, dict) else None
+
+
+def _schedule_id(fields: dict[str, Any]) -> str | None:
+    tick = fields.get("schedule")
+    return str(tick["id"]) if isinstance(tick, dict) else None
