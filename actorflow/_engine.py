@@ -322,10 +322,11 @@ class Engine(EngineSchedules):
         observer = _observe.current
         if observer is not None:
             trace_context = observer.run_creating(row, trace_context)
-        fields = {} if schedule is None else tick_fields(schedule)
-        created = EventRow(
-            run_id, 0, 0, RUN_CREATED, None, wf.name, creation_data(fields, trace_context), now
-        )
+        data = None  # most runs: no call here (this is on every start's path)
+        if schedule is not None or trace_context:
+            fields = {} if schedule is None else tick_fields(schedule)
+            data = creation_data(fields, trace_context)
+        created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, data, now)
         batch.create_run(row, [created], unique=unique)
         self._runs.spawn(row, batch, unique=unique, schedule=schedule)
         return True
