@@ -141,8 +141,18 @@ class FatalError(Exception):
 
 
 class RetryableError(Exception):
-    """Raise from a step to retry it; `retry_after` (seconds) overrides the policy's delay."""
+    """Raise from a step to retry it; `retry_after` (seconds) overrides the policy's delay.
+
+    Raises `ValueError` if `retry_after` is not a finite number >= 0.
+    """
 
     def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        if retry_after is not None and not (
+            isinstance(retry_after, int | float) and 0 <= retry_after < float("inf")
+        ):
+            raise ValueError(
+                f"RetryableError.retry_after must be a finite number of seconds >= 0, "
+                f"got {retry_after!r}"
+            )
         super().__init__(message)
         self.retry_after = retry_after
