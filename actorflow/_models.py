@@ -52,7 +52,11 @@ class ErrorInfo:
         """Describe `exc`, traceback included; each cut to `MAX_ERROR_TEXT` characters
         (an error quoting a whole response body would otherwise be stored per attempt)."""
         tb = "".join(traceback.format_exception(exc))
-        return cls(type=type(exc).__name__, message=_cut(str(exc)), traceback=_cut(tb))
+        try:
+            message = str(exc)
+        except Exception as inner:  # an error is recorded whatever its __str__ does
+            message = f"<str() of the {type(exc).__name__} raised {type(inner).__name__}>"
+        return cls(type=type(exc).__name__, message=_cut(message), traceback=_cut(tb))
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form stored in the event log."""

@@ -25,7 +25,7 @@ from .. import _log as L
 from .._context import _step
 from .._errors import FatalError, RetryableError, SerializationError, StepTimeoutError
 from .._models import ErrorInfo
-from .._serde import dumps, encode, loads, oversize
+from .._serde import dumps, dumps_value, encode, loads, oversize
 from .._store import EventRow
 from ._ops import StepFinished, StepOp
 from ._status import StatusKeeper
@@ -133,8 +133,8 @@ async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> No
                     f"step {step.name!r} timed out after {step.timeout} s"
                 ) from exc
         try:
-            data = dumps(value)
-        except TypeError:  # orjson's errors are TypeErrors; `encode` finds the bad part
+            data = dumps_value(value)
+        except (TypeError, ValueError):  # `encode` finds the bad part and raises
             data = encode(value, f"step {step.name!r} result")
         limit = scheduler.host.max_payload_bytes
         if len(data) > limit:
