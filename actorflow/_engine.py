@@ -29,7 +29,7 @@ from ._errors import (
     RunAlreadyExistsError,
     WorkflowSandboxError,
 )
-from ._ids import check_run_id, new_run_id
+from ._ids import check_name, check_new_run_id, check_run_id, new_run_id
 from ._local_client import LocalRunClient
 from ._log import RUN_CREATED, to_run_info
 from ._messages import ChildDone, Deliver
@@ -209,15 +209,18 @@ class Engine(EngineSchedules):
         """Record a new run and return its handle once the record is durable.
 
         With an `id` that already exists, `if_exists="return"` returns the
-        existing run and `"error"` raises `RunAlreadyExistsError`. `deadline`
-        (a duration) overrides the workflow's own.
+        existing run and `"error"` raises `RunAlreadyExistsError`; so does an id
+        of a run of another workflow, whatever `if_exists` says. `deadline`
+        (a duration) overrides the workflow's own. A chosen `id` that is not a
+        printable str of 1 to 255 characters, or that holds `~` (reserved for
+        child runs), raises `InvalidNameError`.
         """
         self._check_open()
         wf = self._runs.resolve_workflow(workflow)
         wf.check_args(args)
         if if_exists not in ("return", "error"):
             raise ValueError(f"if_exists must be 'return' or 'error', got {if_exists!r}")
-        run_id = new_run_id() if id is None else check_run_id(id)
+        run_id = new_run_id() if id is None else check_new_run_id(id)
         limit = self.max_payload_bytes
         args_data = encode(list(args), "args", limit)
         meta = None if metadata is None else encode(metadata, "metadata", limit)
@@ -227,6 +230,7 @@ class Engine(EngineSchedules):
             await shielded(self.store.commit())
             if run_id not in batch.conflicts:
                 return Run(self._client, run_id)
+        await self._client.check_workflow_of([run_id], wf.name)
         if if_exists == "error":
             raise RunAlreadyExistsError(f"a run with id {run_id!r} already exists")
         return Run(self._client, run_id)
@@ -247,7 +251,9 @@ class Engine(EngineSchedules):
         All or nothing: every input is checked before anything is recorded (a
         bad one raises naming its index), and the records commit in one
         transaction. `ids`, one per input, makes the call idempotent: a run
-        whose id exists already is returned as it is (its input is not used).
+        whose id exists already is returned as it is (its input is not used),
+        unless it is a run of another workflow (`RunAlreadyExistsError`, raised
+        once the others are recorded).
         Cheaper than as many `start()` calls: one commit wait, no task per run.
         """
         self._check_open()
@@ -263,7 +269,7 @@ class Engine(EngineSchedules):
             encoded.append(encode(list(args), f"inputs[{i}]", self.max_payload_bytes))
         meta = None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
-        chosen = None if ids is None else [check_run_id(run_id) for run_id in ids]
+        chosen = None if ids is None else [check_new_run_id(run_id) for run_id in ids]
         if chosen is not None:
             if len(chosen) != len(encoded):
                 raise ValueError(f"start_many got {len(chosen)} ids for {len(encoded)} inputs")
@@ -271,12 +277,15 @@ class Engine(EngineSchedules):
                 raise ValueError("start_many ids must be distinct")
         batch = self.store.batch()
         runs: list[Run[R]] = []
+        existing = []
         for i, args_data in enumerate(encoded):
             run_id = new_run_id() if chosen is None else chosen[i]
-            self._create(batch, wf, run_id, args_data, meta, seconds, unique=chosen is None)
+            if not self._create(batch, wf, run_id, args_data, meta, seconds, chosen is None):
+                existing.append(run_id)
             runs.append(Run(self._client, run_id))
         if runs:
             await shielded(self.store.commit())
+        await self._client.check_workflow_of([*existing, *batch.conflicts], wf.name)
         return runs
 
     def _create(
@@ -364,8 +373,7 @@ class Engine(EngineSchedules):
     async def resume_hook(self, token: str, payload: Any = None) -> None:
         """Send `payload` to the run holding hook `token`; raises `HookNotFoundError` if none."""
         self._check_open()
-        if not isinstance(token, str) or not token:
-            raise ValueError(f"hook token must be a non-empty str, got {token!r}")
+        check_name(token, "hook token")
         data = encode(payload, "hook payload", self.max_payload_bytes)
         run_id = self._runs.hooks.get(token)
         if run_id is None:

@@ -30,7 +30,13 @@ class RunNotFoundError(ActorflowError, LookupError):
 
 
 class RunAlreadyExistsError(ActorflowError):
-    """`start(..., id=..., if_exists="error")` found a run with that id."""
+    """`start(..., id=..., if_exists="error")` found a run with that id, or (whatever
+    `if_exists` says) a run of another workflow holds that id."""
+
+
+class InvalidNameError(ActorflowError, ValueError):
+    """A run id, event type, hook token or stream namespace is empty, longer than 255
+    characters, not printable, or (a new run's id) holds the reserved `~`."""
 
 
 class WorkflowNotRegisteredError(ActorflowError, LookupError):
