@@ -139,7 +139,9 @@ class StoreLockedError(ActorflowError):
 
 
 class StoreFileError(ActorflowError):
-    """The store's file cannot be an actorflow database (not SQLite, or another schema)."""
+    """The store's file cannot be an actorflow database: not SQLite, another
+    application's or another schema's, read-only (or in a read-only directory), or
+    `sqlite:///:memory:`. Raised before anything is written to it or next to it."""
 
 
 class FatalError(Exception):

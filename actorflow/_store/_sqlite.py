@@ -5,14 +5,12 @@ connection): an aiosqlite connection for reads, and one on the loop thread for
 lookups of a few runs by id (`_fetch_by_key`). `synchronous=NORMAL` by default: a
 commit survives a crash of the process (SIGKILL included); pass
 `?synchronous=full` in the URL to also survive power loss, at one fsync per
-batch. One engine owns a database file at a time, enforced by an advisory
-lock on `<path>.lock` that the OS drops if the process dies.
+batch. One engine owns a database file at a time (`_sqlite_file`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
@@ -20,7 +18,7 @@ from typing import Any
 
 import aiosqlite
 
-from .._errors import StoreFileError, StoreLockedError
+from .._errors import StoreFileError
 from .._models import FINAL, UNFINISHED
 from ._base import (
     ChunkKind,
@@ -38,17 +36,10 @@ from ._base import (
 from ._checkpoint import WalCheckpointer
 from ._group_commit import GroupCommitWriter
 from ._schedule_rows import SCHEDULES_SCHEMA, SELECT_SCHEDULES, ScheduleRow
+from ._sqlite_file import check_path, lock, prepare_file, unlock
 from ._sqlite_writer import SQLiteTransactions
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
 SCHEMA_VERSION = 1
-
-# A database with these tables is actorflow's (of this schema version or another).
-_OWN_TABLES = {"meta", "runs", "events"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -129,6 +120,7 @@ class SQLiteStore:
     def __init__(self, path: str, *, synchronous: str = "normal") -> None:
         if synchronous.lower() not in ("off", "normal", "full", "extra"):
             raise ValueError(f"synchronous must be off|normal|full|extra, got {synchronous!r}")
+        check_path(path)
         self.path = path
         self._synchronous = synchronous.upper()
         self._checkpointer = WalCheckpointer(self._connect)
@@ -166,8 +158,8 @@ class SQLiteStore:
         return conn
 
     async def open(self) -> None:
-        await asyncio.to_thread(self._prepare_file)
-        self._lock()
+        await asyncio.to_thread(prepare_file, self.path)
+        self._lock_fd = lock(self.path)
         try:
             await asyncio.to_thread(self._create_schema)
             await self._writer.start()
@@ -188,46 +180,8 @@ class SQLiteStore:
         if self._keyed_reader is not None:
             self._keyed_reader.close()
             self._keyed_reader = None
-        self._unlock()
-
-    def _prepare_file(self) -> None:
-        """Make the file's directory; refuse a file that is not a SQLite database, or is
-        another application's, before anything (a lock file, WAL mode, actorflow's
-        tables) is written next to it or into it."""
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        try:
-            conn = sqlite3.connect(self.path)
-            try:
-                found = conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                tables = {name for (name,) in found}
-            finally:
-                conn.close()
-        except sqlite3.DatabaseError as exc:
-            raise StoreFileError(f"{self.path} cannot be an actorflow database: {exc}") from exc
-        if tables and not tables >= _OWN_TABLES:
-            raise StoreFileError(
-                f"{self.path} holds another application's tables ({', '.join(sorted(tables))}); "
-                "actorflow needs a SQLite file of its own"
-            )
-
-    def _lock(self) -> None:
-        if fcntl is None:  # pragma: no cover - Windows: no advisory lock
-            return
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreLockedError(
-                f"{self.path} is open in another actorflow engine; "
-                "one engine owns a SQLite database at a time"
-            ) from None
-        self._lock_fd = fd
-
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        unlock(self._lock_fd)
+        self._lock_fd = None
 
     def _create_schema(self) -> None:
         conn = self._connect()
