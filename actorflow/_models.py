@@ -11,7 +11,14 @@ import attrs
 
 
 class RunStatus(enum.StrEnum):
-    """Where a run is in its life. `completed`, `failed` and `terminated` are final."""
+    """Where a run is in its life. `completed`, `failed` and `terminated` are final.
+
+    `queued`: recorded, not started yet. Every run starts `queued`: without a
+    concurrency cap only until its actor's first turn (so `status()` right after
+    `start()` may well say `queued`); under a cap, until a slot is free.
+    `running`: its workflow or a step is running. `waiting`: only a timer, an
+    event, a hook or a child can move it on (it holds no concurrency slot).
+    """
 
     QUEUED = "queued"
     RUNNING = "running"

@@ -82,3 +82,16 @@ def test_quickstart_killed_at_random_moments_and_rerun(tmp_path: Path) -> None:
         if mid_work >= 3:
             break
     assert mid_work >= 3, f"only {mid_work} of 30 kills landed before the run finished"
+
+
+def test_readme_and_run_status_define_queued_alike() -> None:
+    """Issue 15 item 18: `status()` right after `start()` says `queued` with no cap; the
+    README and `RunStatus` say so instead of tying `queued` to the cap alone."""
+    import actorflow as af
+
+    readme = " ".join(README.read_text().split())
+    assert "every run starts queued, without a # concurrency cap only until its first turn" in (
+        readme
+    )
+    doc = " ".join((af.RunStatus.__doc__ or "").split())
+    assert "Every run starts `queued`: without a concurrency cap only until its actor's" in doc
