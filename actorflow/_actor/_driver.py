@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from .. import _log as L
 from .._asyncio_helpers import shielded
 from .._context import WorkflowContext
-from .._errors import RunNotFoundError, SerializationError, StepFailedError
+from .._errors import RunNotFoundError, SerializationError, StepFailedError, WorkflowSandboxError
 from .._messages import reply_to
 from .._models import STATUS_OF, ErrorInfo, RunStatus
 from .._sandbox import WorkflowLoop, explain_foreign_await
@@ -149,7 +149,21 @@ class WorkflowDriver(Operations):
         root = self.root
         # A paused run keeps its outcome until it is resumed: paused means it does not
         # finish, even when an event or a timer lets its workflow return.
-        if root is None or not root.done() or self.paused:
+        if root is None or self.paused:
+            return
+        if not root.done():
+            if not self._operation_futures():
+                # Quiescent, and waiting on nothing the run can deliver: an asyncio.Event,
+                # Queue, Lock or Future of its own, which nothing will ever set.
+                self.finish_failed(
+                    ErrorInfo.from_exception(
+                        WorkflowSandboxError(
+                            "the workflow waits on something that is not journaled (an asyncio "
+                            "Event, Queue, Lock or Future of its own, say), which nothing can set; "
+                            "wait with af.wait_for_event, af.sleep, a step or a child's result"
+                        )
+                    )
+                )
             return
         if root.cancelled():
             self.finish_failed(ErrorInfo("CancelledError", "the workflow was cancelled"))
