@@ -16,11 +16,12 @@ import math
 import time
 from asyncio.events import _get_running_loop
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from ._asyncio_helpers import shielded
 from ._context import HOOK_PREFIX, _engine
-from ._definitions import WorkflowFunction
+from ._definitions import WorkflowFunction, registered_workflows
 from ._directory import RunDirectory
 from ._durations import Duration, to_seconds
 from ._errors import (
@@ -34,6 +35,7 @@ from ._local_client import LocalRunClient
 from ._log import RUN_CREATED, to_run_info
 from ._messages import ChildDone, Deliver
 from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick
+from ._retention import RetentionSweeper, purge, purge_filter
 from ._run import Run
 from ._sandbox import WorkflowLoop
 from ._schedule_api import EngineSchedules
@@ -65,6 +67,9 @@ class Engine(EngineSchedules):
     - `max_payload_bytes`: cap on each stored value as JSON (arguments, metadata,
       results, event payloads); a larger one raises `SerializationError` where it
       enters, and a step's result fails the step.
+    - `retention`: delete finished runs (with their events and streams) that long
+      after they finished, in the background; a workflow's own `retention=`
+      overrides it. None (the default) keeps them (see `purge`).
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class Engine(EngineSchedules):
         wake_ahead: float = 2.0,
         max_stream_bytes: int = 64 * 1024 * 1024,
         max_payload_bytes: int = 64 * 1024 * 1024,
+        retention: Duration | None = None,
     ) -> None:
         if max_concurrency is not None and (
             not isinstance(max_concurrency, int) or max_concurrency < 1
@@ -120,6 +126,8 @@ class Engine(EngineSchedules):
         self._runs.client = self._client
         self.schedules = Scheduler(self, self._runs.timers)
         self._runs.scheduler = self.schedules
+        keep = None if retention is None else to_seconds(retention, "retention")
+        self._retention = RetentionSweeper(self.store, keep, self._known_workflows)
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -142,6 +150,7 @@ class Engine(EngineSchedules):
             self.store.set_commit_listener(runs.on_commit)
             self.store.set_failure_listener(runs.write_failures.failed)
             runs.timers.start()
+            self._retention.start()
             runs.hooks.update({h.token: h.run_id for h in await self.store.load_hooks()})
             await self._recover()
             await self.schedules.open()
@@ -156,6 +165,7 @@ class Engine(EngineSchedules):
         self._state = "closing"
         await self.schedules.close()
         await self._runs.stop()
+        await self._retention.stop()
         await self.store.close()
         self._state = "closed"
 
@@ -194,6 +204,30 @@ class Engine(EngineSchedules):
             self._runs.deliver(
                 child.parent_id, ChildDone(child.id, child.status, child.result, child.error)
             )
+
+    # -- retention -------------------------------------------------------------------------
+
+    def _known_workflows(self) -> Iterable[WorkflowFunction[Any, Any]]:
+        registry = self._workflows
+        return (registry if registry is not None else registered_workflows()).values()
+
+    async def purge(
+        self,
+        before: datetime,
+        *,
+        status: RunStatus | str | Iterable[RunStatus | str] | None = None,
+        workflow: WorkflowFunction[Any, Any] | str | None = None,
+    ) -> int:
+        """Delete finished runs that finished before `before` (an aware datetime), with
+        their events, streams and hooks; how many runs were deleted.
+
+        `status` limits it to some final statuses, `workflow` to one workflow. Runs
+        still referenced are kept: a finished child of an unfinished parent, a finished
+        parent of an unfinished child. Deletes in short batches, so commits go on.
+        Raises `ValueError` for a status that is not final.
+        """
+        self._check_open()
+        return await purge(self.store, purge_filter(before, status, workflow))
 
     # -- starting runs ---------------------------------------------------------------------
 

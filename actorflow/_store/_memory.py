@@ -21,10 +21,12 @@ from ._base import (
     FailureListener,
     HookRow,
     LoadedRun,
+    PurgeFilter,
     RunRow,
     StreamState,
     WriteBatch,
 )
+from ._purge import RUNS_PER_BATCH
 from ._schedule_rows import ScheduleRow, apply_schedules
 
 _UPDATE_FIELDS = (
@@ -200,6 +202,30 @@ class MemoryStore:
 
     async def load_schedules(self) -> list[ScheduleRow]:
         return [ScheduleRow.from_params(self._schedules[key]) for key in sorted(self._schedules)]
+
+    async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
+        runs = self._runs
+        unfinished_parents = {r.parent_id for r in runs.values() if r.status in UNFINISHED}
+        doomed = [
+            r.id
+            for r in runs.values()
+            if which.matches(r)
+            and r.id not in unfinished_parents
+            and (
+                r.parent_id is None
+                or runs.get(r.parent_id) is None
+                or runs[r.parent_id].status not in UNFINISHED
+            )
+        ][:RUNS_PER_BATCH]
+        rows = 0
+        for run_id in doomed:
+            del runs[run_id]
+            rows += 1 + len(self._events.pop(run_id, ()))
+            for key in [k for k in self._chunks if k[0] == run_id]:
+                rows += len(self._chunks.pop(key))
+            for token in [t for t, h in self._hooks.items() if h.run_id == run_id]:
+                del self._hooks[token]
+        return len(doomed), rows
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -29,12 +29,14 @@ from ._base import (
     FailureListener,
     HookRow,
     LoadedRun,
+    PurgeFilter,
     RunRow,
     StreamState,
     WriteBatch,
 )
 from ._checkpoint import WalCheckpointer
 from ._group_commit import GroupCommitWriter
+from ._purge import purge_batch
 from ._schedule_rows import SCHEDULES_SCHEMA, SELECT_SCHEDULES, ScheduleRow
 from ._sqlite_file import check_path, lock, prepare_file, unlock
 from ._sqlite_writer import SQLiteTransactions
@@ -133,6 +135,8 @@ class SQLiteStore:
         self._reader: aiosqlite.Connection | None = None
         self._keyed_reader: sqlite3.Connection | None = None  # see `_fetch_by_key`
         self._lock_fd: int | None = None
+        self._purger: sqlite3.Connection | None = None  # see `purge_batch`
+        self._purging = asyncio.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -180,6 +184,10 @@ class SQLiteStore:
         if self._keyed_reader is not None:
             self._keyed_reader.close()
             self._keyed_reader = None
+        async with self._purging:
+            if self._purger is not None:
+                self._purger.close()
+                self._purger = None
         unlock(self._lock_fd)
         self._lock_fd = None
 
@@ -199,6 +207,14 @@ class SQLiteStore:
                 )
         finally:
             conn.close()
+
+    async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
+        """One short transaction of a purge (see `_purge`), on a thread and a connection of
+        its own; purges take turns."""
+        async with self._purging:
+            if self._purger is None:
+                self._purger = await asyncio.to_thread(self._connect)
+            return await asyncio.to_thread(purge_batch, self._purger, which)
 
     def set_commit_listener(self, listener: CommitListener) -> None:
         self._writer.set_commit_listener(listener)
