@@ -23,7 +23,7 @@ from .._models import UNFINISHED
 from ._base import PurgeFilter
 
 ROWS_PER_BATCH = 2000
-RUNS_PER_BATCH = 100
+RUNS_PER_BATCH = 200
 
 _UNFINISHED = ",".join(f"'{s}'" for s in UNFINISHED)
 
@@ -45,26 +45,36 @@ def purge_batch(conn: sqlite3.Connection, which: PurgeFilter) -> tuple[int, int]
     if which.exclude:
         where.append(f"r.workflow NOT IN ({','.join('?' * len(which.exclude))})")
         params += which.exclude
+    select = f"SELECT r.id FROM runs r WHERE {' AND '.join(where)}"
+    # Chosen before the write transaction, which holds SQLite's one write lock (and so
+    # keeps commits waiting) only for the deletes; they check the choice again.
+    found = [run_id for (run_id,) in conn.execute(f"{select} LIMIT {RUNS_PER_BATCH}", params)]
+    if not found:
+        return 0, 0
     conn.execute("BEGIN IMMEDIATE")
     try:
+        marks = ",".join("?" * len(found))
         ids = [
             run_id
-            for (run_id,) in conn.execute(
-                f"SELECT r.id FROM runs r WHERE {' AND '.join(where)} LIMIT {RUNS_PER_BATCH}",
-                params,
-            )
+            for (run_id,) in conn.execute(f"{select} AND r.id IN ({marks})", [*params, *found])
         ]
         if not ids:
             conn.execute("COMMIT")
-            return 0, 0
+            return 0, 1  # all changed meanwhile (restarted, say): look again
         marks = ",".join("?" * len(ids))
         rows = 0
         for table, key in (("events", "idx"), ("chunks", "namespace, idx")):
-            rows += conn.execute(
-                f"DELETE FROM {table} WHERE (run_id, {key}) IN (SELECT run_id, {key} "
-                f"FROM {table} WHERE run_id IN ({marks}) LIMIT {ROWS_PER_BATCH})",
-                ids,
-            ).rowcount
+            (count,) = conn.execute(
+                f"SELECT count(*) FROM {table} WHERE run_id IN ({marks})", ids
+            ).fetchone()
+            if count <= ROWS_PER_BATCH:  # the usual case: small runs, deleted whole
+                rows += conn.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", ids).rowcount
+            else:
+                rows += conn.execute(
+                    f"DELETE FROM {table} WHERE (run_id, {key}) IN (SELECT run_id, {key} "
+                    f"FROM {table} WHERE run_id IN ({marks}) LIMIT {ROWS_PER_BATCH})",
+                    ids,
+                ).rowcount
         emptied = f"""id IN ({marks})
             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.run_id = runs.id)
             AND NOT EXISTS (SELECT 1 FROM chunks k WHERE k.run_id = runs.id)"""
