@@ -130,22 +130,27 @@ class Run(Generic[R]):
         await self._outside_workflow("pause").control(self.id, "pause")
 
     async def resume(self) -> None:
-        """Continue a paused run; a no-op for a run that is not paused."""
+        """Continue a paused run; a no-op for a run that is not paused (a terminated run
+        stays terminated: `restart()` starts it again)."""
         await self._outside_workflow("resume").control(self.id, "resume")
 
     async def terminate(self) -> None:
         """Cancel the running steps and end the run as `terminated`; its children too.
 
-        Raises `InvalidStateError` if the run is final already."""
+        Final for this execution: nothing resumes it, but `restart()` starts a new
+        one. Raises `InvalidStateError` if the run is final already."""
         await self._outside_workflow("terminate").control(self.id, "terminate")
 
     async def restart(self, from_step: str | None = None) -> None:
-        """Run again from the start, or from the first step named `from_step`.
+        """Run again from the start, or from the first step named `from_step`: any run,
+        finished (terminated included) or not.
 
         Results of steps before `from_step` are kept; the previous execution's
-        events stay in the log under their generation. Raises `InvalidStateError` if
-        the run has no step named `from_step`, `WorkflowNotRegisteredError` if this
-        engine does not run its workflow.
+        events stay in the log under their generation. The new execution is handed
+        every event the run received before, consumed or not, in order (a wait it
+        re-runs gets the same event again), then the ones sent after. Raises
+        `InvalidStateError` if the run has no step named `from_step`,
+        `WorkflowNotRegisteredError` if this engine does not run its workflow.
         """
         await self._outside_workflow("restart").control(self.id, "restart", from_step)
 
