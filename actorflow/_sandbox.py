@@ -75,7 +75,10 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
                 try:
                     context.run(callback, *args)
                 except (SystemExit, KeyboardInterrupt):
-                    raise
+                    # Raised by workflow code: its task has recorded it (asyncio re-raises it
+                    # only to stop the loop it runs on); the run fails with it. It must not
+                    # reach the engine's loop, which it would stop half-closed.
+                    pass
                 except BaseException as exc:  # as asyncio.Handle does: report, go on
                     self.call_exception_handler(
                         {"message": f"exception in callback {callback!r}", "exception": exc}

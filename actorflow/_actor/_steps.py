@@ -139,6 +139,13 @@ async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> No
         limit = scheduler.host.max_payload_bytes
         if len(data) > limit:
             raise oversize(data, f"step {step.name!r} result", limit)
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # asked for: terminate, teardown, close
+            raise
+        # The step's own cancellation (it raised CancelledError, or awaited something
+        # cancelled): a failure like any other, retried by its policy.
+        message = StepFinished(op, attempt, None, ErrorInfo.from_exception(exc), retryable=True)
     except (FatalError, SerializationError) as exc:
         message = StepFinished(op, attempt, None, ErrorInfo.from_exception(exc))
     except RetryableError as exc:
@@ -150,7 +157,10 @@ async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> No
             retryable=True,
             retry_after=exc.retry_after,
         )
-    except Exception as exc:
+    except BaseException as exc:
+        # Exception, and also GeneratorExit, SystemExit and KeyboardInterrupt raised by
+        # the step's code: its attempt fails, retried by the policy; nothing escapes to
+        # the engine's loop (a SystemExit there would leave the process half-closed).
         message = StepFinished(op, attempt, None, ErrorInfo.from_exception(exc), retryable=True)
     else:
         message = StepFinished(op, attempt, data, None)
