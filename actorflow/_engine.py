@@ -67,6 +67,9 @@ class Engine(EngineSchedules):
     - `max_payload_bytes`: cap on each stored value as JSON (arguments, metadata,
       results, event payloads); a larger one raises `SerializationError` where it
       enters, and a step's result fails the step.
+    - `close_timeout`: the most `close()` waits for cancelled steps and actors to
+      end; one that has not (it catches `CancelledError`) is abandoned with a
+      warning naming its run and step.
     - `retention`: delete finished runs (with their events and streams) that long
       after they finished, in the background; a workflow's own `retention=`
       overrides it. None (the default) keeps them (see `purge`).
@@ -83,6 +86,7 @@ class Engine(EngineSchedules):
         max_stream_bytes: int = 64 * 1024 * 1024,
         max_payload_bytes: int = 64 * 1024 * 1024,
         retention: Duration | None = None,
+        close_timeout: float = 5.0,
     ) -> None:
         if max_concurrency is not None and (
             not isinstance(max_concurrency, int) or max_concurrency < 1
@@ -105,6 +109,9 @@ class Engine(EngineSchedules):
         self.wake_ahead = wake_ahead
         self.max_stream_bytes = max_stream_bytes
         self.max_payload_bytes = max_payload_bytes
+        if not (close_timeout >= 0 and math.isfinite(close_timeout)):
+            raise ValueError(f"close_timeout must be >= 0 seconds, got {close_timeout!r}")
+        self.close_timeout = close_timeout
         self._workflows: dict[str, WorkflowFunction[Any, Any]] | None = None
         if workflows is not None:
             self._workflows = {}
@@ -164,7 +171,7 @@ class Engine(EngineSchedules):
             return
         self._state = "closing"
         await self.schedules.close()
-        await self._runs.stop()
+        await self._runs.stop(self.close_timeout)
         await self._retention.stop()
         await self.store.close()
         self._state = "closed"

@@ -190,7 +190,7 @@ class WorkflowDriver(Operations):
             op.pending = False
             if op.task is not None:
                 op.task.cancel()
-                self.host.reap(op.task)
+                self.host.reap(op.task, f"step {op.name!r} of run {self.run_id!r}")
                 op.task = None
         # A limited run may hold a slot it has not heard of yet (granted after it queued).
         if self.has_slot or (self.limited and self.workflow is not None and not self.superseded):

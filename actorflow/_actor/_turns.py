@@ -211,7 +211,7 @@ class RunActor(WorkflowDriver):
         self._inputs = None
         if self.task is not None:
             self.task.cancel()
-            self.host.reap(self.task)
+            self.host.reap(self.task, f"the actor of run {self.run_id!r}")
 
     def _evictable(self) -> bool:
         wake_at = self.row.wake_at
