@@ -49,7 +49,10 @@ def encode(value: Any, what: str, limit: int | None = None) -> bytes:
     try:
         data = dumps_value(value)
     except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
-        path, reason = _find_offender(value, what, 0, [])
+        try:
+            path, reason = _find_offender(value, what, 0, [])
+        except Exception as walk:  # a part that raises when looked at (a property, say)
+            path, reason = what, f"{exc}; looking for the bad part raised {walk!r}"
         message = f"{_shorten(path)} cannot be serialized to JSON: {reason}"
         raise SerializationError(message) from exc
     if limit is not None and len(data) > limit:

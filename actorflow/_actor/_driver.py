@@ -242,6 +242,22 @@ class WorkflowDriver(Operations):
         # At once on commit, not on this actor's next turn: result() callers wake sooner.
         batch.callbacks.append(notify)
 
+    def fail_after_crash(self, exc: BaseException) -> bool:
+        """Record the run as failed with `exc`, which a turn of its actor raised: whatever
+        kills a turn fails the run rather than leaving its callers waiting (and its
+        replay crashing again on every reopen). False if it cannot be recorded."""
+        if not self.loaded or self.finished:
+            return False
+        try:
+            info = ErrorInfo.from_exception(exc)
+            crashed = f"the run's actor crashed: {info.message}"
+            self.finish_failed(ErrorInfo(info.type, crashed, info.traceback))
+            self.store.commit()
+        except Exception:
+            log.exception("run %s could not be recorded as failed", self.run_id)
+            return False
+        return True
+
     def finish_failed(self, error: ErrorInfo) -> None:
         data = dumps(error.to_json())
         self.finish(RunStatus.FAILED, L.RUN_FAILED, data, error=data)
