@@ -20,6 +20,7 @@ from collections import deque
 from typing import Protocol
 
 from .._errors import StoreWriteError
+from .._repeated_errors import RepeatedErrors
 from ._base import CommitListener, CommitStats, FailureListener, RunRow, WriteBatch
 
 log = logging.getLogger("actorflow.store")
@@ -59,6 +60,7 @@ class GroupCommitWriter:
         self._listener: CommitListener | None = None
         self._failure_listener: FailureListener | None = None
         self._stopping = False
+        self._errors = RepeatedErrors(log, "commit")
         self.batches = 0
         self.rows = 0
         self.busy_seconds = 0.0  # wall time spent writing batches
@@ -159,7 +161,7 @@ class GroupCommitWriter:
             try:
                 await self.transactions.write(batch)
             except Exception as exc:
-                log.exception("commit of %d rows failed", len(batch))
+                self._errors.failed(exc, f" ({len(batch)} rows)")
                 error = StoreWriteError(f"commit failed: {exc!r}")
                 if self._failure_listener is not None:
                     # Before the next batch is written: it may hold rows that continue
@@ -174,6 +176,7 @@ class GroupCommitWriter:
                     batch.future.exception()
                 continue
             self.busy_seconds += time.perf_counter() - began
+            self._errors.succeeded()
             self.batches += 1
             self.rows += len(batch)
             if self._listener is not None:
