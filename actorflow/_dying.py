@@ -11,6 +11,7 @@ whoever runs the loop (asyncio.run) cancels it again when it ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -55,3 +56,12 @@ class DyingTasks:
                 waiting[task],
             )
             self._tasks.pop(task, None)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a service task the engine owns and wait for it to end (its cancellation
+    is expected; any other exception propagates)."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -234,7 +234,8 @@ class Engine(EngineSchedules):
         Raises `ValueError` for a status that is not final.
         """
         self._check_open()
-        return await purge(self.store, purge_filter(before, status, workflow))
+        name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
+        return await purge(self.store, purge_filter(before, status, name))
 
     # -- starting runs ---------------------------------------------------------------------
 

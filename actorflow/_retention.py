@@ -7,14 +7,14 @@ that commits get the store's write lock in between.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Protocol
 
-from ._definitions import WorkflowFunction
 from ._durations import to_timestamp
+from ._dying import cancel_and_wait
 from ._models import FINAL, RunStatus
 from ._store import PurgeFilter, Store
 
@@ -27,7 +27,7 @@ PAUSE = 0.005
 def purge_filter(
     before: datetime,
     status: RunStatus | str | Iterable[RunStatus | str] | None,
-    workflow: WorkflowFunction[..., object] | str | None,
+    workflow: str | None,
 ) -> PurgeFilter:
     """The filter of `Engine.purge`'s arguments; raises `ValueError`/`TypeError` for bad ones."""
     given = [] if status is None else [status] if isinstance(status, str) else list(status)
@@ -37,13 +37,18 @@ def purge_filter(
             raise ValueError(
                 f"purge deletes finished runs: status must be one of {FINAL}, got {s!r}"
             )
-    if isinstance(workflow, WorkflowFunction):
-        workflow = workflow.name
-    elif workflow is not None and not isinstance(workflow, str):
+    if workflow is not None and not isinstance(workflow, str):
         raise TypeError(f"workflow must be an @af.workflow function or its name, got {workflow!r}")
     return PurgeFilter(
         to_timestamp(before, "before"), statuses, None if workflow is None else [workflow]
     )
+
+
+class Retained(Protocol):
+    """What the sweeper needs of a workflow (a `WorkflowFunction`)."""
+
+    name: str
+    retention: float | None
 
 
 async def purge(store: Store, which: PurgeFilter) -> int:
@@ -67,7 +72,7 @@ class RetentionSweeper:
         self,
         store: Store,
         default: float | None,
-        workflows: Callable[[], Iterable[WorkflowFunction[..., object]]],
+        workflows: Callable[[], Iterable[Retained]],
     ) -> None:
         self._store = store
         self._default = default
@@ -87,11 +92,8 @@ class RetentionSweeper:
             self._task = asyncio.create_task(self._run(interval), name="actorflow-retention")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self, interval: float) -> None:
         while True:

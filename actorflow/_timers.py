@@ -15,12 +15,13 @@ next entries still fire.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 import math
 import time
 from collections.abc import Callable
+
+from ._dying import cancel_and_wait
 
 log = logging.getLogger("actorflow.timers")
 
@@ -59,11 +60,8 @@ class TimerService:
         self._task = asyncio.create_task(self._run(), name="actorflow-timers")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def __len__(self) -> int:
         return len(self._heap)
