@@ -81,7 +81,7 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         before = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
         t0 = time.perf_counter()
         purge = asyncio.create_task(engine.purge(before))
-        during = []
+        during = [await _one(engine)]
         while not purge.done():
             during.append(await _one(engine))
         deleted = await purge

@@ -67,6 +67,7 @@ POSITIVE = {
         "lateness_live_p99_ms",
         "evicted_reopen_s",
     ],
+    "purge": ["purged_events_per_s", "purge_s", "alone_p50_ms", "during_p50_ms"],
 }
 # Metrics that must be present (any number; RSS deltas of tiny runs can be noise).
 PRESENT = {

@@ -140,8 +140,7 @@ async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> No
         if len(data) > limit:
             raise oversize(data, f"step {step.name!r} result", limit)
     except asyncio.CancelledError as exc:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():  # asked for: terminate, teardown, close
+        if _cancel_requested():  # terminate, teardown, close
             raise
         # The step's own cancellation (it raised CancelledError, or awaited something
         # cancelled): a failure like any other, retried by its policy.
@@ -165,6 +164,14 @@ async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> No
     else:
         message = StepFinished(op, attempt, data, None)
     scheduler.step_ended(message)
+
+
+def _cancel_requested() -> bool:
+    """Whether the running task was asked to stop (`Task.cancel()`), as opposed to code in
+    it raising CancelledError. A function of its own: a local holding the task in the
+    step's frame would tie the task, its exception and the frame into a cycle."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _call(op: StepOp) -> Awaitable[Any]:
