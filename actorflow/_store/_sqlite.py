@@ -36,7 +36,7 @@ from ._base import (
 )
 from ._checkpoint import WalCheckpointer
 from ._group_commit import GroupCommitWriter
-from ._purge import purge_batch
+from ._purge import choose, delete
 from ._schedule_rows import SCHEDULES_SCHEMA, SELECT_SCHEDULES, ScheduleRow
 from ._sqlite_file import check_path, lock, prepare_file, unlock
 from ._sqlite_writer import SQLiteTransactions
@@ -126,9 +126,8 @@ class SQLiteStore:
         self.path = path
         self._synchronous = synchronous.upper()
         self._checkpointer = WalCheckpointer(self._connect)
-        self._writer = GroupCommitWriter(
-            SQLiteTransactions(self._connect_writer, self._checkpointer)
-        )
+        self._transactions = SQLiteTransactions(self._connect_writer, self._checkpointer)
+        self._writer = GroupCommitWriter(self._transactions)
         # The writer's own methods: these two are called many times per step.
         self.batch: Callable[[], WriteBatch] = self._writer.batch
         self.commit: Callable[[], asyncio.Future[None]] = self._writer.commit
@@ -209,12 +208,17 @@ class SQLiteStore:
             conn.close()
 
     async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
-        """One short transaction of a purge (see `_purge`), on a thread and a connection of
-        its own; purges take turns."""
+        """One short transaction of a purge (see `_purge`): the runs are chosen on a
+        connection of the purge's own, and deleted on the writer's, between commits."""
         async with self._purging:
             if self._purger is None:
                 self._purger = await asyncio.to_thread(self._connect)
-            return await asyncio.to_thread(purge_batch, self._purger, which)
+            chosen = await asyncio.to_thread(choose, self._purger, which)
+        if not chosen:
+            return 0, 0
+        transactions = self._transactions
+        deleted = await self._writer.exclusive(lambda: transactions.call(delete, which, chosen))
+        return deleted if deleted != (0, 0) else (0, 1)  # all changed meanwhile: look again
 
     def set_commit_listener(self, listener: CommitListener) -> None:
         self._writer.set_commit_listener(listener)
