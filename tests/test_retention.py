@@ -3,6 +3,7 @@ batches, keeping runs still referenced."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sqlite3
 from pathlib import Path
@@ -192,3 +193,20 @@ def test_retention_options_are_checked() -> None:
         af.Engine("memory://", retention="forever")
     with pytest.raises(ValueError, match="workflow retention"):
         af.workflow(retention=-1)
+
+
+async def test_runs_go_on_while_a_purge_deletes(sqlite_url: str) -> None:
+    """Purge transactions run between the group commit's commits: runs started during a
+    purge all finish, and the purge deletes exactly the old ones."""
+    async with af.Engine(sqlite_url) as engine:
+        old = await engine.start_many(ret_echo, [(i,) for i in range(1500)])
+        assert [await r.result(timeout=30) for r in old] == list(range(1500))
+        cutoff = _later()
+        purge = asyncio.create_task(engine.purge(cutoff, workflow=ret_echo))
+        new = []
+        while not purge.done() or len(new) < 50:
+            new.append(await engine.start(ret_waits))
+            await new[-1].send_event("go", len(new))
+        assert await purge == 1500
+        assert [await r.result(timeout=5) for r in new] == list(range(1, len(new) + 1))
+        assert await _ids(engine) == {r.id for r in new}
