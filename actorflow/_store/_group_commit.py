@@ -145,6 +145,8 @@ class GroupCommitWriter:
         """Run `job` between two commits, with the write connection to itself: commits
         asked for meanwhile wait for it, without contending for a lock (see `_purge`).
         Raises `StoreWriteError` if the writer stops first."""
+        if self._task is None or self._stopping:
+            raise StoreWriteError("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._jobs.append((job, future))
         if self._wakeup is not None and not self._wakeup.done():
