@@ -63,3 +63,22 @@ async def test_close_abandons_a_step_that_swallows_cancellation(
 def test_close_timeout_is_checked() -> None:
     with pytest.raises(ValueError, match="close_timeout"):
         af.Engine("memory://", close_timeout=-1)
+
+
+async def test_close_is_bounded_by_default(caplog: pytest.LogCaptureFixture) -> None:
+    """Without the option (5 s by default): the issue's case, where close() hung."""
+    release = gates["release"] = asyncio.Event()
+    started = gates["started"] = asyncio.Event()
+    engine = af.Engine("memory://")
+    await engine.open()
+    try:
+        run = await engine.start(hcl_runs_stubborn)
+        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.wait_for(run.terminate(), 5)
+        with caplog.at_level(logging.WARNING, logger="actorflow.engine"):
+            await asyncio.wait_for(engine.close(), 15)
+        assert any("abandoned" in r.getMessage() for r in caplog.records)
+    finally:
+        release.set()
+        await engine.close()
+    await asyncio.sleep(0)

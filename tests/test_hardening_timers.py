@@ -83,3 +83,31 @@ async def test_timer_service_survives_a_wake_that_raises(caplog: pytest.LogCaptu
     await service.stop()  # the service task did not die, so stopping it does not raise
     assert woken == ["next"]
     assert any("'broken'" in r.getMessage() for r in caplog.records)
+
+
+@af.step(name="htm.bad_retry_after", retry=af.Retry(limit=1, delay=0))
+async def htm_bad_retry_after() -> None:
+    raise af.RetryableError("again", retry_after=math.nan)
+
+
+@af.workflow(name="htm.bad_retry")
+async def htm_bad_retry() -> None:
+    await htm_bad_retry_after()
+
+
+@af.workflow(name="htm.sleeps")
+async def htm_sleeps() -> str:
+    await af.sleep(0.05)
+    return "woke"
+
+
+async def test_a_bad_retry_delay_fails_its_step_and_timers_keep_firing(engine: af.Engine) -> None:
+    """The issue's case: a NaN delay killed the timer service, after which no timer of
+    any run fired and `close()` raised. Now it is refused where it is made."""
+    bad = await engine.start(htm_bad_retry)
+    with pytest.raises(af.RunFailedError) as caught:
+        await bad.result(timeout=5)
+    assert caught.value.error.type == "ValueError"
+    assert "retry_after" in caught.value.error.message
+    sleeper = await engine.start(htm_sleeps)
+    assert await sleeper.result(timeout=5) == "woke"
