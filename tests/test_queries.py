@@ -75,3 +75,19 @@ async def _read_all(run: af.Run[object]) -> list[str]:
 
 async def _count(engine: af.Engine, n: int) -> bool:
     return engine.live_readers() == n
+
+
+async def test_events_after_and_follow(engine: af.Engine) -> None:
+    run = await engine.start(query_waits)
+    await eventually(lambda: _is(run, af.RunStatus.WAITING))
+    recorded = [e async for e in run.events(follow=False)]
+    assert [e.index for e in recorded] == list(range(len(recorded)))
+    assert recorded[0].kind == "run_created"
+    rest = [e.index async for e in run.events(after=0, follow=False)]
+    assert rest == [e.index for e in recorded[1:]]
+    await run.send_event("go", 7)
+    tail = [e async for e in run.events(after=recorded[-1].index)]
+    assert tail[0].index == recorded[-1].index + 1
+    assert tail[-1].kind == "run_completed"
+    resumed_at_end = [e async for e in run.events(after=tail[-1].index)]
+    assert resumed_at_end == []
