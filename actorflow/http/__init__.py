@@ -9,5 +9,6 @@ Routes, status codes and JSON shapes are described at `GET /v1/openapi.json`.
 
 from ._access import is_loopback
 from ._app import asgi_app
+from ._server import serve
 
-__all__ = ["asgi_app", "is_loopback"]
+__all__ = ["asgi_app", "is_loopback", "serve"]
