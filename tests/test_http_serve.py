@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 import actorflow as af
+from tests import http_workflows  # noqa: F401  (the served workflows, for the reopen)
 from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
