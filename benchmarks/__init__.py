@@ -17,4 +17,5 @@ WORKLOADS = (
     "streams",
     "waiting",
     "schedules",
+    "http",
 )
