@@ -98,3 +98,12 @@ async def test_unknown_run_and_bad_last_event_id(engine: af.Engine) -> None:
     run = await engine.start(wf.http_add, 1, 2)
     bad = await SSEClient(f"/v1/runs/{run.id}/events", [("Last-Event-ID", "x")]).call(app)
     assert bad.status == 400
+
+
+async def test_a_result_wait_ends_when_the_client_leaves(engine: af.Engine) -> None:
+    run = await engine.start(wf.http_approve, "gone")
+    client = SSEClient(f"/v1/runs/{run.id}/result?wait=3600")
+    client.disconnected.set()
+    await asyncio.wait_for(client.call(asgi_app(engine)), 30)
+    assert client.status == 499
+    assert await run.status() != af.RunStatus.COMPLETED

@@ -3,9 +3,10 @@ event log and streams (JSON, or Server-Sent Events)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Coroutine
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -19,6 +20,7 @@ from ._params import int_param, last_event_id, seconds_param, wants_event_stream
 from ._shapes import error_json, event_json, run_json
 from ._sse import message, sse_response
 
+T = TypeVar("T")
 MAX_LIST = 1000
 MAX_WAIT = 3600.0
 MAX_NAMESPACE = 200  # as the engine's streams allow
@@ -83,7 +85,9 @@ class RunRoutes:
         wait = seconds_param(request, "wait", MAX_WAIT)
         run = self._run(request)
         try:
-            value = await run.result(timeout=wait)
+            value = await _unless_client_leaves(request, run.result(timeout=wait))
+        except _ClientLeft:
+            return Response(status_code=499)  # nobody reads it: the connection is gone
         except TimeoutError:
             return json_response({"status": (await run.status()).value}, 202)
         except af.RunFailedError as exc:
@@ -164,6 +168,32 @@ class RunRoutes:
         await run.status()
         chunks = run.stream(namespace, start, with_info=True)
         return sse_response(_chunk_messages(chunks), self.heartbeat)
+
+
+async def _unless_client_leaves(request: Request, waiting: Coroutine[Any, Any, T]) -> T:
+    """`await waiting`, cancelled if the client disconnects first (a long `?wait=` must
+    not hold its waiter for a client that has gone)."""
+    answer = asyncio.ensure_future(waiting)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not answer.done():
+            answer.cancel()
+        await asyncio.gather(answer, gone, return_exceptions=True)
+    if answer.cancelled():
+        raise _ClientLeft
+    return answer.result()
+
+
+class _ClientLeft(Exception):
+    """The client disconnected while its request waited."""
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _chunk_messages(chunks: AsyncGenerator[Any, None]) -> AsyncGenerator[bytes, None]:
