@@ -70,7 +70,7 @@ async def test_heartbeat_comments_while_nothing_happens(engine: af.Engine) -> No
     )
     await asyncio.wait_for(client.call(app), 5)
     assert ids(client.messages)[0] == 0
-    assert len(engine.event_hub) == 0
+    assert engine.live_readers() == 0
 
 
 async def test_a_thousand_clients_connect_and_drop(engine: af.Engine) -> None:
@@ -83,11 +83,11 @@ async def test_a_thousand_clients_connect_and_drop(engine: af.Engine) -> None:
     ]
     calls = [asyncio.create_task(c.call(app)) for c in clients]
     await eventually(lambda: all(ids(c.messages) for c in clients), timeout=60)
-    assert len(engine.event_hub) + len(engine.chunk_hub) == 1000
+    assert engine.live_readers() == 1000
     for client in clients:
         client.disconnected.set()
     await asyncio.wait_for(asyncio.gather(*calls), 30)
-    assert len(engine.event_hub) == 0 and len(engine.chunk_hub) == 0
+    assert engine.live_readers() == 0
     assert await run.status() == af.RunStatus.WAITING
 
 
