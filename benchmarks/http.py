@@ -144,7 +144,9 @@ async def _over_http(cfg: dict[str, Any], ctx: Context) -> None:
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
-    limits = httpx.Limits(max_connections=cfg["clients"], max_keepalive_connections=cfg["clients"])
+    # One connection more than the SSE readers hold: the POST that starts the chunks.
+    conns = max(cfg["clients"], cfg["readers"] + 1)
+    limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
     try:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=120
