@@ -146,3 +146,8 @@ class RetryableError(Exception):
     def __init__(self, message: str = "", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StoreReadError(ActorflowError):
+    """A store cannot be read directly: no such file, not a SQLite database, or not
+    actorflow's (the command line's `--db` reads)."""

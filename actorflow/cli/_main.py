@@ -5,7 +5,10 @@ from __future__ import annotations
 import click
 
 from ._demo import demo_command
+from ._runs import runs
+from ._schedules import schedules
 from ._serve import serve_command
+from ._workflows import hooks, workflows
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,3 +19,7 @@ def main() -> None:
 
 main.add_command(serve_command, "serve")
 main.add_command(demo_command, "demo")
+main.add_command(workflows)
+main.add_command(runs)
+main.add_command(hooks)
+main.add_command(schedules)
