@@ -16,7 +16,6 @@ from actorflow._store_reader import StoreReader
 from ._client import DEFAULT_URL, HttpClient
 from ._output import Output
 from ._source import RequestFailed, Source
-from ._store_source import StoreSource
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,7 +51,10 @@ _url = click.option(
     help="the server (or ACTORFLOW_URL)",
 )
 _token = click.option(
-    "--token", envvar="ACTORFLOW_TOKEN", help="bearer token of the server (or ACTORFLOW_TOKEN)"
+    "--token",
+    "auth_token",
+    envvar="ACTORFLOW_TOKEN",
+    help="bearer token of the server (or ACTORFLOW_TOKEN)",
 )
 _json = click.option(
     "--json", "as_json", is_flag=True, help="print JSON (the HTTP API's shapes) instead of tables"
@@ -94,8 +96,8 @@ def with_client(f: F) -> F:
     """A command that talks to a server: called as `f(client, out, **arguments)`."""
 
     @functools.wraps(f)
-    def command(url: str, token: str | None, as_json: bool, **kwargs: Any) -> Any:
-        client = HttpClient(url, token)
+    def command(url: str, auth_token: str | None, as_json: bool, **kwargs: Any) -> Any:
+        client = HttpClient(url, auth_token)
         try:
             return _guarded(f, client, Output(as_json), **kwargs)
         finally:
@@ -108,8 +110,18 @@ def with_source(f: F) -> F:
     """A read command: a server, or with `--db` a store file; `f(source, out, **arguments)`."""
 
     @functools.wraps(f)
-    def command(url: str, token: str | None, as_json: bool, db: str | None, **kwargs: Any) -> Any:
-        source: Source = _guarded(StoreSource, db) if db else HttpClient(url, token)
+    def command(
+        url: str, auth_token: str | None, as_json: bool, db: str | None, **kwargs: Any
+    ) -> Any:
+        source: Source
+        if db:
+            # Imported here: it loads the HTTP package's serializers (and starlette), which
+            # the commands that ask a server never need.
+            from ._store_source import StoreSource
+
+            source = _guarded(StoreSource, db)
+        else:
+            source = HttpClient(url, auth_token)
         try:
             return _guarded(f, source, Output(as_json), **kwargs)
         finally:

@@ -36,13 +36,13 @@ def hooks() -> None:
 
 
 @hooks.command("resume")
-@click.argument("token")
+@click.argument("hook_token", metavar="TOKEN")
 @click.argument("payload", required=False, type=JSON_VALUE)
 @with_client
-def resume_hook(client: HttpClient, out: Output, token: str, payload: Any) -> None:
+def resume_hook(client: HttpClient, out: Output, hook_token: str, payload: Any) -> None:
     """Deliver PAYLOAD (JSON; null if left out) to the run waiting on the hook TOKEN."""
-    answer = client.post(f"/hooks/{segment(token)}", payload)
+    answer = client.post(f"/hooks/{segment(hook_token)}", payload)
     if out.json:
         out.document(answer)
     else:
-        out.show(Text.assemble("resumed hook ", (token, "bold")))
+        out.show(Text.assemble("resumed hook ", (hook_token, "bold")))

@@ -1,0 +1,267 @@
+"""The `actorflow` console script against a real `actorflow serve` (one per module):
+every command, its `--json` shapes, its human output and its exit statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests._cli import (
+    cli,
+    cli_process,
+    doc,
+    free_port,
+    lines,
+    ok,
+    one_error_line,
+    serving,
+    wait_until,
+)
+
+RUN_KEYS = {
+    "id", "workflow", "status", "args", "result", "error", "metadata", "parent_id",
+    "created_at", "started_at", "completed_at", "steps",
+}  # fmt: skip
+STEP_KEYS = {"seq", "name", "status", "attempts", "result", "error", "started_at", "completed_at"}
+EVENT_KEYS = {"index", "kind", "at", "generation", "seq", "name", "data"}
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    db = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'served.db'}"
+    with serving(db) as served:
+        yield served
+
+
+def af(url: str, *args: str) -> str:
+    """stdout of a command that must succeed against the server."""
+    return ok(cli(*args, url=url))
+
+
+def test_start_wait_prints_the_result_and_result_reads_it(url: str) -> None:
+    assert doc(cli("runs", "start", "cli_summed", "2", "3", "--wait", "--json", url=url)) == {
+        "status": "completed",
+        "result": 6,
+        "error": None,
+    }
+    assert af(url, "runs", "start", "cli_summed", "2", "3", "--wait").strip() == "6"
+    run = doc(cli("runs", "start", "cli_summed", "4", "5", "--id", "sum-45", "--json", url=url))
+    assert set(run) == RUN_KEYS
+    assert (run["id"], run["workflow"], run["args"]) == ("sum-45", "cli_summed", [4, 5])
+    answer = doc(cli("runs", "result", "sum-45", "--wait", "30", "--json", url=url))
+    assert answer == {"status": "completed", "result": 10, "error": None}
+    assert af(url, "runs", "result", "sum-45", "--wait", "30").strip() == "10"
+    # The same id again returns the run that exists.
+    again = doc(cli("runs", "start", "cli_summed", "4", "5", "--id", "sum-45", "--json", url=url))
+    assert again["id"] == "sum-45" and again["status"] == "completed"
+
+
+def test_arguments_are_json_and_text_that_is_not_is_a_usage_error(url: str) -> None:
+    out = cli("runs", "start", "cli_echo", "2", '{"a": [1, null]}', '"text"', "--wait", "--json",
+              url=url)  # fmt: skip
+    assert doc(out)["result"] == [2, {"a": [1, None]}, "text"]
+    bad = cli("runs", "start", "cli_echo", "2", "{}", "plain text", url=url)
+    assert bad.returncode == 2
+    assert "'plain text' is not JSON" in bad.stderr and '"plain text"' in bad.stderr
+    assert "Traceback" not in bad.stderr
+    bad_payload = cli("runs", "send-event", "sum-45", "go", "{oops", url=url)
+    assert bad_payload.returncode == 2 and "is not JSON" in bad_payload.stderr
+
+
+def test_failed_and_terminated_runs_exit_3(url: str) -> None:
+    failed = cli("runs", "start", "cli_broken", '"boom"', "--id", "broken-1", "--wait", url=url)
+    assert failed.returncode == 3, failed.stderr
+    assert "failed" in failed.stdout and "FatalError: boom" in failed.stdout
+    assert "Traceback (most recent call last)" in failed.stdout  # the run's, on stdout
+    answer = cli("runs", "result", "broken-1", "--json", url=url)
+    assert answer.returncode == 3
+    shape = doc(cli("runs", "describe", "broken-1", "--json", url=url))["error"]
+    assert set(shape) == {"type", "message", "traceback"}
+    assert orjson.loads(answer.stdout) == {"status": "failed", "result": None, "error": shape}
+    gate = doc(cli("runs", "start", "cli_gate", "--json", url=url))["id"]
+    assert doc(cli("runs", "terminate", gate, "--json", url=url)) == {
+        "id": gate,
+        "status": "terminated",
+    }
+    terminated = cli("runs", "result", gate, url=url)
+    assert terminated.returncode == 3 and "terminated" in terminated.stdout
+    again = cli("runs", "terminate", gate, url=url)
+    assert "terminated" in one_error_line(again, "InvalidStateError")
+
+
+def test_result_of_an_unfinished_run_says_so(url: str) -> None:
+    gate = doc(cli("runs", "start", "cli_gate", "--json", url=url))["id"]
+    answer = doc(cli("runs", "result", gate, "--json", url=url))
+    assert answer in ({"status": "running"}, {"status": "waiting"})
+    assert "no result yet" in af(url, "runs", "result", gate)
+    ok(cli("runs", "terminate", gate, url=url))
+
+
+def test_list_and_describe(url: str) -> None:
+    parent = doc(cli("runs", "start", "cli_parent", "3", "--id", "parent-3", "--wait", "--json",
+                     url=url))  # fmt: skip
+    assert parent["result"] == 7
+    page = doc(cli("runs", "list", "--json", url=url))
+    assert set(page) == {"runs", "next_cursor"}
+    assert {run["id"] for run in page["runs"]} >= {"parent-3", "parent-3.0", "sum-45"}
+    assert all(set(run) == RUN_KEYS and run["steps"] == [] for run in page["runs"])
+    only = doc(cli("runs", "list", "--workflow", "cli_parent", "--json", url=url))["runs"]
+    assert [run["id"] for run in only] == ["parent-3"]
+    failed = doc(cli("runs", "list", "--status", "failed", "--json", url=url))["runs"]
+    assert failed and all(run["status"] == "failed" for run in failed)
+    two = doc(cli("runs", "list", "--limit", "2", "--json", url=url))
+    assert len(two["runs"]) == 2 and two["next_cursor"] == two["runs"][-1]["id"]
+    table = af(url, "runs", "list", "--workflow", "cli_parent")
+    assert "ID" in table and "DURATION" in table
+    assert "parent-3" in table and "cli_parent" in table and "completed" in table
+    child = doc(cli("runs", "describe", "parent-3.0", "--json", url=url))
+    assert set(child) == RUN_KEYS and child["parent_id"] == "parent-3"
+    assert [(s["seq"], s["name"], s["status"], s["attempts"]) for s in child["steps"]] == [
+        (0, "cli_add", "completed", 1),
+        (1, "cli_add", "completed", 1),
+    ]
+    assert all(set(step) == STEP_KEYS for step in child["steps"])
+    human = af(url, "runs", "describe", "parent-3")
+    for text in ("parent-3", "cli_parent", "completed", "[3]", "result", "7", "children",
+                 "parent-3.0", "cli_summed"):  # fmt: skip
+        assert text in human, text
+    steps = af(url, "runs", "describe", "parent-3.0")
+    assert "cli_add" in steps and "ATTEMPTS" in steps and "parent     parent-3" in steps
+    broken = af(url, "runs", "describe", "broken-1")
+    assert "FatalError: boom" in broken and "raise af.FatalError(message)" in broken
+
+
+def test_events_stream_and_send_event(url: str) -> None:
+    ok(cli("runs", "start", "cli_approval", '{"n": 1}', "--id", "ap-1", url=url))
+    streaming = cli_process("runs", "stream", "ap-1", url=url)
+    following = cli_process("runs", "events", "ap-1", "--follow", "--json", url=url)
+    assert following.stdout is not None
+    seen = [orjson_line(following.stdout.readline()) for _ in range(6)]
+    assert seen[-1]["kind"] == "wait_started"  # it is waiting: the event can go now
+    sent = doc(cli("runs", "send-event", "ap-1", "approve", '"bob"', "--json", url=url))
+    assert sent == {"id": "ap-1", "type": "approve"}
+    rest, _ = following.communicate(timeout=30)
+    assert following.returncode == 0
+    followed = seen + lines(rest)
+    assert all(set(e) == EVENT_KEYS for e in followed)
+    assert followed[-1]["kind"] == "run_completed"
+    assert [e["index"] for e in followed] == list(range(len(followed)))
+    text, errors = streaming.communicate(timeout=30)
+    assert streaming.returncode == 0, errors
+    assert text == 'waiting for approval{"order":{"n":1}}\n\x00raw\n'
+    chunks = lines(af(url, "runs", "stream", "ap-1", "--json"))
+    assert chunks == [
+        {"index": 0, "data": "waiting for "},
+        {"index": 1, "data": "approval"},
+        {"index": 2, "data": {"order": {"n": 1}}},
+        {"index": 3, "data": "AHJhdw==", "encoding": "base64"},
+    ]
+    assert lines(af(url, "runs", "stream", "ap-1", "--start", "-1", "--json")) == chunks[-1:]
+    recorded = lines(af(url, "runs", "events", "ap-1", "--json"))
+    assert recorded == followed
+    table = af(url, "runs", "events", "ap-1")
+    assert "event_received" in table and '"bob"' in table and "run_completed" in table
+
+
+def orjson_line(line: str) -> dict[str, object]:
+    import orjson
+
+    value: dict[str, object] = orjson.loads(line)
+    return value
+
+
+def test_start_follow(url: str) -> None:
+    proc = cli_process("runs", "start", "cli_approval", "{}", "--id", "ap-2", "--follow",
+                       "--json", url=url)  # fmt: skip
+    assert proc.stdout is not None
+    run = orjson_line(proc.stdout.readline())
+    assert run["id"] == "ap-2" and set(run) == RUN_KEYS
+    while orjson_line(proc.stdout.readline())["kind"] != "wait_started":
+        pass
+    ok(cli("runs", "send-event", "ap-2", "approve", '"ann"', url=url))
+    rest, errors = proc.communicate(timeout=30)
+    assert proc.returncode == 0, errors
+    printed = lines(rest)
+    assert printed[-2]["kind"] == "run_completed"
+    assert printed[-1] == {"status": "completed", "result": {"order": {}, "by": "ann"},
+                           "error": None}  # fmt: skip
+    # Human output in a pipe: one line per event, then the result.
+    human = af(url, "runs", "start", "cli_summed", "1", "1", "--follow")
+    assert "run_created" in human and "step_completed" in human and "cli_add" in human
+    assert human.rstrip().endswith("3")
+    failed = cli("runs", "start", "cli_broken", '"late"', "--follow", url=url)
+    assert failed.returncode == 3 and "run_failed" in failed.stdout
+
+
+def test_controls(url: str) -> None:
+    gate = doc(cli("runs", "start", "cli_gate", "--id", "gate-1", "--json", url=url))["id"]
+    wait_until(lambda: doc(cli("runs", "describe", gate, "--json", url=url))["status"] == "waiting")
+    paused = doc(cli("runs", "pause", gate, "--json", url=url))
+    assert paused["id"] == gate and paused["status"] in ("pausing", "paused")
+    assert "gate-1" in af(url, "runs", "resume", gate)
+    ok(cli("runs", "send-event", gate, "go", url=url))
+    assert (
+        doc(cli("runs", "result", gate, "--wait", "30", "--json", url=url))["result"] == "through"
+    )
+    # From its first step: the "go" it received stays buffered, so it runs through again.
+    restarted = doc(cli("runs", "restart", gate, "--from-step", "cli_add", "--json", url=url))
+    assert restarted["id"] == gate and restarted["status"] != "completed"
+    again = doc(cli("runs", "result", gate, "--wait", "30", "--json", url=url))
+    assert again == {"status": "completed", "result": "through", "error": None}
+    assert "gate-1" in af(url, "runs", "restart", gate)
+
+
+def test_hooks_resume(url: str) -> None:
+    ok(cli("runs", "start", "cli_hooked", '"tok-1"', "--id", "hooked-1", url=url))
+    events = lambda: lines(af(url, "runs", "events", "hooked-1", "--json"))  # noqa: E731
+    wait_until(lambda: any(e["kind"] == "hook_created" for e in events()))
+    assert doc(cli("hooks", "resume", "tok-1", '{"x": 1}', "--json", url=url)) == {"token": "tok-1"}
+    assert doc(cli("runs", "result", "hooked-1", "--wait", "30", "--json", url=url))["result"] == {
+        "x": 1
+    }
+    missing = cli("hooks", "resume", "no-such-token", url=url)
+    assert "no-such-token" in one_error_line(missing, "HookNotFoundError")
+
+
+def test_workflows_list(url: str) -> None:
+    ok(cli("runs", "start", "cli_summed", "0", "0", "--wait", url=url))
+    answer = doc(cli("workflows", "list", "--json", url=url))
+    by_name = {wf["name"]: wf for wf in answer["workflows"]}
+    summed = by_name["cli_summed"]
+    assert set(summed) == {"name", "concurrency", "schedules", "runs"}
+    assert summed["runs"]["completed"] >= 1
+    table = af(url, "workflows", "list")
+    assert "cli_summed" in table and "completed" in table
+
+
+def test_failed_requests_print_one_error_line(url: str) -> None:
+    missing = cli("runs", "describe", "no-such-run", url=url)
+    assert "no-such-run" in one_error_line(missing, "RunNotFoundError")
+    unknown = cli("runs", "start", "no_such_workflow", url=url)
+    one_error_line(unknown, "WorkflowNotRegisteredError")
+    nobody = f"http://127.0.0.1:{free_port()}"
+    for command in (["runs", "start", "cli_summed", "1", "2"], ["runs", "events", "x", "--follow"]):
+        message = one_error_line(cli(*command, url=nobody), "ConnectError")
+        assert nobody in message
+
+
+def test_usage_errors_exit_2(url: str) -> None:
+    for command in (["runs", "frobnicate"], ["runs", "list", "--status", "bogus"],
+                    ["runs", "list", "--db", "not-a-url"]):  # fmt: skip
+        result = cli(*command, url=url)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_python_dash_m(url: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "actorflow", "runs", "list", "--url", url, "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0 and "runs" in out.stdout
