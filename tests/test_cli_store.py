@@ -1,0 +1,119 @@
+"""`--db`: the read commands on a SQLite store file, with no engine on it and while
+`actorflow serve` owns it. They answer as the server does, and never change a byte
+of the database, its `-wal` or its `-shm`, nor create a file next to it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+import actorflow as af
+from tests import cli_workflows as flows
+from tests._cli import cli, cli_process, doc, file_hashes, lines, ok, one_error_line, serving
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A store file with finished runs of each kind and two waiting ones, closed: (its
+    directory, its URL)."""
+    directory = tmp_path_factory.mktemp("store")
+    url = f"sqlite:///{directory / 'runs.db'}"
+
+    async def populate() -> None:
+        async with af.Engine(url) as engine:
+            await (await engine.start(flows.cli_parent, 3, id="parent-3")).result(timeout=30)
+            failed = await engine.start(flows.cli_broken, "boom", id="broken-1")
+            with pytest.raises(af.RunFailedError):
+                await failed.result(timeout=30)
+            streamed = await engine.start(flows.cli_approval, {"n": 1}, id="ap-1")
+            await engine.start(flows.cli_approval, {"n": 2}, id="ap-2")
+            await engine.start(flows.cli_approval, {"n": 3}, id="ap-3")
+            async for event in streamed.events():
+                if event.kind == "wait_started":
+                    break
+            await streamed.send_event("approve", "bob")
+            await streamed.result(timeout=30)
+            for waiting in ("ap-2", "ap-3"):
+                async for event in engine.get_run(waiting).events():
+                    if event.kind == "wait_started":
+                        break
+
+    asyncio.run(populate())
+    yield directory, url
+
+
+def test_reads_with_no_engine_running_change_nothing(store: tuple[Path, str]) -> None:
+    directory, db = store
+    before = file_hashes(directory)
+    assert not any(name.endswith(("-wal", "-shm")) for name in before)  # no engine: no WAL
+    page = doc(cli("runs", "list", "--db", db, "--json"))
+    assert [r["id"] for r in page["runs"]] == ["ap-3", "ap-2", "ap-1", "broken-1", "parent-3.0",
+                                               "parent-3"]  # fmt: skip
+    statuses = {r["id"]: r["status"] for r in page["runs"]}
+    assert statuses["ap-2"] == "waiting" and statuses["broken-1"] == "failed"
+    assert "parent-3.0" in ok(cli("runs", "list", "--db", db, "--workflow", "cli_summed"))
+    child = doc(cli("runs", "describe", "parent-3.0", "--db", db, "--json"))
+    assert child["parent_id"] == "parent-3" and [s["name"] for s in child["steps"]] == [
+        "cli_add",
+        "cli_add",
+    ]
+    human = ok(cli("runs", "describe", "parent-3", "--db", db))
+    assert "children" in human and "parent-3.0" in human and "completed" in human
+    assert doc(cli("runs", "result", "parent-3", "--db", db, "--json"))["result"] == 7
+    failed = cli("runs", "result", "broken-1", "--db", db)
+    assert failed.returncode == 3 and "FatalError: boom" in failed.stdout
+    waiting = doc(cli("runs", "result", "ap-2", "--db", db, "--wait", "0.3", "--json"))
+    assert waiting == {"status": "waiting"}
+    events = lines(ok(cli("runs", "events", "ap-1", "--db", db, "--follow", "--json")))
+    assert events[-1]["kind"] == "run_completed"
+    assert [e["index"] for e in events] == list(range(len(events)))
+    assert ok(cli("runs", "stream", "ap-1", "--db", db)) == (
+        'waiting for approval{"order":{"n":1}}\n\x00raw\n'
+    )
+    counts = doc(cli("workflows", "list", "--db", db, "--json"))["workflows"]
+    by_name = {wf["name"]: wf["runs"] for wf in counts}
+    assert by_name["cli_approval"]["waiting"] == 2 and by_name["cli_broken"]["failed"] == 1
+    assert "no-such" in one_error_line(
+        cli("runs", "describe", "no-such", "--db", db), "RunNotFoundError"
+    )
+    assert file_hashes(directory) == before
+
+
+def test_reads_while_an_engine_owns_the_file(store: tuple[Path, str]) -> None:
+    directory, db = store
+    # Opened with no engine on the file: it sees the run end once the server has started.
+    result = cli_process("runs", "result", "ap-2", "--db", db, "--wait", "120", "--json")
+    with serving(db, token="s3cret") as url:
+        assert (directory / "runs.db-wal").exists()
+        key = ["--token", "s3cret"]
+        unauthorized = cli("runs", "list", url=url)
+        one_error_line(unauthorized, "Unauthorized")
+        follow = cli_process("runs", "events", "ap-3", "--db", db, "--follow", "--json")
+        assert follow.stdout is not None
+        while orjson.loads(follow.stdout.readline())["kind"] != "wait_started":
+            pass
+        ok(cli("runs", "send-event", "ap-2", "approve", '"ann"', *key, url=url))
+        ok(cli("runs", "send-event", "ap-3", "approve", '"cy"', *key, url=url))
+        answer, errors = result.communicate(timeout=60)
+        assert result.returncode == 0, errors
+        assert orjson.loads(answer) == {"status": "completed", "result": {"order": {"n": 2},
+                                        "by": "ann"}, "error": None}  # fmt: skip
+        rest, errors = follow.communicate(timeout=60)
+        assert follow.returncode == 0, errors
+        assert lines(rest)[-1]["kind"] == "run_completed"
+        # The same documents from the file as from the server (the server read last, so
+        # that its readers have seen the last commit before the files are hashed).
+        for command in (["runs", "list"], ["runs", "describe", "ap-3"],
+                        ["runs", "result", "ap-3"], ["runs", "events", "ap-3"]):  # fmt: skip
+            from_file = ok(cli(*command, "--db", db, "--json"))
+            assert from_file == ok(cli(*command, "--json", *key, url=url)), command
+        before = file_hashes(directory)
+        assert {"runs.db", "runs.db-wal", "runs.db-shm"} <= set(before)
+        ok(cli("runs", "describe", "ap-2", "--db", db))
+        ok(cli("runs", "stream", "ap-3", "--db", db, "--json"))
+        ok(cli("workflows", "list", "--db", db))
+        assert file_hashes(directory) == before
