@@ -71,10 +71,16 @@ def duration(started: str | None, completed: str | None) -> str:
     return span((end - start).total_seconds())
 
 
+def _table(*columns: str) -> Table:
+    """A table with a header and no borders; its last column wraps, the others do not."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for i, column in enumerate(columns):
+        table.add_column(column, no_wrap=i < len(columns) - 1)
+    return table
+
+
 def runs_table(runs: Iterable[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in ("ID", "WORKFLOW", "STATUS", "AGE", "DURATION"):
-        table.add_column(column, no_wrap=True)
+    table = _table("ID", "WORKFLOW", "STATUS", "AGE", "DURATION")
     for run in runs:
         table.add_row(
             run["id"],
@@ -87,9 +93,7 @@ def runs_table(runs: Iterable[dict[str, Any]]) -> Table:
 
 
 def steps_table(steps: Iterable[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in ("SEQ", "STEP", "STATUS", "ATTEMPTS", "DURATION"):
-        table.add_column(column, no_wrap=True)
+    table = _table("SEQ", "STEP", "STATUS", "ATTEMPTS", "DURATION")
     for step in steps:
         table.add_row(
             str(step["seq"]),
@@ -111,9 +115,7 @@ def event_line(event: dict[str, Any]) -> str:
 
 
 def events_table(events: Iterable[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in ("#", "AT", "KIND", "SEQ", "NAME", "DATA"):
-        table.add_column(column, no_wrap=column != "DATA")
+    table = _table("#", "AT", "KIND", "SEQ", "NAME", "DATA")
     for event in events:
         table.add_row(
             str(event["index"]),
@@ -167,9 +169,7 @@ def run_view(run: dict[str, Any], events: list[dict[str, Any]]) -> Group:
         parts += [Text("\nsteps", style="bold"), steps_table(run["steps"])]
     children = children_of(events)
     if children:
-        table = Table(box=None, header_style="bold")
-        for column in ("CHILD RUN", "WORKFLOW", "OUTCOME"):
-            table.add_column(column, no_wrap=True)
+        table = _table("CHILD RUN", "WORKFLOW", "OUTCOME")
         for child_id, workflow, outcome in children:
             table.add_row(child_id, workflow, status_text(outcome))
         parts += [Text("\nchildren", style="bold"), table]
@@ -208,9 +208,7 @@ def children_of(events: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 
 def workflows_table(workflows: Iterable[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in ("WORKFLOW", "CONCURRENCY", "SCHEDULES", "RUNS"):
-        table.add_column(column, no_wrap=column != "RUNS")
+    table = _table("WORKFLOW", "CONCURRENCY", "SCHEDULES", "RUNS")
     for wf in workflows:
         counts = Text()
         for status, n in wf["runs"].items():
@@ -227,9 +225,7 @@ def workflows_table(workflows: Iterable[dict[str, Any]]) -> Table:
 
 
 def schedules_table(schedules: Iterable[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in ("ID", "WORKFLOW", "CRON", "TIMEZONE", "STATE", "NEXT"):
-        table.add_column(column, no_wrap=True)
+    table = _table("ID", "WORKFLOW", "CRON", "TIMEZONE", "STATE", "NEXT")
     for s in schedules:
         table.add_row(
             s["id"],
@@ -251,9 +247,7 @@ def schedule_view(schedule: dict[str, Any]) -> Group:
     parts: list[RenderableType] = [_fields(rows)]
     recent = schedule.get("recent") or []
     if recent:
-        table = Table(box=None, header_style="bold")
-        for column in ("TICK", "RUN", "OUTCOME"):
-            table.add_column(column, no_wrap=True)
+        table = _table("TICK", "RUN", "OUTCOME")
         for tick in recent:
             if isinstance(tick, dict):
                 at, run_id, outcome = (
