@@ -4,6 +4,7 @@ terminal (and never with NO_COLOR)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -36,3 +37,10 @@ class Output:
 
     def show(self, *renderables: RenderableType) -> None:
         self.console.print(*renderables)
+
+    def answer(self, value: Any, human: Callable[[], RenderableType]) -> None:
+        """`value` as one JSON document with `--json`, else what `human()` renders."""
+        if self.json:
+            self.document(value)
+        else:
+            self.show(human())

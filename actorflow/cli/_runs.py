@@ -17,7 +17,7 @@ from ._live import follow
 from ._options import JSON_VALUE, with_client, with_source
 from ._output import Output
 from ._source import FINAL_STATUSES, Source
-from ._views import error_view, events_table, run_view, runs_table, status_text
+from ._views import error_view, events_table, run_view, runs_table, started_line, status_text
 
 FAILED_RUN_STATUS = 3  # the exit status of `runs result` for a failed or terminated run
 
@@ -57,10 +57,7 @@ def list_runs(
 def describe(source: Source, out: Output, run_id: str) -> None:
     """A run: status, args, result or error, steps (attempts, durations), children."""
     run = source.run(run_id)
-    if out.json:
-        out.document(run)
-    else:
-        out.show(run_view(run, source.events(run_id)))
+    out.answer(run, lambda: run_view(run, source.events(run_id)))
 
 
 @runs.command("start")
@@ -95,11 +92,7 @@ def start(
             out.show(Text.assemble("started ", (run["id"], "bold")))
         follow(client, out, run["id"])
     elif not wait:
-        if out.json:
-            out.document(run)
-        else:
-            out.show(Text.assemble("started ", (run["id"], "bold"), f" ({run['workflow']}) ",
-                                   status_text(run["status"])))  # fmt: skip
+        out.answer(run, lambda: started_line(run))
         return
     _print_result(out, run["id"], client.result(run["id"], float("inf")), lines=follow_run)
 
@@ -140,34 +133,23 @@ def _print_result(out: Output, run_id: str, answer: dict[str, Any], lines: bool 
 
 def _control(client: HttpClient, out: Output, run_id: str, action: str, body: Any = None) -> None:
     answer = client.post(f"/runs/{segment(run_id)}/{action}", body)
-    if out.json:
-        out.document(answer)
-    else:
-        out.show(Text.assemble("run ", (answer["id"], "bold"), " ", status_text(answer["status"])))
+    out.answer(
+        answer,
+        lambda: Text.assemble("run ", (answer["id"], "bold"), " ", status_text(answer["status"])),
+    )
 
 
-@runs.command("pause")
-@click.argument("run_id")
-@with_client
-def pause(client: HttpClient, out: Output, run_id: str) -> None:
-    """Pause a run at its next step boundary."""
-    _control(client, out, run_id, "pause")
+def _control_command(action: str, summary: str) -> None:
+    @runs.command(action, help=summary)
+    @click.argument("run_id")
+    @with_client
+    def command(client: HttpClient, out: Output, run_id: str) -> None:
+        _control(client, out, run_id, action)
 
 
-@runs.command("resume")
-@click.argument("run_id")
-@with_client
-def resume(client: HttpClient, out: Output, run_id: str) -> None:
-    """Resume a paused run."""
-    _control(client, out, run_id, "resume")
-
-
-@runs.command("terminate")
-@click.argument("run_id")
-@with_client
-def terminate(client: HttpClient, out: Output, run_id: str) -> None:
-    """End a run now; it is `terminated`."""
-    _control(client, out, run_id, "terminate")
+_control_command("pause", "Pause a run at its next step boundary.")
+_control_command("resume", "Resume a paused run.")
+_control_command("terminate", "End a run now; it is `terminated`.")
 
 
 @runs.command("restart")
@@ -187,10 +169,7 @@ def restart(client: HttpClient, out: Output, run_id: str, from_step: str | None)
 def send_event(client: HttpClient, out: Output, run_id: str, type: str, payload: Any) -> None:
     """Send the event TYPE with PAYLOAD (JSON; null if left out) to a run."""
     answer = client.post(f"/runs/{segment(run_id)}/events/{segment(type)}", payload)
-    if out.json:
-        out.document(answer)
-    else:
-        out.show(Text.assemble("sent ", (type, "bold"), " to run ", (run_id, "bold")))
+    out.answer(answer, lambda: Text.assemble("sent ", (type, "bold"), " to run ", (run_id, "bold")))
 
 
 @runs.command("events")

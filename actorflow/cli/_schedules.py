@@ -11,7 +11,7 @@ from ._client import HttpClient, segment
 from ._options import JSON_VALUE, with_client, with_source
 from ._output import Output
 from ._source import Source
-from ._views import schedule_view, schedules_table, status_text
+from ._views import schedule_view, schedules_table, started_line
 
 OVERLAPS = ("skip", "buffer_one", "buffer_all", "terminate_other", "allow")
 CATCHUPS = ("latest", "all", "skip")
@@ -44,10 +44,7 @@ def describe(source: Source, out: Output, schedule_id: str) -> None:
 
 
 def _show(out: Output, schedule: dict[str, Any]) -> None:
-    if out.json:
-        out.document(schedule)
-    else:
-        out.show(schedule_view(schedule))
+    out.answer(schedule, lambda: schedule_view(schedule))
 
 
 @schedules.command("create")
@@ -90,26 +87,19 @@ def create(
 
 def _act(client: HttpClient, out: Output, schedule_id: str, action: str) -> None:
     answer = client.post(f"/schedules/{segment(schedule_id)}/{action}")
-    if out.json:
-        out.document(answer)
-    else:
-        out.show(Text.assemble("schedule ", (schedule_id, "bold"), f": {action}d"))
+    out.answer(answer, lambda: Text.assemble("schedule ", (schedule_id, "bold"), f": {action}d"))
 
 
-@schedules.command("pause")
-@click.argument("schedule_id")
-@with_client
-def pause(client: HttpClient, out: Output, schedule_id: str) -> None:
-    """Stop a schedule's ticks until it is resumed."""
-    _act(client, out, schedule_id, "pause")
+def _action_command(action: str, summary: str) -> None:
+    @schedules.command(action, help=summary)
+    @click.argument("schedule_id")
+    @with_client
+    def command(client: HttpClient, out: Output, schedule_id: str) -> None:
+        _act(client, out, schedule_id, action)
 
 
-@schedules.command("resume")
-@click.argument("schedule_id")
-@with_client
-def resume(client: HttpClient, out: Output, schedule_id: str) -> None:
-    """Start a paused schedule's ticks again."""
-    _act(client, out, schedule_id, "resume")
+_action_command("pause", "Stop a schedule's ticks until it is resumed.")
+_action_command("resume", "Start a paused schedule's ticks again.")
 
 
 @schedules.command("delete")
@@ -118,10 +108,7 @@ def resume(client: HttpClient, out: Output, schedule_id: str) -> None:
 def delete(client: HttpClient, out: Output, schedule_id: str) -> None:
     """Delete a schedule (its runs stay)."""
     answer = client.delete(f"/schedules/{segment(schedule_id)}")
-    if out.json:
-        out.document(answer)
-    else:
-        out.show(Text.assemble("schedule ", (schedule_id, "bold"), ": deleted"))
+    out.answer(answer, lambda: Text.assemble("schedule ", (schedule_id, "bold"), ": deleted"))
 
 
 @schedules.command("trigger")
@@ -130,8 +117,4 @@ def delete(client: HttpClient, out: Output, schedule_id: str) -> None:
 def trigger(client: HttpClient, out: Output, schedule_id: str) -> None:
     """Start one run of the schedule now, outside its cron."""
     run = client.post(f"/schedules/{segment(schedule_id)}/trigger")
-    if out.json:
-        out.document(run)
-    else:
-        out.show(Text.assemble("started ", (run["id"], "bold"), f" ({run['workflow']}) ",
-                               status_text(run["status"])))  # fmt: skip
+    out.answer(run, lambda: started_line(run))

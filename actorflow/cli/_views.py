@@ -92,6 +92,12 @@ def runs_table(runs: Iterable[dict[str, Any]]) -> Table:
     return table
 
 
+def started_line(run: dict[str, Any]) -> Text:
+    return Text.assemble(
+        "started ", (run["id"], "bold"), f" ({run['workflow']}) ", status_text(run["status"])
+    )
+
+
 def steps_table(steps: Iterable[dict[str, Any]]) -> Table:
     table = _table("SEQ", "STEP", "STATUS", "ATTEMPTS", "DURATION")
     for step in steps:

@@ -24,10 +24,7 @@ def workflows() -> None:
 def list_workflows(source: Source, out: Output) -> None:
     """Each workflow: concurrency, schedules, and its runs by status."""
     answer = source.workflows()
-    if out.json:
-        out.document(answer)
-    else:
-        out.show(workflows_table(answer["workflows"]))
+    out.answer(answer, lambda: workflows_table(answer["workflows"]))
 
 
 @click.group("hooks")
@@ -42,7 +39,4 @@ def hooks() -> None:
 def resume_hook(client: HttpClient, out: Output, hook_token: str, payload: Any) -> None:
     """Deliver PAYLOAD (JSON; null if left out) to the run waiting on the hook TOKEN."""
     answer = client.post(f"/hooks/{segment(hook_token)}", payload)
-    if out.json:
-        out.document(answer)
-    else:
-        out.show(Text.assemble("resumed hook ", (hook_token, "bold")))
+    out.answer(answer, lambda: Text.assemble("resumed hook ", (hook_token, "bold")))
