@@ -3,13 +3,18 @@ every command, its `--json` shapes, its human output and its exit statuses."""
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
 
 from tests._cli import (
+    ROOT,
+    SCRIPT,
     cli,
     cli_process,
     doc,
@@ -167,8 +172,6 @@ def test_events_stream_and_send_event(url: str) -> None:
 
 
 def orjson_line(line: str) -> dict[str, object]:
-    import orjson
-
     value: dict[str, object] = orjson.loads(line)
     return value
 
@@ -256,12 +259,43 @@ def test_usage_errors_exit_2(url: str) -> None:
         assert "Traceback" not in result.stderr
 
 
-def test_python_dash_m(url: str, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
+def test_python_dash_m(url: str) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "actorflow", "runs", "list", "--url", url, "--json"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0 and "runs" in out.stdout
+
+
+def _on_a_terminal(url: str, *args: str) -> tuple[int, str]:
+    """Run `actorflow ARGS` with a pseudo-terminal as its stdout: status and output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
+    env.update(ACTORFLOW_URL=url, TERM="xterm-256color", COLUMNS="120")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([SCRIPT, *args], stdout=follower, stderr=follower, env=env, cwd=ROOT)
+    os.close(follower)
+    output = bytearray()
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other end closed with the process
+            break
+        if not data:
+            break
+        output += data
+    os.close(leader)
+    return proc.wait(30), output.decode(errors="replace")
+
+
+def test_colours_and_the_live_view_on_a_terminal_only(url: str) -> None:
+    status, shown = _on_a_terminal(url, "runs", "start", "cli_summed", "5", "6", "--follow")
+    assert status == 0, shown
+    assert "\x1b[" in shown  # colours and the live view's redraws
+    assert "cli_add" in shown and "ATTEMPTS" in shown and "completed" in shown
+    assert shown.rstrip().endswith("12")
+    # The same in a pipe, with a colour terminal declared: no escape codes.
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env.update(ACTORFLOW_URL=url, TERM="xterm-256color")
+    piped = subprocess.run([SCRIPT, "runs", "list", "--limit", "3", "--url", url],
+                           capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert "cli_summed" in ok(piped) and "\x1b[" not in piped.stdout
