@@ -136,6 +136,11 @@ class StoreFileError(ActorflowError):
     """The store's file cannot be an actorflow database (not SQLite, or another schema)."""
 
 
+class StoreReadError(ActorflowError):
+    """A store cannot be read directly: no such file, not a SQLite database, or not
+    actorflow's (the command line's `--db` reads)."""
+
+
 class FatalError(Exception):
     """Raise from a step to fail it at once, without retries."""
 
@@ -146,8 +151,3 @@ class RetryableError(Exception):
     def __init__(self, message: str = "", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class StoreReadError(ActorflowError):
-    """A store cannot be read directly: no such file, not a SQLite database, or not
-    actorflow's (the command line's `--db` reads)."""
