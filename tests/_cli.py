@@ -31,6 +31,19 @@ def cli(
     )
 
 
+def cli_many(
+    *commands: list[str], url: str | None = None, timeout: float = 60
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run independent commands at the same time (each is mostly interpreter start-up):
+    the result of each, in order."""
+    procs = [cli_process(*command, url=url) for command in commands]
+    results = []
+    for command, proc in zip(commands, procs, strict=True):
+        out, err = proc.communicate(timeout=timeout)
+        results.append(subprocess.CompletedProcess([SCRIPT, *command], proc.returncode, out, err))
+    return results
+
+
 def cli_process(*args: str, url: str | None = None) -> subprocess.Popen[str]:
     """`actorflow ARGS` running in the background, its stdout a pipe read line by line."""
     env = {**os.environ, "ACTORFLOW_URL": url or "http://127.0.0.1:9", "NO_COLOR": "1"}

@@ -13,7 +13,17 @@ import pytest
 
 import actorflow as af
 from tests import cli_workflows as flows
-from tests._cli import cli, cli_process, doc, file_hashes, lines, ok, one_error_line, serving
+from tests._cli import (
+    cli,
+    cli_many,
+    cli_process,
+    doc,
+    file_hashes,
+    lines,
+    ok,
+    one_error_line,
+    serving,
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,36 +60,41 @@ def test_reads_with_no_engine_running_change_nothing(store: tuple[Path, str]) ->
     directory, db = store
     before = file_hashes(directory)
     assert not any(name.endswith(("-wal", "-shm")) for name in before)  # no engine: no WAL
-    page = doc(cli("runs", "list", "--db", db, "--json"))
+    (listed, summed, child, parent, result, failed, waiting, followed, streamed, counts,
+     missing) = cli_many(
+        ["runs", "list", "--db", db, "--json"],
+        ["runs", "list", "--db", db, "--workflow", "cli_summed"],
+        ["runs", "describe", "parent-3.0", "--db", db, "--json"],
+        ["runs", "describe", "parent-3", "--db", db],
+        ["runs", "result", "parent-3", "--db", db, "--json"],
+        ["runs", "result", "broken-1", "--db", db],
+        ["runs", "result", "ap-2", "--db", db, "--wait", "0.3", "--json"],
+        ["runs", "events", "ap-1", "--db", db, "--follow", "--json"],
+        ["runs", "stream", "ap-1", "--db", db],
+        ["workflows", "list", "--db", db, "--json"],
+        ["runs", "describe", "no-such", "--db", db],
+    )  # fmt: skip
+    page = doc(listed)
     assert [r["id"] for r in page["runs"]] == ["ap-3", "ap-2", "ap-1", "broken-1", "parent-3.0",
                                                "parent-3"]  # fmt: skip
     statuses = {r["id"]: r["status"] for r in page["runs"]}
     assert statuses["ap-2"] == "waiting" and statuses["broken-1"] == "failed"
-    assert "parent-3.0" in ok(cli("runs", "list", "--db", db, "--workflow", "cli_summed"))
-    child = doc(cli("runs", "describe", "parent-3.0", "--db", db, "--json"))
-    assert child["parent_id"] == "parent-3" and [s["name"] for s in child["steps"]] == [
-        "cli_add",
-        "cli_add",
-    ]
-    human = ok(cli("runs", "describe", "parent-3", "--db", db))
+    assert "parent-3.0" in ok(summed) and "parent-3 " not in ok(summed)
+    child_run = doc(child)
+    assert child_run["parent_id"] == "parent-3"
+    assert [s["name"] for s in child_run["steps"]] == ["cli_add", "cli_add"]
+    human = ok(parent)
     assert "children" in human and "parent-3.0" in human and "completed" in human
-    assert doc(cli("runs", "result", "parent-3", "--db", db, "--json"))["result"] == 7
-    failed = cli("runs", "result", "broken-1", "--db", db)
+    assert doc(result)["result"] == 7
     assert failed.returncode == 3 and "FatalError: boom" in failed.stdout
-    waiting = doc(cli("runs", "result", "ap-2", "--db", db, "--wait", "0.3", "--json"))
-    assert waiting == {"status": "waiting"}
-    events = lines(ok(cli("runs", "events", "ap-1", "--db", db, "--follow", "--json")))
+    assert doc(waiting) == {"status": "waiting"}
+    events = lines(ok(followed))
     assert events[-1]["kind"] == "run_completed"
     assert [e["index"] for e in events] == list(range(len(events)))
-    assert ok(cli("runs", "stream", "ap-1", "--db", db)) == (
-        'waiting for approval{"order":{"n":1}}\n\x00raw\n'
-    )
-    counts = doc(cli("workflows", "list", "--db", db, "--json"))["workflows"]
-    by_name = {wf["name"]: wf["runs"] for wf in counts}
+    assert ok(streamed) == 'waiting for approval{"order":{"n":1}}\n\x00raw\n'
+    by_name = {wf["name"]: wf["runs"] for wf in doc(counts)["workflows"]}
     assert by_name["cli_approval"]["waiting"] == 2 and by_name["cli_broken"]["failed"] == 1
-    assert "no-such" in one_error_line(
-        cli("runs", "describe", "no-such", "--db", db), "RunNotFoundError"
-    )
+    assert "no-such" in one_error_line(missing, "RunNotFoundError")
     assert file_hashes(directory) == before
 
 
@@ -107,13 +122,18 @@ def test_reads_while_an_engine_owns_the_file(store: tuple[Path, str]) -> None:
         assert lines(rest)[-1]["kind"] == "run_completed"
         # The same documents from the file as from the server (the server read last, so
         # that its readers have seen the last commit before the files are hashed).
-        for command in (["runs", "list"], ["runs", "describe", "ap-3"],
-                        ["runs", "result", "ap-3"], ["runs", "events", "ap-3"]):  # fmt: skip
-            from_file = ok(cli(*command, "--db", db, "--json"))
-            assert from_file == ok(cli(*command, "--json", *key, url=url)), command
+        commands = (["runs", "list"], ["runs", "describe", "ap-3"], ["runs", "result", "ap-3"],
+                    ["runs", "events", "ap-3"])  # fmt: skip
+        from_file = cli_many(*([*c, "--db", db, "--json"] for c in commands))
+        from_server = cli_many(*([*c, "--json", *key] for c in commands), url=url)
+        for command, mine, theirs in zip(commands, from_file, from_server, strict=True):
+            assert ok(mine) == ok(theirs), command
         before = file_hashes(directory)
         assert {"runs.db", "runs.db-wal", "runs.db-shm"} <= set(before)
-        ok(cli("runs", "describe", "ap-2", "--db", db))
-        ok(cli("runs", "stream", "ap-3", "--db", db, "--json"))
-        ok(cli("workflows", "list", "--db", db))
+        reads = cli_many(
+            ["runs", "describe", "ap-2", "--db", db],
+            ["runs", "stream", "ap-3", "--db", db, "--json"],
+            ["workflows", "list", "--db", db],
+        )
+        assert all(ok(read) for read in reads)
         assert file_hashes(directory) == before
