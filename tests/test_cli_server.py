@@ -16,6 +16,7 @@ from tests._cli import (
     ROOT,
     SCRIPT,
     cli,
+    cli_many,
     cli_process,
     doc,
     free_port,
@@ -83,7 +84,11 @@ def test_failed_and_terminated_runs_exit_3(url: str) -> None:
     assert "Traceback (most recent call last)" in failed.stdout  # the run's, on stdout
     answer = cli("runs", "result", "broken-1", "--json", url=url)
     assert answer.returncode == 3
-    shape = doc(cli("runs", "describe", "broken-1", "--json", url=url))["error"]
+    described, human = cli_many(
+        ["runs", "describe", "broken-1", "--json"], ["runs", "describe", "broken-1"], url=url
+    )
+    assert "FatalError: boom" in ok(human) and "raise af.FatalError(message)" in ok(human)
+    shape = doc(described)["error"]
     assert set(shape) == {"type", "message", "traceback"}
     assert orjson.loads(answer.stdout) == {"status": "failed", "result": None, "error": shape}
     gate = doc(cli("runs", "start", "cli_gate", "--json", url=url))["id"]
@@ -109,34 +114,41 @@ def test_list_and_describe(url: str) -> None:
     parent = doc(cli("runs", "start", "cli_parent", "3", "--id", "parent-3", "--wait", "--json",
                      url=url))  # fmt: skip
     assert parent["result"] == 7
-    page = doc(cli("runs", "list", "--json", url=url))
-    assert set(page) == {"runs", "next_cursor"}
-    assert {run["id"] for run in page["runs"]} >= {"parent-3", "parent-3.0", "sum-45"}
-    assert all(set(run) == RUN_KEYS and run["steps"] == [] for run in page["runs"])
-    only = doc(cli("runs", "list", "--workflow", "cli_parent", "--json", url=url))["runs"]
-    assert [run["id"] for run in only] == ["parent-3"]
-    failed = doc(cli("runs", "list", "--status", "failed", "--json", url=url))["runs"]
-    assert failed and all(run["status"] == "failed" for run in failed)
-    two = doc(cli("runs", "list", "--limit", "2", "--json", url=url))
-    assert len(two["runs"]) == 2 and two["next_cursor"] == two["runs"][-1]["id"]
-    table = af(url, "runs", "list", "--workflow", "cli_parent")
-    assert "ID" in table and "DURATION" in table
-    assert "parent-3" in table and "cli_parent" in table and "completed" in table
-    child = doc(cli("runs", "describe", "parent-3.0", "--json", url=url))
-    assert set(child) == RUN_KEYS and child["parent_id"] == "parent-3"
-    assert [(s["seq"], s["name"], s["status"], s["attempts"]) for s in child["steps"]] == [
+    page, only, failed, two, table, child, human, steps = cli_many(
+        ["runs", "list", "--json"],
+        ["runs", "list", "--workflow", "cli_parent", "--json"],
+        ["runs", "list", "--status", "completed", "--json"],
+        ["runs", "list", "--limit", "1", "--json"],
+        ["runs", "list", "--workflow", "cli_parent"],
+        ["runs", "describe", "parent-3.0", "--json"],
+        ["runs", "describe", "parent-3"],
+        ["runs", "describe", "parent-3.0"],
+        url=url,
+    )
+    listed = doc(page)
+    assert set(listed) == {"runs", "next_cursor"}
+    assert {run["id"] for run in listed["runs"]} >= {"parent-3", "parent-3.0"}
+    assert all(set(run) == RUN_KEYS and run["steps"] == [] for run in listed["runs"])
+    assert [run["id"] for run in doc(only)["runs"]] == ["parent-3"]
+    completed = doc(failed)["runs"]
+    assert completed and all(run["status"] == "completed" for run in completed)
+    one = doc(two)
+    assert len(one["runs"]) == 1 and one["next_cursor"] == one["runs"][-1]["id"]
+    shown = ok(table)
+    assert "ID" in shown and "DURATION" in shown
+    assert "parent-3" in shown and "cli_parent" in shown and "completed" in shown
+    child_run = doc(child)
+    assert set(child_run) == RUN_KEYS and child_run["parent_id"] == "parent-3"
+    assert [(s["seq"], s["name"], s["status"], s["attempts"]) for s in child_run["steps"]] == [
         (0, "cli_add", "completed", 1),
         (1, "cli_add", "completed", 1),
     ]
-    assert all(set(step) == STEP_KEYS for step in child["steps"])
-    human = af(url, "runs", "describe", "parent-3")
+    assert all(set(step) == STEP_KEYS for step in child_run["steps"])
     for text in ("parent-3", "cli_parent", "completed", "[3]", "result", "7", "children",
                  "parent-3.0", "cli_summed"):  # fmt: skip
-        assert text in human, text
-    steps = af(url, "runs", "describe", "parent-3.0")
-    assert "cli_add" in steps and "ATTEMPTS" in steps and "parent     parent-3" in steps
-    broken = af(url, "runs", "describe", "broken-1")
-    assert "FatalError: boom" in broken and "raise af.FatalError(message)" in broken
+        assert text in ok(human), text
+    assert "cli_add" in ok(steps) and "ATTEMPTS" in ok(steps)
+    assert "parent     parent-3" in ok(steps)
 
 
 def test_events_stream_and_send_event(url: str) -> None:
@@ -241,20 +253,23 @@ def test_workflows_list(url: str) -> None:
 
 
 def test_failed_requests_print_one_error_line(url: str) -> None:
-    missing = cli("runs", "describe", "no-such-run", url=url)
+    missing, unknown = cli_many(
+        ["runs", "describe", "no-such-run"], ["runs", "start", "no_such_workflow"], url=url
+    )
     assert "no-such-run" in one_error_line(missing, "RunNotFoundError")
-    unknown = cli("runs", "start", "no_such_workflow", url=url)
     one_error_line(unknown, "WorkflowNotRegisteredError")
     nobody = f"http://127.0.0.1:{free_port()}"
-    for command in (["runs", "start", "cli_summed", "1", "2"], ["runs", "events", "x", "--follow"]):
-        message = one_error_line(cli(*command, url=nobody), "ConnectError")
-        assert nobody in message
+    refused = cli_many(
+        ["runs", "start", "cli_summed", "1", "2"], ["runs", "events", "x", "--follow"], url=nobody
+    )
+    for result in refused:
+        assert nobody in one_error_line(result, "ConnectError")
 
 
 def test_usage_errors_exit_2(url: str) -> None:
-    for command in (["runs", "frobnicate"], ["runs", "list", "--status", "bogus"],
-                    ["runs", "list", "--db", "not-a-url"]):  # fmt: skip
-        result = cli(*command, url=url)
+    commands = (["runs", "frobnicate"], ["runs", "list", "--status", "bogus"],
+                ["runs", "list", "--db", "not-a-url"])  # fmt: skip
+    for command, result in zip(commands, cli_many(*commands, url=url), strict=True):
         assert result.returncode == 2, (command, result.stderr)
         assert "Traceback" not in result.stderr
 
