@@ -36,6 +36,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]
     async def populate() -> None:
         async with af.Engine(url) as engine:
             await (await engine.start(flows.cli_parent, 3, id="parent-3")).result(timeout=30)
+            nightly = await engine.create_schedule(
+                "nightly", flows.cli_summed, "0 3 * * *", args=(1, 1), paused=True
+            )
+            ticked = await nightly.trigger()
+            await ticked.result(timeout=30)
+            await nightly.delete()
             failed = await engine.start(flows.cli_broken, "boom", id="broken-1")
             with pytest.raises(af.RunFailedError):
                 await failed.result(timeout=30)
@@ -61,7 +67,7 @@ def test_reads_with_no_engine_running_change_nothing(store: tuple[Path, str]) ->
     before = file_hashes(directory)
     assert not any(name.endswith(("-wal", "-shm")) for name in before)  # no engine: no WAL
     (listed, summed, child, parent, result, failed, waiting, followed, streamed, counts,
-     missing) = cli_many(
+     missing, ticked) = cli_many(
         ["runs", "list", "--db", db, "--json"],
         ["runs", "list", "--db", db, "--workflow", "cli_summed"],
         ["runs", "describe", "parent-3.0", "--db", db, "--json"],
@@ -73,13 +79,17 @@ def test_reads_with_no_engine_running_change_nothing(store: tuple[Path, str]) ->
         ["runs", "stream", "ap-1", "--db", db],
         ["workflows", "list", "--db", db, "--json"],
         ["runs", "describe", "no-such", "--db", db],
+        ["runs", "list", "--db", db, "--workflow", "cli_summed", "--json"],
     )  # fmt: skip
     page = doc(listed)
-    assert [r["id"] for r in page["runs"]] == ["ap-3", "ap-2", "ap-1", "broken-1", "parent-3.0",
-                                               "parent-3"]  # fmt: skip
+    assert [r["id"] for r in page["runs"]][:4] == ["ap-3", "ap-2", "ap-1", "broken-1"]
+    assert {r["id"] for r in page["runs"]} >= {"parent-3.0", "parent-3"}
+    (tick,) = [r["id"] for r in doc(ticked)["runs"] if r["id"].startswith("nightly@")]
+    described = ok(cli("runs", "describe", tick, "--db", db))
+    assert "schedule" in described and "nightly (0 3 * * *) tick" in described
     statuses = {r["id"]: r["status"] for r in page["runs"]}
     assert statuses["ap-2"] == "waiting" and statuses["broken-1"] == "failed"
-    assert "parent-3.0" in ok(summed) and "parent-3 " not in ok(summed)
+    assert "parent-3.0" in ok(summed) and "cli_parent" not in ok(summed)
     child_run = doc(child)
     assert child_run["parent_id"] == "parent-3"
     assert [s["name"] for s in child_run["steps"]] == ["cli_add", "cli_add"]
