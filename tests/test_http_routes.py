@@ -10,6 +10,7 @@ import pytest
 
 import actorflow as af
 from actorflow.http import asgi_app
+from tests import http_workflows  # noqa: F401  (the workflows these routes start)
 from tests.conftest import wait_for_status
 
 S = af.RunStatus
@@ -240,3 +241,29 @@ async def test_healthz_and_closed_engine(store_url: str) -> None:
         assert closed.status_code == 503 and error_type(closed) == "EngineClosedError"
         start = await http.post("/v1/workflows/http_add/runs", json={"args": [1, 2]})
         assert start.status_code == 503
+
+
+async def test_schedule_routes(client: httpx.AsyncClient) -> None:
+    body = {"id": "nightly", "workflow": "http_add", "cron": "30 2 * * *", "args": [1, 2]}
+    created = await client.post("/v1/schedules", json=body)
+    assert created.status_code == 201, created.text
+    schedule = created.json()
+    assert schedule["cron"] == "30 2 * * *" and schedule["args"] == [1, 2]
+    assert schedule["paused"] is False and schedule["next_time"] is not None
+    updated = await client.post("/v1/schedules", json={**body, "timezone": "Europe/Berlin"})
+    assert updated.status_code == 200 and updated.json()["timezone"] == "Europe/Berlin"
+    listed = (await client.get("/v1/schedules")).json()["schedules"]
+    assert [s["id"] for s in listed] == ["nightly"]
+    paused = (await client.post("/v1/schedules/nightly/pause")).json()
+    assert paused["paused"] is True and paused["next_time"] is None
+    assert (await client.post("/v1/schedules/nightly/resume")).json()["paused"] is False
+    triggered = await client.post("/v1/schedules/nightly/trigger")
+    assert triggered.status_code == 201 and triggered.json()["id"].startswith("nightly@")
+    run_id = triggered.json()["id"]
+    assert (await client.get(f"/v1/runs/{run_id}/result?wait=5")).json()["result"] == 3
+    bad = await client.post("/v1/schedules", json={**body, "cron": "61 * * * *"})
+    assert bad.status_code == 422 and error_type(bad) == "ScheduleError"
+    assert (await client.post("/v1/schedules", json={"id": "x"})).status_code == 400
+    assert (await client.delete("/v1/schedules/nightly")).json() == {"id": "nightly"}
+    missing = await client.get("/v1/schedules/nightly")
+    assert missing.status_code == 404 and error_type(missing) == "ScheduleNotFoundError"

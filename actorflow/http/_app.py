@@ -14,6 +14,7 @@ from ._access import BearerToken, LoopbackOnly
 from ._openapi import openapi_document
 from ._problems import EXCEPTION_HANDLERS
 from ._runs import RunRoutes, json_response
+from ._schedules import ScheduleRoutes
 from ._workflows import WorkflowRoutes
 
 
@@ -42,7 +43,7 @@ def asgi_app(engine: af.Engine, token: str | None = None, *, heartbeat: float = 
     v1: list[BaseRoute] = [
         *WorkflowRoutes(engine).routes(),
         *RunRoutes(engine, heartbeat).routes(),
-        # The schedule routes (/schedules...) join here with the schedules feature.
+        *ScheduleRoutes(engine).routes(),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
     guard = [] if token is None else [Middleware(BearerToken, token=token)]

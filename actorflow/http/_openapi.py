@@ -24,7 +24,7 @@ _ERROR_TEXT = {
     400: "malformed JSON, or a body or query of the wrong shape",
     401: "a valid bearer token is required",
     403: "the server has no token and the client is not on the loopback interface",
-    404: "unknown run, workflow or hook",
+    404: "unknown run, workflow, hook or schedule",
     409: "the run is not in a state that allows this, or the id exists",
     413: "the body is over the engine's max_payload_bytes",
     415: "the body is not JSON",
@@ -173,6 +173,49 @@ _SCHEMAS: dict[str, Schema] = {
         }
     ),
     "Control": _obj({"id": {"type": "string"}, "status": _STATUS}),
+    "Schedule": _obj(
+        {
+            "id": {"type": "string"},
+            "workflow": {"type": "string"},
+            "cron": {"type": "string"},
+            "args": {"type": "array"},
+            "timezone": {"type": "string"},
+            "overlap": {"type": "string"},
+            "catchup": {"type": "string"},
+            "paused": {"type": "boolean"},
+            "declared": {"type": "boolean"},
+            "next_time": _NULLABLE_TIME,
+            "recent": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "scheduled_time": _TIME,
+                        "run_id": _NULLABLE_STR,
+                        "outcome": {"type": "string", "enum": ["started", "skipped", "buffered"]},
+                    }
+                ),
+            },
+            "metadata": _ANY,
+            "created_at": _NULLABLE_TIME,
+        }
+    ),
+    "CreateSchedule": _obj(
+        {
+            "id": {"type": "string", "minLength": 1},
+            "workflow": {"type": "string", "minLength": 1},
+            "cron": {"type": "string", "description": "5 or 6 fields, @hourly..., @every 30s"},
+            "args": {"type": "array"},
+            "timezone": {"type": "string", "default": "UTC"},
+            "overlap": {
+                "type": "string",
+                "enum": ["skip", "buffer_one", "buffer_all", "terminate_other", "allow"],
+            },
+            "catchup": {"type": "string", "enum": ["latest", "all", "skip"]},
+            "paused": {"type": "boolean"},
+            "metadata": _ANY,
+        },
+        required=["id", "workflow", "cron"],
+    ),
     "StartRun": _obj(
         {
             "args": {"type": "array", "description": "the workflow's positional arguments"},
@@ -339,6 +382,43 @@ def _paths() -> dict[str, Any]:
                 ],
             )
         },
+    }
+    schedule = ("the schedule", _ref("Schedule"))
+    schedule_id = _path("id", "the schedule's id")
+    paths["/v1/schedules"] = {
+        "get": _operation(
+            "every schedule, by id",
+            {200: ("schedules", _obj({"schedules": {"type": "array", "items": _ref("Schedule")}}))},
+            (),
+        ),
+        "post": _operation(
+            "create a schedule, or update the one with this id in place; a bad expression, "
+            "zone, policy, workflow or argument is 422",
+            {201: ("created", _ref("Schedule")), 200: ("updated", _ref("Schedule"))},
+            (400, 413, 415, 422),
+            body=_ref("CreateSchedule"),
+        ),
+    }
+    paths["/v1/schedules/{id}"] = {
+        "get": _operation("a schedule", {200: schedule}, (404,), [schedule_id]),
+        "delete": _operation(
+            "delete a schedule (its unfinished runs go on); a declared one is 422",
+            {200: ("deleted", _obj({"id": {"type": "string"}}))},
+            (404,),
+            [schedule_id],
+        ),
+    }
+    for action in ("pause", "resume"):
+        paths[f"/v1/schedules/{{id}}/{action}"] = {
+            "post": _operation(f"{action} the schedule", {200: schedule}, (404,), [schedule_id])
+        }
+    paths["/v1/schedules/{id}/trigger"] = {
+        "post": _operation(
+            "start one run now, outside the cron",
+            {201: ("the run", _ref("Run"))},
+            (404,),
+            [schedule_id],
+        )
     }
     listed = paths["/v1/runs/{id}/events"]["get"]["responses"]["200"]["content"]
     listed["text/event-stream"] = {"schema": {"type": "string"}}

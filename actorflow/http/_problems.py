@@ -21,6 +21,7 @@ _STATUS_OF: tuple[tuple[type[BaseException], int], ...] = (
     (af.RunNotFoundError, 404),
     (af.WorkflowNotRegisteredError, 404),
     (af.HookNotFoundError, 404),
+    (af.ScheduleNotFoundError, 404),
     (af.RunAlreadyExistsError, 409),
     (af.InvalidStateError, 409),
     (af.HookConflictError, 409),

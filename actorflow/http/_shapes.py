@@ -68,7 +68,6 @@ def workflow_json(
     return {
         "name": workflow.name,
         "concurrency": workflow.concurrency,
-        # Declared cron schedules, once workflows carry them (the schedules feature).
-        "schedules": list(getattr(workflow, "schedules", ())),
+        "schedules": list(workflow.schedules),
         "runs": {status.value: counts.get(status, 0) for status in af.RunStatus},
     }
