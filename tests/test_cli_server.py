@@ -314,3 +314,43 @@ def test_colours_and_the_live_view_on_a_terminal_only(url: str) -> None:
     piped = subprocess.run([SCRIPT, "runs", "list", "--limit", "3", "--url", url],
                            capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
     assert "cli_summed" in ok(piped) and "\x1b[" not in piped.stdout
+
+
+def test_schedules(url: str) -> None:
+    created = doc(cli("schedules", "create", "cli-nightly", "cli_summed", "30 2 * * *",
+                      "--arg", "2", "--arg", "3", "--timezone", "Europe/Berlin", "--json",
+                      url=url))  # fmt: skip
+    assert (created["id"], created["cron"], created["args"]) == (
+        "cli-nightly",
+        "30 2 * * *",
+        [2, 3],
+    )
+    assert created["timezone"] == "Europe/Berlin" and created["paused"] is False
+    paused, listed, table, bad = cli_many(
+        ["schedules", "pause", "cli-nightly", "--json"],
+        ["schedules", "list", "--json"],
+        ["schedules", "list"],
+        ["schedules", "create", "cli-bad", "cli_summed", "not a cron"],
+        url=url,
+    )
+    assert doc(paused)["paused"] is True
+    assert "cli-nightly" in [s["id"] for s in doc(listed)["schedules"]]
+    assert "cli-nightly" in ok(table) and "30 2 * * *" in ok(table)
+    one_error_line(bad, "ScheduleError")
+    assert "resumed" in ok(cli("schedules", "resume", "cli-nightly", url=url))
+    run = doc(cli("schedules", "trigger", "cli-nightly", "--json", url=url))
+    assert run["id"].startswith("cli-nightly@") and run["workflow"] == "cli_summed"
+    answer = doc(cli("runs", "result", run["id"], "--wait", "30", "--json", url=url))
+    assert answer["result"] == 6
+    described, human = cli_many(
+        ["schedules", "describe", "cli-nightly", "--json"],
+        ["runs", "describe", run["id"]],
+        url=url,
+    )
+    assert [t["run_id"] for t in doc(described)["recent"]] == [run["id"]]
+    assert "cli-nightly (30 2 * * *) tick" in ok(human)
+    assert doc(cli("schedules", "delete", "cli-nightly", "--json", url=url)) == {
+        "id": "cli-nightly"
+    }
+    gone = cli("schedules", "describe", "cli-nightly", url=url)
+    one_error_line(gone, "ScheduleNotFoundError")
