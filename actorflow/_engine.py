@@ -376,10 +376,14 @@ class Engine(EngineSchedules):
         parent_id: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        after: str | None = None,
     ) -> list[RunInfo]:
         """Runs matching every filter, newest first. `steps` is empty: use `Run.info()`.
 
-        Raises `ValueError` for an unknown status or a negative limit or offset."""
+        `after` (the id of the last run of the previous page) pages by keyset: the
+        runs listed after that one, unaffected by runs started meanwhile; none if no
+        run has that id. Raises `ValueError` for an unknown status or a negative
+        limit or offset."""
         self._check_open()
         if status is None:
             statuses = None
@@ -391,13 +395,39 @@ class Engine(EngineSchedules):
         if not isinstance(limit, int) or limit < 0 or not isinstance(offset, int) or offset < 0:
             raise ValueError("limit and offset must be non-negative ints")
         rows = await self.store.list_runs(
-            statuses=statuses, workflow=name, parent_id=parent_id, limit=limit, offset=offset
+            statuses=statuses,
+            workflow=name,
+            parent_id=parent_id,
+            limit=limit,
+            offset=offset,
+            after=after,
         )
         return [to_run_info(row, ()) for row in rows]
+
+    async def count_runs(self) -> dict[str, dict[RunStatus, int]]:
+        """How many runs each workflow has in the store, by status (statuses with no
+        run are left out). Raises `EngineClosedError`."""
+        self._check_open()
+        counts = await self.store.count_runs()
+        return {
+            workflow: {STATUS_OF[status]: n for status, n in by_status.items()}
+            for workflow, by_status in counts.items()
+        }
+
+    def workflows(self) -> list[WorkflowFunction[Any, Any]]:
+        """The workflows this engine can start, by name: those given as `workflows=`,
+        else every `@af.workflow` decorated in this process so far."""
+        registry = self._workflows if self._workflows is not None else registered_workflows()
+        return [registry[name] for name in sorted(registry)]
 
     def live_actors(self) -> int:
         """How many runs are in memory now."""
         return len(self._runs.actors)
+
+    def live_readers(self) -> int:
+        """How many `Run.events()` and `Run.stream()` readers are subscribed now (a
+        reader's subscription ends when its iterator ends or is closed)."""
+        return len(self._runs.event_hub) + len(self._runs.chunk_hub)
 
     def store_stats(self) -> CommitStats:
         """The store's group-commit counters since it opened (batches, rows, busy time)."""

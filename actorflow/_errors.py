@@ -144,6 +144,11 @@ class StoreFileError(ActorflowError):
     `sqlite:///:memory:`. Raised before anything is written to it or next to it."""
 
 
+class StoreReadError(ActorflowError):
+    """A store cannot be read directly: no such file, not a SQLite database, or not
+    actorflow's (the command line's `--db` reads)."""
+
+
 class FatalError(Exception):
     """Raise from a step to fail it at once, without retries."""
 

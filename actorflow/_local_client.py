@@ -102,11 +102,16 @@ class LocalRunClient:
         events = await self._runs.store.load_events(run_id)
         return to_run_info(row, fold_steps(events, row.generation))
 
-    async def events(self, run_id: str) -> AsyncGenerator[RunEvent, None]:
+    async def events(
+        self, run_id: str, after: int = -1, follow: bool = True
+    ) -> AsyncGenerator[RunEvent, None]:
         store = self._runs.store
         with self._runs.event_hub.subscribe(run_id) as sub:
             await self.stored_run(run_id)
-            cursor = -1
+            cursor = after
+            # Resuming past the final event of a finished run: nothing will be published.
+            # Asked before the read, so a run that ends in between is seen live.
+            ended = after >= 0 and (await self.status(run_id)).is_final
             catch_up = True
             while True:
                 if catch_up:
@@ -117,6 +122,8 @@ class LocalRunClient:
                         cursor = row.idx
                         if row.kind in FINAL_KINDS and i == len(rows) - 1:
                             return
+                    if ended or not follow:
+                        return
                 rows, catch_up = await sub.follow(cursor + 1)
                 for row in rows:
                     yield to_run_event(row)

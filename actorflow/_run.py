@@ -103,9 +103,16 @@ class Run(Generic[R]):
             return False
         return True
 
-    def events(self) -> AsyncGenerator[RunEvent, None]:
-        """Every committed event from the start, then live ones, until the run ends."""
-        return self._outside_workflow("events").events(self.id)
+    def events(self, *, after: int = -1, follow: bool = True) -> AsyncGenerator[RunEvent, None]:
+        """Every committed event from the start, then live ones, until the run ends.
+
+        `after` skips the events up to that index (a reader resuming where it
+        stopped); `follow=False` ends after the events committed so far. Raises
+        `RunNotFoundError` for an unknown run, `ValueError` for `after` < -1.
+        """
+        if not isinstance(after, int) or isinstance(after, bool) or after < -1:
+            raise ValueError(f"after must be an int >= -1, got {after!r}")
+        return self._outside_workflow("events").events(self.id, after, follow)
 
     def stream(
         self, namespace: str = "default", start: int = 0, *, with_info: bool = False

@@ -18,4 +18,5 @@ WORKLOADS = (
     "waiting",
     "schedules",
     "purge",
+    "http",
 )

@@ -361,8 +361,13 @@ class Store(Protocol):
         parent_id: str | None,
         limit: int,
         offset: int,
+        after: str | None = None,
     ) -> list[RunRow]:
-        """Runs matching every given filter, newest first."""
+        """Runs matching every given filter, newest first; with `after` (a run id),
+        only runs listed after that one in this order (none if it does not exist)."""
+
+    async def count_runs(self) -> dict[str, dict[str, int]]:
+        """How many runs each workflow has, by stored status text."""
 
     async def unfinished_runs(self) -> list[RunRow]:
         """Every run that is not final, oldest first."""

@@ -152,6 +152,7 @@ class MemoryStore:
         parent_id: str | None,
         limit: int,
         offset: int,
+        after: str | None = None,
     ) -> list[RunRow]:
         wanted = None if statuses is None else set(statuses)
         rows = [
@@ -161,8 +162,20 @@ class MemoryStore:
             and (workflow is None or r.workflow == workflow)
             and (parent_id is None or r.parent_id == parent_id)
         ]
+        if after is not None:
+            mark = self._runs.get(after)
+            if mark is None:
+                return []
+            rows = [r for r in rows if (r.created_at, r.id) < (mark.created_at, mark.id)]
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return [r.copy() for r in rows[offset:][:limit]]
+
+    async def count_runs(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for r in self._runs.values():
+            by_status = counts.setdefault(r.workflow, {})
+            by_status[r.status] = by_status.get(r.status, 0) + 1
+        return counts
 
     async def unfinished_runs(self) -> list[RunRow]:
         rows = [r for r in self._runs.values() if r.status in UNFINISHED]

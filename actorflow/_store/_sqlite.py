@@ -306,9 +306,13 @@ class SQLiteStore:
         parent_id: str | None,
         limit: int,
         offset: int,
+        after: str | None = None,
     ) -> list[RunRow]:
         where: list[str] = []
         params: list[Any] = []
+        if after is not None:
+            where.append("(created_at, id) < (SELECT created_at, id FROM runs WHERE id=?)")
+            params.append(after)
         if statuses is not None:
             wanted = list(statuses)
             where.append(f"status IN ({','.join('?' * len(wanted))})")
@@ -326,6 +330,14 @@ class SQLiteStore:
             [*params, limit, offset],
         )
         return [RunRow(*r) for r in rows]
+
+    async def count_runs(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for workflow, status, n in await self._fetchall(
+            "SELECT workflow, status, COUNT(*) FROM runs GROUP BY workflow, status", []
+        ):
+            counts.setdefault(workflow, {})[status] = n
+        return counts
 
     async def unfinished_runs(self) -> list[RunRow]:
         marks = ",".join("?" * len(UNFINISHED))
