@@ -1,0 +1,204 @@
+"""`python -m actorflow.http.ui.screenshots OUTDIR`: serve a demo engine (a fresh SQLite
+file, runs in every status), drive headless Chromium through each page of the dashboard
+and save PNG screenshots in OUTDIR. Needs selenium and Debian's chromium and
+chromium-driver."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+import actorflow as af
+
+from ._browser import chromium
+from ._serving import ServedEngine
+
+_failed_once: set[str] = set()
+
+
+@af.step(retry=af.Retry(limit=3, delay=0.2))
+async def charge(order_id: str, amount: float) -> dict[str, Any]:
+    """Fails its first attempt, so the timeline shows a retry."""
+    if order_id not in _failed_once:
+        _failed_once.add(order_id)
+        raise af.RetryableError("payment provider timed out")
+    await asyncio.sleep(0.15)
+    return {"order": order_id, "amount": amount, "key": af.step_info().step_id}
+
+
+@af.step
+async def reserve(item: str) -> str:
+    await asyncio.sleep(0.1 + 0.05 * len(item))
+    return f"{item}: reserved"
+
+
+@af.step
+async def print_label(order_id: str) -> str:
+    await asyncio.sleep(0.1)
+    return f"LABEL-{order_id.upper()}"
+
+
+@af.workflow(name="demo.ship")
+async def ship(order_id: str) -> str:
+    return await print_label(order_id)
+
+
+@af.step
+async def summarize(order_id: str, items: list[str]) -> str:
+    writer = af.get_writable()
+    text = f"Order {order_id}: {len(items)} items paid, reserved, shipped and approved."
+    for token in text.split(" "):
+        await writer.write(token + " ")
+        await asyncio.sleep(0.02)
+    return text
+
+
+@af.workflow(name="demo.process_order")
+async def process_order(order_id: str, items: list[str]) -> dict[str, Any]:
+    receipt = await charge(order_id, 10.0 * len(items))
+    reserved = await asyncio.gather(*(reserve(item) for item in items))
+    label = await (await af.start(ship, order_id)).result()
+    approval = await af.wait_for_event("approval", timeout="1h")
+    await af.sleep("300ms")
+    summary = await summarize(order_id, items)
+    return {"receipt": receipt, "reserved": reserved, "label": label,
+            "approved_by": approval["by"], "summary": summary}  # fmt: skip
+
+
+@af.step
+async def validate(record: dict[str, Any]) -> None:
+    raise af.FatalError(f"record {record['id']} has no email address")
+
+
+@af.workflow(name="demo.import_record")
+async def import_record(record: dict[str, Any]) -> None:
+    await validate(record)
+
+
+@af.step
+async def crunch(n: int) -> int:
+    await asyncio.sleep(3600)  # still running when the screenshots are taken
+    return n
+
+
+@af.workflow(name="demo.report", concurrency=1)
+async def report(n: int) -> int:
+    return await crunch(n)
+
+
+async def _populate(engine: af.Engine) -> dict[str, str]:
+    """Runs in every status; returns the ids of the runs whose pages are shot."""
+    items = ["book", "lamp", "mug"]
+    orders = [
+        await engine.start(process_order, f"o-{i}", items[: i + 1], id=f"order-{i}")
+        for i in range(4)
+    ]
+    for run in orders[:3]:
+        await _until(run, "waiting")
+        await run.send_event("approval", {"by": "alice"})
+    for run in orders[:3]:
+        await run.result(timeout=30)
+    failed = await engine.start(import_record, {"id": 7, "name": "Ada"}, id="import-7")
+    await _until(failed, "failed")
+    running = await engine.start(report, 1, id="report-1")
+    await engine.start(report, 2, id="report-2")  # queued behind report-1 (concurrency 1)
+    await _until(running, "running")
+    paused = await engine.start(process_order, "o-9", ["desk"], id="order-9")
+    await _until(paused, "waiting")
+    await paused.pause()
+    terminated = await engine.start(process_order, "o-8", ["chair"], id="order-8")
+    await _until(terminated, "waiting")
+    await terminated.terminate()
+    await _until(orders[3], "waiting")
+    return {"order": orders[1].id, "failed": failed.id, "waiting": orders[3].id}
+
+
+async def _until(run: af.Run[Any], status: str, timeout: float = 30.0) -> None:
+    """Waits until the run has `status`, checking after each event it records."""
+    async with asyncio.timeout(timeout), contextlib.aclosing(run.events()) as events:
+        async for _ in events:
+            if (await run.status()).value == status:
+                return
+    raise RuntimeError(f"run {run.id} ended {(await run.status()).value}, not {status}")
+
+
+Ready = Callable[[WebDriver], Any]
+
+
+def _shoot(browser: WebDriver, url: str, path: Path, ready: Ready, phone: bool) -> None:
+    if phone:
+        # Chromium's windows have a minimum width: a phone is emulated instead.
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True},
+        )
+    browser.get(url)
+    WebDriverWait(browser, 20).until(ready)
+    # The whole page, not only the first screen (up to a limit): the window grows.
+    height = int(browser.execute_script("return document.documentElement.scrollHeight"))
+    if phone:
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 390, "height": min(height, 1600), "deviceScaleFactor": 1, "mobile": True},
+        )
+    else:
+        browser.set_window_size(1400, min(max(height, 900), 3000))
+    browser.save_screenshot(str(path))
+    print(f"wrote {path}")
+
+
+def _has(selector: str) -> Ready:
+    return lambda browser: bool(browser.find_elements(By.CSS_SELECTOR, selector))
+
+
+def _runs_listed(browser: WebDriver) -> bool:
+    """The runs table is filled in, steps done included."""
+    cells = browser.find_elements(By.CSS_SELECTOR, "#runs-table tbody td:last-child")
+    return bool(cells) and all(cell.text != "…" for cell in cells)
+
+
+def take_screenshots(outdir: Path) -> list[Path]:
+    """Serves the demo and saves one PNG per page in `outdir`; returns their paths.
+    Raises BrowserMissingError without Chromium."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    shots: list[Path] = []
+    with tempfile.TemporaryDirectory() as tmp, ServedEngine(f"sqlite:///{tmp}/demo.db") as served:
+        ids = served.call(_populate)
+        ui = f"{served.base_url}/ui/"
+        pages: list[tuple[str, str, Ready]] = [
+            ("runs.png", "#/runs", _runs_listed),
+            ("run.png", f"#/runs/{ids['order']}", _has(".stream[data-ended] li")),
+            ("run-failed.png", f"#/runs/{ids['failed']}", _has(".traceback")),
+            ("run-waiting.png", f"#/runs/{ids['waiting']}", _has("[data-outcome='waiting']")),
+            ("workflows.png", "#/workflows", _has("#workflows-table tbody tr")),
+            ("schedules.png", "#/schedules", _has("#schedules .card, #schedules p")),
+            ("runs-phone.png", "#/runs", _runs_listed),
+        ]
+        for name, route, ready in pages:
+            with chromium() as browser:
+                path = outdir / name
+                _shoot(browser, ui + route, path, ready, phone=name.endswith("-phone.png"))
+                shots.append(path)
+    return shots
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m actorflow.http.ui.screenshots", description=__doc__
+    )
+    parser.add_argument("outdir", type=Path, help="where to write the PNG files")
+    args = parser.parse_args(argv)
+    take_screenshots(args.outdir)
+
+
+if __name__ == "__main__":
+    main()
