@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import socket
 import threading
 from collections.abc import Awaitable, Callable
@@ -105,3 +106,13 @@ class ServedEngine:
                 await self._server.serve(sockets=[listener])
         finally:
             listener.close()
+
+
+async def until_status(run: af.Run[Any], status: str, timeout: float = 30.0) -> None:
+    """Waits until the run has `status`, checking after each event it records (no
+    polling). Raises TimeoutError, or RuntimeError if the run ends in another status."""
+    async with asyncio.timeout(timeout), contextlib.aclosing(run.events()) as events:
+        async for _ in events:
+            if (await run.status()).value == status:
+                return
+    raise RuntimeError(f"run {run.id} ended {(await run.status()).value}, not {status}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 import actorflow as af
 
 from ._browser import chromium
-from ._serving import ServedEngine
+from ._serving import ServedEngine, until_status
 
 _failed_once: set[str] = set()
 
@@ -103,32 +102,23 @@ async def _populate(engine: af.Engine) -> dict[str, str]:
         for i in range(4)
     ]
     for run in orders[:3]:
-        await _until(run, "waiting")
+        await until_status(run, "waiting")
         await run.send_event("approval", {"by": "alice"})
     for run in orders[:3]:
         await run.result(timeout=30)
     failed = await engine.start(import_record, {"id": 7, "name": "Ada"}, id="import-7")
-    await _until(failed, "failed")
+    await until_status(failed, "failed")
     running = await engine.start(report, 1, id="report-1")
     await engine.start(report, 2, id="report-2")  # queued behind report-1 (concurrency 1)
-    await _until(running, "running")
+    await until_status(running, "running")
     paused = await engine.start(process_order, "o-9", ["desk"], id="order-9")
-    await _until(paused, "waiting")
+    await until_status(paused, "waiting")
     await paused.pause()
     terminated = await engine.start(process_order, "o-8", ["chair"], id="order-8")
-    await _until(terminated, "waiting")
+    await until_status(terminated, "waiting")
     await terminated.terminate()
-    await _until(orders[3], "waiting")
+    await until_status(orders[3], "waiting")
     return {"order": orders[1].id, "failed": failed.id, "waiting": orders[3].id}
-
-
-async def _until(run: af.Run[Any], status: str, timeout: float = 30.0) -> None:
-    """Waits until the run has `status`, checking after each event it records."""
-    async with asyncio.timeout(timeout), contextlib.aclosing(run.events()) as events:
-        async for _ in events:
-            if (await run.status()).value == status:
-                return
-    raise RuntimeError(f"run {run.id} ended {(await run.status()).value}, not {status}")
 
 
 Ready = Callable[[WebDriver], Any]
