@@ -124,24 +124,19 @@ async def _populate(engine: af.Engine) -> dict[str, str]:
 Ready = Callable[[WebDriver], Any]
 
 
-def _shoot(browser: WebDriver, url: str, path: Path, ready: Ready, phone: bool) -> None:
-    if phone:
-        # Chromium's windows have a minimum width: a phone is emulated instead.
-        browser.execute_cdp_cmd(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True},
-        )
+def _shoot(browser: WebDriver, url: str, path: Path, ready: Ready, width: int) -> None:
+    def viewport(height: int) -> None:
+        # Emulated rather than a window size: windows have a minimum width, and the
+        # browser's frame would take its share of the height.
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+    viewport(900 if width >= 600 else 844)
     browser.get(url)
     WebDriverWait(browser, 20).until(ready)
-    # The whole page, not only the first screen (up to a limit): the window grows.
+    # The whole page (up to a limit), not only its first screen.
     height = int(browser.execute_script("return document.documentElement.scrollHeight"))
-    if phone:
-        browser.execute_cdp_cmd(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": 390, "height": min(height, 1600), "deviceScaleFactor": 1, "mobile": True},
-        )
-    else:
-        browser.set_window_size(1400, min(max(height, 900), 3000))
+    viewport(min(height, 3000 if width >= 600 else 1600))
     browser.save_screenshot(str(path))
     print(f"wrote {path}")
 
@@ -172,11 +167,12 @@ def take_screenshots(outdir: Path) -> list[Path]:
             ("workflows.png", "#/workflows", _has("#workflows-table tbody tr")),
             ("schedules.png", "#/schedules", _has("#schedules .card, #schedules p")),
             ("runs-phone.png", "#/runs", _runs_listed),
+            ("run-phone.png", f"#/runs/{ids['order']}", _has(".stream[data-ended] li")),
         ]
         for name, route, ready in pages:
             with chromium() as browser:
                 path = outdir / name
-                _shoot(browser, ui + route, path, ready, phone=name.endswith("-phone.png"))
+                _shoot(browser, ui + route, path, ready, 390 if "phone" in name else 1400)
                 shots.append(path)
     return shots
 

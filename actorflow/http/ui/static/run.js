@@ -216,8 +216,13 @@ export function runPage(main, runId) {
     if (!disposed && run && !FINAL.has(run.status) && document.visibilityState === "visible") renderEvents();
   }, 1000);
 
+  // The axis's ticks depend on the width of the page.
+  const onResize = () => events.length && renderEvents();
+  window.addEventListener("resize", onResize);
+
   function dispose() {
     disposed = true;
+    window.removeEventListener("resize", onResize);
     clearInterval(clock);
     clearTimeout(refreshTimer);
     if (eventsSub) eventsSub.close();

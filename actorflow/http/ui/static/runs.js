@@ -9,6 +9,7 @@ import {
 const PAGE_SIZE = 25;
 const REFRESH_MS = 2000;
 const DETAIL_CONCURRENCY = 4;
+const STEP_COUNT_MS = 10000;
 
 // Steps done of each run, from its detail (listings carry no steps). A final run's count
 // never changes, so it is kept for the session.
@@ -42,6 +43,7 @@ export function runsPage(main, params) {
   const alert = alertBox();
   const rows = new Map(); // run id -> {row, run}
   const stepCounts = new Map(); // non-final run id -> steps done, refreshed
+  const stepCountRead = new Map(); // run id -> {status, at} of the last read of its count
   let current = [];
   let disposed = false;
   let live = true;
@@ -179,9 +181,16 @@ export function runsPage(main, params) {
   }
 
   async function fetchStepCounts(runs) {
-    const todo = runs.filter(
-      (r) => stepsDone(r) === undefined && (!FINAL.has(r.status) || !finalStepCounts.has(r.id)),
-    );
+    // An unfinished run's count is read again when its status changes, else every
+    // STEP_COUNT_MS: one request per run, not one per run per refresh.
+    const now = Date.now();
+    const todo = runs.filter((r) => {
+      if (stepsDone(r) !== undefined) return false;
+      const last = stepCountRead.get(r.id);
+      return !last || last.status !== r.status || now - last.at > STEP_COUNT_MS;
+    });
+    if (!todo.length) return;
+    for (const r of todo) stepCountRead.set(r.id, { status: r.status, at: now });
     const worker = async () => {
       for (let run = todo.shift(); run && !disposed; run = todo.shift()) {
         try {
@@ -190,7 +199,7 @@ export function runsPage(main, params) {
           if (FINAL.has(data.status)) finalStepCounts.set(run.id, done);
           else stepCounts.set(run.id, done);
         } catch {
-          // the row keeps "…": the next refresh tries again
+          stepCountRead.delete(run.id); // the row keeps "…": the next refresh tries again
         }
       }
     };

@@ -184,8 +184,10 @@ export function buildTimeline(events, generation) {
 const NICE_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 15e3, 3e4, 6e4,
   12e4, 3e5, 6e5, 9e5, 18e5, 36e5, 72e5, 144e5, 216e5, 432e5, 864e5];
 
-function tickStep(span) {
-  return NICE_STEPS.find((s) => span / s <= 8) ?? span / 8;
+// At most one labelled tick per ~110 px of track, so that labels never overlap.
+function tickStep(span, trackWidth) {
+  const most = Math.max(2, Math.min(8, Math.floor(trackWidth / 110)));
+  return NICE_STEPS.find((s) => span / s <= most) ?? span / most;
 }
 
 const OUTCOME_GLYPH = {
@@ -205,7 +207,8 @@ export function renderTimeline(container, model, now = Date.now()) {
   const pct = (t) => `${(((Math.min(Math.max(t, t0), t1) - t0) / span) * 100).toFixed(3)}%`;
   const width = (a, b) => `max(3px, ${((Math.max(b - a, 0) / span) * 100).toFixed(3)}%)`;
 
-  const step = tickStep(span);
+  const labelWidth = parseFloat(getComputedStyle(container).getPropertyValue("--label-w")) * 14 || 210;
+  const step = tickStep(span, (container.clientWidth || 900) - labelWidth);
   const ticks = [];
   for (let t = 0; t <= span + 1e-9; t += step) {
     const late = t > span * 0.9; // its label would overflow the track: drawn to the left of it
