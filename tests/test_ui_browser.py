@@ -17,7 +17,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 import actorflow as af
 from actorflow.http.ui._browser import chromium
@@ -107,19 +107,25 @@ def served(tmp_path: Path) -> Iterator[ServedEngine]:
         yield served
 
 
-def start(served: ServedEngine, workflow: str, *args: Any, id: str) -> dict[str, Any]:
-    response = httpx.post(
-        f"{served.base_url}/v1/workflows/{workflow}/runs", json={"args": list(args), "id": id}
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
+class Api:
+    """The served app's /v1 API over one HTTP connection."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def start(self, workflow: str, *args: Any, id: str) -> None:
+        response = self.client.post(f"workflows/{workflow}/runs", json={"args": args, "id": id})
+        assert response.status_code == 201, response.text
+
+    def post(self, path: str, body: Any = None) -> None:
+        response = self.client.post(path, json=body)
+        assert response.status_code in (200, 202), response.text
 
 
-def post(served: ServedEngine, path: str, body: Any = None) -> httpx.Response:
-    response = httpx.post(f"{served.base_url}/v1/{path}", json=body)
-    assert response.status_code in (200, 202), response.text
-    return response
+@pytest.fixture
+def api(served: ServedEngine) -> Iterator[Api]:
+    with httpx.Client(base_url=f"{served.base_url}/v1/", timeout=30) as client:
+        yield Api(client)
 
 
 def wait(browser: WebDriver, condition: Any, message: str = "") -> Any:
@@ -164,14 +170,14 @@ def click(browser: WebDriver, selector: str) -> WebElement:
 
 
 def test_runs_page_lists_every_status_and_updates_live(
-    browser: WebDriver, served: ServedEngine
+    browser: WebDriver, served: ServedEngine, api: Api
 ) -> None:
     for run_id in ("w1", "c1", "t1", "p1"):
-        start(served, "ui.gated", 1, id=run_id)
-    start(served, "ui.fails", id="f1")
-    start(served, "ui.hold", id="r1")
-    start(served, "ui.hold", id="q1")  # queued behind r1: concurrency 1
-    start(served, "ui.long", id="pp1")
+        api.start("ui.gated", 1, id=run_id)
+    api.start("ui.fails", id="f1")
+    api.start("ui.hold", id="r1")
+    api.start("ui.hold", id="q1")  # queued behind r1: concurrency 1
+    api.start("ui.long", id="pp1")
 
     async def settle(engine: af.Engine) -> None:
         for run_id in ("w1", "c1", "t1", "p1"):
@@ -202,9 +208,9 @@ def test_runs_page_lists_every_status_and_updates_live(
 
     # Live: a run started now appears, and its status changes, with no reload.
     marker = browser.execute_script("return window.__marker = Math.random()")
-    start(served, "ui.gated", 5, id="live-1")
+    api.start("ui.gated", 5, id="live-1")
     wait(browser, lambda b: row_status(b, "live-1") == "waiting", "a new run did not appear")
-    post(served, "runs/live-1/events/finish", {"ok": True})
+    api.post("runs/live-1/events/finish", {"ok": True})
     wait(browser, lambda b: row_status(b, "live-1") == "completed", "the run never completed")
     assert browser.execute_script("return window.__marker") == marker  # same page, no reload
 
@@ -219,8 +225,10 @@ def test_runs_page_lists_every_status_and_updates_live(
     )
 
 
-def test_run_page_timeline_result_and_live_stream(browser: WebDriver, served: ServedEngine) -> None:
-    start(served, "ui.journey", "k1", id="j1")
+def test_run_page_timeline_result_and_live_stream(
+    browser: WebDriver, served: ServedEngine, api: Api
+) -> None:
+    api.start("ui.journey", "k1", id="j1")
     open_run(browser, served, "j1")
 
     def chunks(b: WebDriver) -> list[str]:
@@ -229,9 +237,9 @@ def test_run_page_timeline_result_and_live_stream(browser: WebDriver, served: Se
         ]
 
     wait(browser, lambda b: chunks(b) == ['"one"'], "the first chunk did not show")
-    post(served, "runs/j1/events/more")
+    api.post("runs/j1/events/more")
     wait(browser, lambda b: chunks(b) == ['"one"', '{"two":2}'], "the second chunk was not pushed")
-    post(served, "runs/j1/events/more")
+    api.post("runs/j1/events/more")
     wait(browser, lambda b: run_status(b) == "completed", "the run page did not see the end")
     wait(
         browser,
@@ -262,9 +270,9 @@ def test_run_page_timeline_result_and_live_stream(browser: WebDriver, served: Se
 
 
 def test_controls_pause_resume_terminate_and_send_event(
-    browser: WebDriver, served: ServedEngine
+    browser: WebDriver, served: ServedEngine, api: Api
 ) -> None:
-    start(served, "ui.gated", 4, id="g1")
+    api.start("ui.gated", 4, id="g1")
     open_run(browser, served, "g1")
     wait(browser, lambda b: run_status(b) == "waiting")
 
@@ -282,7 +290,8 @@ def test_controls_pause_resume_terminate_and_send_event(
     alert = browser.find_element(By.CSS_SELECTOR, "[role=alert]")
     wait(browser, lambda b: "not valid JSON" in alert.text)
     payload.clear()
-    payload.send_keys('"' + "x" * 3000 + '"')
+    # set, not typed: typing 3,000 characters takes seconds
+    browser.execute_script("arguments[0].value = arguments[1]", payload, '"' + "x" * 3000 + '"')
     click(browser, "#event-send")
     wait(browser, lambda b: "PayloadTooLarge" in alert.text, "the API error was not shown")
     assert run_status(browser) == "waiting"
@@ -294,8 +303,19 @@ def test_controls_pause_resume_terminate_and_send_event(
     outcome = browser.find_element(By.ID, "run-outcome").text
     assert '"approved": true' in outcome and '"doubled": 8' in outcome
 
+    # Restart from a chosen step, confirmed: a second execution, shown on its own.
+    Select(browser.find_element(By.ID, "restart-from")).select_by_value("prepare")
+    click(browser, "#control-restart")
+    click(browser, "#confirm-ok")
+    executions = Select(browser.find_element(By.ID, "generation"))
+    wait(browser, lambda b: len(executions.options) == 2, "the new execution is not shown")
+    assert executions.first_selected_option.text == "generation 1 (latest)"
+    # The event it received stays buffered for the new execution, which completes again.
+    wait(browser, lambda b: run_status(b) == "completed", "the new execution did not finish")
+    assert browser.find_elements(By.CSS_SELECTOR, ".tl-row[data-name='prepare']")
+
     # Terminate asks first: cancelled, nothing happens; confirmed, the run ends.
-    start(served, "ui.gated", 1, id="g2")
+    api.start("ui.gated", 1, id="g2")
     open_run(browser, served, "g2")
     wait(browser, lambda b: run_status(b) == "waiting")
     click(browser, "#control-terminate")
@@ -334,13 +354,14 @@ def test_token_is_asked_once_and_kept_for_the_session(browser: WebDriver, tmp_pa
 
 
 def test_static_files_are_served_and_self_contained(served: ServedEngine) -> None:
-    response = httpx.get(f"{served.base_url}/ui", follow_redirects=True)
-    assert response.status_code == 200
-    assert '<script type="module" src="app.js">' in response.text
-    static = Path(af.__file__).parent / "http" / "ui" / "static"
-    files = sorted(p.name for p in static.iterdir())
-    assert "index.html" in files and "app.js" in files
-    for name in files:
-        text = (static / name).read_text()
-        assert "http://" not in text and "https://" not in text, f"{name} fetches from outside"
-        assert httpx.get(f"{served.base_url}/ui/{name}").status_code == 200
+    with httpx.Client(base_url=served.base_url) as client:
+        response = client.get("/ui", follow_redirects=True)
+        assert response.status_code == 200
+        assert '<script type="module" src="app.js">' in response.text
+        static = Path(af.__file__).parent / "http" / "ui" / "static"
+        files = sorted(p.name for p in static.iterdir())
+        assert "index.html" in files and "app.js" in files
+        for name in files:
+            text = (static / name).read_text()
+            assert "http://" not in text and "https://" not in text, f"{name} fetches from outside"
+            assert client.get(f"/ui/{name}").status_code == 200

@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 import actorflow as af
-
-from .._app import asgi_app
+from actorflow.http import asgi_app
 
 T = TypeVar("T")
 

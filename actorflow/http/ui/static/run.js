@@ -12,11 +12,12 @@ import { streamsSection } from "./streams.js";
 
 const EVENT_ROWS_SHOWN = 1000;
 
-// A tick's run id is "{schedule_id}@{scheduled time, UTC ISO-8601}".
-function scheduleTick(run) {
+// A run started by a schedule carries its tick in its first log entry.
+function scheduleTick(run, events) {
   if (run.schedule) return run.schedule;
-  const match = /^(.+)@(\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d))$/.exec(run.id);
-  return match ? { schedule_id: match[1], scheduled_time: match[2] } : null;
+  const tick = events.length && events[0].kind === "run_created" && events[0].data?.schedule;
+  if (!tick) return null;
+  return { schedule_id: tick.id, cron: tick.cron, scheduled_time: new Date(tick.time * 1000).toISOString() };
 }
 
 function section(title, id, ...children) {
@@ -110,7 +111,7 @@ export function runPage(main, runId) {
   function renderSummary() {
     replace(badge, statusBadge(run.status));
     document.getElementById("run-workflow").textContent = run.workflow;
-    const tick = scheduleTick(run);
+    const tick = scheduleTick(run, events);
     const items = [
       ["Status", statusBadge(run.status)],
       ["Workflow", el("a", { href: `#/runs?workflow=${encodeURIComponent(run.workflow)}` }, run.workflow)],
@@ -121,7 +122,7 @@ export function runPage(main, runId) {
       ["Steps", `${run.steps.filter((s) => s.status === "completed").length} done of ${run.steps.length}`],
       ["Parent", run.parent_id ? runLink(run.parent_id) : el("span", { class: "muted" }, "none")],
       ["Children", children.size ? el("ul", { class: "plain", id: "run-children" }, [...children.values()].map((c) => el("li", {}, runLink(c)))) : el("span", { class: "muted" }, "none")],
-      ["Schedule tick", tick ? el("span", {}, el("a", { href: "#/schedules" }, tick.schedule_id), " at ", timeCell(tick.scheduled_time)) : el("span", { class: "muted" }, "none")],
+      ["Schedule tick", tick ? el("span", { id: "run-schedule" }, el("a", { href: "#/schedules" }, tick.schedule_id), tick.cron ? ` (${tick.cron})` : "", " at ", timeCell(tick.scheduled_time)) : el("span", { class: "muted" }, "none")],
     ];
     replace(summary, items.map(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
     if (run.status === "completed") {

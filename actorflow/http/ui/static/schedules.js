@@ -49,6 +49,7 @@ export function schedulesPage(main) {
         el("dt", {}, "Next tick"), el("dd", {}, schedule.paused || !next ? el("span", { class: "muted" }, "none while paused") : [timeCell(schedule.next_time), ` (in ${formatDuration(next - Date.now())})`]),
         el("dt", {}, "Policies"), el("dd", {}, `overlap ${schedule.overlap ?? "—"}, catch-up ${schedule.catchup ?? "—"}`),
         el("dt", {}, "Declared"), el("dd", {}, schedule.declared ? "in code" : "through the API"),
+        schedule.buffered?.length ? [el("dt", {}, "Buffered"), el("dd", {}, `${schedule.buffered.length} tick(s) wait for the unfinished run`)] : null,
       ),
       el("h3", {}, "Recent ticks"),
       recent.length
