@@ -126,10 +126,11 @@ export async function api(path, { method = "GET", body, query, signal } = {}) {
 }
 
 /**
- * Reads a Server-Sent Events endpoint until the server ends it; reconnects with Last-Event-ID
- * after a network error (and from `lastEventId` if given). handlers: onEvent({id, event, data}), onOpen(), onEnd(),
- * onError(ApiError).
- * Returns {close()}.
+ * Reads a Server-Sent Events endpoint until the server ends it, from after `lastEventId` if
+ * given. It reconnects with Last-Event-ID after a network error, and lets go of the
+ * connection while the tab is hidden (a browser allows only six connections to a server,
+ * shared by its tabs). handlers: onEvent({id, event, data}), onOpen(), onEnd(),
+ * onError(ApiError). Returns {close()}.
  */
 export function subscribe(
   path,
@@ -137,17 +138,22 @@ export function subscribe(
   { onEvent, onOpen = () => {}, onEnd = () => {}, onError = () => {} },
   lastEventId = null,
 ) {
-  const controller = new AbortController();
+  let closed = false;
+  let connection = null; // the AbortController of the request in flight
+  let wake = null; // resolves the wait for the tab to be visible again
   let lastId = lastEventId;
   let retryDelay = 500;
 
-  async function readOnce() {
+  const onVisibility = () => {
+    if (document.visibilityState === "hidden") connection?.abort();
+    else wake?.();
+  };
+  document.addEventListener("visibilitychange", onVisibility);
+
+  async function readOnce(signal) {
     const extra = { Accept: "text/event-stream" };
     if (lastId !== null) extra["Last-Event-ID"] = lastId;
-    const response = await authorizedFetch(apiUrl(path, query), {
-      headers: extra,
-      signal: controller.signal,
-    });
+    const response = await authorizedFetch(apiUrl(path, query), { headers: extra, signal });
     if (!response.ok) throw await errorOf(response);
     retryDelay = 500;
     onOpen();
@@ -181,22 +187,36 @@ export function subscribe(
   }
 
   (async () => {
-    while (!controller.signal.aborted) {
+    while (!closed) {
+      if (document.visibilityState === "hidden") {
+        await new Promise((resolve) => (wake = resolve));
+        wake = null;
+        continue;
+      }
+      connection = new AbortController();
       try {
-        await readOnce();
-        if (!controller.signal.aborted) onEnd();
-        return;
+        await readOnce(connection.signal);
+        if (!closed) onEnd();
+        break;
       } catch (error) {
-        if (controller.signal.aborted) return;
+        if (closed) break;
+        if (connection.signal.aborted) continue; // hidden: resumes once visible
         if (error instanceof ApiError && error.status !== 0 && error.status < 500) {
           onError(error);
-          return;
+          break;
         }
         await new Promise((resolve) => setTimeout(resolve, retryDelay));
         retryDelay = Math.min(retryDelay * 2, 10000);
       }
     }
+    document.removeEventListener("visibilitychange", onVisibility);
   })();
 
-  return { close: () => controller.abort() };
+  return {
+    close() {
+      closed = true;
+      connection?.abort();
+      wake?.();
+    },
+  };
 }

@@ -147,7 +147,9 @@ export function runPage(main, runId) {
     }
     generationPick.value = String(shown);
     renderTimeline(timeline, buildTimeline(events, shown));
-    eventCount.textContent = `${events.length} event${events.length === 1 ? "" : "s"}`;
+    const hidden = events.length - eventBody.children.length;
+    eventCount.textContent = `${events.length} event${events.length === 1 ? "" : "s"}` +
+      (hidden > 0 ? ` (the last ${eventBody.children.length} shown)` : "");
   }
 
   generationPick.addEventListener("change", () => {
@@ -188,7 +190,7 @@ export function runPage(main, runId) {
     if (event.kind === "child_started" && event.data) {
       children.set(event.data.run_id, event.data.run_id);
     }
-    if (event.kind === "stream_written") streams.add(event.name);
+    if (event.kind === "stream_written") streams.add(event.name, { auto: true });
     eventBody.append(eventRow(event));
     if (eventBody.children.length > EVENT_ROWS_SHOWN) eventBody.firstElementChild.remove();
     if (!renderQueued) {

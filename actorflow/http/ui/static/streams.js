@@ -5,6 +5,7 @@ import { subscribe } from "./api.js";
 import { el, replace } from "./dom.js";
 
 const MAX_SHOWN = 500;
+const AUTO_OPEN = 3;
 
 function decodeBytes(base64) {
   const binary = atob(base64);
@@ -67,8 +68,8 @@ function streamPanel(runId, namespace, onError) {
 }
 
 /**
- * The streams section of a run page. `add(namespace)` opens a namespace once (the log
- * names those the workflow body writes to; "default" is always open).
+ * The streams section of a run page. `add(namespace)` opens a namespace once; with
+ * `{auto: true}` (a namespace the log names), only while few are open.
  */
 export function streamsSection(runId, onError) {
   const panels = new Map();
@@ -89,11 +90,29 @@ export function streamsSection(runId, onError) {
     el("button", { type: "submit" }, "Open"),
   );
 
-  function add(namespace) {
+  // A browser allows six connections to a server: beyond AUTO_OPEN live streams, a
+  // namespace found in the log waits for a click.
+  function add(namespace, { auto = false } = {}) {
     if (panels.has(namespace)) return;
+    if (auto && panels.size >= AUTO_OPEN) {
+      const placeholder = el(
+        "section",
+        { class: "stream", dataset: { namespace } },
+        el("h3", {}, el("span", { class: "mono" }, namespace)),
+        el("button", { type: "button", onclick: () => open(namespace, placeholder) }, "Read this stream"),
+      );
+      panels.set(namespace, { panel: placeholder, close: () => {} });
+      container.append(placeholder);
+      return;
+    }
+    open(namespace, null);
+  }
+
+  function open(namespace, placeholder) {
     const panel = streamPanel(runId, namespace, onError);
     panels.set(namespace, panel);
-    container.append(panel.panel);
+    if (placeholder) placeholder.replaceWith(panel.panel);
+    else container.append(panel.panel);
   }
 
   return {
@@ -105,7 +124,7 @@ export function streamsSection(runId, onError) {
       for (const panel of panels.values()) panel.close();
       panels.clear();
       replace(container);
-      names.forEach(add);
+      names.forEach((name) => add(name, { auto: true }));
     },
     close() {
       for (const panel of panels.values()) panel.close();
