@@ -18,8 +18,11 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 import actorflow as af
+from actorflow.http.ui import dashboard
 from actorflow.http.ui._browser import chromium
 from actorflow.http.ui._serving import ServedEngine, until_status
 
@@ -340,6 +343,12 @@ def test_token_is_asked_once_and_kept_for_the_session(browser: WebDriver, tmp_pa
         browser.get(f"{served.base_url}/ui/")
         dialog = browser.find_element(By.ID, "token-dialog")
         wait(browser, lambda b: dialog.is_displayed(), "no token was asked for")
+        # Declined: the 401 is shown, and the token can be given later from the header.
+        browser.find_element(By.ID, "token-cancel").click()
+        alert = browser.find_element(By.CSS_SELECTOR, "[role=alert]")
+        wait(browser, lambda b: "HTTP 401" in alert.text, "the refusal was not shown")
+        click(browser, "#token-button")
+        wait(browser, lambda b: dialog.is_displayed(), "the header's button did not ask")
         browser.find_element(By.ID, "token-input").send_keys("wrong")
         browser.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
         wait(browser, lambda b: "refused" in b.find_element(By.ID, "token-reason").text)
@@ -365,3 +374,23 @@ def test_static_files_are_served_and_self_contained(served: ServedEngine) -> Non
             text = (static / name).read_text()
             assert "http://" not in text and "https://" not in text, f"{name} fetches from outside"
             assert client.get(f"/ui/{name}").status_code == 200
+
+
+def test_schedules_page_without_schedule_routes(browser: WebDriver, tmp_path: Path) -> None:
+    """A server whose API has no schedule routes (an older one, or one mounting only the
+    dashboard): the page says so instead of failing."""
+
+    def without_api(engine: af.Engine) -> Starlette:
+        return Starlette(routes=[Mount("/ui", app=dashboard()), Mount("/v1", routes=[])])
+
+    with ServedEngine(f"sqlite:///{tmp_path}/bare.db", app=without_api) as served:
+        browser.get(f"{served.base_url}/ui/#/schedules")
+        notice = wait(browser, lambda b: b.find_elements(By.ID, "schedules-unavailable"))
+        assert "not available" in notice[0].text
+        assert not browser.find_element(By.CSS_SELECTOR, "[role=alert]").is_displayed()
+        browser.get(f"{served.base_url}/ui/#/workflows")  # other routes: the error is shown
+        wait(
+            browser,
+            lambda b: "404" in b.find_element(By.CSS_SELECTOR, "[role=alert]").text,
+            "the API's 404 was not shown",
+        )

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import uvicorn
+from starlette.types import ASGIApp
 
 import actorflow as af
 from actorflow.http import asgi_app
@@ -25,12 +26,21 @@ START_TIMEOUT = 30.0
 
 class ServedEngine:
     """`with ServedEngine("sqlite:///x.db") as served:` opens the engine and serves it at
-    `served.base_url` until the block ends. `served.call(fn)` runs `fn(engine)` on the
-    server's loop. Raises whatever opening the engine or binding the port raised."""
+    `served.base_url` until the block ends (`app(engine)` if given, else
+    `asgi_app(engine, token)`). `served.call(fn)` runs `fn(engine)` on the server's loop.
+    Raises whatever opening the engine or binding the port raised."""
 
-    def __init__(self, url: str, *, token: str | None = None, **engine_options: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        app: Callable[[af.Engine], ASGIApp] | None = None,
+        **engine_options: Any,
+    ) -> None:
         self.url = url
         self.token = token
+        self.app = app or (lambda engine: asgi_app(engine, token))
         self.engine_options = engine_options
         self.base_url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -91,7 +101,7 @@ class ServedEngine:
         try:
             async with af.Engine(self.url, **self.engine_options) as engine:
                 config = uvicorn.Config(
-                    asgi_app(engine, self.token),
+                    self.app(engine),
                     lifespan="off",
                     log_level="warning",
                     timeout_graceful_shutdown=1,

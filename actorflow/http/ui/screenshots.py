@@ -1,7 +1,7 @@
 """`python -m actorflow.http.ui.screenshots OUTDIR`: serve a demo engine (a fresh SQLite
 file, runs in every status), drive headless Chromium through each page of the dashboard
 and save PNG screenshots in OUTDIR. Needs selenium and Debian's chromium and
-chromium-driver."""
+chromium-driver; the orders are `python -m actorflow demo`'s (the cli extra)."""
 
 from __future__ import annotations
 
@@ -17,60 +17,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 import actorflow as af
+from actorflow.cli._demo import process_order
 
 from ._browser import chromium
 from ._serving import ServedEngine, until_status
-
-_failed_once: set[str] = set()
-
-
-@af.step(retry=af.Retry(limit=3, delay=0.2))
-async def charge(order_id: str, amount: float) -> dict[str, Any]:
-    """Fails its first attempt, so the timeline shows a retry."""
-    if order_id not in _failed_once:
-        _failed_once.add(order_id)
-        raise af.RetryableError("payment provider timed out")
-    await asyncio.sleep(0.15)
-    return {"order": order_id, "amount": amount, "key": af.step_info().step_id}
-
-
-@af.step
-async def reserve(item: str) -> str:
-    await asyncio.sleep(0.1 + 0.05 * len(item))
-    return f"{item}: reserved"
-
-
-@af.step
-async def print_label(order_id: str) -> str:
-    await asyncio.sleep(0.1)
-    return f"LABEL-{order_id.upper()}"
-
-
-@af.workflow(name="demo.ship")
-async def ship(order_id: str) -> str:
-    return await print_label(order_id)
-
-
-@af.step
-async def summarize(order_id: str, items: list[str]) -> str:
-    writer = af.get_writable()
-    text = f"Order {order_id}: {len(items)} items paid, reserved, shipped and approved."
-    for token in text.split(" "):
-        await writer.write(token + " ")
-        await asyncio.sleep(0.02)
-    return text
-
-
-@af.workflow(name="demo.process_order")
-async def process_order(order_id: str, items: list[str]) -> dict[str, Any]:
-    receipt = await charge(order_id, 10.0 * len(items))
-    reserved = await asyncio.gather(*(reserve(item) for item in items))
-    label = await (await af.start(ship, order_id)).result()
-    approval = await af.wait_for_event("approval", timeout="1h")
-    await af.sleep("300ms")
-    summary = await summarize(order_id, items)
-    return {"receipt": receipt, "reserved": reserved, "label": label,
-            "approved_by": approval["by"], "summary": summary}  # fmt: skip
 
 
 @af.step
@@ -169,8 +119,8 @@ def take_screenshots(outdir: Path) -> list[Path]:
             ("runs-phone.png", "#/runs", _runs_listed),
             ("run-phone.png", f"#/runs/{ids['order']}", _has(".stream[data-ended] li")),
         ]
-        for name, route, ready in pages:
-            with chromium() as browser:
+        with chromium() as browser:
+            for name, route, ready in pages:
                 path = outdir / name
                 _shoot(browser, ui + route, path, ready, 390 if "phone" in name else 1400)
                 shots.append(path)

@@ -35,10 +35,14 @@ function headers(extra = {}) {
 }
 
 let pendingToken = null;
+let declined = false; // the user cancelled: no more asking until "Change token"
 
 // Asks for the token once, however many requests got a 401 meanwhile.
-function askToken(reason) {
+function askToken(reason, { force = false } = {}) {
   if (pendingToken) return pendingToken;
+  if (declined && !force) {
+    return Promise.reject(new ApiError(401, "Unauthorized", "a token is needed to use this server"));
+  }
   const dialog = document.getElementById("token-dialog");
   const input = document.getElementById("token-input");
   document.getElementById("token-reason").textContent = reason;
@@ -52,13 +56,14 @@ function askToken(reason) {
       dialog.removeEventListener("cancel", onCancel);
       if (dialog.open) dialog.close();
       pendingToken = null;
+      declined = !ok;
+      document.getElementById("token-button").hidden = !(hasToken() || declined);
       if (ok) resolve();
       else reject(new ApiError(401, "Unauthorized", "a token is needed to use this server"));
     };
     const onSubmit = (event) => {
       event.preventDefault();
       sessionStorage.setItem(TOKEN_KEY, input.value.trim());
-      document.getElementById("token-button").hidden = false;
       done(true);
     };
     const onCancel = (event) => {
@@ -75,7 +80,7 @@ function askToken(reason) {
 }
 
 export function changeToken() {
-  return askToken("Enter the token to use from now on.").catch(() => {});
+  return askToken("Enter the token to use from now on.", { force: true }).catch(() => {});
 }
 
 export function hasToken() {

@@ -22,6 +22,25 @@ function append(node, children) {
   }
 }
 
+/**
+ * A scrollable table: `headers` are strings or nodes (a header with class "num" is
+ * given as [node, "num"]); `tbody` is the body the page fills.
+ */
+export function dataTable({ id, cls, caption, headers, tbody }) {
+  const th = (h) => (Array.isArray(h) ? el("th", { scope: "col", class: h[1] }, h[0]) : el("th", { scope: "col" }, h));
+  return el(
+    "div",
+    { class: "table-wrap" },
+    el(
+      "table",
+      { class: cls, id },
+      el("caption", { class: "sr-only" }, caption),
+      el("thead", {}, el("tr", {}, headers.map(th))),
+      tbody,
+    ),
+  );
+}
+
 export function replace(node, ...children) {
   node.replaceChildren();
   append(node, children);

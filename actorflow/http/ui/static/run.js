@@ -3,7 +3,7 @@
 
 import { ApiError, api, subscribe } from "./api.js";
 import {
-  FINAL, alertBox, el, errorBlock, formatDuration, jsonBlock, replace, runDuration, runLink,
+  FINAL, alertBox, dataTable, el, errorBlock, formatDuration, jsonBlock, replace, runDuration, runLink,
   statusBadge, timeCell,
 } from "./dom.js";
 import { controlsSection } from "./controls.js";
@@ -94,17 +94,13 @@ export function runPage(main, runId) {
       "Event log",
       "sec-events",
       eventCount,
-      el(
-        "div",
-        { class: "table-wrap" },
-        el(
-          "table",
-          { class: "events", id: "event-log" },
-          el("caption", { class: "sr-only" }, "The run's event log"),
-          el("thead", {}, el("tr", {}, ["#", "At", "Gen", "Kind", "Seq", "Name", "Data"].map((h) => el("th", { scope: "col" }, h)))),
-          eventBody,
-        ),
-      ),
+      dataTable({
+        id: "event-log",
+        cls: "events",
+        caption: "The run's event log",
+        headers: ["#", "At", "Gen", "Kind", "Seq", "Name", "Data"],
+        tbody: eventBody,
+      }),
     ),
   );
 

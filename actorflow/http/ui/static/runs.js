@@ -2,7 +2,7 @@
 
 import { ApiError, api } from "./api.js";
 import {
-  FINAL, STATUSES, alertBox, el, formatDuration, replace, runDuration, runLink, statusBadge,
+  FINAL, STATUSES, alertBox, dataTable, el, formatDuration, replace, runDuration, runLink, statusBadge,
   timeCell, whileVisible,
 } from "./dom.js";
 
@@ -85,27 +85,13 @@ export function runsPage(main, params) {
     el("h1", {}, "Runs"),
     filterForm,
     alert.node,
-    el(
-      "div",
-      { class: "table-wrap" },
-      el(
-        "table",
-        { class: "runs", id: "runs-table" },
-        el("caption", { class: "sr-only" }, "Runs, newest first"),
-        el(
-          "thead",
-          {},
-          el(
-            "tr",
-            {},
-            ["Run id", "Workflow", "Status", "Created", "Duration", "Steps done"].map((h) =>
-              el("th", { scope: "col" }, h),
-            ),
-          ),
-        ),
-        tbody,
-      ),
-    ),
+    dataTable({
+      id: "runs-table",
+      cls: "runs",
+      caption: "Runs, newest first",
+      headers: ["Run id", "Workflow", "Status", "Created", "Duration", "Steps done"],
+      tbody,
+    }),
     empty,
     el("nav", { class: "pager", "aria-label": "Pages" }, newer, pageLabel, older),
   );

@@ -190,6 +190,8 @@ function tickStep(span, trackWidth) {
   return NICE_STEPS.find((s) => span / s <= most) ?? span / most;
 }
 
+const PLANNED = { sleep: "fires at", wait: "times out at", backoff: "retries at" };
+
 const OUTCOME_GLYPH = {
   completed: "✓", failed: "✗", terminated: "■", retrying: "↻", running: "▶", waiting: "◔",
   received: "✓", "timed out": "⌛",
@@ -225,10 +227,13 @@ export function renderTimeline(container, model, now = Date.now()) {
 
   const rowNodes = model.rows.map((r) => {
     const attempts = r.bars.filter((b) => b.kind.startsWith("attempt")).length;
-    const outcome = `${OUTCOME_GLYPH[r.outcome] ?? ""} ${r.outcome}${attempts > 1 ? `, ${attempts} attempts` : ""}`;
+    const pending = r.bars.findLast((b) => b.end === null && b.planned);
+    const due = pending ? `, ${PLANNED[pending.kind]} ${new Date(pending.planned).toLocaleTimeString()}` : "";
+    const outcome = `${OUTCOME_GLYPH[r.outcome] ?? ""} ${r.outcome}${attempts > 1 ? `, ${attempts} attempts` : ""}${due}`;
     const bars = r.bars.map((b) => {
       const barEnd = b.end ?? t1;
-      const label = `${r.label}: ${b.text}, ${formatDuration(barEnd - b.start)}${b.end === null ? " so far" : ""}`;
+      const lasting = b.end === null ? ` so far${b === pending ? due : ""}` : "";
+      const label = `${r.label}: ${b.text}, ${formatDuration(barEnd - b.start)}${lasting}`;
       const attrs = {
         class: `bar bar-${b.kind}${b.end === null ? " open" : ""}`,
         style: { left: pct(b.start), width: width(b.start, barEnd) },

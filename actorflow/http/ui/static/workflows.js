@@ -1,7 +1,7 @@
 // The Workflows page: each registered workflow with its run counts by status.
 
 import { api } from "./api.js";
-import { STATUSES, alertBox, el, replace, statusBadge, whileVisible } from "./dom.js";
+import { STATUSES, alertBox, dataTable, el, replace, statusBadge, whileVisible } from "./dom.js";
 
 const REFRESH_MS = 5000;
 
@@ -15,28 +15,13 @@ export function workflowsPage(main) {
     main,
     el("h1", {}, "Workflows"),
     alert.node,
-    el(
-      "div",
-      { class: "table-wrap" },
-      el(
-        "table",
-        { class: "workflows", id: "workflows-table" },
-        el("caption", { class: "sr-only" }, "Workflows and their runs by status"),
-        el(
-          "thead",
-          {},
-          el(
-            "tr",
-            {},
-            el("th", { scope: "col" }, "Workflow"),
-            el("th", { scope: "col" }, "Concurrency"),
-            el("th", { scope: "col" }, "Schedules"),
-            STATUSES.map((s) => el("th", { scope: "col", class: "num" }, statusBadge(s))),
-          ),
-        ),
-        tbody,
-      ),
-    ),
+    dataTable({
+      id: "workflows-table",
+      cls: "workflows",
+      caption: "Workflows and their runs by status",
+      headers: ["Workflow", "Concurrency", "Schedules", ...STATUSES.map((s) => [statusBadge(s), "num"])],
+      tbody,
+    }),
     empty,
   );
 
