@@ -360,6 +360,14 @@ def test_token_is_asked_once_and_kept_for_the_session(browser: WebDriver, tmp_pa
         browser.refresh()
         wait(browser, lambda b: row_status(b, "t-1") == "completed")
         assert not browser.find_element(By.ID, "token-dialog").is_displayed()
+        # The event log and streams are read through fetch, with the token too.
+        browser.get(f"{served.base_url}/ui/#/runs/t-1")
+        wait(
+            browser,
+            lambda b: "run_completed" in b.find_element(By.ID, "event-log").text,
+            "the event stream was not read with the token",
+        )
+        assert not browser.find_element(By.ID, "token-dialog").is_displayed()
 
 
 def test_static_files_are_served_and_self_contained(served: ServedEngine) -> None:
