@@ -26,39 +26,31 @@ export function controlsSection(runId, { onError, onDone }) {
 
   const pause = el("button", { type: "button", id: "control-pause", onclick: () => act("pause") }, "‖ Pause");
   const resume = el("button", { type: "button", id: "control-resume", onclick: () => act("resume") }, "▶ Resume");
-  const terminate = el(
-    "button",
-    {
-      type: "button",
-      id: "control-terminate",
-      class: "danger",
-      onclick: async () => {
-        const ok = await confirmAction(
-          "Terminate this run?",
-          `Run ${runId} stops for good: its running steps and unfinished children are cancelled.`,
-          "Terminate",
-        );
-        if (ok) act("terminate");
+  // A destructive control: it says what will happen and waits for a confirmation.
+  const confirmed = (id, label, title, describe, action) =>
+    el(
+      "button",
+      {
+        type: "button",
+        id,
+        class: "danger",
+        onclick: async () => {
+          const [text, body] = describe();
+          if (await confirmAction(title, text, label.split(" ")[1])) act(action, body);
+        },
       },
-    },
-    "■ Terminate",
-  );
+      label,
+    );
+  const terminate = confirmed("control-terminate", "■ Terminate", "Terminate this run?", () => [
+    `Run ${runId} stops for good: its running steps and unfinished children are cancelled.`,
+    undefined,
+  ], "terminate");
   const fromStep = el("select", { id: "restart-from" });
-  const restart = el(
-    "button",
-    {
-      type: "button",
-      id: "control-restart",
-      class: "danger",
-      onclick: async () => {
-        const step = fromStep.value || null;
-        const where = step ? `from its first step named “${step}”, keeping the results before it` : "from the start";
-        const ok = await confirmAction("Restart this run?", `Run ${runId} runs again ${where}.`, "Restart");
-        if (ok) act("restart", { from_step: step });
-      },
-    },
-    "↻ Restart",
-  );
+  const restart = confirmed("control-restart", "↻ Restart", "Restart this run?", () => {
+    const step = fromStep.value || null;
+    const where = step ? `from its first step named “${step}”, keeping the results before it` : "from the start";
+    return [`Run ${runId} runs again ${where}.`, { from_step: step }];
+  }, "restart");
 
   const eventType = el("input", { id: "event-type", name: "type", type: "text", required: true, placeholder: "approval", autocomplete: "off" });
   const payload = el("textarea", { id: "event-payload", name: "payload", rows: 3, spellcheck: "false", placeholder: "{\"ok\": true}" });

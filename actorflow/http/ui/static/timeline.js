@@ -21,6 +21,15 @@ export function buildTimeline(events, generation) {
     return rows.get(seq);
   };
   const open = (r) => r.bars.findLast((b) => b.end === null);
+  // Ends a row's open bar (if any) at `at`, giving it `kind` if one is named.
+  const close = (r, at, kind) => {
+    const bar = open(r);
+    if (bar) {
+      bar.end = at;
+      if (kind) bar.kind = kind;
+    }
+    return bar;
+  };
   const pendingWaits = new Map(); // event type -> rows waiting for it, oldest first
   const buffered = new Map(); // event type -> number of events received and not yet taken
   const paused = [];
@@ -42,8 +51,7 @@ export function buildTimeline(events, generation) {
     switch (e.kind) {
       case "step_started": {
         const r = row(e.seq, "step", e.name);
-        const backoff = open(r);
-        if (backoff) backoff.end = at;
+        close(r, at); // the wait before a retry
         r.bars.push({ start: at, end: null, kind: "attempt", text: `attempt ${data.attempt}` });
         r.outcome = "running";
         break;
@@ -51,13 +59,9 @@ export function buildTimeline(events, generation) {
       case "step_retrying":
       case "step_failed": {
         const r = row(e.seq, "step", e.name);
-        const attempt = open(r);
         const error = data.error ? `${data.error.type}: ${data.error.message}` : "failed";
-        if (attempt) {
-          attempt.end = at;
-          attempt.kind = "attempt-failed";
-          attempt.text += ` failed (${error})`;
-        }
+        const attempt = close(r, at, "attempt-failed");
+        if (attempt) attempt.text += ` failed (${error})`;
         if (e.kind === "step_retrying") {
           const retryAt = data.retry_at ? data.retry_at * 1000 : null;
           r.bars.push({ start: at, end: null, planned: retryAt, kind: "backoff", text: "waiting to retry" });
@@ -69,12 +73,8 @@ export function buildTimeline(events, generation) {
       }
       case "step_completed": {
         const r = row(e.seq, "step", e.name);
-        const attempt = open(r);
-        if (attempt) {
-          attempt.end = at;
-          attempt.kind = "attempt-ok";
-          attempt.text += " completed";
-        }
+        const attempt = close(r, at, "attempt-ok");
+        if (attempt) attempt.text += " completed";
         r.outcome = "completed";
         break;
       }
@@ -87,8 +87,7 @@ export function buildTimeline(events, generation) {
       }
       case "sleep_fired": {
         const r = row(e.seq, "sleep", "sleep");
-        const bar = open(r);
-        if (bar) bar.end = at;
+        close(r, at);
         r.outcome = "completed";
         break;
       }
@@ -112,8 +111,7 @@ export function buildTimeline(events, generation) {
         const waiting = pendingWaits.get(e.name);
         const r = waiting && waiting.shift();
         if (r) {
-          const bar = open(r);
-          if (bar) bar.end = at;
+          close(r, at);
           r.outcome = "received";
         } else {
           buffered.set(e.name, (buffered.get(e.name) ?? 0) + 1);
@@ -123,11 +121,7 @@ export function buildTimeline(events, generation) {
       case "wait_timed_out": {
         const r = rows.get(e.seq);
         if (!r) break;
-        const bar = open(r);
-        if (bar) {
-          bar.end = at;
-          bar.kind = "wait-timeout";
-        }
+        close(r, at, "wait-timeout");
         r.outcome = "timed out";
         for (const list of pendingWaits.values()) {
           const i = list.indexOf(r);
@@ -148,11 +142,7 @@ export function buildTimeline(events, generation) {
       case "child_finished": {
         const r = rows.get(e.seq);
         if (!r) break;
-        const bar = open(r);
-        if (bar) {
-          bar.end = at;
-          if (data.status !== "completed") bar.kind = "child-failed";
-        }
+        close(r, at, data.status === "completed" ? null : "child-failed");
         r.outcome = data.status ?? "finished";
         break;
       }
