@@ -122,7 +122,7 @@ class Api:
 
     def post(self, path: str, body: Any = None) -> None:
         response = self.client.post(path, json=body)
-        assert response.status_code in (200, 202), response.text
+        assert response.status_code in (200, 201, 202), response.text
 
 
 @pytest.fixture
@@ -226,6 +226,22 @@ def test_runs_page_lists_every_status_and_updates_live(
         lambda b: row_status(b, "r1") == "running" and row_status(b, "c1") is None,
         "the workflow filter did not apply",
     )
+
+    # Cursor paging: 30 runs are a page of 25 and a page of 5.
+    api.post("workflows/ui.child/runs/batch", {"runs": [{"args": [i]} for i in range(30)]})
+
+    def shown(b: WebDriver) -> int:
+        return len(b.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr"))
+
+    browser.get(f"{served.base_url}/ui/#/runs?workflow=ui.child")
+    wait(browser, lambda b: shown(b) == 25, "the first page is not 25 runs")
+    first_page = browser.execute_script(
+        "return document.querySelector('#runs-table tbody tr').dataset.runId"
+    )
+    click(browser, "#page-older")
+    wait(browser, lambda b: shown(b) == 5, "the second page is not the 5 oldest runs")
+    click(browser, "#page-newer")
+    wait(browser, lambda b: shown(b) == 25 and row_status(b, first_page) is not None)
 
 
 def test_run_page_timeline_result_and_live_stream(
