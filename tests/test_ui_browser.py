@@ -418,3 +418,44 @@ def test_schedules_page_without_schedule_routes(browser: WebDriver, tmp_path: Pa
             lambda b: "404" in b.find_element(By.CSS_SELECTOR, "[role=alert]").text,
             "the API's 404 was not shown",
         )
+
+
+def test_schedules_page_ticks_pause_resume_trigger(
+    browser: WebDriver, served: ServedEngine, api: Api
+) -> None:
+    api.post(
+        "schedules",
+        {"id": "every-second", "workflow": "ui.child", "cron": "@every 1s", "args": [2]},
+    )
+    browser.get(f"{served.base_url}/ui/#/schedules")
+    card = "[data-schedule='every-second']"
+
+    def text(b: WebDriver) -> str:
+        found = b.find_elements(By.CSS_SELECTOR, card)
+        return found[0].text if found else ""
+
+    wait(browser, lambda b: "@every 1s" in text(b) and "Next tick" in text(b))
+    # Its ticks appear as they fire (the page refreshes), each with its run.
+    wait(browser, lambda b: "started" in text(b), "no tick was shown")
+    tick_run = browser.find_element(By.CSS_SELECTOR, f"{card} .ticks a").text
+    assert tick_run.startswith("every-second@")
+
+    click(browser, f"{card} [data-action=pause]")
+    wait(browser, lambda b: "none while paused" in text(b), "pause did not take effect")
+    click(browser, f"{card} [data-action=resume]")
+    wait(browser, lambda b: "none while paused" not in text(b) and "active" in text(b))
+    click(browser, f"{card} [data-action=trigger]")
+    started = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, f"{card} .triggered a"))
+    started[0].click()
+    wait(browser, lambda b: run_status(b) == "completed", "the triggered run did not complete")
+
+    # A tick's run names its schedule and tick.
+    open_run(browser, served, tick_run)
+    wait(
+        browser,
+        lambda b: (
+            "every-second" in b.find_element(By.ID, "run-summary").text
+            and b.find_elements(By.ID, "run-schedule")
+        ),
+        "the run page does not show its schedule tick",
+    )

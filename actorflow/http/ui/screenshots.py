@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,14 @@ async def _populate(engine: af.Engine) -> dict[str, str]:
     await until_status(terminated, "waiting")
     await terminated.terminate()
     await until_status(orders[3], "waiting")
+    await engine.create_schedule(
+        "nightly-report", report, "30 2 * * *", args=(7,), timezone="Europe/Berlin"
+    )
+    labels = await engine.create_schedule("label-printer", "demo.ship", "*/5 * * * *", args=("s",))
+    now = datetime.now(UTC)
+    for run in await labels.backfill(now - timedelta(minutes=15), now):  # recent ticks
+        await run.result(timeout=30)
+    await labels.pause()
     return {"order": orders[1].id, "failed": failed.id, "waiting": orders[3].id}
 
 
@@ -115,7 +124,7 @@ def take_screenshots(outdir: Path) -> list[Path]:
             ("run-failed.png", f"#/runs/{ids['failed']}", _has(".traceback")),
             ("run-waiting.png", f"#/runs/{ids['waiting']}", _has("[data-outcome='waiting']")),
             ("workflows.png", "#/workflows", _has("#workflows-table tbody tr")),
-            ("schedules.png", "#/schedules", _has("#schedules .card, #schedules p")),
+            ("schedules.png", "#/schedules", _has("[data-schedule='label-printer'] .ticks a")),
             ("runs-phone.png", "#/runs", _runs_listed),
             ("run-phone.png", f"#/runs/{ids['order']}", _has(".stream[data-ended] li")),
         ]

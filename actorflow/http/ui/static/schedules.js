@@ -59,10 +59,10 @@ export function schedulesPage(main) {
         "div",
         { class: "toolbar" },
         schedule.paused
-          ? el("button", { type: "button", onclick: () => act(schedule, "resume") }, "▶ Resume")
-          : el("button", { type: "button", onclick: () => act(schedule, "pause") }, "‖ Pause"),
-        el("button", { type: "button", onclick: () => act(schedule, "trigger") }, "Trigger now"),
-        el("span", { class: "small", role: "status" }, triggered.has(schedule.id) ? ["started ", runLink(triggered.get(schedule.id))] : ""),
+          ? el("button", { type: "button", dataset: { action: "resume" }, onclick: () => act(schedule, "resume") }, "▶ Resume")
+          : el("button", { type: "button", dataset: { action: "pause" }, onclick: () => act(schedule, "pause") }, "‖ Pause"),
+        el("button", { type: "button", dataset: { action: "trigger" }, onclick: () => act(schedule, "trigger") }, "Trigger now"),
+        el("span", { class: "small triggered", role: "status" }, triggered.has(schedule.id) ? ["started ", runLink(triggered.get(schedule.id))] : ""),
       ),
     );
   }
