@@ -16,6 +16,7 @@ from ._problems import EXCEPTION_HANDLERS
 from ._runs import RunRoutes, json_response
 from ._schedules import ScheduleRoutes
 from ._workflows import WorkflowRoutes
+from .ui import dashboard
 
 
 def asgi_app(engine: af.Engine, token: str | None = None, *, heartbeat: float = 15.0) -> Starlette:
@@ -50,6 +51,7 @@ def asgi_app(engine: af.Engine, token: str | None = None, *, heartbeat: float = 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/v1", routes=v1, middleware=guard),
+        Mount("/ui", app=dashboard(), name="ui"),  # static files: the token guards /v1 only
     ]
     middleware = [Middleware(LoopbackOnly)] if token is None else []
     return Starlette(
