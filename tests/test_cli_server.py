@@ -120,14 +120,14 @@ def test_list_and_describe(url: str) -> None:
         ["runs", "list", "--status", "completed", "--json"],
         ["runs", "list", "--limit", "1", "--json"],
         ["runs", "list", "--workflow", "cli_parent"],
-        ["runs", "describe", "parent-3.0", "--json"],
+        ["runs", "describe", "parent-3~0", "--json"],
         ["runs", "describe", "parent-3"],
-        ["runs", "describe", "parent-3.0"],
+        ["runs", "describe", "parent-3~0"],
         url=url,
     )
     listed = doc(page)
     assert set(listed) == {"runs", "next_cursor"}
-    assert {run["id"] for run in listed["runs"]} >= {"parent-3", "parent-3.0"}
+    assert {run["id"] for run in listed["runs"]} >= {"parent-3", "parent-3~0"}
     assert all(set(run) == RUN_KEYS and run["steps"] == [] for run in listed["runs"])
     assert [run["id"] for run in doc(only)["runs"]] == ["parent-3"]
     completed = doc(failed)["runs"]
@@ -145,7 +145,7 @@ def test_list_and_describe(url: str) -> None:
     ]
     assert all(set(step) == STEP_KEYS for step in child_run["steps"])
     for text in ("parent-3", "cli_parent", "completed", "[3]", "result", "7", "children",
-                 "parent-3.0", "cli_summed"):  # fmt: skip
+                 "parent-3~0", "cli_summed"):  # fmt: skip
         assert text in ok(human), text
     assert "cli_add" in ok(steps) and "ATTEMPTS" in ok(steps)
     assert "parent     parent-3" in ok(steps)

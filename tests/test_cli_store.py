@@ -70,7 +70,7 @@ def test_reads_with_no_engine_running_change_nothing(store: tuple[Path, str]) ->
      missing, ticked) = cli_many(
         ["runs", "list", "--db", db, "--json"],
         ["runs", "list", "--db", db, "--workflow", "cli_summed"],
-        ["runs", "describe", "parent-3.0", "--db", db, "--json"],
+        ["runs", "describe", "parent-3~0", "--db", db, "--json"],
         ["runs", "describe", "parent-3", "--db", db],
         ["runs", "result", "parent-3", "--db", db, "--json"],
         ["runs", "result", "broken-1", "--db", db],
@@ -83,18 +83,18 @@ def test_reads_with_no_engine_running_change_nothing(store: tuple[Path, str]) ->
     )  # fmt: skip
     page = doc(listed)
     assert [r["id"] for r in page["runs"]][:4] == ["ap-3", "ap-2", "ap-1", "broken-1"]
-    assert {r["id"] for r in page["runs"]} >= {"parent-3.0", "parent-3"}
+    assert {r["id"] for r in page["runs"]} >= {"parent-3~0", "parent-3"}
     (tick,) = [r["id"] for r in doc(ticked)["runs"] if r["id"].startswith("nightly@")]
     described = ok(cli("runs", "describe", tick, "--db", db))
     assert "schedule" in described and "nightly (0 3 * * *) tick" in described
     statuses = {r["id"]: r["status"] for r in page["runs"]}
     assert statuses["ap-2"] == "waiting" and statuses["broken-1"] == "failed"
-    assert "parent-3.0" in ok(summed) and "cli_parent" not in ok(summed)
+    assert "parent-3~0" in ok(summed) and "cli_parent" not in ok(summed)
     child_run = doc(child)
     assert child_run["parent_id"] == "parent-3"
     assert [s["name"] for s in child_run["steps"]] == ["cli_add", "cli_add"]
     human = ok(parent)
-    assert "children" in human and "parent-3.0" in human and "completed" in human
+    assert "children" in human and "parent-3~0" in human and "completed" in human
     assert doc(result)["result"] == 7
     assert failed.returncode == 3 and "FatalError: boom" in failed.stdout
     assert doc(waiting) == {"status": "waiting"}
