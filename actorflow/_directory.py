@@ -10,7 +10,7 @@ the cancelled step tasks it is handed, `reap`); `stop()` cancels and awaits them
 from __future__ import annotations
 
 import asyncio
-import logging
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from . import _observe
 from ._actor import RunActor
 from ._channels import Hub
 from ._definitions import WorkflowFunction, lookup_workflow
+from ._dying import DyingTasks
 from ._errors import EngineClosedError, WorkflowNotRegisteredError
 from ._limiter import ConcurrencyLimiter
 from ._loader import RunLoader
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
     from ._actor._state import RunState
     from ._client import RunClient
     from ._context import RunStarter
-
-log = logging.getLogger("actorflow.engine")
 
 
 class RunDirectory:
@@ -75,22 +74,23 @@ class RunDirectory:
         self._parked: dict[str, TimerEntry] = {}
         # Set by the engine: told of its schedules' timers and of every finished run.
         self.scheduler: Scheduler | None = None
-        self._dying: set[asyncio.Task[Any]] = set()
+        self._dying = DyingTasks()
 
     def open(self) -> None:
         """Accept runs from now on (and show them to gauges: `_observe.open_engines`)."""
         self.accepting = True
         _observe.open_engines.add(self)
 
-    async def stop(self) -> None:
-        """Stop every actor (their runs resume on the next open) and await their tasks."""
+    async def stop(self, timeout: float) -> None:
+        """Stop every actor (their runs resume on the next open) and wait for their tasks
+        and their cancelled steps, `timeout` seconds at most (see `DyingTasks`)."""
         self.accepting = False
         _observe.open_engines.discard(self)
-        tasks = [a.task for a in self.actors.values() if a.task is not None]
+        deadline = time.monotonic() + timeout
+        tasks = [(a.task, f"the actor of run {a.run_id!r}") for a in self.actors.values() if a.task]
         for actor in list(self.actors.values()):
             actor.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*self._dying, return_exceptions=True)
+        await self._dying.wait(deadline, tasks)
         await self.timers.stop()
         await self.loader.stop()
         closed = EngineClosedError("the engine was closed")
@@ -183,11 +183,8 @@ class RunDirectory:
             for message in actor.mailbox.take_all():
                 self.deliver(actor.run_id, message)
 
-    def reap(self, task: asyncio.Task[Any]) -> None:
-        """Own a cancelled step task until it has ended; `stop()` awaits stragglers."""
-        if not task.done():
-            self._dying.add(task)
-            task.add_done_callback(self._dying.discard)
+    def reap(self, task: asyncio.Task[Any], what: str) -> None:
+        self._dying.reap(task, what)
 
     # -- what `WriteFailures` asks ---------------------------------------------------------
 

@@ -17,5 +17,7 @@ WORKLOADS = (
     "streams",
     "waiting",
     "schedules",
+    "purge",
+    "http",
     "otel",
 )
