@@ -1,6 +1,7 @@
 """Count the CPU instructions one workflow costs, with valgrind: exact where timings are noisy.
 
-    python -m benchmarks.instructions [--steps 3] [--small 1000] [--large 3000] [--otel]
+    python -m benchmarks.instructions [--steps 3] [--small 1000] [--large 3000]
+                                      [--otel [--sample R]]
 
 Runs the throughput workload (N concurrent workflows of `--steps` trivial
 steps, after a warm-up) under `valgrind --tool=cachegrind` at two sizes and
@@ -14,7 +15,9 @@ versions of the code; instructions are not time (cache misses, and the GC's
 in particular, cost more per instruction), so confirm a gain with
 `python -m benchmarks throughput`. `--otel` counts with `actorflow.otel`
 instrumented (spans to the SDK's in-memory exporter, metrics to its in-memory
-reader): the cost of telemetry, exactly.
+reader): the cost of telemetry, exactly; with `--sample R`, the tracer samples a
+fraction R of the runs (`ParentBased(TraceIdRatioBased(R))`; 0 leaves the metrics
+alone).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import tempfile
 _IR = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def count(size: int, steps: int, otel: bool) -> int:
+def count(size: int, steps: int, otel: bool, sample: float) -> int:
     """Instructions of one child process running `size` workflows."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -48,7 +51,7 @@ def count(size: int, steps: int, otel: bool) -> int:
         str(size),
         "--steps",
         str(steps),
-        *(["--otel"] if otel else []),
+        *(["--otel", "--sample", str(sample)] if otel else []),
     ]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
@@ -58,12 +61,12 @@ def count(size: int, steps: int, otel: bool) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def child(size: int, steps: int, otel: bool) -> None:
+def child(size: int, steps: int, otel: bool, sample: float) -> None:
     """The measured program: `size` concurrent workflows, the writer inline."""
     import actorflow as af
 
     if otel:
-        _instrument()
+        _instrument(sample)
     from actorflow._store._sqlite_writer import SQLiteTransactions
 
     from .shapes import add_one
@@ -94,16 +97,18 @@ def child(size: int, steps: int, otel: bool) -> None:
     af.run(main())
 
 
-def _instrument() -> None:
+def _instrument(sample: float) -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     from actorflow.otel import ActorflowInstrumentor
 
-    tracer_provider = TracerProvider()
+    sampled = sample < 1  # else the SDK's default sampler (every run)
+    tracer_provider = TracerProvider(ParentBased(TraceIdRatioBased(sample)) if sampled else None)
     tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     ActorflowInstrumentor().instrument(tracer_provider, meter_provider)
@@ -115,17 +120,22 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1000, help="workflows, first count")
     parser.add_argument("--large", type=int, default=3000, help="workflows, second count")
     parser.add_argument("--otel", action="store_true", help="with actorflow.otel instrumented")
+    parser.add_argument(
+        "--sample", type=float, default=1.0, help="with --otel: the fraction of runs traced (1)"
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child, args.steps, args.otel)
+        child(args.child, args.steps, args.otel, args.sample)
         return
     if args.large <= args.small:
         parser.error("--large must be greater than --small")
-    small = count(args.small, args.steps, args.otel)
-    large = count(args.large, args.steps, args.otel)
+    small = count(args.small, args.steps, args.otel, args.sample)
+    large = count(args.large, args.steps, args.otel, args.sample)
     per_run = (large - small) / (args.large - args.small)
-    telemetry = ", otel on" if args.otel else ""
+    telemetry = ""
+    if args.otel:
+        telemetry = ", otel on" + ("" if args.sample >= 1 else f" ({args.sample:g} of runs traced)")
     print(f"{args.steps}-step workflow{telemetry}: {per_run:,.0f} instructions per workflow")
 
 

@@ -64,6 +64,7 @@ POSITIVE = {
         "latency_p50_on_ms",
         "workflows_per_s_off",
         "workflows_per_s_on",
+        "workflows_per_s_sampled",
         "spans_per_run",
     ],
     "waiting": [
