@@ -25,6 +25,7 @@ import pytest
 import uvloop
 
 import actorflow as af
+from tests.databases import Database, PostgresDatabase, SQLiteDatabase
 from tests.pg_cluster import Cluster
 
 PG_SETTING = os.environ.get("ACTORFLOW_TEST_PG", "")
@@ -145,6 +146,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url: str = request.getfixturevalue("pg_url")
         return url
     return f"sqlite:///{tmp_path / 'actorflow.db'}"
+
+
+@pytest.fixture(params=[s for s in STORES if s != "memory"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """A durable store's database, which tests read and alter beside the engine; tests
+    that take it run once per durable backend."""
+    if request.param == "postgres":
+        return PostgresDatabase(request.getfixturevalue("pg_url"))
+    return SQLiteDatabase(tmp_path / "actorflow.db")
 
 
 @pytest.fixture
