@@ -158,6 +158,13 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
 
 
 @pytest.fixture
+def durable_url(database: Database) -> str:
+    """A durable store's URL (SQLite, PostgreSQL), for tests of a store that outlives
+    its engine; tests that take it run once per durable backend."""
+    return database.url
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite URL, for tests that need a store that outlives the engine."""
     return f"sqlite:///{tmp_path / 'actorflow.db'}"

@@ -427,17 +427,17 @@ async def test_child_result_within_its_timeout_in_a_workflow(
     assert out == {"first": "child got quick", "final": "child got quick"}
 
 
-async def test_child_result_timeout_replays_as_it_happened(sqlite_url: str, probe: Probe) -> None:
+async def test_child_result_timeout_replays_as_it_happened(durable_url: str, probe: Probe) -> None:
     """The timer fired before the child finished: after a reopen the parent replays both
     entries in log order and still sees the timeout."""
-    async with af.Engine(sqlite_url) as first:
+    async with af.Engine(durable_url) as first:
         parent = await first.start(child_timeout_parent, probe.key, 0.05)
         await eventually(lambda: _logged(first, parent.id, "sleep_fired"))
         [child] = await first.list_runs(parent_id=parent.id)
         await first.get_run(child.id).send_event("child_go", "late")
         assert await first.get_run(child.id).result(timeout=5) == "child got late"
         await eventually(lambda: _logged(first, parent.id, "child_finished"))
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         parent = second.get_run(parent.id)
         kinds = [e.kind for e in await second.store.load_events(parent.id)]
         assert kinds.index("sleep_fired") < kinds.index("child_finished")
