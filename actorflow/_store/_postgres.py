@@ -79,7 +79,8 @@ class PostgresStore:
         self.commit: Callable[[], asyncio.Future[None]] = self._writer.commit
 
     def _settings(self) -> dict[str, str]:
-        return {"search_path": f'"{self.schema}"'}
+        # application_name: an operator finds the store's connections in pg_stat_activity.
+        return {"search_path": f'"{self.schema}"', "application_name": "actorflow"}
 
     async def _connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(self._dsn, server_settings=self._settings(), timeout=10)
