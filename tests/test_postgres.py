@@ -139,3 +139,30 @@ async def test_runs_in_flight_survive_a_server_restart(own_server: Cluster, mode
     assert results == [i + 10 for i in range(300)]
     assert len(listed) == 300
     check_logs(db, [run.id for run in runs])
+
+
+@pytest.mark.parametrize("copy_rows", [0, 1_000_000], ids=["copy", "one-statement"])
+async def test_a_batch_written_either_way_leaves_the_events_of_taken_ids_out(
+    pg_url: str, copy_rows: int
+) -> None:
+    """Large batches send their events by COPY, small ones in the one statement: either way
+    a creation whose id was taken writes none of its rows, and the others all of theirs."""
+    db = PostgresDatabase(pg_url)
+    async with af.Engine(pg_url, workflows=[chain]) as engine:
+        store = engine.store
+        assert isinstance(store, PostgresStore)
+        store.batch_writer._copy_rows = copy_rows
+        first = await engine.start(chain, 1, id="taken")
+        assert await first.result(timeout=10) == 11
+        await eventually(lambda: engine.live_actors() == 0)  # the next start meets the store
+        again, *runs = await asyncio.gather(
+            engine.start(chain, 2, id="taken"), *(engine.start(chain, i) for i in range(50))
+        )
+        assert await again.result(timeout=10) == 11, "the run that held the id, not a new one"
+        results = await asyncio.gather(*(run.result(timeout=30) for run in runs))
+    assert results == [i + 10 for i in range(50)]
+    created = db.query(
+        "SELECT count(*) FROM events WHERE run_id = 'taken' AND kind = 'run_created'"
+    )
+    assert created == [(1,)]
+    check_logs(db, ["taken", *(run.id for run in runs)])

@@ -38,6 +38,7 @@ CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
 )
+_EVENT_COLUMNS = ("run_id", "idx", "generation", "kind", "seq", "name", "data", "at")
 _FIRST_RECONNECT_DELAY = 0.05
 _MAX_RECONNECT_DELAY = 1.0
 
@@ -54,9 +55,11 @@ class PostgresBatchWriter:
         self,
         connect: Callable[[], Coroutine[Any, Any, asyncpg.Connection]],
         reconnect_timeout: float = 10.0,
+        copy_rows: int = 1024,
     ) -> None:
         self._connect = connect
         self._reconnect_timeout = reconnect_timeout
+        self._copy_rows = copy_rows
         self._conn: asyncpg.Connection | None = None
         self.reconnects = 0
 
@@ -73,11 +76,15 @@ class PostgresBatchWriter:
         return None if self._conn is None else int(self._conn.get_server_pid())
 
     async def write(self, batch: WriteBatch) -> None:
-        params = self._params(batch)
+        params, events = self._params(batch)
         conn = self._conn or await self._reconnect(batch, None)
         while True:
             try:
-                taken = await conn.fetchval(_COMMIT, *params)
+                if len(events) < self._copy_rows:
+                    taken = await conn.fetchval(_COMMIT, *params[:14], *_columns(events, 9),
+                                                *params[14:])  # fmt: skip
+                else:
+                    taken = await self._write_with_copy(conn, params, events)
             except CONNECTION_ERRORS as exc:
                 log.warning("the writer's connection was lost (%r); reconnecting", exc)
                 self._conn = None
@@ -89,9 +96,24 @@ class PostgresBatchWriter:
             batch.conflicts.update(taken)
             return
 
-    def _params(self, batch: WriteBatch) -> list[Sequence[Any]]:
-        """`commit_batch`'s 43 arrays. A chosen id taken earlier in the batch is a
-        conflict at once: one statement cannot tell two creations of one id apart."""
+    async def _write_with_copy(
+        self, conn: asyncpg.Connection, params: list[Sequence[Any]], events: list[tuple[Any, ...]]
+    ) -> list[str]:
+        """A large batch: `commit_batch` without its events, which follow by COPY (twice as
+        fast as `unnest` for thousands of rows), in one transaction."""
+        async with conn.transaction():
+            taken: list[str] = await conn.fetchval(
+                _COMMIT, *params[:14], *_columns([], 9), *params[14:]
+            )
+            dropped = set(taken)
+            rows = [event[1:] for event in events if event[0] is None or event[0] not in dropped]
+            await conn.copy_records_to_table("events", records=rows, columns=_EVENT_COLUMNS)
+        return taken
+
+    def _params(self, batch: WriteBatch) -> tuple[list[Sequence[Any]], list[tuple[Any, ...]]]:
+        """`commit_batch`'s arrays but for the events', and the event rows, each led by the
+        id of the creation it belongs to (or None). A chosen id taken earlier in the batch
+        is a conflict at once: one statement cannot tell two creations of one id apart."""
         assert batch.run_inserts is not None, "the batch was not sealed"
         runs: list[tuple[object, ...]] = []
         events: list[tuple[object, ...]] = [(None, *event) for event in batch.events]
@@ -104,14 +126,14 @@ class PostgresBatchWriter:
             runs.append(params)
             events.extend((row.id, *event) for event in created)
         hooks = {hook.token: hook for hook in batch.hooks}  # the last taking of a token wins
-        return [
+        arrays = [
             *_columns(runs, 14),
-            *_columns(events, 9),
             *_columns(batch.chunks, 8),
             *_columns(list(batch.run_updates.values()), 8),
             *_columns(list(hooks.values()), 3),
             list(batch.hook_deletes),
         ]
+        return arrays, events
 
     async def _reconnect(
         self, batch: WriteBatch, cause: BaseException | None
