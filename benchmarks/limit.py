@@ -84,12 +84,7 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
     ctx.metrics.update(rows_per_run=per_run, row_bytes=sum(map(row_size, template)) / per_run)
 
     def rows(count: int, make_id: Callable[[], str] = new_run_id) -> list[tuple[Any, ...]]:
-        out: list[tuple[Any, ...]] = []
-        now = time.time()
-        while len(out) < count:
-            run_id = make_id()
-            out.extend((run_id, *r[1:7], now) for r in template)
-        return out[:count]
+        return copies(template, count, make_id)
 
     rates: dict[str, float] = {}
     direct: dict[str, float] = {}
@@ -141,6 +136,19 @@ async def harvest(ctx: Context) -> tuple[list[tuple[Any, ...]], str]:
     finally:
         conn.close()
     return template, schema
+
+
+def copies(
+    template: list[tuple[Any, ...]], count: int, make_id: Callable[[], str] = new_run_id
+) -> list[tuple[Any, ...]]:
+    """`count` event rows: the template run's rows again and again, each time under a
+    fresh run id, stamped now."""
+    out: list[tuple[Any, ...]] = []
+    now = time.time()
+    while len(out) < count:
+        run_id = make_id()
+        out.extend((run_id, *r[1:7], now) for r in template)
+    return out[:count]
 
 
 def row_size(row: tuple[Any, ...]) -> int:

@@ -16,12 +16,11 @@ from typing import Any
 
 import asyncpg
 
-from actorflow._ids import new_run_id
 from actorflow._store._postgres import split_url
 from actorflow._store._postgres_schema import migrate
 
 from .common import Context, log
-from .limit import row_size
+from .limit import copies, row_size
 from .shapes import three_steps
 
 _INSERT = (
@@ -89,19 +88,11 @@ async def ceiling(cfg: dict[str, Any], ctx: Context, sizes: list[int]) -> None:
     per_run = len(template)
     ctx.metrics.update(rows_per_run=per_run, row_bytes=sum(map(row_size, template)) / per_run)
 
-    def rows(count: int) -> list[tuple[Any, ...]]:
-        out: list[tuple[Any, ...]] = []
-        now = time.time()
-        while len(out) < count:
-            run_id = new_run_id()
-            out.extend((run_id, *r[1:7], now) for r in template)
-        return out[:count]
-
     rates: dict[str, float] = {}
     copied: dict[str, float] = {}
     for size in sizes:
         total = max(size, cfg["rows_per_size"] // size * size)
-        batches = [rows(size) for _ in range(total // size)]
+        batches = [copies(template, size) for _ in range(total // size)]
         rates[str(size)] = await _rate(ctx, batches, cfg, _unnest)
         copied[str(size)] = await _rate(ctx, batches, cfg, _copy)
         log(

@@ -33,6 +33,7 @@ from ._base import (
     RunRow,
     StreamState,
     WriteBatch,
+    fold_stream_states,
 )
 from ._group_commit import GroupCommitWriter
 from ._postgres_schema import check_schema_name, migrate
@@ -247,20 +248,14 @@ class PostgresStore:
 
     async def _stream_states(self, run_ids: list[str]) -> dict[str, StreamState]:
         """Next index and closed flag per namespace, and total bytes, of each run's streams."""
-        states: dict[str, StreamState] = {}
-        sizes: dict[str, int] = {}
-        for run_id, namespace, last, size, closed in await self._fetch(
-            "SELECT run_id, namespace, max(idx), sum(octet_length(data)), bool_or(kind = $1)"
-            " FROM chunks WHERE run_id = ANY($2::text[]) GROUP BY run_id, namespace",
-            ChunkKind.CLOSE,
-            run_ids,
-        ):
-            state = states.setdefault(run_id, StreamState({}, set(), 0))
-            state.next_index[namespace] = last + 1
-            if closed:
-                state.closed.add(namespace)
-            sizes[run_id] = sizes.get(run_id, 0) + (size or 0)
-        return {run_id: s._replace(total_bytes=sizes[run_id]) for run_id, s in states.items()}
+        return fold_stream_states(
+            await self._fetch(
+                "SELECT run_id, namespace, max(idx), sum(octet_length(data)), bool_or(kind = $1)"
+                " FROM chunks WHERE run_id = ANY($2::text[]) GROUP BY run_id, namespace",
+                ChunkKind.CLOSE,
+                run_ids,
+            )
+        )
 
     async def load_hooks(self) -> list[HookRow]:
         return [HookRow(*row) for row in await self._fetch("SELECT token, run_id, seq FROM hooks")]

@@ -34,6 +34,7 @@ from ._base import (
     RunRow,
     StreamState,
     WriteBatch,
+    fold_stream_states,
 )
 from ._checkpoint import WalCheckpointer
 from ._group_commit import GroupCommitWriter
@@ -385,21 +386,15 @@ class SQLiteStore:
 
     async def _stream_states(self, run_ids: list[str]) -> dict[str, StreamState]:
         """Next index and closed flag per namespace, and total bytes, of each run's streams."""
-        states: dict[str, StreamState] = {}
-        sizes: dict[str, int] = {}
-        for run_id, namespace, last, size, closed in await self._fetchall(
-            "SELECT run_id, namespace, MAX(idx), SUM(LENGTH(data)),"
-            " MAX(CASE WHEN kind=? THEN 1 ELSE 0 END)"
-            f" FROM chunks WHERE run_id IN ({','.join('?' * len(run_ids))})"
-            " GROUP BY run_id, namespace",
-            [ChunkKind.CLOSE, *run_ids],
-        ):
-            state = states.setdefault(run_id, StreamState({}, set(), 0))
-            state.next_index[namespace] = last + 1
-            if closed:
-                state.closed.add(namespace)
-            sizes[run_id] = sizes.get(run_id, 0) + (size or 0)
-        return {run_id: s._replace(total_bytes=sizes[run_id]) for run_id, s in states.items()}
+        return fold_stream_states(
+            await self._fetchall(
+                "SELECT run_id, namespace, MAX(idx), SUM(LENGTH(data)),"
+                " MAX(CASE WHEN kind=? THEN 1 ELSE 0 END)"
+                f" FROM chunks WHERE run_id IN ({','.join('?' * len(run_ids))})"
+                " GROUP BY run_id, namespace",
+                [ChunkKind.CLOSE, *run_ids],
+            )
+        )
 
     async def load_hooks(self) -> list[HookRow]:
         return [HookRow(*r) for r in await self._fetchall("SELECT * FROM hooks")]
