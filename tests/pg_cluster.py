@@ -7,8 +7,9 @@ PostgreSQL requires. The postmaster is started directly (not through `pg_ctl`, w
 detaches it) and asks the kernel to kill it when the process that started it dies,
 so a test run that is itself killed leaves no server behind.
 
-Run `python -m tests.pg_cluster` to get a server for a benchmark by hand: it prints
-the URL and stops the server on Ctrl-C.
+Run `python -m tests.pg_cluster [NAME=VALUE ...]` to get a server for a benchmark by
+hand, with the server's default settings but those given: it prints the URL and stops
+the server on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -182,7 +183,8 @@ class Cluster:
 
 
 def main() -> None:
-    cluster = Cluster(settings={"max_connections": "300"})
+    settings = dict(arg.split("=", 1) for arg in sys.argv[1:])
+    cluster = Cluster(settings={"max_connections": "300", **settings})
     try:
         print(cluster.start(), flush=True)
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
