@@ -65,6 +65,31 @@ class PostgresBatchWriter:
 
     async def open(self) -> None:
         self._conn = await self._connect()
+        await self._warm_up(self._conn)
+
+    async def _warm_up(self, conn: asyncpg.Connection) -> None:
+        """Write a row to every table through `commit_batch`, and roll it back.
+
+        The first call on a connection prepares the statement and has PostgreSQL
+        compile the function and plan each of its statements (measured: the first
+        `start()` after open took 56 to 80 ms, the next ones 1 to 2 ms); done here,
+        that cost is paid by `open()`, not by the first run.
+        """
+        run_id = "actorflow-warm-up"
+        run = (run_id, "-", "running", 0, b"[]", None, None, None, None, 0.0, None, None,
+               None, None)  # fmt: skip
+        event = (run_id, run_id, 0, 0, "run_created", None, None, None, 0.0)
+        chunk = (run_id, "-", 0, None, 0, 0, None, 0.0)
+        update = ("running", 0, None, None, None, None, None, run_id)
+        hook = (run_id, run_id, 0)
+        arrays = [*_columns([run], 14), *_columns([event], 9), *_columns([chunk], 8),
+                  *_columns([update], 8), *_columns([hook], 3), [run_id]]  # fmt: skip
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.fetchval(_COMMIT, *arrays)
+        finally:
+            await transaction.rollback()
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -145,6 +170,7 @@ class PostgresBatchWriter:
         while True:
             try:
                 self._conn = await self._connect()
+                await self._warm_up(self._conn)
             except CONNECTION_ERRORS as exc:
                 if time.monotonic() + delay > deadline:
                     raise StoreWriteError(
