@@ -94,16 +94,16 @@ async def test_the_engine_gets_its_connections_back_when_the_server_drops_them(
         assert isinstance(store, PostgresStore)
         runs = [await engine.start(chain, i) for i in range(200)]
         for _ in range(3):
-            pid = store.batch_writer.server_pid()
-            await eventually(lambda: store.writer.rows > 0)
+            pid = store.transactions.server_pid()
+            await eventually(lambda: engine.store_stats().rows > 0)
             db.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 " AND application_name = 'actorflow'"
             )
-            await eventually(lambda p=pid: store.batch_writer.server_pid() not in (None, p))
+            await eventually(lambda p=pid: store.transactions.server_pid() not in (None, p))
         results = await asyncio.gather(*(run.result(timeout=30) for run in runs))
-        assert store.batch_writer.reconnects >= 3
+        assert store.transactions.reconnects >= 3
     assert results == [i + 10 for i in range(200)]
     check_logs(db, [run.id for run in runs])
 
@@ -130,11 +130,11 @@ async def test_runs_in_flight_survive_a_server_restart(own_server: Cluster, mode
         store = engine.store
         assert isinstance(store, PostgresStore)
         runs = [await engine.start(chain, i) for i in range(300)]
-        await eventually(lambda: store.writer.rows > 600)
+        await eventually(lambda: engine.store_stats().rows > 600)
         await asyncio.to_thread(own_server.stop, mode)
         await asyncio.to_thread(own_server.start)
         results = await asyncio.gather(*(run.result(timeout=60) for run in runs))
-        assert store.batch_writer.reconnects >= 1
+        assert store.transactions.reconnects >= 1
         listed = await engine.list_runs(status="completed", limit=1000)  # readers came back
     assert results == [i + 10 for i in range(300)]
     assert len(listed) == 300
@@ -151,7 +151,7 @@ async def test_a_batch_written_either_way_leaves_the_events_of_taken_ids_out(
     async with af.Engine(pg_url, workflows=[chain]) as engine:
         store = engine.store
         assert isinstance(store, PostgresStore)
-        store.batch_writer._copy_rows = copy_rows
+        store.transactions._copy_rows = copy_rows
         first = await engine.start(chain, 1, id="taken")
         assert await first.result(timeout=10) == 11
         await eventually(lambda: engine.live_actors() == 0)  # the next start meets the store

@@ -1,6 +1,6 @@
 """`postgresql://...`: the store on a PostgreSQL server, through asyncpg.
 
-One connection is the writer's (`PostgresBatchWriter` behind the group commit);
+One connection is the writer's (`PostgresTransactions`, behind the group commit);
 reads go through a pool of their own connections, so a read never waits behind a
 commit, and under PostgreSQL's MVCC a commit never waits for a read. Every
 connection's `search_path` is the store's schema (`?schema=`, default `actorflow`).
@@ -20,12 +20,12 @@ import asyncpg
 from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
 
+from .._models import FINAL, UNFINISHED
 from ._base import (
-    FINAL,
-    UNFINISHED,
     ChunkKind,
     ChunkRow,
     CommitListener,
+    CommitStats,
     EventRow,
     FailureListener,
     HookRow,
@@ -37,7 +37,7 @@ from ._base import (
 )
 from ._group_commit import GroupCommitWriter
 from ._postgres_schema import check_schema_name, migrate
-from ._postgres_writer import CONNECTION_ERRORS, PostgresBatchWriter
+from ._postgres_writer import CONNECTION_ERRORS, PostgresTransactions
 
 _T = TypeVar("_T")
 
@@ -73,8 +73,8 @@ class PostgresStore:
         self._dsn, self.schema = split_url(url)
         self._readers = readers
         self._pool: asyncpg.Pool | None = None
-        self._batch_writer = PostgresBatchWriter(self._connect)
-        self._writer = GroupCommitWriter(self._batch_writer)
+        self._transactions = PostgresTransactions(self._connect)
+        self._writer = GroupCommitWriter(self._transactions)
         # The writer's own methods: these two are called many times per step.
         self.batch: Callable[[], WriteBatch] = self._writer.batch
         self.commit: Callable[[], asyncio.Future[None]] = self._writer.commit
@@ -122,13 +122,16 @@ class PostgresStore:
 
     @property
     def writer(self) -> GroupCommitWriter:
-        """The group-commit writer (its counters feed the benchmarks)."""
+        """The group-commit writer (tests tune it)."""
         return self._writer
 
     @property
-    def batch_writer(self) -> PostgresBatchWriter:
-        """The writer's connection holder (tests end its connection)."""
-        return self._batch_writer
+    def transactions(self) -> PostgresTransactions:
+        """The writer's connection (tests end it)."""
+        return self._transactions
+
+    def commit_stats(self) -> CommitStats:
+        return self._writer.stats()
 
     async def _read(self, query: Callable[[PoolConnectionProxy[Record]], Awaitable[_T]]) -> _T:
         """Run `query` on a reader; once more on a fresh one if the first was dropped (a

@@ -1,5 +1,5 @@
-"""PostgresBatchWriter: a batch in one call of `commit_batch`, on a connection of its own,
-which survives the server going away.
+"""PostgresTransactions: the group commit's `Transactions` on PostgreSQL: a batch in one
+call of `commit_batch`, on a connection of its own, which survives the server going away.
 
 When the connection is lost, the batch in flight may have committed or not (the
 COMMIT may have reached the server and its answer not us). The writer reconnects,
@@ -48,7 +48,7 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Any]]:
     return list(zip(*rows, strict=True)) if rows else [()] * width
 
 
-class PostgresBatchWriter:
+class PostgresTransactions:
     """Writes batches through `commit_batch` (see `_postgres_schema`)."""
 
     def __init__(
