@@ -35,7 +35,7 @@ async def chain(x: int) -> int:
     return x
 
 
-def check_logs(db: PostgresDatabase, runs: list[str]) -> None:
+def check_logs(db: PostgresDatabase, runs: list[str], steps: int = 5) -> None:
     """Every run completed once, with a gap-free log and one result per step."""
     status = dict(db.query("SELECT id, status FROM runs"))
     assert {run_id: status.get(run_id) for run_id in runs} == dict.fromkeys(runs, "completed")
@@ -45,7 +45,7 @@ def check_logs(db: PostgresDatabase, runs: list[str]) -> None:
     for run_id in runs:
         assert idxs[run_id] == list(range(len(idxs[run_id]))), f"{run_id}'s log has a hole"
     results = Counter(db.query("SELECT run_id, seq FROM events WHERE kind = 'step_completed'"))
-    assert len(results) == 5 * len(runs) and max(results.values()) == 1
+    assert len(results) == steps * len(runs) and max(results.values()) == 1
 
 
 async def test_a_newer_schema_is_refused_and_an_older_one_migrated(pg_url: str) -> None:
@@ -82,30 +82,48 @@ def test_urls_name_the_schema_and_pass_the_rest_to_asyncpg() -> None:
     assert isinstance(af.Engine("postgres://h/db").store, PostgresStore)
 
 
+# Steps of round n wait for GATES[n]: the test ends the connections, then opens a gate.
+GATES: dict[int, asyncio.Event] = {}
+
+
+@af.step(name="tests.postgres.gated_add")
+async def gated_add(x: int, n: int) -> int:
+    await GATES[n].wait()
+    return x + n
+
+
+@af.workflow(name="tests.postgres.gated_chain")
+async def gated_chain(x: int) -> int:
+    for n in range(3):
+        x = await gated_add(x, n)
+    return x
+
+
 async def test_the_engine_gets_its_connections_back_when_the_server_drops_them(
     pg_url: str,
 ) -> None:
-    """Runs in flight while the server ends the writer's connection (and the readers'),
-    several times: the writer reconnects, every run completes, and no step result is
-    lost or written twice."""
+    """The server ends the store's connections (the writer's and the readers') while
+    runs are in flight, three times: the writer reconnects each time, every run
+    completes, and no step result is lost or written twice."""
     db = PostgresDatabase(pg_url)
-    async with af.Engine(pg_url, workflows=[chain]) as engine:
+    GATES.update((n, asyncio.Event()) for n in range(3))
+    async with af.Engine(pg_url, workflows=[gated_chain]) as engine:
         store = engine.store
         assert isinstance(store, PostgresStore)
-        runs = [await engine.start(chain, i) for i in range(200)]
-        for _ in range(3):
-            pid = store.transactions.server_pid()
-            await eventually(lambda: engine.store_stats().rows > 0)
-            db.execute(
+        runs = [await engine.start(gated_chain, i) for i in range(100)]
+        for n in range(3):
+            ended = db.query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 " AND application_name = 'actorflow'"
             )
-            await eventually(lambda p=pid: store.transactions.server_pid() not in (None, p))
+            assert len(ended) >= 2, "the writer's connection and a reader's"
+            GATES[n].set()  # the steps of this round end: their results must be written
+            await eventually(lambda n=n: store.transactions.reconnects > n, timeout=10)
         results = await asyncio.gather(*(run.result(timeout=30) for run in runs))
-        assert store.transactions.reconnects >= 3
-    assert results == [i + 10 for i in range(200)]
-    check_logs(db, [run.id for run in runs])
+        assert await engine.list_runs(status="completed", limit=200)  # a reader is back
+    assert results == [i + 3 for i in range(100)]
+    check_logs(db, [run.id for run in runs], steps=3)
 
 
 @pytest.fixture
