@@ -82,3 +82,46 @@ class PostgresDatabase:
 
     def execute(self, sql: str) -> None:
         self._run(sql, (), fetch=False)
+
+
+class RefusedInserts:
+    """A trigger that makes inserts into `table` matching `when` (SQL on NEW) fail, as a
+    full disk would, with `message`, until `stop()`."""
+
+    def __init__(
+        self,
+        db: Database,
+        when: str,
+        table: str = "events",
+        message: str = "disk full (simulated)",
+    ) -> None:
+        self._db = db
+        if db.kind == "sqlite":
+            db.execute(
+                f"""
+                CREATE TABLE fail_switch (on_ INTEGER);
+                INSERT INTO fail_switch VALUES (1);
+                CREATE TRIGGER refuse BEFORE INSERT ON {table}
+                WHEN ({when}) AND (SELECT on_ FROM fail_switch) = 1
+                BEGIN SELECT RAISE(ABORT, '{message}'); END;
+                """
+            )
+        else:
+            db.execute(
+                f"""
+                CREATE TABLE fail_switch (on_ INTEGER);
+                INSERT INTO fail_switch VALUES (1);
+                CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF ({when}) AND (SELECT on_ FROM fail_switch) = 1 THEN
+                        RAISE EXCEPTION '{message}';
+                    END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER refuse BEFORE INSERT ON {table}
+                FOR EACH ROW EXECUTE FUNCTION refuse();
+                """
+            )
+
+    def stop(self) -> None:
+        self._db.execute("UPDATE fail_switch SET on_ = 0")

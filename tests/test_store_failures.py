@@ -18,7 +18,7 @@ from actorflow._serde import loads
 from actorflow._store import EventRow, MemoryStore, RunRow, SQLiteStore
 from actorflow._write_failures import WriteFailures
 from tests.conftest import eventually
-from tests.databases import Database, PostgresDatabase, SQLiteDatabase
+from tests.databases import Database, PostgresDatabase, RefusedInserts, SQLiteDatabase
 
 PG = pytest.mark.postgres
 attempts_run: list[int] = []
@@ -43,43 +43,6 @@ async def flow(x: int) -> int:
 @af.workflow(name="tests.store_failures.waits")
 async def waits() -> str:
     return str(await af.wait_for_event("go"))
-
-
-class RefusedInserts:
-    """A trigger that makes inserts into `events` matching `when` fail (as a full disk
-    would) until `stop()`."""
-
-    def __init__(self, db: Database, when: str) -> None:
-        self._db = db
-        if db.kind == "sqlite":
-            db.execute(
-                f"""
-                CREATE TABLE fail_switch (on_ INTEGER);
-                INSERT INTO fail_switch VALUES (1);
-                CREATE TRIGGER refuse BEFORE INSERT ON events
-                WHEN ({when}) AND (SELECT on_ FROM fail_switch) = 1
-                BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END;
-                """
-            )
-        else:
-            db.execute(
-                f"""
-                CREATE TABLE fail_switch (on_ INTEGER);
-                INSERT INTO fail_switch VALUES (1);
-                CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-                BEGIN
-                    IF ({when}) AND (SELECT on_ FROM fail_switch) = 1 THEN
-                        RAISE EXCEPTION 'disk full (simulated)';
-                    END IF;
-                    RETURN NEW;
-                END $$;
-                CREATE TRIGGER refuse BEFORE INSERT ON events
-                FOR EACH ROW EXECUTE FUNCTION refuse();
-                """
-            )
-
-    def stop(self) -> None:
-        self._db.execute("UPDATE fail_switch SET on_ = 0")
 
 
 def assert_contiguous(events: list[EventRow]) -> None:
