@@ -138,13 +138,19 @@ class PostgresStore:
         server restart leaves every idle pooled connection dead, found out only on use)."""
         pool = self._pool
         assert pool is not None, "store is not open"
-        try:
-            async with pool.acquire() as conn:
+        for last_try in (False, True):
+            conn = await pool.acquire()
+            try:
                 return await query(conn)
-        except CONNECTION_ERRORS:
-            await pool.expire_connections()
-        async with pool.acquire() as conn:
-            return await query(conn)
+            except CONNECTION_ERRORS:
+                # Never reset (a query on a broken connection) or reuse it: closed, the
+                # pool drops it and opens a new one.
+                conn.terminate()
+                if last_try:
+                    raise
+            finally:
+                await pool.release(conn)
+        raise AssertionError("unreachable")
 
     async def _fetch(self, sql: str, *params: Any) -> list[asyncpg.Record]:
         return await self._read(lambda conn: conn.fetch(sql, *params))
