@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 import attrs
@@ -91,6 +92,17 @@ class EventRow(NamedTuple):
     name: str | None
     data: bytes | None
     at: float
+
+
+# The columns of `RunRow`, in its fields' order, for SELECTs whose rows build one.
+RUN_COLUMNS = (
+    "id, workflow, status, args, created_at, generation, result, error, metadata, parent_id,"
+    " started_at, completed_at, wake_at, deadline_at"
+)
+
+# A fetched events row (its columns in `EventRow`'s order) as an EventRow, without the
+# Python-level `__new__` a namedtuple call goes through.
+as_event = partial(tuple.__new__, EventRow)
 
 
 class ChunkKind:

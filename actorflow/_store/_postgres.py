@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,33 +21,26 @@ from asyncpg.pool import PoolConnectionProxy
 
 from .._models import FINAL, UNFINISHED
 from ._base import (
+    RUN_COLUMNS,
     ChunkKind,
     ChunkRow,
-    CommitListener,
-    CommitStats,
     EventRow,
-    FailureListener,
     HookRow,
     LoadedRun,
     RunRow,
     StreamState,
     WriteBatch,
+    as_event,
     fold_stream_states,
 )
-from ._group_commit import GroupCommitWriter
+from ._group_commit import GroupCommitted, GroupCommitWriter
 from ._postgres_schema import check_schema_name, migrate
 from ._postgres_writer import CONNECTION_ERRORS, PostgresTransactions
 
 _T = TypeVar("_T")
 
-_RUN_COLUMNS = (
-    "id, workflow, status, args, created_at, generation, result, error, metadata, parent_id,"
-    " started_at, completed_at, wake_at, deadline_at"
-)
 _EVENT_COLUMNS = "run_id, idx, generation, kind, seq, name, data, at"
 _CHUNK_COLUMNS = "run_id, namespace, idx, seq, attempt, kind, data, at"
-# A fetched row as an EventRow without the Python-level `__new__` of a namedtuple call.
-_as_event = partial(tuple.__new__, EventRow)
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -66,7 +58,7 @@ def split_url(url: str) -> tuple[str, str]:
     return dsn, schema
 
 
-class PostgresStore:
+class PostgresStore(GroupCommitted):
     """The store on PostgreSQL: a group-commit writer connection and a reader pool."""
 
     def __init__(self, url: str, *, readers: int = 4) -> None:
@@ -111,27 +103,10 @@ class PostgresStore:
             await self._pool.close()
             self._pool = None
 
-    def set_commit_listener(self, listener: CommitListener) -> None:
-        self._writer.set_commit_listener(listener)
-
-    def set_failure_listener(self, listener: FailureListener) -> None:
-        self._writer.set_failure_listener(listener)
-
-    def discard_pending(self, run_ids: set[str]) -> dict[str, RunRow]:
-        return self._writer.discard_pending(run_ids)
-
-    @property
-    def writer(self) -> GroupCommitWriter:
-        """The group-commit writer (tests tune it)."""
-        return self._writer
-
     @property
     def transactions(self) -> PostgresTransactions:
         """The writer's connection (tests end it)."""
         return self._transactions
-
-    def commit_stats(self) -> CommitStats:
-        return self._writer.stats()
 
     async def _read(self, query: Callable[[PoolConnectionProxy[Record]], Awaitable[_T]]) -> _T:
         """Run `query` on a reader; once more on a fresh one if the first was dropped (a
@@ -156,12 +131,12 @@ class PostgresStore:
         return await self._read(lambda conn: conn.fetch(sql, *params))
 
     async def get_run(self, run_id: str) -> RunRow | None:
-        rows = await self._fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
+        rows = await self._fetch(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
         return RunRow(*rows[0]) if rows else None
 
     async def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
         rows = await self._fetch(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ANY($1::text[])", list(run_ids)
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ANY($1::text[])", list(run_ids)
         )
         return {row[0]: RunRow(*row) for row in rows}
 
@@ -171,7 +146,7 @@ class PostgresStore:
             run_id,
             after,
         )
-        return [_as_event(row) for row in rows]
+        return [as_event(row) for row in rows]
 
     async def load_runs(self, run_ids: Sequence[str]) -> dict[str, LoadedRun]:
         rows = await self.get_runs(run_ids)
@@ -182,7 +157,7 @@ class PostgresStore:
             " ORDER BY run_id, idx",
             ids,
         ):
-            events.setdefault(found[0], []).append(_as_event(found))
+            events.setdefault(found[0], []).append(as_event(found))
         streams = await self._stream_states(ids)
         empty = StreamState({}, set(), 0)
         return {
@@ -213,7 +188,7 @@ class PostgresStore:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         n = len(params)
         rows = await self._fetch(
-            f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, id DESC"
+            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, id DESC"
             f" LIMIT ${n + 1} OFFSET ${n + 2}",
             *params,
             limit,
@@ -223,14 +198,14 @@ class PostgresStore:
 
     async def unfinished_runs(self) -> list[RunRow]:
         rows = await self._fetch(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = ANY($1::text[])"
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE status = ANY($1::text[])"
             " ORDER BY created_at, id",
             list(UNFINISHED),
         )
         return [RunRow(*row) for row in rows]
 
     async def finished_children_of_unfinished_parents(self) -> list[RunRow]:
-        columns = ", ".join(f"c.{c.strip()}" for c in _RUN_COLUMNS.split(","))
+        columns = ", ".join(f"c.{c.strip()}" for c in RUN_COLUMNS.split(","))
         rows = await self._fetch(
             f"SELECT {columns} FROM runs c JOIN runs p ON p.id = c.parent_id"
             " WHERE c.status = ANY($1::text[]) AND p.status = ANY($2::text[])",
