@@ -50,7 +50,7 @@ QUICK = {**DEFAULTS, "batch_sizes": "1,100,1000", "rows_per_size": 5000, "second
 TABLE = [
     Metric("ceiling_events_per_s", "ceiling (aiosqlite; asyncpg on PostgreSQL)", "/s"),
     Metric("ceiling_batch_rows", "  at batch size", "rows"),
-    Metric("at_actorflow_batch_events_per_s", "aiosqlite at actorflow's mean batch", "/s"),
+    Metric("at_actorflow_batch_events_per_s", "ceiling at actorflow's mean batch", "/s"),
     Metric("sqlite3_ceiling_events_per_s", "sqlite3 direct (reference)", "/s"),
     Metric("random_ids_events_per_s", "aiosqlite, random run ids (reference)", "/s"),
     Metric("unnest_ceiling_events_per_s", "PostgreSQL: one INSERT ... unnest a batch", "/s"),
