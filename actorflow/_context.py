@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ._durations import Duration, to_seconds, to_timestamp
 from ._errors import CallContextError, EngineClosedError
+from ._ids import check_key_text
 from ._models import StepInfo, WorkflowInfo
 from ._sandbox import WorkflowLoop
 
@@ -295,7 +296,7 @@ def check_event_type(type: str) -> str:
         raise ValueError(f"event type must be a non-empty str, got {type!r}")
     if type.startswith(HOOK_PREFIX):
         raise ValueError(f"event types starting with {HOOK_PREFIX!r} are reserved for hooks")
-    return type
+    return check_key_text(type, "event type")
 
 
 async def wait_for_event(type: str, timeout: Duration | None = None) -> Any:
@@ -382,6 +383,8 @@ def create_hook(token: str | None = None) -> Hook:
     ctx = _require_workflow("af.create_hook()")
     if token is not None and (not isinstance(token, str) or not token):
         raise ValueError(f"hook token must be a non-empty str, got {token!r}")
+    if token is not None:
+        check_key_text(token, "hook token")
     return Hook(ctx, ctx.host.create_hook(ctx.next_seq(), token))
 
 

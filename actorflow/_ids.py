@@ -1,4 +1,5 @@
-"""Run ids: generated ones sort by creation time; chosen ones are checked where they enter."""
+"""Run ids: generated ones sort by creation time; chosen ones are checked where they enter.
+Other keys callers choose (event types, hook tokens, stream namespaces) are checked here too."""
 
 from __future__ import annotations
 
@@ -26,3 +27,11 @@ def check_run_id(run_id: Any) -> str:
     if not run_id.isprintable():
         raise ValueError(f"run id must be printable, got {run_id!r}")
     return run_id
+
+
+def check_key_text(text: str, what: str) -> str:
+    """Refuse a NUL character in a key the stores keep as text: PostgreSQL's text cannot
+    hold one, and a row refused at commit would fail its whole batch."""
+    if "\x00" in text:
+        raise ValueError(f"{what} must not contain a NUL character, got {text!r}")
+    return text

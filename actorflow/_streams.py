@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._asyncio_helpers import shielded
 from ._errors import StreamClosedError, StreamLimitError
+from ._ids import check_key_text
 from ._serde import encode, loads
 from ._store import ChunkKind, ChunkRow, StreamState
 
@@ -28,7 +29,7 @@ def check_namespace(namespace: str) -> str:
         raise ValueError(
             f"stream namespace must be a non-empty str of at most 200 chars, got {namespace!r}"
         )
-    return namespace
+    return check_key_text(namespace, "stream namespace")
 
 
 def encode_chunk(value: Any) -> tuple[int, bytes]:
