@@ -55,6 +55,8 @@ TABLE = [
     Metric("random_ids_events_per_s", "aiosqlite, random run ids (reference)", "/s"),
     Metric("unnest_ceiling_events_per_s", "PostgreSQL: one INSERT ... unnest a batch", "/s"),
     Metric("copy_ceiling_events_per_s", "PostgreSQL: COPY a batch", "/s"),
+    Metric("round_trip_p50_ms", "PostgreSQL: SELECT 1 round trip p50", "ms"),
+    Metric("round_trip_p99_ms", "PostgreSQL: SELECT 1 round trip p99", "ms"),
     Metric("row_bytes", "mean event row payload", "bytes"),
     Metric("actorflow_pct_of_ceiling", "actorflow throughput events/s vs ceiling", "%"),
     Metric("actorflow_pct_at_batch", "actorflow vs ceiling at its batch size", "%"),

@@ -19,7 +19,7 @@ import asyncpg
 from actorflow._store._postgres import split_url
 from actorflow._store._postgres_schema import migrate
 
-from .common import Context, log
+from .common import Context, log, summarize
 from .limit import copies, row_size
 from .shapes import three_steps
 
@@ -112,6 +112,23 @@ async def ceiling(cfg: dict[str, Any], ctx: Context, sizes: list[int]) -> None:
     if mean_batch > 0:
         ctx.metrics["at_actorflow_batch_events_per_s"] = rates[str(mean_batch)]
     ctx.metrics["server"] = await server_settings(ctx.store or "")
+    ctx.metrics.update(await _round_trips(url))
+
+
+async def _round_trips(url: str, count: int = 1000) -> dict[str, float]:
+    """`SELECT 1` round trips to the server: what each commit costs at the least (a loaded
+    machine shows here, in the time the server process waits to be scheduled)."""
+    conn = await _connect(url)
+    try:
+        samples = []
+        for _ in range(count):
+            began = time.perf_counter()
+            await conn.fetchval("SELECT 1")
+            samples.append(time.perf_counter() - began)
+    finally:
+        await conn.close()
+    stats = summarize(samples, scale=1000.0)
+    return {"round_trip_p50_ms": stats["p50"], "round_trip_p99_ms": stats["p99"]}
 
 
 async def _unnest(conn: asyncpg.Connection, batch: list[tuple[Any, ...]]) -> None:
