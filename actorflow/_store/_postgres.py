@@ -36,11 +36,16 @@ from ._base import (
 from ._group_commit import GroupCommitted, GroupCommitWriter
 from ._postgres_schema import check_schema_name, migrate
 from ._postgres_writer import CONNECTION_ERRORS, PostgresTransactions
+from ._schedule_rows import ScheduleRow
 
 _T = TypeVar("_T")
 
 _EVENT_COLUMNS = "run_id, idx, generation, kind, seq, name, data, at"
 _CHUNK_COLUMNS = "run_id, namespace, idx, seq, attempt, kind, data, at"
+_SCHEDULE_COLUMNS = (
+    "id, workflow, cron, args, timezone, overlap, catchup, paused, declared, metadata,"
+    " created_at, watermark, next_time, state"
+)
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -117,7 +122,9 @@ class PostgresStore(GroupCommitted):
             conn = await pool.acquire()
             try:
                 return await query(conn)
-            except CONNECTION_ERRORS:
+            except Exception as exc:
+                if not isinstance(exc, CONNECTION_ERRORS) and not conn.is_closed():
+                    raise
                 # Never reset (a query on a broken connection) or reuse it: closed, the
                 # pool drops it and opens a new one.
                 conn.terminate()
@@ -240,6 +247,12 @@ class PostgresStore(GroupCommitted):
                 run_ids,
             )
         )
+
+    async def load_schedules(self) -> list[ScheduleRow]:
+        rows = await self._fetch(
+            f'SELECT {_SCHEDULE_COLUMNS} FROM schedules ORDER BY id COLLATE "C"'
+        )
+        return [ScheduleRow.from_params(row) for row in rows]
 
     async def load_hooks(self) -> list[HookRow]:
         return [HookRow(*row) for row in await self._fetch("SELECT token, run_id, seq FROM hooks")]

@@ -74,10 +74,27 @@ CREATE TABLE hooks (
     seq INTEGER NOT NULL
 );
 CREATE INDEX hooks_by_run ON hooks (run_id);
+CREATE TABLE schedules (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    cron TEXT NOT NULL,
+    args BYTEA NOT NULL,
+    timezone TEXT NOT NULL,
+    overlap TEXT NOT NULL,
+    catchup TEXT NOT NULL,
+    paused INTEGER NOT NULL,
+    declared INTEGER NOT NULL,
+    metadata BYTEA,
+    created_at DOUBLE PRECISION NOT NULL,
+    watermark DOUBLE PRECISION NOT NULL,
+    next_time DOUBLE PRECISION,
+    state BYTEA NOT NULL
+);
 
 -- One batch: new runs (their events carry the id of the creation they belong to, in
 -- e_creation, and are dropped with it when the id was taken), events, chunks, updates
--- of runs' mutable columns, hooks (a token taken again moves), hooks of finished runs.
+-- of runs' mutable columns, hooks (a token taken again moves), hooks of finished runs,
+-- schedules deleted, schedules written (a whole row, replacing the one stored).
 -- Returns the ids of the new runs that already existed.
 CREATE FUNCTION commit_batch(
     r_id TEXT[], r_workflow TEXT[], r_status TEXT[], r_generation INTEGER[], r_args BYTEA[],
@@ -91,7 +108,12 @@ CREATE FUNCTION commit_batch(
     u_status TEXT[], u_generation INTEGER[], u_result BYTEA[], u_error BYTEA[],
     u_started_at FLOAT8[], u_completed_at FLOAT8[], u_wake_at FLOAT8[], u_id TEXT[],
     h_token TEXT[], h_run_id TEXT[], h_seq INTEGER[],
-    d_run_id TEXT[]
+    d_run_id TEXT[],
+    sd_id TEXT[],
+    s_id TEXT[], s_workflow TEXT[], s_cron TEXT[], s_args BYTEA[], s_timezone TEXT[],
+    s_overlap TEXT[], s_catchup TEXT[], s_paused INTEGER[], s_declared INTEGER[],
+    s_metadata BYTEA[], s_created_at FLOAT8[], s_watermark FLOAT8[], s_next_time FLOAT8[],
+    s_state BYTEA[]
 ) RETURNS TEXT[] LANGUAGE plpgsql AS $$
 DECLARE
     taken TEXT[] := '{}';
@@ -135,6 +157,21 @@ BEGIN
     END IF;
     IF cardinality(d_run_id) > 0 THEN
         DELETE FROM hooks WHERE run_id = ANY(d_run_id);
+    END IF;
+    IF cardinality(sd_id) > 0 THEN
+        DELETE FROM schedules WHERE id = ANY(sd_id);
+    END IF;
+    IF cardinality(s_id) > 0 THEN
+        INSERT INTO schedules
+        SELECT * FROM unnest(s_id, s_workflow, s_cron, s_args, s_timezone, s_overlap,
+            s_catchup, s_paused, s_declared, s_metadata, s_created_at, s_watermark,
+            s_next_time, s_state)
+        ON CONFLICT (id) DO UPDATE SET workflow = EXCLUDED.workflow, cron = EXCLUDED.cron,
+            args = EXCLUDED.args, timezone = EXCLUDED.timezone, overlap = EXCLUDED.overlap,
+            catchup = EXCLUDED.catchup, paused = EXCLUDED.paused, declared = EXCLUDED.declared,
+            metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at,
+            watermark = EXCLUDED.watermark, next_time = EXCLUDED.next_time,
+            state = EXCLUDED.state;
     END IF;
     RETURN taken;
 END

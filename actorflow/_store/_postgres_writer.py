@@ -26,7 +26,7 @@ from ._base import WriteBatch
 
 log = logging.getLogger("actorflow.store")
 
-_COMMIT = "SELECT commit_batch(" + ", ".join(f"${i}" for i in range(1, 44)) + ")"
+_COMMIT = "SELECT commit_batch(" + ", ".join(f"${i}" for i in range(1, 59)) + ")"
 # Errors that mean the connection is gone (not that the server refused the rows).
 CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
@@ -82,8 +82,10 @@ class PostgresTransactions:
         chunk = (run_id, "-", 0, None, 0, 0, None, 0.0)
         update = ("running", 0, None, None, None, None, None, run_id)
         hook = (run_id, run_id, 0)
+        schedule = (run_id, "-", "-", b"[]", "UTC", "-", "-", 0, 0, None, 0.0, 0.0, None, b"{}")
         arrays = [*_columns([run], 14), *_columns([event], 9), *_columns([chunk], 8),
-                  *_columns([update], 8), *_columns([hook], 3), [run_id]]  # fmt: skip
+                  *_columns([update], 8), *_columns([hook], 3), [run_id], [run_id],
+                  *_columns([schedule], 14)]  # fmt: skip
         transaction = conn.transaction()
         await transaction.start()
         try:
@@ -110,7 +112,11 @@ class PostgresTransactions:
                                                 *params[14:])  # fmt: skip
                 else:
                     taken = await self._write_with_copy(conn, params, events)
-            except CONNECTION_ERRORS as exc:
+            except Exception as exc:
+                # asyncpg reports a connection lost mid-COPY as an internal error, not
+                # as a connection error: a closed connection says which it was.
+                if not isinstance(exc, CONNECTION_ERRORS) and not conn.is_closed():
+                    raise
                 log.warning("the writer's connection was lost (%r); reconnecting", exc)
                 self._conn = None
                 conn.terminate()
@@ -157,6 +163,8 @@ class PostgresTransactions:
             *_columns(list(batch.run_updates.values()), 8),
             *_columns(list(hooks.values()), 3),
             list(batch.hook_deletes),
+            [key for key, params in batch.schedule_writes.items() if params is None],
+            *_columns([p for p in batch.schedule_writes.values() if p is not None], 14),
         ]
         return arrays, events
 
@@ -183,8 +191,7 @@ class PostgresTransactions:
             return self._conn
 
     async def _committed(self, conn: asyncpg.Connection, batch: WriteBatch) -> bool:
-        """Whether `batch` reached the database before its connection was lost. Raises
-        StoreWriteError if it cannot tell (a batch of run updates and hooks only)."""
+        """Whether `batch` reached the database before its connection was lost. Raises"""
         if batch.new_runs:
             # A stored run with our creation time is ours (another one's is a conflict).
             found = await conn.fetch(
@@ -211,4 +218,6 @@ class PostgresTransactions:
                 chunk.idx,
             )
             return found is not None
-        raise StoreWriteError("the connection was lost during a commit that cannot be checked")
+        # Run updates, hooks and schedules only: each sets rows to values, so writing the
+        # batch again does what writing it once did.
+        return False
