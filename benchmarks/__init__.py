@@ -17,4 +17,6 @@ WORKLOADS = (
     "streams",
     "waiting",
     "schedules",
+    "purge",
+    "http",
 )

@@ -115,7 +115,7 @@ def pg_server() -> Iterator[str]:
         cluster.destroy()
 
 
-async def _admin(url: str, sql: str) -> None:
+async def admin(url: str, sql: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(url)
@@ -134,7 +134,7 @@ def pg_url(pg_server: str) -> Iterator[str]:
     """A PostgreSQL store URL with a fresh schema of its own (created by the store)."""
     schema = f"test_{uuid.uuid4().hex[:16]}"
     yield with_query(pg_server, f"schema={schema}")
-    asyncio.run(_admin(pg_server, f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    asyncio.run(admin(pg_server, f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
 
 
 @pytest.fixture(params=STORES)

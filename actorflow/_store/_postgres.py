@@ -27,6 +27,7 @@ from ._base import (
     EventRow,
     HookRow,
     LoadedRun,
+    PurgeFilter,
     RunRow,
     StreamState,
     WriteBatch,
@@ -34,14 +35,15 @@ from ._base import (
     fold_stream_states,
 )
 from ._group_commit import GroupCommitted, GroupCommitWriter
+from ._postgres_purge import purge_batch
 from ._postgres_schema import check_schema_name, migrate
 from ._postgres_writer import CONNECTION_ERRORS, PostgresTransactions
 from ._schedule_rows import ScheduleRow
 
 _T = TypeVar("_T")
 
-_EVENT_COLUMNS = "run_id, idx, generation, kind, seq, name, data, at"
-_CHUNK_COLUMNS = "run_id, namespace, idx, seq, attempt, kind, data, at"
+EVENT_COLUMNS = "run_id, idx, generation, kind, seq, name, data, at"
+CHUNK_COLUMNS = "run_id, namespace, idx, seq, attempt, kind, data, at"
 _SCHEDULE_COLUMNS = (
     "id, workflow, cron, args, timezone, overlap, catchup, paused, declared, metadata,"
     " created_at, watermark, next_time, state"
@@ -149,7 +151,7 @@ class PostgresStore(GroupCommitted):
 
     async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
         rows = await self._fetch(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = $1 AND idx > $2 ORDER BY idx",
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = $1 AND idx > $2 ORDER BY idx",
             run_id,
             after,
         )
@@ -160,7 +162,7 @@ class PostgresStore(GroupCommitted):
         ids = list(rows)
         events: dict[str, list[EventRow]] = {}
         for found in await self._fetch(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = ANY($1::text[])"
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ANY($1::text[])"
             " ORDER BY run_id, idx",
             ids,
         ):
@@ -180,9 +182,17 @@ class PostgresStore(GroupCommitted):
         parent_id: str | None,
         limit: int,
         offset: int,
+        after: str | None = None,
     ) -> list[RunRow]:
         where: list[str] = []
         params: list[Any] = []
+        if after is not None:
+            # None if `after` does not exist: no row compares below it.
+            params.append(after)
+            where.append(
+                '(created_at, id COLLATE "C") <'
+                f" (SELECT created_at, id FROM runs WHERE id = ${len(params)})"
+            )
         if statuses is not None:
             params.append(list(statuses))
             where.append(f"status = ANY(${len(params)}::text[])")
@@ -195,13 +205,25 @@ class PostgresStore(GroupCommitted):
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         n = len(params)
         rows = await self._fetch(
-            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, id DESC"
+            f"SELECT {RUN_COLUMNS} FROM runs {clause}"
+            ' ORDER BY created_at DESC, id COLLATE "C" DESC'
             f" LIMIT ${n + 1} OFFSET ${n + 2}",
             *params,
             limit,
             offset,
         )
         return [RunRow(*row) for row in rows]
+
+    async def count_runs(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for workflow, status, n in await self._fetch(
+            "SELECT workflow, status, count(*) FROM runs GROUP BY workflow, status"
+        ):
+            counts.setdefault(workflow, {})[status] = n
+        return counts
+
+    async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
+        return await self._read(lambda conn: purge_batch(conn, which))
 
     async def unfinished_runs(self) -> list[RunRow]:
         rows = await self._fetch(
@@ -225,7 +247,7 @@ class PostgresStore(GroupCommitted):
         self, run_id: str, namespace: str, start: int, limit: int
     ) -> list[ChunkRow]:
         rows = await self._fetch(
-            f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE run_id = $1 AND namespace = $2"
+            f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE run_id = $1 AND namespace = $2"
             " AND idx >= $3 ORDER BY idx LIMIT $4",
             run_id,
             namespace,
