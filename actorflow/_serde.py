@@ -1,7 +1,9 @@
 """JSON (orjson) encoding of everything that is stored: arguments, results, events, chunks.
 
-Nothing is pickled, so stored data can never execute code. A value orjson
-refuses is reported with the path of the offending part, found by walking the
+Nothing is pickled, so stored data can never execute code. Values of the
+supported types orjson does not encode itself (Decimal, sets, timedelta, attrs
+classes, pydantic models) are encoded by `_types.to_json_native`. A value refused
+is reported with the path of the offending part, found by walking the
 value only after the fast path failed.
 """
 
@@ -13,6 +15,7 @@ from typing import Any
 import orjson
 
 from ._errors import SerializationError
+from ._types import to_json_native
 
 dumps = orjson.dumps
 loads = orjson.loads
@@ -24,7 +27,7 @@ def encode(value: Any, what: str, limit: int | None = None) -> bytes:
     With `limit`, JSON longer than `limit` bytes is refused too (`oversize`).
     """
     try:
-        data = orjson.dumps(value)
+        data = orjson.dumps(value, default=to_json_native)
     except (TypeError, orjson.JSONEncodeError) as exc:
         path, reason = _find_offender(value, what)
         raise SerializationError(f"{path} cannot be serialized to JSON: {reason}") from exc
@@ -61,7 +64,7 @@ def _find_offender(value: Any, path: str) -> tuple[str, str]:
             if not _serializable(item):
                 return _find_offender(item, f"{path}.{field.name}")
     try:
-        orjson.dumps(value)
+        orjson.dumps(value, default=to_json_native)
     except (TypeError, orjson.JSONEncodeError) as exc:
         return path, f"{type(value).__name__} value ({exc})"
     return path, "unknown reason"
@@ -69,7 +72,7 @@ def _find_offender(value: Any, path: str) -> tuple[str, str]:
 
 def _serializable(value: Any) -> bool:
     try:
-        orjson.dumps(value)
+        orjson.dumps(value, default=to_json_native)
     except (TypeError, orjson.JSONEncodeError):
         return False
     return True
