@@ -176,6 +176,18 @@ def codec_for(annotation: Any) -> TypeCodec:
         return TypeCodec(annotation)
 
 
+def unfit(what: str, annotation: Any, problem: str, argument: str | None) -> ValidationError:
+    """The error for `what` not fitting `annotation`, from msgspec's `problem`."""
+    reason, path = split_error(problem)
+    return ValidationError(
+        f"{what} does not fit its annotation {_type_name(annotation)}"
+        f"{' at ' + path if path else ''}: {reason}",
+        argument=argument,
+        path=path,
+        reason=reason,
+    )
+
+
 def split_error(message: str) -> tuple[str, str]:
     """msgspec's "Expected `int`, got `str` - at `$.items[0]`" as its reason and the path
     after `$` ("" at the top); pydantic's multi-line messages are joined into one line."""
@@ -257,14 +269,8 @@ class Signature:
             problem = codec.check(value)
             if problem is not None:
                 name = self._codec(i)[0]
-                reason, path = split_error(problem)
-                raise ValidationError(
-                    f"{where}{self.what}: argument {name!r}{' at ' + path if path else ''}: "
-                    f"{reason} (annotation: {_type_name(codec.annotation)})",
-                    argument=name,
-                    path=path,
-                    reason=reason,
-                )
+                what = f"{where}{self.what}: argument {name!r}"
+                raise unfit(what, codec.annotation, problem, name)
 
     def decode_args(self, args: list[Any]) -> list[Any]:
         """Stored arguments as their annotated types; raises `ValidationError` for one that
@@ -280,14 +286,8 @@ class Signature:
             try:
                 decoded.append(codec.decode(value))
             except msgspec.ValidationError as exc:
-                reason, path = split_error(str(exc))
-                raise ValidationError(
-                    f"the stored argument {name!r} of {self.what} does not fit its annotation "
-                    f"{_type_name(codec.annotation)}{' at ' + path if path else ''}: {reason}",
-                    argument=name,
-                    path=path,
-                    reason=reason,
-                ) from None
+                what = f"the stored argument {name!r} of {self.what}"
+                raise unfit(what, codec.annotation, str(exc), name) from None
         return decoded
 
     def result_decoder(self) -> Callable[[Any], Any] | None:
@@ -326,14 +326,7 @@ def value_decoder(codec: TypeCodec, what: str) -> Callable[[Any], Any]:
         try:
             return convert(data, annotation, dec_hook=_dec_hook)
         except msgspec.ValidationError as exc:
-            reason, path = split_error(str(exc))
-            raise ValidationError(
-                f"{what} does not fit its annotation {_type_name(annotation)}"
-                f"{' at ' + path if path else ''}: {reason}",
-                argument=None,
-                path=path,
-                reason=reason,
-            ) from None
+            raise unfit(what, annotation, str(exc), None) from None
 
     return decode
 

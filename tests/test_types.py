@@ -121,8 +121,8 @@ async def test_a_child_start_checks_arguments_and_its_result_is_decoded(
     assert refused["argument"] == "line"
     assert refused["path"] == ".qty"
     assert refused["refused"] == (
-        "child run: workflow 'typed.child': argument 'line' at .qty: Expected `int`, got `str` "
-        "(annotation: Line)"
+        "child run: workflow 'typed.child': argument 'line' does not fit its annotation Line "
+        "at .qty: Expected `int`, got `str`"
     )
     # Nothing was stored for the refused child.
     assert {r.id for r in await engine.list_runs(workflow=typed_child)} == {f"{ok.id}.0"}
@@ -156,7 +156,8 @@ async def test_start_refuses_arguments_that_do_not_fit_and_stores_nothing(
 
 async def test_start_and_start_many_name_the_path_inside_an_argument(engine: af.Engine) -> None:
     bad = dataclasses.replace(tp.ORDER, lines=[tp.Line("x", "many", Decimal(1))])  # type: ignore[arg-type]
-    with pytest.raises(af.ValidationError, match=r"argument 'order' at \.lines\[0\]\.qty"):
+    message = r"argument 'order' does not fit its annotation Order at \.lines\[0\]\.qty"
+    with pytest.raises(af.ValidationError, match=message):
         await engine.start(tp.everything, bad, tp.AT, tp.Color.BLUE)
     as_json = orjson.loads(orjson.dumps(tp.ORDER, default=to_json_native))
     as_json["address"] = {"street": 1}
