@@ -322,11 +322,9 @@ async def wait_for_event(
     ctx = _require_workflow("af.wait_for_event()")
     key = check_event_type(event_type)
     seconds = None if timeout is None else to_seconds(timeout, "wait_for_event timeout")
-    codec = None if type is None else codec_for(type)
+    decode = None if type is None else value_decoder(codec_for(type), f"the {key!r} event")
     payload = await ctx.host.wait_event(ctx.next_seq(), key, seconds)
-    if codec is None or codec.native:
-        return payload
-    return value_decoder(codec, f"the payload of event {key!r}")(payload)
+    return payload if decode is None else decode(payload)
 
 
 async def start(

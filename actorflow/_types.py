@@ -339,7 +339,8 @@ def json_schemas(annotations: list[Any]) -> tuple[list[dict[str, Any]], dict[str
         if _is_pydantic_class(tp):
             schema = dict(tp.model_json_schema(ref_template="#/$defs/{model}"))
             extra.update(schema.pop("$defs", {}))
-            return schema
+            extra[tp.__name__] = schema
+            return {"$ref": f"#/$defs/{tp.__name__}"}
         raise NotImplementedError
 
     found, defs = msgspec.json.schema_components(

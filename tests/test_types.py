@@ -214,6 +214,29 @@ def test_json_schemas_of_a_few_signatures() -> None:
         af.workflow_schemas("typed.nope")
 
 
+@af.workflow(name="typed.pydantic")
+async def typed_quote(quote: tp.Quote, extra: list[tp.Quote] | None = None) -> tp.Quote:
+    return quote.model_copy(update={"total": quote.total * 2})
+
+
+async def test_pydantic_models_as_arguments_and_results_with_schemas(engine: af.Engine) -> None:
+    quote = tp.Quote(total=Decimal("1.5"), valid_until=tp.AT)
+    run = await engine.start(typed_quote, quote)
+    doubled = await run.result(timeout=TIMEOUT)
+    assert isinstance(doubled, tp.Quote)
+    assert doubled == tp.Quote(total=Decimal("3.0"), valid_until=tp.AT)
+    with pytest.raises(af.ValidationError) as caught:
+        await engine.start(typed_quote, {"total": "lots", "valid_until": "2026-12-02T00:00:00Z"})
+    assert caught.value.argument == "quote"
+    assert "decimal" in caught.value.reason
+    schemas = af.workflow_schemas(typed_quote)
+    assert schemas.args["prefixItems"][0] == {"$ref": "#/$defs/Quote", "title": "quote"}
+    assert schemas.args["minItems"] == 1
+    assert schemas.args["maxItems"] == 2
+    assert set(schemas.args["$defs"]["Quote"]["properties"]) == {"total", "valid_until"}
+    assert schemas.result["$ref"] == "#/$defs/Quote"
+
+
 @af.workflow(name="typed.unannotated")
 async def _unannotated(x=None, *rest):  # type: ignore[no-untyped-def]
     return x
@@ -301,3 +324,31 @@ async def test_a_recorded_value_that_no_longer_fits_fails_the_run_naming_step_an
         "the result of step 'typed.version.quote' does not fit its annotation Address: "
         "Object missing required field `street`"
     )
+
+
+@af.workflow(name="typed.approval")
+async def typed_approval() -> list[Any]:
+    got: list[Any] = []
+    for _ in range(3):
+        try:
+            approval = await af.wait_for_event("approval", type=tp.Approval)
+            got.append([type(approval).__name__, approval.by, approval.at.year])
+        except af.ValidationError as exc:
+            got.append(str(exc))
+    got.append(await af.wait_for_event("count", type=int))
+    return got
+
+
+async def test_event_payloads_are_decoded_into_the_waiters_type(engine: af.Engine) -> None:
+    run = await engine.start(typed_approval)
+    await run.send_event("approval", tp.APPROVAL)
+    await run.send_event("approval", {"by": "bob", "at": "2026-01-02T03:04:05Z"})
+    await run.send_event("approval", {"by": 7, "at": "2026-01-02T03:04:05Z"})
+    await run.send_event("count", 3)
+    assert await run.result(timeout=TIMEOUT) == [
+        ["Approval", "alice", 2026],
+        ["Approval", "bob", 2026],
+        "the 'approval' event does not fit its annotation Approval at .by: "
+        "Expected `str`, got `int`",
+        3,
+    ]
