@@ -85,11 +85,12 @@ class StepFunction(Generic[P, R]):
         self._bound_shapes.add(shape)
 
     def resolve_decoder(self) -> Callable[[Any], Any] | None:
-        """The decoder of this step's recorded results (None when its return annotation is
-        JSON-native), from its hints, resolved on first use (types named in annotations
-        may be defined after the function); kept in `decode_result`."""
+        """The decoder of this step's recorded results, from their JSON (None when its
+        return annotation is JSON-native), from its hints, resolved on first use (types
+        named in annotations may be defined after the function); kept in `decode_result`."""
         if self.decode_result is UNRESOLVED:
-            self.decode_result = Signature(self.fn, f"step {self.name!r}").result_decoder()
+            signature = Signature(self.fn, f"step {self.name!r}")
+            self.decode_result = signature.result_decoder(from_json=True)
         return self.decode_result
 
     def __repr__(self) -> str:

@@ -310,7 +310,7 @@ class Operations(StepScheduler):
                 if op.decode is None:
                     future.set_result(loads(row.data or b"null"))
                 else:
-                    _decoded(future, op.decode, loads(row.data or b"null"))
+                    _decoded(future, op.decode, row.data or b"null")
             else:
                 error = ErrorInfo.from_json(loads(row.data or b"{}")["error"])
                 future.set_exception(StepFailedError(op.name, error))
@@ -424,10 +424,10 @@ class Operations(StepScheduler):
         return index
 
 
-def _decoded(future: asyncio.Future[Any], decode: Callable[[Any], Any], value: Any) -> None:
-    """Settle `future` with the recorded `value` in its annotated type, or with the
-    `ValidationError` saying it no longer fits (the annotation changed)."""
+def _decoded(future: asyncio.Future[Any], decode: Callable[[Any], Any], data: bytes) -> None:
+    """Settle `future` with the recorded JSON `data` decoded into its annotated type, or
+    with the `ValidationError` saying it no longer fits (the annotation changed)."""
     try:
-        future.set_result(decode(value))
+        future.set_result(decode(data))
     except ValidationError as exc:
         future.set_exception(exc)
