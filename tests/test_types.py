@@ -352,3 +352,21 @@ async def test_event_payloads_are_decoded_into_the_waiters_type(engine: af.Engin
         "Expected `str`, got `int`",
         3,
     ]
+
+
+async def test_schedule_args_are_checked_and_stored_runs_get_typed_arguments(
+    engine: af.Engine,
+) -> None:
+    with pytest.raises(af.ValidationError) as caught:
+        await engine.create_schedule(
+            "typed-bad", typed_child, "@daily", args=({"sku": 1, "qty": 1, "price": "1"}, tp.AT)
+        )
+    assert str(caught.value).startswith("schedule 'typed-bad': workflow 'typed.child'")
+    assert (caught.value.argument, caught.value.path) == ("line", ".sku")
+    assert await engine.list_schedules() == []
+    sched = await engine.create_schedule(
+        "typed-ok", typed_child, "@daily", args=(tp.Line("a", 1, Decimal("2.5")), tp.AT)
+    )
+    run = await sched.trigger()
+    line = await engine.get_run(run.id, workflow=typed_child).result(timeout=TIMEOUT)
+    assert line == tp.Line("a", 2, Decimal("2.5"))
