@@ -144,6 +144,10 @@ class Hub(Generic[T]):
                 sub.error = error
                 sub._wake()
 
+    def __len__(self) -> int:
+        """How many subscriptions are open (readers that have not closed theirs)."""
+        return sum(len(subs) for subs in self._subs.values())
+
     def subscribed_keys(self) -> list[Hashable]:
         return list(self._subs)
 

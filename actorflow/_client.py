@@ -33,8 +33,11 @@ class RunClient(Protocol):
     async def info(self, run_id: str) -> RunInfo:
         """A snapshot of the run, with its steps."""
 
-    def events(self, run_id: str) -> AsyncGenerator[RunEvent, None]:
-        """Every committed event of the run, then live ones, until it ends."""
+    def events(
+        self, run_id: str, after: int = -1, follow: bool = True
+    ) -> AsyncGenerator[RunEvent, None]:
+        """The committed events of the run with an index above `after`, then (with
+        `follow`) live ones, until it ends."""
 
     def stream(
         self, run_id: str, namespace: str, start: int, with_info: bool

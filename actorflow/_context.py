@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
 
 from ._durations import Duration, to_seconds, to_timestamp
-from ._errors import CallContextError, EngineClosedError
+from ._errors import CallContextError, EngineClosedError, InvalidNameError
+from ._ids import check_name, check_new_run_id, step_id
 from ._models import StepInfo, WorkflowInfo
 from ._sandbox import WorkflowLoop
 from ._types import codec_for, value_decoder
@@ -209,9 +210,8 @@ class StepContext:
         """Built on first use: most steps never ask."""
         if self._info is None:
             run_id, seq = self.actor.run_id, self.seq
-            gen = self.generation
-            step_id = f"{run_id}:{seq}" if gen == 0 else f"{run_id}:{gen}:{seq}"
-            self._info = StepInfo(run_id, step_id, self.name, seq, self.attempt)
+            step = step_id(run_id, self.generation, seq)
+            self._info = StepInfo(run_id, step, self.name, seq, self.attempt)
         return self._info
 
 
@@ -292,11 +292,10 @@ async def sleep_until(when: datetime) -> None:
 
 
 def check_event_type(type: str) -> str:
-    """Validate an event type given by a caller."""
-    if not isinstance(type, str) or not type:
-        raise ValueError(f"event type must be a non-empty str, got {type!r}")
+    """Validate an event type given by a caller (`InvalidNameError`)."""
+    check_name(type, "event type")
     if type.startswith(HOOK_PREFIX):
-        raise ValueError(f"event types starting with {HOOK_PREFIX!r} are reserved for hooks")
+        raise InvalidNameError(f"event types starting with {HOOK_PREFIX!r} are reserved for hooks")
     return type
 
 
@@ -344,6 +343,8 @@ async def start(
     fit the workflow's annotations, before anything is stored), and
     `EngineClosedError` where no engine is open.
     """
+    if id is not None:
+        check_new_run_id(id)
     ctx = current_workflow()
     if ctx is not None:
         return await ctx.host.start_child(ctx.next_seq(), workflow, args, id, metadata)
@@ -400,8 +401,8 @@ def create_hook(token: str | None = None) -> Hook:
     Raises `af.HookConflictError` if another unfinished run holds `token`.
     """
     ctx = _require_workflow("af.create_hook()")
-    if token is not None and (not isinstance(token, str) or not token):
-        raise ValueError(f"hook token must be a non-empty str, got {token!r}")
+    if token is not None:
+        check_name(token, "hook token")
     return Hook(ctx, ctx.host.create_hook(ctx.next_seq(), token))
 
 

@@ -108,12 +108,14 @@ class WorkflowFunction(Generic[P, R]):
         concurrency: int | None,
         deadline: float | None,
         schedules: tuple[str, ...] = (),
+        retention: float | None = None,
     ) -> None:
         self.fn = fn
         self.name = name
         self.concurrency = concurrency
         self.deadline = deadline
         self.schedules = schedules
+        self.retention = retention
         self._arity = _positional_arity(fn)
         self._arg_counts = _arg_counts(self._arity)
         functools.update_wrapper(self, fn)
@@ -217,6 +219,7 @@ def workflow(
     concurrency: int | None = None,
     deadline: Duration | None = None,
     schedules: Sequence[str] = (),
+    retention: Duration | None = None,
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], WorkflowFunction[P, R]]: ...
 
 
@@ -228,6 +231,7 @@ def workflow(
     concurrency: int | None = None,
     deadline: Duration | None = None,
     schedules: Sequence[str] = (),
+    retention: Duration | None = None,
 ) -> Any:
     """Declare and register a workflow: `@af.workflow` or `@af.workflow(name=, concurrency=, ...)`.
 
@@ -235,7 +239,9 @@ def workflow(
     `queued`, first in first out); `deadline` fails a run that has not finished
     that long after it was created; `schedules` are cron expressions whose ticks
     start it with no arguments (in UTC, ids `"{name}:{cron}"`; a bad one raises
-    `ScheduleError` here).
+    `ScheduleError` here); `retention` deletes its runs that long after they
+    finished (overriding the engine's `retention=`; None: the engine's).
+    Raises `ValueError`/`TypeError` for a bad option.
     """
     if isinstance(schedules, str) or not all(isinstance(c, str) for c in schedules):
         raise ScheduleError(f"schedules must be a list of cron expressions, got {schedules!r}")
@@ -244,6 +250,7 @@ def workflow(
     if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
     seconds = None if deadline is None else to_seconds(deadline, "workflow deadline")
+    keep = None if retention is None else to_seconds(retention, "workflow retention")
 
     def wrap(f: Callable[..., Coroutine[Any, Any, Any]]) -> WorkflowFunction[..., Any]:
         if not inspect.iscoroutinefunction(f):
@@ -254,6 +261,7 @@ def workflow(
             concurrency=concurrency,
             deadline=seconds,
             schedules=tuple(dict.fromkeys(schedules)),
+            retention=keep,
         )
         _register(wf)
         return wf

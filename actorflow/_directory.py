@@ -10,11 +10,13 @@ the cancelled step tasks it is handed, `reap`); `stop()` cancels and awaits them
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from ._actor import RunActor
 from ._channels import Hub
 from ._definitions import WorkflowFunction, lookup_workflow
+from ._dying import DyingTasks
 from ._errors import EngineClosedError, WorkflowNotRegisteredError
 from ._limiter import ConcurrencyLimiter
 from ._loader import RunLoader
@@ -70,16 +72,17 @@ class RunDirectory:
         self._parked: dict[str, TimerEntry] = {}
         # Set by the engine: told of its schedules' timers and of every finished run.
         self.scheduler: Scheduler | None = None
-        self._dying: set[asyncio.Task[Any]] = set()
+        self._dying = DyingTasks()
 
-    async def stop(self) -> None:
-        """Stop every actor (their runs resume on the next open) and await their tasks."""
+    async def stop(self, timeout: float) -> None:
+        """Stop every actor (their runs resume on the next open) and wait for their tasks
+        and their cancelled steps, `timeout` seconds at most (see `DyingTasks`)."""
         self.accepting = False
-        tasks = [a.task for a in self.actors.values() if a.task is not None]
+        deadline = time.monotonic() + timeout
+        tasks = [(a.task, f"the actor of run {a.run_id!r}") for a in self.actors.values() if a.task]
         for actor in list(self.actors.values()):
             actor.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*self._dying, return_exceptions=True)
+        await self._dying.wait(deadline, tasks)
         await self.timers.stop()
         await self.loader.stop()
         closed = EngineClosedError("the engine was closed")
@@ -168,11 +171,8 @@ class RunDirectory:
             for message in actor.mailbox.take_all():
                 self.deliver(actor.run_id, message)
 
-    def reap(self, task: asyncio.Task[Any]) -> None:
-        """Own a cancelled step task until it has ended; `stop()` awaits stragglers."""
-        if not task.done():
-            self._dying.add(task)
-            task.add_done_callback(self._dying.discard)
+    def reap(self, task: asyncio.Task[Any], what: str) -> None:
+        self._dying.reap(task, what)
 
     # -- what `WriteFailures` asks ---------------------------------------------------------
 

@@ -16,11 +16,12 @@ import math
 import time
 from asyncio.events import _get_running_loop
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
 from ._asyncio_helpers import shielded
 from ._context import HOOK_PREFIX, _engine
-from ._definitions import WorkflowFunction
+from ._definitions import WorkflowFunction, registered_workflows
 from ._directory import RunDirectory
 from ._durations import Duration, to_seconds
 from ._errors import (
@@ -29,11 +30,12 @@ from ._errors import (
     RunAlreadyExistsError,
     WorkflowSandboxError,
 )
-from ._ids import check_run_id, new_run_id
+from ._ids import check_name, check_new_run_id, check_run_id, new_run_id
 from ._local_client import LocalRunClient
 from ._log import RUN_CREATED, to_run_info
 from ._messages import ChildDone, Deliver
 from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick
+from ._retention import RetentionSweeper, purge, purge_filter
 from ._run import Run
 from ._sandbox import WorkflowLoop
 from ._schedule_api import EngineSchedules
@@ -65,6 +67,12 @@ class Engine(EngineSchedules):
     - `max_payload_bytes`: cap on each stored value as JSON (arguments, metadata,
       results, event payloads); a larger one raises `SerializationError` where it
       enters, and a step's result fails the step.
+    - `close_timeout`: the most `close()` waits for cancelled steps and actors to
+      end; one that has not (it catches `CancelledError`) is abandoned with a
+      warning naming its run and step.
+    - `retention`: delete finished runs (with their events and streams) that long
+      after they finished, in the background; a workflow's own `retention=`
+      overrides it. None (the default) keeps them (see `purge`).
     """
 
     def __init__(
@@ -77,6 +85,8 @@ class Engine(EngineSchedules):
         wake_ahead: float = 2.0,
         max_stream_bytes: int = 64 * 1024 * 1024,
         max_payload_bytes: int = 64 * 1024 * 1024,
+        retention: Duration | None = None,
+        close_timeout: float = 5.0,
     ) -> None:
         if max_concurrency is not None and (
             not isinstance(max_concurrency, int) or max_concurrency < 1
@@ -99,6 +109,9 @@ class Engine(EngineSchedules):
         self.wake_ahead = wake_ahead
         self.max_stream_bytes = max_stream_bytes
         self.max_payload_bytes = max_payload_bytes
+        if not (close_timeout >= 0 and math.isfinite(close_timeout)):
+            raise ValueError(f"close_timeout must be >= 0 seconds, got {close_timeout!r}")
+        self.close_timeout = close_timeout
         self._workflows: dict[str, WorkflowFunction[Any, Any]] | None = None
         if workflows is not None:
             self._workflows = {}
@@ -120,6 +133,8 @@ class Engine(EngineSchedules):
         self._runs.client = self._client
         self.schedules = Scheduler(self, self._runs.timers)
         self._runs.scheduler = self.schedules
+        keep = None if retention is None else to_seconds(retention, "retention")
+        self._retention = RetentionSweeper(self.store, keep, self._known_workflows)
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -142,6 +157,7 @@ class Engine(EngineSchedules):
             self.store.set_commit_listener(runs.on_commit)
             self.store.set_failure_listener(runs.write_failures.failed)
             runs.timers.start()
+            self._retention.start()
             runs.hooks.update({h.token: h.run_id for h in await self.store.load_hooks()})
             await self._recover()
             await self.schedules.open()
@@ -155,7 +171,8 @@ class Engine(EngineSchedules):
             return
         self._state = "closing"
         await self.schedules.close()
-        await self._runs.stop()
+        await self._runs.stop(self.close_timeout)
+        await self._retention.stop()
         await self.store.close()
         self._state = "closed"
 
@@ -195,6 +212,31 @@ class Engine(EngineSchedules):
                 child.parent_id, ChildDone(child.id, child.status, child.result, child.error)
             )
 
+    # -- retention -------------------------------------------------------------------------
+
+    def _known_workflows(self) -> Iterable[WorkflowFunction[Any, Any]]:
+        registry = self._workflows
+        return (registry if registry is not None else registered_workflows()).values()
+
+    async def purge(
+        self,
+        before: datetime,
+        *,
+        status: RunStatus | str | Iterable[RunStatus | str] | None = None,
+        workflow: WorkflowFunction[Any, Any] | str | None = None,
+    ) -> int:
+        """Delete finished runs that finished before `before` (an aware datetime), with
+        their events, streams and hooks; how many runs were deleted.
+
+        `status` limits it to some final statuses, `workflow` to one workflow. Runs
+        still referenced are kept: a finished child of an unfinished parent, a finished
+        parent of an unfinished child. Deletes in short batches, so commits go on.
+        Raises `ValueError` for a status that is not final.
+        """
+        self._check_open()
+        name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
+        return await purge(self.store, purge_filter(before, status, name))
+
     # -- starting runs ---------------------------------------------------------------------
 
     async def start(
@@ -209,15 +251,18 @@ class Engine(EngineSchedules):
         """Record a new run and return its handle once the record is durable.
 
         With an `id` that already exists, `if_exists="return"` returns the
-        existing run and `"error"` raises `RunAlreadyExistsError`. `deadline`
-        (a duration) overrides the workflow's own.
+        existing run and `"error"` raises `RunAlreadyExistsError`; so does an id
+        of a run of another workflow, whatever `if_exists` says. `deadline`
+        (a duration) overrides the workflow's own. A chosen `id` that is not a
+        printable str of 1 to 255 characters, or that holds `~` (reserved for
+        child runs), raises `InvalidNameError`.
         """
         self._check_open()
         wf = self._runs.resolve_workflow(workflow)
         wf.check_args(args)
         if if_exists not in ("return", "error"):
             raise ValueError(f"if_exists must be 'return' or 'error', got {if_exists!r}")
-        run_id = new_run_id() if id is None else check_run_id(id)
+        run_id = new_run_id() if id is None else check_new_run_id(id)
         limit = self.max_payload_bytes
         args_data = encode(list(args), "args", limit)
         meta = None if metadata is None else encode(metadata, "metadata", limit)
@@ -227,6 +272,7 @@ class Engine(EngineSchedules):
             await shielded(self.store.commit())
             if run_id not in batch.conflicts:
                 return Run(self._client, run_id, wf.decode_result)
+        await self._client.check_workflow_of([run_id], wf.name)
         if if_exists == "error":
             raise RunAlreadyExistsError(f"a run with id {run_id!r} already exists")
         return Run(self._client, run_id, wf.decode_result)
@@ -247,7 +293,9 @@ class Engine(EngineSchedules):
         All or nothing: every input is checked before anything is recorded (a
         bad one raises naming its index), and the records commit in one
         transaction. `ids`, one per input, makes the call idempotent: a run
-        whose id exists already is returned as it is (its input is not used).
+        whose id exists already is returned as it is (its input is not used),
+        unless it is a run of another workflow (`RunAlreadyExistsError`, raised
+        once the others are recorded).
         Cheaper than as many `start()` calls: one commit wait, no task per run.
         """
         self._check_open()
@@ -263,7 +311,7 @@ class Engine(EngineSchedules):
             encoded.append(encode(list(args), f"inputs[{i}]", self.max_payload_bytes))
         meta = None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
-        chosen = None if ids is None else [check_run_id(run_id) for run_id in ids]
+        chosen = None if ids is None else [check_new_run_id(run_id) for run_id in ids]
         if chosen is not None:
             if len(chosen) != len(encoded):
                 raise ValueError(f"start_many got {len(chosen)} ids for {len(encoded)} inputs")
@@ -271,12 +319,15 @@ class Engine(EngineSchedules):
                 raise ValueError("start_many ids must be distinct")
         batch = self.store.batch()
         runs: list[Run[R]] = []
+        existing = []
         for i, args_data in enumerate(encoded):
             run_id = new_run_id() if chosen is None else chosen[i]
-            self._create(batch, wf, run_id, args_data, meta, seconds, unique=chosen is None)
+            if not self._create(batch, wf, run_id, args_data, meta, seconds, chosen is None):
+                existing.append(run_id)
             runs.append(Run(self._client, run_id, wf.decode_result))
         if runs:
             await shielded(self.store.commit())
+        await self._client.check_workflow_of([*existing, *batch.conflicts], wf.name)
         return runs
 
     def _create(
@@ -332,10 +383,14 @@ class Engine(EngineSchedules):
         parent_id: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        after: str | None = None,
     ) -> list[RunInfo]:
         """Runs matching every filter, newest first. `steps` is empty: use `Run.info()`.
 
-        Raises `ValueError` for an unknown status or a negative limit or offset."""
+        `after` (the id of the last run of the previous page) pages by keyset: the
+        runs listed after that one, unaffected by runs started meanwhile; none if no
+        run has that id. Raises `ValueError` for an unknown status or a negative
+        limit or offset."""
         self._check_open()
         if status is None:
             statuses = None
@@ -347,13 +402,39 @@ class Engine(EngineSchedules):
         if not isinstance(limit, int) or limit < 0 or not isinstance(offset, int) or offset < 0:
             raise ValueError("limit and offset must be non-negative ints")
         rows = await self.store.list_runs(
-            statuses=statuses, workflow=name, parent_id=parent_id, limit=limit, offset=offset
+            statuses=statuses,
+            workflow=name,
+            parent_id=parent_id,
+            limit=limit,
+            offset=offset,
+            after=after,
         )
         return [to_run_info(row, ()) for row in rows]
+
+    async def count_runs(self) -> dict[str, dict[RunStatus, int]]:
+        """How many runs each workflow has in the store, by status (statuses with no
+        run are left out). Raises `EngineClosedError`."""
+        self._check_open()
+        counts = await self.store.count_runs()
+        return {
+            workflow: {STATUS_OF[status]: n for status, n in by_status.items()}
+            for workflow, by_status in counts.items()
+        }
+
+    def workflows(self) -> list[WorkflowFunction[Any, Any]]:
+        """The workflows this engine can start, by name: those given as `workflows=`,
+        else every `@af.workflow` decorated in this process so far."""
+        registry = self._workflows if self._workflows is not None else registered_workflows()
+        return [registry[name] for name in sorted(registry)]
 
     def live_actors(self) -> int:
         """How many runs are in memory now."""
         return len(self._runs.actors)
+
+    def live_readers(self) -> int:
+        """How many `Run.events()` and `Run.stream()` readers are subscribed now (a
+        reader's subscription ends when its iterator ends or is closed)."""
+        return len(self._runs.event_hub) + len(self._runs.chunk_hub)
 
     def store_stats(self) -> CommitStats:
         """The store's group-commit counters since it opened (batches, rows, busy time)."""
@@ -371,8 +452,7 @@ class Engine(EngineSchedules):
     async def resume_hook(self, token: str, payload: Any = None) -> None:
         """Send `payload` to the run holding hook `token`; raises `HookNotFoundError` if none."""
         self._check_open()
-        if not isinstance(token, str) or not token:
-            raise ValueError(f"hook token must be a non-empty str, got {token!r}")
+        check_name(token, "hook token")
         data = encode(payload, "hook payload", self.max_payload_bytes)
         run_id = self._runs.hooks.get(token)
         if run_id is None:

@@ -30,7 +30,13 @@ class RunNotFoundError(ActorflowError, LookupError):
 
 
 class RunAlreadyExistsError(ActorflowError):
-    """`start(..., id=..., if_exists="error")` found a run with that id."""
+    """`start(..., id=..., if_exists="error")` found a run with that id, or (whatever
+    `if_exists` says) a run of another workflow holds that id."""
+
+
+class InvalidNameError(ActorflowError, ValueError):
+    """A run id, event type, hook token or stream namespace is empty, longer than 255
+    characters, not printable, or (a new run's id) holds the reserved `~`."""
 
 
 class WorkflowNotRegisteredError(ActorflowError, LookupError):
@@ -133,7 +139,14 @@ class StoreLockedError(ActorflowError):
 
 
 class StoreFileError(ActorflowError):
-    """The store's file cannot be an actorflow database (not SQLite, or another schema)."""
+    """The store's file cannot be an actorflow database: not SQLite, another
+    application's or another schema's, read-only (or in a read-only directory), or
+    `sqlite:///:memory:`. Raised before anything is written to it or next to it."""
+
+
+class StoreReadError(ActorflowError):
+    """A store cannot be read directly: no such file, not a SQLite database, or not
+    actorflow's (the command line's `--db` reads)."""
 
 
 class FatalError(Exception):
@@ -141,9 +154,19 @@ class FatalError(Exception):
 
 
 class RetryableError(Exception):
-    """Raise from a step to retry it; `retry_after` (seconds) overrides the policy's delay."""
+    """Raise from a step to retry it; `retry_after` (seconds) overrides the policy's delay.
+
+    Raises `ValueError` if `retry_after` is not a finite number >= 0.
+    """
 
     def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        if retry_after is not None and not (
+            isinstance(retry_after, int | float) and 0 <= retry_after < float("inf")
+        ):
+            raise ValueError(
+                f"RetryableError.retry_after must be a finite number of seconds >= 0, "
+                f"got {retry_after!r}"
+            )
         super().__init__(message)
         self.retry_after = retry_after
 

@@ -1,10 +1,30 @@
-"""Run ids: generated ones sort by creation time; chosen ones are checked where they enter."""
+"""Identifiers: run ids (generated, or chosen and checked where they enter), the ids
+derived from them (step ids, child run ids), and the bounds on the other names callers
+choose (event types, hook tokens, stream namespaces).
+
+Formats (documented in the README, relied on as idempotency keys):
+
+- a step id is `<run id>:<seq>` in a run's first execution and
+  `<run id>:<generation>.<seq>` after a restart. What follows the last `:` never holds
+  one, so step ids of different runs or generations never collide, whatever the run
+  ids contain.
+- a child run's id is `<parent id>~<seq>` (`<parent id>~<generation>.<seq>` after a
+  restart). `~` is reserved: a run id chosen by a caller may not contain it, so child
+  ids never collide with chosen ones, nor with each other.
+"""
 
 from __future__ import annotations
 
 import os
 import time
 from typing import Any
+
+from ._errors import InvalidNameError
+
+MAX_NAME_LENGTH = 255
+"""The longest run id, event type, hook token or stream namespace, in characters."""
+
+CHILD_SEPARATOR = "~"
 
 
 def new_run_id() -> str:
@@ -19,10 +39,43 @@ def new_run_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
+def check_name(value: Any, what: str) -> str:
+    """`value` if it is a non-empty printable str of at most `MAX_NAME_LENGTH` characters;
+    raises `InvalidNameError` naming `what` otherwise."""
+    if not isinstance(value, str) or not value:
+        raise InvalidNameError(f"{what} must be a non-empty str, got {value!r}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidNameError(
+            f"{what} must be at most {MAX_NAME_LENGTH} characters, got {len(value):,} "
+            f"({value[:40]!r}...)"
+        )
+    if not value.isprintable():
+        raise InvalidNameError(f"{what} must be printable, got {value!r}")
+    return value
+
+
 def check_run_id(run_id: Any) -> str:
-    """Validate a caller-chosen run id."""
-    if not isinstance(run_id, str) or not run_id or len(run_id) > 255:
-        raise ValueError(f"run id must be a non-empty str of at most 255 chars, got {run_id!r}")
-    if not run_id.isprintable():
-        raise ValueError(f"run id must be printable, got {run_id!r}")
-    return run_id
+    """Validate the id of an existing run (a chosen one, or a child's)."""
+    return check_name(run_id, "run id")
+
+
+def check_new_run_id(run_id: Any) -> str:
+    """Validate a caller-chosen id for a new run: `~` is reserved for child runs."""
+    checked = check_name(run_id, "run id")
+    if CHILD_SEPARATOR in checked:
+        raise InvalidNameError(
+            f"run id {checked!r} contains {CHILD_SEPARATOR!r}, which is reserved for the ids "
+            "of child runs"
+        )
+    return checked
+
+
+def step_id(run_id: str, generation: int, seq: int) -> str:
+    """The id of step `seq` of `run_id`'s execution `generation` (see the module doc)."""
+    return f"{run_id}:{seq}" if generation == 0 else f"{run_id}:{generation}.{seq}"
+
+
+def child_run_id(parent_id: str, generation: int, seq: int) -> str:
+    """The id of the child run started at `seq` (see the module doc)."""
+    suffix = str(seq) if generation == 0 else f"{generation}.{seq}"
+    return f"{parent_id}{CHILD_SEPARATOR}{suffix}"

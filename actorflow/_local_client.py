@@ -11,11 +11,11 @@ make the overlap harmless.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._context import check_event_type
-from ._errors import RunNotFoundError
+from ._errors import RunAlreadyExistsError, RunNotFoundError
 from ._log import FINAL_KINDS, fold_steps, to_run_event, to_run_info
 from ._messages import Control, ControlAction, Deliver
 from ._models import STATUS_OF, RunEvent, RunInfo, RunStatus, StreamChunk, to_datetime
@@ -79,6 +79,20 @@ class LocalRunClient:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         return row
 
+    async def check_workflow_of(self, run_ids: Iterable[str], workflow: str) -> None:
+        """Raise `RunAlreadyExistsError` if one of `run_ids` (runs that existed before a
+        start asked for them) is a run of another workflow than `workflow`."""
+        for run_id in run_ids:
+            actor = self._runs.actors.get(run_id)
+            row = actor.row if actor is not None and actor.loaded else None
+            if row is None:
+                row = await self.stored_run(run_id)
+            if row.workflow != workflow:
+                raise RunAlreadyExistsError(
+                    f"run {run_id!r} exists and is a run of workflow {row.workflow!r}; "
+                    f"it cannot be started as a run of {workflow!r}"
+                )
+
     async def info(self, run_id: str) -> RunInfo:
         self._check_open()
         row = await self.stored_run(run_id)
@@ -88,11 +102,16 @@ class LocalRunClient:
         events = await self._runs.store.load_events(run_id)
         return to_run_info(row, fold_steps(events, row.generation))
 
-    async def events(self, run_id: str) -> AsyncGenerator[RunEvent, None]:
+    async def events(
+        self, run_id: str, after: int = -1, follow: bool = True
+    ) -> AsyncGenerator[RunEvent, None]:
         store = self._runs.store
         with self._runs.event_hub.subscribe(run_id) as sub:
             await self.stored_run(run_id)
-            cursor = -1
+            cursor = after
+            # Resuming past the final event of a finished run: nothing will be published.
+            # Asked before the read, so a run that ends in between is seen live.
+            ended = after >= 0 and (await self.status(run_id)).is_final
             catch_up = True
             while True:
                 if catch_up:
@@ -103,6 +122,8 @@ class LocalRunClient:
                         cursor = row.idx
                         if row.kind in FINAL_KINDS and i == len(rows) - 1:
                             return
+                    if ended or not follow:
+                        return
                 rows, catch_up = await sub.follow(cursor + 1)
                 for row in rows:
                     yield to_run_event(row)

@@ -11,7 +11,14 @@ import attrs
 
 
 class RunStatus(enum.StrEnum):
-    """Where a run is in its life. `completed`, `failed` and `terminated` are final."""
+    """Where a run is in its life. `completed`, `failed` and `terminated` are final.
+
+    `queued`: recorded, not started yet. Every run starts `queued`: without a
+    concurrency cap only until its actor's first turn (so `status()` right after
+    `start()` may well say `queued`); under a cap, until a slot is free.
+    `running`: its workflow or a step is running. `waiting`: only a timer, an
+    event, a hook or a child can move it on (it holds no concurrency slot).
+    """
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -52,7 +59,11 @@ class ErrorInfo:
         """Describe `exc`, traceback included; each cut to `MAX_ERROR_TEXT` characters
         (an error quoting a whole response body would otherwise be stored per attempt)."""
         tb = "".join(traceback.format_exception(exc))
-        return cls(type=type(exc).__name__, message=_cut(str(exc)), traceback=_cut(tb))
+        try:
+            message = str(exc)
+        except Exception as inner:  # an error is recorded whatever its __str__ does
+            message = f"<str() of the {type(exc).__name__} raised {type(inner).__name__}>"
+        return cls(type=type(exc).__name__, message=_cut(message), traceback=_cut(tb))
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form stored in the event log."""

@@ -116,9 +116,16 @@ class Run(Generic[R]):
             return False
         return True
 
-    def events(self) -> AsyncGenerator[RunEvent, None]:
-        """Every committed event from the start, then live ones, until the run ends."""
-        return self._outside_workflow("events").events(self.id)
+    def events(self, *, after: int = -1, follow: bool = True) -> AsyncGenerator[RunEvent, None]:
+        """Every committed event from the start, then live ones, until the run ends.
+
+        `after` skips the events up to that index (a reader resuming where it
+        stopped); `follow=False` ends after the events committed so far. Raises
+        `RunNotFoundError` for an unknown run, `ValueError` for `after` < -1.
+        """
+        if not isinstance(after, int) or isinstance(after, bool) or after < -1:
+            raise ValueError(f"after must be an int >= -1, got {after!r}")
+        return self._outside_workflow("events").events(self.id, after, follow)
 
     def stream(
         self, namespace: str = "default", start: int = 0, *, with_info: bool = False
@@ -143,22 +150,27 @@ class Run(Generic[R]):
         await self._outside_workflow("pause").control(self.id, "pause")
 
     async def resume(self) -> None:
-        """Continue a paused run; a no-op for a run that is not paused."""
+        """Continue a paused run; a no-op for a run that is not paused (a terminated run
+        stays terminated: `restart()` starts it again)."""
         await self._outside_workflow("resume").control(self.id, "resume")
 
     async def terminate(self) -> None:
         """Cancel the running steps and end the run as `terminated`; its children too.
 
-        Raises `InvalidStateError` if the run is final already."""
+        Final for this execution: nothing resumes it, but `restart()` starts a new
+        one. Raises `InvalidStateError` if the run is final already."""
         await self._outside_workflow("terminate").control(self.id, "terminate")
 
     async def restart(self, from_step: str | None = None) -> None:
-        """Run again from the start, or from the first step named `from_step`.
+        """Run again from the start, or from the first step named `from_step`: any run,
+        finished (terminated included) or not.
 
         Results of steps before `from_step` are kept; the previous execution's
-        events stay in the log under their generation. Raises `InvalidStateError` if
-        the run has no step named `from_step`, `WorkflowNotRegisteredError` if this
-        engine does not run its workflow.
+        events stay in the log under their generation. The new execution is handed
+        every event the run received before, consumed or not, in order (a wait it
+        re-runs gets the same event again), then the ones sent after. Raises
+        `InvalidStateError` if the run has no step named `from_step`,
+        `WorkflowNotRegisteredError` if this engine does not run its workflow.
         """
         await self._outside_workflow("restart").control(self.id, "restart", from_step)
 

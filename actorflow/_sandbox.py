@@ -13,8 +13,13 @@ inside the workflow.
 It also guarantees that workflow code never runs concurrently with the actor
 that owns the run's state, so that state needs no locks.
 
-Only the loop methods that pure coordination needs exist. Timers and I/O raise
-`WorkflowSandboxError`, which points the author at steps and `af.sleep`.
+Only the loop methods that pure coordination needs exist. Every other method of
+`asyncio.AbstractEventLoop` (timers, sockets, DNS, subprocesses, pipes, signals,
+executors, running or stopping the loop) raises `WorkflowSandboxError` naming the
+call and what to use instead, so `asyncio.sleep`, `asyncio.open_connection` or
+`asyncio.create_subprocess_exec` in workflow code fail the run with advice. What
+Python does without asyncio (`open()`, `time.sleep`, `socket`, `subprocess.run`,
+`threading`) cannot be intercepted here: it runs, blocking the engine's loop.
 """
 
 from __future__ import annotations
@@ -70,7 +75,10 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
                 try:
                     context.run(callback, *args)
                 except (SystemExit, KeyboardInterrupt):
-                    raise
+                    # Raised by workflow code: its task has recorded it (asyncio re-raises it
+                    # only to stop the loop it runs on); the run fails with it. It must not
+                    # reach the engine's loop, which it would stop half-closed.
+                    pass
                 except BaseException as exc:  # as asyncio.Handle does: report, go on
                     self.call_exception_handler(
                         {"message": f"exception in callback {callback!r}", "exception": exc}
@@ -154,23 +162,76 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
     def default_exception_handler(self, context: dict[str, Any]) -> None:
         self.call_exception_handler(context)
 
-    def time(self) -> float:
-        self._refuse("loop.time()")
+    def get_exception_handler(self) -> None:
+        return None
 
-    def call_later(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
-        self._refuse("asyncio timers (asyncio.sleep, wait_for, timeout)")
+    def get_task_factory(self) -> None:
+        return None
 
-    def call_at(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
-        self._refuse("asyncio timers (asyncio.sleep, wait_for, timeout)")
 
-    def run_in_executor(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
-        self._refuse("run_in_executor / to_thread")
+_IO = "do I/O in an @af.step"
+_TIMERS = "wait with af.sleep(), or af.wait_for_event(timeout=...)"
+# Every method of asyncio.AbstractEventLoop that WorkflowLoop does not define:
+# (what it is for, what to do instead).
+_REFUSED = {
+    "time": ("the clock", "a step can read it, or af.workflow_info().started_at"),
+    "call_later": ("asyncio timers: asyncio.sleep, wait_for, timeout", _TIMERS),
+    "call_at": ("asyncio timers: asyncio.sleep, wait_for, timeout", _TIMERS),
+    "run_in_executor": ("threads: asyncio.to_thread, run_in_executor", _IO),
+    "call_soon_threadsafe": ("callbacks from other threads", _IO),
+    "add_reader": ("file descriptor watching", _IO),
+    "add_writer": ("file descriptor watching", _IO),
+    "remove_reader": ("file descriptor watching", _IO),
+    "remove_writer": ("file descriptor watching", _IO),
+    "connect_accepted_socket": ("sockets", _IO),
+    "connect_read_pipe": ("pipes", _IO),
+    "connect_write_pipe": ("pipes", _IO),
+    "create_connection": ("network connections (asyncio.open_connection)", _IO),
+    "create_datagram_endpoint": ("network connections", _IO),
+    "create_server": ("servers (asyncio.start_server)", "serve outside workflows"),
+    "create_unix_connection": ("network connections (asyncio.open_unix_connection)", _IO),
+    "create_unix_server": ("servers (asyncio.start_unix_server)", "serve outside workflows"),
+    "getaddrinfo": ("DNS lookups", _IO),
+    "getnameinfo": ("DNS lookups", _IO),
+    "sendfile": ("sockets", _IO),
+    "sock_accept": ("sockets", _IO),
+    "sock_connect": ("sockets", _IO),
+    "sock_recv": ("sockets", _IO),
+    "sock_recv_into": ("sockets", _IO),
+    "sock_recvfrom": ("sockets", _IO),
+    "sock_recvfrom_into": ("sockets", _IO),
+    "sock_sendall": ("sockets", _IO),
+    "sock_sendfile": ("sockets", _IO),
+    "sock_sendto": ("sockets", _IO),
+    "start_tls": ("TLS", _IO),
+    "subprocess_exec": ("subprocesses (asyncio.create_subprocess_exec)", _IO),
+    "subprocess_shell": ("subprocesses (asyncio.create_subprocess_shell)", _IO),
+    "add_signal_handler": ("signal handlers", "install them on the service's own loop"),
+    "remove_signal_handler": ("signal handlers", "install them on the service's own loop"),
+    "set_default_executor": ("executors", _IO),
+    "shutdown_default_executor": ("executors", _IO),
+    "set_exception_handler": ("loop settings", "configure the service's own loop"),
+    "set_task_factory": ("loop settings", "configure the service's own loop"),
+    "set_debug": ("loop settings", "configure the service's own loop"),
+    "run_forever": ("running the loop", "the run's actor drives the workflow's loop"),
+    "run_until_complete": ("running the loop", "the run's actor drives the workflow's loop"),
+    "stop": ("stopping the loop", "the run's actor drives the workflow's loop"),
+    "shutdown_asyncgens": ("loop shutdown", "the run's actor drives the workflow's loop"),
+}
 
-    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
-        self._refuse("call_soon_threadsafe")
 
-    def _refuse(self, what: str) -> NoReturn:
-        raise WorkflowSandboxError(f"{what} cannot be used in workflow code; {_ADVICE}")
+def _refuser(name: str, what: str, advice: str) -> Callable[..., NoReturn]:
+    def refuse(self: WorkflowLoop, *args: Any, **kwargs: Any) -> NoReturn:
+        raise WorkflowSandboxError(
+            f"loop.{name}() ({what}) cannot be used in workflow code: {advice}; {_ADVICE}"
+        )
+
+    refuse.__name__ = name
+    return refuse
+
+
+for _name, (_what, _advice) in _REFUSED.items():
+    setattr(WorkflowLoop, _name, _refuser(_name, _what, _advice))
 
 
 class ReadyCallback(list[Any]):

@@ -1,17 +1,24 @@
 """JSON (orjson) encoding of everything that is stored: arguments, results, events, chunks.
 
-Nothing is pickled, so stored data can never execute code. Values of the
-supported types orjson does not encode itself (Decimal, sets, timedelta, attrs
-classes, pydantic models) are encoded by `_types.to_json_native`. A value refused
-is reported with the path of the offending part, found by walking the
-value only after the fast path failed.
+Nothing is pickled, so stored data can never execute code. A value orjson
+refuses is reported with the path of the offending part, found by walking the
+value only after the fast path failed. Values of the supported types orjson
+does not encode itself (Decimal, sets, timedelta, attrs classes, pydantic
+models) are encoded by `_types.to_json_native`. Two things orjson would accept are
+refused as well, because they would come back changed: a float that is NaN or
+infinite (orjson writes `null`), found by a walk that runs only when the JSON
+holds a `null`. Values nested deeper than `MAX_DEPTH` levels, or that contain
+themselves, are refused with the path where that happens.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import math
 from typing import Any
 
+import attrs
 import orjson
 
 from ._errors import SerializationError
@@ -20,17 +27,38 @@ from ._types import to_json_native
 dumps = orjson.dumps
 loads = orjson.loads
 
+MAX_DEPTH = 254
+"""orjson's nesting limit: the deepest value that can be stored."""
+
+
+class NonFiniteFloatError(ValueError):
+    """A float that JSON cannot represent (orjson would write it as `null`)."""
+
+
+def dumps_value(value: Any) -> bytes:
+    """`dumps` for a user's value: raises `TypeError` (orjson's errors) for what orjson
+    refuses and `NonFiniteFloatError` for a NaN or an infinity; `encode` names the part."""
+    data = dumps(value, default=to_json_native)
+    if b"null" in data and _has_non_finite(value, 0):
+        raise NonFiniteFloatError
+    return data
+
 
 def encode(value: Any, what: str, limit: int | None = None) -> bytes:
     """Serialize `value`; `what` names it in the error (e.g. `"args"`, `"step 'charge' result"`).
 
+    Raises `SerializationError` naming the path of the part that cannot be stored.
     With `limit`, JSON longer than `limit` bytes is refused too (`oversize`).
     """
     try:
-        data = orjson.dumps(value, default=to_json_native)
-    except (TypeError, orjson.JSONEncodeError) as exc:
-        path, reason = _find_offender(value, what)
-        raise SerializationError(f"{path} cannot be serialized to JSON: {reason}") from exc
+        data = dumps_value(value)
+    except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+        try:
+            path, reason = _find_offender(value, what, 0, [])
+        except Exception as walk:  # a part that raises when looked at (a property, say)
+            path, reason = what, f"{exc}; looking for the bad part raised {walk!r}"
+        message = f"{_shorten(path)} cannot be serialized to JSON: {reason}"
+        raise SerializationError(message) from exc
     if limit is not None and len(data) > limit:
         raise oversize(data, what, limit)
     return data
@@ -46,23 +74,56 @@ def oversize(data: bytes, what: str, limit: int) -> SerializationError:
     )
 
 
-def _find_offender(value: Any, path: str) -> tuple[str, str]:
-    """The path to the innermost part of `value` that orjson refuses, and why."""
+def _shorten(path: str) -> str:
+    """A path readable in a message: the middle of a very deep one is elided."""
+    if len(path) <= 240:
+        return path
+    return f"{path[:120]}...{path[-100:]}"
+
+
+def _children(value: Any) -> list[tuple[str, Any]] | None:
+    """(path suffix, item) of each part of a container orjson walks into; None for a leaf."""
     if isinstance(value, dict):
-        for key, item in value.items():
+        return [(f"[{key!r}]", item) for key, item in value.items()]
+    if isinstance(value, list | tuple | set | frozenset):
+        return [(f"[{i}]", item) for i, item in enumerate(value)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [(f".{f.name}", getattr(value, f.name)) for f in dataclasses.fields(value)]
+    if attrs.has(type(value)):
+        return [(f".{f.name}", getattr(value, f.name)) for f in attrs.fields(type(value))]
+    if isinstance(value, enum.Enum):
+        return [(".value", value.value)]
+    return None
+
+
+def _has_non_finite(value: Any, depth: int) -> bool:
+    """Whether `value` holds a NaN or an infinity; only called on values orjson accepted,
+    so they are at most `MAX_DEPTH` deep and hold no cycle."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    children = _children(value)
+    return children is not None and any(_has_non_finite(item, depth + 1) for _, item in children)
+
+
+def _find_offender(value: Any, path: str, depth: int, ancestors: list[int]) -> tuple[str, str]:
+    """The path to the innermost part of `value` that cannot be stored, and why."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, f"{value!r} is not a JSON number (store it as a string or None)"
+    if id(value) in ancestors:
+        return path, "the value contains itself (a reference cycle)"
+    children = _children(value)
+    if children is not None and depth >= MAX_DEPTH:
+        return path, f"nested more than {MAX_DEPTH} levels deep"
+    if isinstance(value, dict):
+        for key in value:
             if not isinstance(key, str):
                 return f"{path}[{key!r}]", f"dict keys must be str, not {type(key).__name__}"
-            if not _serializable(item):
-                return _find_offender(item, f"{path}[{key!r}]")
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            if not _serializable(item):
-                return _find_offender(item, f"{path}[{i}]")
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for field in dataclasses.fields(value):
-            item = getattr(value, field.name)
-            if not _serializable(item):
-                return _find_offender(item, f"{path}.{field.name}")
+    if children is not None:
+        ancestors.append(id(value))
+        for suffix, item in children:
+            if not _storable(item) or _deeper_than(item, MAX_DEPTH - depth - 1):
+                return _find_offender(item, path + suffix, depth + 1, ancestors)
+        ancestors.pop()
     try:
         orjson.dumps(value, default=to_json_native)
     except (TypeError, orjson.JSONEncodeError) as exc:
@@ -70,9 +131,19 @@ def _find_offender(value: Any, path: str) -> tuple[str, str]:
     return path, "unknown reason"
 
 
-def _serializable(value: Any) -> bool:
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether `value` nests containers more than `levels` deep (a cycle counts as deep)."""
+    children = _children(value)
+    if children is None:
+        return False
+    if levels <= 0:
+        return True
+    return any(_deeper_than(item, levels - 1) for _, item in children)
+
+
+def _storable(value: Any) -> bool:
     try:
-        orjson.dumps(value, default=to_json_native)
-    except (TypeError, orjson.JSONEncodeError):
+        dumps_value(value)
+    except (TypeError, ValueError):
         return False
     return True

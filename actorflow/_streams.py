@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._asyncio_helpers import shielded
 from ._errors import StreamClosedError, StreamLimitError
+from ._ids import check_name
 from ._serde import encode, loads
 from ._store import ChunkKind, ChunkRow, StreamState
 
@@ -23,12 +24,8 @@ if TYPE_CHECKING:
 
 
 def check_namespace(namespace: str) -> str:
-    """Validate a stream namespace name."""
-    if not isinstance(namespace, str) or not namespace or len(namespace) > 200:
-        raise ValueError(
-            f"stream namespace must be a non-empty str of at most 200 chars, got {namespace!r}"
-        )
-    return namespace
+    """Validate a stream namespace name (`InvalidNameError`)."""
+    return check_name(namespace, "stream namespace")
 
 
 def encode_chunk(value: Any) -> tuple[int, bytes]:

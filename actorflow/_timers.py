@@ -5,15 +5,25 @@ keeps at most one entry here: its earliest deadline. When it comes due the
 service asks the engine to wake the run, which rehydrates it if it was evicted;
 the run itself decides what is due. So a sleeping run costs one heap entry,
 not a task.
+
+One service serves every run, so no single value may stop it: a time that is
+not a finite number is refused where it is scheduled (the run that asked for it
+fails, not the service), and an error while waking one run is logged and the
+next entries still fire.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
+import logging
+import math
 import time
 from collections.abc import Callable
+
+from ._dying import cancel_and_wait
+
+log = logging.getLogger("actorflow.timers")
 
 
 class TimerEntry:
@@ -50,17 +60,19 @@ class TimerService:
         self._task = asyncio.create_task(self._run(), name="actorflow-timers")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def schedule(self, when: float, run_id: str) -> TimerEntry:
-        """Wake `run_id` at epoch time `when` (at once if it has passed)."""
+        """Wake `run_id` at epoch time `when` (at once if it has passed).
+
+        Raises `ValueError` if `when` is not a finite number.
+        """
+        if not math.isfinite(when):
+            raise ValueError(f"run {run_id!r}: a wake-up time must be finite, got {when!r}")
         entry = TimerEntry(when, run_id, self)
         heapq.heappush(self._heap, entry)
         if self._heap[0] is entry and self._changed is not None and not self._changed.done():
@@ -78,7 +90,10 @@ class TimerService:
                     self.cancelled -= 1
                 else:
                     entry.cancelled = True  # fired: a later cancel() is a no-op
-                    self._wake(entry.run_id)
+                    try:
+                        self._wake(entry.run_id)
+                    except Exception:
+                        log.exception("waking run %r failed", entry.run_id)
             if self.cancelled > 1024 and self.cancelled > len(heap) // 2:
                 heap[:] = [e for e in heap if not e.cancelled]
                 heapq.heapify(heap)

@@ -18,4 +18,6 @@ WORKLOADS = (
     "streams",
     "waiting",
     "schedules",
+    "purge",
+    "http",
 )

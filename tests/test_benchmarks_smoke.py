@@ -68,6 +68,17 @@ POSITIVE = {
         "lateness_live_p99_ms",
         "evicted_reopen_s",
     ],
+    "purge": ["purged_events_per_s", "purge_s", "alone_p50_ms", "during_p50_ms"],
+    "http": [
+        "http_starts_per_s",
+        "inproc_starts_per_s",
+        "starts_ratio",
+        "http_latency_p50_ms",
+        "inproc_latency_p50_ms",
+        "http_sse_chunks_per_s",
+        "inproc_stream_chunks_per_s",
+        "sse_ratio",
+    ],
 }
 # Metrics that must be present (any number; RSS deltas of tiny runs can be noise).
 PRESENT = {

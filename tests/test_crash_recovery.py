@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import sqlite3
 import sys
@@ -176,15 +177,21 @@ async def test_sigkill_mid_flight_loses_nothing_and_never_reruns_committed_steps
 ) -> None:
     db, log = tmp_path / "crash.db", tmp_path / "effects.log"
     total = N_RUNS * N_STEPS
+    # Each kill lands once a random fraction of the side effects has happened (so on a
+    # fast machine too, the kill comes mid-work, not after a fixed time); a round whose
+    # kill came after all the work fails the test. The seed is in the labels.
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    fractions = [rng.uniform(0.05, 0.3), rng.uniform(0.35, 0.65), rng.uniform(0.7, 0.95)]
     # (label, mode, kill once this many distinct steps ran in all processes | None, or once
     # this process ran this many step attempts | None). "core-start" starts all runs by id
     # (in a recovering process, idempotently: it gets the recovered runs back);
     # "core-recover" only waits for the recovered runs.
     kill_points: list[tuple[str, str, int | None, int | None]] = [
-        ("10%", "core-start", total // 10, None),
-        ("50%", "core-recover", total // 2, None),
-        ("right after recovery", "core-start", None, 5),
-        ("90%", "core-recover", total * 9 // 10, None),
+        (f"{fractions[0]:.1%} (seed {seed})", "core-start", int(total * fractions[0]), None),
+        (f"{fractions[1]:.1%} (seed {seed})", "core-recover", int(total * fractions[1]), None),
+        (f"right after recovery (seed {seed})", "core-start", None, rng.randint(1, 20)),
+        (f"{fractions[2]:.1%} (seed {seed})", "core-recover", int(total * fractions[2]), None),
     ]
     pids: list[int] = []
     snapshots: list[dict[tuple[str, int, int], bytes]] = []

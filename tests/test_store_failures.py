@@ -7,6 +7,7 @@ the test flips a switch in the database.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from pathlib import Path
@@ -88,7 +89,7 @@ async def test_a_run_whose_step_result_fails_to_commit_runs_the_step_again(
     assert started == sorted(set(started)), "attempt numbers never repeat"
     completed = [e for e in events if e.kind == "step_completed" and e.name == save.name]
     assert len(completed) == 1
-    assert "commit of" in caplog.text and "disk full (simulated)" in caplog.text
+    assert "commit failed (" in caplog.text and "disk full (simulated)" in caplog.text
 
 
 async def test_an_event_whose_commit_fails_is_refused_and_the_run_goes_on(
@@ -313,3 +314,28 @@ async def test_a_read_by_id_that_sqlite_refuses_on_the_loop_thread_goes_to_the_r
             store._keyed_reader = own
             refused.close()
             blocker.close()
+
+
+async def test_repeated_commit_failures_are_logged_once_in_full_then_counted(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 15 item 19: a full disk fails every commit; the log gets one traceback, not
+    one per commit, and a line when commits succeed again."""
+    db = sqlite_url.removeprefix("sqlite:///")
+    async with af.Engine(sqlite_url, workflows=[waits]) as engine:
+        run = await engine.start(waits)
+        await eventually(lambda: _status_is(run, af.RunStatus.WAITING))
+        conn = refuse_inserts(db, "NEW.kind = 'event_received'")
+        with caplog.at_level(logging.INFO, logger="actorflow.store"):
+            for i in range(40):
+                with pytest.raises(af.StoreWriteError):
+                    await engine.send_event(run.id, "go", i)
+            conn.execute("UPDATE fail_switch SET on_ = 0")
+            conn.commit()
+            conn.close()
+            await engine.send_event(run.id, "go", "kept")
+            assert await run.result(timeout=10) == "kept"
+    store_records = [r for r in caplog.records if r.name == "actorflow.store"]
+    assert [r.exc_info is not None for r in store_records if r.levelno == logging.ERROR] == [True]
+    assert store_records[0].getMessage().startswith("commit failed (")
+    assert store_records[-1].getMessage().startswith("commit succeeds again, after 40 failures")

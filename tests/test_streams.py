@@ -502,10 +502,10 @@ async def test_unserializable_chunks_and_bad_namespaces_are_refused(engine: af.E
         await script.write(object())
     with pytest.raises(af.SerializationError, match="inner"):
         await script.write({"outer": {"inner": object()}})
-    with pytest.raises(ValueError):
+    with pytest.raises(af.InvalidNameError):
         await script.write("x", "")
-    with pytest.raises(ValueError):
-        await script.write("x", "n" * 201)
+    with pytest.raises(af.InvalidNameError, match="at most 255"):
+        await script.write("x", "n" * 256)
     # Nothing refused took an index.
     assert await script.write("ok") == 0
     await script.close()

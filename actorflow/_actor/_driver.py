@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from .. import _log as L
 from .._asyncio_helpers import shielded
 from .._context import WorkflowContext
-from .._errors import RunNotFoundError, SerializationError, StepFailedError
+from .._errors import RunNotFoundError, SerializationError, StepFailedError, WorkflowSandboxError
 from .._messages import reply_to
 from .._models import STATUS_OF, ErrorInfo, RunStatus
 from .._sandbox import WorkflowLoop, explain_foreign_await
@@ -151,7 +151,21 @@ class WorkflowDriver(Operations):
         root = self.root
         # A paused run keeps its outcome until it is resumed: paused means it does not
         # finish, even when an event or a timer lets its workflow return.
-        if root is None or not root.done() or self.paused:
+        if root is None or self.paused:
+            return
+        if not root.done():
+            if not self._operation_futures():
+                # Quiescent, and waiting on nothing the run can deliver: an asyncio.Event,
+                # Queue, Lock or Future of its own, which nothing will ever set.
+                self.finish_failed(
+                    ErrorInfo.from_exception(
+                        WorkflowSandboxError(
+                            "the workflow waits on something that is not journaled (an asyncio "
+                            "Event, Queue, Lock or Future of its own, say), which nothing can set; "
+                            "wait with af.wait_for_event, af.sleep, a step or a child's result"
+                        )
+                    )
+                )
             return
         if root.cancelled():
             self.finish_failed(ErrorInfo("CancelledError", "the workflow was cancelled"))
@@ -178,7 +192,7 @@ class WorkflowDriver(Operations):
             op.pending = False
             if op.task is not None:
                 op.task.cancel()
-                self.host.reap(op.task)
+                self.host.reap(op.task, f"step {op.name!r} of run {self.run_id!r}")
                 op.task = None
         # A limited run may hold a slot it has not heard of yet (granted after it queued).
         if self.has_slot or (self.limited and self.workflow is not None and not self.superseded):
@@ -229,6 +243,22 @@ class WorkflowDriver(Operations):
 
         # At once on commit, not on this actor's next turn: result() callers wake sooner.
         batch.callbacks.append(notify)
+
+    def fail_after_crash(self, exc: BaseException) -> bool:
+        """Record the run as failed with `exc`, which a turn of its actor raised: whatever
+        kills a turn fails the run rather than leaving its callers waiting (and its
+        replay crashing again on every reopen). False if it cannot be recorded."""
+        if not self.loaded or self.finished:
+            return False
+        try:
+            info = ErrorInfo.from_exception(exc)
+            crashed = f"the run's actor crashed: {info.message}"
+            self.finish_failed(ErrorInfo(info.type, crashed, info.traceback))
+            self.store.commit()
+        except Exception:
+            log.exception("run %s could not be recorded as failed", self.run_id)
+            return False
+        return True
 
     def finish_failed(self, error: ErrorInfo) -> None:
         data = dumps(error.to_json())

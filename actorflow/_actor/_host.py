@@ -62,8 +62,9 @@ class RunHost(Protocol):
     def unpark(self, run_id: str) -> None:
         """The run is back in memory: cancel what `park` scheduled."""
 
-    def reap(self, task: asyncio.Task[Any]) -> None:
-        """Own a cancelled task until it has ended (the engine's close awaits it)."""
+    def reap(self, task: asyncio.Task[Any], what: str) -> None:
+        """Own a cancelled task until it has ended (the engine's close waits for it, a
+        bounded time); `what` names it (run and step) in the warning if it is abandoned."""
 
     def drop_hooks(self, run_id: str) -> None:
         """Release the hook tokens of a finished run (in the store's open batch)."""

@@ -32,6 +32,7 @@ from .._errors import (
     StepFailedError,
     ValidationError,
 )
+from .._ids import child_run_id
 from .._messages import ChildDone, Control
 from .._models import FINAL, ErrorInfo, WorkflowInfo, to_datetime
 from .._run import Run
@@ -198,8 +199,7 @@ class Operations(StepScheduler):
         args_data = encode(list(args), f"arguments of child workflow {wf.name!r}", limit)
         meta = None if metadata is None else encode(metadata, "metadata", limit)
         if child_id is None:
-            gen = self.row.generation
-            child_id = f"{self.run_id}.{seq}" if gen == 0 else f"{self.run_id}.{gen}.{seq}"
+            child_id = child_run_id(self.run_id, self.row.generation, seq)
         now = time.time()
         deadlines = [
             d

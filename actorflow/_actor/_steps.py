@@ -25,7 +25,7 @@ from .. import _log as L
 from .._context import _step
 from .._errors import FatalError, RetryableError, SerializationError, StepTimeoutError
 from .._models import ErrorInfo
-from .._serde import dumps, encode, loads, oversize
+from .._serde import dumps, dumps_value, encode, loads, oversize
 from .._store import EventRow
 from ._ops import StepFinished, StepOp
 from ._status import StatusKeeper
@@ -133,12 +133,18 @@ async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> No
                     f"step {step.name!r} timed out after {step.timeout} s"
                 ) from exc
         try:
-            data = dumps(value)
-        except TypeError:  # orjson's errors are TypeErrors; `encode` finds the bad part
+            data = dumps_value(value)
+        except (TypeError, ValueError):  # `encode` finds the bad part and raises
             data = encode(value, f"step {step.name!r} result")
         limit = scheduler.host.max_payload_bytes
         if len(data) > limit:
             raise oversize(data, f"step {step.name!r} result", limit)
+    except asyncio.CancelledError as exc:
+        if _cancel_requested():  # terminate, teardown, close
+            raise
+        # The step's own cancellation (it raised CancelledError, or awaited something
+        # cancelled): a failure like any other, retried by its policy.
+        message = StepFinished(op, attempt, None, ErrorInfo.from_exception(exc), retryable=True)
     except (FatalError, SerializationError) as exc:
         message = StepFinished(op, attempt, None, ErrorInfo.from_exception(exc))
     except RetryableError as exc:
@@ -150,11 +156,22 @@ async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> No
             retryable=True,
             retry_after=exc.retry_after,
         )
-    except Exception as exc:
+    except BaseException as exc:
+        # Exception, and also GeneratorExit, SystemExit and KeyboardInterrupt raised by
+        # the step's code: its attempt fails, retried by the policy; nothing escapes to
+        # the engine's loop (a SystemExit there would leave the process half-closed).
         message = StepFinished(op, attempt, None, ErrorInfo.from_exception(exc), retryable=True)
     else:
         message = StepFinished(op, attempt, data, None)
     scheduler.step_ended(message)
+
+
+def _cancel_requested() -> bool:
+    """Whether the running task was asked to stop (`Task.cancel()`), as opposed to code in
+    it raising CancelledError. A function of its own: a local holding the task in the
+    step's frame would tie the task, its exception and the frame into a cycle."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _call(op: StepOp) -> Awaitable[Any]:

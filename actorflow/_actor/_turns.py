@@ -127,17 +127,22 @@ class RunActor(WorkflowDriver):
             self._open_fresh()
             self._after_inline_turn(self._turn())
         except Exception as exc:
-            self._crashed(exc)
-            self.stop()
+            self._crashed_inline(exc)
 
     async def _main(self) -> None:
         idle = False
         try:
-            idle = await self._serve()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._crashed(exc)
+            while True:
+                try:
+                    idle = await self._serve()
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if not self._crashed(exc):
+                        break
+                    # Recorded as failed: serve on as a finished run, which answers
+                    # result(), terminate() and the rest as any failed run does.
         finally:
             if idle:
                 self.task = None
@@ -178,14 +183,22 @@ class RunActor(WorkflowDriver):
                     self._handle(message)
             await self.flush()
 
-    def _crashed(self, exc: Exception) -> None:
-        log.error(
-            "actor of run %s crashed; the run is rehydrated from its log on its next "
-            "message or when the engine reopens",
-            self.run_id,
-            exc_info=exc,
-        )
+    def _crashed(self, exc: Exception) -> bool:
+        """A turn raised: answer the callers waiting on its writes, and fail the run with
+        the error. True if the failure is recorded (the actor then serves on as the
+        actor of a failed run); False if not (it leaves; the run is rehydrated)."""
+        log.error("actor of run %s crashed", self.run_id, exc_info=exc)
         self.fail_replies(exc)
+        return self.fail_after_crash(exc)
+
+    def _crashed_inline(self, exc: Exception) -> None:
+        """`_crashed`, for a turn taken outside the actor's task."""
+        if not self._crashed(exc):
+            self.stop()
+        elif self.task is None:
+            self._start_task()
+        else:
+            self.mailbox.put(_RESUME)
 
     def _exit(self) -> None:
         """Stop the run's work and leave the engine's directory (once)."""
@@ -211,7 +224,7 @@ class RunActor(WorkflowDriver):
         self._inputs = None
         if self.task is not None:
             self.task.cancel()
-            self.host.reap(self.task)
+            self.host.reap(self.task, f"the actor of run {self.run_id!r}")
 
     def _evictable(self) -> bool:
         wake_at = self.row.wake_at
@@ -275,8 +288,7 @@ class RunActor(WorkflowDriver):
                 self.step_finished(message)
             held = self._turn()
         except Exception as exc:
-            self._crashed(exc)
-            self.stop()
+            self._crashed_inline(exc)
             return
         self._after_inline_turn(held)
 

@@ -17,6 +17,7 @@ from typing import NamedTuple, Protocol
 
 import attrs
 
+from .._models import FINAL
 from ._schedule_rows import ScheduleRow, ScheduleWrites
 
 log = logging.getLogger("actorflow.store")
@@ -242,6 +243,35 @@ class WriteBatch:
         )
 
 
+class PurgeFilter:
+    """Which finished runs a purge deletes: finished before `before` (epoch seconds),
+    with one of `statuses`, of one of `workflows` (None: any) and none of `exclude`."""
+
+    __slots__ = ("before", "exclude", "statuses", "workflows")
+
+    def matches(self, row: RunRow) -> bool:
+        """Whether `row` itself passes the filter (references are checked apart)."""
+        return (
+            row.status in self.statuses
+            and row.completed_at is not None
+            and row.completed_at < self.before
+            and (self.workflows is None or row.workflow in self.workflows)
+            and row.workflow not in self.exclude
+        )
+
+    def __init__(
+        self,
+        before: float,
+        statuses: Sequence[str] = FINAL,
+        workflows: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+    ) -> None:
+        self.before = before
+        self.statuses = tuple(statuses)
+        self.workflows = None if workflows is None else tuple(workflows)
+        self.exclude = tuple(exclude)
+
+
 class StreamState(NamedTuple):
     """Per-namespace stream bookkeeping loaded when a run's actor is rehydrated."""
 
@@ -331,8 +361,13 @@ class Store(Protocol):
         parent_id: str | None,
         limit: int,
         offset: int,
+        after: str | None = None,
     ) -> list[RunRow]:
-        """Runs matching every given filter, newest first."""
+        """Runs matching every given filter, newest first; with `after` (a run id),
+        only runs listed after that one in this order (none if it does not exist)."""
+
+    async def count_runs(self) -> dict[str, dict[str, int]]:
+        """How many runs each workflow has, by stored status text."""
 
     async def unfinished_runs(self) -> list[RunRow]:
         """Every run that is not final, oldest first."""
@@ -353,3 +388,8 @@ class Store(Protocol):
 
     async def load_schedules(self) -> list[ScheduleRow]:
         """Every schedule, by id (written through `WriteBatch.schedule_writes`)."""
+
+    async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
+        """Delete some of the finished runs `which` selects, with their events, chunks and
+        hooks, keeping runs still referenced (see `_purge`): (runs, rows) deleted, (0, 0)
+        once none is left."""

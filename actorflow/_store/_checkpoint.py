@@ -16,6 +16,8 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from .._repeated_errors import RepeatedErrors
+
 log = logging.getLogger("actorflow.store")
 
 
@@ -29,6 +31,7 @@ class WalCheckpointer:
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
+        self._errors = RepeatedErrors(log, "WAL checkpoint")
 
     def note_commit(self, rows: int) -> None:
         """Count committed rows; start a checkpoint when enough have piled up."""
@@ -57,9 +60,11 @@ class WalCheckpointer:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="actorflow-checkpoint")
             await asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint, mode)
-        except Exception:
+        except Exception as exc:
             # A failed checkpoint loses nothing (the WAL keeps every commit); the next retries.
-            log.exception("WAL checkpoint (%s) failed", mode)
+            self._errors.failed(exc, f" ({mode})")
+        else:
+            self._errors.succeeded()
         finally:
             self._task = None
 

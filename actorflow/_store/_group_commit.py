@@ -17,12 +17,15 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from .._errors import StoreWriteError
+from .._repeated_errors import RepeatedErrors
 from ._base import CommitListener, CommitStats, FailureListener, RunRow, WriteBatch
 
 log = logging.getLogger("actorflow.store")
+T = TypeVar("T")
 
 
 class Transactions(Protocol):
@@ -59,9 +62,18 @@ class GroupCommitWriter:
         self._listener: CommitListener | None = None
         self._failure_listener: FailureListener | None = None
         self._stopping = False
+        self._errors = RepeatedErrors(log, "commit")
+        # Work that must run alone on the write connection (purges), between commits.
+        self._jobs: deque[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = deque()
         self.batches = 0
         self.rows = 0
         self.busy_seconds = 0.0  # wall time spent writing batches
+
+    def _fail_jobs(self) -> None:
+        for _, future in self._jobs:
+            if not future.done():
+                future.set_exception(StoreWriteError("the store was closed"))
+        self._jobs.clear()
 
     def stats(self) -> CommitStats:
         """The counters so far."""
@@ -129,6 +141,31 @@ class GroupCommitWriter:
         self._want()
         return batch.future
 
+    async def exclusive(self, job: Callable[[], Awaitable[T]]) -> T:
+        """Run `job` between two commits, with the write connection to itself: commits
+        asked for meanwhile wait for it, without contending for a lock (see `_purge`).
+        Raises `StoreWriteError` if the writer stops first."""
+        if self._task is None or self._stopping:
+            raise StoreWriteError("the store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.append((job, future))
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+        return await future
+
+    async def _run_job(self) -> None:
+        job, future = self._jobs.popleft()
+        if future.done():  # its caller gave up (cancelled)
+            return
+        try:
+            result = await job()
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)
+
     def _want(self) -> None:
         self._wanted = True
         if self._wakeup is not None and not self._wakeup.done():
@@ -137,10 +174,15 @@ class GroupCommitWriter:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._wanted:
+            if not self._wanted and not self._jobs:
                 self._wakeup = loop.create_future()
                 await self._wakeup
                 self._wakeup = None
+            if self._jobs and not self._sealed:
+                await self._run_job()
+                continue
+            if not self._wanted and not self._sealed:
+                continue
             if self._sealed:
                 batch = self._sealed.popleft()
             else:
@@ -152,6 +194,7 @@ class GroupCommitWriter:
                 self._wanted = False  # only with `_sealed` empty: sealed batches are wanted
                 batch = self.batch()
                 if self._stopping and not len(batch):
+                    self._fail_jobs()
                     return
                 self._open = WriteBatch(loop.create_future())
                 batch.seal()
@@ -159,7 +202,7 @@ class GroupCommitWriter:
             try:
                 await self.transactions.write(batch)
             except Exception as exc:
-                log.exception("commit of %d rows failed", len(batch))
+                self._errors.failed(exc, f" ({len(batch)} rows)")
                 error = StoreWriteError(f"commit failed: {exc!r}")
                 if self._failure_listener is not None:
                     # Before the next batch is written: it may hold rows that continue
@@ -174,6 +217,7 @@ class GroupCommitWriter:
                     batch.future.exception()
                 continue
             self.busy_seconds += time.perf_counter() - began
+            self._errors.succeeded()
             self.batches += 1
             self.rows += len(batch)
             if self._listener is not None:

@@ -21,10 +21,12 @@ from ._base import (
     FailureListener,
     HookRow,
     LoadedRun,
+    PurgeFilter,
     RunRow,
     StreamState,
     WriteBatch,
 )
+from ._purge import RUNS_PER_BATCH
 from ._schedule_rows import ScheduleRow, apply_schedules
 
 _UPDATE_FIELDS = (
@@ -150,6 +152,7 @@ class MemoryStore:
         parent_id: str | None,
         limit: int,
         offset: int,
+        after: str | None = None,
     ) -> list[RunRow]:
         wanted = None if statuses is None else set(statuses)
         rows = [
@@ -159,8 +162,20 @@ class MemoryStore:
             and (workflow is None or r.workflow == workflow)
             and (parent_id is None or r.parent_id == parent_id)
         ]
+        if after is not None:
+            mark = self._runs.get(after)
+            if mark is None:
+                return []
+            rows = [r for r in rows if (r.created_at, r.id) < (mark.created_at, mark.id)]
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return [r.copy() for r in rows[offset:][:limit]]
+
+    async def count_runs(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for r in self._runs.values():
+            by_status = counts.setdefault(r.workflow, {})
+            by_status[r.status] = by_status.get(r.status, 0) + 1
+        return counts
 
     async def unfinished_runs(self) -> list[RunRow]:
         rows = [r for r in self._runs.values() if r.status in UNFINISHED]
@@ -200,6 +215,30 @@ class MemoryStore:
 
     async def load_schedules(self) -> list[ScheduleRow]:
         return [ScheduleRow.from_params(self._schedules[key]) for key in sorted(self._schedules)]
+
+    async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
+        runs = self._runs
+        unfinished_parents = {r.parent_id for r in runs.values() if r.status in UNFINISHED}
+        doomed = [
+            r.id
+            for r in runs.values()
+            if which.matches(r)
+            and r.id not in unfinished_parents
+            and (
+                r.parent_id is None
+                or runs.get(r.parent_id) is None
+                or runs[r.parent_id].status not in UNFINISHED
+            )
+        ][:RUNS_PER_BATCH]
+        rows = 0
+        for run_id in doomed:
+            del runs[run_id]
+            rows += 1 + len(self._events.pop(run_id, ()))
+            for key in [k for k in self._chunks if k[0] == run_id]:
+                rows += len(self._chunks.pop(key))
+            for token in [t for t, h in self._hooks.items() if h.run_id == run_id]:
+                del self._hooks[token]
+        return len(doomed), rows
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -5,14 +5,12 @@ connection): an aiosqlite connection for reads, and one on the loop thread for
 lookups of a few runs by id (`_fetch_by_key`). `synchronous=NORMAL` by default: a
 commit survives a crash of the process (SIGKILL included); pass
 `?synchronous=full` in the URL to also survive power loss, at one fsync per
-batch. One engine owns a database file at a time, enforced by an advisory
-lock on `<path>.lock` that the OS drops if the process dies.
+batch. One engine owns a database file at a time (`_sqlite_file`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
@@ -20,7 +18,7 @@ from typing import Any
 
 import aiosqlite
 
-from .._errors import StoreFileError, StoreLockedError
+from .._errors import StoreFileError
 from .._models import FINAL, UNFINISHED
 from ._base import (
     ChunkKind,
@@ -31,24 +29,19 @@ from ._base import (
     FailureListener,
     HookRow,
     LoadedRun,
+    PurgeFilter,
     RunRow,
     StreamState,
     WriteBatch,
 )
 from ._checkpoint import WalCheckpointer
 from ._group_commit import GroupCommitWriter
+from ._purge import choose, delete
 from ._schedule_rows import SCHEDULES_SCHEMA, SELECT_SCHEDULES, ScheduleRow
+from ._sqlite_file import check_path, lock, prepare_file, unlock
 from ._sqlite_writer import SQLiteTransactions
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
 SCHEMA_VERSION = 1
-
-# A database with these tables is actorflow's (of this schema version or another).
-_OWN_TABLES = {"meta", "runs", "events"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -129,18 +122,20 @@ class SQLiteStore:
     def __init__(self, path: str, *, synchronous: str = "normal") -> None:
         if synchronous.lower() not in ("off", "normal", "full", "extra"):
             raise ValueError(f"synchronous must be off|normal|full|extra, got {synchronous!r}")
+        check_path(path)
         self.path = path
         self._synchronous = synchronous.upper()
         self._checkpointer = WalCheckpointer(self._connect)
-        self._writer = GroupCommitWriter(
-            SQLiteTransactions(self._connect_writer, self._checkpointer)
-        )
+        self._transactions = SQLiteTransactions(self._connect_writer, self._checkpointer)
+        self._writer = GroupCommitWriter(self._transactions)
         # The writer's own methods: these two are called many times per step.
         self.batch: Callable[[], WriteBatch] = self._writer.batch
         self.commit: Callable[[], asyncio.Future[None]] = self._writer.commit
         self._reader: aiosqlite.Connection | None = None
         self._keyed_reader: sqlite3.Connection | None = None  # see `_fetch_by_key`
         self._lock_fd: int | None = None
+        self._purger: sqlite3.Connection | None = None  # see `purge_batch`
+        self._purging = asyncio.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -166,8 +161,8 @@ class SQLiteStore:
         return conn
 
     async def open(self) -> None:
-        await asyncio.to_thread(self._prepare_file)
-        self._lock()
+        await asyncio.to_thread(prepare_file, self.path)
+        self._lock_fd = lock(self.path)
         try:
             await asyncio.to_thread(self._create_schema)
             await self._writer.start()
@@ -188,46 +183,12 @@ class SQLiteStore:
         if self._keyed_reader is not None:
             self._keyed_reader.close()
             self._keyed_reader = None
-        self._unlock()
-
-    def _prepare_file(self) -> None:
-        """Make the file's directory; refuse a file that is not a SQLite database, or is
-        another application's, before anything (a lock file, WAL mode, actorflow's
-        tables) is written next to it or into it."""
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        try:
-            conn = sqlite3.connect(self.path)
-            try:
-                found = conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                tables = {name for (name,) in found}
-            finally:
-                conn.close()
-        except sqlite3.DatabaseError as exc:
-            raise StoreFileError(f"{self.path} cannot be an actorflow database: {exc}") from exc
-        if tables and not tables >= _OWN_TABLES:
-            raise StoreFileError(
-                f"{self.path} holds another application's tables ({', '.join(sorted(tables))}); "
-                "actorflow needs a SQLite file of its own"
-            )
-
-    def _lock(self) -> None:
-        if fcntl is None:  # pragma: no cover - Windows: no advisory lock
-            return
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreLockedError(
-                f"{self.path} is open in another actorflow engine; "
-                "one engine owns a SQLite database at a time"
-            ) from None
-        self._lock_fd = fd
-
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        async with self._purging:
+            if self._purger is not None:
+                self._purger.close()
+                self._purger = None
+        unlock(self._lock_fd)
+        self._lock_fd = None
 
     def _create_schema(self) -> None:
         conn = self._connect()
@@ -245,6 +206,19 @@ class SQLiteStore:
                 )
         finally:
             conn.close()
+
+    async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
+        """One short transaction of a purge (see `_purge`): the runs are chosen on a
+        connection of the purge's own, and deleted on the writer's, between commits."""
+        async with self._purging:
+            if self._purger is None:
+                self._purger = await asyncio.to_thread(self._connect)
+            chosen = await asyncio.to_thread(choose, self._purger, which)
+        if not chosen:
+            return 0, 0
+        transactions = self._transactions
+        deleted = await self._writer.exclusive(lambda: transactions.call(delete, which, chosen))
+        return deleted if deleted != (0, 0) else (0, 1)  # all changed meanwhile: look again
 
     def set_commit_listener(self, listener: CommitListener) -> None:
         self._writer.set_commit_listener(listener)
@@ -332,9 +306,13 @@ class SQLiteStore:
         parent_id: str | None,
         limit: int,
         offset: int,
+        after: str | None = None,
     ) -> list[RunRow]:
         where: list[str] = []
         params: list[Any] = []
+        if after is not None:
+            where.append("(created_at, id) < (SELECT created_at, id FROM runs WHERE id=?)")
+            params.append(after)
         if statuses is not None:
             wanted = list(statuses)
             where.append(f"status IN ({','.join('?' * len(wanted))})")
@@ -352,6 +330,14 @@ class SQLiteStore:
             [*params, limit, offset],
         )
         return [RunRow(*r) for r in rows]
+
+    async def count_runs(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for workflow, status, n in await self._fetchall(
+            "SELECT workflow, status, COUNT(*) FROM runs GROUP BY workflow, status", []
+        ):
+            counts.setdefault(workflow, {})[status] = n
+        return counts
 
     async def unfinished_runs(self) -> list[RunRow]:
         marks = ",".join("?" * len(UNFINISHED))

@@ -25,11 +25,13 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 from ._base import EventRow, WriteBatch
 from ._checkpoint import WalCheckpointer
 from ._schedule_rows import write_schedules
+
+T = TypeVar("T")
 
 _RUNS_HEAD = (
     "INSERT INTO runs (id, workflow, status, generation, args, result, error, metadata,"
@@ -91,6 +93,14 @@ class SQLiteTransactions:
         else:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch)
         self._checkpointer.note_commit(len(batch))
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(connection, *args)` on the writer's thread and connection; only between
+        two commits (see `GroupCommitWriter.exclusive`)."""
+        assert self._conn is not None
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, fn, self._conn, *args
+        )
 
     def _write(self, batch: WriteBatch) -> None:
         conn = self._conn

@@ -14,6 +14,8 @@ import contextlib
 import time
 from typing import Any
 
+import click
+
 import actorflow as af
 
 _failed_once: set[str] = set()
@@ -124,3 +126,19 @@ async def demo(url: str, burst_size: int) -> None:
               f"({burst_size / elapsed:,.0f} workflows/s)")  # fmt: skip
     print("\nEverything above is in the SQLite file; `python -m actorflow demo` again "
           "shows recovery and adds new runs.")  # fmt: skip
+
+
+@click.command()
+@click.option(
+    "--db", default="actorflow-demo.db", show_default=True, help="SQLite file of the demo"
+)
+@click.option(
+    "--burst",
+    type=click.IntRange(min=0),
+    default=2000,
+    show_default=True,
+    help="size of the throughput burst",
+)
+def demo_command(db: str, burst: int) -> None:
+    """Run a few real workflows on embedded SQLite."""
+    af.run(demo(f"sqlite:///{db}", burst))

@@ -1,0 +1,102 @@
+"""StoreReader: runs, events and streams read straight from a store URL, never written.
+
+What the command line's `--db` reads use: the same public records (`RunInfo`,
+`RunEvent`, `StreamChunk`) an engine returns, from a SQLite file that an engine
+may own at the same moment (see `SQLiteReader` for how it stays read-only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+
+from ._errors import RunNotFoundError, StoreReadError
+from ._log import fold_steps, to_run_event, to_run_info
+from ._models import STATUS_OF, RunEvent, RunInfo, RunStatus, StreamChunk, to_datetime
+from ._store import ChunkKind, SQLiteStore, open_store
+from ._store._sqlite_reader import SQLiteReader
+from ._streams import decode_chunk
+
+__all__ = ["StoreReader"]
+
+
+class StoreReader:
+    """A read-only view of the store at `url` (`sqlite:///path`).
+
+    Raises `StoreReadError` for a URL of another kind, or a file that is missing
+    or not an actorflow store; `ValueError` for a malformed URL.
+    """
+
+    def __init__(self, url: str) -> None:
+        store = open_store(url)  # parses the URL; opens nothing
+        if not isinstance(store, SQLiteStore):
+            raise StoreReadError(f"only SQLite stores can be read directly, not {url!r}")
+        self._db = SQLiteReader(store.path)
+
+    def __enter__(self) -> StoreReader:
+        self._db.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._db.close()
+
+    def refresh(self) -> None:
+        """Make the next reads see what was committed since the last ones."""
+        self._db.refresh()
+
+    def run_info(self, run_id: str) -> RunInfo:
+        """The run with its steps; raises `RunNotFoundError`."""
+        row = self._db.get_run(run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return to_run_info(row, fold_steps(self._db.load_events(run_id), row.generation))
+
+    def list_runs(
+        self, *, status: Sequence[str] = (), workflow: str | None = None, limit: int = 100
+    ) -> list[RunInfo]:
+        """Runs matching the filters, newest first, without their steps. Raises
+        `ValueError` for an unknown status."""
+        for text in status:
+            if text not in STATUS_OF:
+                valid = ", ".join(s.value for s in RunStatus)
+                raise ValueError(f"unknown run status {text!r}; valid: {valid}")
+        rows = self._db.list_runs(statuses=list(status), workflow=workflow, limit=limit)
+        return [to_run_info(row, ()) for row in rows]
+
+    def count_runs(self) -> dict[str, dict[RunStatus, int]]:
+        """How many runs each workflow has, by status."""
+        return {
+            workflow: {STATUS_OF[status]: n for status, n in by_status.items()}
+            for workflow, by_status in self._db.count_runs().items()
+        }
+
+    def events(self, run_id: str, after: int = -1) -> list[RunEvent]:
+        """The run's committed events after index `after`; raises `RunNotFoundError`."""
+        rows = self._db.load_events(run_id, after)
+        if not rows and self._db.get_run(run_id) is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return [to_run_event(row) for row in rows]
+
+    def stream_start(self, run_id: str, namespace: str, start: int) -> int:
+        """The first chunk index to read: `start`, or counted from the end if negative
+        (as `Run.stream` counts it)."""
+        if start >= 0:
+            return start
+        end, closed = self._db.stream_end(run_id, namespace)
+        return max(0, end - 1 + start if closed else end + start)
+
+    def chunks(self, run_id: str, namespace: str, start: int) -> tuple[list[StreamChunk], bool]:
+        """The committed chunks from index `start`, and whether the stream is closed."""
+        chunks: list[StreamChunk] = []
+        for row in self._db.load_chunks(run_id, namespace, start):
+            if row.kind == ChunkKind.CLOSE:
+                return chunks, True
+            at = to_datetime(row.at)
+            assert at is not None
+            chunks.append(StreamChunk(row.idx, decode_chunk(row), row.seq, row.attempt, at))
+        return chunks, False

@@ -1,0 +1,89 @@
+"""`actorflow serve MODULE`: an engine and the HTTP API in one process, served by uvicorn.
+
+The production process of a standalone deployment. SIGTERM or Ctrl-C shuts it
+down cleanly: the engine closes first (its runs stop where their logs are and
+continue on the next start; Server-Sent Events readers and result waits end, so
+clients reconnect), then uvicorn drains the connections, then the store file and
+its lock are released.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+import actorflow as af
+
+DEFAULT_DB = "sqlite:///actorflow.db"
+
+
+def _fail(message: str, status: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether binding to `host` exposes the server only to this machine."""
+    from actorflow.http import is_loopback
+
+    if host == "localhost":
+        return True
+    return is_loopback(host)
+
+
+def import_workflows(module: str) -> None:
+    """Import `module` from the current directory, as uvicorn does with its app."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module.startswith(exc.name):
+            raise  # the module exists; something it imports does not
+        _fail(f"cannot import module {module!r} from {cwd}: {exc}", 2)
+
+
+@click.command()
+@click.argument("module")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="store URL")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    envvar="ACTORFLOW_TOKEN",
+    help="bearer token every /v1 request must carry (or ACTORFLOW_TOKEN); "
+    "required to bind to a non-loopback address",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+def serve_command(
+    module: str, db: str, host: str, port: int, token: str | None, log_level: str
+) -> None:
+    """Serve the HTTP API for the workflows MODULE registers (imported from the
+    current directory), with an engine on --db."""
+    if not token and not is_loopback_host(host):
+        _fail(f"refusing to serve on {host} without a token: pass --token or ACTORFLOW_TOKEN", 2)
+    try:
+        import actorflow.http  # noqa: F401
+    except ImportError as exc:
+        _fail(f"actorflow serve needs the http extra: pip install 'actorflow[http]' ({exc})", 2)
+    import_workflows(module)
+    try:
+        af.run(_serve(db, host, port, token or None, log_level))
+    except (af.StoreLockedError, OSError) as exc:
+        _fail(f"{type(exc).__name__}: {exc}", 1)
+
+
+async def _serve(db: str, host: str, port: int, token: str | None, log_level: str) -> None:
+    from actorflow.http import serve
+
+    async with af.Engine(db) as engine:
+        await serve(engine, host=host, port=port, token=token, log_level=log_level)

@@ -1,0 +1,73 @@
+"""The JSON shapes of the HTTP API: runs, steps, errors, events and workflows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import actorflow as af
+
+
+def iso(at: datetime | None) -> str | None:
+    """An aware datetime as ISO-8601 UTC."""
+    return None if at is None else at.isoformat()
+
+
+def error_json(error: af.ErrorInfo | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"type": error.type, "message": error.message, "traceback": error.traceback}
+
+
+def step_json(step: af.StepRecord) -> dict[str, Any]:
+    return {
+        "seq": step.seq,
+        "name": step.name,
+        "status": step.status,
+        "attempts": step.attempts,
+        "result": step.result,
+        "error": error_json(step.error),
+        "started_at": iso(step.started_at),
+        "completed_at": iso(step.completed_at),
+    }
+
+
+def run_json(info: af.RunInfo) -> dict[str, Any]:
+    """A run as `GET /v1/runs/{id}` returns it (`steps` empty in listings)."""
+    return {
+        "id": info.id,
+        "workflow": info.workflow,
+        "status": info.status.value,
+        "args": info.args,
+        "result": info.result,
+        "error": error_json(info.error),
+        "metadata": info.metadata,
+        "parent_id": info.parent_id,
+        "created_at": iso(info.created_at),
+        "started_at": iso(info.started_at),
+        "completed_at": iso(info.completed_at),
+        "steps": [step_json(step) for step in info.steps],
+    }
+
+
+def event_json(event: af.RunEvent) -> dict[str, Any]:
+    return {
+        "index": event.index,
+        "kind": event.kind,
+        "at": iso(event.at),
+        "generation": event.generation,
+        "seq": event.seq,
+        "name": event.name,
+        "data": event.data,
+    }
+
+
+def workflow_json(
+    workflow: af.WorkflowFunction[Any, Any], counts: dict[af.RunStatus, int]
+) -> dict[str, Any]:
+    return {
+        "name": workflow.name,
+        "concurrency": workflow.concurrency,
+        "schedules": list(workflow.schedules),
+        "runs": {status.value: counts.get(status, 0) for status in af.RunStatus},
+    }
