@@ -125,7 +125,7 @@ async def test_a_child_start_checks_arguments_and_its_result_is_decoded(
         "at .qty: Expected `int`, got `str`"
     )
     # Nothing was stored for the refused child.
-    assert {r.id for r in await engine.list_runs(workflow=typed_child)} == {f"{ok.id}.0"}
+    assert {r.id for r in await engine.list_runs(workflow=typed_child)} == {f"{ok.id}~0"}
 
 
 @af.workflow(name="typed.sum")
