@@ -272,7 +272,7 @@ class Engine(EngineSchedules):
         args_data = encode(list(args), "args", limit)
         meta = None if metadata is None else encode(metadata, "metadata", limit)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
-        given = None if trace_context is None else _check_trace_context(trace_context)
+        given = None if trace_context is None else _observe.check_trace_context(trace_context)
         batch = self.store.batch()
         if self._create(
             batch, wf, run_id, args_data, meta, seconds, id is None, trace_context=given
@@ -322,7 +322,7 @@ class Engine(EngineSchedules):
         meta = None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
         chosen = None if ids is None else [check_new_run_id(run_id) for run_id in ids]
-        given = None if trace_context is None else _check_trace_context(trace_context)
+        given = None if trace_context is None else _observe.check_trace_context(trace_context)
         if chosen is not None:
             if len(chosen) != len(encoded):
                 raise ValueError(f"start_many got {len(chosen)} ids for {len(encoded)} inputs")
@@ -482,14 +482,6 @@ class Engine(EngineSchedules):
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
         await reply
-
-
-def _check_trace_context(carrier: Any) -> Mapping[str, str]:
-    if not isinstance(carrier, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in carrier.items()
-    ):
-        raise TypeError(f"trace_context must be a mapping of str to str, got {carrier!r}")
-    return carrier
 
 
 def _status_text(status: RunStatus | str) -> str:
