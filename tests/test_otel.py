@@ -24,7 +24,7 @@ import actorflow as af
 from actorflow.otel import ActorflowInstrumentor
 
 from .conftest import eventually, wait_for_status
-from .test_store_failures import refuse_inserts
+from .databases import RefusedInserts, SQLiteDatabase
 
 
 class Telemetry:
@@ -404,12 +404,11 @@ async def test_a_failed_commit_is_counted_and_emits_nothing(
     async with af.Engine(sqlite_url) as engine:
         run = await engine.start(waits_then_steps, 1)
         await wait_for_status(run, af.RunStatus.WAITING)
-        conn = refuse_inserts(sqlite_url.removeprefix("sqlite:///"), "NEW.kind = 'event_received'")
+        database = SQLiteDatabase(Path(sqlite_url.removeprefix("sqlite:///")))
+        refused = RefusedInserts(database, "NEW.kind = 'event_received'")
         with pytest.raises(af.StoreWriteError):
             await run.send_event("go")
-        conn.execute("UPDATE fail_switch SET on_ = 0")
-        conn.commit()
-        conn.close()
+        refused.stop()
         await run.send_event("go")
         assert await run.result(timeout=10) == 2
     assert _value(telemetry.points("actorflow.store.write_failures")).value == 1
