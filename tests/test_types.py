@@ -207,11 +207,19 @@ def test_json_schemas_of_a_few_signatures() -> None:
     assert defs["Address"]["required"] == ["street", "city"]
     assert defs["Order"]["properties"]["tags"]["uniqueItems"] is True
     unannotated = af.workflow_schemas(_unannotated)
-    assert unannotated.args["prefixItems"] == [{"title": "x"}]
+    assert unannotated.args["prefixItems"] == [{"title": "x", "default": None}]
     assert unannotated.args["minItems"] == 0
     assert unannotated.result == {}
     with pytest.raises(af.WorkflowNotRegisteredError):
         af.workflow_schemas("typed.nope")
+    # Refs placed elsewhere (an OpenAPI document's components): the types only in `defs`.
+    placed = af.workflow_schemas(typed_child, ref_template="#/components/schemas/c.{name}")
+    assert placed.args["prefixItems"][0] == {
+        "$ref": "#/components/schemas/c.Line",
+        "title": "line",
+    }
+    assert "$defs" not in placed.args and "$defs" not in placed.result
+    assert placed.defs == typed.defs == typed.args["$defs"]
 
 
 @af.workflow(name="typed.pydantic")
@@ -230,7 +238,14 @@ async def test_pydantic_models_as_arguments_and_results_with_schemas(engine: af.
     assert caught.value.argument == "quote"
     assert "decimal" in caught.value.reason
     schemas = af.workflow_schemas(typed_quote)
-    assert schemas.args["prefixItems"][0] == {"$ref": "#/$defs/Quote", "title": "quote"}
+    assert schemas.args["prefixItems"] == [
+        {"$ref": "#/$defs/Quote", "title": "quote"},
+        {"anyOf": [{"type": "array", "items": {"$ref": "#/$defs/Quote"}}, {"type": "null"}],
+         "title": "extra", "default": None},
+    ]  # fmt: skip
+    placed = af.workflow_schemas(typed_quote, ref_template="#/components/schemas/p.{name}")
+    assert placed.result == {"$ref": "#/components/schemas/p.Quote"}
+    assert set(placed.defs["Quote"]["properties"]) == {"total", "valid_until"}
     assert schemas.args["minItems"] == 1
     assert schemas.args["maxItems"] == 2
     assert set(schemas.args["$defs"]["Quote"]["properties"]) == {"total", "valid_until"}
