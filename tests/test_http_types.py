@@ -141,3 +141,28 @@ async def test_openapi_has_a_typed_start_route_per_workflow(client: httpx.AsyncC
         assert ref.startswith("#/components/")
         section, name = ref.removeprefix("#/components/").split("/", 1)
         assert name in document["components"][section], ref
+
+
+class Opaque:
+    """A class msgspec has no schema for (nor a decoder): its values pass unchecked."""
+
+
+@af.workflow(name="http_types.opaque")
+async def opaque(thing: Opaque) -> None:
+    return None
+
+
+async def test_a_workflow_without_schemas_is_listed_and_started_through_the_template(
+    sqlite_url: str,
+) -> None:
+    async with af.Engine(sqlite_url, workflows=[opaque, hw.http_add]) as engine:
+        transport = httpx.ASGITransport(app=asgi_app(engine))
+        async with httpx.AsyncClient(transport=transport, base_url="http://af") as http:
+            listed = (await http.get("/v1/workflows")).json()["workflows"]
+            assert [(wf["name"], wf["schemas"] is None) for wf in listed] == [
+                ("http_add", False),
+                ("http_types.opaque", True),
+            ]
+            paths = (await http.get("/v1/openapi.json")).json()["paths"]
+            assert "/v1/workflows/http_add/runs" in paths
+            assert not any("opaque" in path for path in paths)
