@@ -246,7 +246,8 @@ def test_workflows_list(url: str) -> None:
     answer = doc(cli("workflows", "list", "--json", url=url))
     by_name = {wf["name"]: wf for wf in answer["workflows"]}
     summed = by_name["cli_summed"]
-    assert set(summed) == {"name", "concurrency", "schedules", "runs"}
+    assert set(summed) == {"name", "concurrency", "schedules", "schemas", "runs"}
+    assert summed["schemas"]["args"]["prefixItems"][0] == {"type": "integer", "title": "a"}
     assert summed["runs"]["completed"] >= 1
     table = af(url, "workflows", "list")
     assert "cli_summed" in table and "completed" in table
@@ -264,6 +265,29 @@ def test_failed_requests_print_one_error_line(url: str) -> None:
     )
     for result in refused:
         assert nobody in one_error_line(result, "ConnectError")
+
+
+def test_arguments_that_do_not_fit_are_one_error_line_naming_them(url: str) -> None:
+    lines_arg = '[{"sku": "a", "qty": 1}, {"sku": "b", "qty": "x"}]'
+    bad_line, bad_number, bad_schedule, good = cli_many(
+        ["runs", "start", "cli_count", lines_arg],
+        ["runs", "start", "cli_summed", '"two"', "3"],
+        ["schedules", "create", "cli-typed", "cli_summed", "@daily", "--arg", "1.5", "--arg", "2"],
+        ["runs", "start", "cli_count", '[{"sku": "a", "qty": 1}]', "--wait"],
+        url=url,
+    )
+    assert one_error_line(bad_line, "ValidationError") == (
+        "workflow 'cli_count': argument 'lines' does not fit its annotation "
+        "list[tests.cli_workflows.Line] at [1].qty: Expected `int`, got `str`"
+    )
+    assert one_error_line(bad_number, "ValidationError") == (
+        "workflow 'cli_summed': argument 'a' does not fit its annotation int: "
+        "Expected `int`, got `str`"
+    )
+    assert one_error_line(bad_schedule, "ValidationError").startswith(
+        "schedule 'cli-typed': workflow 'cli_summed': argument 'a'"
+    )
+    assert ok(good).strip() == "1"
 
 
 def test_usage_errors_exit_2(url: str) -> None:

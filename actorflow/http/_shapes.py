@@ -63,11 +63,16 @@ def event_json(event: af.RunEvent) -> dict[str, Any]:
 
 
 def workflow_json(
-    workflow: af.WorkflowFunction[Any, Any], counts: dict[af.RunStatus, int]
+    workflow: af.WorkflowFunction[Any, Any],
+    counts: dict[af.RunStatus, int],
+    schemas: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    """A workflow as `GET /v1/workflows` lists it; `schemas` are its `{"args", "result"}`
+    JSON Schemas (None when its hints do not resolve)."""
     return {
         "name": workflow.name,
         "concurrency": workflow.concurrency,
         "schedules": list(workflow.schedules),
+        "schemas": schemas,
         "runs": {status.value: counts.get(status, 0) for status in af.RunStatus},
     }
