@@ -411,8 +411,7 @@ class Engine(EngineSchedules):
 
         `after` (the id of the last run of the previous page) pages by keyset: the
         runs listed after that one, unaffected by runs started meanwhile; none if no
-        run has that id. Raises `ValueError` for an unknown status or a negative
-        limit or offset."""
+        run has that id. Raises `ValueError` for an unknown status or negative limit/offset."""
         self._check_open()
         if status is None:
             statuses = None

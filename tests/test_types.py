@@ -355,20 +355,20 @@ async def _recorded_by_v1(url: str) -> str:
 
 
 async def test_a_run_recorded_without_types_replays_and_decodes_into_new_types(
-    sqlite_url: str,
+    durable_url: str,
 ) -> None:
     """A run recorded while its step returned a dict (JSON) is replayed after the step was
     annotated with a dataclass: the recorded JSON decodes into it."""
-    run_id = await _recorded_by_v1(sqlite_url)
+    run_id = await _recorded_by_v1(durable_url)
     v2 = _versioned(_quote_v2)
-    async with af.Engine(sqlite_url, workflows=[v2]) as engine:
+    async with af.Engine(durable_url, workflows=[v2]) as engine:
         run = engine.get_run(run_id)
         await run.send_event("go")
         assert await run.result(timeout=TIMEOUT) == ["Line", 3]
     # The old run, unchanged, replays unchanged.
-    run_id = await _recorded_by_v1(sqlite_url)
+    run_id = await _recorded_by_v1(durable_url)
     v1 = _versioned(_quote_v1)
-    async with af.Engine(sqlite_url, workflows=[v1]) as engine:
+    async with af.Engine(durable_url, workflows=[v1]) as engine:
         run = engine.get_run(run_id)
         await run.send_event("go")
         assert await run.result(timeout=TIMEOUT) == [
@@ -378,11 +378,11 @@ async def test_a_run_recorded_without_types_replays_and_decodes_into_new_types(
 
 
 async def test_a_recorded_value_that_no_longer_fits_fails_the_run_naming_step_and_type(
-    sqlite_url: str,
+    durable_url: str,
 ) -> None:
-    run_id = await _recorded_by_v1(sqlite_url)
+    run_id = await _recorded_by_v1(durable_url)
     v3 = _versioned(_quote_v3)
-    async with af.Engine(sqlite_url, workflows=[v3]) as engine:
+    async with af.Engine(durable_url, workflows=[v3]) as engine:
         run = engine.get_run(run_id)
         # The event brings the run back; its replay fails at the step, before the wait.
         with pytest.raises(af.InvalidStateError):

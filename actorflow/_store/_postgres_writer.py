@@ -23,6 +23,7 @@ import asyncpg
 
 from .._errors import StoreWriteError
 from ._base import WriteBatch
+from ._postgres_statements import needs_function, statement, usual_statements
 
 log = logging.getLogger("actorflow.store")
 
@@ -90,6 +91,8 @@ class PostgresTransactions:
         await transaction.start()
         try:
             await conn.fetchval(_COMMIT, *arrays)
+            for sql, count in usual_statements():
+                await conn.fetchval(sql, *[[]] * count)
         finally:
             await transaction.rollback()
 
@@ -108,8 +111,7 @@ class PostgresTransactions:
         while True:
             try:
                 if len(events) < self._copy_rows:
-                    taken = await conn.fetchval(_COMMIT, *params[:14], *_columns(events, 9),
-                                                *params[14:])  # fmt: skip
+                    taken = await self._write_in_one_statement(conn, batch, params, events)
                 else:
                     taken = await self._write_with_copy(conn, params, events)
             except Exception as exc:
@@ -124,8 +126,25 @@ class PostgresTransactions:
                 if await self._committed(conn, batch):
                     return
                 continue
-            batch.conflicts.update(taken)
+            batch.conflicts.update(taken or ())
             return
+
+    async def _write_in_one_statement(
+        self,
+        conn: asyncpg.Connection,
+        batch: WriteBatch,
+        params: list[Sequence[Any]],
+        events: list[tuple[Any, ...]],
+    ) -> list[str] | None:
+        """The batch in one statement of the parts it has; through `commit_batch` when two
+        of them touch the same rows (see `_postgres_statements`)."""
+        columns = _columns(events, 9)
+        if needs_function(params[0], params[29], bool(params[30]), bool(params[33])):
+            taken: list[str] = await conn.fetchval(_COMMIT, *params[:14], *columns, *params[14:])
+            return taken
+        sql, args = statement(params, columns)
+        found: list[str] | None = await conn.fetchval(sql, *args)
+        return found
 
     async def _write_with_copy(
         self, conn: asyncpg.Connection, params: list[Sequence[Any]], events: list[tuple[Any, ...]]
