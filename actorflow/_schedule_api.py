@@ -12,7 +12,7 @@ import abc
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from ._cron import CronExpression
 from ._definitions import WorkflowFunction, registered_workflows
@@ -31,16 +31,14 @@ from ._schedule_types import (
     CATCHUPS,
     OVERLAPS,
     Catchup,
-    Outcome,
     Overlap,
-    RecentTick,
     ScheduleInfo,
     check_policy,
     check_schedule_id,
-    utc,
+    to_info,
 )
 from ._schedules import Scheduler, record
-from ._serde import encode, loads
+from ._serde import encode
 from ._store import ScheduleRow, Store, WriteBatch
 
 MAX_BACKFILL = 1000
@@ -291,26 +289,6 @@ class Schedule:
 
     def __repr__(self) -> str:
         return f"<Schedule {self.id!r}>"
-
-
-def to_info(row: ScheduleRow) -> ScheduleInfo:
-    """The public snapshot of a schedule's row."""
-    return ScheduleInfo(
-        id=row.id,
-        workflow=row.workflow,
-        cron=row.cron,
-        args=loads(row.args),
-        timezone=row.timezone,
-        overlap=cast(Overlap, row.overlap),  # checked when the schedule was created
-        catchup=cast(Catchup, row.catchup),
-        paused=row.paused,
-        declared=row.declared,
-        next_time=None if row.next_time is None else utc(row.next_time),
-        recent=tuple(RecentTick(utc(t), r, cast(Outcome, o)) for t, r, o in row.recent),
-        metadata=None if row.metadata is None else loads(row.metadata),
-        created_at=utc(row.created_at),
-        buffered=tuple(utc(t) for t in row.buffered),
-    )
 
 
 def _declared(schedule_id: str) -> str:

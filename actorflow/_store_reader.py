@@ -1,7 +1,7 @@
-"""StoreReader: runs, events and streams read straight from a store URL, never written.
+"""StoreReader: runs, events, streams and schedules read straight from a store URL, never written.
 
 What the command line's `--db` reads use: the same public records (`RunInfo`,
-`RunEvent`, `StreamChunk`) an engine returns, from a SQLite file that an engine
+`RunEvent`, `StreamChunk`, `ScheduleInfo`) an engine returns, from a SQLite file that an engine
 may own at the same moment (see `SQLiteReader` for how it stays read-only).
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import TracebackType
 
-from ._errors import RunNotFoundError, StoreReadError
+from ._errors import RunNotFoundError, ScheduleNotFoundError, StoreReadError
 from ._log import fold_steps, to_run_event, to_run_info
 from ._models import STATUS_OF, RunEvent, RunInfo, RunStatus, StreamChunk, to_datetime
+from ._schedule_types import ScheduleInfo, to_info
 from ._store import ChunkKind, SQLiteStore, open_store
 from ._store._sqlite_reader import SQLiteReader
 from ._streams import decode_chunk
@@ -100,3 +101,14 @@ class StoreReader:
             assert at is not None
             chunks.append(StreamChunk(row.idx, decode_chunk(row), row.seq, row.attempt, at))
         return chunks, False
+
+    def list_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule, by id (as `engine.list_schedules()` answers)."""
+        return [to_info(row) for row in self._db.schedule_rows()]
+
+    def schedule(self, schedule_id: str) -> ScheduleInfo:
+        """One schedule; raises `ScheduleNotFoundError`."""
+        found = self._db.schedule_rows(schedule_id)
+        if not found:
+            raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
+        return to_info(found[0])
