@@ -14,15 +14,10 @@ from urllib.parse import quote
 import httpx
 from httpx_sse import SSEError, connect_sse
 
-from ._source import FINAL_EVENT_KINDS, Chunk, RequestFailed
+from ._source import FINAL_EVENT_KINDS, Chunk, RequestFailed, segment
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 MAX_WAIT = 3600.0  # the server's longest result wait per request
 _TIMEOUT = 30.0
-
-
-def segment(value: str) -> str:
-    return quote(value, safe="")
 
 
 class HttpClient:
