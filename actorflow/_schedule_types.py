@@ -82,12 +82,6 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def tick_run_id(schedule_id: str, tick: datetime) -> str:
-    """The id of a tick's run (`tick` in UTC), the same wherever and however often the
-    tick fires."""
-    return f"{schedule_id}@{tick.isoformat()}"
-
-
 def encode_tick(tick: ScheduleTick) -> bytes:
     """The tick as stored in its run's first log entry (so it survives replay)."""
     at = tick.scheduled_time.timestamp()

@@ -24,9 +24,10 @@ import attrs
 from ._asyncio_helpers import shielded
 from ._cron import CronExpression
 from ._errors import ScheduleError
+from ._ids import tick_run_id
 from ._models import FINAL, ScheduleTick
 from ._schedule_policy import due_ticks, missed_ticks, overlap_decision
-from ._schedule_types import MAX_RECENT, tick_run_id, utc
+from ._schedule_types import MAX_RECENT, utc
 from ._store import ScheduleRow, Store, WriteBatch
 from ._timers import TimerEntry, TimerService
 
