@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from asyncio.events import _get_running_loop
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -38,9 +38,8 @@ from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick
 from ._retention import RetentionSweeper, purge, purge_filter
 from ._run import Run
 from ._sandbox import WorkflowLoop
-from ._schedule_api import EngineSchedules
-from ._schedule_types import encode_tick
-from ._schedules import Scheduler
+from ._schedule_api import EngineSchedules, Schedule
+from ._schedule_types import Catchup, Overlap, ScheduleInfo, encode_tick
 from ._serde import encode
 from ._store import CommitStats, EventRow, RunRow, Store, WriteBatch, open_store
 
@@ -51,7 +50,7 @@ DEFAULT_URL = "sqlite:///actorflow.db"
 MAX_PAYLOAD = 512 * 1024 * 1024
 
 
-class Engine(EngineSchedules):
+class Engine:
     """Runs workflows durably; open it with `async with af.Engine(url) as engine:`.
 
     - `url`: `sqlite:///path.db` (default `sqlite:///actorflow.db`) or `memory://`.
@@ -131,8 +130,8 @@ class Engine(EngineSchedules):
         )
         self._client = LocalRunClient(self._runs, self._check_open)
         self._runs.client = self._client
-        self.schedules = Scheduler(self, self._runs.timers)
-        self._runs.scheduler = self.schedules
+        self._schedules = EngineSchedules(self, self._runs)
+        self.schedules = self._runs.scheduler = self._schedules.scheduler
         keep = None if retention is None else to_seconds(retention, "retention")
         self._retention = RetentionSweeper(self.store, keep, self._known_workflows)
         self._state: Literal["new", "open", "closing", "closed"] = "new"
@@ -340,12 +339,14 @@ class Engine(EngineSchedules):
         deadline: float | None,
         unique: bool,
         schedule: ScheduleTick | None = None,
-    ) -> bool:
-        """Add a new run's row and first event to `batch` and start its actor. False, with
-        nothing added, when an actor holds a run with this id already. A run started by a
-        `schedule` tick keeps it in its first event."""
+        spawn: bool = True,
+    ) -> RunRow | None:
+        """Add a new run's row and first event to `batch` and start its actor (unless not
+        `spawn`: the scheduler records an instant's runs first, then starts them); the row,
+        or None, with nothing added, when an actor holds a run with this id already. A
+        run started by a `schedule` tick keeps it in its first event."""
         if self._runs.holds(run_id):
-            return False
+            return None
         now = time.time()
         row = RunRow(
             run_id,
@@ -359,8 +360,9 @@ class Engine(EngineSchedules):
         tick = None if schedule is None else encode_tick(schedule)
         created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, tick, now)
         batch.create_run(row, [created], unique=unique)
-        self._runs.spawn(row, batch, unique=unique, schedule=schedule)
-        return True
+        if spawn:
+            self._runs.spawn(row, batch, unique=unique, schedule=schedule)
+        return row
 
     def get_run(self, run_id: str) -> Run[Any]:
         """A handle for `run_id`; nothing is checked until it is used (see `Run.exists`).
@@ -432,6 +434,37 @@ class Engine(EngineSchedules):
     def store_stats(self) -> CommitStats:
         """The store's group-commit counters since it opened (batches, rows, busy time)."""
         return self.store.commit_stats()
+
+    # -- schedules (the engine's `EngineSchedules`) ------------------------------------------
+
+    async def create_schedule(
+        self,
+        id: str,
+        workflow: WorkflowFunction[Any, Any] | str,
+        cron: str,
+        *,
+        args: Sequence[Any] = (),
+        timezone: str = "UTC",
+        overlap: Overlap = "skip",
+        catchup: Catchup = "latest",
+        paused: bool = False,
+        metadata: Any = None,
+    ) -> Schedule:
+        """Create a schedule, or update the one with this `id` in place (see
+        `EngineSchedules.create_schedule`). Raises `ScheduleError`, nothing stored, for
+        a bad id, expression, zone, policy, workflow or argument, or a declared id."""
+        return await self._schedules.create_schedule(
+            id, workflow, cron, args=args, timezone=timezone, overlap=overlap,
+            catchup=catchup, paused=paused, metadata=metadata,
+        )  # fmt: skip
+
+    def get_schedule(self, id: str) -> Schedule:
+        """A handle for schedule `id`; nothing is checked until it is used."""
+        return self._schedules.get_schedule(id)
+
+    async def list_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule, by id."""
+        return await self._schedules.list_schedules()
 
     # -- what run handles send ------------------------------------------------------------
 
