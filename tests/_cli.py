@@ -22,10 +22,12 @@ SCRIPT = str(Path(sys.executable).with_name("actorflow"))
 
 
 def cli(
-    *args: str, url: str | None = None, timeout: float = 60
+    *args: str, url: str | None = None, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `actorflow ARGS` to completion: its status, stdout and stderr."""
-    env = {**os.environ, "ACTORFLOW_URL": url or "http://127.0.0.1:9", "NO_COLOR": "1"}
+    """Run `actorflow ARGS` to completion (with `env` added to the environment): its
+    status, stdout and stderr."""
+    env = {**os.environ, "ACTORFLOW_URL": url or "http://127.0.0.1:9", "NO_COLOR": "1",
+           **(env or {})}  # fmt: skip
     return subprocess.run(
         [SCRIPT, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
     )

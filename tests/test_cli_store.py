@@ -147,6 +147,8 @@ def test_reads_while_an_engine_owns_the_file(store: tuple[Path, str]) -> None:
         key = ["--token", "s3cret"]
         unauthorized = cli("runs", "list", url=url)
         one_error_line(unauthorized, "Unauthorized")
+        from_env = doc(cli("runs", "list", "--json", url=url, env={"ACTORFLOW_TOKEN": "s3cret"}))
+        assert "ap-2" in [r["id"] for r in from_env["runs"]]
         follow = cli_process("runs", "events", "ap-3", "--db", db, "--follow", "--json")
         assert follow.stdout is not None
         while orjson.loads(follow.stdout.readline())["kind"] != "wait_started":
@@ -180,3 +182,22 @@ def test_reads_while_an_engine_owns_the_file(store: tuple[Path, str]) -> None:
         )
         assert all(ok(read) for read in reads)
         assert file_hashes(directory) == before
+
+
+def test_an_empty_store_lists_nothing(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'empty.db'}"
+
+    async def create() -> None:
+        async with af.Engine(db, workflows=[]):
+            pass
+
+    asyncio.run(create())
+    runs, schedules, workflows, as_json = cli_many(
+        ["runs", "list", "--db", db],
+        ["schedules", "list", "--db", db],
+        ["workflows", "list", "--db", db],
+        ["schedules", "list", "--db", db, "--json"],
+    )
+    assert ok(runs) == "no runs\n" and ok(schedules) == "no schedules\n"
+    assert ok(workflows) == "no workflows\n"
+    assert doc(as_json) == {"schedules": []}
