@@ -34,7 +34,7 @@ from ._ids import check_name, check_new_run_id, check_run_id, new_run_id
 from ._local_client import LocalRunClient
 from ._log import RUN_CREATED, to_run_info
 from ._messages import ChildDone, Deliver
-from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick
+from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick, status_texts
 from ._retention import RetentionSweeper, purge, purge_filter
 from ._run import Run
 from ._sandbox import WorkflowLoop
@@ -394,12 +394,7 @@ class Engine:
         run has that id. Raises `ValueError` for an unknown status or a negative
         limit or offset."""
         self._check_open()
-        if status is None:
-            statuses = None
-        elif isinstance(status, str):
-            statuses = [_status_text(status)]
-        else:
-            statuses = [_status_text(s) for s in status]
+        statuses = status_texts(status)
         name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
         if not isinstance(limit, int) or limit < 0 or not isinstance(offset, int) or offset < 0:
             raise ValueError("limit and offset must be non-negative ints")
@@ -493,12 +488,3 @@ class Engine:
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
         await reply
-
-
-def _status_text(status: RunStatus | str) -> str:
-    """The stored text of `status`; `ValueError` naming the valid ones if it is none."""
-    found = STATUS_OF.get(status) if isinstance(status, str) else None
-    if found is None:
-        valid = ", ".join(s.value for s in RunStatus)
-        raise ValueError(f"unknown run status {status!r}; valid: {valid}")
-    return found.value

@@ -12,7 +12,15 @@ from types import TracebackType
 
 from ._errors import RunNotFoundError, ScheduleNotFoundError, StoreReadError
 from ._log import fold_steps, to_run_event, to_run_info
-from ._models import STATUS_OF, RunEvent, RunInfo, RunStatus, StreamChunk, to_datetime
+from ._models import (
+    STATUS_OF,
+    RunEvent,
+    RunInfo,
+    RunStatus,
+    StreamChunk,
+    status_texts,
+    to_datetime,
+)
 from ._schedule_types import ScheduleInfo, to_info
 from ._store import ChunkKind, SQLiteStore, open_store
 from ._store._sqlite_reader import SQLiteReader
@@ -62,11 +70,7 @@ class StoreReader:
     ) -> list[RunInfo]:
         """Runs matching the filters, newest first, without their steps. Raises
         `ValueError` for an unknown status."""
-        for text in status:
-            if text not in STATUS_OF:
-                valid = ", ".join(s.value for s in RunStatus)
-                raise ValueError(f"unknown run status {text!r}; valid: {valid}")
-        rows = self._db.list_runs(statuses=list(status), workflow=workflow, limit=limit)
+        rows = self._db.list_runs(statuses=status_texts(status), workflow=workflow, limit=limit)
         return [to_run_info(row, ()) for row in rows]
 
     def count_runs(self) -> dict[str, dict[RunStatus, int]]:
