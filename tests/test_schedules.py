@@ -312,6 +312,19 @@ async def test_create_again_updates_in_place(engine: af.Engine) -> None:
     assert [i.id for i in await engine.list_schedules()] == ["u"]
 
 
+async def test_an_update_with_the_same_next_tick_fires_it_as_updated(engine: af.Engine) -> None:
+    # The next tick is prepared when its timer is armed: an update that keeps the tick
+    # (same instants, other expression and arguments) must prepare it again.
+    sched = await engine.create_schedule("same", tick_wf, "* * * * * *", args=("old",))
+    await engine.create_schedule("same", tick_wf, "*/1 * * * * *", args=("new",))
+    info = await ticks_recorded(sched, 1)
+    await sched.pause()
+    when, run_id, outcome = info.recent[0]
+    assert outcome == "started" and run_id is not None
+    result = await engine.get_run(run_id).result(timeout=5)
+    assert result == {"label": "new", "tick": ["same", "*/1 * * * * *", when.isoformat()]}
+
+
 async def test_backfill_starts_the_ticks_in_the_range_once(engine: af.Engine) -> None:
     sched = await engine.create_schedule("b", tick_wf, "0 * * * *", args=("b",), paused=True)
     start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 3, tzinfo=UTC)
