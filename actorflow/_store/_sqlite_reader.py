@@ -25,9 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import StoreReadError
-from ._base import ChunkKind, ChunkRow, EventRow, RunRow
+from ._base import RUN_COLUMNS, ChunkKind, ChunkRow, EventRow, RunRow
 from ._schedule_rows import SELECT_SCHEDULES, ScheduleRow
-from ._sqlite import _RUN_COLUMNS
 
 _OWN_TABLES = {"meta", "runs", "events"}
 
@@ -88,7 +87,7 @@ class SQLiteReader:
             raise StoreReadError(f"cannot read {self.path}: {exc}") from exc
 
     def get_run(self, run_id: str) -> RunRow | None:
-        rows = self._fetchall(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
+        rows = self._fetchall(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
         return RunRow(*rows[0]) if rows else None
 
     def list_runs(
@@ -104,7 +103,7 @@ class SQLiteReader:
             params.append(workflow)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, id DESC LIMIT ?",
+            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, id DESC LIMIT ?",
             [*params, limit],
         )
         return [RunRow(*r) for r in rows]
