@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from asyncio.events import _get_running_loop
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
+from . import _observe
 from ._asyncio_helpers import shielded
 from ._context import HOOK_PREFIX, _engine
 from ._definitions import WorkflowFunction, registered_workflows
 from ._directory import RunDirectory
 from ._durations import Duration, to_seconds
+from ._engine_options import check_options
 from ._errors import (
     EngineClosedError,
     HookNotFoundError,
@@ -32,14 +33,15 @@ from ._errors import (
 )
 from ._ids import check_name, check_new_run_id, check_run_id, new_run_id
 from ._local_client import LocalRunClient
-from ._log import RUN_CREATED, to_run_info
+from ._log import RUN_CREATED, creation_data, to_run_info
 from ._messages import ChildDone, Deliver
 from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick, status_texts
+from ._observe import check_trace_context
 from ._retention import RetentionSweeper, purge, purge_filter
 from ._run import Run
 from ._sandbox import WorkflowLoop
 from ._schedule_api import EngineSchedules, Schedule
-from ._schedule_types import Catchup, Overlap, ScheduleInfo, encode_tick
+from ._schedule_types import Catchup, Overlap, ScheduleInfo, tick_fields
 from ._serde import encode
 from ._store import CommitStats, EventRow, RunRow, Store, WriteBatch, open_store
 
@@ -47,7 +49,6 @@ log = logging.getLogger("actorflow.engine")
 
 R = TypeVar("R")
 DEFAULT_URL = "sqlite:///actorflow.db"
-MAX_PAYLOAD = 512 * 1024 * 1024
 
 
 class Engine:
@@ -87,29 +88,16 @@ class Engine:
         retention: Duration | None = None,
         close_timeout: float = 5.0,
     ) -> None:
-        if max_concurrency is not None and (
-            not isinstance(max_concurrency, int) or max_concurrency < 1
-        ):
-            raise ValueError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
-        if idle_timeout is not None and not (idle_timeout >= 0 and math.isfinite(idle_timeout)):
-            raise ValueError(f"idle_timeout must be >= 0 seconds or None, got {idle_timeout!r}")
-        if not (wake_ahead >= 0 and math.isfinite(wake_ahead)):
-            raise ValueError(f"wake_ahead must be >= 0 seconds, got {wake_ahead!r}")
-        if not isinstance(max_stream_bytes, int) or max_stream_bytes <= 0:
-            raise ValueError(f"max_stream_bytes must be a positive int, got {max_stream_bytes!r}")
-        if not isinstance(max_payload_bytes, int) or not 0 < max_payload_bytes <= MAX_PAYLOAD:
-            raise ValueError(
-                f"max_payload_bytes must be a positive int of at most {MAX_PAYLOAD:,} "
-                f"(SQLite stores at most 1 GB per value), got {max_payload_bytes!r}"
-            )
+        check_options(
+            max_concurrency, idle_timeout, wake_ahead, max_stream_bytes, max_payload_bytes,
+            close_timeout,
+        )  # fmt: skip
         self.url = url
         self.store: Store = open_store(url)
         self.idle_timeout = idle_timeout
         self.wake_ahead = wake_ahead
         self.max_stream_bytes = max_stream_bytes
         self.max_payload_bytes = max_payload_bytes
-        if not (close_timeout >= 0 and math.isfinite(close_timeout)):
-            raise ValueError(f"close_timeout must be >= 0 seconds, got {close_timeout!r}")
         self.close_timeout = close_timeout
         self._workflows: dict[str, WorkflowFunction[Any, Any]] | None = None
         if workflows is not None:
@@ -133,7 +121,7 @@ class Engine:
         self._schedules = EngineSchedules(self, self._runs)
         self.schedules = self._runs.scheduler = self._schedules.scheduler
         keep = None if retention is None else to_seconds(retention, "retention")
-        self._retention = RetentionSweeper(self.store, keep, self._known_workflows)
+        self._retention = RetentionSweeper(self.store, keep, self.workflows)
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -151,7 +139,7 @@ class Engine:
         runs.loop = asyncio.get_running_loop()
         await self.store.open()
         self._state = "open"
-        runs.accepting = True
+        runs.open()
         try:
             self.store.set_commit_listener(runs.on_commit)
             self.store.set_failure_listener(runs.write_failures.failed)
@@ -213,10 +201,6 @@ class Engine:
 
     # -- retention -------------------------------------------------------------------------
 
-    def _known_workflows(self) -> Iterable[WorkflowFunction[Any, Any]]:
-        registry = self._workflows
-        return (registry if registry is not None else registered_workflows()).values()
-
     async def purge(
         self,
         before: datetime,
@@ -246,6 +230,7 @@ class Engine:
         if_exists: Literal["return", "error"] = "return",
         metadata: Any = None,
         deadline: Duration | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> Run[R]:
         """Record a new run and return its handle once the record is durable.
 
@@ -254,7 +239,10 @@ class Engine:
         of a run of another workflow, whatever `if_exists` says. `deadline`
         (a duration) overrides the workflow's own. A chosen `id` that is not a
         printable str of 1 to 255 characters, or that holds `~` (reserved for
-        child runs), raises `InvalidNameError`.
+        child runs), raises `InvalidNameError`. `trace_context` (a W3C carrier,
+        `{"traceparent": ...}`) is the trace the run's spans join when
+        `actorflow.otel` is instrumented (default: the caller's current span);
+        `TypeError` if it is not a mapping of str to str.
         """
         self._check_open()
         wf = self._runs.resolve_workflow(workflow)
@@ -266,8 +254,11 @@ class Engine:
         args_data = encode(list(args), "args", limit)
         meta = None if metadata is None else encode(metadata, "metadata", limit)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
+        given = None if trace_context is None else check_trace_context(trace_context)
         batch = self.store.batch()
-        if self._create(batch, wf, run_id, args_data, meta, seconds, unique=id is None):
+        if self._create(
+            batch, wf, run_id, args_data, meta, seconds, id is None, trace_context=given
+        ):
             await shielded(self.store.commit())
             if run_id not in batch.conflicts:
                 return Run(self._client, run_id, wf.decode_result)
@@ -284,6 +275,7 @@ class Engine:
         ids: Iterable[str] | None = None,
         metadata: Any = None,
         deadline: Duration | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> list[Run[R]]:
         """Record one new run per entry of `inputs` (each a tuple or list of the
         workflow's positional arguments); return their handles, in order, once
@@ -296,6 +288,7 @@ class Engine:
         unless it is a run of another workflow (`RunAlreadyExistsError`, raised
         once the others are recorded).
         Cheaper than as many `start()` calls: one commit wait, no task per run.
+        `trace_context` is as for `start()`.
         """
         self._check_open()
         wf = self._runs.resolve_workflow(workflow)
@@ -311,6 +304,7 @@ class Engine:
         meta = None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
         chosen = None if ids is None else [check_new_run_id(run_id) for run_id in ids]
+        given = None if trace_context is None else check_trace_context(trace_context)
         if chosen is not None:
             if len(chosen) != len(encoded):
                 raise ValueError(f"start_many got {len(chosen)} ids for {len(encoded)} inputs")
@@ -321,7 +315,10 @@ class Engine:
         existing = []
         for i, args_data in enumerate(encoded):
             run_id = new_run_id() if chosen is None else chosen[i]
-            if not self._create(batch, wf, run_id, args_data, meta, seconds, chosen is None):
+            unique = chosen is None
+            if not self._create(
+                batch, wf, run_id, args_data, meta, seconds, unique, trace_context=given
+            ):
                 existing.append(run_id)
             runs.append(Run(self._client, run_id, wf.decode_result))
         if runs:
@@ -339,12 +336,15 @@ class Engine:
         deadline: float | None,
         unique: bool,
         schedule: ScheduleTick | None = None,
+        *,
+        trace_context: Mapping[str, str] | None = None,
         spawn: bool = True,
     ) -> RunRow | None:
         """Add a new run's row and first event to `batch` and start its actor (unless not
         `spawn`: the scheduler records an instant's runs first, then starts them); the row,
         or None, with nothing added, when an actor holds a run with this id already. A
-        run started by a `schedule` tick keeps it in its first event."""
+        run started by a `schedule` tick keeps it in its first event, and so does the
+        `trace_context` the run joins (given, or the observer's)."""
         if self._runs.holds(run_id):
             return None
         now = time.time()
@@ -357,8 +357,14 @@ class Engine:
             metadata=meta,
             deadline_at=None if deadline is None else now + deadline,
         )
-        tick = None if schedule is None else encode_tick(schedule)
-        created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, tick, now)
+        observer = _observe.current
+        if observer is not None:
+            trace_context = observer.run_creating(row, trace_context)
+        data = None  # most runs: no call here (this is on every start's path)
+        if schedule is not None or trace_context:
+            fields = {} if schedule is None else tick_fields(schedule)
+            data = creation_data(fields, trace_context)
+        created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, data, now)
         batch.create_run(row, [created], unique=unique)
         if spawn:
             self._runs.spawn(row, batch, unique=unique, schedule=schedule)

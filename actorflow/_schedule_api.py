@@ -67,6 +67,7 @@ class ScheduleOwner(Protocol):
         deadline: float | None,
         unique: bool,
         schedule: ScheduleTick | None = None,
+        *,
         spawn: bool = True,
     ) -> RunRow | None:
         """Add a new run's row and first entry to `batch`, and unless not `spawn` start its
