@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from asyncio.events import _get_running_loop
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
@@ -25,6 +24,7 @@ from ._context import HOOK_PREFIX, _engine
 from ._definitions import WorkflowFunction, registered_workflows
 from ._directory import RunDirectory
 from ._durations import Duration, to_seconds
+from ._engine_options import check_options
 from ._errors import (
     EngineClosedError,
     HookNotFoundError,
@@ -35,13 +35,13 @@ from ._ids import check_name, check_new_run_id, check_run_id, new_run_id
 from ._local_client import LocalRunClient
 from ._log import RUN_CREATED, creation_data, to_run_info
 from ._messages import ChildDone, Deliver
-from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick
+from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick, status_texts
+from ._observe import check_trace_context
 from ._retention import RetentionSweeper, purge, purge_filter
 from ._run import Run
 from ._sandbox import WorkflowLoop
-from ._schedule_api import EngineSchedules
-from ._schedule_types import tick_fields
-from ._schedules import Scheduler
+from ._schedule_api import EngineSchedules, Schedule
+from ._schedule_types import Catchup, Overlap, ScheduleInfo, tick_fields
 from ._serde import encode
 from ._store import CommitStats, EventRow, RunRow, Store, WriteBatch, open_store
 
@@ -49,10 +49,9 @@ log = logging.getLogger("actorflow.engine")
 
 R = TypeVar("R")
 DEFAULT_URL = "sqlite:///actorflow.db"
-MAX_PAYLOAD = 512 * 1024 * 1024
 
 
-class Engine(EngineSchedules):
+class Engine:
     """Runs workflows durably; open it with `async with af.Engine(url) as engine:`.
 
     - `url`: `sqlite:///path.db` (default `sqlite:///actorflow.db`) or `memory://`.
@@ -89,29 +88,16 @@ class Engine(EngineSchedules):
         retention: Duration | None = None,
         close_timeout: float = 5.0,
     ) -> None:
-        if max_concurrency is not None and (
-            not isinstance(max_concurrency, int) or max_concurrency < 1
-        ):
-            raise ValueError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
-        if idle_timeout is not None and not (idle_timeout >= 0 and math.isfinite(idle_timeout)):
-            raise ValueError(f"idle_timeout must be >= 0 seconds or None, got {idle_timeout!r}")
-        if not (wake_ahead >= 0 and math.isfinite(wake_ahead)):
-            raise ValueError(f"wake_ahead must be >= 0 seconds, got {wake_ahead!r}")
-        if not isinstance(max_stream_bytes, int) or max_stream_bytes <= 0:
-            raise ValueError(f"max_stream_bytes must be a positive int, got {max_stream_bytes!r}")
-        if not isinstance(max_payload_bytes, int) or not 0 < max_payload_bytes <= MAX_PAYLOAD:
-            raise ValueError(
-                f"max_payload_bytes must be a positive int of at most {MAX_PAYLOAD:,} "
-                f"(SQLite stores at most 1 GB per value), got {max_payload_bytes!r}"
-            )
+        check_options(
+            max_concurrency, idle_timeout, wake_ahead, max_stream_bytes, max_payload_bytes,
+            close_timeout,
+        )  # fmt: skip
         self.url = url
         self.store: Store = open_store(url)
         self.idle_timeout = idle_timeout
         self.wake_ahead = wake_ahead
         self.max_stream_bytes = max_stream_bytes
         self.max_payload_bytes = max_payload_bytes
-        if not (close_timeout >= 0 and math.isfinite(close_timeout)):
-            raise ValueError(f"close_timeout must be >= 0 seconds, got {close_timeout!r}")
         self.close_timeout = close_timeout
         self._workflows: dict[str, WorkflowFunction[Any, Any]] | None = None
         if workflows is not None:
@@ -132,10 +118,10 @@ class Engine(EngineSchedules):
         )
         self._client = LocalRunClient(self._runs, self._check_open)
         self._runs.client = self._client
-        self.schedules = Scheduler(self, self._runs.timers)
-        self._runs.scheduler = self.schedules
+        self._schedules = EngineSchedules(self, self._runs)
+        self.schedules = self._runs.scheduler = self._schedules.scheduler
         keep = None if retention is None else to_seconds(retention, "retention")
-        self._retention = RetentionSweeper(self.store, keep, self._known_workflows)
+        self._retention = RetentionSweeper(self.store, keep, self.workflows)
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -215,10 +201,6 @@ class Engine(EngineSchedules):
 
     # -- retention -------------------------------------------------------------------------
 
-    def _known_workflows(self) -> Iterable[WorkflowFunction[Any, Any]]:
-        registry = self._workflows
-        return (registry if registry is not None else registered_workflows()).values()
-
     async def purge(
         self,
         before: datetime,
@@ -272,7 +254,7 @@ class Engine(EngineSchedules):
         args_data = encode(list(args), "args", limit)
         meta = None if metadata is None else encode(metadata, "metadata", limit)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
-        given = None if trace_context is None else _observe.check_trace_context(trace_context)
+        given = None if trace_context is None else check_trace_context(trace_context)
         batch = self.store.batch()
         if self._create(
             batch, wf, run_id, args_data, meta, seconds, id is None, trace_context=given
@@ -322,7 +304,7 @@ class Engine(EngineSchedules):
         meta = None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
         chosen = None if ids is None else [check_new_run_id(run_id) for run_id in ids]
-        given = None if trace_context is None else _observe.check_trace_context(trace_context)
+        given = None if trace_context is None else check_trace_context(trace_context)
         if chosen is not None:
             if len(chosen) != len(encoded):
                 raise ValueError(f"start_many got {len(chosen)} ids for {len(encoded)} inputs")
@@ -354,14 +336,17 @@ class Engine(EngineSchedules):
         deadline: float | None,
         unique: bool,
         schedule: ScheduleTick | None = None,
+        *,
         trace_context: Mapping[str, str] | None = None,
-    ) -> bool:
-        """Add a new run's row and first event to `batch` and start its actor. False, with
-        nothing added, when an actor holds a run with this id already. A run started by a
-        `schedule` tick keeps it in its first event, and so does the `trace_context` the
-        run joins (given, or the observer's)."""
+        spawn: bool = True,
+    ) -> RunRow | None:
+        """Add a new run's row and first event to `batch` and start its actor (unless not
+        `spawn`: the scheduler records an instant's runs first, then starts them); the row,
+        or None, with nothing added, when an actor holds a run with this id already. A
+        run started by a `schedule` tick keeps it in its first event, and so does the
+        `trace_context` the run joins (given, or the observer's)."""
         if self._runs.holds(run_id):
-            return False
+            return None
         now = time.time()
         row = RunRow(
             run_id,
@@ -381,8 +366,9 @@ class Engine(EngineSchedules):
             data = creation_data(fields, trace_context)
         created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, data, now)
         batch.create_run(row, [created], unique=unique)
-        self._runs.spawn(row, batch, unique=unique, schedule=schedule)
-        return True
+        if spawn:
+            self._runs.spawn(row, batch, unique=unique, schedule=schedule)
+        return row
 
     @overload
     def get_run(self, run_id: str) -> Run[Any]: ...
@@ -413,12 +399,7 @@ class Engine(EngineSchedules):
         runs listed after that one, unaffected by runs started meanwhile; none if no
         run has that id. Raises `ValueError` for an unknown status or negative limit/offset."""
         self._check_open()
-        if status is None:
-            statuses = None
-        elif isinstance(status, str):
-            statuses = [_status_text(status)]
-        else:
-            statuses = [_status_text(s) for s in status]
+        statuses = status_texts(status)
         name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
         if not isinstance(limit, int) or limit < 0 or not isinstance(offset, int) or offset < 0:
             raise ValueError("limit and offset must be non-negative ints")
@@ -461,6 +442,37 @@ class Engine(EngineSchedules):
         """The store's group-commit counters since it opened (batches, rows, busy time)."""
         return self.store.commit_stats()
 
+    # -- schedules (the engine's `EngineSchedules`) ------------------------------------------
+
+    async def create_schedule(
+        self,
+        id: str,
+        workflow: WorkflowFunction[Any, Any] | str,
+        cron: str,
+        *,
+        args: Sequence[Any] = (),
+        timezone: str = "UTC",
+        overlap: Overlap = "skip",
+        catchup: Catchup = "latest",
+        paused: bool = False,
+        metadata: Any = None,
+    ) -> Schedule:
+        """Create a schedule, or update the one with this `id` in place (see
+        `EngineSchedules.create_schedule`). Raises `ScheduleError`, nothing stored, for
+        a bad id, expression, zone, policy, workflow or argument, or a declared id."""
+        return await self._schedules.create_schedule(
+            id, workflow, cron, args=args, timezone=timezone, overlap=overlap,
+            catchup=catchup, paused=paused, metadata=metadata,
+        )  # fmt: skip
+
+    def get_schedule(self, id: str) -> Schedule:
+        """A handle for schedule `id`; nothing is checked until it is used."""
+        return self._schedules.get_schedule(id)
+
+    async def list_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule, by id."""
+        return await self._schedules.list_schedules()
+
     # -- what run handles send ------------------------------------------------------------
 
     async def send_event(self, run_id: str, type: str, payload: Any = None) -> None:
@@ -481,12 +493,3 @@ class Engine(EngineSchedules):
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
         await reply
-
-
-def _status_text(status: RunStatus | str) -> str:
-    """The stored text of `status`; `ValueError` naming the valid ones if it is none."""
-    found = STATUS_OF.get(status) if isinstance(status, str) else None
-    if found is None:
-        valid = ", ".join(s.value for s in RunStatus)
-        raise ValueError(f"unknown run status {status!r}; valid: {valid}")
-    return found.value

@@ -76,3 +76,12 @@ def install(new: Observer | None) -> None:
     """Install `new` (None removes the current one); the instrumentor calls this."""
     global current
     current = new
+
+
+def check_trace_context(carrier: Any) -> Mapping[str, str]:
+    """A caller's `trace_context=`; raises `TypeError` if it is not a mapping of str to str."""
+    if not isinstance(carrier, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in carrier.items()
+    ):
+        raise TypeError(f"trace_context must be a mapping of str to str, got {carrier!r}")
+    return carrier

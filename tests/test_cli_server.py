@@ -8,6 +8,7 @@ import pty
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -251,6 +252,14 @@ def test_workflows_list(url: str) -> None:
     assert summed["runs"]["completed"] >= 1
     table = af(url, "workflows", "list")
     assert "cli_summed" in table and "completed" in table
+    # `actorflow serve` imports the demo's module only for `actorflow demo`.
+    assert not [name for name in by_name if name.startswith("demo.")]
+
+
+def test_demo(tmp_path: Path) -> None:
+    shown = ok(cli("demo", "--db", str(tmp_path / "demo.db"), "--burst", "20"))
+    assert "3 orders in" in shown and "burst: 20 3-step workflows" in shown
+    assert "approved by alice" in shown and "step_completed" in shown
 
 
 def test_failed_requests_print_one_error_line(url: str) -> None:

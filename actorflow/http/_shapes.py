@@ -76,3 +76,24 @@ def workflow_json(
         "schemas": schemas,
         "runs": {status.value: counts.get(status, 0) for status in af.RunStatus},
     }
+
+
+def schedule_json(info: af.ScheduleInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "workflow": info.workflow,
+        "cron": info.cron,
+        "args": info.args,
+        "timezone": info.timezone,
+        "overlap": info.overlap,
+        "catchup": info.catchup,
+        "paused": info.paused,
+        "declared": info.declared,
+        "next_time": iso(info.next_time),
+        "recent": [
+            {"scheduled_time": iso(t.scheduled_time), "run_id": t.run_id, "outcome": t.outcome}
+            for t in info.recent
+        ],
+        "metadata": info.metadata,
+        "created_at": iso(info.created_at),
+    }
