@@ -152,7 +152,9 @@ class WorkflowDriver(Operations):
         if root is None or self.paused:
             return
         if not root.done():
-            if not self._operation_futures():
+            # A step in `steps` holds a future its workflow waits on: the usual case,
+            # told without listing every pending future.
+            if not self.steps and not self._operation_futures():
                 # Quiescent, and waiting on nothing the run can deliver: an asyncio.Event,
                 # Queue, Lock or Future of its own, which nothing will ever set.
                 self.finish_failed(
