@@ -1,9 +1,10 @@
 """Count the CPU instructions one workflow costs, with valgrind: exact where timings are noisy.
 
     python -m benchmarks.instructions [--steps 3] [--small 1000] [--large 3000]
+                                      [--shape int|dict|dataclass]
 
 Runs the throughput workload (N concurrent workflows of `--steps` trivial
-steps, after a warm-up) under `valgrind --tool=cachegrind` at two sizes and
+steps, after a warm-up) under `valgrind --tool=callgrind` at two sizes and
 prints (instructions(large) - instructions(small)) / (large - small): the
 instructions per workflow, with start-up and warm-up cancelled out. The
 group-commit writer runs every batch on the event loop's thread here, so the
@@ -20,6 +21,9 @@ cached, and preparing one of thousands of rows costs millions of
 instructions; the larger size meets more shapes than the smaller, so the
 first number carries a one-time cost that moves with batch sizes. Compare
 changes by the second (valgrind's callgrind tool counts it, by function).
+
+`--shape` passes a dict or a dataclass (typed values, see the `typed`
+workload) through the steps instead of an int.
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 _IR = re.compile(r"refs:\s+([\d,]+)")
 _PREPARE = re.compile(r"^\s*([\d,]+) .*:pysqlite_statement_create\b", re.MULTILINE)
 
 
-def count(size: int, steps: int) -> tuple[int, int]:
+def count(size: int, steps: int, shape: str = "int") -> tuple[int, int]:
     """Instructions of one child process running `size` workflows, and those of them
     spent preparing SQL statements."""
     valgrind = shutil.which("valgrind")
@@ -58,6 +63,8 @@ def count(size: int, steps: int) -> tuple[int, int]:
             str(size),
             "--steps",
             str(steps),
+            "--shape",
+            shape,
         ]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
@@ -72,18 +79,31 @@ def count(size: int, steps: int) -> tuple[int, int]:
     return total, 0 if prepared is None else int(prepared.group(1).replace(",", ""))
 
 
-def child(size: int, steps: int) -> None:
+def child(size: int, steps: int, shape: str) -> None:
     """The measured program: `size` concurrent workflows, the writer inline."""
     import actorflow as af
     from actorflow._store._sqlite_writer import SQLiteTransactions
 
     from .shapes import add_one
+    from .typed import Item, chain_dataclass, chain_dict
 
     @af.workflow(name="bench.instructions")
     async def chain(x: int) -> int:
         for _ in range(steps):
             x = await add_one(x)
         return x
+
+    def arguments(i: int) -> tuple[Any, ...]:
+        if shape == "dict":
+            return ({"sku": "sku", "qty": i, "price": 9.5}, steps)
+        return (Item("sku", i, 9.5), steps) if shape == "dataclass" else (i,)
+
+    workflows: dict[str, af.WorkflowFunction[Any, int]] = {
+        "int": chain,
+        "dict": chain_dict,
+        "dataclass": chain_dataclass,
+    }
+    workflow = workflows[shape]
 
     original = SQLiteTransactions.__init__
 
@@ -96,9 +116,11 @@ def child(size: int, steps: int) -> None:
     async def main() -> None:
         with tempfile.TemporaryDirectory() as directory:
             url = f"sqlite:///{directory}/instructions.db"
-            async with af.Engine(url, workflows=[chain]) as engine:
+            async with af.Engine(url, workflows=[workflow]) as engine:
                 for n in (200, size):  # warm-up, then the measured part
-                    runs = await asyncio.gather(*(engine.start(chain, i) for i in range(n)))
+                    runs = await asyncio.gather(
+                        *(engine.start(workflow, *arguments(i)) for i in range(n))
+                    )
                     results = await asyncio.gather(*(r.result() for r in runs))
                     assert results == [i + steps for i in range(n)]
 
@@ -110,21 +132,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per workflow (3)")
     parser.add_argument("--small", type=int, default=1000, help="workflows, first count")
     parser.add_argument("--large", type=int, default=3000, help="workflows, second count")
+    parser.add_argument(
+        "--shape",
+        choices=["int", "dict", "dataclass"],
+        default="int",
+        help="what the workflow's argument and step results are (int)",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child, args.steps)
+        child(args.child, args.steps, args.shape)
         return
     if args.large <= args.small:
         parser.error("--large must be greater than --small")
     with ThreadPoolExecutor(2) as pool:  # counts do not depend on what else runs
-        small, large = pool.map(count, (args.small, args.large), (args.steps, args.steps))
+        sizes, steps, shapes = (args.small, args.large), [args.steps] * 2, [args.shape] * 2
+        small, large = pool.map(count, sizes, steps, shapes)
     runs = args.large - args.small
     per_run = (large[0] - small[0]) / runs
     unprepared = (large[0] - large[1] - small[0] + small[1]) / runs
     print(
-        f"{args.steps}-step workflow: {per_run:,.0f} instructions per workflow, "
-        f"{unprepared:,.0f} without preparing SQL statements"
+        f"{args.steps}-step workflow on {args.shape}: {per_run:,.0f} instructions per "
+        f"workflow, {unprepared:,.0f} without preparing SQL statements"
     )
 
 
