@@ -51,6 +51,10 @@ DEFAULT_URL = "sqlite:///actorflow.db"
 MAX_PAYLOAD = 512 * 1024 * 1024
 
 
+# `EventRow(...)` goes through a Python-level `__new__`; this builds the same tuple in C.
+_new_tuple = tuple.__new__
+
+
 class Engine(EngineSchedules):
     """Runs workflows durably; open it with `async with af.Engine(url) as engine:`.
 
@@ -357,7 +361,7 @@ class Engine(EngineSchedules):
             deadline_at=None if deadline is None else now + deadline,
         )
         tick = None if schedule is None else encode_tick(schedule)
-        created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, tick, now)
+        created = _new_tuple(EventRow, (run_id, 0, 0, RUN_CREATED, None, wf.name, tick, now))
         batch.create_run(row, [created], unique=unique)
         self._runs.spawn(row, batch, unique=unique, schedule=schedule)
         return True

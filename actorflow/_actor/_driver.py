@@ -116,7 +116,10 @@ class WorkflowDriver(Operations):
         # mypy sees AbstractEventLoop's unimplemented methods as abstract; the sandbox
         # deliberately implements only what coordination needs (see _sandbox).
         self.loop = WorkflowLoop(self.run_id, WorkflowContext(self))  # type: ignore[abstract]
-        self.recorded = {e.seq: e for e in log_rows if e.kind in L.COMMANDS and e.seq is not None}
+        if log_rows:  # a fresh run has none: `recorded` is empty already
+            self.recorded = {
+                e.seq: e for e in log_rows if e.kind in L.COMMANDS and e.seq is not None
+            }
         self.replaying = True
         # Named: an unnamed task formats a "Task-<n>" name of its own.
         self.root = self.loop.create_task(
@@ -135,7 +138,8 @@ class WorkflowDriver(Operations):
             elif entry.kind in (L.RUN_PAUSED, L.RUN_RESUMED):
                 self.paused = entry.kind == L.RUN_PAUSED
         self.replaying = False
-        self.recorded = {}
+        if log_rows:
+            self.recorded = {}
         self.after_workflow_ran()
         if not self.finished and log_rows:  # with no log, every call was acted on live
             self.resume_operations()
@@ -189,6 +193,14 @@ class WorkflowDriver(Operations):
 
     def teardown(self, keep_timer: bool) -> None:
         """Stop the workflow, its steps and its slot; park or cancel the timer."""
+        if (
+            self.loop is None
+            and not self.steps
+            and not self.has_slot
+            and not self.limited
+            and self._timer is None
+        ):
+            return  # torn down already (a finished run leaving the directory)
         self.close_workflow()
         for op in self.steps.values():
             op.pending = False
