@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from . import _observe
 from ._actor import RunActor
 from ._channels import Hub
 from ._definitions import WorkflowFunction, lookup_workflow
@@ -74,10 +76,16 @@ class RunDirectory:
         self.scheduler: Scheduler | None = None
         self._dying = DyingTasks()
 
+    def open(self) -> None:
+        """Accept runs from now on (and show them to gauges: `_observe.open_engines`)."""
+        self.accepting = True
+        _observe.open_engines.add(self)
+
     async def stop(self, timeout: float) -> None:
         """Stop every actor (their runs resume on the next open) and wait for their tasks
         and their cancelled steps, `timeout` seconds at most (see `DyingTasks`)."""
         self.accepting = False
+        _observe.open_engines.discard(self)
         deadline = time.monotonic() + timeout
         tasks = [(a.task, f"the actor of run {a.run_id!r}") for a in self.actors.values() if a.task]
         for actor in list(self.actors.values()):
@@ -89,6 +97,10 @@ class RunDirectory:
         self.results.fail_all(closed)
         self.event_hub.fail_all(closed)
         self.chunk_hub.fail_all(closed)
+
+    def live_statuses(self) -> dict[str, int]:
+        """How many runs in memory have each status (`_observe.LiveRuns`)."""
+        return dict(Counter(actor.status._value_ for actor in self.actors.values()))
 
     # -- workflows -------------------------------------------------------------------------
 
@@ -234,6 +246,9 @@ class RunDirectory:
 
     def on_commit(self, batch: WriteBatch) -> None:
         """Publish a committed batch's events and chunks to live readers."""
+        observer = _observe.current
+        if observer is not None:
+            observer.committed(batch)
         hub = self.event_hub
         if hub:
             for run, events in batch.new_runs:

@@ -1,7 +1,7 @@
 """Count the CPU instructions one workflow costs, with valgrind: exact where timings are noisy.
 
     python -m benchmarks.instructions [--steps 3] [--small 1000] [--large 3000]
-                                      [--shape int|dict|dataclass]
+                                      [--shape int|dict|dataclass] [--otel]
 
 Runs the throughput workload (N concurrent workflows of `--steps` trivial
 steps, after a warm-up) under `valgrind --tool=callgrind` at two sizes and
@@ -23,7 +23,9 @@ first number carries a one-time cost that moves with batch sizes. Compare
 changes by the second (valgrind's callgrind tool counts it, by function).
 
 `--shape` passes a dict or a dataclass (typed values, see the `typed`
-workload) through the steps instead of an int.
+workload) through the steps instead of an int. `--otel` counts with
+`actorflow.otel` instrumented (spans to the SDK's in-memory exporter, metrics
+to its in-memory reader): the cost of telemetry, exactly.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ _IR = re.compile(r"refs:\s+([\d,]+)")
 _PREPARE = re.compile(r"^\s*([\d,]+) .*:pysqlite_statement_create\b", re.MULTILINE)
 
 
-def count(size: int, steps: int, shape: str = "int") -> tuple[int, int]:
+def count(size: int, steps: int, shape: str = "int", otel: bool = False) -> tuple[int, int]:
     """Instructions of one child process running `size` workflows, and those of them
     spent preparing SQL statements."""
     valgrind = shutil.which("valgrind")
@@ -65,6 +67,7 @@ def count(size: int, steps: int, shape: str = "int") -> tuple[int, int]:
             str(steps),
             "--shape",
             shape,
+            *(["--otel"] if otel else []),
         ]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
@@ -79,9 +82,12 @@ def count(size: int, steps: int, shape: str = "int") -> tuple[int, int]:
     return total, 0 if prepared is None else int(prepared.group(1).replace(",", ""))
 
 
-def child(size: int, steps: int, shape: str) -> None:
+def child(size: int, steps: int, shape: str, otel: bool) -> None:
     """The measured program: `size` concurrent workflows, the writer inline."""
     import actorflow as af
+
+    if otel:
+        _instrument()
     from actorflow._store._sqlite_writer import SQLiteTransactions
 
     from .shapes import add_one
@@ -127,6 +133,21 @@ def child(size: int, steps: int, shape: str) -> None:
     af.run(main())
 
 
+def _instrument() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from actorflow.otel import ActorflowInstrumentor
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    ActorflowInstrumentor().instrument(tracer_provider, meter_provider)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="steps per workflow (3)")
@@ -138,22 +159,24 @@ def main() -> None:
         default="int",
         help="what the workflow's argument and step results are (int)",
     )
+    parser.add_argument("--otel", action="store_true", help="with actorflow.otel instrumented")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child, args.steps, args.shape)
+        child(args.child, args.steps, args.shape, args.otel)
         return
     if args.large <= args.small:
         parser.error("--large must be greater than --small")
     with ThreadPoolExecutor(2) as pool:  # counts do not depend on what else runs
         sizes, steps, shapes = (args.small, args.large), [args.steps] * 2, [args.shape] * 2
-        small, large = pool.map(count, sizes, steps, shapes)
+        small, large = pool.map(count, sizes, steps, shapes, [args.otel] * 2)
     runs = args.large - args.small
     per_run = (large[0] - small[0]) / runs
     unprepared = (large[0] - large[1] - small[0] + small[1]) / runs
+    telemetry = ", otel on" if args.otel else ""
     print(
-        f"{args.steps}-step workflow on {args.shape}: {per_run:,.0f} instructions per "
-        f"workflow, {unprepared:,.0f} without preparing SQL statements"
+        f"{args.steps}-step workflow on {args.shape}{telemetry}: {per_run:,.0f} instructions "
+        f"per workflow, {unprepared:,.0f} without preparing SQL statements"
     )
 
 
