@@ -372,10 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if comparison is not None:
         report["compare"] = {"dbos": comparison}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-
-    print("=" * 100)
+    write_report(out_path, report)
     print(
         f"actorflow {machine['actorflow']} ({machine['actorflow_commit']}) on "
         f"{machine['cpu_model']}, {machine['cores']} cores, {machine['ram_gib']} GiB, "
@@ -389,6 +386,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total {elapsed:.1f} s; JSON: {out_path}")
     failed = [n for n, r in results.items() if r["status"] == "error"]
     return 1 if failed else 0
+
+
+def write_report(out_path: Path, report: dict[str, Any]) -> None:
+    """Write the JSON, then start the printed summary."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print("=" * 100)
 
 
 def side_by_side(
@@ -419,9 +423,7 @@ def side_by_side(
         },
         "side_by_side": results,
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print("=" * 100)
+    write_report(out_path, report)
     print(
         f"{rev} against this checkout ({machine['actorflow_commit']}), medians of "
         f"{args.repeat} interleaved runs each, on {machine['cpu_model']}, {machine['cores']} "
