@@ -5,8 +5,7 @@
 runs the workflow and journals into the same store. Run handles (`Run`) talk
 to the engine through its `LocalRunClient`. The engine owns every task it
 creates: actors (through the directory), the timer service and the store's
-writer; `close()` cancels and awaits them all.
-"""
+writer; `close()` cancels and awaits them all."""
 
 from __future__ import annotations
 
@@ -43,17 +42,14 @@ from ._schedule_api import EngineSchedules
 from ._schedule_types import tick_fields
 from ._schedules import Scheduler
 from ._serde import encode
-from ._store import CommitStats, EventRow, RunRow, Store, WriteBatch, open_store
+from ._store import CommitStats, RunRow, Store, WriteBatch, open_store
+from ._store._base import as_event
 
 log = logging.getLogger("actorflow.engine")
 
 R = TypeVar("R")
 DEFAULT_URL = "sqlite:///actorflow.db"
 MAX_PAYLOAD = 512 * 1024 * 1024
-
-
-# `EventRow(...)` goes through a Python-level `__new__`; this builds the same tuple in C.
-_new_tuple = tuple.__new__
 
 
 class Engine(EngineSchedules):
@@ -236,8 +232,7 @@ class Engine(EngineSchedules):
         `status` limits it to some final statuses, `workflow` to one workflow. Runs
         still referenced are kept: a finished child of an unfinished parent, a finished
         parent of an unfinished child. Deletes in short batches, so commits go on.
-        Raises `ValueError` for a status that is not final.
-        """
+        Raises `ValueError` for a status that is not final."""
         self._check_open()
         name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
         return await purge(self.store, purge_filter(before, status, name))
@@ -383,7 +378,7 @@ class Engine(EngineSchedules):
         if schedule is not None or trace_context:
             fields = {} if schedule is None else tick_fields(schedule)
             data = creation_data(fields, trace_context)
-        created = _new_tuple(EventRow, (run_id, 0, 0, RUN_CREATED, None, wf.name, data, now))
+        created = as_event((run_id, 0, 0, RUN_CREATED, None, wf.name, data, now))  # in C
         batch.create_run(row, [created], unique=unique)
         self._runs.spawn(row, batch, unique=unique, schedule=schedule)
         return True
