@@ -5,8 +5,7 @@
 runs the workflow and journals into the same store. Run handles (`Run`) talk
 to the engine through its `LocalRunClient`. The engine owns every task it
 creates: actors (through the directory), the timer service and the store's
-writer; `close()` cancels and awaits them all.
-"""
+writer; `close()` cancels and awaits them all."""
 
 from __future__ import annotations
 
@@ -43,7 +42,8 @@ from ._sandbox import WorkflowLoop
 from ._schedule_api import EngineSchedules, Schedule
 from ._schedule_types import Catchup, Overlap, ScheduleInfo, tick_fields
 from ._serde import encode
-from ._store import CommitStats, EventRow, RunRow, Store, WriteBatch, open_store
+from ._store import CommitStats, RunRow, Store, WriteBatch, open_store
+from ._store._base import as_event
 
 log = logging.getLogger("actorflow.engine")
 
@@ -214,8 +214,7 @@ class Engine:
         `status` limits it to some final statuses, `workflow` to one workflow. Runs
         still referenced are kept: a finished child of an unfinished parent, a finished
         parent of an unfinished child. Deletes in short batches, so commits go on.
-        Raises `ValueError` for a status that is not final.
-        """
+        Raises `ValueError` for a status that is not final."""
         self._check_open()
         name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
         return await purge(self.store, purge_filter(before, status, name))
@@ -364,7 +363,7 @@ class Engine:
         if schedule is not None or trace_context:
             fields = {} if schedule is None else tick_fields(schedule)
             data = creation_data(fields, trace_context)
-        created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, data, now)
+        created = as_event((run_id, 0, 0, RUN_CREATED, None, wf.name, data, now))  # in C
         batch.create_run(row, [created], unique=unique)
         if spawn:
             self._runs.spawn(row, batch, unique=unique, schedule=schedule)

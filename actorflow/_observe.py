@@ -64,7 +64,8 @@ open_engines: weakref.WeakSet[LiveRuns] = weakref.WeakSet()
 
 
 def check_trace_context(carrier: Any) -> Mapping[str, str]:
-    """`carrier` if it is a mapping of str to str (a W3C carrier), else `TypeError`."""
+    """A caller's `trace_context=` (a W3C carrier); raises `TypeError` if it is not a
+    mapping of str to str."""
     if not isinstance(carrier, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in carrier.items()
     ):
@@ -76,12 +77,3 @@ def install(new: Observer | None) -> None:
     """Install `new` (None removes the current one); the instrumentor calls this."""
     global current
     current = new
-
-
-def check_trace_context(carrier: Any) -> Mapping[str, str]:
-    """A caller's `trace_context=`; raises `TypeError` if it is not a mapping of str to str."""
-    if not isinstance(carrier, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in carrier.items()
-    ):
-        raise TypeError(f"trace_context must be a mapping of str to str, got {carrier!r}")
-    return carrier
