@@ -42,7 +42,7 @@ from ._schedule_api import EngineSchedules
 from ._schedule_types import encode_tick
 from ._schedules import Scheduler
 from ._serde import encode
-from ._store import CommitStats, EventRow, RunRow, Store, WriteBatch, open_store
+from ._store import CommitStats, EventRow, RunRow, SharedStore, Store, WriteBatch, open_store
 
 log = logging.getLogger("actorflow.engine")
 
@@ -73,6 +73,12 @@ class Engine(EngineSchedules):
     - `retention`: delete finished runs (with their events and streams) that long
       after they finished, in the background; a workflow's own `retention=`
       overrides it. None (the default) keeps them (see `purge`).
+    - On PostgreSQL, shared by any number of engines (README, "Scaling out"):
+      `execute=False` makes a client, which starts and controls runs and executes
+      none; `lease_timeout` is how long after its last heartbeat an engine counts
+      as dead and loses its runs to the live ones; `max_runs` caps the unfinished
+      runs this engine owns (the rest wait `queued` for an engine with room).
+      `execute=False` and `max_runs` on another store raise `ValueError`.
     """
 
     def __init__(
@@ -87,6 +93,9 @@ class Engine(EngineSchedules):
         max_payload_bytes: int = 64 * 1024 * 1024,
         retention: Duration | None = None,
         close_timeout: float = 5.0,
+        execute: bool = True,
+        lease_timeout: float = 5.0,
+        max_runs: int | None = None,
     ) -> None:
         if max_concurrency is not None and (
             not isinstance(max_concurrency, int) or max_concurrency < 1
@@ -105,6 +114,18 @@ class Engine(EngineSchedules):
             )
         self.url = url
         self.store: Store = open_store(url)
+        shared = isinstance(self.store, SharedStore)
+        if not shared and (not execute or max_runs is not None):
+            raise ValueError(
+                "execute=False and max_runs need a store shared by many engines "
+                f"(postgresql://...), not {url.split(':', 1)[0]}"
+            )
+        if not (lease_timeout > 0 and math.isfinite(lease_timeout)):
+            raise ValueError(f"lease_timeout must be > 0 seconds, got {lease_timeout!r}")
+        if max_runs is not None and (not isinstance(max_runs, int) or max_runs < 1):
+            raise ValueError(f"max_runs must be a positive int or None, got {max_runs!r}")
+        self.execute = execute
+        self.lease_timeout = lease_timeout
         self.idle_timeout = idle_timeout
         self.wake_ahead = wake_ahead
         self.max_stream_bytes = max_stream_bytes
@@ -129,6 +150,7 @@ class Engine(EngineSchedules):
             max_stream_bytes,
             max_payload_bytes,
         )
+        self._runs.max_runs = max_runs
         self._client = LocalRunClient(self._runs, self._check_open)
         self._runs.client = self._client
         self.schedules = Scheduler(self, self._runs.timers)
@@ -159,7 +181,11 @@ class Engine(EngineSchedules):
             runs.timers.start()
             self._retention.start()
             runs.hooks.update({h.token: h.run_id for h in await self.store.load_hooks()})
-            await self._recover()
+            if isinstance(self.store, SharedStore):
+                runs.cluster = self.store.join_cluster(self.lease_timeout, self.execute)
+                await runs.cluster.open(runs)  # claims what is there to claim
+            else:
+                await self._recover()
             await self.schedules.open()
         except BaseException:
             await self.close()
@@ -174,6 +200,12 @@ class Engine(EngineSchedules):
         await self._runs.stop(self.close_timeout)
         await self._retention.stop()
         await self.store.close()
+        cluster = self._runs.cluster
+        if cluster is not None:
+            try:
+                await cluster.leave()  # this engine's runs go to the others at once
+            finally:
+                await cluster.close()
         self._state = "closed"
 
     async def __aenter__(self) -> Engine:
@@ -448,8 +480,13 @@ class Engine(EngineSchedules):
         check_name(token, "hook token")
         data = encode(payload, "hook payload", self.max_payload_bytes)
         run_id = self._runs.hooks.get(token)
+        cluster = self._runs.cluster
+        if run_id is None and cluster is not None:
+            run_id = await cluster.hook_owner(token)  # taken by a run on another engine
         if run_id is None:
             raise HookNotFoundError(f"no unfinished run holds hook {token!r}")
+        if cluster is not None and not cluster.owns(run_id):
+            await self._client.check_unfinished(run_id)
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
         await reply

@@ -1,0 +1,355 @@
+"""ClusterNode: one engine's membership of the engines sharing a PostgreSQL database.
+
+It holds the engine's lease (`EngineLease`), knows which runs the engine owns and
+at which epoch (the fence every commit checks, `fence`), claims the runs of dead
+engines and queued runs (`_claims.py`), hands the messages in the inbox to the
+owned runs' actors (`_inbox.py`), and tells local readers of runs owned elsewhere
+when those change (`watches`). Its work is woken by `LISTEN/NOTIFY` on a
+connection of its own and by the lease's heartbeat (which notices dead engines);
+a slow sweep (every `lease_timeout * 2`) catches a wake-up lost with a connection.
+
+It talks to the engine's directory of actors through `ClusterHost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Protocol
+
+import asyncpg
+
+from .._dying import cancel_and_wait
+from .._errors import StoreWriteError
+from .._messages import ChildDone
+from .._models import FINAL, UNFINISHED
+from .._store import WriteBatch
+from .._store._postgres_cluster_schema import CLAIM_CHANNEL, INBOX_CHANNEL, WATCH_CHANNEL
+from . import _claims
+from ._claims import Claimed
+from ._inbox import DELETE, READ_OWNED, as_message
+from ._lease import EngineLease
+
+log = logging.getLogger("actorflow.cluster")
+
+_CLAIM_BATCH = 1000
+_INBOX_BATCH = 2000
+
+
+class ClusterHost(Protocol):
+    """What the node asks of the engine's directory of actors."""
+
+    def adopt(self, claimed: list[Claimed]) -> None:
+        """Runs just claimed: rehydrate them, or park them until their timers."""
+
+    def deliver(self, run_id: str, message: Any) -> None:
+        """Put `message` in the mailbox of owned run `run_id`."""
+
+    def drop(self, run_ids: Iterable[str], error: BaseException) -> None:
+        """This engine no longer owns `run_ids`: stop their actors, writing nothing more."""
+
+    async def changed(self, run_ids: set[str] | None) -> None:
+        """Runs owned elsewhere that local readers follow changed (None: any of them)."""
+
+    def room(self) -> int | None:
+        """How many more runs this engine may own now (None: no limit)."""
+
+
+Connect = Callable[[], Coroutine[Any, Any, asyncpg.Connection]]
+
+
+class ClusterNode:
+    """This engine in the cluster (see the module docstring)."""
+
+    def __init__(self, connect: Connect, lease_timeout: float, execute: bool) -> None:
+        self._connect = connect
+        self.execute = execute
+        self.lease_timeout = lease_timeout
+        self.lease = EngineLease(connect, lease_timeout, execute, self._lease_lost)
+        self.owned: dict[str, int] = {}  # run id -> the epoch it is owned at
+        self._host: ClusterHost | None = None
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wanted = asyncio.Event()
+        self._want_claim = True
+        self._want_orphans = True
+        self._want_inbox = True
+        self._rejoin = False
+        self._changed: set[str] | None = set()
+        self._inflight: set[int] = set()  # inbox rows handed to actors, not yet deleted
+        self._watch_counts: dict[str, int] = {}
+        self._lock = asyncio.Lock()  # the node's connection: one statement at a time
+        self.lost_leases = 0
+
+    @property
+    def engine_id(self) -> str:
+        return self.lease.engine_id
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def open(self, host: ClusterHost) -> None:
+        """Register, listen, and claim what is there to claim (before returning)."""
+        self._host = host
+        await self.lease.register()
+        await self._listen()
+        self.lease.on_dead_seen = self._dead_seen
+        self.lease.start()
+        await self._work_once()
+        self._task = asyncio.create_task(self._run(), name="actorflow-cluster")
+
+    async def close(self) -> None:
+        """Stop the node's work (the engine's actors are stopped already)."""
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
+        await self.lease.stop()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def leave(self) -> None:
+        """Give this engine's unfinished runs back to the queue, and leave (after the
+        store's last commit: nothing of them is pending)."""
+        await self.lease.release(list(UNFINISHED))
+
+    async def _listen(self) -> None:
+        conn = self._conn = await self._connect()
+        for channel in (CLAIM_CHANNEL, INBOX_CHANNEL, WATCH_CHANNEL):
+            await conn.add_listener(channel, self._notified)
+
+    def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        if channel == CLAIM_CHANNEL:
+            self._want_claim = True
+        elif channel == INBOX_CHANNEL:
+            self._want_inbox = True
+        elif self._changed is not None:
+            if payload == "*":
+                self._changed = None
+            else:
+                self._changed.update(str(payload).split(" "))
+        self._wanted.set()
+
+    def _dead_seen(self) -> None:
+        self._want_orphans = True
+        self._wanted.set()
+
+    def _lease_lost(self) -> None:
+        """The lease lapsed or could not be renewed in time: stop every actor now, then
+        rejoin under a new id (and claim runs again, with new epochs)."""
+        self.lost_leases += 1
+        lost = list(self.owned)
+        self.owned.clear()
+        self._inflight.clear()
+        assert self._host is not None
+        self._host.drop(lost, StoreWriteError("this engine lost its lease; the run moved"))
+        self._rejoin = True
+        self._wanted.set()
+
+    # -- what the engine asks ---------------------------------------------------------------
+
+    def owns(self, run_id: str) -> bool:
+        return run_id in self.owned
+
+    def created(self, run_id: str) -> None:
+        """This engine creates run `run_id` (owned from its creation, at epoch 1)."""
+        self.owned[run_id] = 1
+
+    def finished(self, run_id: str) -> None:
+        """The run's final status is committed: it needs no owner any more."""
+        if self.owned.pop(run_id, None) is not None and self._host is not None:
+            room = self._host.room()
+            if room is not None:  # capacity freed: there may be queued runs to take
+                self._want_claim = True
+                self._wanted.set()
+
+    def fence(self, batch: WriteBatch) -> tuple[str | None, list[str], list[int]]:
+        """The writer's fence for `batch`: this engine's id (None for a client), and each
+        run it writes with the epoch this engine owns it at (0 if it does not)."""
+        ids = list(batch.run_ids())
+        owned = self.owned
+        return (self.engine_id if self.execute else None), ids, [owned.get(i, 0) for i in ids]
+
+    def committed(self, batch: WriteBatch) -> set[str]:
+        """After a commit: forget the inbox rows it deleted, and the runs it refused
+        (returned; the engine drops their actors)."""
+        for inbox_id, _ in batch.inbox_taken:
+            self._inflight.discard(inbox_id)
+        for run_id in batch.conflicts:
+            self.owned.pop(run_id, None)  # not ours: an existing run has the id
+        refused = batch.refused
+        for run_id in refused:
+            self.owned.pop(run_id, None)
+        return refused
+
+    async def watch(self, run_id: str) -> None:
+        """A local reader follows `run_id`, owned elsewhere: commits to it will notify."""
+        count = self._watch_counts.get(run_id, 0)
+        self._watch_counts[run_id] = count + 1
+        if count == 0:
+            await self._execute(
+                "INSERT INTO watches (run_id, engine) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                run_id,
+                self.engine_id,
+            )
+
+    async def unwatch(self, run_id: str) -> None:
+        count = self._watch_counts.get(run_id, 0) - 1
+        if count > 0:
+            self._watch_counts[run_id] = count
+            return
+        self._watch_counts.pop(run_id, None)
+        await self._execute(
+            "DELETE FROM watches WHERE run_id = $1 AND engine = $2", run_id, self.engine_id
+        )
+
+    async def take_finished(self, run_id: str) -> int | None:
+        """Own a finished run (to restart it); its new epoch, or None if it is not final."""
+        epoch = await self._fetchval(
+            "UPDATE runs SET owner = $1, epoch = epoch + 1 WHERE id = $2"
+            " AND status = ANY($3::text[]) RETURNING epoch",
+            self.engine_id,
+            run_id,
+            list(FINAL),
+        )
+        if epoch is None:
+            return None
+        self.owned[run_id] = int(epoch)
+        return int(epoch)
+
+    async def hook_owner(self, token: str) -> str | None:
+        """The run holding hook `token`, wherever it lives."""
+        found = await self._fetchval("SELECT run_id FROM hooks WHERE token = $1", token)
+        return None if found is None else str(found)
+
+    async def _execute(self, sql: str, *args: Any) -> None:
+        async with self._lock:
+            assert self._conn is not None
+            await self._conn.execute(sql, *args)
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        async with self._lock:
+            assert self._conn is not None
+            return await self._conn.fetchval(sql, *args)
+
+    # -- the work loop ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        sweep = self.lease_timeout * 2
+        while True:
+            try:
+                async with asyncio.timeout(sweep):
+                    await self._wanted.wait()
+            except TimeoutError:
+                self._want_claim = self._want_inbox = True
+            self._wanted.clear()
+            try:
+                await self._work_once()
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                log.warning("engine %s: cluster work failed (%r); retrying", self.engine_id, exc)
+                await self._reconnect()
+                self._want_claim = self._want_inbox = self._want_orphans = True
+                self._wanted.set()
+                await asyncio.sleep(min(1.0, self.lease_timeout / 5))
+
+    async def _reconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+        await self._listen()
+
+    async def _work_once(self) -> None:
+        if self._rejoin:
+            await self.lease.stop()
+            await self.lease.register()
+            self.lease.start()
+            self._rejoin = False
+            self._want_claim = self._want_orphans = self._want_inbox = True
+        if self.execute and (self._want_claim or self._want_orphans):
+            await self._claim()
+        if self._want_inbox:
+            self._want_inbox = False
+            await self._read_inbox()
+        changed, self._changed = self._changed, set()
+        if changed is None or changed:
+            assert self._host is not None
+            await self._host.changed(changed)
+
+    async def _claim(self) -> None:
+        host = self._host
+        assert host is not None
+        orphans, queued = self._want_orphans, self._want_claim
+        self._want_orphans = self._want_claim = False
+        async with self._lock:
+            conn = self._conn
+            assert conn is not None
+            while True:
+                room = host.room()
+                limit = _CLAIM_BATCH if room is None else min(room, _CLAIM_BATCH)
+                if limit <= 0:
+                    break
+                claimed: list[Claimed] = []
+                if orphans:
+                    claimed = await _claims.claim_orphans(conn, self.engine_id, limit)
+                if queued and len(claimed) < limit:
+                    claimed += await _claims.claim_queued(
+                        conn, self.engine_id, limit - len(claimed)
+                    )
+                if not claimed:
+                    break
+                self._adopt(claimed)
+                parents = [c.id for c in claimed]
+                for child, parent, status, result, error in await _claims.finished_children(
+                    conn, parents
+                ):
+                    host.deliver(parent, ChildDone(child, status, result, error))
+            if orphans:
+                if await _claims.orphans_left(conn):
+                    # Runs a lapsed owner is committing to, or another claimer holds.
+                    self._want_orphans = True
+                    asyncio.get_running_loop().call_later(0.2, self._wanted.set)
+                else:
+                    await _claims.forget_dead(conn)
+        self._want_inbox = True
+
+    def _adopt(self, claimed: list[Claimed]) -> None:
+        for run in claimed:
+            self.owned[run.id] = run.epoch
+        assert self._host is not None
+        self._host.adopt(claimed)
+
+    async def _read_inbox(self) -> None:
+        host = self._host
+        assert host is not None
+        async with self._lock:
+            conn = self._conn
+            assert conn is not None
+            rows = await conn.fetch(READ_OWNED, self.engine_id, _INBOX_BATCH)
+            stale: list[int] = []
+            wanted: list[tuple[int, str, str, str | None, bytes | None]] = []
+            for inbox_id, run_id, kind, key, data, status in rows:
+                if inbox_id in self._inflight:
+                    continue
+                if status in FINAL:
+                    stale.append(inbox_id)
+                elif run_id in self.owned:
+                    wanted.append((inbox_id, run_id, kind, key, data))
+            children = [key for _, _, kind, key, _ in wanted if kind == "child_done"]
+            outcomes: dict[str, tuple[str, bytes | None, bytes | None]] = {}
+            if children:
+                for child_id, status, result, error in await conn.fetch(
+                    "SELECT id, status, result, error FROM runs WHERE id = ANY($1::text[])",
+                    children,
+                ):
+                    if status in FINAL:
+                        outcomes[child_id] = (status, result, error)
+            if stale:
+                await conn.execute(DELETE, stale)
+        for inbox_id, run_id, kind, key, data in wanted:
+            message = as_message(kind, key, data, (inbox_id, run_id), outcomes.get(key or ""))
+            if message is None:
+                continue
+            self._inflight.add(inbox_id)
+            host.deliver(run_id, message)
+        if len(rows) == _INBOX_BATCH:
+            self._want_inbox = True
+            self._wanted.set()
