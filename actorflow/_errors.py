@@ -125,6 +125,11 @@ class ScheduleNotFoundError(ActorflowError, LookupError):
     """No schedule with this id exists."""
 
 
+class StoreSchemaError(ActorflowError):
+    """The database was written by a newer actorflow (its schema version is higher than
+    this one knows), or holds another application's tables where actorflow's belong."""
+
+
 class EngineClosedError(ActorflowError):
     """The engine is not open (never opened, or already closed)."""
 

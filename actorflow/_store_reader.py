@@ -2,36 +2,64 @@
 
 What the command line's `--db` reads use: the same public records (`RunInfo`,
 `RunEvent`, `StreamChunk`) an engine returns, from a SQLite file that an engine
-may own at the same moment (see `SQLiteReader` for how it stays read-only).
+may own at the same moment (see `SQLiteReader` for how it stays read-only), or
+from a PostgreSQL store engines are using (`PostgresReader`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Protocol
+from urllib.parse import urlsplit
 
 from ._errors import RunNotFoundError, StoreReadError
 from ._log import fold_steps, to_run_event, to_run_info
 from ._models import STATUS_OF, RunEvent, RunInfo, RunStatus, StreamChunk, to_datetime
-from ._store import ChunkKind, SQLiteStore, open_store
+from ._store import ChunkKind, ChunkRow, EventRow, RunRow, SQLiteStore, open_store
 from ._store._sqlite_reader import SQLiteReader
 from ._streams import decode_chunk
 
 __all__ = ["StoreReader"]
 
 
-class StoreReader:
-    """A read-only view of the store at `url` (`sqlite:///path`).
+class RowReader(Protocol):
+    """The rows a store's read-only reader gives (`SQLiteReader`, `PostgresReader`)."""
 
-    Raises `StoreReadError` for a URL of another kind, or a file that is missing
-    or not an actorflow store; `ValueError` for a malformed URL.
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    def refresh(self) -> None: ...
+    def get_run(self, run_id: str) -> RunRow | None: ...
+    def list_runs(
+        self, *, statuses: Sequence[str] | None, workflow: str | None, limit: int
+    ) -> list[RunRow]: ...
+    def count_runs(self) -> dict[str, dict[str, int]]: ...
+    def load_events(self, run_id: str, after: int = -1) -> list[EventRow]: ...
+    def load_chunks(self, run_id: str, namespace: str, start: int) -> list[ChunkRow]: ...
+    def stream_end(self, run_id: str, namespace: str) -> tuple[int, bool]: ...
+
+
+def _reader(url: str) -> RowReader:
+    store = open_store(url)  # parses the URL (and finds asyncpg for PostgreSQL); opens nothing
+    if isinstance(store, SQLiteStore):
+        return SQLiteReader(store.path)
+    if urlsplit(url).scheme in ("postgresql", "postgres"):
+        from ._store._postgres_reader import PostgresReader
+
+        return PostgresReader(url)
+    raise StoreReadError(f"only SQLite and PostgreSQL stores can be read directly, not {url!r}")
+
+
+class StoreReader:
+    """A read-only view of the store at `url` (`sqlite:///path`, `postgresql://...`).
+
+    Raises `StoreReadError` for a URL of another kind, a file that is missing or not
+    an actorflow store, or a server that cannot be reached or holds no store (when
+    entered); `ValueError` for a malformed URL.
     """
 
     def __init__(self, url: str) -> None:
-        store = open_store(url)  # parses the URL; opens nothing
-        if not isinstance(store, SQLiteStore):
-            raise StoreReadError(f"only SQLite stores can be read directly, not {url!r}")
-        self._db = SQLiteReader(store.path)
+        self._db = _reader(url)
 
     def __enter__(self) -> StoreReader:
         self._db.open()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import importlib
@@ -19,9 +20,11 @@ from types import ModuleType
 from typing import Any
 
 from . import WORKLOADS
-from .common import Metric, fmt_goal, load_average, log, machine_info, met, table
+from .common import STORE_ENV, Metric, fmt_goal, load_average, log, machine_info, met, table
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# The workloads that run on `--store postgresql://...` (the others measure SQLite itself).
+POSTGRES_WORKLOADS = ("latency", "throughput", "sustained", "limit", "long")
 
 # Ratios derived across workloads, shown in their own table section.
 COMPARE_ROWS = [
@@ -59,7 +62,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["dbos"],
         action="append",
         default=[],
-        help="also run latency and throughput in DBOS on SQLite (needs the dbos package)",
+        help="also run latency and throughput in DBOS, on SQLite or on the --store server "
+        "(needs the dbos package)",
+    )
+    parser.add_argument(
+        "--store",
+        metavar="postgresql://...",
+        help="run the engines on this PostgreSQL server (a fresh schema each, dropped "
+        f"afterwards) instead of SQLite files; workloads: {', '.join(POSTGRES_WORKLOADS)}",
     )
     parser.add_argument(
         "--workdir", type=Path, help="where the temporary databases go (default: system temp)"
@@ -271,6 +281,18 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown workload(s) {unknown}; choose from {', '.join(WORKLOADS)}")
     names = [w for w in WORKLOADS if w in args.workloads] if args.workloads else list(WORKLOADS)
+    store_note = "sqlite:///<fresh file> (WAL, synchronous=NORMAL: actorflow's default)"
+    if args.store:
+        if not args.store.startswith(("postgresql://", "postgres://")):
+            raise SystemExit(f"--store takes a postgresql:// URL, got {args.store!r}")
+        if args.workloads and set(names) - set(POSTGRES_WORKLOADS):
+            raise SystemExit(f"on --store, the workloads are {', '.join(POSTGRES_WORKLOADS)}")
+        names = [w for w in names if w in POSTGRES_WORKLOADS]
+        os.environ[STORE_ENV] = args.store  # the workload processes inherit it
+        from .postgres import server_settings
+
+        settings = asyncio.run(server_settings(args.store))
+        store_note = f"PostgreSQL, a fresh schema per engine; server settings {settings}"
     if "dbos" in args.compare:
         # The comparison is against actorflow's latency and throughput of this invocation.
         names = [w for w in WORKLOADS if w in {*names, "latency", "throughput"}]
@@ -322,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             "elapsed_s": elapsed,
             "load_average_at_end": load_average(),
             "isolation": "inline" if args.inline else "one process per workload phase",
-            "store": "sqlite:///<fresh file> (WAL, synchronous=NORMAL: actorflow's default)",
+            "store": store_note,
         },
         "workloads": results,
         "goals": goals(results),
@@ -341,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         f" at start, {report['invocation']['load_average_at_end']} at end"
     )
     print()
+    print(f"store: {store_note}")
     print(table(sections(results, comparison)))
     print(f"total {elapsed:.1f} s; JSON: {out_path}")
     failed = [n for n, r in results.items() if r["status"] == "error"]

@@ -37,6 +37,10 @@ def run_workload(
             ctx.status = "error"
             ctx.notes.append(traceback.format_exc(limit=-6))
             traceback.print_exc()
+        if ctx.store is not None:
+            from .postgres import drop_schemas
+
+            asyncio.run(drop_schemas(ctx.store, ctx.schemas))
         ctx.checkpoint()
         return ctx.record()
 

@@ -32,6 +32,8 @@ from typing import Any
 
 import actorflow as af
 
+STORE_ENV = "ACTORFLOW_BENCH_STORE"
+
 # -- the context a workload runs in ----------------------------------------------------------
 
 
@@ -50,20 +52,40 @@ class Context:
     notes: list[str] = field(default_factory=list)
     status: str = "running"
     started: float = field(default_factory=time.perf_counter)
+    # `--store`: a PostgreSQL server to run the engines on, instead of SQLite files.
+    store: str | None = field(default_factory=lambda: os.environ.get(STORE_ENV) or None)
     _dbs: int = 0
+    schemas: list[str] = field(default_factory=list)
 
     def db_path(self, name: str = "actorflow") -> Path:
         """A path for a fresh SQLite database (a new file every call)."""
         self._dbs += 1
         return self.workdir / f"{name}-{self._dbs}.db"
 
+    def store_url(self, name: str = "actorflow") -> str:
+        """A fresh store: a new SQLite file, or with `--store`, a new schema on that server."""
+        if self.store is None:
+            return f"sqlite:///{self.db_path(name)}"
+        from .postgres import schema_url
+
+        self._dbs += 1
+        schema = f"bench_{name}_{os.getpid()}_{self._dbs}"
+        self.schemas.append(schema)
+        return schema_url(self.store, schema)
+
     def engine(
-        self, *, workflows: Iterable[Any], path: Path | None = None, **options: Any
+        self,
+        *,
+        workflows: Iterable[Any],
+        path: Path | None = None,
+        url: str | None = None,
+        **options: Any,
     ) -> af.Engine:
-        """An engine on SQLite with default durability (`sqlite:///path`); a fresh file
-        unless `path` is given."""
-        path = self.db_path() if path is None else path
-        return af.Engine(f"sqlite:///{path}", workflows=workflows, **options)
+        """An engine on `url`, on the SQLite file at `path` (default durability), or on a
+        fresh store (`store_url`)."""
+        if url is None:
+            url = self.store_url() if path is None else f"sqlite:///{path}"
+        return af.Engine(url, workflows=workflows, **options)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -191,19 +213,29 @@ def db_count(path: Path, sql: str, params: Sequence[Any] = ()) -> int:
         conn.close()
 
 
+async def count_events(url: str) -> int:
+    """Events in the store at `url` (SQLite or PostgreSQL), read beside the engine."""
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        return await asyncio.to_thread(db_count, Path(path), "SELECT count(*) FROM events")
+    from .postgres import count_rows
+
+    return await count_rows(url, "events")
+
+
 class CommitCounts:
     """What the group-commit writer did and how many events reached the database
-    between entering and leaving `async with CommitCounts(engine, path) as counts:`
-    (`batches`, `rows`, `busy_seconds` of the writer; `events` counted in the file)."""
+    between entering and leaving `async with CommitCounts(engine, url) as counts:`
+    (`batches`, `rows`, `busy_seconds` of the writer; `events` counted in the store)."""
 
-    def __init__(self, engine: af.Engine, path: Path) -> None:
+    def __init__(self, engine: af.Engine, url: str) -> None:
         self._engine = engine
-        self._path = path
+        self._url = url
         self.batches = self.rows = self.events = 0
         self.busy_seconds = 0.0
 
     async def _events(self) -> int:
-        return await asyncio.to_thread(db_count, self._path, "SELECT count(*) FROM events")
+        return await count_events(self._url)
 
     async def __aenter__(self) -> CommitCounts:
         stats = self._engine.store_stats()

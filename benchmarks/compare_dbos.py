@@ -1,4 +1,5 @@
-"""`--compare dbos`: the latency and throughput workloads again, in DBOS on SQLite.
+"""`--compare dbos`: the latency and throughput workloads again, in DBOS on SQLite (or on
+the `--store` PostgreSQL server).
 
 Runs only when the optional `dbos` package is installed; each DBOS
 configuration runs in a subprocess of its own (DBOS is a process-wide
@@ -7,7 +8,9 @@ uvloop. Configurations (`--set dbos.modes=...`):
 
 - `wal`: DBOS with its SQLite system database switched to WAL and
   `synchronous=NORMAL`, actorflow's default durability (apples to apples);
-- `default`: DBOS as it comes (rollback journal, `synchronous=FULL`).
+- `default`: DBOS as it comes (rollback journal, `synchronous=FULL`);
+- `postgres` (the only one with `--store postgresql://...`): DBOS's system database
+  on the same server as actorflow's schemas, in a database of its own, dropped after.
 
 Sizes of 0 mean "the same as actorflow's workload in this invocation".
 `executor_threads` caps DBOS's thread pool (its default is unbounded).
@@ -27,8 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from .common import Stopwatch, log, summarize
+from .common import STORE_ENV, Stopwatch, log, summarize
 
 DESCRIPTION = "DBOS (SQLite) on the latency and throughput workloads"
 DEFAULTS = {
@@ -64,7 +68,8 @@ def compare(
 
     out: dict[str, Any] = {"available": True, "dbos_version": version("dbos"), "sizes": sizes}
     modes: dict[str, Any] = {}
-    for mode in [m.strip() for m in str(cfg["modes"]).split(",") if m.strip()]:
+    wanted = [m.strip() for m in str(cfg["modes"]).split(",") if m.strip()]
+    for mode in ["postgres"] if os.environ.get(STORE_ENV) else wanted:
         log(
             f"  dbos [{mode}]: {sizes['latency_samples']:,} sequential runs, "
             f"{sizes['throughput_runs']:,} concurrent runs"
@@ -185,13 +190,39 @@ async def _measure(sizes: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _postgres_database(server: str, create: bool) -> str:
+    """Create (or drop) DBOS's own database on `server`; returns its URL."""
+    import asyncpg
+
+    from actorflow._store._postgres import split_url
+
+    dsn = split_url(server)[0]
+    name = f"dbos_bench_{os.getpid()}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"{'CREATE' if create else 'DROP'} DATABASE {name}")
+    finally:
+        await conn.close()
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}", query=""))
+
+
 def main() -> None:
     mode, sizes, out = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
     workdir = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else None
     with tempfile.TemporaryDirectory(prefix="actorflow-bench-dbos-", dir=workdir) as tmp:
         from dbos import DBOS
 
-        DBOS(config=_dbos_config(mode, f"sqlite:///{tmp}/dbos.sqlite", sizes["executor_threads"]))  # type: ignore[arg-type]
+        server = os.environ.get(STORE_ENV)
+        if mode == "postgres" and server:
+            url = asyncio.run(_postgres_database(server, create=True))
+            config: dict[str, Any] = {"name": "actorflow-bench", "system_database_url": url}
+            config["log_level"] = "WARNING"
+            if sizes["executor_threads"]:
+                config["max_executor_threads"] = sizes["executor_threads"]
+        else:
+            config = _dbos_config(mode, f"sqlite:///{tmp}/dbos.sqlite", sizes["executor_threads"])
+        DBOS(config=config)  # type: ignore[arg-type]
         # uvloop like actorflow's workloads, but not `af.run`: DBOS gets no actorflow tuning.
         try:
             import uvloop
@@ -200,6 +231,8 @@ def main() -> None:
         else:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 numbers = runner.run(_measure(sizes))
+        if mode == "postgres" and server:
+            asyncio.run(_postgres_database(server, create=False))
     numbers["mode"] = mode
     out.write_text(json.dumps(numbers))
 

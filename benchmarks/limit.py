@@ -14,6 +14,9 @@ COMMIT) into a fresh WAL database with actorflow's default
 - through aiosqlite with random (uuid4) run ids, at the best batch size: the
   ceiling as it was measured before actorflow's ids sorted by time, for reference.
 
+With `--store postgresql://...`, the same rows go to PostgreSQL through asyncpg
+instead (see `benchmarks/postgres.py`).
+
 The orchestrator reports actorflow's `throughput` events/s as a percentage of
 the best rate found (and of the rate at actorflow's own mean batch size, when
 `throughput` ran in the same invocation).
@@ -45,11 +48,15 @@ DEFAULTS = {
 }
 QUICK = {**DEFAULTS, "batch_sizes": "1,100,1000", "rows_per_size": 5000, "seconds_per_size": 0.2}
 TABLE = [
-    Metric("ceiling_events_per_s", "ceiling, aiosqlite (best batch size)", "/s"),
+    Metric("ceiling_events_per_s", "ceiling (aiosqlite; asyncpg on PostgreSQL)", "/s"),
     Metric("ceiling_batch_rows", "  at batch size", "rows"),
-    Metric("at_actorflow_batch_events_per_s", "aiosqlite at actorflow's mean batch", "/s"),
+    Metric("at_actorflow_batch_events_per_s", "ceiling at actorflow's mean batch", "/s"),
     Metric("sqlite3_ceiling_events_per_s", "sqlite3 direct (reference)", "/s"),
     Metric("random_ids_events_per_s", "aiosqlite, random run ids (reference)", "/s"),
+    Metric("unnest_ceiling_events_per_s", "PostgreSQL: one INSERT ... unnest a batch", "/s"),
+    Metric("copy_ceiling_events_per_s", "PostgreSQL: COPY a batch", "/s"),
+    Metric("round_trip_p50_ms", "PostgreSQL: SELECT 1 round trip p50", "ms"),
+    Metric("round_trip_p99_ms", "PostgreSQL: SELECT 1 round trip p99", "ms"),
     Metric("row_bytes", "mean event row payload", "bytes"),
     Metric("actorflow_pct_of_ceiling", "actorflow throughput events/s vs ceiling", "%"),
     Metric("actorflow_pct_at_batch", "actorflow vs ceiling at its batch size", "%"),
@@ -65,21 +72,21 @@ INSERT_EVENT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?)"
 
 
 async def run(cfg: dict[str, Any], ctx: Context) -> None:
-    template, schema = await harvest(ctx)
-    per_run = len(template)
-    ctx.metrics.update(rows_per_run=per_run, row_bytes=sum(map(_row_size, template)) / per_run)
     sizes = sorted({int(s) for s in str(cfg["batch_sizes"]).split(",") if s.strip()})
     mean_batch = round(float(cfg.get("actorflow_batch_rows") or 0))
     if mean_batch > 0:
         sizes = sorted({*sizes, mean_batch})
+    if ctx.store is not None:
+        from .postgres import ceiling
+
+        await ceiling(cfg, ctx, sizes)
+        return
+    template, schema = await harvest(ctx)
+    per_run = len(template)
+    ctx.metrics.update(rows_per_run=per_run, row_bytes=sum(map(row_size, template)) / per_run)
 
     def rows(count: int, make_id: Callable[[], str] = new_run_id) -> list[tuple[Any, ...]]:
-        out: list[tuple[Any, ...]] = []
-        now = time.time()
-        while len(out) < count:
-            run_id = make_id()
-            out.extend((run_id, *r[1:7], now) for r in template)
-        return out[:count]
+        return copies(template, count, make_id)
 
     rates: dict[str, float] = {}
     direct: dict[str, float] = {}
@@ -133,7 +140,20 @@ async def harvest(ctx: Context) -> tuple[list[tuple[Any, ...]], str]:
     return template, schema
 
 
-def _row_size(row: tuple[Any, ...]) -> int:
+def copies(
+    template: list[tuple[Any, ...]], count: int, make_id: Callable[[], str] = new_run_id
+) -> list[tuple[Any, ...]]:
+    """`count` event rows: the template run's rows again and again, each time under a
+    fresh run id, stamped now."""
+    out: list[tuple[Any, ...]] = []
+    now = time.time()
+    while len(out) < count:
+        run_id = make_id()
+        out.extend((run_id, *r[1:7], now) for r in template)
+    return out[:count]
+
+
+def row_size(row: tuple[Any, ...]) -> int:
     """Bytes of a row's values: text and blobs by length, numbers as 8."""
     return sum(0 if v is None else len(v) if isinstance(v, str | bytes) else 8 for v in row)
 

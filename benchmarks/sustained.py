@@ -35,8 +35,8 @@ TABLE = [
 
 async def run(cfg: dict[str, Any], ctx: Context) -> None:
     n, width = int(cfg["runs"]), int(cfg["in_flight"])
-    path = ctx.db_path()
-    async with ctx.engine(workflows=[three_steps], path=path) as engine:
+    url = ctx.store_url()
+    async with ctx.engine(workflows=[three_steps], url=url) as engine:
         await asyncio.gather(*(_timed(engine, i, []) for i in range(cfg["warmup"])))
         log(f"  {n:,} runs, {width:,} in flight")
         latencies: list[float] = []
@@ -46,7 +46,7 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
             for i in todo:
                 await _timed(engine, i, latencies)
 
-        async with CommitCounts(engine, path) as counts:
+        async with CommitCounts(engine, url) as counts:
             cpu0 = time.thread_time()
             with Stopwatch() as total, GcWatch() as gcw:
                 await asyncio.gather(*(caller() for _ in range(width)))

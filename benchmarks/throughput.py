@@ -51,11 +51,11 @@ TABLE = [
 
 async def run(cfg: dict[str, Any], ctx: Context) -> None:
     n = cfg["runs"]
-    path = ctx.db_path()
-    async with ctx.engine(workflows=[three_steps], path=path) as engine:
+    url = ctx.store_url()
+    async with ctx.engine(workflows=[three_steps], url=url) as engine:
         await asyncio.gather(*(_one(engine, i) for i in range(cfg["warmup"])))
         log(f"  {n:,} concurrent runs")
-        async with CommitCounts(engine, path) as counts:
+        async with CommitCounts(engine, url) as counts:
             loop_cpu0 = time.thread_time()
             with Stopwatch() as total, GcWatch() as gcw:
                 with Stopwatch() as starting:
@@ -71,7 +71,7 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         with Stopwatch() as one_by_one:
             for run_, result in zip(runs, results, strict=True):
                 assert await run_.result() == result, "wrong result on the third read"
-        async with CommitCounts(engine, path) as many_counts:
+        async with CommitCounts(engine, url) as many_counts:
             loop_cpu0 = time.thread_time()
             with Stopwatch() as many:
                 runs = await engine.start_many(three_steps, [(i,) for i in range(n)])

@@ -1,11 +1,22 @@
-"""Shared fixtures: every engine test runs on memory:// and on a SQLite file, under uvloop."""
+"""Shared fixtures: every engine test runs on memory://, on a SQLite file and on PostgreSQL,
+under uvloop.
+
+PostgreSQL: `ACTORFLOW_TEST_PG` unset, the tests start a throwaway server of their own
+(tests/pg_cluster.py; the machine needs the server binaries, which `.ci/run` installs),
+so `pytest` alone tests PostgreSQL wherever they are installed, and fails loudly where
+they are not. `ACTORFLOW_TEST_PG=postgresql://...` uses that server instead;
+`ACTORFLOW_TEST_PG=0` leaves PostgreSQL out (its tests are deselected, and said so).
+Each test gets a schema of its own on the one server, dropped after it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
+import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +25,33 @@ import pytest
 import uvloop
 
 import actorflow as af
+from tests.databases import Database, PostgresDatabase, SQLiteDatabase
+from tests.pg_cluster import Cluster
+
+PG_SETTING = os.environ.get("ACTORFLOW_TEST_PG", "")
+POSTGRES_OFF = PG_SETTING == "0"
+STORES = ["memory", "sqlite"] if POSTGRES_OFF else ["memory", "sqlite", "postgres"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: needs a PostgreSQL server")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not POSTGRES_OFF:
+        return
+    off = [item for item in items if item.get_closest_marker("postgres")]
+    if off:
+        items[:] = [item for item in items if not item.get_closest_marker("postgres")]
+        config.hook.pytest_deselected(items=off)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if POSTGRES_OFF:
+        return "PostgreSQL: OFF (ACTORFLOW_TEST_PG=0): its tests are deselected"
+    if PG_SETTING:
+        return "PostgreSQL: the server of ACTORFLOW_TEST_PG"
+    return "PostgreSQL: a throwaway server (tests/pg_cluster.py)"
 
 
 def pytest_asyncio_loop_factories(
@@ -63,12 +101,67 @@ def no_abandoned_workflow_tasks() -> Iterator[None]:
     assert not handler.messages, handler.messages
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The URL of the PostgreSQL server the tests use (see the module docstring)."""
+    assert not POSTGRES_OFF, "a PostgreSQL test was not deselected"
+    if PG_SETTING:
+        yield PG_SETTING
+        return
+    cluster = Cluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.destroy()
+
+
+async def admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def with_query(url: str, query: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A PostgreSQL store URL with a fresh schema of its own (created by the store)."""
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    yield with_query(pg_server, f"schema={schema}")
+    asyncio.run(admin(pg_server, f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+
+
+@pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store URL; tests that take it run once per backend."""
     if request.param == "memory":
         return "memory://"
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("pg_url")
+        return url
     return f"sqlite:///{tmp_path / 'actorflow.db'}"
+
+
+@pytest.fixture(params=[s for s in STORES if s != "memory"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """A durable store's database, which tests read and alter beside the engine; tests
+    that take it run once per durable backend."""
+    if request.param == "postgres":
+        return PostgresDatabase(request.getfixturevalue("pg_url"))
+    return SQLiteDatabase(tmp_path / "actorflow.db")
+
+
+@pytest.fixture
+def durable_url(database: Database) -> str:
+    """A durable store's URL (SQLite, PostgreSQL), for tests of a store that outlives
+    its engine; tests that take it run once per durable backend."""
+    return database.url
 
 
 @pytest.fixture

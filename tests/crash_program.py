@@ -1,8 +1,8 @@
 """The program the crash/recovery tests run in a subprocess and kill with SIGKILL.
 
-    python tests/crash_program.py MODE DB_PATH SIDE_EFFECT_LOG [N]
+    python tests/crash_program.py MODE STORE_URL SIDE_EFFECT_LOG [N]
 
-It opens `af.Engine("sqlite:///DB_PATH")` (which recovers every unfinished
+It opens `af.Engine(STORE_URL)` (which recovers every unfinished
 run), starts or waits for runs, and prints one line per thing that happened
 to stdout; the tests read those lines to decide when to kill it. Lines are
 written with one `os.write` each, so lines written from step threads never
@@ -344,11 +344,11 @@ async def _hold(engine: af.Engine, log: str) -> None:
     say("ready")
 
 
-async def main(mode: str, db: str, log: str, n: int) -> None:
+async def main(mode: str, url: str, log: str, n: int) -> None:
     global gate, suicidal
     gate = asyncio.Event()  # never set: gated steps wait until the process is killed
     suicidal = True
-    async with af.Engine(f"sqlite:///{db}", max_concurrency=32) as engine:
+    async with af.Engine(url, max_concurrency=32) as engine:
         say("open", os.getpid())
         if mode in ("core-start", "core-recover"):
             # core-start (re)starts every run by id, core-recover only waits for them.
@@ -372,6 +372,6 @@ async def main(mode: str, db: str, log: str, n: int) -> None:
 
 
 if __name__ == "__main__":
-    mode, db, log = sys.argv[1:4]
+    mode, url, log = sys.argv[1:4]
     n = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-    af.run(main(mode, db, log, n))
+    af.run(main(mode, url, log, n))

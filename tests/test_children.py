@@ -241,13 +241,13 @@ async def test_restarting_parent_terminates_old_child_and_starts_a_new_one(
 
 @pytest.mark.parametrize("close_during", ["child-wait", "parent-step"])
 async def test_child_start_is_journaled_across_engine_restart(
-    sqlite_url: str, probe: Probe, close_during: str
+    durable_url: str, probe: Probe, close_during: str
 ) -> None:
     """Reopening the store replays the parent: its recorded `af.start` does not start a
     second child, and recorded steps do not run again."""
     if close_during == "parent-step":
         probe.values["gated"] = {"parent-after-start"}
-    first = af.Engine(sqlite_url)
+    first = af.Engine(durable_url)
     await first.open()
     try:
         parent_id = (await first.start(child_awaiting_parent, probe.key)).id
@@ -262,7 +262,7 @@ async def test_child_start_is_journaled_across_engine_restart(
         await first.close()
 
     probe.open("parent-after-start:go")
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         parent = second.get_run(parent_id)
         child_run = second.get_run(child.id)
         await wait_for_status(child_run, S.WAITING)
@@ -280,10 +280,10 @@ async def test_child_start_is_journaled_across_engine_restart(
 
 
 async def test_child_finished_while_engine_closed_is_picked_up(
-    sqlite_url: str, probe: Probe
+    durable_url: str, probe: Probe
 ) -> None:
     """The parent learns of a child outcome that was committed while it was not in memory."""
-    first = af.Engine(sqlite_url)
+    first = af.Engine(durable_url)
     await first.open()
     try:
         parent_id = (await first.start(child_awaiting_parent, probe.key)).id
@@ -296,7 +296,7 @@ async def test_child_finished_while_engine_closed_is_picked_up(
         assert await child_run.result(timeout=5) == "child got just in time"
     finally:
         await first.close()
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         parent = second.get_run(parent_id)
         assert (await parent.result(timeout=5))["value"] == "child got just in time"
 
@@ -359,16 +359,16 @@ async def child_with_chosen_id(child_id: str) -> dict[str, Any]:
 
 
 async def test_a_child_id_that_is_taken_raises_in_the_parent_and_replays(
-    sqlite_url: str,
+    durable_url: str,
 ) -> None:
     """`af.start(..., id=)` inside a workflow with an existing id raises (catchable) and
     leaves the existing run alone; after a reopen, replay takes the same path."""
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         existing = await engine.start(child_doubler, 1, id="chosen-child")
         assert (await existing.result(timeout=5))["doubled"] == 2
         parent = await engine.start(child_with_chosen_id, "chosen-child")
         await wait_for_status(parent, S.WAITING)
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         await engine.get_run(parent.id).send_event("go")
         out = await engine.get_run(parent.id).result(timeout=5)
         assert "chosen-child" in out["taken"]
@@ -427,17 +427,17 @@ async def test_child_result_within_its_timeout_in_a_workflow(
     assert out == {"first": "child got quick", "final": "child got quick"}
 
 
-async def test_child_result_timeout_replays_as_it_happened(sqlite_url: str, probe: Probe) -> None:
+async def test_child_result_timeout_replays_as_it_happened(durable_url: str, probe: Probe) -> None:
     """The timer fired before the child finished: after a reopen the parent replays both
     entries in log order and still sees the timeout."""
-    async with af.Engine(sqlite_url) as first:
+    async with af.Engine(durable_url) as first:
         parent = await first.start(child_timeout_parent, probe.key, 0.05)
         await eventually(lambda: _logged(first, parent.id, "sleep_fired"))
         [child] = await first.list_runs(parent_id=parent.id)
         await first.get_run(child.id).send_event("child_go", "late")
         assert await first.get_run(child.id).result(timeout=5) == "child got late"
         await eventually(lambda: _logged(first, parent.id, "child_finished"))
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         parent = second.get_run(parent.id)
         kinds = [e.kind for e in await second.store.load_events(parent.id)]
         assert kinds.index("sleep_fired") < kinds.index("child_finished")

@@ -1,10 +1,12 @@
-"""`--db`: the read commands on a SQLite store file, with no engine on it and while
-`actorflow serve` owns it. They answer as the server does, and never change a byte
-of the database, its `-wal` or its `-shm`, nor create a file next to it."""
+"""`--db`: the read commands on a store, with no engine on it and while `actorflow serve`
+runs on it: a SQLite file and a PostgreSQL schema. They answer as the server does, and
+never change a byte of a SQLite database, its `-wal` or its `-shm`, nor create a file
+next to it (on PostgreSQL, the reader's connection is read-only)."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import orjson
 import pytest
 
 import actorflow as af
+from actorflow._errors import StoreReadError
+from actorflow._store_reader import StoreReader
 from tests import cli_workflows as flows
 from tests._cli import (
     cli,
@@ -24,14 +28,28 @@ from tests._cli import (
     one_error_line,
     serving,
 )
+from tests.conftest import admin, with_query
+from tests.databases import PostgresDatabase
+
+PG = pytest.mark.postgres
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """A store file with finished runs of each kind and two waiting ones, closed: (its
-    directory, its URL)."""
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=PG)])
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, str]]:
+    """A store with finished runs of each kind and two waiting ones, closed: (the
+    directory of its file, or an empty one for PostgreSQL, and its URL)."""
     directory = tmp_path_factory.mktemp("store")
-    url = f"sqlite:///{directory / 'runs.db'}"
+    if request.param == "sqlite":
+        url = f"sqlite:///{directory / 'runs.db'}"
+    else:
+        server = request.getfixturevalue("pg_server")
+        schema = f"test_cli_{uuid.uuid4().hex[:12]}"
+        url = with_query(server, f"schema={schema}")
+        request.addfinalizer(
+            lambda: asyncio.run(admin(server, f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        )
 
     async def populate() -> None:
         async with af.Engine(url) as engine:
@@ -112,8 +130,9 @@ def test_reads_while_an_engine_owns_the_file(store: tuple[Path, str]) -> None:
     directory, db = store
     # Opened with no engine on the file: it sees the run end once the server has started.
     result = cli_process("runs", "result", "ap-2", "--db", db, "--wait", "120", "--json")
+    sqlite = db.startswith("sqlite:")
     with serving(db, token="s3cret") as url:
-        assert (directory / "runs.db-wal").exists()
+        assert (directory / "runs.db-wal").exists() or not sqlite
         key = ["--token", "s3cret"]
         unauthorized = cli("runs", "list", url=url)
         one_error_line(unauthorized, "Unauthorized")
@@ -139,7 +158,7 @@ def test_reads_while_an_engine_owns_the_file(store: tuple[Path, str]) -> None:
         for command, mine, theirs in zip(commands, from_file, from_server, strict=True):
             assert ok(mine) == ok(theirs), command
         before = file_hashes(directory)
-        assert {"runs.db", "runs.db-wal", "runs.db-shm"} <= set(before)
+        assert {"runs.db", "runs.db-wal", "runs.db-shm"} <= set(before) or not sqlite
         reads = cli_many(
             ["runs", "describe", "ap-2", "--db", db],
             ["runs", "stream", "ap-3", "--db", db, "--json"],
@@ -147,3 +166,20 @@ def test_reads_while_an_engine_owns_the_file(store: tuple[Path, str]) -> None:
         )
         assert all(ok(read) for read in reads)
         assert file_hashes(directory) == before
+
+
+@PG
+def test_the_postgresql_reader_reads_and_cannot_write(pg_url: str) -> None:
+    async def populate() -> None:
+        async with af.Engine(pg_url) as engine:
+            await (await engine.start(flows.cli_summed, 1, 2, id="summed")).result(timeout=30)
+
+    with pytest.raises(StoreReadError, match="holds no actorflow store"):
+        StoreReader(pg_url).__enter__()
+    asyncio.run(populate())
+    with StoreReader(pg_url) as reader:
+        assert [run.id for run in reader.list_runs()] == ["summed"]
+        assert reader.run_info("summed").result == 4
+        with pytest.raises(StoreReadError, match="read-only transaction"):
+            reader._db._fetchall("DELETE FROM runs")  # type: ignore[attr-defined]
+    assert PostgresDatabase(pg_url).query("SELECT id FROM runs") == [("summed",)]

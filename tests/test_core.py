@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 import actorflow as af
 
 from .conftest import eventually
+from .databases import Database, RefusedInserts
 
 executions: dict[str, int] = {}
 
@@ -485,21 +485,19 @@ async def test_start_many_checks_every_input_before_recording_any(engine: af.Eng
     assert await engine.list_runs(workflow=core_pipeline) == []
 
 
-async def test_start_many_records_all_runs_or_none(sqlite_url: str) -> None:
-    db = sqlite_url.removeprefix("sqlite:///")
-    async with af.Engine(sqlite_url, workflows=[core_pipeline]) as engine:
-        conn = sqlite3.connect(db)
-        conn.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON runs WHEN CAST(NEW.args AS TEXT) = '[3]' "
-            "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
+async def test_start_many_records_all_runs_or_none(database: Database) -> None:
+    async with af.Engine(database.url, workflows=[core_pipeline]) as engine:
+        # The row of the run with the arguments [3] is refused.
+        text = (
+            "CAST(NEW.args AS TEXT)"
+            if database.kind == "sqlite"
+            else "convert_from(NEW.args, 'UTF8')"
         )
-        conn.commit()
+        refused = RefusedInserts(database, f"{text} = '[3]'", table="runs")
         with pytest.raises(af.StoreWriteError):
             await engine.start_many(core_pipeline, [(i,) for i in range(6)])
-        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
-        conn.execute("DROP TRIGGER refuse")
-        conn.commit()
-        conn.close()
+        assert database.query("SELECT count(*) FROM runs") == [(0,)]
+        refused.stop()
         runs = await engine.start_many(core_pipeline, [(i,) for i in range(6)])
         assert [await run.result(timeout=5) for run in runs][3] == {"doubled": 6, "plus": 7}
         assert len(await engine.list_runs(workflow=core_pipeline)) == 6

@@ -1,5 +1,6 @@
-"""Crash/recovery: an engine in a subprocess is killed with SIGKILL, the same SQLite file is
-reopened in a fresh process, and every run must finish as if nothing had happened.
+"""Crash/recovery: an engine in a subprocess is killed with SIGKILL, the same store (a SQLite
+file, a PostgreSQL schema) is reopened in a fresh process, and every run must finish as if
+nothing had happened.
 
 The subprocess runs `tests/crash_program.py`, which prints one line per step
 attempt (and other milestones); the tests read those lines to decide when to
@@ -14,7 +15,6 @@ import contextlib
 import os
 import random
 import signal
-import sqlite3
 import sys
 import time
 from collections import Counter, defaultdict
@@ -29,6 +29,7 @@ import actorflow as af
 
 from . import crash_program as cp
 from .conftest import eventually
+from .databases import Database, SQLiteDatabase
 
 PROGRAM = Path(cp.__file__).resolve()
 LINE_TIMEOUT = 60.0  # seconds to wait for any expected line (generous for slow CI)
@@ -108,16 +109,16 @@ class Program:
 
 @contextlib.asynccontextmanager
 async def program(
-    tmp_path: Path, mode: str, db: Path, log: Path, n: int = 0
+    tmp_path: Path, mode: str, db: Database, log: Path, n: int = 0
 ) -> AsyncIterator[Program]:
-    """Start `crash_program.py MODE DB LOG N`; it is killed on the way out if still alive."""
+    """Start `crash_program.py MODE URL LOG N`; it is killed on the way out if still alive."""
     stderr = tmp_path / f"stderr-{mode}-{time.monotonic_ns()}.txt"
     with stderr.open("wb") as err:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(PROGRAM),
             mode,
-            str(db),
+            db.url,
             str(log),
             str(n),
             stdout=asyncio.subprocess.PIPE,
@@ -138,13 +139,12 @@ async def program(
 # -- reading what happened -----------------------------------------------------------------
 
 
-def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+def query(db: Database, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
     """Read the database directly (no engine open on it)."""
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return conn.execute(sql, params).fetchall()
+    return db.query(sql, params)
 
 
-def completed_steps(db: Path) -> dict[tuple[str, int, int], bytes]:
+def completed_steps(db: Database) -> dict[tuple[str, int, int], bytes]:
     """(run_id, generation, seq) -> result of every committed `step_completed`."""
     rows = query(db, "SELECT run_id, generation, seq, data FROM events WHERE kind='step_completed'")
     return {(run_id, gen, seq): data for run_id, gen, seq, data in rows}
@@ -173,9 +173,9 @@ N_STEPS = len(cp.CORE_STEPS)
 
 
 async def test_sigkill_mid_flight_loses_nothing_and_never_reruns_committed_steps(
-    tmp_path: Path,
+    tmp_path: Path, database: Database
 ) -> None:
-    db, log = tmp_path / "crash.db", tmp_path / "effects.log"
+    db, log = database, tmp_path / "effects.log"
     total = N_RUNS * N_STEPS
     # Each kill lands once a random fraction of the side effects has happened (so on a
     # fast machine too, the kill comes mid-work, not after a fixed time); a round whose
@@ -231,7 +231,7 @@ async def test_sigkill_mid_flight_loses_nothing_and_never_reruns_committed_steps
     final = completed_steps(db)
 
     # Every run completed with the right result, with one log entry per step.
-    runs = query(db, "SELECT id, status, result FROM runs ORDER BY id")
+    runs = sorted(query(db, "SELECT id, status, result FROM runs"))
     assert [r[0] for r in runs] == [cp.core_id(i) for i in range(N_RUNS)]
     for i, (run_id, status, result) in enumerate(runs):
         assert status == "completed", run_id
@@ -306,14 +306,15 @@ async def test_sigkill_mid_flight_loses_nothing_and_never_reruns_committed_steps
         in_order = [attempt for _, attempt in sorted(attempts)]
         assert in_order == sorted(set(in_order)), (key, attempts)
         assert set(in_order) <= set(recorded[key]), (key, attempts, recorded[key])
-    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    if db.kind == "sqlite":
+        assert query(db, "PRAGMA integrity_check") == [("ok",)]
 
 
 # -- 2. durable sleeps and event waits -----------------------------------------------------
 
 
-async def test_sleeps_and_event_waits_survive_sigkill(tmp_path: Path) -> None:
-    db, log = tmp_path / "waits.db", tmp_path / "effects.log"
+async def test_sleeps_and_event_waits_survive_sigkill(tmp_path: Path, database: Database) -> None:
+    db, log = database, tmp_path / "effects.log"
     async with program(tmp_path, "waits", db, log) as prog:
         await prog.expect_all("ready", "gate early-event 0 1")
         await prog.kill()
@@ -340,7 +341,7 @@ async def test_sleeps_and_event_waits_survive_sigkill(tmp_path: Path) -> None:
     assert time.time() < future_at - 1.0, "precondition: the long sleep is not due yet"
 
     opened = time.time()
-    async with af.Engine(f"sqlite:///{db}") as engine:
+    async with af.Engine(db.url) as engine:
         # Overdue timers fire at once at start-up.
         assert await engine.get_run("sleep-overdue").result(timeout=5) == {
             "slept": 0.3,
@@ -381,8 +382,10 @@ async def test_sleeps_and_event_waits_survive_sigkill(tmp_path: Path) -> None:
 # -- 3. a child's result reaches its parent across a restart --------------------------------
 
 
-async def test_child_result_reaches_parent_after_sigkill(tmp_path: Path) -> None:
-    db, log = tmp_path / "child.db", tmp_path / "effects.log"
+async def test_child_result_reaches_parent_after_sigkill(
+    tmp_path: Path, database: Database
+) -> None:
+    db, log = database, tmp_path / "effects.log"
 
     async with program(tmp_path, "child", db, log) as prog:
         # Once the child's second step waits at the gate and its start is committed.
@@ -396,7 +399,7 @@ async def test_child_result_reaches_parent_after_sigkill(tmp_path: Path) -> None
         child_id: "running",
     }
 
-    async with af.Engine(f"sqlite:///{db}") as engine:
+    async with af.Engine(db.url) as engine:
         result = await engine.get_run("parent").result(timeout=10)
         assert result == {"child_id": child_id, "child": {"n": 10, "value": 21}, "last": 42}
         assert await engine.get_run(child_id).result(timeout=5) == {"n": 10, "value": 21}
@@ -423,8 +426,10 @@ async def test_child_result_reaches_parent_after_sigkill(tmp_path: Path) -> None
 # -- 4. stream chunks keep their indexes across a crash -------------------------------------
 
 
-async def test_stream_survives_sigkill_without_shifting_or_duplicating(tmp_path: Path) -> None:
-    db, log = tmp_path / "stream.db", tmp_path / "effects.log"
+async def test_stream_survives_sigkill_without_shifting_or_duplicating(
+    tmp_path: Path, database: Database
+) -> None:
+    db, log = database, tmp_path / "effects.log"
     before_gate = cp.STREAM_GATE_AT
 
     async with program(tmp_path, "stream", db, log) as prog:
@@ -451,7 +456,7 @@ async def test_stream_survives_sigkill_without_shifting_or_duplicating(tmp_path:
 
     gate = cp.gate = asyncio.Event()
     try:
-        async with af.Engine(f"sqlite:///{db}") as engine:
+        async with af.Engine(db.url) as engine:
             run = engine.get_run("streamer")
             got: list[af.StreamChunk] = []
 
@@ -487,8 +492,8 @@ async def test_stream_survives_sigkill_without_shifting_or_duplicating(tmp_path:
 
 
 async def test_second_engine_is_refused_until_the_holder_dies(tmp_path: Path) -> None:
-    db, log = tmp_path / "locked.db", tmp_path / "effects.log"
-    url = f"sqlite:///{db}"
+    db, log = SQLiteDatabase(tmp_path / "locked.db"), tmp_path / "effects.log"
+    url = db.url
     async with program(tmp_path, "hold", db, log) as prog:
         assert (await prog.expect("result")) == "result hello world"
         await prog.expect("ready")
@@ -512,11 +517,13 @@ async def test_second_engine_is_refused_until_the_holder_dies(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("mode", ["strand-event", "strand-sleep"])
-async def test_run_woken_just_before_sigkill_is_recovered(tmp_path: Path, mode: str) -> None:
+async def test_run_woken_just_before_sigkill_is_recovered(
+    tmp_path: Path, database: Database, mode: str
+) -> None:
     """The event (or fired sleep) is committed, the workflow goes on to a step, and the
     process dies before the step's start is committed: the log holds an input the workflow
     has not consumed, so the run must be picked up again on open."""
-    db, log = tmp_path / "strand.db", tmp_path / "effects.log"
+    db, log = database, tmp_path / "effects.log"
     async with program(tmp_path, mode, db, log) as prog:
         await prog.expect("dying")
         assert await prog.exit_code() == -signal.SIGKILL, prog.diagnosis()
@@ -530,7 +537,7 @@ async def test_run_woken_just_before_sigkill_is_recovered(tmp_path: Path, mode: 
     [(status, wake_at)] = query(db, "SELECT status, wake_at FROM runs WHERE id='strand'")
     assert (status, wake_at) != ("waiting", None), "stranded: waiting for an input it has"
 
-    async with af.Engine(f"sqlite:///{db}") as engine:
+    async with af.Engine(db.url) as engine:
         expected = (
             {"got": {"n": 1}, "step": "after event"}
             if mode == "strand-event"

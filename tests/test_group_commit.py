@@ -15,6 +15,7 @@ from actorflow._errors import StoreWriteError
 from actorflow._store import EventRow, RunRow, SQLiteStore
 from actorflow._store._sqlite_writer import register_identity_adapters
 from tests.conftest import eventually
+from tests.databases import Database, RefusedInserts
 
 
 async def test_full_batches_are_sealed_and_commit_in_order(tmp_path: Path) -> None:
@@ -89,18 +90,17 @@ async def accepted(tag: str) -> str:
     return await record(tag)
 
 
-async def test_a_run_whose_creation_fails_to_commit_runs_no_step(sqlite_url: str) -> None:
+async def test_a_run_whose_creation_fails_to_commit_runs_no_step(database: Database) -> None:
     """A fresh run's actor starts before its creation commits; if that commit fails,
     `start()` raises and none of the run's steps ever starts."""
-    db = sqlite_url.removeprefix("sqlite:///")
-    async with af.Engine(sqlite_url, workflows=[refused, accepted]) as engine:
-        conn = sqlite3.connect(db)
-        conn.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON runs WHEN NEW.workflow = "
-            "'tests.group_commit.refused' BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+    ran_after_failed_creation.clear()
+    async with af.Engine(database.url, workflows=[refused, accepted]) as engine:
+        RefusedInserts(
+            database,
+            "NEW.workflow = 'tests.group_commit.refused'",
+            table="runs",
+            message="refused by test",
         )
-        conn.commit()
-        conn.close()
         with pytest.raises(af.StoreWriteError, match="refused by test"):
             await engine.start(refused, "refused")
         run = await engine.start(accepted, "accepted")

@@ -53,7 +53,7 @@ async def test_a_crashed_turn_fails_the_run_and_answers_every_caller(engine: af.
 
 
 async def test_a_crashed_run_stays_failed_after_reopening(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    durable_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as patch:
         encode = driver.encode
@@ -64,11 +64,11 @@ async def test_a_crashed_run_stays_failed_after_reopening(
                 (_ for _ in ()).throw(RuntimeError("bug")) if v == "crash" else encode(v, *a)
             ),
         )
-        async with af.Engine(sqlite_url) as engine:
+        async with af.Engine(durable_url) as engine:
             run = await engine.start(hcr_returns, "crash", id="crashes")
             with pytest.raises(af.RunFailedError):
                 await run.result(timeout=5)
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         assert await engine.get_run("crashes").status() == af.RunStatus.FAILED
         with pytest.raises(af.InvalidStateError):
             await asyncio.wait_for(engine.get_run("crashes").terminate(), 5)

@@ -141,11 +141,11 @@ async def test_starting_an_id_held_by_another_workflow_raises(
 
 
 async def test_starting_an_id_held_by_another_workflow_raises_after_reopening(
-    sqlite_url: str,
+    durable_url: str,
 ) -> None:
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         await (await engine.start(hid_other, id="x")).result(timeout=5)
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         with pytest.raises(af.RunAlreadyExistsError, match=r"'hid\.other'"):
             await engine.start(hid_child, 1, id="x")
         assert await engine.get_run("x").result(timeout=5) == "other"

@@ -1,4 +1,5 @@
-"""In-process recovery on SQLite: close the engine mid-run, open a new one on the same file.
+"""In-process recovery on SQLite and PostgreSQL: close the engine mid-run, open a new one on
+the same store.
 
 (Crash recovery with SIGKILLed processes is tested in test_crash_recovery.py.)
 """
@@ -31,20 +32,20 @@ async def reopen_sleeper(key: str, duration: str) -> list[int]:
     return [before, await mark(key, "after")]
 
 
-async def test_sleeping_run_continues_after_reopen(sqlite_url: str, probe: Probe) -> None:
-    async with af.Engine(sqlite_url) as first:
+async def test_sleeping_run_continues_after_reopen(durable_url: str, probe: Probe) -> None:
+    async with af.Engine(durable_url) as first:
         run_id = (await first.start(reopen_sleeper, probe.key, "300ms")).id
         await wait_for_status(first.get_run(run_id), S.WAITING)
     assert probe.calls == {"before": 1}
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         run = second.get_run(run_id)
         assert await run.status() == S.WAITING
         assert await run.result(timeout=5) == [1, 1]
     assert probe.calls == {"before": 1, "after": 1}
 
 
-async def test_overdue_timer_fires_at_once_on_reopen(sqlite_url: str, probe: Probe) -> None:
-    async with af.Engine(sqlite_url) as first:
+async def test_overdue_timer_fires_at_once_on_reopen(durable_url: str, probe: Probe) -> None:
+    async with af.Engine(durable_url) as first:
         run = await first.start(reopen_sleeper, probe.key, "500ms")
         await wait_for_status(run, S.WAITING)
         fire_at = None
@@ -54,7 +55,7 @@ async def test_overdue_timer_fires_at_once_on_reopen(sqlite_url: str, probe: Pro
                 break
         assert fire_at is not None
     await eventually(lambda: time.time() > fire_at + 0.05)  # the timer is overdue now
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         opened = time.time()
         assert await second.get_run(run.id).result(timeout=5) == [1, 1]
         # Due at start-up, it fires at once: it does not sleep another 500 ms.
@@ -73,11 +74,11 @@ async def reopen_event(key: str, timeout: str | None) -> list[Any]:
     return [before, got, await mark(key, "after")]
 
 
-async def test_run_waiting_for_event_continues_after_reopen(sqlite_url: str, probe: Probe) -> None:
-    async with af.Engine(sqlite_url) as first:
+async def test_run_waiting_for_event_continues_after_reopen(durable_url: str, probe: Probe) -> None:
+    async with af.Engine(durable_url) as first:
         run_id = (await first.start(reopen_event, probe.key, None)).id
         await wait_for_status(first.get_run(run_id), S.WAITING)
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         run = second.get_run(run_id)
         assert await run.status() == S.WAITING
         await run.send_event("reopen_go", {"ok": True})
@@ -85,11 +86,11 @@ async def test_run_waiting_for_event_continues_after_reopen(sqlite_url: str, pro
     assert probe.calls == {"before": 1, "after": 1}
 
 
-async def test_event_timeout_survives_reopen(sqlite_url: str, probe: Probe) -> None:
-    async with af.Engine(sqlite_url) as first:
+async def test_event_timeout_survives_reopen(durable_url: str, probe: Probe) -> None:
+    async with af.Engine(durable_url) as first:
         run_id = (await first.start(reopen_event, probe.key, "300ms")).id
         await wait_for_status(first.get_run(run_id), S.WAITING)
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         assert await second.get_run(run_id).result(timeout=5) == [1, "timed out", 1]
 
 
@@ -99,15 +100,15 @@ async def reopen_gated_then_wait(key: str) -> list[Any]:
     return [before, await af.wait_for_event("reopen_go"), await af.wait_for_event("reopen_go")]
 
 
-async def test_buffered_events_survive_reopen(sqlite_url: str, probe: Probe) -> None:
+async def test_buffered_events_survive_reopen(durable_url: str, probe: Probe) -> None:
     probe.values["gated"] = {"gated"}
-    async with af.Engine(sqlite_url) as first:
+    async with af.Engine(durable_url) as first:
         run = await first.start(reopen_gated_then_wait, probe.key)
         await probe.reached("gated")
         await run.send_event("reopen_go", 1)
         await run.send_event("reopen_go", 2)
     probe.open("gated:go")
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         # The interrupted step runs again (at-least-once); the events come from the log.
         assert await second.get_run(run.id).result(timeout=5) == [2, 1, 2]
 
@@ -121,15 +122,15 @@ async def reopen_abc(key: str) -> list[int]:
     ]
 
 
-async def test_paused_run_stays_paused_after_reopen(sqlite_url: str, probe: Probe) -> None:
+async def test_paused_run_stays_paused_after_reopen(durable_url: str, probe: Probe) -> None:
     probe.values["gated"] = {"b"}
-    async with af.Engine(sqlite_url) as first:
+    async with af.Engine(durable_url) as first:
         run = await first.start(reopen_abc, probe.key)
         await probe.reached("b")
         await run.pause()
         probe.open("b:go")
         await wait_for_status(run, S.PAUSED)
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         handle = second.get_run(run.id)
         assert await handle.status() == S.PAUSED
         assert (await second.list_runs(status="paused"))[0].id == run.id
@@ -144,14 +145,14 @@ async def reopen_wait_only() -> Any:
     return await af.wait_for_event("reopen_go")
 
 
-async def test_outcome_held_by_a_pause_survives_a_reopen(sqlite_url: str) -> None:
-    async with af.Engine(sqlite_url) as first:
+async def test_outcome_held_by_a_pause_survives_a_reopen(durable_url: str) -> None:
+    async with af.Engine(durable_url) as first:
         run = await first.start(reopen_wait_only)
         await wait_for_status(run, S.WAITING)
         await run.pause()
         await run.send_event("reopen_go", [1, 2])
         assert await run.status() == S.PAUSED
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         handle = second.get_run(run.id)
         assert await handle.status() == S.PAUSED
         await handle.resume()
@@ -159,16 +160,16 @@ async def test_outcome_held_by_a_pause_survives_a_reopen(sqlite_url: str) -> Non
 
 
 async def test_run_closed_while_pausing_is_paused_after_reopen(
-    sqlite_url: str, probe: Probe
+    durable_url: str, probe: Probe
 ) -> None:
     probe.values["gated"] = {"b"}
-    async with af.Engine(sqlite_url) as first:
+    async with af.Engine(durable_url) as first:
         run = await first.start(reopen_abc, probe.key)
         await probe.reached("b")
         await run.pause()
         assert await run.status() == S.PAUSING
     # The step never finished; the pause was recorded.
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         handle = second.get_run(run.id)
         await wait_for_status(handle, S.PAUSED)
         assert probe.calls["b"] == 1  # not re-run while paused
@@ -182,9 +183,9 @@ async def reopen_capped(key: str, label: str) -> int:
     return await mark(key, label)
 
 
-async def test_queued_runs_continue_in_order_after_reopen(sqlite_url: str, probe: Probe) -> None:
+async def test_queued_runs_continue_in_order_after_reopen(durable_url: str, probe: Probe) -> None:
     probe.values["gated"] = {"A"}
-    async with af.Engine(sqlite_url) as first:
+    async with af.Engine(durable_url) as first:
         ids = [(await first.start(reopen_capped, probe.key, label)).id for label in "ABC"]
         await probe.reached("A")
         assert [await first.get_run(i).status() for i in ids] == [
@@ -193,7 +194,7 @@ async def test_queued_runs_continue_in_order_after_reopen(sqlite_url: str, probe
             S.QUEUED,
         ]
     probe.reset("A")
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         await probe.reached("A")  # the interrupted step starts again
         assert await second.get_run(ids[1]).status() == S.QUEUED
         assert await second.get_run(ids[2]).status() == S.QUEUED
@@ -208,34 +209,34 @@ async def reopen_hook(key: str, token: str) -> list[Any]:
     return [await mark(key, "before"), await hook]
 
 
-async def test_hook_survives_reopen(sqlite_url: str, probe: Probe) -> None:
+async def test_hook_survives_reopen(durable_url: str, probe: Probe) -> None:
     token = f"reopen-hook-{probe.key}"
-    async with af.Engine(sqlite_url) as first:
+    async with af.Engine(durable_url) as first:
         run = await first.start(reopen_hook, probe.key, token)
         await wait_for_status(run, S.WAITING)
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         await second.resume_hook(token, "after reopen")
         assert await second.get_run(run.id).result(timeout=5) == [1, "after reopen"]
         # Released when the recovered run finished.
         with pytest.raises(af.HookNotFoundError):
             await second.resume_hook(token, "again")
-    async with af.Engine(sqlite_url) as third:
+    async with af.Engine(durable_url) as third:
         with pytest.raises(af.HookNotFoundError):
             await third.resume_hook(token, "again")
 
 
 async def test_finished_runs_stay_final_and_can_be_restarted_after_reopen(
-    sqlite_url: str, probe: Probe
+    durable_url: str, probe: Probe
 ) -> None:
     probe.values["gated"] = {"b"}
-    async with af.Engine(sqlite_url) as first:
+    async with af.Engine(durable_url) as first:
         done = await first.start(reopen_abc, probe.key)
         stopped = await first.start(reopen_event, probe.key, None)
         await wait_for_status(stopped, S.WAITING)
         await stopped.terminate()
         probe.open("b:go")
         assert await done.result(timeout=5) == [1, 1, 1]
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         assert await second.get_run(done.id).result(timeout=5) == [1, 1, 1]
         with pytest.raises(af.RunTerminatedError):
             await second.get_run(stopped.id).result(timeout=5)
@@ -247,13 +248,13 @@ async def test_finished_runs_stay_final_and_can_be_restarted_after_reopen(
 
 
 async def test_paused_run_can_be_terminated_and_restarted_after_reopen(
-    sqlite_url: str, probe: Probe
+    durable_url: str, probe: Probe
 ) -> None:
-    async with af.Engine(sqlite_url) as first:
+    async with af.Engine(durable_url) as first:
         run = await first.start(reopen_event, probe.key, None)
         await wait_for_status(run, S.WAITING)
         await run.pause()
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         handle = second.get_run(run.id)
         assert await handle.status() == S.PAUSED
         await handle.terminate()
@@ -272,14 +273,14 @@ async def reopen_parent(key: str) -> Any:
 
 
 async def test_terminating_recovered_parent_terminates_its_child(
-    sqlite_url: str, probe: Probe
+    durable_url: str, probe: Probe
 ) -> None:
-    async with af.Engine(sqlite_url) as first:
+    async with af.Engine(durable_url) as first:
         parent = await first.start(reopen_parent, probe.key)
         await wait_for_status(parent, S.WAITING)
         [child] = await first.list_runs(parent_id=parent.id)
         await wait_for_status(first.get_run(child.id), S.WAITING)
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         assert second.live_actors() == 0  # both only wait for events: nothing to load
         await second.get_run(parent.id).terminate()
         with pytest.raises(af.RunTerminatedError):
@@ -287,13 +288,13 @@ async def test_terminating_recovered_parent_terminates_its_child(
 
 
 async def test_paused_run_still_meets_its_deadline_after_reopen(
-    sqlite_url: str, probe: Probe
+    durable_url: str, probe: Probe
 ) -> None:
-    async with af.Engine(sqlite_url) as first:
+    async with af.Engine(durable_url) as first:
         run = await first.start(reopen_event, probe.key, None, deadline="300ms")
         await wait_for_status(run, S.WAITING)
         await run.pause()
-    async with af.Engine(sqlite_url) as second:
+    async with af.Engine(durable_url) as second:
         with pytest.raises(af.RunFailedError) as caught:
             await second.get_run(run.id).result(timeout=5)
         assert caught.value.error.type == "DeadlineExceededError"

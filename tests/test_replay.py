@@ -17,6 +17,7 @@ import pytest
 import actorflow as af
 
 from .conftest import eventually
+from .databases import Database
 
 ran: Counter[str] = Counter()
 gates: dict[str, asyncio.Event] = {}
@@ -65,40 +66,41 @@ def db_path(url: str) -> str:
     return url.removeprefix("sqlite:///")
 
 
-async def test_reopened_engine_continues_without_rerunning_steps(sqlite_url: str) -> None:
-    key = "resume"
+async def test_reopened_engine_continues_without_rerunning_steps(database: Database) -> None:
+    key = f"resume-{database.kind}"
     gates[key + "-gate"] = asyncio.Event()
-    async with af.Engine(sqlite_url) as engine:
+    durable_url = database.url
+    async with af.Engine(durable_url) as engine:
         run = await engine.start(replay_flow, key, id="resume-run")
         await eventually(lambda: ran[key + "-gate"] == 1)
     assert [ran[key + s] for s in ("-a", "-b", "-c", "-d")] == [1, 1, 1, 0]
     gates[key + "-gate"].set()
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         run = engine.get_run("resume-run")
-        assert await run.result(timeout=5) == ["RESUME-A", "RESUME-B", "RESUME-C", "resume-gate",
-                                               "RESUME-D"]  # fmt: skip
+        upper = key.upper()
+        expected = [f"{upper}-A", f"{upper}-B", f"{upper}-C", f"{key}-gate", f"{upper}-D"]
+        assert await run.result(timeout=5) == expected
     assert [ran[key + s] for s in ("-a", "-b", "-c", "-gate", "-d")] == [1, 1, 1, 2, 1]
-    with sqlite3.connect(db_path(sqlite_url)) as db:
-        counts = db.execute(
-            "SELECT seq, COUNT(*) FROM events WHERE run_id=? AND kind='step_completed'"
-            " GROUP BY seq",
-            ("resume-run",),
-        ).fetchall()
-        started = db.execute(
-            "SELECT data FROM events WHERE run_id=? AND kind='step_started' AND seq=3",
-            ("resume-run",),
-        ).fetchall()
+    counts = database.query(
+        "SELECT seq, COUNT(*) FROM events WHERE run_id=? AND kind='step_completed'"
+        " GROUP BY seq ORDER BY seq",
+        ("resume-run",),
+    )
+    started = database.query(
+        "SELECT data FROM events WHERE run_id=? AND kind='step_started' AND seq=3 ORDER BY idx",
+        ("resume-run",),
+    )
     assert counts == [(i, 1) for i in range(5)], "one committed result per step"
     assert [row[0] for row in started] == [b'{"attempt":1}', b'{"attempt":2}']
 
 
-async def test_changed_workflow_code_fails_with_non_determinism(sqlite_url: str) -> None:
-    key = "diverge"
+async def test_changed_workflow_code_fails_with_non_determinism(database: Database) -> None:
+    key, durable_url = f"diverge-{database.kind}", database.url
     gates[key + "-gate"] = asyncio.Event()
-    async with af.Engine(sqlite_url, workflows=[replay_v1]) as engine:
+    async with af.Engine(durable_url, workflows=[replay_v1]) as engine:
         run = await engine.start(replay_v1, key, id="diverging-run")
         await eventually(lambda: ran[key + "-gate"] == 1)
-    async with af.Engine(sqlite_url, workflows=[replay_v2]) as engine:
+    async with af.Engine(durable_url, workflows=[replay_v2]) as engine:
         run = engine.get_run("diverging-run")
         with pytest.raises(af.RunFailedError) as caught:
             await run.result(timeout=5)
@@ -141,8 +143,8 @@ async def test_step_result_is_committed_before_the_workflow_continues(sqlite_url
         assert status == ("completed",), "result() resolves only after the completion commit"
 
 
-async def test_group_commit_batches_many_runs(sqlite_url: str) -> None:
-    async with af.Engine(sqlite_url) as engine:
+async def test_group_commit_batches_many_runs(durable_url: str) -> None:
+    async with af.Engine(durable_url) as engine:
         before = engine.store_stats()
         runs = await asyncio.gather(*(engine.start(replay_flow, f"batch{i}") for i in range(200)))
         for i in range(200):
@@ -206,10 +208,10 @@ async def replay_two_steps(x: int) -> int:
     return len(await replay_record(f"close-{x}")) + x
 
 
-async def test_closing_with_commits_in_flight_loses_nothing(sqlite_url: str) -> None:
-    async with af.Engine(sqlite_url) as engine:
+async def test_closing_with_commits_in_flight_loses_nothing(durable_url: str) -> None:
+    async with af.Engine(durable_url) as engine:
         runs = [await engine.start(replay_two_steps, i) for i in range(2000)]
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         results = await asyncio.gather(*(engine.get_run(r.id).result(timeout=30) for r in runs))
     assert results == [len(f"close-{i}") + i for i in range(2000)]
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import actorflow as af
 from tests.conftest import eventually
+from tests.databases import Database
 
 
 def _later() -> dt.datetime:
@@ -125,24 +124,23 @@ async def test_purge_keeps_runs_still_referenced(engine: af.Engine) -> None:
     assert await _ids(engine) == set()
 
 
-def _rows(db: Path) -> dict[str, int]:
-    with sqlite3.connect(db) as conn:
-        return {
-            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("runs", "events", "chunks", "hooks")
-        }
+def _rows(database: Database) -> dict[str, int]:
+    return {
+        t: database.query(f"SELECT count(*) FROM {t}")[0][0]
+        for t in ("runs", "events", "chunks", "hooks")
+    }
 
 
-async def test_purge_deletes_large_runs_batch_by_batch(sqlite_url: str, tmp_path: Path) -> None:
-    async with af.Engine(sqlite_url) as engine:
+async def test_purge_deletes_large_runs_batch_by_batch(database: Database) -> None:
+    async with af.Engine(database.url) as engine:
         runs = [await engine.start(ret_streams, 4500) for _ in range(3)]
         for run in runs:
             assert await run.result(timeout=30) == 4500
         kept = await engine.start(ret_waits)
-        before = _rows(tmp_path / "actorflow.db")
+        before = _rows(database)
         assert before["chunks"] == 3 * 4501  # more than two batches' worth
         assert await engine.purge(_later()) == 3
-        after = _rows(tmp_path / "actorflow.db")
+        after = _rows(database)
         assert after["runs"] == 1 and after["chunks"] == 0
         assert after["events"] == len([e async for e in _first(kept.events(), 2)])
         await kept.send_event("go", 1)
@@ -195,10 +193,10 @@ def test_retention_options_are_checked() -> None:
         af.workflow(retention=-1)
 
 
-async def test_runs_go_on_while_a_purge_deletes(sqlite_url: str) -> None:
-    """Purge transactions run between the group commit's commits: runs started during a
-    purge all finish, and the purge deletes exactly the old ones."""
-    async with af.Engine(sqlite_url) as engine:
+async def test_runs_go_on_while_a_purge_deletes(durable_url: str) -> None:
+    """Purge transactions run beside the group commit's commits (SQLite: between them):
+    runs started during a purge all finish, and the purge deletes exactly the old ones."""
+    async with af.Engine(durable_url) as engine:
         old = await engine.start_many(ret_echo, [(i,) for i in range(1500)])
         assert [await r.result(timeout=30) for r in old] == list(range(1500))
         cutoff = _later()

@@ -8,9 +8,7 @@ dates after today, so that no real timer fires for them during the test).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +19,7 @@ from actorflow import _definitions as definitions
 from actorflow._definitions import WorkflowFunction, lookup_workflow
 
 from .conftest import eventually, wait_for_status
+from .databases import Database
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -84,12 +83,12 @@ async def test_every_second_ticks_start_runs_that_know_their_tick(engine: af.Eng
     ("catchup", "hours"), [("latest", [5]), ("all", [1, 2, 3, 4, 5]), ("skip", [])]
 )
 async def test_reopen_after_downtime_under_each_catchup(
-    sqlite_url: str, catchup: str, hours: list[int]
+    durable_url: str, catchup: str, hours: list[int]
 ) -> None:
     closed_at = ts(2031, 1, 1, 0, 30)
-    async with engine_at(sqlite_url, closed_at) as engine:
+    async with engine_at(durable_url, closed_at) as engine:
         await engine.create_schedule("h", tick_wf, "0 * * * *", args=("h",), catchup=catchup)  # type: ignore[arg-type]
-    async with engine_at(sqlite_url, closed_at + 5 * 3600) as engine:  # five hours later
+    async with engine_at(durable_url, closed_at + 5 * 3600) as engine:  # five hours later
         info = await engine.get_schedule("h").info()
         assert [r.scheduled_time.hour for r in info.recent if r.outcome == "started"] == hours
         assert info.next_time == datetime(2031, 1, 1, 6, tzinfo=UTC)
@@ -100,35 +99,32 @@ async def test_reopen_after_downtime_under_each_catchup(
             assert run.id == f"h@{result['tick'][2]}"
 
 
-async def test_catchup_all_starts_at_most_100_runs(sqlite_url: str) -> None:
+async def test_catchup_all_starts_at_most_100_runs(durable_url: str) -> None:
     closed_at = ts(2031, 1, 1)
-    async with engine_at(sqlite_url, closed_at) as engine:
+    async with engine_at(durable_url, closed_at) as engine:
         await engine.create_schedule("m", tick_wf, "* * * * *", args=("m",), catchup="all")
-    async with engine_at(sqlite_url, closed_at + 3 * 3600) as engine:  # 180 ticks missed
+    async with engine_at(durable_url, closed_at + 3 * 3600) as engine:  # 180 ticks missed
         runs = await engine.list_runs(workflow=tick_wf, limit=1000)
         assert len(runs) == 100
         assert min(r.id for r in runs) == "m@2031-01-01T01:21:00+00:00"  # the 100 latest
         assert max(r.id for r in runs) == "m@2031-01-01T03:00:00+00:00"
 
 
-async def test_a_tick_fired_twice_starts_one_run(sqlite_url: str, tmp_path: Path) -> None:
+async def test_a_tick_fired_twice_starts_one_run(database: Database) -> None:
     closed_at = ts(2031, 1, 1, 0, 30)
-    async with engine_at(sqlite_url, closed_at) as engine:
+    async with engine_at(database.url, closed_at) as engine:
         await engine.create_schedule("twice", tick_wf, "0 * * * *", args=("t",), catchup="all")
     for _ in range(2):
         # The second open fires the same three ticks again, as if the schedule's row
         # change had been lost after its runs were committed.
-        db = sqlite3.connect(tmp_path / "actorflow.db")
-        db.execute("UPDATE schedules SET watermark=? WHERE id='twice'", (closed_at,))
-        db.commit()
-        db.close()
-        async with engine_at(sqlite_url, closed_at + 3 * 3600) as engine:
+        database.execute(f"UPDATE schedules SET watermark={closed_at!r} WHERE id='twice'")
+        async with engine_at(database.url, closed_at + 3 * 3600) as engine:
             info = await engine.get_schedule("twice").info()
             runs = await engine.list_runs(workflow=tick_wf)
             assert len(runs) == 3
             assert {r.run_id for r in info.recent} == {r.id for r in runs}
     # Live, twice in one turn, and by two concurrent backfills of the same hours:
-    async with engine_at(sqlite_url, closed_at + 3 * 3600) as engine:
+    async with engine_at(database.url, closed_at + 3 * 3600) as engine:
         sched = engine.get_schedule("twice")
         scheduler = engine.schedules
         tick = ts(2031, 1, 1, 5)
@@ -147,7 +143,7 @@ async def test_a_tick_fired_twice_starts_one_run(sqlite_url: str, tmp_path: Path
 
 
 @pytest.mark.parametrize("month", [3, 10])
-async def test_dst_transitions_through_the_engine(sqlite_url: str, month: int) -> None:
+async def test_dst_transitions_through_the_engine(durable_url: str, month: int) -> None:
     # Berlin 2031: clocks go forward on March 30 (02:30 does not exist) and back on
     # October 26 (02:30 happens twice).
     day = 30 if month == 3 else 26
@@ -156,11 +152,11 @@ async def test_dst_transitions_through_the_engine(sqlite_url: str, month: int) -
         != datetime(2031, month, day, 1, tzinfo=BERLIN).dst()
     )
     before = ts(2031, month, day - 1, 12, tz=BERLIN)
-    async with engine_at(sqlite_url, before) as engine:
+    async with engine_at(durable_url, before) as engine:
         await engine.create_schedule(
             "dst", tick_wf, "30 2 * * *", args=("d",), timezone="Europe/Berlin", catchup="all"
         )
-    async with engine_at(sqlite_url, before + 2 * 86400) as engine:
+    async with engine_at(durable_url, before + 2 * 86400) as engine:
         info = await engine.get_schedule("dst").info()
         local = [r.scheduled_time.astimezone(BERLIN).isoformat() for r in info.recent]
         if month == 3:
@@ -308,12 +304,12 @@ async def test_backfill_starts_the_ticks_in_the_range_once(engine: af.Engine) ->
         await sched.backfill(datetime(2026, 1, 1), end)
 
 
-async def test_schedule_tick_survives_reopen(sqlite_url: str) -> None:
-    async with af.Engine(sqlite_url) as engine:
+async def test_schedule_tick_survives_reopen(durable_url: str) -> None:
+    async with af.Engine(durable_url) as engine:
         sched = await engine.create_schedule("r", held, "0 0 1 1 *", paused=True)
         run = await sched.trigger()
         await wait_for_status(run, af.RunStatus.WAITING)
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         run = engine.get_run(run.id)
         await run.send_event("go")
         schedule_id, cron, when = await run.result(timeout=5)
@@ -325,12 +321,12 @@ async def _noop() -> None:
     return None
 
 
-async def test_declared_schedules_are_reconciled_on_open(sqlite_url: str) -> None:
+async def test_declared_schedules_are_reconciled_on_open(durable_url: str) -> None:
     # Built directly (not registered): other tests' engines must not see these schedules.
     wf = WorkflowFunction(
         _noop, name="recon", concurrency=None, deadline=None, schedules=("0 0 1 1 *", "@daily")
     )
-    async with af.Engine(sqlite_url, workflows=[wf]) as engine:
+    async with af.Engine(durable_url, workflows=[wf]) as engine:
         infos = await engine.list_schedules()
         assert [(i.id, i.declared, i.cron, i.args) for i in infos] == [
             ("recon:0 0 1 1 *", True, "0 0 1 1 *", []),
@@ -343,7 +339,7 @@ async def test_declared_schedules_are_reconciled_on_open(sqlite_url: str) -> Non
         )
         await engine.get_schedule("recon:@daily").pause()
     wf.schedules = ("@daily", "@weekly")  # the code changed
-    async with af.Engine(sqlite_url, workflows=[wf]) as engine:
+    async with af.Engine(durable_url, workflows=[wf]) as engine:
         infos = {i.id: i for i in await engine.list_schedules()}
         assert sorted(infos) == ["recon:@daily", "recon:@weekly", "runtime"]
         assert infos["recon:@daily"].paused and not infos["runtime"].declared
@@ -354,7 +350,7 @@ async def test_declared_schedules_are_reconciled_on_open(sqlite_url: str) -> Non
         with pytest.raises(af.ScheduleError, match="declared"):
             await engine.get_schedule("recon:@weekly").delete()
     wf.schedules = ()
-    async with af.Engine(sqlite_url, workflows=[wf]) as engine:
+    async with af.Engine(durable_url, workflows=[wf]) as engine:
         assert [i.id for i in await engine.list_schedules()] == ["runtime"]
 
 
@@ -424,14 +420,14 @@ async def test_bad_input_raises_schedule_error_and_stores_nothing(
         await engine.get_schedule("bad").info()
 
 
-async def test_buffered_ticks_and_unfinished_runs_survive_reopen(sqlite_url: str) -> None:
-    async with af.Engine(sqlite_url) as engine:
+async def test_buffered_ticks_and_unfinished_runs_survive_reopen(durable_url: str) -> None:
+    async with af.Engine(durable_url) as engine:
         sched = await engine.create_schedule("keep", held, "* * * * * *", overlap="buffer_all")
         await ticks_recorded(sched, 2)
         await sched.pause()
         before = await sched.info()
     assert before.buffered and before.recent[0].outcome == "started"
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         sched = engine.get_schedule("keep")
         info = await sched.info()
         assert info.buffered == before.buffered and info.recent == before.recent
@@ -444,12 +440,12 @@ async def test_buffered_ticks_and_unfinished_runs_survive_reopen(sqlite_url: str
 
 
 async def test_ticks_of_a_workflow_this_engine_lacks_are_skipped(
-    sqlite_url: str, caplog: pytest.LogCaptureFixture
+    durable_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     closed_at = ts(2031, 1, 1, 0, 30)
-    async with engine_at(sqlite_url, closed_at, workflows=[tick_wf]) as engine:
+    async with engine_at(durable_url, closed_at, workflows=[tick_wf]) as engine:
         await engine.create_schedule("gone", tick_wf, "0 * * * *", args=("g",))
-    async with engine_at(sqlite_url, closed_at + 2 * 3600, workflows=[held]) as engine:
+    async with engine_at(durable_url, closed_at + 2 * 3600, workflows=[held]) as engine:
         info = await engine.get_schedule("gone").info()
         assert [(r.scheduled_time.hour, r.run_id, r.outcome) for r in info.recent] == [
             (2, None, "skipped")

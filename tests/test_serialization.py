@@ -274,3 +274,30 @@ async def test_long_error_messages_are_cut_before_they_are_stored(engine: af.Eng
     assert message.startswith("body: yyy")
     assert message.endswith("more characters cut]")
     assert len(message) < 70_000
+
+
+@af.workflow(name="tests.serialization.waits_for_go")
+async def waits_for_go() -> Any:
+    return await af.wait_for_event("go", timeout=10)
+
+
+@af.workflow(name="tests.serialization.hook_with")
+async def hook_with(token: str) -> Any:
+    return await af.create_hook(token)
+
+
+async def test_a_nul_in_a_key_is_refused_where_it_enters(store_url: str) -> None:
+    """Event types, hook tokens and stream namespaces are text in the stores; PostgreSQL's
+    text cannot hold NUL, and a row refused at commit would fail its whole batch. So a
+    NUL (not printable) is refused at the call, on every store, and the run goes on."""
+    async with af.Engine(store_url, workflows=[waits_for_go, hook_with]) as engine:
+        run = await engine.start(waits_for_go)
+        with pytest.raises(af.InvalidNameError, match="event type must be printable"):
+            await run.send_event("g\x00o", 1)
+        with pytest.raises(af.InvalidNameError, match="stream namespace must be printable"):
+            await anext(aiter(run.stream(namespace="a\x00b")))
+        hooked = await engine.start(hook_with, "t\x00k")
+        with pytest.raises(af.RunFailedError, match="hook token must be printable"):
+            await hooked.result(timeout=10)
+        await run.send_event("go", 2)
+        assert await run.result(timeout=10) == 2

@@ -19,7 +19,9 @@ from actorflow._serde import loads
 from actorflow._store import EventRow, MemoryStore, RunRow, SQLiteStore
 from actorflow._write_failures import WriteFailures
 from tests.conftest import eventually
+from tests.databases import Database, PostgresDatabase, RefusedInserts, SQLiteDatabase
 
+PG = pytest.mark.postgres
 attempts_run: list[int] = []
 
 
@@ -44,39 +46,23 @@ async def waits() -> str:
     return str(await af.wait_for_event("go"))
 
 
-def refuse_inserts(db: str, when: str) -> sqlite3.Connection:
-    """Make inserts into `events` matching `when` fail while `fail_switch.on_` is 1."""
-    conn = sqlite3.connect(db)
-    conn.executescript(
-        f"""
-        CREATE TABLE fail_switch (on_ INTEGER);
-        INSERT INTO fail_switch VALUES (1);
-        CREATE TRIGGER refuse BEFORE INSERT ON events
-        WHEN ({when}) AND (SELECT on_ FROM fail_switch) = 1
-        BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END;
-        """
-    )
-    return conn
-
-
 def assert_contiguous(events: list[EventRow]) -> None:
     assert [e.idx for e in events] == list(range(len(events))), "the log has a hole"
 
 
 async def test_a_run_whose_step_result_fails_to_commit_runs_the_step_again(
-    sqlite_url: str, caplog: pytest.LogCaptureFixture
+    database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     attempts_run.clear()
-    db = sqlite_url.removeprefix("sqlite:///")
-    async with af.Engine(sqlite_url, workflows=[flow]) as engine:
-        conn = refuse_inserts(db, f"NEW.kind = 'step_completed' AND NEW.name = '{save.name}'")
+    async with af.Engine(database.url, workflows=[flow]) as engine:
+        refused = RefusedInserts(
+            database, f"NEW.kind = 'step_completed' AND NEW.name = '{save.name}'"
+        )
         run = await engine.start(flow, 4)
         # The first result is lost; the run comes back from its log and runs the step again.
         await eventually(lambda: len(attempts_run) >= 2, timeout=10)
         assert await run.status() != af.RunStatus.COMPLETED
-        conn.execute("UPDATE fail_switch SET on_ = 0")
-        conn.commit()
-        conn.close()
+        refused.stop()
         assert await run.result(timeout=30) == 41
         events = await engine.store.load_events(run.id)
     assert_contiguous(events)
@@ -93,18 +79,15 @@ async def test_a_run_whose_step_result_fails_to_commit_runs_the_step_again(
 
 
 async def test_an_event_whose_commit_fails_is_refused_and_the_run_goes_on(
-    sqlite_url: str,
+    database: Database,
 ) -> None:
-    db = sqlite_url.removeprefix("sqlite:///")
-    async with af.Engine(sqlite_url, workflows=[waits]) as engine:
+    async with af.Engine(database.url, workflows=[waits]) as engine:
         run = await engine.start(waits)
         await eventually(lambda: _status_is(run, af.RunStatus.WAITING))
-        conn = refuse_inserts(db, "NEW.kind = 'event_received'")
+        refused = RefusedInserts(database, "NEW.kind = 'event_received'")
         with pytest.raises(af.StoreWriteError, match="disk full"):
             await engine.send_event(run.id, "go", "lost")
-        conn.execute("UPDATE fail_switch SET on_ = 0")
-        conn.commit()
-        conn.close()
+        refused.stop()
         await engine.send_event(run.id, "go", "kept")
         assert await run.result(timeout=10) == "kept"
         events = await engine.store.load_events(run.id)
@@ -160,25 +143,33 @@ async def test_discarding_a_run_drops_its_pending_rows_and_the_children_it_start
         await store.close()
 
 
-@pytest.mark.parametrize("inline_limit", [0, 512], ids=["writer-thread", "loop-thread"])
+@pytest.mark.parametrize(
+    "backend", ["sqlite-writer-thread", "sqlite-loop-thread", pytest.param("postgres", marks=PG)]
+)
 async def test_many_runs_through_failing_sealed_batches_finish_with_whole_logs(
-    sqlite_url: str, inline_limit: int
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
 ) -> None:
     """Batches keep failing while hundreds of runs write through small sealed batches;
-    once writes succeed again every run finishes, and no log has a hole (commits on the
-    writer's thread, and on the loop's)."""
+    once writes succeed again every run finishes, and no log has a hole (SQLite: commits
+    on the writer's thread, and on the loop's)."""
     attempts_run.clear()
-    db = sqlite_url.removeprefix("sqlite:///")
-    async with af.Engine(sqlite_url, workflows=[flow]) as engine:
+    database: Database = (
+        PostgresDatabase(request.getfixturevalue("pg_url"))
+        if backend == "postgres"
+        else SQLiteDatabase(tmp_path / "actorflow.db")
+    )
+    async with af.Engine(database.url, workflows=[flow]) as engine:
         engine.store.writer._seal_rows = 16  # type: ignore[attr-defined]
-        engine.store.writer.transactions._inline_limit = inline_limit  # type: ignore[attr-defined]
-        conn = refuse_inserts(db, f"NEW.kind = 'step_completed' AND NEW.name = '{save.name}'")
+        if backend != "postgres":
+            inline_limit = 0 if backend == "sqlite-writer-thread" else 512
+            engine.store.writer.transactions._inline_limit = inline_limit  # type: ignore[attr-defined]
+        refused = RefusedInserts(
+            database, f"NEW.kind = 'step_completed' AND NEW.name = '{save.name}'"
+        )
         # Started together: the creations commit before any step can write a result.
         runs = await asyncio.gather(*(engine.start(flow, i) for i in range(200)))
         await eventually(lambda: len(attempts_run) >= 400, timeout=20)
-        conn.execute("UPDATE fail_switch SET on_ = 0")
-        conn.commit()
-        conn.close()
+        refused.stop()
         results = [await run.result(timeout=60) for run in runs]
         logs = [await engine.store.load_events(run.id) for run in runs]
     assert results == [10 * i + 1 for i in range(200)]
@@ -250,13 +241,12 @@ async def slow_flow(x: int) -> int:
 
 
 async def test_a_run_whose_rows_are_always_refused_does_not_hold_back_the_others(
-    sqlite_url: str,
+    database: Database,
 ) -> None:
     """One run's step results never commit (a trigger refuses them); the runs whose rows
     shared its failed batches come back at other moments and all finish."""
-    db = sqlite_url.removeprefix("sqlite:///")
-    async with af.Engine(sqlite_url, workflows=[slow_flow]) as engine:
-        conn = refuse_inserts(db, "NEW.run_id = 'poison' AND NEW.kind = 'step_completed'")
+    async with af.Engine(database.url, workflows=[slow_flow]) as engine:
+        RefusedInserts(database, "NEW.run_id = 'poison' AND NEW.kind = 'step_completed'")
         poison = await engine.start(slow_flow, 0, id="poison")
         others = await asyncio.gather(*(engine.start(slow_flow, i) for i in range(30)))
         results = await asyncio.gather(*(run.result(timeout=30) for run in others))
@@ -264,7 +254,6 @@ async def test_a_run_whose_rows_are_always_refused_does_not_hold_back_the_others
         assert await poison.status() == af.RunStatus.RUNNING
         strikes = engine._runs.write_failures._strikes
         await eventually(lambda: strikes.get("poison", (0, 0))[0] >= 3, timeout=10)
-        conn.close()
 
 
 async def test_discarding_reaches_a_full_open_batch(tmp_path: Path) -> None:
@@ -317,22 +306,19 @@ async def test_a_read_by_id_that_sqlite_refuses_on_the_loop_thread_goes_to_the_r
 
 
 async def test_repeated_commit_failures_are_logged_once_in_full_then_counted(
-    sqlite_url: str, caplog: pytest.LogCaptureFixture
+    database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Issue 15 item 19: a full disk fails every commit; the log gets one traceback, not
     one per commit, and a line when commits succeed again."""
-    db = sqlite_url.removeprefix("sqlite:///")
-    async with af.Engine(sqlite_url, workflows=[waits]) as engine:
+    async with af.Engine(database.url, workflows=[waits]) as engine:
         run = await engine.start(waits)
         await eventually(lambda: _status_is(run, af.RunStatus.WAITING))
-        conn = refuse_inserts(db, "NEW.kind = 'event_received'")
+        refused = RefusedInserts(database, "NEW.kind = 'event_received'")
         with caplog.at_level(logging.INFO, logger="actorflow.store"):
             for i in range(40):
                 with pytest.raises(af.StoreWriteError):
                     await engine.send_event(run.id, "go", i)
-            conn.execute("UPDATE fail_switch SET on_ = 0")
-            conn.commit()
-            conn.close()
+            refused.stop()
             await engine.send_event(run.id, "go", "kept")
             assert await run.result(timeout=10) == "kept"
     store_records = [r for r in caplog.records if r.name == "actorflow.store"]

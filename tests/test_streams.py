@@ -590,9 +590,9 @@ async def strm_body_writes(key: str) -> list[int]:
     return [first, second]
 
 
-async def test_body_writes_are_journaled_and_not_repeated_on_replay(sqlite_url: str) -> None:
+async def test_body_writes_are_journaled_and_not_repeated_on_replay(durable_url: str) -> None:
     key = new_key()
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         run = await engine.start(strm_body_writes, key)
         await wait_event(event(f"{key}:started"))
         assert await run.status() == af.RunStatus.RUNNING
@@ -601,7 +601,7 @@ async def test_body_writes_are_journaled_and_not_repeated_on_replay(sqlite_url: 
         assert (first.index, first.value, first.attempt) == (0, {"body": 1}, 0)
     # The engine closed mid-run; the next one replays the body write without repeating it.
     event(f"{key}:release").set()
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         run = engine.get_run(run.id)
         assert await run.result(timeout=TIMEOUT) == [0, 1]
         chunks = await read_all(run, with_info=True)
@@ -823,16 +823,16 @@ async def strm_resumable(key: str) -> int:
     return await strm_resumable_step(key)
 
 
-async def test_streams_survive_engine_close_and_reopen(sqlite_url: str) -> None:
+async def test_streams_survive_engine_close_and_reopen(durable_url: str) -> None:
     key = new_key()
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         run = await engine.start(strm_resumable, key)
         old_reader = Reader(run)
         await wait_event(event(f"{key}:wrote-old"))
         assert await old_reader.has(3) == ["old0", "old1", "old2"]
     with pytest.raises(af.EngineClosedError):
         await old_reader.done()
-    async with af.Engine(sqlite_url) as engine:
+    async with af.Engine(durable_url) as engine:
         run = engine.get_run(run.id)
         reader = Reader(run, with_info=True)
         resumed = Reader(run, start=len(old_reader.items))

@@ -43,9 +43,11 @@ __all__ = [
 
 
 def open_store(url: str) -> Store:
-    """The backend for `url`: `memory://` or `sqlite:///relative.db` / `sqlite:////abs/path.db`.
+    """The backend for `url`: `memory://`, `sqlite:///relative.db` / `sqlite:////abs/path.db`,
+    or `postgresql://user:password@host:port/database` (also `postgres://`).
 
-    SQLite URLs accept `?synchronous=normal|full`.
+    SQLite URLs accept `?synchronous=normal|full`; PostgreSQL URLs `?schema=name` (default
+    `actorflow`) and asyncpg's own parameters. Raises ValueError for a URL it cannot use.
     """
     if not isinstance(url, str):
         raise TypeError(f"store URL must be a str, got {type(url).__name__}")
@@ -64,5 +66,13 @@ def open_store(url: str) -> Store:
             raise ValueError(f"unknown sqlite URL option(s): {', '.join(sorted(unknown))}")
         return SQLiteStore(path, synchronous=options.get("synchronous", "normal"))
     if parts.scheme in ("postgresql", "postgres"):
-        raise NotImplementedError("the PostgreSQL store is not available yet")
-    raise ValueError(f"unsupported store URL {url!r}; use memory:// or sqlite:///path.db")
+        try:
+            from ._postgres import PostgresStore
+        except ModuleNotFoundError as exc:
+            raise ModuleNotFoundError(
+                f"the PostgreSQL store needs asyncpg ({exc}): pip install 'actorflow[postgres]'"
+            ) from exc
+        return PostgresStore(url)
+    raise ValueError(
+        f"unsupported store URL {url!r}; use memory://, sqlite:///path.db or postgresql://..."
+    )

@@ -13,7 +13,8 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import attrs
 
@@ -95,6 +96,17 @@ class EventRow(NamedTuple):
     name: str | None
     data: bytes | None
     at: float
+
+
+# The columns of `RunRow`, in its fields' order, for SELECTs whose rows build one.
+RUN_COLUMNS = (
+    "id, workflow, status, args, created_at, generation, result, error, metadata, parent_id,"
+    " started_at, completed_at, wake_at, deadline_at"
+)
+
+# A fetched events row (its columns in `EventRow`'s order) as an EventRow, without the
+# Python-level `__new__` a namedtuple call goes through.
+as_event = partial(tuple.__new__, EventRow)
 
 
 class ChunkKind:
@@ -296,6 +308,20 @@ class StreamState(NamedTuple):
     next_index: dict[str, int]
     closed: set[str]
     total_bytes: int
+
+
+def fold_stream_states(rows: Iterable[Any]) -> dict[str, StreamState]:
+    """Stream states from rows of (run id, namespace, last index, bytes or None, closed),
+    one per namespace of a run."""
+    states: dict[str, StreamState] = {}
+    sizes: dict[str, int] = {}
+    for run_id, namespace, last, size, closed in rows:
+        state = states.setdefault(run_id, StreamState({}, set(), 0))
+        state.next_index[namespace] = last + 1
+        if closed:
+            state.closed.add(namespace)
+        sizes[run_id] = sizes.get(run_id, 0) + (size or 0)
+    return {run_id: s._replace(total_bytes=sizes[run_id]) for run_id, s in states.items()}
 
 
 class LoadedRun(NamedTuple):

@@ -228,3 +228,27 @@ class GroupCommitWriter:
                 batch.future.set_result(None)
             if self._stopping:
                 self._want()
+
+
+class GroupCommitted:
+    """The write half of the `Store` protocol for a store whose writes go through a
+    `GroupCommitWriter` (its `_writer`); the store binds `batch` and `commit` itself."""
+
+    _writer: GroupCommitWriter
+
+    def set_commit_listener(self, listener: CommitListener) -> None:
+        self._writer.set_commit_listener(listener)
+
+    def set_failure_listener(self, listener: FailureListener) -> None:
+        self._writer.set_failure_listener(listener)
+
+    def discard_pending(self, run_ids: set[str]) -> dict[str, RunRow]:
+        return self._writer.discard_pending(run_ids)
+
+    @property
+    def writer(self) -> GroupCommitWriter:
+        """The group-commit writer (tests tune it)."""
+        return self._writer
+
+    def commit_stats(self) -> CommitStats:
+        return self._writer.stats()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import partial
 from typing import Any
 
 import aiosqlite
@@ -21,21 +20,21 @@ import aiosqlite
 from .._errors import StoreFileError
 from .._models import FINAL, UNFINISHED
 from ._base import (
+    RUN_COLUMNS,
     ChunkKind,
     ChunkRow,
-    CommitListener,
-    CommitStats,
     EventRow,
-    FailureListener,
     HookRow,
     LoadedRun,
     PurgeFilter,
     RunRow,
     StreamState,
     WriteBatch,
+    as_event,
+    fold_stream_states,
 )
 from ._checkpoint import WalCheckpointer
-from ._group_commit import GroupCommitWriter
+from ._group_commit import GroupCommitted, GroupCommitWriter
 from ._purge import choose, delete
 from ._schedule_rows import SCHEDULES_SCHEMA, SELECT_SCHEDULES, ScheduleRow
 from ._sqlite_file import check_path, lock, prepare_file, unlock
@@ -95,15 +94,6 @@ CREATE TABLE IF NOT EXISTS hooks (
 CREATE INDEX IF NOT EXISTS hooks_by_run ON hooks (run_id);
 """
 
-# A fetched `SELECT * FROM events` row as an EventRow (the columns are its fields, in
-# order) without the Python-level `__new__` a namedtuple call goes through.
-_as_event = partial(tuple.__new__, EventRow)
-
-_RUN_COLUMNS = (
-    "id, workflow, status, args, created_at, generation, result, error, metadata, parent_id,"
-    " started_at, completed_at, wake_at, deadline_at"
-)
-
 
 # Reads of up to this many runs by id run on the loop thread (see `_fetch_by_key`).
 _KEYED_READ_IDS = 16
@@ -116,7 +106,7 @@ def _id_chunks(run_ids: Sequence[str]) -> Iterator[tuple[list[str], str]]:
         yield ids, ",".join("?" * len(ids))
 
 
-class SQLiteStore:
+class SQLiteStore(GroupCommitted):
     """The embedded store: one file, a group-commit writer, an aiosqlite reader."""
 
     def __init__(self, path: str, *, synchronous: str = "normal") -> None:
@@ -220,23 +210,6 @@ class SQLiteStore:
         deleted = await self._writer.exclusive(lambda: transactions.call(delete, which, chosen))
         return deleted if deleted != (0, 0) else (0, 1)  # all changed meanwhile: look again
 
-    def set_commit_listener(self, listener: CommitListener) -> None:
-        self._writer.set_commit_listener(listener)
-
-    def set_failure_listener(self, listener: FailureListener) -> None:
-        self._writer.set_failure_listener(listener)
-
-    def discard_pending(self, run_ids: set[str]) -> dict[str, RunRow]:
-        return self._writer.discard_pending(run_ids)
-
-    @property
-    def writer(self) -> GroupCommitWriter:
-        """The group-commit writer (tests tune it)."""
-        return self._writer
-
-    def commit_stats(self) -> CommitStats:
-        return self._writer.stats()
-
     async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         assert self._reader is not None, "store is not open"
         # One thread hop for execute + fetch: concurrent reads must not interleave
@@ -263,13 +236,13 @@ class SQLiteStore:
         return await self._fetchall(sql, params)
 
     async def get_run(self, run_id: str) -> RunRow | None:
-        rows = await self._fetch_by_key(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
+        rows = await self._fetch_by_key(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
         return RunRow(*rows[0]) if rows else None
 
     async def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
         found: dict[str, RunRow] = {}
         for ids, marks in _id_chunks(run_ids):
-            sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE id IN ({marks})"
+            sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE id IN ({marks})"
             fetch = self._fetch_by_key if len(ids) <= _KEYED_READ_IDS else self._fetchall
             for values in await fetch(sql, ids):
                 found[values[0]] = RunRow(*values)
@@ -279,7 +252,7 @@ class SQLiteStore:
         rows = await self._fetchall(
             "SELECT * FROM events WHERE run_id=? AND idx>? ORDER BY idx", (run_id, after)
         )
-        return [_as_event(r) for r in rows]
+        return [as_event(r) for r in rows]
 
     async def load_runs(self, run_ids: Sequence[str]) -> dict[str, LoadedRun]:
         rows = await self.get_runs(run_ids)
@@ -289,7 +262,7 @@ class SQLiteStore:
             for found in await self._fetchall(
                 f"SELECT * FROM events WHERE run_id IN ({marks}) ORDER BY run_id, idx", ids
             ):
-                events.setdefault(found[0], []).append(_as_event(found))
+                events.setdefault(found[0], []).append(as_event(found))
             streams = await self._stream_states(ids)
             for run_id in ids:
                 empty = StreamState({}, set(), 0)
@@ -325,7 +298,7 @@ class SQLiteStore:
             params.append(parent_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = await self._fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, id DESC"
+            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, id DESC"
             " LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
@@ -342,13 +315,13 @@ class SQLiteStore:
     async def unfinished_runs(self) -> list[RunRow]:
         marks = ",".join("?" * len(UNFINISHED))
         rows = await self._fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE status IN ({marks}) ORDER BY created_at, id",
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE status IN ({marks}) ORDER BY created_at, id",
             UNFINISHED,
         )
         return [RunRow(*r) for r in rows]
 
     async def finished_children_of_unfinished_parents(self) -> list[RunRow]:
-        columns = ", ".join(f"c.{c.strip()}" for c in _RUN_COLUMNS.split(","))
+        columns = ", ".join(f"c.{c.strip()}" for c in RUN_COLUMNS.split(","))
         rows = await self._fetchall(
             f"SELECT {columns} FROM runs c JOIN runs p ON p.id = c.parent_id"
             f" WHERE c.status IN ({','.join('?' * len(FINAL))})"
@@ -371,21 +344,15 @@ class SQLiteStore:
 
     async def _stream_states(self, run_ids: list[str]) -> dict[str, StreamState]:
         """Next index and closed flag per namespace, and total bytes, of each run's streams."""
-        states: dict[str, StreamState] = {}
-        sizes: dict[str, int] = {}
-        for run_id, namespace, last, size, closed in await self._fetchall(
-            "SELECT run_id, namespace, MAX(idx), SUM(LENGTH(data)),"
-            " MAX(CASE WHEN kind=? THEN 1 ELSE 0 END)"
-            f" FROM chunks WHERE run_id IN ({','.join('?' * len(run_ids))})"
-            " GROUP BY run_id, namespace",
-            [ChunkKind.CLOSE, *run_ids],
-        ):
-            state = states.setdefault(run_id, StreamState({}, set(), 0))
-            state.next_index[namespace] = last + 1
-            if closed:
-                state.closed.add(namespace)
-            sizes[run_id] = sizes.get(run_id, 0) + (size or 0)
-        return {run_id: s._replace(total_bytes=sizes[run_id]) for run_id, s in states.items()}
+        return fold_stream_states(
+            await self._fetchall(
+                "SELECT run_id, namespace, MAX(idx), SUM(LENGTH(data)),"
+                " MAX(CASE WHEN kind=? THEN 1 ELSE 0 END)"
+                f" FROM chunks WHERE run_id IN ({','.join('?' * len(run_ids))})"
+                " GROUP BY run_id, namespace",
+                [ChunkKind.CLOSE, *run_ids],
+            )
+        )
 
     async def load_hooks(self) -> list[HookRow]:
         return [HookRow(*r) for r in await self._fetchall("SELECT * FROM hooks")]

@@ -25,8 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import StoreReadError
-from ._base import ChunkKind, ChunkRow, EventRow, RunRow
-from ._sqlite import _RUN_COLUMNS
+from ._base import RUN_COLUMNS, ChunkKind, ChunkRow, EventRow, RunRow
 
 _OWN_TABLES = {"meta", "runs", "events"}
 
@@ -87,7 +86,7 @@ class SQLiteReader:
             raise StoreReadError(f"cannot read {self.path}: {exc}") from exc
 
     def get_run(self, run_id: str) -> RunRow | None:
-        rows = self._fetchall(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
+        rows = self._fetchall(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
         return RunRow(*rows[0]) if rows else None
 
     def list_runs(
@@ -103,7 +102,7 @@ class SQLiteReader:
             params.append(workflow)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, id DESC LIMIT ?",
+            f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, id DESC LIMIT ?",
             [*params, limit],
         )
         return [RunRow(*r) for r in rows]

@@ -75,7 +75,10 @@ _db = click.option(
     "--db",
     metavar="URL",
     callback=_store_url,
-    help="read this store (sqlite:///path.db) directly, read-only, instead of asking a server",
+    help=(
+        "read this store (sqlite:///path.db, postgresql://...) directly, read-only,"
+        " instead of asking a server"
+    ),
 )
 
 
@@ -107,7 +110,7 @@ def with_client(f: F) -> F:
 
 
 def with_source(f: F) -> F:
-    """A read command: a server, or with `--db` a store file; `f(source, out, **arguments)`."""
+    """A read command: a server, or with `--db` a store; `f(source, out, **arguments)`."""
 
     @functools.wraps(f)
     def command(

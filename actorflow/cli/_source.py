@@ -1,4 +1,4 @@
-"""Where the commands read from: a running server (`HttpClient`) or a store file
+"""Where the commands read from: a running server (`HttpClient`) or a store
 (`StoreSource`), both answering in the HTTP API's JSON shapes; and how a failed
 request ends a command."""
 

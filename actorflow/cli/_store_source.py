@@ -1,7 +1,7 @@
-"""StoreSource: the read commands' `--db` answers, read straight from a store file.
+"""StoreSource: the read commands' `--db` answers, read straight from a store.
 
 The shapes are the HTTP API's (its serializers are reused). Nothing pushes news
-out of a file to another process, so `--wait` and `--follow` ask the file again
+out of a store to another process, so `--wait` and `--follow` ask the store again
 every `POLL_SECONDS`.
 """
 

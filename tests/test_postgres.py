@@ -1,0 +1,186 @@
+"""What only the PostgreSQL store has: its schema's versions, its URL, and a server that
+goes away (a dropped connection, a restart) while runs are in flight.
+
+(Everything else runs on PostgreSQL through the store-parametrized tests.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+import actorflow as af
+from actorflow._store._postgres import PostgresStore, split_url
+from tests.conftest import eventually, with_query
+from tests.databases import PostgresDatabase
+from tests.pg_cluster import Cluster
+
+pytestmark = pytest.mark.postgres
+
+
+@af.step(name="tests.postgres.add")
+async def add(x: int, n: int) -> int:
+    await asyncio.sleep(0.002)
+    return x + n
+
+
+@af.workflow(name="tests.postgres.chain")
+async def chain(x: int) -> int:
+    for n in range(5):
+        x = await add(x, n)
+    return x
+
+
+def check_logs(db: PostgresDatabase, runs: list[str], steps: int = 5) -> None:
+    """Every run completed once, with a gap-free log and one result per step."""
+    status = dict(db.query("SELECT id, status FROM runs"))
+    assert {run_id: status.get(run_id) for run_id in runs} == dict.fromkeys(runs, "completed")
+    idxs: dict[str, list[int]] = {}
+    for run_id, idx in db.query("SELECT run_id, idx FROM events ORDER BY run_id, idx"):
+        idxs.setdefault(run_id, []).append(idx)
+    for run_id in runs:
+        assert idxs[run_id] == list(range(len(idxs[run_id]))), f"{run_id}'s log has a hole"
+    results = Counter(db.query("SELECT run_id, seq FROM events WHERE kind = 'step_completed'"))
+    assert len(results) == steps * len(runs) and max(results.values()) == 1
+
+
+async def test_a_newer_schema_is_refused_and_an_older_one_migrated(pg_url: str) -> None:
+    db = PostgresDatabase(pg_url)
+    async with af.Engine(pg_url, workflows=[chain]) as engine:
+        run = await engine.start(chain, 1)
+        assert await run.result(timeout=10) == 11
+    assert db.query("SELECT version FROM schema_version") == [(1,)]
+    db.execute("INSERT INTO schema_version VALUES (2)")
+    with pytest.raises(af.StoreSchemaError, match="version 2, written by a newer actorflow"):
+        async with af.Engine(pg_url):
+            pass
+    db.execute("DELETE FROM schema_version WHERE version = 2")
+    async with af.Engine(pg_url) as engine:  # the same schema opens again, runs intact
+        assert await engine.get_run(run.id).result(timeout=5) == 11
+
+
+async def test_a_schema_holding_another_applications_tables_is_refused(pg_url: str) -> None:
+    db = PostgresDatabase(pg_url)
+    db.execute(f'CREATE SCHEMA "{db.schema}"; CREATE TABLE "{db.schema}".orders (id int)')
+    with pytest.raises(af.StoreSchemaError, match=r"tables that are not actorflow's.*orders"):
+        async with af.Engine(pg_url):
+            pass
+    assert db.query("SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+                    (db.schema,)) == [("orders",)]  # fmt: skip
+
+
+def test_urls_name_the_schema_and_pass_the_rest_to_asyncpg() -> None:
+    dsn, schema = split_url("postgres://u:p@h:5/db?schema=mine&synchronous_commit=off")
+    assert (dsn, schema) == ("postgresql://u:p@h:5/db?synchronous_commit=off", "mine")
+    assert split_url("postgresql://h/db")[1] == "actorflow"
+    with pytest.raises(ValueError, match="plain identifier"):
+        af.Engine("postgresql://h/db?schema=a;drop")
+    assert isinstance(af.Engine("postgres://h/db").store, PostgresStore)
+
+
+# Steps of round n wait for GATES[n]: the test ends the connections, then opens a gate.
+GATES: dict[int, asyncio.Event] = {}
+
+
+@af.step(name="tests.postgres.gated_add")
+async def gated_add(x: int, n: int) -> int:
+    await GATES[n].wait()
+    return x + n
+
+
+@af.workflow(name="tests.postgres.gated_chain")
+async def gated_chain(x: int) -> int:
+    for n in range(3):
+        x = await gated_add(x, n)
+    return x
+
+
+async def test_the_engine_gets_its_connections_back_when_the_server_drops_them(
+    pg_url: str,
+) -> None:
+    """The server ends the store's connections (the writer's and the readers') while
+    runs are in flight, three times: the writer reconnects each time, every run
+    completes, and no step result is lost or written twice."""
+    db = PostgresDatabase(pg_url)
+    GATES.update((n, asyncio.Event()) for n in range(3))
+    async with af.Engine(pg_url, workflows=[gated_chain]) as engine:
+        store = engine.store
+        assert isinstance(store, PostgresStore)
+        runs = [await engine.start(gated_chain, i) for i in range(100)]
+        for n in range(3):
+            ended = db.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND application_name = 'actorflow'"
+            )
+            assert len(ended) >= 2, "the writer's connection and a reader's"
+            GATES[n].set()  # the steps of this round end: their results must be written
+            await eventually(lambda n=n: store.transactions.reconnects > n, timeout=10)
+        results = await asyncio.gather(*(run.result(timeout=30) for run in runs))
+        assert await engine.list_runs(status="completed", limit=200)  # a reader is back
+    assert results == [i + 3 for i in range(100)]
+    check_logs(db, [run.id for run in runs], steps=3)
+
+
+@pytest.fixture
+def own_server() -> Iterator[Cluster]:
+    """A server of this test's own, to restart."""
+    cluster = Cluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+async def test_runs_in_flight_survive_a_server_restart(own_server: Cluster, mode: str) -> None:
+    """The server stops (`fast`: a clean shutdown; `immediate`: as if it crashed) and comes
+    back while hundreds of runs are in flight: nothing committed is lost, every run
+    completes, and no step's result is written twice."""
+    url = with_query(own_server.url, f"schema=s_{uuid.uuid4().hex[:8]}")
+    db = PostgresDatabase(url)
+    async with af.Engine(url, workflows=[chain]) as engine:
+        store = engine.store
+        assert isinstance(store, PostgresStore)
+        runs = [await engine.start(chain, i) for i in range(300)]
+        await eventually(lambda: engine.store_stats().rows > 600)
+        await asyncio.to_thread(own_server.stop, mode)
+        await asyncio.to_thread(own_server.start)
+        results = await asyncio.gather(*(run.result(timeout=60) for run in runs))
+        assert store.transactions.reconnects >= 1
+        listed = await engine.list_runs(status="completed", limit=1000)  # readers came back
+    assert results == [i + 10 for i in range(300)]
+    assert len(listed) == 300
+    check_logs(db, [run.id for run in runs])
+
+
+@pytest.mark.parametrize("copy_rows", [0, 1_000_000], ids=["copy", "one-statement"])
+async def test_a_batch_written_either_way_leaves_the_events_of_taken_ids_out(
+    pg_url: str, copy_rows: int
+) -> None:
+    """Large batches send their events by COPY, small ones in the one statement: either way
+    a creation whose id was taken writes none of its rows, and the others all of theirs."""
+    db = PostgresDatabase(pg_url)
+    async with af.Engine(pg_url, workflows=[chain]) as engine:
+        store = engine.store
+        assert isinstance(store, PostgresStore)
+        store.transactions._copy_rows = copy_rows
+        first = await engine.start(chain, 1, id="taken")
+        assert await first.result(timeout=10) == 11
+        await eventually(lambda: engine.live_actors() == 0)  # the next start meets the store
+        again, *runs = await asyncio.gather(
+            engine.start(chain, 2, id="taken"), *(engine.start(chain, i) for i in range(50))
+        )
+        assert await again.result(timeout=10) == 11, "the run that held the id, not a new one"
+        results = await asyncio.gather(*(run.result(timeout=30) for run in runs))
+    assert results == [i + 10 for i in range(50)]
+    created = db.query(
+        "SELECT count(*) FROM events WHERE run_id = 'taken' AND kind = 'run_created'"
+    )
+    assert created == [(1,)]
+    check_logs(db, ["taken", *(run.id for run in runs)])
