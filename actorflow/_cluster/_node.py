@@ -110,6 +110,9 @@ class ClusterNode:
     async def leave(self) -> None:
         """Give this engine's unfinished runs back to the queue, and leave (after the
         store's last commit: nothing of them is pending)."""
+        await cancel_and_wait(self._task)
+        self._task = None
+        await self.lease.stop()
         await self.lease.release(list(UNFINISHED))
 
     async def _listen(self) -> None:
@@ -165,7 +168,9 @@ class ClusterNode:
     def fence(self, batch: WriteBatch) -> tuple[str | None, list[str], list[int]]:
         """The writer's fence for `batch`: this engine's id (None for a client), and each
         run it writes with the epoch this engine owns it at (0 if it does not)."""
-        ids = list(batch.run_ids())
+        # Runs this batch creates are not fenced: their rows are inserted by it, owned
+        # by the writer (or queued).
+        ids = list(batch.run_ids().difference([row.id for row, _ in batch.new_runs]))
         owned = self.owned
         return (self.engine_id if self.execute else None), ids, [owned.get(i, 0) for i in ids]
 

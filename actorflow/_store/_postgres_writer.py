@@ -26,7 +26,10 @@ from ._base import WriteBatch
 
 log = logging.getLogger("actorflow.store")
 
-_COMMIT = "SELECT commit_batch(" + ", ".join(f"${i}" for i in range(1, 59)) + ")"
+_COMMIT = "SELECT * FROM commit_batch(" + ", ".join(f"${i}" for i in range(1, 70)) + ")"
+# Who writes, and at which epochs it owns the runs it writes (see `_cluster`): this
+# engine's id (None: a client) and, for each run the batch writes, the epoch.
+Fence = Callable[[WriteBatch], tuple[str | None, list[str], list[int]]]
 # Errors that mean the connection is gone (not that the server refused the rows).
 CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
@@ -62,6 +65,7 @@ class PostgresTransactions:
         self._copy_rows = copy_rows
         self._conn: asyncpg.Connection | None = None
         self.reconnects = 0
+        self.fence: Fence | None = None
 
     async def open(self) -> None:
         self._conn = await self._connect()
@@ -85,11 +89,12 @@ class PostgresTransactions:
         schedule = (run_id, "-", "-", b"[]", "UTC", "-", "-", 0, 0, None, 0.0, 0.0, None, b"{}")
         arrays = [*_columns([run], 14), *_columns([event], 9), *_columns([chunk], 8),
                   *_columns([update], 8), *_columns([hook], 3), [run_id], [run_id],
-                  *_columns([schedule], 14)]  # fmt: skip
+                  *_columns([schedule], 14), None, [run_id], [0], [False],
+                  *_columns([(run_id, "-", None, None, 0.0)], 5), [0], [run_id]]  # fmt: skip
         transaction = conn.transaction()
         await transaction.start()
         try:
-            await conn.fetchval(_COMMIT, *arrays)
+            await conn.fetchrow(_COMMIT, *arrays)
         finally:
             await transaction.rollback()
 
@@ -108,10 +113,11 @@ class PostgresTransactions:
         while True:
             try:
                 if len(events) < self._copy_rows:
-                    taken = await conn.fetchval(_COMMIT, *params[:14], *_columns(events, 9),
-                                                *params[14:])  # fmt: skip
+                    taken, refused = await conn.fetchrow(
+                        _COMMIT, *params[:14], *_columns(events, 9), *params[14:]
+                    )
                 else:
-                    taken = await self._write_with_copy(conn, params, events)
+                    taken, refused = await self._write_with_copy(conn, params, events)
             except Exception as exc:
                 # asyncpg reports a connection lost mid-COPY as an internal error, not
                 # as a connection error: a closed connection says which it was.
@@ -125,21 +131,26 @@ class PostgresTransactions:
                     return
                 continue
             batch.conflicts.update(taken)
+            batch.refused.update(refused)
             return
 
     async def _write_with_copy(
         self, conn: asyncpg.Connection, params: list[Sequence[Any]], events: list[tuple[Any, ...]]
-    ) -> list[str]:
+    ) -> tuple[list[str], list[str]]:
         """A large batch: `commit_batch` without its events, which follow by COPY (twice as
         fast as `unnest` for thousands of rows), in one transaction."""
         async with conn.transaction():
-            taken: list[str] = await conn.fetchval(
+            taken, refused = await conn.fetchrow(
                 _COMMIT, *params[:14], *_columns([], 9), *params[14:]
             )
-            dropped = set(taken)
-            rows = [event[1:] for event in events if event[0] is None or event[0] not in dropped]
+            dropped = {*taken, *refused}
+            rows = [
+                event[1:]
+                for event in events
+                if (event[0] is None or event[0] not in dropped) and event[1] not in refused
+            ]
             await conn.copy_records_to_table("events", records=rows, columns=_EVENT_COLUMNS)
-        return taken
+        return taken, refused
 
     def _params(self, batch: WriteBatch) -> tuple[list[Sequence[Any]], list[tuple[Any, ...]]]:
         """`commit_batch`'s arrays but for the events', and the event rows, each led by the
@@ -165,8 +176,15 @@ class PostgresTransactions:
             list(batch.hook_deletes),
             [key for key, params in batch.schedule_writes.items() if params is None],
             *_columns([p for p in batch.schedule_writes.values() if p is not None], 14),
+            *self._fence(batch),
+            [params[0] in batch.queued for params in runs],
+            *_columns(batch.inbox, 5),
+            *_columns(batch.inbox_taken, 2),
         ]
         return arrays, events
+
+    def _fence(self, batch: WriteBatch) -> tuple[str | None, list[str], list[int]]:
+        return (None, [], []) if self.fence is None else self.fence(batch)
 
     async def _reconnect(
         self, batch: WriteBatch, cause: BaseException | None
