@@ -89,6 +89,4 @@ async def main(url: str, lease_timeout: float, max_runs: int | None) -> None:
 
 
 if __name__ == "__main__":
-    af.run(
-        main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None)
-    )
+    af.run(main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None))

@@ -155,7 +155,9 @@ async def test_a_commit_to_a_run_another_engine_took_is_refused(pg_url: str) -> 
         await wait_for_status(run, af.RunStatus.WAITING, timeout=10)
         before = db.query("SELECT count(*) FROM events WHERE run_id = ?", (run.id,))
         # What a takeover does: another owner, the epoch raised.
-        db.execute(f"UPDATE runs SET owner = 'someone-else', epoch = epoch + 1 WHERE id = '{run.id}'")
+        db.execute(
+            f"UPDATE runs SET owner = 'someone-else', epoch = epoch + 1 WHERE id = '{run.id}'"
+        )
         # This engine has not heard: it journals the event, and the commit is refused.
         with pytest.raises(af.StoreWriteError):
             await owner.send_event(run.id, "n", 1)

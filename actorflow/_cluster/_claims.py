@@ -5,7 +5,9 @@ claiming at once take disjoint runs, without waiting for each other, and a run a
 lapsed owner is committing to (its commit holds the row `FOR SHARE`) is skipped
 and taken on the next round. Each claim raises the run's epoch, which fences the
 previous owner's commits. Dead engines' runs are spread: each live engine takes
-its share (the orphans divided by the live executing engines) per round.
+its share (the orphans divided by the live executing engines) per round, and so do
+queued runs; a round that took some is followed by another shortly after, so what a
+slower engine leaves is taken too.
 """
 
 from __future__ import annotations
@@ -34,10 +36,14 @@ UPDATE runs r SET owner = $1, epoch = r.epoch + 1 FROM picked WHERE r.id = picke
 RETURNING r.id, r.status, r.wake_at, r.epoch
 """
 
-CLAIM_QUEUED = """
-WITH picked AS (
+CLAIM_QUEUED = f"""
+WITH share AS (
+    SELECT ceil(count(*)::float8 / greatest(1,
+        (SELECT count(*) FROM engines WHERE execute AND {_ALIVE})))::int AS n
+    FROM runs WHERE owner IS NULL AND status = ANY($2::text[])
+), picked AS (
     SELECT id FROM runs WHERE owner IS NULL AND status = ANY($2::text[])
-    ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED
+    ORDER BY created_at, id LIMIT least((SELECT n FROM share), $3) FOR UPDATE SKIP LOCKED
 )
 UPDATE runs r SET owner = $1, epoch = r.epoch + 1 FROM picked WHERE r.id = picked.id
 RETURNING r.id, r.status, r.wake_at, r.epoch
@@ -75,7 +81,8 @@ async def claim_orphans(conn: asyncpg.Connection, engine_id: str, limit: int) ->
 
 
 async def claim_queued(conn: asyncpg.Connection, engine_id: str, limit: int) -> list[Claimed]:
-    """Claim up to `limit` runs waiting for an owner, oldest first."""
+    """Claim up to `limit` (and this engine's share) of the runs waiting for an owner,
+    oldest first."""
     rows = await conn.fetch(CLAIM_QUEUED, engine_id, list(UNFINISHED), limit)
     return [Claimed(*row) for row in rows]
 

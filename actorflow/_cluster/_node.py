@@ -34,6 +34,8 @@ from ._lease import EngineLease
 log = logging.getLogger("actorflow.cluster")
 
 _CLAIM_BATCH = 1000
+_CLAIM_AGAIN = 0.05  # after a round that took runs: more may wait
+_ORPHANS_AGAIN = 0.2  # orphans were left (locked by a committing owner, or a claimer)
 _INBOX_BATCH = 2000
 
 
@@ -80,6 +82,7 @@ class ClusterNode:
         self._inflight: set[int] = set()  # inbox rows handed to actors, not yet deleted
         self._watch_counts: dict[str, int] = {}
         self._lock = asyncio.Lock()  # the node's connection: one statement at a time
+        self._again_handle: asyncio.TimerHandle | None = None
         self.lost_leases = 0
 
     @property
@@ -100,6 +103,8 @@ class ClusterNode:
 
     async def close(self) -> None:
         """Stop the node's work (the engine's actors are stopped already)."""
+        if self._again_handle is not None:
+            self._again_handle.cancel()
         task, self._task = self._task, None
         await cancel_and_wait(task)
         await self.lease.stop()
@@ -280,47 +285,49 @@ class ClusterNode:
             await self._host.changed(changed)
 
     async def _claim(self) -> None:
+        """One round of claims (see `_claims`); another follows shortly after one that
+        took something, or that found orphans it could not take yet."""
         host = self._host
         assert host is not None
         orphans, queued = self._want_orphans, self._want_claim
         self._want_orphans = self._want_claim = False
+        room = host.room()
+        limit = _CLAIM_BATCH if room is None else min(room, _CLAIM_BATCH)
+        if limit <= 0:
+            return
         async with self._lock:
             conn = self._conn
             assert conn is not None
-            while True:
-                room = host.room()
-                limit = _CLAIM_BATCH if room is None else min(room, _CLAIM_BATCH)
-                if limit <= 0:
-                    break
-                claimed: list[Claimed] = []
-                if orphans:
-                    claimed = await _claims.claim_orphans(conn, self.engine_id, limit)
-                if queued and len(claimed) < limit:
-                    claimed += await _claims.claim_queued(
-                        conn, self.engine_id, limit - len(claimed)
-                    )
-                if not claimed:
-                    break
-                self._adopt(claimed)
-                parents = [c.id for c in claimed]
-                for child, parent, status, result, error in await _claims.finished_children(
-                    conn, parents
-                ):
-                    host.deliver(parent, ChildDone(child, status, result, error))
+            claimed: list[Claimed] = []
             if orphans:
+                claimed = await _claims.claim_orphans(conn, self.engine_id, limit)
+            if queued and len(claimed) < limit:
+                claimed += await _claims.claim_queued(conn, self.engine_id, limit - len(claimed))
+            if claimed:
+                for run in claimed:
+                    self.owned[run.id] = run.epoch
+                host.adopt(claimed)
+                found = await _claims.finished_children(conn, [run.id for run in claimed])
+                for child_id, parent_id, status, result, error in found:
+                    host.deliver(parent_id, ChildDone(child_id, status, result, error))
+                self._want_inbox = True
+                self._again(orphans, queued, _CLAIM_AGAIN)
+            elif orphans:
                 if await _claims.orphans_left(conn):
                     # Runs a lapsed owner is committing to, or another claimer holds.
-                    self._want_orphans = True
-                    asyncio.get_running_loop().call_later(0.2, self._wanted.set)
+                    self._again(True, False, _ORPHANS_AGAIN)
                 else:
                     await _claims.forget_dead(conn)
-        self._want_inbox = True
 
-    def _adopt(self, claimed: list[Claimed]) -> None:
-        for run in claimed:
-            self.owned[run.id] = run.epoch
-        assert self._host is not None
-        self._host.adopt(claimed)
+    def _again(self, orphans: bool, queued: bool, delay: float) -> None:
+        def wake() -> None:
+            self._want_orphans |= orphans
+            self._want_claim |= queued
+            self._wanted.set()
+
+        if self._again_handle is not None:
+            self._again_handle.cancel()
+        self._again_handle = asyncio.get_running_loop().call_later(delay, wake)
 
     async def _read_inbox(self) -> None:
         host = self._host

@@ -113,9 +113,11 @@ class PostgresTransactions:
         while True:
             try:
                 if len(events) < self._copy_rows:
-                    taken, refused = await conn.fetchrow(
+                    found = await conn.fetchrow(
                         _COMMIT, *params[:14], *_columns(events, 9), *params[14:]
                     )
+                    assert found is not None
+                    taken, refused = found
                 else:
                     taken, refused = await self._write_with_copy(conn, params, events)
             except Exception as exc:
@@ -135,14 +137,14 @@ class PostgresTransactions:
             return
 
     async def _write_with_copy(
-        self, conn: asyncpg.Connection, params: list[Sequence[Any]], events: list[tuple[Any, ...]]
+        self, conn: asyncpg.Connection, params: list[Any], events: list[tuple[Any, ...]]
     ) -> tuple[list[str], list[str]]:
         """A large batch: `commit_batch` without its events, which follow by COPY (twice as
         fast as `unnest` for thousands of rows), in one transaction."""
         async with conn.transaction():
-            taken, refused = await conn.fetchrow(
-                _COMMIT, *params[:14], *_columns([], 9), *params[14:]
-            )
+            found = await conn.fetchrow(_COMMIT, *params[:14], *_columns([], 9), *params[14:])
+            assert found is not None
+            taken, refused = found
             dropped = {*taken, *refused}
             rows = [
                 event[1:]
@@ -152,7 +154,7 @@ class PostgresTransactions:
             await conn.copy_records_to_table("events", records=rows, columns=_EVENT_COLUMNS)
         return taken, refused
 
-    def _params(self, batch: WriteBatch) -> tuple[list[Sequence[Any]], list[tuple[Any, ...]]]:
+    def _params(self, batch: WriteBatch) -> tuple[list[Any], list[tuple[Any, ...]]]:
         """`commit_batch`'s arrays but for the events', and the event rows, each led by the
         id of the creation it belongs to (or None). A chosen id taken earlier in the batch
         is a conflict at once: one statement cannot tell two creations of one id apart."""
