@@ -68,6 +68,14 @@ async def sleeper(seconds: float) -> str:
     return "woke"
 
 
+@af.workflow(name="cluster.hold")
+async def hold() -> str:
+    """Waits for one event `go`, then takes a step."""
+    got = await af.wait_for_event("go")
+    await work(0, 0.0)
+    return str(got)
+
+
 @af.workflow(name="cluster.parent")
 async def parent(children: int) -> int:
     """Starts `children` children (`cluster.job`s of 3 short steps) and sums their results."""
@@ -86,6 +94,8 @@ async def main(url: str, lease_timeout: float, max_runs: int | None) -> None:
         assert cluster is not None
         os.write(1, f"ready {cluster.engine_id}\n".encode())
         await stop.wait()
+        stats = " ".join(f"{k}={v}" for k, v in cluster.stats.items())
+        os.write(1, f"stats {stats}\n".encode())
 
 
 if __name__ == "__main__":

@@ -83,7 +83,9 @@ class ClusterNode:
         self._watch_counts: dict[str, int] = {}
         self._lock = asyncio.Lock()  # the node's connection: one statement at a time
         self._again_handle: asyncio.TimerHandle | None = None
-        self.lost_leases = 0
+        # Counters since open: runs claimed, leases lost, runs whose commit the fence
+        # refused, batches that sent a NOTIFY (queued runs, inbox rows).
+        self.stats = {"claimed": 0, "lost_leases": 0, "refused": 0, "notifying_commits": 0}
 
     @property
     def engine_id(self) -> str:
@@ -144,7 +146,7 @@ class ClusterNode:
     def _lease_lost(self) -> None:
         """The lease lapsed or could not be renewed in time: stop every actor now, then
         rejoin under a new id (and claim runs again, with new epochs)."""
-        self.lost_leases += 1
+        self.stats["lost_leases"] += 1
         lost = list(self.owned)
         self.owned.clear()
         self._inflight.clear()
@@ -184,9 +186,12 @@ class ClusterNode:
         (returned; the engine drops their actors)."""
         for inbox_id, _ in batch.inbox_taken:
             self._inflight.discard(inbox_id)
+        if batch.queued or batch.inbox:
+            self.stats["notifying_commits"] += 1
         for run_id in batch.conflicts:
             self.owned.pop(run_id, None)  # not ours: an existing run has the id
         refused = batch.refused
+        self.stats["refused"] += len(refused)
         for run_id in refused:
             self.owned.pop(run_id, None)
         return refused
@@ -304,6 +309,7 @@ class ClusterNode:
             if queued and len(claimed) < limit:
                 claimed += await _claims.claim_queued(conn, self.engine_id, limit - len(claimed))
             if claimed:
+                self.stats["claimed"] += len(claimed)
                 for run in claimed:
                     self.owned[run.id] = run.epoch
                 host.adopt(claimed)
