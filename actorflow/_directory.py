@@ -325,7 +325,7 @@ class RunDirectory:
         if cluster is not None:
             refused = cluster.committed(batch)
             if refused:
-                self.drop(refused, StoreWriteError("another engine owns the run now"))
+                self.drop(refused, StoreWriteError("another engine owns the run"))
                 self._publish_except(batch, refused)
                 return
         self._publish_except(batch, ())

@@ -42,8 +42,10 @@ from tests.cluster_processes import EngineProcess
 from tests.cluster_program import hold, job
 from tests.pg_cluster import Cluster
 
-SIZES = {"runs": 3000, "waiting": 1000, "running": 1000, "latency": 200, "notify_s": 3.0}
-QUICK = {"runs": 200, "waiting": 50, "running": 50, "latency": 20, "notify_s": 0.5}
+SIZES: dict[str, Any] = {
+    "runs": 3000, "waiting": 1000, "running": 1000, "latency": 200, "notify_s": 3.0
+}  # fmt: skip
+QUICK: dict[str, Any] = {"runs": 200, "waiting": 50, "running": 50, "latency": 20, "notify_s": 0.5}
 
 
 def log(text: str) -> None:
@@ -96,9 +98,9 @@ async def notify_ceiling(server: str, seconds: float, connections: int = 8) -> d
         done = 0
         deadline = time.monotonic() + seconds
 
-        async def loop(conn: asyncpg.Connection, sql: str = sql) -> None:
+        async def loop(conn: asyncpg.Connection, sql: str = sql, until: float = deadline) -> None:
             nonlocal done
-            while time.monotonic() < deadline:
+            while time.monotonic() < until:
                 await conn.execute(sql)
                 done += 1
 
@@ -169,7 +171,9 @@ async def failover(server: str, waiting: int, running: int, lease: float) -> dic
             survivor = EngineProcess(url, lease, side_effects=effects)
             killed = time.time()
             owner.kill()
-            await asyncio.gather(*(client.send_event(run.id, "go", i) for i, run in enumerate(held)))
+            await asyncio.gather(
+                *(client.send_event(run.id, "go", i) for i, run in enumerate(held))
+            )
             sent = time.time()
             claimed = await _wait_count(
                 url,
@@ -191,7 +195,7 @@ async def failover(server: str, waiting: int, running: int, lease: float) -> dic
             owner.kill()
             if survivor is not None:
                 survivor.kill()
-            effects.unlink(missing_ok=True)
+            await asyncio.to_thread(effects.unlink, missing_ok=True)
     return {
         "lease_timeout": lease,
         "waiting": waiting,
@@ -260,20 +264,26 @@ async def latency(server: str, samples: int, lease: float) -> dict[str, float]:
 def table(results: dict[str, Any]) -> str:
     lines = ["| measurement | value |", "|---|---|"]
     n = results["notify"]
-    lines.append(f"| commits/s the server takes, plain (8 connections) | {n['plain_commits_per_s']:,.0f} |")
-    lines.append(f"| commits/s the server takes, each with a NOTIFY | {n['notify_commits_per_s']:,.0f} |")
+    lines.append(
+        f"| commits/s the server takes, plain (8 connections) | {n['plain_commits_per_s']:,.0f} |"
+    )
+    lines.append(
+        f"| commits/s the server takes, each with a NOTIFY | {n['notify_commits_per_s']:,.0f} |"
+    )
     for key in ("throughput_1", "throughput_2", "throughput_3"):
         t = results.get(key)
         if t:
             lines.append(
                 f"| {t['engines']} engine process(es): workflows/s (3 steps, {t['runs']:,} runs) "
-                f"| {t['workflows_per_s']:,.0f} ({t['notifying_commits_per_s']:.1f} notifying commits/s) |"
+                f"| {t['workflows_per_s']:,.0f} "
+                f"({t['notifying_commits_per_s']:.1f} notifying commits/s) |"
             )
     f = results["failover"]
     lines.append(
         f"| failover after SIGKILL ({f['waiting']:,} waiting + {f['running']:,} running, "
-        f"lease {f['lease_timeout']:g} s): all progressed on the survivor | {f['failover_s']:.2f} s "
-        f"(goal {f['goal_s']:g} s; all claimed {f['all_claimed_s']:.2f} s) |"
+        f"lease {f['lease_timeout']:g} s): all progressed on the survivor "
+        f"| {f['failover_s']:.2f} s (goal {f['goal_s']:g} s; "
+        f"all claimed {f['all_claimed_s']:.2f} s) |"
     )
     lines.append(f"| committed steps run again | {f['committed_steps_rerun']} |")
     m = results["latency"]
@@ -298,9 +308,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 server, engines, sizes["runs"], args.lease
             )
         log("failover ...")
-        results["failover"] = await failover(
-            server, sizes["waiting"], sizes["running"], args.lease
-        )
+        results["failover"] = await failover(server, sizes["waiting"], sizes["running"], args.lease)
         log("latency ...")
         results["latency"] = await latency(server, sizes["latency"], args.lease)
     finally:

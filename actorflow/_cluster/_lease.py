@@ -31,12 +31,16 @@ log = logging.getLogger("actorflow.cluster")
 
 _REGISTER = "INSERT INTO engines (id, execute, lease_timeout) VALUES ($1, $2, $3)"
 _ALIVE = "heartbeat_at + lease_timeout * interval '1 second' > now()"
-# Renews, and says whether some engine is dead (its runs are to be claimed): the
-# heartbeat doubles as the check, at no extra round trip.
+# Renews, and says in how many seconds the next lease of another engine lapses
+# (negative: one has, its runs are to be claimed): the heartbeat doubles as the check,
+# at no extra round trip, and a lease about to lapse is checked again the moment it does.
 _RENEW = (
-    f"UPDATE engines SET heartbeat_at = now() WHERE id = $1 AND {_ALIVE}"
-    f" RETURNING EXISTS (SELECT 1 FROM engines WHERE NOT ({_ALIVE}))"
+    f"UPDATE engines SET heartbeat_at = now() WHERE id = $1 AND {_ALIVE} RETURNING"
+    " (SELECT extract(epoch FROM min(heartbeat_at + lease_timeout * interval '1 second')"
+    " - now()) FROM engines WHERE id <> $1)"
 )
+# A lapse this long after its due time is surely seen by the database's clock.
+_LAPSE_SLACK = 0.02
 
 
 def new_engine_id() -> str:
@@ -83,8 +87,9 @@ class EngineLease:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self.renewals = 0
-        # Called when a renewal sees a dead engine.
+        # Called when a renewal sees a dead engine, or when one it saw about to lapse has.
         self.on_dead_seen: Callable[[], None] = lambda: None
+        self._lapse_check: asyncio.TimerHandle | None = None
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -107,6 +112,8 @@ class EngineLease:
         self._task = asyncio.create_task(self._run(), name="actorflow-lease")
 
     async def stop(self) -> None:
+        if self._lapse_check is not None:
+            self._lapse_check.cancel()
         task, self._task = self._task, None
         await cancel_and_wait(task)
 
@@ -146,7 +153,7 @@ class EngineLease:
         try:
             conn = await self._connection()
             async with asyncio.timeout(max(0.0, self.clock.remaining())):
-                renewed = await conn.fetchval(_RENEW, self.engine_id)
+                found = await conn.fetchrow(_RENEW, self.engine_id)
         except TimeoutError:
             log.error("engine %s could not renew its lease in time", self.engine_id)
             return False
@@ -156,11 +163,17 @@ class EngineLease:
                 self._conn.terminate()
                 self._conn = None
             return self.clock.remaining() > 0
-        if renewed is None:
+        if found is None:
             log.error("engine %s: its lease lapsed; its runs may be taken", self.engine_id)
             return False
         self.clock.renewed(sent)
         self.renewals += 1
-        if renewed:
-            self.on_dead_seen()
+        next_lapse = found[0]
+        if next_lapse is not None:
+            if next_lapse <= 0:
+                self.on_dead_seen()
+            elif next_lapse < self.interval:
+                self._lapse_check = asyncio.get_running_loop().call_later(
+                    float(next_lapse) + _LAPSE_SLACK, self.on_dead_seen
+                )
         return True

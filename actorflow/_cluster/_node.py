@@ -33,7 +33,7 @@ from ._lease import EngineLease
 
 log = logging.getLogger("actorflow.cluster")
 
-_CLAIM_BATCH = 1000
+_CLAIM_BATCH = 5000
 _CLAIM_AGAIN = 0.05  # after a round that took runs: more may wait
 _ORPHANS_AGAIN = 0.2  # orphans were left (locked by a committing owner, or a claimer)
 _INBOX_BATCH = 2000
@@ -70,6 +70,7 @@ class ClusterNode:
         self.lease_timeout = lease_timeout
         self.lease = EngineLease(connect, lease_timeout, execute, self._lease_lost)
         self.owned: dict[str, int] = {}  # run id -> the epoch it is owned at
+        self._creating: set[str] = set()  # owned from a creation not yet committed
         self._host: ClusterHost | None = None
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -149,6 +150,7 @@ class ClusterNode:
         self.stats["lost_leases"] += 1
         lost = list(self.owned)
         self.owned.clear()
+        self._creating.clear()
         self._inflight.clear()
         assert self._host is not None
         self._host.drop(lost, StoreWriteError("this engine lost its lease; the run moved"))
@@ -161,8 +163,11 @@ class ClusterNode:
         return run_id in self.owned
 
     def created(self, run_id: str) -> None:
-        """This engine creates run `run_id` (owned from its creation, at epoch 1)."""
-        self.owned[run_id] = 1
+        """This engine creates run `run_id` (owned from its creation, at epoch 1, unless its
+        id turns out taken by a run of another engine)."""
+        if run_id not in self.owned:
+            self.owned[run_id] = 1
+            self._creating.add(run_id)
 
     def finished(self, run_id: str) -> None:
         """The run's final status is committed: it needs no owner any more."""
@@ -182,19 +187,25 @@ class ClusterNode:
         return (self.engine_id if self.execute else None), ids, [owned.get(i, 0) for i in ids]
 
     def committed(self, batch: WriteBatch) -> set[str]:
-        """After a commit: forget the inbox rows it deleted, and the runs it refused
-        (returned; the engine drops their actors)."""
+        """After a commit: forget the inbox rows it deleted, the runs it refused and the
+        runs it was to create whose ids were taken; returns those runs (the engine drops
+        their actors)."""
         for inbox_id, _ in batch.inbox_taken:
             self._inflight.discard(inbox_id)
         if batch.queued or batch.inbox:
             self.stats["notifying_commits"] += 1
-        for run_id in batch.conflicts:
-            self.owned.pop(run_id, None)  # not ours: an existing run has the id
         refused = batch.refused
         self.stats["refused"] += len(refused)
-        for run_id in refused:
+        lost = set(refused)
+        if self._creating:
+            for row, _ in batch.new_runs:
+                if row.id in self._creating:
+                    self._creating.discard(row.id)
+                    if row.id in batch.conflicts:  # an existing run has the id: not ours
+                        lost.add(row.id)
+        for run_id in lost:
             self.owned.pop(run_id, None)
-        return refused
+        return lost
 
     async def watch(self, run_id: str) -> None:
         """A local reader follows `run_id`, owned elsewhere: commits to it will notify."""
@@ -317,7 +328,8 @@ class ClusterNode:
                 for child_id, parent_id, status, result, error in found:
                     host.deliver(parent_id, ChildDone(child_id, status, result, error))
                 self._want_inbox = True
-                self._again(orphans, queued, _CLAIM_AGAIN)
+                # A full round: more are surely there (this engine's share was larger).
+                self._again(orphans, queued, 0.0 if len(claimed) == limit else _CLAIM_AGAIN)
             elif orphans:
                 if await _claims.orphans_left(conn):
                     # Runs a lapsed owner is committing to, or another claimer holds.
