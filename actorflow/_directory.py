@@ -19,7 +19,12 @@ from ._channels import Hub
 from ._cluster._inbox import control_row, event_row
 from ._definitions import WorkflowFunction, lookup_workflow
 from ._dying import DyingTasks
-from ._errors import EngineClosedError, StoreWriteError, WorkflowNotRegisteredError
+from ._errors import (
+    EngineClosedError,
+    HookConflictError,
+    StoreWriteError,
+    WorkflowNotRegisteredError,
+)
 from ._limiter import ConcurrencyLimiter
 from ._loader import RunLoader
 from ._messages import SLOT_GRANTED, WAKE, ChildDone, Control, Deliver, reply_to
@@ -326,9 +331,27 @@ class RunDirectory:
             refused = cluster.committed(batch)
             if refused:
                 self.drop(refused, StoreWriteError("another engine owns the run"))
+            if batch.hook_conflicts:
+                refused |= self._hooks_held_elsewhere(batch)
+            if refused:
                 self._publish_except(batch, refused)
                 return
         self._publish_except(batch, ())
+
+    def _hooks_held_elsewhere(self, batch: WriteBatch) -> set[str]:
+        """Runs that took hook tokens runs on other engines hold: nothing of theirs was
+        written; they are rehydrated, and `create_hook` now raises `HookConflictError`."""
+        taken = batch.hook_conflicts
+        self.hooks.update(taken)
+        runs = {hook.run_id for hook in batch.hooks if hook.token in taken}
+        for run_id in runs:
+            token = next(h.token for h in batch.hooks if h.run_id == run_id and h.token in taken)
+            error = HookConflictError(f"hook token {token!r} is held by run {taken[token]!r}")
+            self.abandon(run_id, error)
+        self.store.discard_pending(set(runs))
+        for run_id in runs:
+            self.rehydrate_at(run_id, time.time())
+        return runs
 
     def _publish_except(self, batch: WriteBatch, refused: Container[str]) -> None:
         hub = self.event_hub

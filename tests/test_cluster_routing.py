@@ -166,3 +166,17 @@ async def test_a_commit_to_a_run_another_engine_took_is_refused(pg_url: str) -> 
         await eventually(lambda: owner.live_actors() == 0, timeout=10)
         after = db.query("SELECT count(*) FROM events WHERE run_id = ?", (run.id,))
         assert after == before
+
+
+async def test_hook_tokens_are_unique_across_engines(pg_url: str) -> None:
+    async with (
+        af.Engine(pg_url, workflows=WORKFLOWS) as one,
+        af.Engine(pg_url, workflows=WORKFLOWS) as other,
+    ):
+        first = await one.start(hooked, "shared")
+        await wait_for_status(first, af.RunStatus.WAITING, timeout=10)
+        second = await other.start(hooked, "shared")  # `other` has not heard of it
+        with pytest.raises(af.RunFailedError, match="HookConflictError"):
+            await second.result(timeout=10)
+        await other.resume_hook("shared", 1)
+        assert await first.result(timeout=10) == 1

@@ -157,6 +157,7 @@ class WriteBatch:
         "conflicts",
         "events",
         "future",
+        "hook_conflicts",
         "hook_deletes",
         "hooks",
         "inbox",
@@ -187,6 +188,8 @@ class WriteBatch:
         self.inbox: list[tuple[str, str, str | None, bytes | None, float]] = []
         self.inbox_taken: list[tuple[int, str]] = []
         self.refused: set[str] = set()
+        # Hook tokens this batch would have taken from a run elsewhere -> that run.
+        self.hook_conflicts: dict[str, str] = {}
         self.callbacks: list[Callable[[], None]] = []
         self.run_inserts: list[tuple[object, ...]] | None = None
         self._creating: dict[str, RunRow] = {}

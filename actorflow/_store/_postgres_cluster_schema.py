@@ -15,7 +15,9 @@
 (`FOR SHARE`, so a takeover's `UPDATE` waits for the commit or the commit sees
 the takeover) and refuses the rows of every run whose owner or epoch is no
 longer the writer's, or all of them when the writer's lease has lapsed. The rest
-of the batch commits. It returns the taken ids and the refused ones.
+of the batch commits. It returns the taken ids and the refused ones, and the hook
+tokens the batch would take from another run, with their holders (hook tokens are
+unique across engines; the runs taking them write nothing in this batch).
 
 Wake-ups (`NOTIFY`) are sent once per batch per channel, and only by batches that
 hold what they announce: every notifying commit takes a server-wide lock.
@@ -99,10 +101,11 @@ CREATE FUNCTION commit_batch(
     f_owner TEXT, f_id TEXT[], f_epoch BIGINT[], r_queued BOOLEAN[],
     i_run_id TEXT[], i_kind TEXT[], i_key TEXT[], i_data BYTEA[], i_at FLOAT8[],
     t_id BIGINT[], t_run_id TEXT[],
-    OUT taken TEXT[], OUT refused TEXT[]
+    OUT taken TEXT[], OUT refused TEXT[], OUT hook_tokens TEXT[], OUT hook_holders TEXT[]
 ) LANGUAGE plpgsql AS $$
 DECLARE
     skipped TEXT[] := '{{}}';
+    rejected TEXT[] := '{{}}';
     touched TEXT[];
     watched TEXT;
     alive BOOLEAN := false;
@@ -131,6 +134,21 @@ BEGIN
             skipped := ARRAY(SELECT DISTINCT e.creation FROM unnest(e_creation, e_run_id)
                 AS e(creation, run_id) WHERE e.creation IS NOT NULL AND e.run_id = ANY(refused));
             refused := refused || skipped;
+        END IF;
+    END IF;
+    hook_tokens := '{{}}';
+    hook_holders := '{{}}';
+    IF cardinality(h_token) > 0 THEN
+        -- Hook tokens are unique across engines: a run taking one another run holds
+        -- writes nothing here (its engine learns the holder and rehydrates it).
+        SELECT coalesce(array_agg(h.token), '{{}}'), coalesce(array_agg(x.run_id), '{{}}')
+        INTO hook_tokens, hook_holders
+        FROM unnest(h_token, h_run_id) AS h(token, run_id) JOIN hooks x ON x.token = h.token
+        WHERE x.run_id <> h.run_id;
+        IF cardinality(hook_tokens) > 0 THEN
+            rejected := ARRAY(SELECT DISTINCT h.run_id FROM unnest(h_token, h_run_id)
+                AS h(token, run_id) WHERE h.token = ANY(hook_tokens));
+            refused := refused || rejected;
         END IF;
     END IF;
     IF cardinality(r_id) > 0 THEN
@@ -237,6 +255,9 @@ BEGIN
             PERFORM pg_notify('{WATCH_CHANNEL}',
                 CASE WHEN length(watched) > 7900 THEN '*' ELSE watched END);
         END IF;
+    END IF;
+    IF cardinality(rejected) > 0 THEN
+        refused := ARRAY(SELECT unnest(refused) EXCEPT SELECT unnest(rejected));
     END IF;
 END
 $$;

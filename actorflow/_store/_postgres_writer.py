@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from .._errors import StoreWriteError
-from ._base import WriteBatch
+from ._base import HookRow, WriteBatch
 
 log = logging.getLogger("actorflow.store")
 
@@ -117,9 +117,9 @@ class PostgresTransactions:
                         _COMMIT, *params[:14], *_columns(events, 9), *params[14:]
                     )
                     assert found is not None
-                    taken, refused = found
                 else:
-                    taken, refused = await self._write_with_copy(conn, params, events)
+                    found = await self._write_with_copy(conn, params, events, batch.hooks)
+                taken, refused, hook_tokens, hook_holders = found
             except Exception as exc:
                 # asyncpg reports a connection lost mid-COPY as an internal error, not
                 # as a connection error: a closed connection says which it was.
@@ -134,17 +134,23 @@ class PostgresTransactions:
                 continue
             batch.conflicts.update(taken)
             batch.refused.update(refused)
+            batch.hook_conflicts.update(zip(hook_tokens, hook_holders, strict=True))
             return
 
     async def _write_with_copy(
-        self, conn: asyncpg.Connection, params: list[Any], events: list[tuple[Any, ...]]
-    ) -> tuple[list[str], list[str]]:
+        self,
+        conn: asyncpg.Connection,
+        params: list[Any],
+        events: list[tuple[Any, ...]],
+        batch_hooks: list[HookRow],
+    ) -> asyncpg.Record:
         """A large batch: `commit_batch` without its events, which follow by COPY (twice as
         fast as `unnest` for thousands of rows), in one transaction."""
         async with conn.transaction():
             found = await conn.fetchrow(_COMMIT, *params[:14], *_columns([], 9), *params[14:])
             assert found is not None
-            taken, refused = found
+            taken, refused, hook_tokens, _ = found
+            refused = {*refused, *(h.run_id for h in batch_hooks if h.token in hook_tokens)}
             dropped = {*taken, *refused}
             rows = [
                 event[1:]
@@ -152,7 +158,7 @@ class PostgresTransactions:
                 if (event[0] is None or event[0] not in dropped) and event[1] not in refused
             ]
             await conn.copy_records_to_table("events", records=rows, columns=_EVENT_COLUMNS)
-        return taken, refused
+        return found
 
     def _params(self, batch: WriteBatch) -> tuple[list[Any], list[tuple[Any, ...]]]:
         """`commit_batch`'s arrays but for the events', and the event rows, each led by the
