@@ -12,6 +12,7 @@ takes it. Rows are read in id order, so one sender's messages arrive in order.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any, NamedTuple
 
 from .._messages import ChildDone, Control, ControlAction, Deliver
@@ -30,23 +31,24 @@ DELETE = "DELETE FROM inbox WHERE id = ANY($1::bigint[])"
 
 
 class InboxRow(NamedTuple):
-    """A message as the sender writes it."""
+    """A message as the sender writes it; `uid` makes writing it again harmless."""
 
     run_id: str
     kind: str
     key: str | None
     data: bytes | None
     at: float
+    uid: str
 
 
 def event_row(run_id: str, key: str, data: bytes) -> InboxRow:
     """An event (or a hook payload: `key` is `hook:<token>`) for run `run_id`."""
-    return InboxRow(run_id, EVENT, key, data, time.time())
+    return InboxRow(run_id, EVENT, key, data, time.time(), uuid.uuid4().hex)
 
 
 def control_row(run_id: str, action: ControlAction, from_step: str | None) -> InboxRow:
     data = None if from_step is None else from_step.encode()
-    return InboxRow(run_id, CONTROL, action, data, time.time())
+    return InboxRow(run_id, CONTROL, action, data, time.time(), uuid.uuid4().hex)
 
 
 def as_message(

@@ -117,11 +117,20 @@ class ClusterNode:
 
     async def leave(self) -> None:
         """Give this engine's unfinished runs back to the queue, and leave (after the
-        store's last commit: nothing of them is pending)."""
+        store's last commit: nothing of them is pending). With the database away, its
+        runs are claimed once its lease lapses instead (logged)."""
         await cancel_and_wait(self._task)
         self._task = None
         await self.lease.stop()
-        await self.lease.release(list(UNFINISHED))
+        try:
+            await self.lease.release(list(UNFINISHED))
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            log.warning(
+                "engine %s could not hand its runs over at close (%r); the others claim "
+                "them once its lease lapses",
+                self.engine_id,
+                exc,
+            )
 
     async def _listen(self) -> None:
         conn = self._conn = await self._connect()

@@ -185,7 +185,7 @@ class WriteBatch:
         # room; messages for runs owned elsewhere (`_cluster/_inbox.py`) and inbox rows
         # taken (id, run id); after the commit, the runs whose rows the fence refused.
         self.queued: set[str] = set()
-        self.inbox: list[tuple[str, str, str | None, bytes | None, float]] = []
+        self.inbox: list[tuple[str, str, str | None, bytes | None, float, str]] = []
         self.inbox_taken: list[tuple[int, str]] = []
         self.refused: set[str] = set()
         # Hook tokens this batch would have taken from a run elsewhere -> that run.

@@ -58,7 +58,8 @@ CREATE TABLE inbox (
     kind TEXT NOT NULL,
     key TEXT,
     data BYTEA,
-    at DOUBLE PRECISION NOT NULL
+    at DOUBLE PRECISION NOT NULL,
+    uid TEXT UNIQUE
 );
 CREATE INDEX inbox_by_run ON inbox (run_id, id);
 CREATE TABLE watches (
@@ -99,7 +100,7 @@ CREATE FUNCTION commit_batch(
     s_metadata BYTEA[], s_created_at FLOAT8[], s_watermark FLOAT8[], s_next_time FLOAT8[],
     s_state BYTEA[],
     f_owner TEXT, f_id TEXT[], f_epoch BIGINT[], r_queued BOOLEAN[],
-    i_run_id TEXT[], i_kind TEXT[], i_key TEXT[], i_data BYTEA[], i_at FLOAT8[],
+    i_run_id TEXT[], i_kind TEXT[], i_key TEXT[], i_data BYTEA[], i_at FLOAT8[], i_uid TEXT[],
     t_id BIGINT[], t_run_id TEXT[],
     OUT taken TEXT[], OUT refused TEXT[], OUT hook_tokens TEXT[], OUT hook_holders TEXT[]
 ) LANGUAGE plpgsql AS $$
@@ -237,8 +238,11 @@ BEGIN
             state = EXCLUDED.state;
     END IF;
     IF cardinality(i_run_id) > 0 THEN
-        INSERT INTO inbox (run_id, kind, key, data, at)
-        SELECT * FROM unnest(i_run_id, i_kind, i_key, i_data, i_at);
+        -- Keyed by the sender's uid: a batch written again after a lost connection
+        -- does not send its messages twice.
+        INSERT INTO inbox (run_id, kind, key, data, at, uid)
+        SELECT * FROM unnest(i_run_id, i_kind, i_key, i_data, i_at, i_uid)
+        ON CONFLICT (uid) DO NOTHING;
         PERFORM pg_notify('{INBOX_CHANNEL}', '');
     END IF;
     IF cardinality(t_id) > 0 THEN

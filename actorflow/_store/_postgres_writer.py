@@ -26,7 +26,7 @@ from ._base import HookRow, WriteBatch
 
 log = logging.getLogger("actorflow.store")
 
-_COMMIT = "SELECT * FROM commit_batch(" + ", ".join(f"${i}" for i in range(1, 70)) + ")"
+_COMMIT = "SELECT * FROM commit_batch(" + ", ".join(f"${i}" for i in range(1, 71)) + ")"
 # Who writes, and at which epochs it owns the runs it writes (see `_cluster`): this
 # engine's id (None: a client) and, for each run the batch writes, the epoch.
 Fence = Callable[[WriteBatch], tuple[str | None, list[str], list[int]]]
@@ -90,7 +90,8 @@ class PostgresTransactions:
         arrays = [*_columns([run], 14), *_columns([event], 9), *_columns([chunk], 8),
                   *_columns([update], 8), *_columns([hook], 3), [run_id], [run_id],
                   *_columns([schedule], 14), None, [run_id], [0], [False],
-                  *_columns([(run_id, "-", None, None, 0.0)], 5), [0], [run_id]]  # fmt: skip
+                  *_columns([(run_id, "-", None, None, 0.0, run_id)], 6), [0],
+                  [run_id]]  # fmt: skip
         transaction = conn.transaction()
         await transaction.start()
         try:
@@ -186,7 +187,7 @@ class PostgresTransactions:
             *_columns([p for p in batch.schedule_writes.values() if p is not None], 14),
             *self._fence(batch),
             [params[0] in batch.queued for params in runs],
-            *_columns(batch.inbox, 5),
+            *_columns(batch.inbox, 6),
             *_columns(batch.inbox_taken, 2),
         ]
         return arrays, events
@@ -229,21 +230,28 @@ class PostgresTransactions:
             if ours:
                 batch.conflicts.update(row.id for row, _ in batch.new_runs if row.id not in ours)
             return bool(ours)
+        # Any of its rows with a unique key (the fence may have refused some runs' rows).
         if batch.events:
-            event = batch.events[0]
             found = await conn.fetchval(
-                "SELECT 1 FROM events WHERE run_id = $1 AND idx = $2", event.run_id, event.idx
+                "SELECT 1 FROM events e JOIN unnest($1::text[], $2::int[]) AS k(run_id, idx)"
+                " ON e.run_id = k.run_id AND e.idx = k.idx LIMIT 1",
+                [e.run_id for e in batch.events],
+                [e.idx for e in batch.events],
             )
-            return found is not None
+            if found is not None:
+                return True
         if batch.chunks:
-            chunk = batch.chunks[0]
             found = await conn.fetchval(
-                "SELECT 1 FROM chunks WHERE run_id = $1 AND namespace = $2 AND idx = $3",
-                chunk.run_id,
-                chunk.namespace,
-                chunk.idx,
+                "SELECT 1 FROM chunks c JOIN unnest($1::text[], $2::text[], $3::int[])"
+                " AS k(run_id, namespace, idx) ON c.run_id = k.run_id"
+                " AND c.namespace = k.namespace AND c.idx = k.idx LIMIT 1",
+                [c.run_id for c in batch.chunks],
+                [c.namespace for c in batch.chunks],
+                [c.idx for c in batch.chunks],
             )
-            return found is not None
-        # Run updates, hooks and schedules only: each sets rows to values, so writing the
-        # batch again does what writing it once did.
+            if found is not None:
+                return True
+        # Otherwise (or all refused): run updates, hooks, schedules and inbox rows set rows
+        # to values or are keyed (an inbox row by its uid), so writing the batch again
+        # does what writing it once did.
         return False
