@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from ._asyncio_helpers import shielded
+from ._cluster import check_cluster_options
 from ._context import HOOK_PREFIX, _engine
 from ._definitions import WorkflowFunction, registered_workflows
 from ._directory import RunDirectory
@@ -114,16 +115,7 @@ class Engine(EngineSchedules):
             )
         self.url = url
         self.store: Store = open_store(url)
-        shared = isinstance(self.store, SharedStore)
-        if not shared and (not execute or max_runs is not None):
-            raise ValueError(
-                "execute=False and max_runs need a store shared by many engines "
-                f"(postgresql://...), not {url.split(':', 1)[0]}"
-            )
-        if not (lease_timeout > 0 and math.isfinite(lease_timeout)):
-            raise ValueError(f"lease_timeout must be > 0 seconds, got {lease_timeout!r}")
-        if max_runs is not None and (not isinstance(max_runs, int) or max_runs < 1):
-            raise ValueError(f"max_runs must be a positive int or None, got {max_runs!r}")
+        check_cluster_options(isinstance(self.store, SharedStore), execute, lease_timeout, max_runs)
         self.execute = execute
         self.lease_timeout = lease_timeout
         self.idle_timeout = idle_timeout
@@ -200,12 +192,8 @@ class Engine(EngineSchedules):
         await self._runs.stop(self.close_timeout)
         await self._retention.stop()
         await self.store.close()
-        cluster = self._runs.cluster
-        if cluster is not None:
-            try:
-                await cluster.leave()  # this engine's runs go to the others at once
-            finally:
-                await cluster.close()
+        if self._runs.cluster is not None:
+            await self._runs.cluster.close()  # this engine's runs go to the others at once
         self._state = "closed"
 
     async def __aenter__(self) -> Engine:

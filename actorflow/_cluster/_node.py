@@ -105,7 +105,14 @@ class ClusterNode:
         self._task = asyncio.create_task(self._run(), name="actorflow-cluster")
 
     async def close(self) -> None:
-        """Stop the node's work (the engine's actors are stopped already)."""
+        """Hand this engine's runs over (`leave`) and stop the node's work (the engine's
+        actors are stopped, its store closed: nothing of theirs is pending)."""
+        try:
+            await self.leave()
+        finally:
+            await self._stop()
+
+    async def _stop(self) -> None:
         if self._again_handle is not None:
             self._again_handle.cancel()
         task, self._task = self._task, None
