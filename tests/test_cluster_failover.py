@@ -13,7 +13,7 @@ import pytest
 
 import actorflow as af
 from tests.cluster_processes import EngineProcess, check_logs, wait_until
-from tests.cluster_program import job
+from tests.cluster_program import job, parent, waiter
 from tests.databases import PostgresDatabase
 
 pytestmark = pytest.mark.postgres
@@ -81,3 +81,26 @@ async def test_an_engine_paused_past_its_lease_writes_nothing_to_the_runs_it_los
     live = {row[0] for row in db.query("SELECT id FROM engines")}
     assert a.engine_id not in live and b.engine_id in live and len(live) == 2
     assert a.proc.poll() is None
+
+
+async def test_events_and_child_outcomes_across_a_failover_arrive_once_and_in_order(
+    pg_url: str, engines: list[EngineProcess]
+) -> None:
+    db = PostgresDatabase(pg_url)
+    a, b = engines
+    async with af.Engine(pg_url, execute=False, workflows=[waiter, parent, job]) as client:
+        waiting = [await client.start(waiter, 6) for _ in range(10)]
+        parents = [await client.start(parent, 3) for _ in range(6)]
+        await asyncio.to_thread(wait_until, lambda: owned_by(db, a.engine_id, "waiting") > 0, 20)
+        for n in range(6):
+            if n == 2:
+                a.kill()  # messages sent from now on wait in the inbox for the new owner
+            for run in waiting:
+                await client.send_event(run.id, "n", n)
+        results = await asyncio.wait_for(asyncio.gather(*(r.result() for r in waiting)), 60)
+        sums = await asyncio.wait_for(asyncio.gather(*(r.result() for r in parents)), 60)
+    assert results == [[0, 1, 2, 3, 4, 5]] * 10
+    assert sums == [9] * 6  # each child returns 0 + 1 + 2
+    children = [row[0] for row in db.query("SELECT id FROM runs WHERE parent_id IS NOT NULL")]
+    check_logs(db, [*(r.id for r in waiting), *(r.id for r in parents), *children])
+    assert db.query("SELECT count(*) FROM inbox") == [(0,)]
