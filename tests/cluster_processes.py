@@ -3,6 +3,7 @@ and checks of what they left in the database."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import selectors
 import signal
@@ -15,6 +16,12 @@ from pathlib import Path
 from tests.databases import PostgresDatabase
 
 PROGRAM = Path(__file__).with_name("cluster_program.py")
+
+
+def _die_with_parent() -> None:
+    """The engine is killed when the test (or benchmark) that started it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class EngineProcess:
@@ -33,7 +40,9 @@ class EngineProcess:
         args = [sys.executable, str(PROGRAM), url, str(lease_timeout)]
         if max_runs is not None:
             args.append(str(max_runs))
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, env=env, preexec_fn=_die_with_parent
+        )
         self.engine_id = self._ready(30.0)
 
     def _ready(self, timeout: float) -> str:
@@ -54,9 +63,12 @@ class EngineProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
-    def close(self) -> None:
-        """SIGTERM (a clean close), then SIGKILL if it has not ended in 15 s."""
+    def close(self) -> dict[str, int]:
+        """SIGTERM (a clean close), then SIGKILL if it has not ended in 15 s; the counters
+        the engine printed as it closed (`ClusterNode.stats`), if it did."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.terminate()
@@ -65,6 +77,14 @@ class EngineProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        stats: dict[str, int] = {}
+        if self.proc.stdout is None or self.proc.stdout.closed:
+            return stats
+        for line in self.proc.stdout.read().decode().splitlines():
+            if line.startswith("stats "):
+                stats = {k: int(v) for k, v in (p.split("=") for p in line.split()[1:])}
+        self.proc.stdout.close()
+        return stats
 
 
 def check_logs(db: PostgresDatabase, runs: list[str]) -> None:

@@ -31,7 +31,7 @@ def engines(pg_url: str, tmp_path: Path) -> Iterator[list[EngineProcess]]:
         yield started
     finally:
         for process in started:
-            process.close()
+            process.kill()  # the tests close the ones they read the counters of
 
 
 def owned_by(db: PostgresDatabase, engine_id: str, status: str = "running") -> int:
@@ -81,6 +81,7 @@ async def test_an_engine_paused_past_its_lease_writes_nothing_to_the_runs_it_los
     live = {row[0] for row in db.query("SELECT id FROM engines")}
     assert a.engine_id not in live and b.engine_id in live and len(live) == 2
     assert a.proc.poll() is None
+    assert a.close()["lost_leases"] == 1
 
 
 async def test_events_and_child_outcomes_across_a_failover_arrive_once_and_in_order(
