@@ -199,38 +199,3 @@ async def wait_for_status(run: af.Run[Any], *statuses: af.RunStatus, timeout: fl
         return await run.status() in statuses
 
     await eventually(check, timeout)
-
-
-# SCRATCH (until the pg branch lands): its PostgreSQL fixtures.
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    from tests.pg_cluster import Cluster
-
-    cluster = Cluster()
-    try:
-        yield cluster.start()
-    finally:
-        cluster.destroy()
-
-
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def with_query(url: str, query: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}{query}"
-
-
-@pytest.fixture
-def pg_url(pg_server: str) -> Iterator[str]:
-    import uuid
-
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    yield with_query(pg_server, f"schema={schema}")
-    asyncio.run(_admin(pg_server, f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
