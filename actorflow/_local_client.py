@@ -47,6 +47,9 @@ class LocalRunClient:
         if cluster is None or cluster.owns(run_id):
             yield
             return
+        if STATUS_OF[(await self.stored_run(run_id)).status].is_final:
+            yield  # nothing more will happen to it
+            return
         await cluster.watch(run_id)
         try:
             yield

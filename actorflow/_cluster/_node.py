@@ -26,6 +26,7 @@ from .._messages import ChildDone
 from .._models import FINAL, UNFINISHED
 from .._store import WriteBatch
 from .._store._postgres_cluster_schema import CLAIM_CHANNEL, INBOX_CHANNEL, WATCH_CHANNEL
+from .._store._postgres_writer import CONNECTION_ERRORS
 from . import _claims
 from ._claims import Claimed
 from ._inbox import DELETE, READ_OWNED, as_message
@@ -264,14 +265,24 @@ class ClusterNode:
         return None if found is None else str(found)
 
     async def _execute(self, sql: str, *args: Any) -> None:
-        async with self._lock:
-            assert self._conn is not None
-            await self._conn.execute(sql, *args)
+        await self._fetchval(sql, *args)
 
     async def _fetchval(self, sql: str, *args: Any) -> Any:
+        """`sql` on the node's connection; once more on a new one if it was lost (a server
+        restart): the statements here are idempotent."""
         async with self._lock:
-            assert self._conn is not None
-            return await self._conn.fetchval(sql, *args)
+            for last_try in (False, True):
+                try:
+                    if self._conn is None or self._conn.is_closed():
+                        await self._reconnect()
+                    assert self._conn is not None
+                    return await self._conn.fetchval(sql, *args)
+                except CONNECTION_ERRORS:
+                    if last_try:
+                        raise
+                    self._want_claim = self._want_inbox = self._want_orphans = True
+                    self._wanted.set()  # wake-ups may have been lost with the connection
+                    await self._reconnect()
 
     # -- the work loop ---------------------------------------------------------------------
 
@@ -285,15 +296,23 @@ class ClusterNode:
                 self._want_claim = self._want_inbox = True
             self._wanted.clear()
             try:
+                if self._conn is None or self._conn.is_closed():
+                    async with self._lock:
+                        await self._reconnect()
                 await self._work_once()
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
+                # The database is away (or refused a statement): try again shortly, on a
+                # new connection, with every kind of work wanted (wake-ups may be lost).
                 log.warning("engine %s: cluster work failed (%r); retrying", self.engine_id, exc)
-                await self._reconnect()
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    conn.terminate()
                 self._want_claim = self._want_inbox = self._want_orphans = True
                 self._wanted.set()
                 await asyncio.sleep(min(1.0, self.lease_timeout / 5))
 
     async def _reconnect(self) -> None:
+        """A new connection for the node, listening (under `_lock`)."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.terminate()

@@ -129,8 +129,8 @@ class PostgresTransactions:
                 log.warning("the writer's connection was lost (%r); reconnecting", exc)
                 self._conn = None
                 conn.terminate()
-                conn = await self._reconnect(batch, exc)
-                if await self._committed(conn, batch):
+                conn, committed = await self._reconnect_and_ask(batch, exc)
+                if committed:
                     return
                 continue
             batch.conflicts.update(taken)
@@ -216,6 +216,22 @@ class PostgresTransactions:
                 continue
             self.reconnects += 1
             return self._conn
+
+    async def _reconnect_and_ask(
+        self, batch: WriteBatch, cause: BaseException
+    ) -> tuple[asyncpg.Connection, bool]:
+        """A new connection, and whether `batch` committed before the last one was lost;
+        asked again on another connection if this one is lost too (asyncpg may report
+        that as an internal error: a connection left mid-operation)."""
+        while True:
+            conn = await self._reconnect(batch, cause)
+            try:
+                return conn, await self._committed(conn, batch)
+            except (*CONNECTION_ERRORS, asyncpg.InternalClientError) as exc:
+                log.warning("the writer's connection was lost again (%r)", exc)
+                self._conn = None
+                conn.terminate()
+                cause = exc
 
     async def _committed(self, conn: asyncpg.Connection, batch: WriteBatch) -> bool:
         """Whether `batch` reached the database before its connection was lost. Raises"""
