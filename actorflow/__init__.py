@@ -29,7 +29,7 @@ from ._context import (
     wait_for_event,
     workflow_info,
 )
-from ._definitions import StepFunction, WorkflowFunction, step, workflow
+from ._definitions import StepFunction, WorkflowFunction, step, workflow, workflow_schemas
 from ._engine import Engine
 from ._errors import (
     ActorflowError,
@@ -59,6 +59,7 @@ from ._errors import (
     StoreWriteError,
     StreamClosedError,
     StreamLimitError,
+    ValidationError,
     WorkflowNotRegisteredError,
     WorkflowSandboxError,
 )
@@ -80,6 +81,7 @@ from ._schedule_api import Schedule
 from ._schedule_types import RecentTick, ScheduleInfo
 from ._store import CommitStats
 from ._streams import StreamWriter
+from ._types import WorkflowSchemas
 
 __version__ = "0.1.0"
 
@@ -129,10 +131,12 @@ __all__ = [
     "StreamClosedError",
     "StreamLimitError",
     "StreamWriter",
+    "ValidationError",
     "WorkflowFunction",
     "WorkflowInfo",
     "WorkflowNotRegisteredError",
     "WorkflowSandboxError",
+    "WorkflowSchemas",
     "create_hook",
     "get_writable",
     "run",
@@ -145,6 +149,7 @@ __all__ = [
     "wait_for_event",
     "workflow",
     "workflow_info",
+    "workflow_schemas",
 ]
 
 # Public names are `actorflow.X` wherever they are defined (reprs, tracebacks, docs).

@@ -13,22 +13,24 @@ from asyncio.events import _get_running_loop
 from collections.abc import AsyncIterator, Generator
 from contextvars import ContextVar
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
 
 from ._durations import Duration, to_seconds, to_timestamp
 from ._errors import CallContextError, EngineClosedError, InvalidNameError
 from ._ids import check_name, check_new_run_id, step_id
 from ._models import StepInfo, WorkflowInfo
 from ._sandbox import WorkflowLoop
+from ._types import codec_for, value_decoder
 
 if TYPE_CHECKING:
     from ._actor import StepOp
-    from ._definitions import StepFunction
+    from ._definitions import StepFunction, WorkflowFunction
     from ._run import Run
     from ._store import RunRow, Store
     from ._streams import StreamWriter
 
 HOOK_PREFIX = "hook:"
+T = TypeVar("T")
 
 
 class WorkflowHost(Protocol):
@@ -297,31 +299,49 @@ def check_event_type(type: str) -> str:
     return type
 
 
-async def wait_for_event(type: str, timeout: Duration | None = None) -> Any:
-    """Wait for the next event of `type` sent to this run and return its payload.
+@overload
+async def wait_for_event(event_type: str, /, timeout: Duration | None = None) -> Any: ...
+@overload
+async def wait_for_event(
+    event_type: str, /, timeout: Duration | None = None, *, type: type[T]
+) -> T: ...
+
+
+async def wait_for_event(
+    event_type: str, /, timeout: Duration | None = None, *, type: Any = None
+) -> Any:
+    """Wait for the next event of `event_type` sent to this run and return its payload.
 
     Events sent before the wait are buffered and delivered in order. With
-    `timeout`, raises `af.EventTimeoutError` (catchable) when it expires.
+    `timeout`, raises `af.EventTimeoutError` (catchable) when it expires. With
+    `type=`, the payload is decoded into that type (a dataclass, TypedDict,
+    pydantic model, ...), live and on replay alike; one that does not fit
+    raises `af.ValidationError`.
     """
     ctx = _require_workflow("af.wait_for_event()")
-    key = check_event_type(type)
+    key = check_event_type(event_type)
     seconds = None if timeout is None else to_seconds(timeout, "wait_for_event timeout")
-    return await ctx.host.wait_event(ctx.next_seq(), key, seconds)
+    decode = None if type is None else value_decoder(codec_for(type), f"the {key!r} event")
+    payload = await ctx.host.wait_event(ctx.next_seq(), key, seconds)
+    return payload if decode is None else decode(payload)
 
 
 async def start(
-    workflow: Any,
+    workflow: WorkflowFunction[Any, T] | str,
     *args: Any,
     id: str | None = None,
     if_exists: Literal["return", "error"] = "return",
     metadata: Any = None,
-) -> Run[Any]:
+) -> Run[T]:
     """Start a run of `workflow`.
 
     Inside a workflow this starts a journaled child run (replay returns the same
-    child); `await child.result()` then suspends the parent until it finishes.
+    child); `await child.result()` then suspends the parent until it finishes,
+    and returns the child's result decoded into its return annotation.
     Elsewhere it calls `start` on the innermost engine opened with `async with`.
-    Raises what `Engine.start` raises, and `EngineClosedError` where no engine is open.
+    Raises what `Engine.start` raises (`af.ValidationError` for arguments that do not
+    fit the workflow's annotations, before anything is stored), and
+    `EngineClosedError` where no engine is open.
     """
     if id is not None:
         check_new_run_id(id)

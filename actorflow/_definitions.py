@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import inspect
 import sys
@@ -11,14 +12,24 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from ._cron import CronExpression
 from ._durations import Duration, to_seconds
-from ._errors import ScheduleError
+from ._errors import ScheduleError, ValidationError, WorkflowNotRegisteredError
 from ._retry import Retry
 from ._sandbox import WorkflowLoop
+from ._types import Signature, WorkflowSchemas
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _registry: dict[str, WorkflowFunction[Any, Any]] = {}
+
+
+class Unresolved(enum.Enum):
+    """What a step's `decode_result` is until its hints are resolved."""
+
+    UNRESOLVED = enum.auto()
+
+
+UNRESOLVED = Unresolved.UNRESOLVED
 
 
 class StepFunction(Generic[P, R]):
@@ -48,6 +59,7 @@ class StepFunction(Generic[P, R]):
         # keywords' names: each such shape that bound once needs no `bind` again.
         self._signature = inspect.signature(fn)
         self._bound_shapes: set[tuple[Any, ...]] = set()
+        self.decode_result: Callable[[Any], Any] | Unresolved | None = UNRESOLVED
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
@@ -71,6 +83,15 @@ class StepFunction(Generic[P, R]):
         except TypeError as exc:
             raise TypeError(f"step {self.name!r}: {exc}") from None
         self._bound_shapes.add(shape)
+
+    def resolve_decoder(self) -> Callable[[Any], Any] | None:
+        """The decoder of this step's recorded results, from their JSON (None when its
+        return annotation is JSON-native), from its hints, resolved on first use (types
+        named in annotations may be defined after the function); kept in `decode_result`."""
+        if self.decode_result is UNRESOLVED:
+            signature = Signature(self.fn, f"step {self.name!r}")
+            self.decode_result = signature.result_decoder(from_json=True)
+        return self.decode_result
 
     def __repr__(self) -> str:
         return f"<step {self.name!r}>"
@@ -102,14 +123,39 @@ class WorkflowFunction(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
         return self.fn(*args, **kwargs)
 
+    def run_coroutine(self, args: list[Any]) -> Coroutine[Any, Any, R]:
+        """The coroutine of a run with these stored (JSON) arguments, decoded into their
+        annotated types: one that no longer fits (or hints that no longer resolve)
+        fails the run."""
+        fn: Callable[..., Coroutine[Any, Any, R]] = self.fn  # called with positional args
+        try:
+            signature = self.signature
+            return fn(*(args if signature.args_native else signature.decode_args(args)))
+        except (TypeError, ValidationError) as exc:
+            return _raising(exc)
+
+    @functools.cached_property
+    def signature(self) -> Signature:
+        """The typed parameters and result, resolved from the hints on first use (types
+        named in annotations may be defined after the decorated function)."""
+        return Signature(self.fn, f"workflow {self.name!r}")
+
+    @functools.cached_property
+    def decode_result(self) -> Callable[[Any], Any] | None:
+        """The decoder of this workflow's stored results (None when JSON-native)."""
+        return self.signature.result_decoder()
+
     def check_args(self, args: Sequence[Any], where: str = "") -> None:
-        """Raise `TypeError` unless a run can be started with positional `args`, so that
-        a bad call fails where it is made rather than in the run, once stored."""
+        """Raise unless a run can be started with positional `args`, so that a bad call
+        fails where it is made rather than in the run, once stored: `TypeError` for
+        the wrong number, `ValidationError` for a value that does not fit its
+        annotation (naming the argument and the path inside it)."""
         if len(args) not in self._arg_counts:
             by_position = ", and a run gets its arguments by position" if self._arity[2] else ""
             raise TypeError(
                 f"{where}workflow {self.name!r} {_misfit(self._arity, len(args))}{by_position}"
             )
+        self.signature.check_args(args, where)
 
     def __repr__(self) -> str:
         return f"<workflow {self.name!r}>"
@@ -223,6 +269,11 @@ def workflow(
     return wrap if fn is None else wrap(fn)
 
 
+async def _raising(exc: BaseException) -> Any:
+    """A coroutine that raises `exc`: the run fails with it, as if the workflow raised it."""
+    raise exc
+
+
 def _positional_arity(fn: Callable[..., Any]) -> tuple[int, int | None, str | None]:
     """The least and most positional arguments `fn` takes (most: None if unbounded),
     and the name of a keyword-only parameter it requires, if any."""
@@ -280,6 +331,19 @@ def _origin(wf: WorkflowFunction[Any, Any]) -> str:
 def lookup_workflow(name: str) -> WorkflowFunction[Any, Any] | None:
     """The workflow decorated in this process under `name`, if any."""
     return _registry.get(name)
+
+
+def workflow_schemas(workflow: WorkflowFunction[Any, Any] | str) -> WorkflowSchemas:
+    """The JSON Schemas of a workflow's arguments and result, from its type hints.
+
+    `workflow` is the decorated function or the name it is registered under in
+    this process; raises `WorkflowNotRegisteredError` for an unknown name and
+    `TypeError` if its hints do not resolve.
+    """
+    wf = _registry.get(workflow) if isinstance(workflow, str) else workflow
+    if not isinstance(wf, WorkflowFunction):
+        raise WorkflowNotRegisteredError(f"no workflow named {workflow!r} is registered")
+    return wf.signature.schemas()
 
 
 def registered_workflows() -> dict[str, WorkflowFunction[Any, Any]]:

@@ -17,7 +17,7 @@ import time
 from asyncio.events import _get_running_loop
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from ._asyncio_helpers import shielded
 from ._cluster import check_cluster_options
@@ -291,11 +291,11 @@ class Engine(EngineSchedules):
         if self._create(batch, wf, run_id, args_data, meta, seconds, unique=id is None):
             await shielded(self.store.commit())
             if run_id not in batch.conflicts:
-                return Run(self._client, run_id)
+                return Run(self._client, run_id, wf.decode_result)
         await self._client.check_workflow_of([run_id], wf.name)
         if if_exists == "error":
             raise RunAlreadyExistsError(f"a run with id {run_id!r} already exists")
-        return Run(self._client, run_id)
+        return Run(self._client, run_id, wf.decode_result)
 
     async def start_many(
         self,
@@ -344,7 +344,7 @@ class Engine(EngineSchedules):
             run_id = new_run_id() if chosen is None else chosen[i]
             if not self._create(batch, wf, run_id, args_data, meta, seconds, chosen is None):
                 existing.append(run_id)
-            runs.append(Run(self._client, run_id))
+            runs.append(Run(self._client, run_id, wf.decode_result))
         if runs:
             await shielded(self.store.commit())
         await self._client.check_workflow_of([*existing, *batch.conflicts], wf.name)
@@ -382,11 +382,18 @@ class Engine(EngineSchedules):
         self._runs.spawn(row, batch, unique=unique, schedule=schedule)
         return True
 
-    def get_run(self, run_id: str) -> Run[Any]:
+    @overload
+    def get_run(self, run_id: str) -> Run[Any]: ...
+    @overload
+    def get_run(self, run_id: str, workflow: WorkflowFunction[Any, R]) -> Run[R]: ...
+
+    def get_run(self, run_id: str, workflow: WorkflowFunction[Any, Any] | None = None) -> Run[Any]:
         """A handle for `run_id`; nothing is checked until it is used (see `Run.exists`).
 
+        With the run's `workflow`, `result()` decodes into its return annotation.
         Raises `ValueError` for an id that is empty, too long or not printable."""
-        return Run(self._client, check_run_id(run_id))
+        decode = None if workflow is None else workflow.decode_result
+        return Run(self._client, check_run_id(run_id), decode)
 
     async def list_runs(
         self,

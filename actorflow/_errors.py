@@ -174,3 +174,19 @@ class RetryableError(Exception):
             )
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ValidationError(ActorflowError, ValueError):
+    """A value does not fit its annotation: an argument where it enters (`start`,
+    `start_many`, `af.start`, schedules), or a stored value read back into a changed type.
+
+    `argument` names the argument (None for a result or an event payload), `path`
+    the place inside it (e.g. `.items[0].qty`, "" for the whole value) and `reason`
+    what was expected.
+    """
+
+    def __init__(self, message: str, *, argument: str | None, path: str, reason: str) -> None:
+        super().__init__(message)
+        self.argument = argument
+        self.path = path
+        self.reason = reason

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._context import current_workflow
@@ -24,13 +24,19 @@ class Run(Generic[R]):
     Every method raises `EngineClosedError` once the engine is closed,
     `RunNotFoundError` if no run has this id (except `exists`), and, inside
     workflow code, `WorkflowSandboxError` (except `result`, which is journaled there).
+    A handle made from the workflow function (`engine.start(wf, ...)`,
+    `af.start(wf, ...)`, `engine.get_run(id, workflow=wf)`) returns its result
+    decoded into the workflow's return annotation.
     """
 
-    __slots__ = ("_client", "id")
+    __slots__ = ("_client", "_decode", "id")
 
-    def __init__(self, client: RunClient, run_id: str) -> None:
+    def __init__(
+        self, client: RunClient, run_id: str, decode: Callable[[Any], Any] | None = None
+    ) -> None:
         self._client = client
         self.id = run_id
+        self._decode = decode
 
     def __repr__(self) -> str:
         return f"<Run {self.id!r}>"
@@ -56,7 +62,9 @@ class Run(Generic[R]):
         """Wait for the run to finish and return its result.
 
         Raises `RunFailedError` (with `.error`) or `RunTerminatedError`, and
-        `TimeoutError` after `timeout` (seconds, or a duration such as `"30s"`).
+        `TimeoutError` after `timeout` (seconds, or a duration such as `"30s"`), and
+        `ValidationError` if the stored result does not fit the workflow's return
+        annotation (when the handle knows its workflow).
         Inside a workflow, awaiting a child's result is journaled and suspends the
         parent until the child ends; there `timeout` is a durable timer
         (`af.sleep`), raced against the child: whichever the log records first
@@ -66,11 +74,11 @@ class Run(Generic[R]):
         ctx = current_workflow()
         if ctx is None:
             value: R = await self._client.result(self.id, seconds)
-            return value
+            return value if self._decode is None else self._decoded(value)
         outcome = ctx.host.await_child(ctx.next_seq(), self.id)
         if seconds is None:
             result: R = await outcome
-            return result
+            return result if self._decode is None else self._decoded(result)
         timer_seq = ctx.next_seq()
         timer = ctx.host.sleep(timer_seq, seconds, None)
         # Not `asyncio.wait`: when both are settled by the time it looks, its `done` set
@@ -89,7 +97,12 @@ class Run(Generic[R]):
             raise TimeoutError(f"child run {self.id!r} did not finish within {seconds} s")
         ctx.host.cancel_sleep(timer_seq)  # or it would wake the run for nothing
         result = outcome.result()
-        return result
+        return result if self._decode is None else self._decoded(result)
+
+    def _decoded(self, value: Any) -> R:
+        assert self._decode is not None
+        decoded: R = self._decode(value)
+        return decoded
 
     async def info(self) -> RunInfo:
         """A snapshot: status, arguments, result or error, timestamps and steps."""

@@ -2,7 +2,9 @@
 
 Nothing is pickled, so stored data can never execute code. A value orjson
 refuses is reported with the path of the offending part, found by walking the
-value only after the fast path failed. Two things orjson would accept are
+value only after the fast path failed. Values of the supported types orjson
+does not encode itself (Decimal, sets, timedelta, attrs classes, pydantic
+models) are encoded by `_types.to_json_native`. Two things orjson would accept are
 refused as well, because they would come back changed: a float that is NaN or
 infinite (orjson writes `null`), found by a walk that runs only when the JSON
 holds a `null`. Values nested deeper than `MAX_DEPTH` levels, or that contain
@@ -16,9 +18,11 @@ import enum
 import math
 from typing import Any
 
+import attrs
 import orjson
 
 from ._errors import SerializationError
+from ._types import to_json_native
 
 dumps = orjson.dumps
 loads = orjson.loads
@@ -34,7 +38,7 @@ class NonFiniteFloatError(ValueError):
 def dumps_value(value: Any) -> bytes:
     """`dumps` for a user's value: raises `TypeError` (orjson's errors) for what orjson
     refuses and `NonFiniteFloatError` for a NaN or an infinity; `encode` names the part."""
-    data = dumps(value)
+    data = dumps(value, default=to_json_native)
     if b"null" in data and _has_non_finite(value, 0):
         raise NonFiniteFloatError
     return data
@@ -81,10 +85,12 @@ def _children(value: Any) -> list[tuple[str, Any]] | None:
     """(path suffix, item) of each part of a container orjson walks into; None for a leaf."""
     if isinstance(value, dict):
         return [(f"[{key!r}]", item) for key, item in value.items()]
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         return [(f"[{i}]", item) for i, item in enumerate(value)]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return [(f".{f.name}", getattr(value, f.name)) for f in dataclasses.fields(value)]
+    if attrs.has(type(value)):
+        return [(f".{f.name}", getattr(value, f.name)) for f in attrs.fields(type(value))]
     if isinstance(value, enum.Enum):
         return [(".value", value.value)]
     return None
@@ -119,7 +125,7 @@ def _find_offender(value: Any, path: str, depth: int, ancestors: list[int]) -> t
                 return _find_offender(item, path + suffix, depth + 1, ancestors)
         ancestors.pop()
     try:
-        orjson.dumps(value)
+        orjson.dumps(value, default=to_json_native)
     except (TypeError, orjson.JSONEncodeError) as exc:
         return path, f"{type(value).__name__} value ({exc})"
     return path, "unknown reason"

@@ -8,6 +8,7 @@ directory, on uvloop through `af.run`. See `python -m benchmarks --help`.
 WORKLOADS = (
     "latency",
     "throughput",
+    "typed",
     "sustained",
     "limit",
     "floors",

@@ -1,6 +1,7 @@
 """Count the CPU instructions one workflow costs, with valgrind: exact where timings are noisy.
 
     python -m benchmarks.instructions [--steps 3] [--small 1000] [--large 3000]
+                                      [--shape int|dict|dataclass]
 
 Runs the throughput workload (N concurrent workflows of `--steps` trivial
 steps, after a warm-up) under `valgrind --tool=cachegrind` at two sizes and
@@ -12,7 +13,8 @@ threads were scheduled: repeated counts agree within about 0.2 %, where
 wall-clock runs on a shared VM vary by 10 to 30 %. Use it to compare two
 versions of the code; instructions are not time (cache misses, and the GC's
 in particular, cost more per instruction), so confirm a gain with
-`python -m benchmarks throughput`.
+`python -m benchmarks throughput`. `--shape` passes a dict or a dataclass (typed
+values, see the `typed` workload) through the steps instead of an int.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 _IR = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def count(size: int, steps: int) -> int:
+def count(size: int, steps: int, shape: str = "int") -> int:
     """Instructions of one child process running `size` workflows."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -46,6 +49,8 @@ def count(size: int, steps: int) -> int:
         str(size),
         "--steps",
         str(steps),
+        "--shape",
+        shape,
     ]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
@@ -55,18 +60,31 @@ def count(size: int, steps: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def child(size: int, steps: int) -> None:
+def child(size: int, steps: int, shape: str) -> None:
     """The measured program: `size` concurrent workflows, the writer inline."""
     import actorflow as af
     from actorflow._store._sqlite_writer import SQLiteTransactions
 
     from .shapes import add_one
+    from .typed import Item, chain_dataclass, chain_dict
 
     @af.workflow(name="bench.instructions")
     async def chain(x: int) -> int:
         for _ in range(steps):
             x = await add_one(x)
         return x
+
+    def arguments(i: int) -> tuple[Any, ...]:
+        if shape == "dict":
+            return ({"sku": "sku", "qty": i, "price": 9.5}, steps)
+        return (Item("sku", i, 9.5), steps) if shape == "dataclass" else (i,)
+
+    workflows: dict[str, af.WorkflowFunction[Any, int]] = {
+        "int": chain,
+        "dict": chain_dict,
+        "dataclass": chain_dataclass,
+    }
+    workflow = workflows[shape]
 
     original = SQLiteTransactions.__init__
 
@@ -79,9 +97,11 @@ def child(size: int, steps: int) -> None:
     async def main() -> None:
         with tempfile.TemporaryDirectory() as directory:
             url = f"sqlite:///{directory}/instructions.db"
-            async with af.Engine(url, workflows=[chain]) as engine:
+            async with af.Engine(url, workflows=[workflow]) as engine:
                 for n in (200, size):  # warm-up, then the measured part
-                    runs = await asyncio.gather(*(engine.start(chain, i) for i in range(n)))
+                    runs = await asyncio.gather(
+                        *(engine.start(workflow, *arguments(i)) for i in range(n))
+                    )
                     results = await asyncio.gather(*(r.result() for r in runs))
                     assert results == [i + steps for i in range(n)]
 
@@ -93,16 +113,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="steps per workflow (3)")
     parser.add_argument("--small", type=int, default=1000, help="workflows, first count")
     parser.add_argument("--large", type=int, default=3000, help="workflows, second count")
+    parser.add_argument(
+        "--shape",
+        choices=["int", "dict", "dataclass"],
+        default="int",
+        help="what the workflow's argument and step results are (int)",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child, args.steps)
+        child(args.child, args.steps, args.shape)
         return
     if args.large <= args.small:
         parser.error("--large must be greater than --small")
-    small, large = count(args.small, args.steps), count(args.large, args.steps)
+    small = count(args.small, args.steps, args.shape)
+    large = count(args.large, args.steps, args.shape)
     per_run = (large - small) / (args.large - args.small)
-    print(f"{args.steps}-step workflow: {per_run:,.0f} instructions per workflow")
+    print(f"{args.steps}-step workflow on {args.shape}: {per_run:,.0f} instructions per workflow")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ POSITIVE = {
         "batches",
         "events",
     ],
+    "typed": ["plain_workflows_per_s", "typed_workflows_per_s", "typed_loop_cpu_us_per_run"],
     "sustained": ["workflows_per_s", "events_per_s", "latency_p50_ms", "mean_batch_rows"],
     "limit": [
         "ceiling_events_per_s",

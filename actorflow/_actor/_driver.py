@@ -120,7 +120,9 @@ class WorkflowDriver(Operations):
         self.replaying = True
         # Named: an unnamed task formats a "Task-<n>" name of its own.
         self.root = self.loop.create_task(
-            self.workflow.fn(*loads(row.args)), name=self.run_id, context=contextvars.Context()
+            self.workflow.run_coroutine(loads(row.args)),
+            name=self.run_id,
+            context=contextvars.Context(),
         )
         self.loop.run_until_quiescent()
         for entry in log_rows:

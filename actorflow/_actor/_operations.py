@@ -30,6 +30,7 @@ from .._errors import (
     NonDeterminismError,
     RunAlreadyExistsError,
     StepFailedError,
+    ValidationError,
 )
 from .._ids import child_run_id
 from .._messages import ChildDone, Control
@@ -306,7 +307,10 @@ class Operations(StepScheduler):
             future, op.future = op.future, None  # see `apply`: the op lives on in frames
             assert future is not None
             if kind == L.STEP_COMPLETED:
-                future.set_result(loads(row.data or b"null"))
+                if op.decode is None:
+                    future.set_result(loads(row.data or b"null"))
+                else:
+                    _decoded(future, op.decode, row.data or b"null")
             else:
                 error = ErrorInfo.from_json(loads(row.data or b"{}")["error"])
                 future.set_exception(StepFailedError(op.name, error))
@@ -337,7 +341,9 @@ class Operations(StepScheduler):
                     RunAlreadyExistsError(f"a run with id {data['run_id']!r} already exists")
                 )
             else:
-                ack.set_result(Run(self.host.client, data["run_id"]))
+                child = self.host.workflow(row.name or "")
+                decode = None if child is None else child.decode_result
+                ack.set_result(Run(self.host.client, data["run_id"], decode))
         return True
 
     def _receive(self, row: EventRow) -> None:
@@ -416,3 +422,12 @@ class Operations(StepScheduler):
         row = ChunkRow(self.run_id, namespace, index, seq, attempt, kind, data, time.time())
         self.store.batch().chunks.append(row)
         return index
+
+
+def _decoded(future: asyncio.Future[Any], decode: Callable[[Any], Any], data: bytes) -> None:
+    """Settle `future` with the recorded JSON `data` decoded into its annotated type, or
+    with the `ValidationError` saying it no longer fits (the annotation changed)."""
+    try:
+        future.set_result(decode(data))
+    except ValidationError as exc:
+        future.set_exception(exc)

@@ -7,7 +7,10 @@ Plain data the run actor's parts share (`RunState` holds them by seq); no behavi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .._definitions import UNRESOLVED
 
 if TYPE_CHECKING:
     from .._definitions import StepFunction
@@ -20,6 +23,7 @@ class StepOp:
     __slots__ = (
         "args",
         "attempt",
+        "decode",
         "future",
         "held",
         "kwargs",
@@ -42,6 +46,10 @@ class StepOp:
         self.seq = seq
         self.step = step
         self.name = step.name
+        decode = step.decode_result
+        if decode is UNRESOLVED:  # resolved in the workflow's call: a failure raises there
+            decode = step.resolve_decoder()
+        self.decode: Callable[[Any], Any] | None = decode
         self.args = args
         self.kwargs = kwargs
         # Dropped once settled (see `Operations.apply`).
