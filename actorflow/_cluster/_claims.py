@@ -22,6 +22,21 @@ if TYPE_CHECKING:
 _ALIVE = "heartbeat_at + lease_timeout * interval '1 second' > now()"
 _DEAD = f"SELECT id FROM engines WHERE NOT ({_ALIVE})"
 
+# An engine whose advisory lock no session holds has lost its lease connection (its
+# process died, or the network dropped it): its lease is expired at once, instead of
+# lapsing `lease_timeout` after its last heartbeat. (Fencing keeps this safe for an
+# engine that is in fact alive: its commits are refused, its next renewal fails.)
+EXPIRE_UNLOCKED = f"""
+UPDATE engines e SET heartbeat_at = '-infinity'
+WHERE e.id <> $2 AND {
+    _ALIVE.replace("heartbeat_at", "e.heartbeat_at").replace("lease_timeout", "e.lease_timeout")
+}
+AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND l.classid = $1::int8::oid AND l.objid = e.lock_key::int8::oid AND l.objsubid = 2)
+RETURNING e.id
+"""
+
 CLAIM_ORPHANS = f"""
 WITH share AS (
     SELECT ceil(count(*)::float8 / greatest(1,
@@ -102,3 +117,8 @@ async def finished_children(
     """(child, parent, status, result, error) of the final children of `parents`."""
     rows = await conn.fetch(FINISHED_CHILDREN, parents, list(FINAL))
     return [tuple(row) for row in rows]
+
+
+async def expire_unlocked(conn: asyncpg.Connection, lock_space: int, engine_id: str) -> int:
+    """Expire the leases of engines whose lease connection is gone; how many."""
+    return len(await conn.fetch(EXPIRE_UNLOCKED, lock_space, engine_id))

@@ -1,9 +1,12 @@
 """EngineLease: this engine's row in `engines`, renewed from the database's clock.
 
 One row per engine, one `UPDATE` per heartbeat, however many runs the engine
-owns. The lease lasts `lease_timeout` seconds after the database's `now()` at the
-last renewal; renewing refuses a lapsed lease (another engine may have taken the
-runs), so a lapsed engine takes a fresh id and starts over.
+owns; and a session advisory lock on the lease's connection, which the server drops
+when the process dies, so that the others expire the lease at once (`_claims`).
+Losing that connection loses the lease. The lease lasts `lease_timeout` seconds
+after the database's `now()` at the last renewal; renewing refuses a lapsed lease
+(another engine may have taken the runs), so a lapsed engine takes a fresh id and
+starts over.
 
 An engine that cannot renew stops its own actors before anyone may take its runs:
 the renewal was sent at local time t, so the database stamped it at t or later,
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -26,18 +30,20 @@ import asyncpg
 
 from .._dying import cancel_and_wait
 from .._store._postgres_cluster_schema import CLAIM_CHANNEL
+from ._claims import EXPIRE_UNLOCKED
 
 log = logging.getLogger("actorflow.cluster")
 
-_REGISTER = "INSERT INTO engines (id, execute, lease_timeout) VALUES ($1, $2, $3)"
+_REGISTER = "INSERT INTO engines (id, execute, lease_timeout, lock_key) VALUES ($1, $2, $3, $4)"
 _ALIVE = "heartbeat_at + lease_timeout * interval '1 second' > now()"
 # Renews, and says in how many seconds the next lease of another engine lapses
 # (negative: one has, its runs are to be claimed): the heartbeat doubles as the check,
 # at no extra round trip, and a lease about to lapse is checked again the moment it does.
 _RENEW = (
-    f"UPDATE engines SET heartbeat_at = now() WHERE id = $1 AND {_ALIVE} RETURNING"
+    f"WITH expired AS ({EXPIRE_UNLOCKED}) "
+    f"UPDATE engines SET heartbeat_at = now() WHERE id = $2 AND {_ALIVE} RETURNING"
     " (SELECT extract(epoch FROM min(heartbeat_at + lease_timeout * interval '1 second')"
-    " - now()) FROM engines WHERE id <> $1)"
+    " - now()) FROM engines WHERE id <> $2), (SELECT count(*) FROM expired)"
 )
 # A lapse this long after its due time is surely seen by the database's clock.
 _LAPSE_SLACK = 0.02
@@ -76,8 +82,10 @@ class EngineLease:
         lease_timeout: float,
         execute: bool,
         on_lost: Callable[[], None],
+        lock_space: int,
     ) -> None:
         self._connect = connect
+        self._lock_space = lock_space
         self.lease_timeout = lease_timeout
         self.interval = lease_timeout / 10
         self._execute = execute
@@ -100,9 +108,13 @@ class EngineLease:
         """Take a fresh id and hold a lease under it; returns the id. Raises what asyncpg
         raises when the database is unreachable."""
         engine_id = new_engine_id()
+        lock_key = random.randrange(1, 2**31)
         conn = await self._connection()
         sent = time.monotonic()
-        await conn.execute(_REGISTER, engine_id, self._execute, self.lease_timeout)
+        # The lock before the row: no engine may see the row without the lock held.
+        await conn.execute("SELECT pg_advisory_unlock_all()")
+        await conn.execute("SELECT pg_advisory_lock($1, $2)", self._lock_space, lock_key)
+        await conn.execute(_REGISTER, engine_id, self._execute, self.lease_timeout, lock_key)
         self.clock = LeaseClock(self.lease_timeout, self.clock.margin)
         self.clock.renewed(sent)
         self.engine_id = engine_id
@@ -153,23 +165,31 @@ class EngineLease:
         try:
             conn = await self._connection()
             async with asyncio.timeout(max(0.0, self.clock.remaining())):
-                found = await conn.fetchrow(_RENEW, self.engine_id)
+                found = await conn.fetchrow(_RENEW, self._lock_space, self.engine_id)
         except TimeoutError:
             log.error("engine %s could not renew its lease in time", self.engine_id)
             return False
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
-            log.warning("engine %s: lease renewal failed (%r)", self.engine_id, exc)
             if self._conn is not None:
                 self._conn.terminate()
                 self._conn = None
-            return self.clock.remaining() > 0
+            if isinstance(exc, asyncpg.PostgresError) and not isinstance(
+                exc, asyncpg.PostgresConnectionError
+            ):
+                log.warning("engine %s: lease renewal failed (%r)", self.engine_id, exc)
+                return self.clock.remaining() > 0
+            # The connection holding the lock is gone: the others expire the lease now.
+            log.error("engine %s lost its lease's connection (%r)", self.engine_id, exc)
+            return False
         if found is None:
             log.error("engine %s: its lease lapsed; its runs may be taken", self.engine_id)
             return False
         self.clock.renewed(sent)
         self.renewals += 1
-        next_lapse = found[0]
-        if next_lapse is not None:
+        next_lapse, expired = found
+        if expired:
+            self.on_dead_seen()
+        elif next_lapse is not None:
             if next_lapse <= 0:
                 self.on_dead_seen()
             elif next_lapse < self.interval:

@@ -65,11 +65,14 @@ Connect = Callable[[], Coroutine[Any, Any, asyncpg.Connection]]
 class ClusterNode:
     """This engine in the cluster (see the module docstring)."""
 
-    def __init__(self, connect: Connect, lease_timeout: float, execute: bool) -> None:
+    def __init__(
+        self, connect: Connect, lease_timeout: float, execute: bool, lock_space: int
+    ) -> None:
         self._connect = connect
         self.execute = execute
         self.lease_timeout = lease_timeout
-        self.lease = EngineLease(connect, lease_timeout, execute, self._lease_lost)
+        self._lock_space = lock_space
+        self.lease = EngineLease(connect, lease_timeout, execute, self._lease_lost, lock_space)
         self.owned: dict[str, int] = {}  # run id -> the epoch it is owned at
         self._creating: set[str] = set()  # owned from a creation not yet committed
         self._host: ClusterHost | None = None
@@ -351,6 +354,7 @@ class ClusterNode:
             assert conn is not None
             claimed: list[Claimed] = []
             if orphans:
+                await _claims.expire_unlocked(conn, self._lock_space, self.engine_id)
                 claimed = await _claims.claim_orphans(conn, self.engine_id, limit)
             if queued and len(claimed) < limit:
                 claimed += await _claims.claim_queued(conn, self.engine_id, limit - len(claimed))

@@ -11,6 +11,7 @@ server setting for the store's connections.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -118,7 +119,10 @@ class PostgresStore(GroupCommitted):
         fenced by it from now on (see `_cluster`)."""
         from .._cluster._node import ClusterNode
 
-        node = ClusterNode(self._connect, lease_timeout, execute)
+        # Advisory lock keys of this schema's engines: (crc32 of the schema, the engine's).
+        node = ClusterNode(
+            self._connect, lease_timeout, execute, zlib.crc32(self.schema.encode()) & 0x7FFFFFFF
+        )
         self._transactions.fence = node.fence
         return node
 

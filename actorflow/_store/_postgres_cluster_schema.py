@@ -3,6 +3,9 @@
 - `engines`: one row per engine process (a fresh id each time, never reused), with
   its heartbeat in the database's clock. Its lease is the heartbeat plus its
   `lease_timeout`: one row written per engine per heartbeat, however many runs it owns.
+  An engine also holds a session advisory lock (`lock_key`) on its lease's
+  connection: when its process dies, the server drops the lock with the connection,
+  and the other engines expire its lease at once (`_cluster/_claims.py`).
 - `runs.owner`, `runs.epoch`: the engine that owns an unfinished run (NULL: queued
   for any engine with room), and a counter raised at every change of owner.
 - `inbox`: messages for runs owned elsewhere (events, control, hook payloads, a
@@ -43,6 +46,7 @@ _UNFINISHED = _sql_list(UNFINISHED)
 V2 = f"""
 CREATE TABLE engines (
     id TEXT PRIMARY KEY,
+    lock_key INTEGER NOT NULL,
     execute BOOLEAN NOT NULL,
     lease_timeout DOUBLE PRECISION NOT NULL,
     started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
