@@ -14,10 +14,13 @@ in processes of their own (`tests/cluster_program.py`) and this process as a cli
   notifying commits the engines sent per second in the throughput phase.
 - `throughput_N`: a client starts `runs` 3-step workflows with one `start_many` (they
   wait queued); N engine processes claim and run them: workflows/s until all completed.
-- `failover`: one engine owns `waiting` runs waiting for an event and `running` runs in
-  a long step; a second engine starts; the owner is SIGKILLed and every waiting run is
-  sent its event: seconds until every run progressed on the survivor (the event
-  journaled, the step attempt started there), against the goal lease_timeout + 1 s.
+- `failover_SIGKILL`, `failover_SIGSTOP`: one engine owns `waiting` runs waiting for an
+  event and `running` runs in a long step; a second engine starts; the owner is
+  SIGKILLed (the server drops its connections: its lease is expired at once) or
+  SIGSTOPped (its connections stay: its lease lapses after `lease_timeout`) and every
+  waiting run is sent its event: seconds until every run progressed on the survivor
+  (the event journaled, the step attempt started there), against the goal
+  lease_timeout + 1 s.
 - `latency`: `send_event` from the client to runs another engine owns, one at a time:
   send -> the event journaled by the owner (its `at`), p50/p99.
 """
@@ -29,6 +32,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import signal
 import statistics
 import time
 import uuid
@@ -145,7 +149,9 @@ async def throughput(server: str, engines: int, runs: int, lease: float) -> dict
     }
 
 
-async def failover(server: str, waiting: int, running: int, lease: float) -> dict[str, float]:
+async def failover(
+    server: str, waiting: int, running: int, lease: float, how: signal.Signals
+) -> dict[str, Any]:
     url = schema_url(server)
     effects = Path(f"/tmp/actorflow-failover-{uuid.uuid4().hex[:8]}")
     async with af.Engine(url, execute=False, workflows=[job, hold]) as client:
@@ -163,7 +169,7 @@ async def failover(server: str, waiting: int, running: int, lease: float) -> dic
                 await asyncio.sleep(0.05)
             survivor = EngineProcess(url, lease, side_effects=effects)
             killed = time.time()
-            owner.kill()
+            owner.signal(how)
             await asyncio.gather(
                 *(client.send_event(run.id, "go", i) for i, run in enumerate(held))
             )
@@ -190,6 +196,7 @@ async def failover(server: str, waiting: int, running: int, lease: float) -> dic
                 survivor.kill()
             await asyncio.to_thread(effects.unlink, missing_ok=True)
     return {
+        "signal": how.name,
         "lease_timeout": lease,
         "waiting": waiting,
         "running": running,
@@ -271,14 +278,15 @@ def table(results: dict[str, Any]) -> str:
                 f"| {t['workflows_per_s']:,.0f} "
                 f"({t['notifying_commits_per_s']:.1f} notifying commits/s) |"
             )
-    f = results["failover"]
-    lines.append(
-        f"| failover after SIGKILL ({f['waiting']:,} waiting + {f['running']:,} running, "
-        f"lease {f['lease_timeout']:g} s): all progressed on the survivor "
-        f"| {f['failover_s']:.2f} s (goal {f['goal_s']:g} s; "
-        f"all claimed {f['all_claimed_s']:.2f} s) |"
-    )
-    lines.append(f"| committed steps run again | {f['committed_steps_rerun']} |")
+    for how in ("SIGKILL", "SIGSTOP"):
+        f = results[f"failover_{how}"]
+        lines.append(
+            f"| failover after {how} of the owner of {f['waiting']:,} waiting + "
+            f"{f['running']:,} running runs (lease {f['lease_timeout']:g} s): until all "
+            f"progressed on the survivor | {f['failover_s']:.2f} s (goal {f['goal_s']:g} s; "
+            f"all claimed {f['all_claimed_s']:.2f} s; committed steps run again: "
+            f"{f['committed_steps_rerun']}) |"
+        )
     m = results["latency"]
     lines.append(
         f"| send_event -> journaled by the owner (another process) p50 / p99 "
@@ -300,8 +308,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results[f"throughput_{engines}"] = await throughput(
                 server, engines, sizes["runs"], args.lease
             )
-        log("failover ...")
-        results["failover"] = await failover(server, sizes["waiting"], sizes["running"], args.lease)
+        for how in (signal.SIGKILL, signal.SIGSTOP):
+            log(f"failover after {how.name} ...")
+            results[f"failover_{how.name}"] = await failover(
+                server, sizes["waiting"], sizes["running"], args.lease, how
+            )
         log("latency ...")
         results["latency"] = await latency(server, sizes["latency"], args.lease)
     finally:
