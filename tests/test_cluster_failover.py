@@ -59,6 +59,7 @@ async def test_runs_of_a_killed_engine_finish_on_the_other(
     finished_by = {row[0] for row in db.query("SELECT owner FROM runs WHERE id = ANY(?)", (ids,))}
     assert b.engine_id in finished_by
     assert db.query("SELECT id FROM engines WHERE id = ?", (a.engine_id,)) == []
+    assert b.close()["lost_leases"] == 0  # the survivor renewed its own lease throughout
 
 
 async def test_an_engine_paused_past_its_lease_writes_nothing_to_the_runs_it_lost(

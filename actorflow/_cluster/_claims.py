@@ -27,7 +27,7 @@ _DEAD = f"SELECT id FROM engines WHERE NOT ({_ALIVE})"
 # lapsing `lease_timeout` after its last heartbeat. (Fencing keeps this safe for an
 # engine that is in fact alive: its commits are refused, its next renewal fails.)
 EXPIRE_UNLOCKED = f"""
-UPDATE engines e SET heartbeat_at = '-infinity'
+UPDATE engines e SET heartbeat_at = 'epoch'
 WHERE e.id <> $2 AND {
     _ALIVE.replace("heartbeat_at", "e.heartbeat_at").replace("lease_timeout", "e.lease_timeout")
 }
