@@ -63,6 +63,7 @@ from ._errors import (
     WorkflowNotRegisteredError,
     WorkflowSandboxError,
 )
+from ._log_records import RunLogFilter
 from ._models import (
     ErrorInfo,
     RunEvent,
@@ -109,6 +110,7 @@ __all__ = [
     "RunEvent",
     "RunFailedError",
     "RunInfo",
+    "RunLogFilter",
     "RunNotFoundError",
     "RunStatus",
     "RunTerminatedError",

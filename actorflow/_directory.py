@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Container, Iterable
 from typing import TYPE_CHECKING, Any
 
+from . import _observe
 from ._actor import RunActor
 from ._channels import Hub
 from ._cluster._inbox import control_row, event_row
@@ -87,10 +89,16 @@ class RunDirectory:
         self.cluster: ClusterNode | None = None
         self.max_runs: int | None = None
 
+    def open(self) -> None:
+        """Accept runs from now on (and show them to gauges: `_observe.open_engines`)."""
+        self.accepting = True
+        _observe.open_engines.add(self)
+
     async def stop(self, timeout: float) -> None:
         """Stop every actor (their runs resume on the next open) and wait for their tasks
         and their cancelled steps, `timeout` seconds at most (see `DyingTasks`)."""
         self.accepting = False
+        _observe.open_engines.discard(self)
         deadline = time.monotonic() + timeout
         tasks = [(a.task, f"the actor of run {a.run_id!r}") for a in self.actors.values() if a.task]
         for actor in list(self.actors.values()):
@@ -102,6 +110,10 @@ class RunDirectory:
         self.results.fail_all(closed)
         self.event_hub.fail_all(closed)
         self.chunk_hub.fail_all(closed)
+
+    def live_statuses(self) -> dict[str, int]:
+        """How many runs in memory have each status (`_observe.LiveRuns`)."""
+        return dict(Counter(actor.status._value_ for actor in self.actors.values()))
 
     # -- workflows -------------------------------------------------------------------------
 
@@ -326,6 +338,9 @@ class RunDirectory:
     def on_commit(self, batch: WriteBatch) -> None:
         """Publish a committed batch's events and chunks to live readers; on a database
         shared by many engines, first drop the runs whose rows the fence refused."""
+        observer = _observe.current
+        if observer is not None:
+            observer.committed(batch)
         cluster = self.cluster
         if cluster is not None:
             refused = cluster.committed(batch)

@@ -15,10 +15,11 @@ import logging
 import math
 import time
 from asyncio.events import _get_running_loop
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
+from . import _observe
 from ._asyncio_helpers import shielded
 from ._cluster import check_cluster_options
 from ._context import HOOK_PREFIX, _engine
@@ -33,14 +34,14 @@ from ._errors import (
 )
 from ._ids import check_name, check_new_run_id, check_run_id, new_run_id
 from ._local_client import LocalRunClient
-from ._log import RUN_CREATED, to_run_info
+from ._log import RUN_CREATED, creation_data, to_run_info
 from ._messages import ChildDone, Deliver
 from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick
 from ._retention import RetentionSweeper, purge, purge_filter
 from ._run import Run
 from ._sandbox import WorkflowLoop
 from ._schedule_api import EngineSchedules
-from ._schedule_types import encode_tick
+from ._schedule_types import tick_fields
 from ._schedules import Scheduler
 from ._serde import encode
 from ._store import CommitStats, EventRow, RunRow, SharedStore, Store, WriteBatch, open_store
@@ -166,7 +167,7 @@ class Engine(EngineSchedules):
         runs.loop = asyncio.get_running_loop()
         await self.store.open()
         self._state = "open"
-        runs.accepting = True
+        runs.open()
         try:
             self.store.set_commit_listener(runs.on_commit)
             self.store.set_failure_listener(runs.write_failures.failed)
@@ -267,6 +268,7 @@ class Engine(EngineSchedules):
         if_exists: Literal["return", "error"] = "return",
         metadata: Any = None,
         deadline: Duration | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> Run[R]:
         """Record a new run and return its handle once the record is durable.
 
@@ -275,7 +277,10 @@ class Engine(EngineSchedules):
         of a run of another workflow, whatever `if_exists` says. `deadline`
         (a duration) overrides the workflow's own. A chosen `id` that is not a
         printable str of 1 to 255 characters, or that holds `~` (reserved for
-        child runs), raises `InvalidNameError`.
+        child runs), raises `InvalidNameError`. `trace_context` (a W3C carrier,
+        `{"traceparent": ...}`) is the trace the run's spans join when
+        `actorflow.otel` is instrumented (default: the caller's current span);
+        `TypeError` if it is not a mapping of str to str.
         """
         self._check_open()
         wf = self._runs.resolve_workflow(workflow)
@@ -287,8 +292,11 @@ class Engine(EngineSchedules):
         args_data = encode(list(args), "args", limit)
         meta = None if metadata is None else encode(metadata, "metadata", limit)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
+        given = None if trace_context is None else _check_trace_context(trace_context)
         batch = self.store.batch()
-        if self._create(batch, wf, run_id, args_data, meta, seconds, unique=id is None):
+        if self._create(
+            batch, wf, run_id, args_data, meta, seconds, id is None, trace_context=given
+        ):
             await shielded(self.store.commit())
             if run_id not in batch.conflicts:
                 return Run(self._client, run_id, wf.decode_result)
@@ -305,6 +313,7 @@ class Engine(EngineSchedules):
         ids: Iterable[str] | None = None,
         metadata: Any = None,
         deadline: Duration | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> list[Run[R]]:
         """Record one new run per entry of `inputs` (each a tuple or list of the
         workflow's positional arguments); return their handles, in order, once
@@ -317,6 +326,7 @@ class Engine(EngineSchedules):
         unless it is a run of another workflow (`RunAlreadyExistsError`, raised
         once the others are recorded).
         Cheaper than as many `start()` calls: one commit wait, no task per run.
+        `trace_context` is as for `start()`.
         """
         self._check_open()
         wf = self._runs.resolve_workflow(workflow)
@@ -332,6 +342,7 @@ class Engine(EngineSchedules):
         meta = None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
         chosen = None if ids is None else [check_new_run_id(run_id) for run_id in ids]
+        given = None if trace_context is None else _check_trace_context(trace_context)
         if chosen is not None:
             if len(chosen) != len(encoded):
                 raise ValueError(f"start_many got {len(chosen)} ids for {len(encoded)} inputs")
@@ -342,7 +353,10 @@ class Engine(EngineSchedules):
         existing = []
         for i, args_data in enumerate(encoded):
             run_id = new_run_id() if chosen is None else chosen[i]
-            if not self._create(batch, wf, run_id, args_data, meta, seconds, chosen is None):
+            unique = chosen is None
+            if not self._create(
+                batch, wf, run_id, args_data, meta, seconds, unique, trace_context=given
+            ):
                 existing.append(run_id)
             runs.append(Run(self._client, run_id, wf.decode_result))
         if runs:
@@ -360,10 +374,12 @@ class Engine(EngineSchedules):
         deadline: float | None,
         unique: bool,
         schedule: ScheduleTick | None = None,
+        trace_context: Mapping[str, str] | None = None,
     ) -> bool:
         """Add a new run's row and first event to `batch` and start its actor. False, with
         nothing added, when an actor holds a run with this id already. A run started by a
-        `schedule` tick keeps it in its first event."""
+        `schedule` tick keeps it in its first event, and so does the `trace_context` the
+        run joins (given, or the observer's)."""
         if self._runs.holds(run_id):
             return False
         now = time.time()
@@ -376,8 +392,14 @@ class Engine(EngineSchedules):
             metadata=meta,
             deadline_at=None if deadline is None else now + deadline,
         )
-        tick = None if schedule is None else encode_tick(schedule)
-        created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, tick, now)
+        observer = _observe.current
+        if observer is not None:
+            trace_context = observer.run_creating(row, trace_context)
+        data = None  # most runs: no call here (this is on every start's path)
+        if schedule is not None or trace_context:
+            fields = {} if schedule is None else tick_fields(schedule)
+            data = creation_data(fields, trace_context)
+        created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, data, now)
         batch.create_run(row, [created], unique=unique)
         self._runs.spawn(row, batch, unique=unique, schedule=schedule)
         return True
@@ -485,6 +507,14 @@ class Engine(EngineSchedules):
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
         await reply
+
+
+def _check_trace_context(carrier: Any) -> Mapping[str, str]:
+    if not isinstance(carrier, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in carrier.items()
+    ):
+        raise TypeError(f"trace_context must be a mapping of str to str, got {carrier!r}")
+    return carrier
 
 
 def _status_text(status: RunStatus | str) -> str:

@@ -12,10 +12,12 @@ A run's log interleaves three sorts of entries:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ._models import STATUS_OF, ErrorInfo, RunEvent, RunInfo, StepRecord, to_datetime
-from ._serde import loads
+from ._observe import TRACE_CONTEXT_KEY
+from ._serde import dumps, loads
 from ._store import EventRow, RunRow
 
 RUN_CREATED = "run_created"
@@ -57,6 +59,14 @@ CALL_KINDS = {
     "hook": HOOK_CREATED,
     "write": STREAM_WRITTEN,
 }
+
+
+def creation_data(fields: dict[str, Any], trace_context: Mapping[str, str] | None) -> bytes | None:
+    """The data of a `run_created` entry: `fields` (a schedule tick) and the trace context
+    the run joins; None if there is neither."""
+    if trace_context:
+        fields = {**fields, TRACE_CONTEXT_KEY: dict(trace_context)}
+    return dumps(fields) if fields else None
 
 
 def decode_data(row: EventRow) -> Any:

@@ -10,7 +10,7 @@ import attrs
 
 from ._errors import ScheduleError
 from ._models import ScheduleTick
-from ._serde import dumps, loads
+from ._serde import loads
 
 if TYPE_CHECKING:
     from ._store import EventRow
@@ -88,10 +88,10 @@ def tick_run_id(schedule_id: str, tick: datetime) -> str:
     return f"{schedule_id}@{tick.isoformat()}"
 
 
-def encode_tick(tick: ScheduleTick) -> bytes:
+def tick_fields(tick: ScheduleTick) -> dict[str, Any]:
     """The tick as stored in its run's first log entry (so it survives replay)."""
     at = tick.scheduled_time.timestamp()
-    return dumps({"schedule": {"id": tick.schedule_id, "cron": tick.cron, "time": at}})
+    return {"schedule": {"id": tick.schedule_id, "cron": tick.cron, "time": at}}
 
 
 def schedule_of(log: Sequence[EventRow]) -> ScheduleTick | None:

@@ -20,4 +20,5 @@ WORKLOADS = (
     "schedules",
     "purge",
     "http",
+    "otel",
 )

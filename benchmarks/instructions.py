@@ -1,7 +1,7 @@
 """Count the CPU instructions one workflow costs, with valgrind: exact where timings are noisy.
 
     python -m benchmarks.instructions [--steps 3] [--small 1000] [--large 3000]
-                                      [--shape int|dict|dataclass]
+                                      [--shape int|dict|dataclass] [--otel]
 
 Runs the throughput workload (N concurrent workflows of `--steps` trivial
 steps, after a warm-up) under `valgrind --tool=cachegrind` at two sizes and
@@ -14,7 +14,9 @@ wall-clock runs on a shared VM vary by 10 to 30 %. Use it to compare two
 versions of the code; instructions are not time (cache misses, and the GC's
 in particular, cost more per instruction), so confirm a gain with
 `python -m benchmarks throughput`. `--shape` passes a dict or a dataclass (typed
-values, see the `typed` workload) through the steps instead of an int.
+values, see the `typed` workload) through the steps instead of an int. `--otel`
+counts with `actorflow.otel` instrumented (spans to the SDK's in-memory exporter,
+metrics to its in-memory reader): the cost of telemetry, exactly.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 _IR = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def count(size: int, steps: int, shape: str = "int") -> int:
+def count(size: int, steps: int, shape: str = "int", otel: bool = False) -> int:
     """Instructions of one child process running `size` workflows."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -51,6 +53,7 @@ def count(size: int, steps: int, shape: str = "int") -> int:
         str(steps),
         "--shape",
         shape,
+        *(["--otel"] if otel else []),
     ]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
@@ -60,9 +63,12 @@ def count(size: int, steps: int, shape: str = "int") -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def child(size: int, steps: int, shape: str) -> None:
+def child(size: int, steps: int, shape: str, otel: bool) -> None:
     """The measured program: `size` concurrent workflows, the writer inline."""
     import actorflow as af
+
+    if otel:
+        _instrument()
     from actorflow._store._sqlite_writer import SQLiteTransactions
 
     from .shapes import add_one
@@ -108,6 +114,21 @@ def child(size: int, steps: int, shape: str) -> None:
     af.run(main())
 
 
+def _instrument() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from actorflow.otel import ActorflowInstrumentor
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    ActorflowInstrumentor().instrument(tracer_provider, meter_provider)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="steps per workflow (3)")
@@ -119,17 +140,22 @@ def main() -> None:
         default="int",
         help="what the workflow's argument and step results are (int)",
     )
+    parser.add_argument("--otel", action="store_true", help="with actorflow.otel instrumented")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child, args.steps, args.shape)
+        child(args.child, args.steps, args.shape, args.otel)
         return
     if args.large <= args.small:
         parser.error("--large must be greater than --small")
-    small = count(args.small, args.steps, args.shape)
-    large = count(args.large, args.steps, args.shape)
+    small = count(args.small, args.steps, args.shape, args.otel)
+    large = count(args.large, args.steps, args.shape, args.otel)
     per_run = (large - small) / (args.large - args.small)
-    print(f"{args.steps}-step workflow on {args.shape}: {per_run:,.0f} instructions per workflow")
+    telemetry = ", otel on" if args.otel else ""
+    print(
+        f"{args.steps}-step workflow on {args.shape}{telemetry}: "
+        f"{per_run:,.0f} instructions per workflow"
+    )
 
 
 if __name__ == "__main__":

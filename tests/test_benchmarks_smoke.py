@@ -60,6 +60,13 @@ POSITIVE = {
         "rmany_latency_p99_ms",
     ],
     "schedules": ["ticks_fired", "fired_p50_ms", "fired_p99_ms", "running_p99_ms", "loop_cpu_pct"],
+    "otel": [
+        "latency_p50_off_ms",
+        "latency_p50_on_ms",
+        "workflows_per_s_off",
+        "workflows_per_s_on",
+        "spans_per_run",
+    ],
     "waiting": [
         "evicted_start_per_s",
         "live_rss_per_run_bytes",

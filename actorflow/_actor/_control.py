@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .. import _log as L
+from .. import _observe
 from .._errors import InvalidStateError, WorkflowNotRegisteredError
 from .._messages import Control, reply_to
 from .._models import RunStatus
@@ -95,6 +96,9 @@ async def _restart(actor: RunActor, message: Control) -> None:
     actor.workflow = workflow
     restarted = {"from_step": from_step, "from_seq": cut, "previous": previous}
     actor.append(L.RUN_RESTARTED, None, from_step, dumps(restarted))
+    observer = _observe.current
+    if observer is not None:
+        observer.run_loaded(row, events, True)
     copies = [
         actor.append(e.kind, e.seq, e.name, e.data, at=e.at)
         for e in L.kept_by_restart(current, cut)

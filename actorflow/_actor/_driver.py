@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .. import _log as L
+from .. import _observe
 from .._asyncio_helpers import shielded
 from .._context import WorkflowContext
 from .._errors import RunNotFoundError, SerializationError, StepFailedError, WorkflowSandboxError
@@ -83,6 +84,9 @@ class WorkflowDriver(Operations):
             self.streams = StreamLedger(streams)
             self.schedule = schedule_of(events)
             log_rows = [e for e in events if e.generation == row.generation]
+            observer = _observe.current
+            if observer is not None:
+                observer.run_loaded(row, events, False)
             self.host.unpark(self.run_id)
         if self._resolve_workflow():
             await self.begin(log_rows)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import _log as L
+from .. import _observe
 from .._errors import (
     EventTimeoutError,
     HookConflictError,
@@ -219,7 +220,10 @@ class Operations(StepScheduler):
         started = self.append(
             L.CHILD_STARTED, seq, wf.name, dumps({"run_id": child_id}), to_batch=False
         )
-        created = EventRow(child_id, 0, 0, L.RUN_CREATED, None, wf.name, None, now)
+        observer = _observe.current
+        carrier = None if observer is None else observer.run_creating(child, None)
+        data = L.creation_data({}, carrier)
+        created = EventRow(child_id, 0, 0, L.RUN_CREATED, None, wf.name, data, now)
         batch = self.store.batch()
         batch.create_run(child, [created, started])
         self.host.spawn(child, batch)

@@ -43,6 +43,7 @@ from functools import partial
 from typing import Any
 
 from .. import _log as L
+from .. import _observe
 from .._asyncio_helpers import ENGINE_CONTEXT, shielded
 from .._errors import (
     DeadlineExceededError,
@@ -171,6 +172,9 @@ class RunActor(WorkflowDriver):
                 if not await mailbox.wait(self.host.idle_timeout):
                     if self._evictable() and not queued:
                         self._evicted = True
+                        observer = _observe.current
+                        if observer is not None:
+                            observer.run_evicted(self.run_id)
                         return False
                     continue
             for message in mailbox.take_all():

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+from .. import _observe
 from .._errors import StoreWriteError
 from .._repeated_errors import RepeatedErrors
 from ._base import CommitListener, CommitStats, FailureListener, RunRow, WriteBatch
@@ -203,6 +204,9 @@ class GroupCommitWriter:
                 await self.transactions.write(batch)
             except Exception as exc:
                 self._errors.failed(exc, f" ({len(batch)} rows)")
+                observer = _observe.current
+                if observer is not None:
+                    observer.commit_failed(batch)
                 error = StoreWriteError(f"commit failed: {exc!r}")
                 if self._failure_listener is not None:
                     # Before the next batch is written: it may hold rows that continue
@@ -216,12 +220,16 @@ class GroupCommitWriter:
                     # Every awaiter gets the error; no one else needs to hear of it.
                     batch.future.exception()
                 continue
-            self.busy_seconds += time.perf_counter() - began
+            seconds = time.perf_counter() - began
+            self.busy_seconds += seconds
             self._errors.succeeded()
             self.batches += 1
             self.rows += len(batch)
             if self._listener is not None:
                 self._listener(batch)
+            observer = _observe.current
+            if observer is not None:
+                observer.batch_written(len(batch), seconds)
             batch.committed()
             # An awaiter that was cancelled cancels the shared future with it.
             if not batch.future.done():

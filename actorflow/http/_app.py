@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Mount, Route
 import actorflow as af
 
 from ._access import BearerToken, LoopbackOnly
+from ._metrics import prometheus_metrics
 from ._openapi import openapi_document
 from ._problems import EXCEPTION_HANDLERS
 from ._runs import RunRoutes, json_response
@@ -22,8 +23,8 @@ from .ui import dashboard
 def asgi_app(engine: af.Engine, token: str | None = None, *, heartbeat: float = 15.0) -> Starlette:
     """The HTTP API on `engine`, as a Starlette application (mountable under a prefix).
 
-    With `token`, every `/v1` request needs `Authorization: Bearer <token>`;
-    without one, only loopback clients are answered. `heartbeat` is the seconds
+    With `token`, every `/v1` and `/metrics` request needs `Authorization: Bearer
+    <token>`; without one, only loopback clients are answered. `heartbeat` is the seconds
     of silence after which a Server-Sent Events response sends a comment line.
     The engine is opened and closed by the caller. Raises `ValueError` for an
     empty token or a heartbeat that is not positive.
@@ -50,6 +51,7 @@ def asgi_app(engine: af.Engine, token: str | None = None, *, heartbeat: float = 
     guard = [] if token is None else [Middleware(BearerToken, token=token)]
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", prometheus_metrics, methods=["GET"], middleware=guard),
         Mount("/v1", routes=v1, middleware=guard),
         Mount("/ui", app=dashboard(), name="ui"),  # static files: the token guards /v1 only
     ]

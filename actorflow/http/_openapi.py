@@ -18,13 +18,14 @@ _NULLABLE_STR: Schema = {"type": ["string", "null"]}
 _TIME: Schema = {"type": "string", "format": "date-time", "description": "ISO-8601, UTC"}
 _NULLABLE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
 _ANY: Schema = {"description": "any JSON value"}
+_PROMETHEUS_TEXT: Schema = {"type": "string", "format": "prometheus-text"}
 _STATUS: Schema = {"type": "string", "enum": [s.value for s in af.RunStatus]}
 
 _ERROR_TEXT = {
     400: "malformed JSON, or a body or query of the wrong shape",
     401: "a valid bearer token is required",
     403: "the server has no token and the client is not on the loopback interface",
-    404: "unknown run, workflow, hook or schedule",
+    404: "unknown run, workflow, hook or schedule; for /metrics, metrics are not enabled",
     409: "the run is not in a state that allows this, or the id exists",
     413: "the body is over the engine's max_payload_bytes",
     415: "the body is not JSON",
@@ -50,6 +51,12 @@ def _json(schema: Schema) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+def _content(schema: Schema) -> dict[str, Any]:
+    text_type = {"event-stream": "text/event-stream", "prometheus-text": "text/plain"}
+    found = text_type.get(schema.get("format", ""))
+    return _json(schema) if found is None else {found: {"schema": {"type": "string"}}}
+
+
 def _operation(
     summary: str,
     answers: dict[int, tuple[str, Schema | None]],
@@ -62,11 +69,7 @@ def _operation(
     for status, (text, schema) in answers.items():
         responses[str(status)] = {"description": text}
         if schema is not None:
-            responses[str(status)]["content"] = (
-                {"text/event-stream": {"schema": {"type": "string"}}}
-                if schema.get("format") == "event-stream"
-                else _json(schema)
-            )
+            responses[str(status)]["content"] = _content(schema)
     if any(p["in"] == "path" for p in parameters):
         errors = (*errors, 422)  # a name the engine refuses (an id with control characters)
     for status in sorted({*errors, 401, 403, 503}):
@@ -250,6 +253,14 @@ def _paths() -> dict[str, Any]:
                 "200 when the engine is open and its store answers",
                 {200: ("healthy", _obj({"status": {"const": "ok"}}))},
                 (),
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                "actorflow's OpenTelemetry metrics as Prometheus text (needs the otel extra "
+                "and a PrometheusMetricReader on the instrumented meter provider; else 404)",
+                {200: ("Prometheus text exposition format 0.0.4", _PROMETHEUS_TEXT)},
+                (404,),
             )
         },
         "/v1/openapi.json": {
