@@ -253,10 +253,24 @@ class RunDirectory:
             return None
         return max(0, self.max_runs - len(self.cluster.owned))
 
-    def adopt(self, claimed: list[Claimed]) -> None:
-        """Runs just claimed from dead engines or the queue: rehydrate those that can make
-        progress, park the rest until their timers (as `Engine._recover` does at open)."""
-        for run in claimed:
+    async def recover(self) -> None:
+        """At open: bring back every unfinished run (on a shared database: join the
+        engines, claiming what is there to claim). Rehydrate what can make progress, park
+        the rest; tell parents of children that finished meanwhile."""
+        if self.cluster is not None:
+            await self.cluster.open(self)
+            return
+        self.adopt(await self.store.unfinished_runs())
+        for child in await self.store.finished_children_of_unfinished_parents():
+            assert child.parent_id is not None
+            self.deliver(
+                child.parent_id, ChildDone(child.id, child.status, child.result, child.error)
+            )
+
+    def adopt(self, runs: Iterable[Claimed | RunRow]) -> None:
+        """Runs recovered or just claimed: rehydrate those that can make progress, park
+        the rest (like evicted runs) until their timers (sleep, timeout, deadline)."""
+        for run in runs:
             if run.status in (RunStatus.PAUSED, RunStatus.WAITING):
                 if run.wake_at is not None:
                     self.park(run.id, run.wake_at)

@@ -22,20 +22,18 @@ from typing import Any, Literal, TypeVar, overload
 from . import _observe
 from ._asyncio_helpers import shielded
 from ._cluster import check_cluster_options
-from ._context import HOOK_PREFIX, _engine
+from ._context import _engine
 from ._definitions import WorkflowFunction, registered_workflows
 from ._directory import RunDirectory
 from ._durations import Duration, to_seconds
 from ._errors import (
     EngineClosedError,
-    HookNotFoundError,
     RunAlreadyExistsError,
     WorkflowSandboxError,
 )
-from ._ids import check_name, check_new_run_id, check_run_id, new_run_id
+from ._ids import check_new_run_id, check_run_id, new_run_id
 from ._local_client import LocalRunClient
 from ._log import RUN_CREATED, creation_data, to_run_info
-from ._messages import ChildDone, Deliver
 from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick
 from ._retention import RetentionSweeper, purge, purge_filter
 from ._run import Run
@@ -75,12 +73,10 @@ class Engine(EngineSchedules):
     - `retention`: delete finished runs (with their events and streams) that long
       after they finished, in the background; a workflow's own `retention=`
       overrides it. None (the default) keeps them (see `purge`).
-    - On PostgreSQL, shared by any number of engines (README, "Scaling out"):
-      `execute=False` makes a client, which starts and controls runs and executes
-      none; `lease_timeout` is how long after its last heartbeat an engine counts
-      as dead and loses its runs to the live ones; `max_runs` caps the unfinished
-      runs this engine owns (the rest wait `queued` for an engine with room).
-      `execute=False` and `max_runs` on another store raise `ValueError`.
+    - PostgreSQL, shared by many engines (README, "Scaling out"): `execute=False`
+      makes a client (it runs nothing); `lease_timeout`: seconds after its last
+      heartbeat an engine loses its runs; `max_runs`: cap on the unfinished runs
+      it owns (the rest wait `queued`). Both raise `ValueError` on other stores.
     """
 
     def __init__(
@@ -176,9 +172,7 @@ class Engine(EngineSchedules):
             runs.hooks.update({h.token: h.run_id for h in await self.store.load_hooks()})
             if isinstance(self.store, SharedStore):
                 runs.cluster = self.store.join_cluster(self.lease_timeout, self.execute)
-                await runs.cluster.open(runs)  # claims what is there to claim
-            else:
-                await self._recover()
+            await runs.recover()
             await self.schedules.open()
         except BaseException:
             await self.close()
@@ -216,21 +210,6 @@ class Engine(EngineSchedules):
             raise WorkflowSandboxError(
                 "Engine methods cannot be called from workflow code: use af.start(), "
                 "or call the engine from a step"
-            )
-
-    async def _recover(self) -> None:
-        """Bring back every unfinished run: rehydrate what can make progress, park the rest."""
-        for row in await self.store.unfinished_runs():
-            if row.status in (RunStatus.PAUSED, RunStatus.WAITING):
-                # Parked like an evicted run: its timer (sleep, timeout, deadline) wakes it.
-                if row.wake_at is not None:
-                    self._runs.park(row.id, row.wake_at)
-                continue
-            self._runs.ensure_actor(row.id)
-        for child in await self.store.finished_children_of_unfinished_parents():
-            assert child.parent_id is not None
-            self._runs.deliver(
-                child.parent_id, ChildDone(child.id, child.status, child.result, child.error)
             )
 
     # -- retention -------------------------------------------------------------------------
@@ -493,20 +472,7 @@ class Engine(EngineSchedules):
 
     async def resume_hook(self, token: str, payload: Any = None) -> None:
         """Send `payload` to the run holding hook `token`; raises `HookNotFoundError` if none."""
-        self._check_open()
-        check_name(token, "hook token")
-        data = encode(payload, "hook payload", self.max_payload_bytes)
-        run_id = self._runs.hooks.get(token)
-        cluster = self._runs.cluster
-        if run_id is None and cluster is not None:
-            run_id = await cluster.hook_owner(token)  # taken by a run on another engine
-        if run_id is None:
-            raise HookNotFoundError(f"no unfinished run holds hook {token!r}")
-        if cluster is not None and not cluster.owns(run_id):
-            await self._client.check_unfinished(run_id)
-        reply: asyncio.Future[None] = self._runs.loop.create_future()
-        self._runs.deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
-        await reply
+        await self._client.resume_hook(token, payload)
 
 
 def _check_trace_context(carrier: Any) -> Mapping[str, str]:

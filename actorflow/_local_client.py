@@ -15,8 +15,14 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._context import check_event_type
-from ._errors import InvalidStateError, RunAlreadyExistsError, RunNotFoundError
+from ._context import HOOK_PREFIX, check_event_type
+from ._errors import (
+    HookNotFoundError,
+    InvalidStateError,
+    RunAlreadyExistsError,
+    RunNotFoundError,
+)
+from ._ids import check_name
 from ._log import FINAL_KINDS, fold_steps, to_run_event, to_run_info
 from ._messages import Control, ControlAction, Deliver
 from ._models import STATUS_OF, RunEvent, RunInfo, RunStatus, StreamChunk, to_datetime
@@ -232,6 +238,24 @@ class LocalRunClient:
                 raise InvalidStateError(f"cannot {action} run {run_id!r}: it is {row.status}")
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Control(action, reply, from_step))
+        await reply
+
+    async def resume_hook(self, token: str, payload: Any = None) -> None:
+        """Send `payload` to the run holding hook `token` (on this engine or another);
+        raises `HookNotFoundError` if none does."""
+        self._check_open()
+        check_name(token, "hook token")
+        data = encode(payload, "hook payload", self._runs.max_payload_bytes)
+        run_id = self._runs.hooks.get(token)
+        cluster = self._runs.cluster
+        if run_id is None and cluster is not None:
+            run_id = await cluster.hook_owner(token)  # taken by a run on another engine
+        if run_id is None:
+            raise HookNotFoundError(f"no unfinished run holds hook {token!r}")
+        if cluster is not None and not cluster.owns(run_id):
+            await self.check_unfinished(run_id)
+        reply: asyncio.Future[None] = self._runs.loop.create_future()
+        self._runs.deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
         await reply
 
     async def send_event(self, run_id: str, type: str, payload: Any = None) -> None:

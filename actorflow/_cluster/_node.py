@@ -43,7 +43,7 @@ _INBOX_BATCH = 2000
 class ClusterHost(Protocol):
     """What the node asks of the engine's directory of actors."""
 
-    def adopt(self, claimed: list[Claimed]) -> None:
+    def adopt(self, runs: list[Claimed]) -> None:
         """Runs just claimed: rehydrate them, or park them until their timers."""
 
     def deliver(self, run_id: str, message: Any) -> None:
