@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 import actorflow as af
+from actorflow import _definitions as definitions
 from tests.conftest import eventually, wait_for_status
 from tests.databases import PostgresDatabase
 from tests.test_cluster_routing import WORKFLOWS, collect
@@ -81,14 +82,16 @@ async def test_clients_and_max_runs_need_a_shared_store(tmp_path: object) -> Non
         af.Engine("memory://", max_runs=3)
 
 
-@af.workflow(name="tests.cluster.ticked", schedules=["* * * * * *"])
-async def ticked() -> str:
-    return af.workflow_info().run_id
-
-
 async def test_every_engine_fires_a_declared_schedule_and_each_tick_runs_once(
-    pg_url: str,
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A registry of this test's own: other tests' engines run every registered workflow.
+    monkeypatch.setattr(definitions, "_registry", dict(definitions.registered_workflows()))
+
+    @af.workflow(name="tests.cluster.ticked", schedules=["* * * * * *"])
+    async def ticked() -> str:
+        return af.workflow_info().run_id
+
     db = PostgresDatabase(pg_url)
 
     def completed() -> int:
