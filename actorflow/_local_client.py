@@ -142,8 +142,11 @@ class LocalRunClient:
     async def events(
         self, run_id: str, after: int = -1, follow: bool = True
     ) -> AsyncGenerator[RunEvent, None]:
-        async with self._watching(run_id):
-            async for event in self._events(run_id, after, follow):
+        async with (
+            self._watching(run_id),
+            contextlib.aclosing(self._events(run_id, after, follow)) as events,
+        ):
+            async for event in events:
                 yield event
 
     async def _events(
@@ -181,8 +184,11 @@ class LocalRunClient:
         check_namespace(namespace)
         if not isinstance(start, int) or isinstance(start, bool):
             raise TypeError(f"start must be an int, got {type(start).__name__}")
-        async with self._watching(run_id):
-            async for chunk in self._stream(run_id, namespace, start, with_info):
+        async with (
+            self._watching(run_id),
+            contextlib.aclosing(self._stream(run_id, namespace, start, with_info)) as chunks,
+        ):
+            async for chunk in chunks:
                 yield chunk
 
     async def _stream(
