@@ -15,7 +15,7 @@ from ._durations import Duration, to_seconds
 from ._errors import ScheduleError, ValidationError, WorkflowNotRegisteredError
 from ._retry import Retry
 from ._sandbox import WorkflowLoop
-from ._types import Signature, WorkflowSchemas
+from ._types import DEFS_TEMPLATE, Signature, WorkflowSchemas
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -333,17 +333,23 @@ def lookup_workflow(name: str) -> WorkflowFunction[Any, Any] | None:
     return _registry.get(name)
 
 
-def workflow_schemas(workflow: WorkflowFunction[Any, Any] | str) -> WorkflowSchemas:
+def workflow_schemas(
+    workflow: WorkflowFunction[Any, Any] | str, *, ref_template: str = DEFS_TEMPLATE
+) -> WorkflowSchemas:
     """The JSON Schemas of a workflow's arguments and result, from its type hints.
 
     `workflow` is the decorated function or the name it is registered under in
-    this process; raises `WorkflowNotRegisteredError` for an unknown name and
-    `TypeError` if its hints do not resolve.
+    this process. The types the schemas use are referred to by `ref_template`
+    (`{name}` is the type's name): by default `"#/$defs/{name}"`, under each
+    schema's `$defs`; with another (`"#/components/schemas/{name}"`, say) they
+    are only in `WorkflowSchemas.defs`, to be placed there. Raises
+    `WorkflowNotRegisteredError` for an unknown name and `TypeError` if its hints
+    do not resolve.
     """
     wf = _registry.get(workflow) if isinstance(workflow, str) else workflow
     if not isinstance(wf, WorkflowFunction):
         raise WorkflowNotRegisteredError(f"no workflow named {workflow!r} is registered")
-    return wf.signature.schemas()
+    return wf.signature.schemas(ref_template)
 
 
 def registered_workflows() -> dict[str, WorkflowFunction[Any, Any]]:

@@ -5,17 +5,15 @@
 runs the workflow and journals into the same store. Run handles (`Run`) talk
 to the engine through its `LocalRunClient`. The engine owns every task it
 creates: actors (through the directory), the timer service and the store's
-writer; `close()` cancels and awaits them all.
-"""
+writer; `close()` cancels and awaits them all."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from asyncio.events import _get_running_loop
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
@@ -26,6 +24,7 @@ from ._context import _engine
 from ._definitions import WorkflowFunction, registered_workflows
 from ._directory import RunDirectory
 from ._durations import Duration, to_seconds
+from ._engine_options import check_options
 from ._errors import (
     EngineClosedError,
     RunAlreadyExistsError,
@@ -34,24 +33,24 @@ from ._errors import (
 from ._ids import check_new_run_id, check_run_id, new_run_id
 from ._local_client import LocalRunClient
 from ._log import RUN_CREATED, creation_data, to_run_info
-from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick
+from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick, status_texts
+from ._observe import check_trace_context
 from ._retention import RetentionSweeper, purge, purge_filter
 from ._run import Run
 from ._sandbox import WorkflowLoop
-from ._schedule_api import EngineSchedules
-from ._schedule_types import tick_fields
-from ._schedules import Scheduler
+from ._schedule_api import EngineSchedules, Schedule
+from ._schedule_types import Catchup, Overlap, ScheduleInfo, tick_fields
 from ._serde import encode
-from ._store import CommitStats, EventRow, RunRow, SharedStore, Store, WriteBatch, open_store
+from ._store import CommitStats, RunRow, SharedStore, Store, WriteBatch, open_store
+from ._store._base import as_event
 
 log = logging.getLogger("actorflow.engine")
 
 R = TypeVar("R")
 DEFAULT_URL = "sqlite:///actorflow.db"
-MAX_PAYLOAD = 512 * 1024 * 1024
 
 
-class Engine(EngineSchedules):
+class Engine:
     """Runs workflows durably; open it with `async with af.Engine(url) as engine:`.
 
     - `url`: `sqlite:///path.db` (default `sqlite:///actorflow.db`) or `memory://`.
@@ -95,21 +94,10 @@ class Engine(EngineSchedules):
         lease_timeout: float = 5.0,
         max_runs: int | None = None,
     ) -> None:
-        if max_concurrency is not None and (
-            not isinstance(max_concurrency, int) or max_concurrency < 1
-        ):
-            raise ValueError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
-        if idle_timeout is not None and not (idle_timeout >= 0 and math.isfinite(idle_timeout)):
-            raise ValueError(f"idle_timeout must be >= 0 seconds or None, got {idle_timeout!r}")
-        if not (wake_ahead >= 0 and math.isfinite(wake_ahead)):
-            raise ValueError(f"wake_ahead must be >= 0 seconds, got {wake_ahead!r}")
-        if not isinstance(max_stream_bytes, int) or max_stream_bytes <= 0:
-            raise ValueError(f"max_stream_bytes must be a positive int, got {max_stream_bytes!r}")
-        if not isinstance(max_payload_bytes, int) or not 0 < max_payload_bytes <= MAX_PAYLOAD:
-            raise ValueError(
-                f"max_payload_bytes must be a positive int of at most {MAX_PAYLOAD:,} "
-                f"(SQLite stores at most 1 GB per value), got {max_payload_bytes!r}"
-            )
+        check_options(
+            max_concurrency, idle_timeout, wake_ahead, max_stream_bytes, max_payload_bytes,
+            close_timeout,
+        )  # fmt: skip
         self.url = url
         self.store: Store = open_store(url)
         check_cluster_options(isinstance(self.store, SharedStore), execute, lease_timeout, max_runs)
@@ -119,8 +107,6 @@ class Engine(EngineSchedules):
         self.wake_ahead = wake_ahead
         self.max_stream_bytes = max_stream_bytes
         self.max_payload_bytes = max_payload_bytes
-        if not (close_timeout >= 0 and math.isfinite(close_timeout)):
-            raise ValueError(f"close_timeout must be >= 0 seconds, got {close_timeout!r}")
         self.close_timeout = close_timeout
         self._workflows: dict[str, WorkflowFunction[Any, Any]] | None = None
         if workflows is not None:
@@ -142,10 +128,10 @@ class Engine(EngineSchedules):
         self._runs.max_runs = max_runs
         self._client = LocalRunClient(self._runs, self._check_open)
         self._runs.client = self._client
-        self.schedules = Scheduler(self, self._runs.timers)
-        self._runs.scheduler = self.schedules
+        self._schedules = EngineSchedules(self, self._runs)
+        self.schedules = self._runs.scheduler = self._schedules.scheduler
         keep = None if retention is None else to_seconds(retention, "retention")
-        self._retention = RetentionSweeper(self.store, keep, self._known_workflows)
+        self._retention = RetentionSweeper(self.store, keep, self.workflows)
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -214,10 +200,6 @@ class Engine(EngineSchedules):
 
     # -- retention -------------------------------------------------------------------------
 
-    def _known_workflows(self) -> Iterable[WorkflowFunction[Any, Any]]:
-        registry = self._workflows
-        return (registry if registry is not None else registered_workflows()).values()
-
     async def purge(
         self,
         before: datetime,
@@ -231,8 +213,7 @@ class Engine(EngineSchedules):
         `status` limits it to some final statuses, `workflow` to one workflow. Runs
         still referenced are kept: a finished child of an unfinished parent, a finished
         parent of an unfinished child. Deletes in short batches, so commits go on.
-        Raises `ValueError` for a status that is not final.
-        """
+        Raises `ValueError` for a status that is not final."""
         self._check_open()
         name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
         return await purge(self.store, purge_filter(before, status, name))
@@ -271,7 +252,7 @@ class Engine(EngineSchedules):
         args_data = encode(list(args), "args", limit)
         meta = None if metadata is None else encode(metadata, "metadata", limit)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
-        given = None if trace_context is None else _check_trace_context(trace_context)
+        given = None if trace_context is None else check_trace_context(trace_context)
         batch = self.store.batch()
         if self._create(
             batch, wf, run_id, args_data, meta, seconds, id is None, trace_context=given
@@ -321,7 +302,7 @@ class Engine(EngineSchedules):
         meta = None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
         chosen = None if ids is None else [check_new_run_id(run_id) for run_id in ids]
-        given = None if trace_context is None else _check_trace_context(trace_context)
+        given = None if trace_context is None else check_trace_context(trace_context)
         if chosen is not None:
             if len(chosen) != len(encoded):
                 raise ValueError(f"start_many got {len(chosen)} ids for {len(encoded)} inputs")
@@ -353,14 +334,17 @@ class Engine(EngineSchedules):
         deadline: float | None,
         unique: bool,
         schedule: ScheduleTick | None = None,
+        *,
         trace_context: Mapping[str, str] | None = None,
-    ) -> bool:
-        """Add a new run's row and first event to `batch` and start its actor. False, with
-        nothing added, when an actor holds a run with this id already. A run started by a
-        `schedule` tick keeps it in its first event, and so does the `trace_context` the
-        run joins (given, or the observer's)."""
+        spawn: bool = True,
+    ) -> RunRow | None:
+        """Add a new run's row and first event to `batch` and start its actor (unless not
+        `spawn`: the scheduler records an instant's runs first, then starts them); the row,
+        or None, with nothing added, when an actor holds a run with this id already. A
+        run started by a `schedule` tick keeps it in its first event, and so does the
+        `trace_context` the run joins (given, or the observer's)."""
         if self._runs.holds(run_id):
-            return False
+            return None
         now = time.time()
         row = RunRow(
             run_id,
@@ -378,10 +362,11 @@ class Engine(EngineSchedules):
         if schedule is not None or trace_context:
             fields = {} if schedule is None else tick_fields(schedule)
             data = creation_data(fields, trace_context)
-        created = EventRow(run_id, 0, 0, RUN_CREATED, None, wf.name, data, now)
+        created = as_event((run_id, 0, 0, RUN_CREATED, None, wf.name, data, now))  # in C
         batch.create_run(row, [created], unique=unique)
-        self._runs.spawn(row, batch, unique=unique, schedule=schedule)
-        return True
+        if spawn:
+            self._runs.spawn(row, batch, unique=unique, schedule=schedule)
+        return row
 
     @overload
     def get_run(self, run_id: str) -> Run[Any]: ...
@@ -410,15 +395,9 @@ class Engine(EngineSchedules):
 
         `after` (the id of the last run of the previous page) pages by keyset: the
         runs listed after that one, unaffected by runs started meanwhile; none if no
-        run has that id. Raises `ValueError` for an unknown status or a negative
-        limit or offset."""
+        run has that id. Raises `ValueError` for an unknown status or negative limit/offset."""
         self._check_open()
-        if status is None:
-            statuses = None
-        elif isinstance(status, str):
-            statuses = [_status_text(status)]
-        else:
-            statuses = [_status_text(s) for s in status]
+        statuses = status_texts(status)
         name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
         if not isinstance(limit, int) or limit < 0 or not isinstance(offset, int) or offset < 0:
             raise ValueError("limit and offset must be non-negative ints")
@@ -461,6 +440,37 @@ class Engine(EngineSchedules):
         """The store's group-commit counters since it opened (batches, rows, busy time)."""
         return self.store.commit_stats()
 
+    # -- schedules (the engine's `EngineSchedules`) ------------------------------------------
+
+    async def create_schedule(
+        self,
+        id: str,
+        workflow: WorkflowFunction[Any, Any] | str,
+        cron: str,
+        *,
+        args: Sequence[Any] = (),
+        timezone: str = "UTC",
+        overlap: Overlap = "skip",
+        catchup: Catchup = "latest",
+        paused: bool = False,
+        metadata: Any = None,
+    ) -> Schedule:
+        """Create a schedule, or update the one with this `id` in place (see
+        `EngineSchedules.create_schedule`). Raises `ScheduleError`, nothing stored, for
+        a bad id, expression, zone, policy, workflow or argument, or a declared id."""
+        return await self._schedules.create_schedule(
+            id, workflow, cron, args=args, timezone=timezone, overlap=overlap,
+            catchup=catchup, paused=paused, metadata=metadata,
+        )  # fmt: skip
+
+    def get_schedule(self, id: str) -> Schedule:
+        """A handle for schedule `id`; nothing is checked until it is used."""
+        return self._schedules.get_schedule(id)
+
+    async def list_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule, by id."""
+        return await self._schedules.list_schedules()
+
     # -- what run handles send ------------------------------------------------------------
 
     async def send_event(self, run_id: str, type: str, payload: Any = None) -> None:
@@ -473,20 +483,3 @@ class Engine(EngineSchedules):
     async def resume_hook(self, token: str, payload: Any = None) -> None:
         """Send `payload` to the run holding hook `token`; raises `HookNotFoundError` if none."""
         await self._client.resume_hook(token, payload)
-
-
-def _check_trace_context(carrier: Any) -> Mapping[str, str]:
-    if not isinstance(carrier, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in carrier.items()
-    ):
-        raise TypeError(f"trace_context must be a mapping of str to str, got {carrier!r}")
-    return carrier
-
-
-def _status_text(status: RunStatus | str) -> str:
-    """The stored text of `status`; `ValueError` naming the valid ones if it is none."""
-    found = STATUS_OF.get(status) if isinstance(status, str) else None
-    if found is None:
-        valid = ", ".join(s.value for s in RunStatus)
-        raise ValueError(f"unknown run status {status!r}; valid: {valid}")
-    return found.value

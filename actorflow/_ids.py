@@ -11,12 +11,17 @@ Formats (documented in the README, relied on as idempotency keys):
 - a child run's id is `<parent id>~<seq>` (`<parent id>~<generation>.<seq>` after a
   restart). `~` is reserved: a run id chosen by a caller may not contain it, so child
   ids never collide with chosen ones, nor with each other.
+- a schedule tick's run id is `<schedule id>@<tick as UTC ISO-8601>`
+  (`nightly@2026-12-02T02:30:00+00:00`). A chosen id may not end like that: a
+  caller's run must not take a tick's id, or the tick would find it and start none.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
+from datetime import datetime
 from typing import Any
 
 from ._errors import InvalidNameError
@@ -25,6 +30,9 @@ MAX_NAME_LENGTH = 255
 """The longest run id, event type, hook token or stream namespace, in characters."""
 
 CHILD_SEPARATOR = "~"
+TICK_SEPARATOR = "@"
+# What `tick_run_id` puts after the separator: `datetime.isoformat()` of a UTC time.
+_TICK_SUFFIX = re.compile(r"@\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00\Z")
 
 
 def new_run_id() -> str:
@@ -60,14 +68,26 @@ def check_run_id(run_id: Any) -> str:
 
 
 def check_new_run_id(run_id: Any) -> str:
-    """Validate a caller-chosen id for a new run: `~` is reserved for child runs."""
+    """Validate a caller-chosen id for a new run: `~` is reserved for child runs, and an
+    `@<UTC ISO-8601 time>` ending for schedule ticks."""
     checked = check_name(run_id, "run id")
     if CHILD_SEPARATOR in checked:
         raise InvalidNameError(
             f"run id {checked!r} contains {CHILD_SEPARATOR!r}, which is reserved for the ids "
             "of child runs"
         )
+    if TICK_SEPARATOR in checked and _TICK_SUFFIX.search(checked):
+        raise InvalidNameError(
+            f"run id {checked!r} ends in {TICK_SEPARATOR!r} and a UTC time, which is reserved "
+            "for the runs of schedule ticks (use trigger() or backfill() to start those)"
+        )
     return checked
+
+
+def tick_run_id(schedule_id: str, tick: datetime) -> str:
+    """The id of a schedule tick's run (`tick` in UTC), the same wherever and however
+    often the tick fires."""
+    return f"{schedule_id}{TICK_SEPARATOR}{tick.isoformat()}"
 
 
 def step_id(run_id: str, generation: int, seq: int) -> str:

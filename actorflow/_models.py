@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import traceback
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +45,21 @@ UNFINISHED: tuple[str, ...] = tuple(s.value for s in RunStatus if s not in FINAL
 # A stored status text to its member: a dict lookup, where `RunStatus(text)` is two
 # Python-level calls (rows are loaded and actors created on hot paths).
 STATUS_OF: dict[str, RunStatus] = {status._value_: status for status in RunStatus}
+
+
+def status_texts(status: RunStatus | str | Iterable[RunStatus | str] | None) -> list[str] | None:
+    """The stored texts of a status filter (one status or several; None: any); raises
+    `ValueError` naming the valid statuses for one that is none of them."""
+    if status is None:
+        return None
+    found = []
+    for one in [status] if isinstance(status, str) else status:
+        known = STATUS_OF.get(one) if isinstance(one, str) else None
+        if known is None:
+            valid = ", ".join(s.value for s in RunStatus)
+            raise ValueError(f"unknown run status {one!r}; valid: {valid}")
+        found.append(known.value)
+    return found
 
 
 @attrs.frozen

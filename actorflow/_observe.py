@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._store import EventRow, RunRow, WriteBatch
@@ -61,6 +61,16 @@ class LiveRuns(Protocol):
 current: Observer | None = None
 # Every open engine's live runs (weakly: an engine dropped without closing goes away).
 open_engines: weakref.WeakSet[LiveRuns] = weakref.WeakSet()
+
+
+def check_trace_context(carrier: Any) -> Mapping[str, str]:
+    """A caller's `trace_context=` (a W3C carrier); raises `TypeError` if it is not a
+    mapping of str to str."""
+    if not isinstance(carrier, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in carrier.items()
+    ):
+        raise TypeError(f"trace_context must be a mapping of str to str, got {carrier!r}")
+    return carrier
 
 
 def install(new: Observer | None) -> None:

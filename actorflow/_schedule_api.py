@@ -1,21 +1,22 @@
 """What callers do with schedules: `Engine.create_schedule` and friends, and `af.Schedule`.
 
-`EngineSchedules` is mixed into `Engine`: it checks what callers pass (a bad
-expression, zone, policy, workflow or argument raises `ScheduleError` before
-anything is stored) and changes the scheduler's rows under its lock. It also
-implements the engine's side of `SchedulerHost`.
+`EngineSchedules` is the engine's schedule side, an object the engine owns (its
+`create_schedule`, `get_schedule` and `list_schedules` hand over to it): it
+checks what callers pass (a bad expression, zone, policy, workflow or argument
+raises `ScheduleError` before anything is stored), changes the scheduler's rows
+under its lock, and is the scheduler's `SchedulerHost`. What it needs of the
+engine is named by `ScheduleOwner` and `ScheduleRuns`.
 """
 
 from __future__ import annotations
 
-import abc
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from ._cron import CronExpression
-from ._definitions import WorkflowFunction, registered_workflows
+from ._definitions import WorkflowFunction
 from ._durations import to_timestamp
 from ._errors import (
     InvalidStateError,
@@ -31,23 +32,58 @@ from ._schedule_types import (
     CATCHUPS,
     OVERLAPS,
     Catchup,
-    Outcome,
     Overlap,
-    RecentTick,
     ScheduleInfo,
     check_policy,
     check_schedule_id,
-    utc,
+    to_info,
 )
 from ._schedules import Scheduler, record
-from ._serde import encode, loads
-from ._store import ScheduleRow, Store, WriteBatch
+from ._serde import encode
+from ._store import RunRow, ScheduleRow, Store, WriteBatch
+from ._timers import TimerService
 
 MAX_BACKFILL = 1000
 
 
-class Workflows(Protocol):
-    """The engine's registry of the workflows it runs."""
+class ScheduleOwner(Protocol):
+    """What schedules need from the engine that owns them."""
+
+    @property
+    def store(self) -> Store: ...
+    @property
+    def max_payload_bytes(self) -> int: ...
+
+    def _check_open(self) -> None:
+        """Raise unless the engine is open (and the caller is not workflow code)."""
+
+    def _create(
+        self,
+        batch: WriteBatch,
+        wf: WorkflowFunction[Any, Any],
+        run_id: str,
+        args_data: bytes,
+        meta: bytes | None,
+        deadline: float | None,
+        unique: bool,
+        schedule: ScheduleTick | None = None,
+        *,
+        spawn: bool = True,
+    ) -> RunRow | None:
+        """Add a new run's row and first entry to `batch`, and unless not `spawn` start its
+        actor; None, with nothing added, if an actor holds the id."""
+
+    def get_run(self, run_id: str) -> Run[Any]:
+        """A handle for the run `run_id`."""
+
+    def workflows(self) -> list[WorkflowFunction[Any, Any]]:
+        """The workflows the engine runs (whose declared schedules it keeps)."""
+
+
+class ScheduleRuns(Protocol):
+    """The engine's runs, as schedules use them: its workflows, and actors to start."""
+
+    timers: TimerService
 
     def workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
         """The workflow this engine runs under `name`, if any."""
@@ -56,23 +92,21 @@ class Workflows(Protocol):
         """The workflow meant by a function or a name; raises `WorkflowNotRegisteredError`
         if unknown, `TypeError` if neither."""
 
+    def spawn(
+        self, row: RunRow, batch: WriteBatch, unique: bool = False,
+        schedule: ScheduleTick | None = None,
+    ) -> None:  # fmt: skip
+        """Start the actor of a run whose creation is in `batch`."""
 
-class EngineSchedules(abc.ABC):
-    """The engine's schedule methods; mixed into `Engine`."""
 
-    store: Store
-    schedules: Scheduler
-    max_payload_bytes: int
-    _workflows: dict[str, WorkflowFunction[Any, Any]] | None
+class EngineSchedules:
+    """The engine's schedules (see the module docstring); `scheduler` fires their ticks."""
 
-    @abc.abstractmethod
-    def _check_open(self) -> None: ...
-
-    _runs: Workflows
-
-    # The engine's: record a run in a batch (see `Engine._create`), and a run's handle.
-    _create: Callable[..., bool]
-    get_run: Callable[[str], Run[Any]]
+    def __init__(self, owner: ScheduleOwner, runs: ScheduleRuns) -> None:
+        self._owner = owner
+        self._runs = runs
+        self.store = owner.store
+        self.scheduler = Scheduler(self, runs.timers)
 
     async def create_schedule(
         self,
@@ -95,7 +129,7 @@ class EngineSchedules(abc.ABC):
         bad id, expression, zone, policy, workflow or argument, or for the id of a
         declared schedule.
         """
-        self._check_open()
+        self._owner._check_open()
         schedule_id = check_schedule_id(id)
         try:
             wf = self._runs.resolve_workflow(workflow)
@@ -108,15 +142,14 @@ class EngineSchedules(abc.ABC):
             raise ScheduleError(f"paused must be a bool, got {paused!r}")
         if not isinstance(args, (tuple, list)):
             raise ScheduleError(f"schedule args must be a tuple or list, got {args!r}")
+        limit = self._owner.max_payload_bytes
         try:
             wf.check_args(args, f"schedule {schedule_id!r}: ")
-            args_data = encode(list(args), "schedule args", self.max_payload_bytes)
-            meta = (
-                None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
-            )
+            args_data = encode(list(args), "schedule args", limit)
+            meta = None if metadata is None else encode(metadata, "metadata", limit)
         except (TypeError, SerializationError) as exc:
             raise ScheduleError(str(exc)) from None
-        scheduler = self.schedules
+        scheduler = self.scheduler
         async with scheduler.lock:
             now = scheduler.clock()
             old = scheduler.rows.get(schedule_id)
@@ -145,23 +178,24 @@ class EngineSchedules(abc.ABC):
 
     async def list_schedules(self) -> list[ScheduleInfo]:
         """Every schedule, by id."""
-        self._check_open()
-        rows = self.schedules.rows
+        self._owner._check_open()
+        rows = self.scheduler.rows
         return [to_info(rows[key]) for key in sorted(rows)]
 
     # -- what handles send -----------------------------------------------------------------
 
-    def _schedule_row(self, schedule_id: str) -> ScheduleRow:
-        self._check_open()
-        row = self.schedules.rows.get(schedule_id)
+    def row(self, schedule_id: str) -> ScheduleRow:
+        """The schedule's row; raises `ScheduleNotFoundError`."""
+        self._owner._check_open()
+        row = self.scheduler.rows.get(schedule_id)
         if row is None:
             raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
         return row
 
-    async def _set_paused(self, schedule_id: str, paused: bool) -> None:
-        scheduler = self.schedules
+    async def set_paused(self, schedule_id: str, paused: bool) -> None:
+        scheduler = self.scheduler
         async with scheduler.lock:
-            row = self._schedule_row(schedule_id)
+            row = self.row(schedule_id)
             if row.paused == paused:
                 return
             row.paused = paused
@@ -173,21 +207,21 @@ class EngineSchedules(abc.ABC):
             scheduler.write(row)
             await scheduler.settle()
 
-    async def _delete_schedule(self, schedule_id: str) -> None:
-        scheduler = self.schedules
+    async def delete_schedule(self, schedule_id: str) -> None:
+        scheduler = self.scheduler
         async with scheduler.lock:
-            row = self._schedule_row(schedule_id)
+            row = self.row(schedule_id)
             if row.declared:
                 raise ScheduleError(_declared(schedule_id))
             del scheduler.rows[schedule_id], scheduler.exprs[schedule_id]
             scheduler.write(schedule_id)
             await scheduler.settle()
 
-    async def _start_ticks(self, schedule_id: str, ticks: Iterable[float]) -> list[str]:
+    async def start_ticks(self, schedule_id: str, ticks: Iterable[float]) -> list[str]:
         """Start the runs of `ticks` of the schedule at once, whatever its overlap policy."""
-        scheduler = self.schedules
+        scheduler = self.scheduler
         async with scheduler.lock:
-            row = self._schedule_row(schedule_id)
+            row = self.row(schedule_id)
             started = []
             for tick in ticks:
                 run_id = scheduler.start(row, tick)
@@ -202,31 +236,30 @@ class EngineSchedules(abc.ABC):
             await scheduler.settle()
         return started
 
-    async def _backfill(self, schedule_id: str, start: datetime, end: datetime) -> list[str]:
-        self._schedule_row(schedule_id)
+    async def backfill(self, schedule_id: str, start: datetime, end: datetime) -> list[str]:
+        self.row(schedule_id)
         try:
             low, high = to_timestamp(start, "start"), to_timestamp(end, "end")
         except (TypeError, ValueError) as exc:
             raise ScheduleError(f"backfill of {schedule_id!r}: {exc}") from None
         # [start, end) as (low - ε, high - ε]: ticks fall on whole milliseconds.
-        ticks = self.schedules.exprs[schedule_id].ticks(low - 1e-4, high - 1e-4, MAX_BACKFILL + 1)
+        ticks = self.scheduler.exprs[schedule_id].ticks(low - 1e-4, high - 1e-4, MAX_BACKFILL + 1)
         if len(ticks) > MAX_BACKFILL:
             raise ScheduleError(
                 f"backfill of {schedule_id!r} from {start} to {end} has more than "
                 f"{MAX_BACKFILL} ticks; split it"
             )
-        return await self._start_ticks(schedule_id, ticks)
+        return await self.start_ticks(schedule_id, ticks)
 
     # -- SchedulerHost ---------------------------------------------------------------------
 
-    def _workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
+    def scheduled_workflows(self) -> Iterable[WorkflowFunction[Any, Any]]:
+        return self._owner.workflows()
+
+    def workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
         return self._runs.workflow(name)
 
-    def _scheduled_workflows(self) -> Iterable[WorkflowFunction[Any, Any]]:
-        chosen = self._workflows
-        return (chosen if chosen is not None else registered_workflows()).values()
-
-    def _start_tick(
+    def record_tick(
         self,
         batch: WriteBatch,
         wf: WorkflowFunction[Any, Any],
@@ -234,12 +267,20 @@ class EngineSchedules(abc.ABC):
         args: bytes,
         metadata: bytes | None,
         tick: ScheduleTick,
-    ) -> bool:
-        return self._create(batch, wf, run_id, args, metadata, wf.deadline, False, tick)
+    ) -> RunRow | None:
+        return self._owner._create(
+            batch, wf, run_id, args, metadata, wf.deadline, False, tick, spawn=False
+        )
 
-    async def _terminate_for_schedule(self, run_id: str) -> None:
+    def spawn_tick(self, row: RunRow, batch: WriteBatch, tick: ScheduleTick) -> None:
+        self._runs.spawn(row, batch, unique=False, schedule=tick)
+
+    async def terminate(self, run_id: str) -> None:
         with contextlib.suppress(InvalidStateError, RunNotFoundError):
-            await self.get_run(run_id).terminate()
+            await self._owner.get_run(run_id).terminate()
+
+    def run(self, run_id: str) -> Run[Any]:
+        return self._owner.get_run(run_id)
 
 
 class Schedule:
@@ -248,69 +289,51 @@ class Schedule:
     Every method raises `ScheduleNotFoundError` if the schedule does not exist.
     """
 
-    __slots__ = ("_engine", "id")
+    __slots__ = ("_schedules", "id")
 
-    def __init__(self, engine: EngineSchedules, schedule_id: str) -> None:
-        self._engine = engine
+    def __init__(self, schedules: EngineSchedules, schedule_id: str) -> None:
+        self._schedules = schedules
         self.id = schedule_id
 
     async def info(self) -> ScheduleInfo:
         """A snapshot of the schedule."""
-        return to_info(self._engine._schedule_row(self.id))
+        return to_info(self._schedules.row(self.id))
 
     async def exists(self) -> bool:
         """Whether the schedule exists."""
-        self._engine._check_open()
-        return self.id in self._engine.schedules.rows
+        try:
+            self._schedules.row(self.id)
+        except ScheduleNotFoundError:
+            return False
+        return True
 
     async def pause(self) -> None:
         """Stop firing (no-op if paused); ticks that fall while paused are not run."""
-        await self._engine._set_paused(self.id, True)
+        await self._schedules.set_paused(self.id, True)
 
     async def resume(self) -> None:
         """Fire again from the next tick (no-op if not paused)."""
-        await self._engine._set_paused(self.id, False)
+        await self._schedules.set_paused(self.id, False)
 
     async def delete(self) -> None:
         """Delete the schedule; its unfinished runs go on. A declared schedule raises
         `ScheduleError` (remove it from the code instead)."""
-        await self._engine._delete_schedule(self.id)
+        await self._schedules.delete_schedule(self.id)
 
     async def trigger(self) -> Run[Any]:
         """Start one run now, outside the cron and whatever the overlap policy."""
-        (run_id,) = await self._engine._start_ticks(self.id, [self._engine.schedules.clock()])
-        return self._run(run_id)
+        schedules = self._schedules
+        (run_id,) = await schedules.start_ticks(self.id, [schedules.scheduler.clock()])
+        return schedules.run(run_id)
 
     async def backfill(self, start: datetime, end: datetime) -> list[Run[Any]]:
         """Start the runs of the ticks in `[start, end)` (aware datetimes), as if they had
         fired; a tick whose run exists already returns that run. At most 1000 ticks."""
-        return [self._run(run_id) for run_id in await self._engine._backfill(self.id, start, end)]
-
-    def _run(self, run_id: str) -> Run[Any]:
-        return self._engine.get_run(run_id)
+        schedules = self._schedules
+        return [schedules.run(run_id) for run_id in await schedules.backfill(self.id, start, end)]
 
     def __repr__(self) -> str:
         return f"<Schedule {self.id!r}>"
-
-
-def to_info(row: ScheduleRow) -> ScheduleInfo:
-    """The public snapshot of a schedule's row."""
-    return ScheduleInfo(
-        id=row.id,
-        workflow=row.workflow,
-        cron=row.cron,
-        args=loads(row.args),
-        timezone=row.timezone,
-        overlap=cast(Overlap, row.overlap),  # checked when the schedule was created
-        catchup=cast(Catchup, row.catchup),
-        paused=row.paused,
-        declared=row.declared,
-        next_time=None if row.next_time is None else utc(row.next_time),
-        recent=tuple(RecentTick(utc(t), r, cast(Outcome, o)) for t, r, o in row.recent),
-        metadata=None if row.metadata is None else loads(row.metadata),
-        created_at=utc(row.created_at),
-        buffered=tuple(utc(t) for t in row.buffered),
-    )
 
 
 def _declared(schedule_id: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import attrs
 
@@ -13,7 +13,7 @@ from ._models import ScheduleTick
 from ._serde import loads
 
 if TYPE_CHECKING:
-    from ._store import EventRow
+    from ._store import EventRow, ScheduleRow
 
 Overlap = Literal["skip", "buffer_one", "buffer_all", "terminate_other", "allow"]
 Catchup = Literal["latest", "all", "skip"]
@@ -82,12 +82,6 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def tick_run_id(schedule_id: str, tick: datetime) -> str:
-    """The id of a tick's run (`tick` in UTC), the same wherever and however often the
-    tick fires."""
-    return f"{schedule_id}@{tick.isoformat()}"
-
-
 def tick_fields(tick: ScheduleTick) -> dict[str, Any]:
     """The tick as stored in its run's first log entry (so it survives replay)."""
     at = tick.scheduled_time.timestamp()
@@ -103,3 +97,23 @@ def schedule_of(log: Sequence[EventRow]) -> ScheduleTick | None:
     if found is None:
         return None
     return ScheduleTick(found["id"], found["cron"], utc(found["time"]))
+
+
+def to_info(row: ScheduleRow) -> ScheduleInfo:
+    """The public snapshot of a schedule's row."""
+    return ScheduleInfo(
+        id=row.id,
+        workflow=row.workflow,
+        cron=row.cron,
+        args=loads(row.args),
+        timezone=row.timezone,
+        overlap=cast(Overlap, row.overlap),  # checked when the schedule was created
+        catchup=cast(Catchup, row.catchup),
+        paused=row.paused,
+        declared=row.declared,
+        next_time=None if row.next_time is None else utc(row.next_time),
+        recent=tuple(RecentTick(utc(t), r, cast(Outcome, o)) for t, r, o in row.recent),
+        metadata=None if row.metadata is None else loads(row.metadata),
+        created_at=utc(row.created_at),
+        buffered=tuple(utc(t) for t in row.buffered),
+    )

@@ -24,10 +24,11 @@ import attrs
 from ._asyncio_helpers import shielded
 from ._cron import CronExpression
 from ._errors import ScheduleError
+from ._ids import tick_run_id
 from ._models import FINAL, ScheduleTick
 from ._schedule_policy import due_ticks, missed_ticks, overlap_decision
-from ._schedule_types import MAX_RECENT, tick_run_id, utc
-from ._store import ScheduleRow, Store, WriteBatch
+from ._schedule_types import MAX_RECENT, utc
+from ._store import RunRow, ScheduleRow, Store, WriteBatch
 from ._timers import TimerEntry, TimerService
 
 log = logging.getLogger("actorflow.schedules")
@@ -48,15 +49,16 @@ class Workflow(Protocol):
 class SchedulerHost(Protocol):
     """What the scheduler needs from the engine."""
 
-    store: Store
+    @property
+    def store(self) -> Store: ...
 
-    def _scheduled_workflows(self) -> Iterable[Workflow]:
+    def scheduled_workflows(self) -> Iterable[Workflow]:
         """The workflows whose declared schedules this engine keeps."""
 
-    def _workflow(self, name: str) -> Workflow | None:
+    def workflow(self, name: str) -> Workflow | None:
         """The workflow this engine runs under `name`, if any."""
 
-    def _start_tick(
+    def record_tick(
         self,
         batch: WriteBatch,
         wf: Any,
@@ -64,11 +66,31 @@ class SchedulerHost(Protocol):
         args: bytes,
         metadata: bytes | None,
         tick: ScheduleTick,
-    ) -> bool:
-        """Add the tick's run to `batch` (False: a live run holds the id already)."""
+    ) -> RunRow | None:
+        """Add the tick's run to `batch` (None: a live run holds the id already)."""
 
-    def _terminate_for_schedule(self, run_id: str) -> Awaitable[None]:
+    def spawn_tick(self, row: RunRow, batch: WriteBatch, tick: ScheduleTick) -> None:
+        """Start the actor of a tick's run recorded in `batch`."""
+
+    def terminate(self, run_id: str) -> Awaitable[None]:
         """Terminate an unfinished run (nothing if it has finished meanwhile)."""
+
+
+@attrs.define(slots=True)
+class NextTick:
+    """A schedule's next tick, prepared when its timer is armed rather than when it fires:
+    its time, the tick after it, its run's id and the `ScheduleTick` the run gets, for
+    the expression `expr` (another one, after an update, prepares it again)."""
+
+    at: float
+    following: float | None
+    run_id: str
+    info: ScheduleTick
+    expr: CronExpression
+
+
+# A run recorded in a firing pass, whose actor starts once every due tick is recorded.
+Spawn = tuple[RunRow, WriteBatch, ScheduleTick]
 
 
 @attrs.define
@@ -105,6 +127,7 @@ class Scheduler:
         self._written = False  # rows written in the open batch since the last commit
         self._unwritten: dict[str, ScheduleRow] = {}  # fired in this pass, not yet written
         self._unknown: set[str] = set()  # schedules whose workflow this engine lacks
+        self._next: dict[str, NextTick] = {}
         self.stats = FireStats()
 
     # -- life ------------------------------------------------------------------------------
@@ -168,7 +191,7 @@ class Scheduler:
         has a declared one's id the declared settings (it keeps its ticks and `paused`)."""
         declared = {
             f"{wf.name}:{cron}": (wf.name, cron)
-            for wf in self.host._scheduled_workflows()
+            for wf in self.host.scheduled_workflows()
             for cron in wf.schedules
         }
         for gone in [r.id for r in rows.values() if r.declared and r.id not in declared]:
@@ -217,14 +240,27 @@ class Scheduler:
                 log.exception("schedules: firing failed")
 
     async def _fire(self) -> None:
+        """Fire the due schedules. Those with one due tick, prepared in advance, go first
+        and together: their runs are recorded (each run's `created_at` is when), then
+        their actors start, then their rows are written and their next ticks prepared;
+        the others (several ticks due after a stall, `terminate_other`) follow."""
         due, self._due = self._due, {}
         touched, self._touched = self._touched, {}
         now = self.clock()
         began = time.thread_time()
+        fired: list[ScheduleRow] = []
+        later: list[ScheduleRow] = []
+        spawns: list[Spawn] = []
         for schedule_id in due:
             row = self.rows.get(schedule_id)
             if row is not None and not row.paused:
-                await self._fire_due(row, now)
+                (fired if self._fire_prepared(row, now, spawns) else later).append(row)
+        for run, batch, info in spawns:
+            self.host.spawn_tick(run, batch, info)
+        for row in fired:
+            self.write(row)
+        for row in later:
+            await self._fire_due(row, now)
         self._flush()
         self.stats.fire_cpu_seconds += time.thread_time() - began
         self.stats.fired += len(due)
@@ -235,6 +271,25 @@ class Scheduler:
                 self._drain(row)
                 self.write(row)
         await self.settle()
+
+    def _fire_prepared(self, row: ScheduleRow, now: float, spawns: list[Spawn]) -> bool:
+        """Act on the schedule's due tick if it is the only one and was prepared, and its
+        overlap policy does not terminate a run; False, with nothing done, otherwise."""
+        ready = self._next.get(row.id)
+        if (
+            ready is None
+            or ready.at != row.next_time
+            or ready.expr is not self.exprs[row.id]
+            or ready.at > now
+            or (ready.following is not None and ready.following <= now)
+        ):
+            return False
+        decision = overlap_decision(row.overlap, bool(row.running), len(row.buffered))
+        if decision == "terminate":
+            return False
+        self._decide(row, ready.at, decision, spawns)
+        row.watermark, row.next_time = ready.at, ready.following
+        return True
 
     async def _fire_due(self, row: ScheduleRow, now: float) -> None:
         expr = self.exprs[row.id]
@@ -265,18 +320,26 @@ class Scheduler:
             self._flush()
             self._commit()
             for other in list(row.running):
-                await self.host._terminate_for_schedule(other)
+                await self.host.terminate(other)
             decision = "start"
+        self._decide(row, tick, decision)
+
+    def _decide(
+        self, row: ScheduleRow, tick: float, decision: str, spawns: list[Spawn] | None = None
+    ) -> None:
+        """Start, buffer or skip the tick (`decision`, not "terminate")."""
         if decision == "start":
-            self._start_recorded(row, tick)
+            self._start_recorded(row, tick, spawns)
         elif decision == "buffer":
             row.buffered.append(tick)
             record(row, tick, None, "buffered")
         else:
             record(row, tick, None, "skipped")
 
-    def _start_recorded(self, row: ScheduleRow, tick: float) -> None:
-        run_id = self.start(row, tick)
+    def _start_recorded(
+        self, row: ScheduleRow, tick: float, spawns: list[Spawn] | None = None
+    ) -> None:
+        run_id = self.start(row, tick, spawns)
         record(row, tick, run_id, "started" if run_id is not None else "skipped")
 
     def _drain(self, row: ScheduleRow) -> None:
@@ -288,10 +351,13 @@ class Scheduler:
                 if at == tick and outcome == "buffered":
                     row.recent[i] = (tick, run_id, "started" if run_id else "skipped")
 
-    def start(self, row: ScheduleRow, tick: float) -> str | None:
+    def start(
+        self, row: ScheduleRow, tick: float, spawns: list[Spawn] | None = None
+    ) -> str | None:
         """Add the run of `tick` to the open batch (the caller writes the row with it next,
-        without awaiting in between); None if this engine does not run the workflow."""
-        wf = self.host._workflow(row.workflow)
+        without awaiting in between); None if this engine does not run the workflow. Its
+        actor starts now, or, given `spawns`, is added there for the caller to start."""
+        wf = self.host.workflow(row.workflow)
         if wf is None:
             if row.id not in self._unknown:  # once, not at every tick
                 self._unknown.add(row.id)
@@ -302,12 +368,20 @@ class Scheduler:
                     row.workflow,
                 )
             return None
-        at = utc(tick)
-        run_id = tick_run_id(row.id, at)
+        ready = self._next.get(row.id)
+        if ready is None or ready.at != tick or ready.info.cron != row.cron:
+            at = utc(tick)
+            run_id, info = tick_run_id(row.id, at), ScheduleTick(row.id, row.cron, at)
+        else:
+            run_id, info = ready.run_id, ready.info
         batch = self.host.store.batch()
-        info = ScheduleTick(row.id, row.cron, at)
-        if not self.host._start_tick(batch, wf, run_id, row.args, row.metadata, info):
+        run = self.host.record_tick(batch, wf, run_id, row.args, row.metadata, info)
+        if run is None:
             self._taken.append(run_id)
+        elif spawns is None:
+            self.host.spawn_tick(run, batch, info)
+        else:
+            spawns.append((run, batch, info))
         self._started.append((batch, run_id))
         self._written = True
         if run_id not in row.running:
@@ -353,15 +427,28 @@ class Scheduler:
                     self.run_finished(run_id)
 
     def _arm(self, row: ScheduleRow) -> None:
+        """Keep the schedule's one timer entry on its next tick, and that tick prepared."""
         entry = self._entries.get(row.id)
         if entry is not None and (row.paused or entry.when != row.next_time):
             entry.cancel()
             entry = None
             del self._entries[row.id]
-        if entry is None and not row.paused and row.next_time is not None:
+        if row.paused or row.next_time is None:
+            return
+        if entry is None:
             self._entries[row.id] = self.timers.schedule(row.next_time, SCHEDULE_KEY + row.id)
+        ready, expr = self._next.get(row.id), self.exprs.get(row.id)
+        if expr is not None and (
+            ready is None or ready.at != row.next_time or ready.expr is not expr
+        ):
+            at = utc(row.next_time)
+            self._next[row.id] = NextTick(
+                row.next_time, expr.next_after(row.next_time), tick_run_id(row.id, at),
+                ScheduleTick(row.id, row.cron, at), expr,
+            )  # fmt: skip
 
     def _disarm(self, schedule_id: str) -> None:
+        self._next.pop(schedule_id, None)
         entry = self._entries.pop(schedule_id, None)
         if entry is not None:
             entry.cancel()

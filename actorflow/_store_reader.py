@@ -1,9 +1,10 @@
-"""StoreReader: runs, events and streams read straight from a store URL, never written.
+"""StoreReader: runs, events, streams and schedules read straight from a store URL, never
+written.
 
 What the command line's `--db` reads use: the same public records (`RunInfo`,
-`RunEvent`, `StreamChunk`) an engine returns, from a SQLite file that an engine
-may own at the same moment (see `SQLiteReader` for how it stays read-only), or
-from a PostgreSQL store engines are using (`PostgresReader`).
+`RunEvent`, `StreamChunk`, `ScheduleInfo`) an engine returns, from a SQLite file
+that an engine may own at the same moment (see `SQLiteReader` for how it stays
+read-only), or from a PostgreSQL store engines are using (`PostgresReader`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,19 @@ from types import TracebackType
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from ._errors import RunNotFoundError, StoreReadError
+from ._errors import RunNotFoundError, ScheduleNotFoundError, StoreReadError
 from ._log import fold_steps, to_run_event, to_run_info
-from ._models import STATUS_OF, RunEvent, RunInfo, RunStatus, StreamChunk, to_datetime
-from ._store import ChunkKind, ChunkRow, EventRow, RunRow, SQLiteStore, open_store
+from ._models import (
+    STATUS_OF,
+    RunEvent,
+    RunInfo,
+    RunStatus,
+    StreamChunk,
+    status_texts,
+    to_datetime,
+)
+from ._schedule_types import ScheduleInfo, to_info
+from ._store import ChunkKind, ChunkRow, EventRow, RunRow, ScheduleRow, SQLiteStore, open_store
 from ._store._sqlite_reader import SQLiteReader
 from ._streams import decode_chunk
 
@@ -37,6 +47,7 @@ class RowReader(Protocol):
     def load_events(self, run_id: str, after: int = -1) -> list[EventRow]: ...
     def load_chunks(self, run_id: str, namespace: str, start: int) -> list[ChunkRow]: ...
     def stream_end(self, run_id: str, namespace: str) -> tuple[int, bool]: ...
+    def schedule_rows(self, schedule_id: str | None = None) -> list[ScheduleRow]: ...
 
 
 def _reader(url: str) -> RowReader:
@@ -89,11 +100,7 @@ class StoreReader:
     ) -> list[RunInfo]:
         """Runs matching the filters, newest first, without their steps. Raises
         `ValueError` for an unknown status."""
-        for text in status:
-            if text not in STATUS_OF:
-                valid = ", ".join(s.value for s in RunStatus)
-                raise ValueError(f"unknown run status {text!r}; valid: {valid}")
-        rows = self._db.list_runs(statuses=list(status), workflow=workflow, limit=limit)
+        rows = self._db.list_runs(statuses=status_texts(status), workflow=workflow, limit=limit)
         return [to_run_info(row, ()) for row in rows]
 
     def count_runs(self) -> dict[str, dict[RunStatus, int]]:
@@ -128,3 +135,14 @@ class StoreReader:
             assert at is not None
             chunks.append(StreamChunk(row.idx, decode_chunk(row), row.seq, row.attempt, at))
         return chunks, False
+
+    def list_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule, by id (as `engine.list_schedules()` answers)."""
+        return [to_info(row) for row in self._db.schedule_rows()]
+
+    def schedule(self, schedule_id: str) -> ScheduleInfo:
+        """One schedule; raises `ScheduleNotFoundError`."""
+        found = self._db.schedule_rows(schedule_id)
+        if not found:
+            raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
+        return to_info(found[0])

@@ -32,6 +32,9 @@ import msgspec
 
 from ._errors import ValidationError
 
+DEFS_TEMPLATE = "#/$defs/{name}"
+"""Where schemas refer to the types they use unless told otherwise: their own `$defs`."""
+
 _NATIVE: frozenset[Any] = frozenset(
     {Any, object, str, int, float, bool, None, type(None), list, dict}
 )
@@ -210,11 +213,14 @@ class WorkflowSchemas:
     `args` describes the positional arguments a run is started with (a JSON
     array, as in the HTTP API's `{"args": [...]}`), each item titled with its
     parameter's name; `result` describes what the run returns. Types they
-    refer to are under each schema's `$defs`.
+    refer to are under each schema's `$defs` and in `defs`.
     """
 
     args: dict[str, Any]
     result: dict[str, Any]
+    defs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The schemas of the types `args` and `result` refer to, by name (under their
+    `$defs` too, unless another `ref_template` was asked for)."""
 
 
 class Signature:
@@ -233,6 +239,7 @@ class Signature:
         self.params: list[TypeCodec] = []
         self.variadic: tuple[str, TypeCodec] | None = None
         self.required = 0
+        self.defaults: dict[str, Any] = {}  # JSON forms, for the schemas
         for param in inspect.signature(fn).parameters.values():
             codec = codec_for(hints.get(param.name, Any))
             if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
@@ -240,6 +247,9 @@ class Signature:
                 self.params.append(codec)
                 if param.default is param.empty:
                     self.required = len(self.params)
+                else:
+                    with contextlib.suppress(TypeError):  # not storable: no default shown
+                        self.defaults[param.name] = _builtins(param.default)
             elif param.kind is param.VAR_POSITIONAL:
                 self.variadic = (param.name, codec)
         self.result = codec_for(hints.get("return", Any))
@@ -297,24 +307,29 @@ class Signature:
             return None
         return value_decoder(self.result, f"the result of {self.what}", from_json=from_json)
 
-    def schemas(self) -> WorkflowSchemas:
-        """The JSON Schemas of the arguments (an array, positional) and of the result."""
+    def schemas(self, ref_template: str = DEFS_TEMPLATE) -> WorkflowSchemas:
+        """The JSON Schemas of the arguments (an array, positional) and of the result,
+        referring to the types they use by `ref_template`; under `$defs` only with the
+        default `"#/$defs/{name}"`."""
         codecs = [*self.params, *([self.variadic[1]] if self.variadic else [])]
-        found, defs = json_schemas([c.annotation for c in [*codecs, self.result]])
-        items = [
-            {**schema, "title": name} if "title" not in schema else schema
-            for name, schema in zip(self.names, found, strict=False)
-        ]
+        found, defs = json_schemas([c.annotation for c in [*codecs, self.result]], ref_template)
+        items = []
+        for name, schema in zip(self.names, found, strict=False):
+            item = {**schema, "title": name} if "title" not in schema else dict(schema)
+            if name in self.defaults:
+                item["default"] = self.defaults[name]
+            items.append(item)
         args: dict[str, Any] = {"type": "array", "prefixItems": items, "minItems": self.required}
         if self.variadic is None:
             args["maxItems"] = len(items)
             args["items"] = False
         else:
             args["items"] = found[len(self.params)]
-        if defs:
+        result = found[-1]
+        if defs and ref_template == DEFS_TEMPLATE:
             args["$defs"] = defs
-        result = {**found[-1], "$defs": defs} if defs else found[-1]
-        return WorkflowSchemas(args, result)
+            result = {**result, "$defs": defs}
+        return WorkflowSchemas(args, result, defs)
 
 
 def value_decoder(codec: TypeCodec, what: str, *, from_json: bool = False) -> Callable[[Any], Any]:
@@ -336,20 +351,24 @@ def value_decoder(codec: TypeCodec, what: str, *, from_json: bool = False) -> Ca
     return decode
 
 
-def json_schemas(annotations: list[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """JSON Schemas of `annotations`, sharing one `$defs` (refs are `#/$defs/Name`)."""
+def json_schemas(
+    annotations: list[Any], ref_template: str = DEFS_TEMPLATE
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """JSON Schemas of `annotations` and the schemas of the types they refer to (by
+    `ref_template`, where `{name}` is the type's name), shared."""
     extra: dict[str, Any] = {}
 
     def schema_hook(tp: Any) -> dict[str, Any]:
         if _is_pydantic_class(tp):
-            schema = dict(tp.model_json_schema(ref_template="#/$defs/{model}"))
+            model = ref_template.replace("{name}", "{model}")
+            schema = dict(tp.model_json_schema(ref_template=model))
             extra.update(schema.pop("$defs", {}))
             extra[tp.__name__] = schema
-            return {"$ref": f"#/$defs/{tp.__name__}"}
+            return {"$ref": ref_template.format(name=tp.__name__)}
         raise NotImplementedError
 
     found, defs = msgspec.json.schema_components(
-        annotations, schema_hook=schema_hook, ref_template="#/$defs/{name}"
+        annotations, schema_hook=schema_hook, ref_template=ref_template
     )
     return list(found), {**extra, **defs}
 

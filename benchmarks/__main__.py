@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import WORKLOADS
+from . import WORKLOADS, against
 from .common import STORE_ENV, Metric, fmt_goal, load_average, log, machine_info, met, table
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -82,6 +82,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run workloads in this process (for profilers); memory numbers get noisier",
     )
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="also run the workloads on git revision REV's actorflow, interleaved with this "
+        "checkout's, and print both side by side (see benchmarks/against.py)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per side with --against (medians shown)"
+    )
     parser.add_argument("--list", action="store_true", help="list workloads and their sizes")
     return parser.parse_args(argv)
 
@@ -119,11 +128,17 @@ def _coerce(raw: str, like: Any) -> Any:
 
 
 def run_phase(
-    name: str, phase: str | None, cfg: dict[str, Any], args: argparse.Namespace, scratch: Path
+    name: str,
+    phase: str | None,
+    cfg: dict[str, Any],
+    args: argparse.Namespace,
+    scratch: Path,
+    root: Path = against.ROOT,
 ) -> dict[str, Any]:
-    """One workload phase, in a subprocess (or inline); returns its record."""
+    """One workload phase, in a subprocess (or inline) importing actorflow from `root`;
+    returns its record."""
     out = scratch / f"{name}-{phase or 'all'}.json"
-    if args.inline:
+    if args.inline and root == against.ROOT:
         from ._worker import run_workload
 
         return run_workload(name, phase, cfg, out, args.workdir)
@@ -137,8 +152,9 @@ def run_phase(
         str(out),
         str(args.workdir or ""),
     ]
-    env = {**os.environ, "PYTHONPATH": _pythonpath()}
-    proc = subprocess.Popen(command, env=env)
+    env = {**os.environ, "PYTHONPATH": _pythonpath(root)}
+    # The working directory is first on `-m`'s path: it decides which actorflow is imported.
+    proc = subprocess.Popen(command, env=env, cwd=root)
     try:
         code: int | str = proc.wait(timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -157,14 +173,17 @@ def run_phase(
     return record
 
 
-def _pythonpath() -> str:
-    root = str(Path(__file__).resolve().parent.parent)
+def _pythonpath(root: Path) -> str:
     current = os.environ.get("PYTHONPATH")
-    return root if not current else f"{root}{os.pathsep}{current}"
+    return str(root) if not current else f"{root}{os.pathsep}{current}"
 
 
 def run_workload(
-    name: str, cfg: dict[str, Any], args: argparse.Namespace, scratch: Path
+    name: str,
+    cfg: dict[str, Any],
+    args: argparse.Namespace,
+    scratch: Path,
+    root: Path = against.ROOT,
 ) -> dict[str, Any]:
     """All phases of a workload, merged into one record."""
     module = load(name)
@@ -183,7 +202,7 @@ def run_workload(
     }
     for phase in phases:
         log(f"[{name}{'' if phase is None else ' / ' + phase}]")
-        record = run_phase(name, phase, cfg, args, scratch)
+        record = run_phase(name, phase, cfg, args, scratch, root)
         merged["metrics"].update(record.get("metrics", {}))
         merged["notes"] += record.get("notes", [])
         merged["elapsed_s"] += record.get("elapsed_s", 0.0)
@@ -315,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{machine['python']}, SQLite {machine['sqlite']}, {machine['event_loop']}"
     )
 
+    if args.against:
+        return side_by_side(args, names, cfgs, machine, out_path)
     begin = time.perf_counter()
     results: dict[str, Any] = {}
     comparison = None
@@ -351,10 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if comparison is not None:
         report["compare"] = {"dbos": comparison}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-
-    print("=" * 100)
+    write_report(out_path, report)
     print(
         f"actorflow {machine['actorflow']} ({machine['actorflow_commit']}) on "
         f"{machine['cpu_model']}, {machine['cores']} cores, {machine['ram_gib']} GiB, "
@@ -367,6 +385,55 @@ def main(argv: list[str] | None = None) -> int:
     print(table(sections(results, comparison)))
     print(f"total {elapsed:.1f} s; JSON: {out_path}")
     failed = [n for n, r in results.items() if r["status"] == "error"]
+    return 1 if failed else 0
+
+
+def write_report(out_path: Path, report: dict[str, Any]) -> None:
+    """Write the JSON, then start the printed summary."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print("=" * 100)
+
+
+def side_by_side(
+    args: argparse.Namespace,
+    names: list[str],
+    cfgs: dict[str, dict[str, Any]],
+    machine: dict[str, Any],
+    out_path: Path,
+) -> int:
+    """`--against REV`: every workload on REV and on this checkout, interleaved."""
+    rev = against.describe(args.against)
+    begin = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="actorflow-bench-") as scratch:
+        tree = against.extract(args.against, Path(scratch))
+
+        def run_side(name: str, root: Path) -> dict[str, Any]:
+            return run_workload(name, dict(cfgs[name]), args, Path(scratch), root)
+
+        results = against.compare(names, max(1, args.repeat), tree, run_side)
+    report = {
+        "machine": machine,
+        "invocation": {
+            "argv": sys.argv[1:],
+            "against": rev,
+            "repeat": args.repeat,
+            "elapsed_s": time.perf_counter() - begin,
+            "load_average_at_end": load_average(),
+        },
+        "side_by_side": results,
+    }
+    write_report(out_path, report)
+    print(
+        f"{rev} against this checkout ({machine['actorflow_commit']}), medians of "
+        f"{args.repeat} interleaved runs each, on {machine['cpu_model']}, {machine['cores']} "
+        f"cores, {machine['python']}; load average {machine['load_average_at_start']} at "
+        f"start, {report['invocation']['load_average_at_end']} at end"
+    )
+    print()
+    print(against.table(results, rev, lambda name: load(name).TABLE))
+    print(f"JSON: {out_path}")
+    failed = [n for n, r in results.items() if "error" in r["this"]["status"]]
     return 1 if failed else 0
 
 

@@ -1,10 +1,12 @@
 """otel: the cost of `actorflow.otel` (spans and metrics on, in-memory exporter) against off.
 
-The latency and throughput shapes, each measured with instrumentation off and
-on in alternating rounds in this one process (so load on the machine hits both
-alike); the table gives the median over rounds. Spans go through the SDK's
-`SimpleSpanProcessor` to an `InMemorySpanExporter` (so the export's cost is
-paid inline, where it is measured), metrics to an `InMemoryMetricReader`.
+The latency and throughput shapes, each measured with instrumentation off, on
+(every run traced) and sampled (a tenth of the runs traced, metrics for all:
+`ParentBased(TraceIdRatioBased(0.1))`), in rotating rounds in this one process
+(so load on the machine hits all alike); the table gives the median over
+rounds. Spans go through the SDK's `SimpleSpanProcessor` to an
+`InMemorySpanExporter` (so the export's cost is paid inline, where it is
+measured), metrics to an `InMemoryMetricReader`.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from actorflow.otel import ActorflowInstrumentor
 
 from .common import Context, Metric, log, summarize
 from .shapes import three_steps
 
-DESCRIPTION = "latency and throughput with spans+metrics on vs off (in-memory exporter)"
+DESCRIPTION = "latency and throughput with spans+metrics off, on, 10 % sampled (in memory)"
+MODES = ("off", "on", "sampled")
 DEFAULTS = {"rounds": 3, "samples": 1000, "runs": 5000, "warmup": 100}
 QUICK = {"rounds": 1, "samples": 30, "runs": 200, "warmup": 5}
 TABLE = [
@@ -35,46 +39,56 @@ TABLE = [
     Metric("workflows_per_s_off", "workflows, off", "/s"),
     Metric("workflows_per_s_on", "workflows, on", "/s"),
     Metric("throughput_overhead_pct", "throughput lost", "%"),
+    Metric("latency_p50_sampled_ms", "start->result p50, 10 % sampled", "ms"),
+    Metric("workflows_per_s_sampled", "workflows, 10 % sampled", "/s"),
+    Metric("throughput_overhead_sampled_pct", "throughput lost, 10 % sampled", "%"),
     Metric("spans_per_run", "spans per 3-step run", ""),
 ]
 
 
 async def run(cfg: dict[str, Any], ctx: Context) -> None:
     exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer_providers = {
+        "on": TracerProvider(),
+        "sampled": TracerProvider(ParentBased(TraceIdRatioBased(0.1))),
+    }
+    for provider in tracer_providers.values():
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     instrumentor = ActorflowInstrumentor()
-    latency: dict[bool, list[float]] = {False: [], True: []}
-    throughput: dict[bool, list[float]] = {False: [], True: []}
+    latency: dict[str, list[float]] = {mode: [] for mode in MODES}
+    throughput: dict[str, list[float]] = {mode: [] for mode in MODES}
     spans_per_run = 0.0
     for round_ in range(cfg["rounds"]):
-        # Alternate which goes first, so neither always meets a warmer (or busier) machine.
-        for on in (False, True) if round_ % 2 == 0 else (True, False):
-            if on:
-                instrumentor.instrument(tracer_provider, meter_provider)
+        # Rotate which goes first, so none always meets a warmer (or busier) machine.
+        for mode in MODES[round_ % 3 :] + MODES[: round_ % 3]:
+            if mode != "off":
+                instrumentor.instrument(tracer_providers[mode], meter_provider)
             try:
-                log(f"  round {round_ + 1}, otel {'on' if on else 'off'}")
-                latency[on].append(await _latency(cfg, ctx))
+                log(f"  round {round_ + 1}, otel {mode}")
+                latency[mode].append(await _latency(cfg, ctx))
                 exporter.clear()
-                throughput[on].append(await _throughput(cfg, ctx))
-                if on:
+                throughput[mode].append(await _throughput(cfg, ctx))
+                if mode == "on":
                     spans_per_run = len(exporter.get_finished_spans()) / (cfg["runs"] + 100)
                 exporter.clear()
             finally:
                 instrumentor.uninstrument()
-    off_ms, on_ms = statistics.median(latency[False]), statistics.median(latency[True])
-    off_s, on_s = statistics.median(throughput[False]), statistics.median(throughput[True])
+    ms = {mode: statistics.median(latency[mode]) for mode in MODES}
+    per_s = {mode: statistics.median(throughput[mode]) for mode in MODES}
     ctx.metrics.update(
-        latency_p50_off_ms=off_ms,
-        latency_p50_on_ms=on_ms,
-        latency_p50_overhead_pct=100 * (on_ms / off_ms - 1),
-        workflows_per_s_off=off_s,
-        workflows_per_s_on=on_s,
-        throughput_overhead_pct=100 * (1 - on_s / off_s),
+        latency_p50_off_ms=ms["off"],
+        latency_p50_on_ms=ms["on"],
+        latency_p50_overhead_pct=100 * (ms["on"] / ms["off"] - 1),
+        workflows_per_s_off=per_s["off"],
+        workflows_per_s_on=per_s["on"],
+        throughput_overhead_pct=100 * (1 - per_s["on"] / per_s["off"]),
+        latency_p50_sampled_ms=ms["sampled"],
+        workflows_per_s_sampled=per_s["sampled"],
+        throughput_overhead_sampled_pct=100 * (1 - per_s["sampled"] / per_s["off"]),
         spans_per_run=spans_per_run,
-        latency_p50_rounds_ms={"off": latency[False], "on": latency[True]},
-        workflows_per_s_rounds={"off": throughput[False], "on": throughput[True]},
+        latency_p50_rounds_ms=latency,
+        workflows_per_s_rounds=throughput,
     )
 
 

@@ -22,10 +22,12 @@ SCRIPT = str(Path(sys.executable).with_name("actorflow"))
 
 
 def cli(
-    *args: str, url: str | None = None, timeout: float = 60
+    *args: str, url: str | None = None, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `actorflow ARGS` to completion: its status, stdout and stderr."""
-    env = {**os.environ, "ACTORFLOW_URL": url or "http://127.0.0.1:9", "NO_COLOR": "1"}
+    """Run `actorflow ARGS` to completion (with `env` added to the environment): its
+    status, stdout and stderr."""
+    env = {**os.environ, "ACTORFLOW_URL": url or "http://127.0.0.1:9", "NO_COLOR": "1",
+           **(env or {})}  # fmt: skip
     return subprocess.run(
         [SCRIPT, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
     )
@@ -99,10 +101,10 @@ def wait_until(check: Any, timeout: float = 30, interval: float = 0.02) -> Any:
 
 
 @contextmanager
-def serving(db: str, token: str | None = None) -> Iterator[str]:
-    """`actorflow serve tests.cli_workflows --db DB` on a free loopback port: its URL,
-    once it answers; stopped with SIGTERM after, and it must exit cleanly."""
-    port = free_port()
+def serving(db: str, token: str | None = None, port: int | None = None) -> Iterator[str]:
+    """`actorflow serve tests.cli_workflows --db DB` on `port` (default: a free loopback
+    port): its URL, once it answers; stopped with SIGTERM after, and it must exit cleanly."""
+    port = free_port() if port is None else port
     auth = [] if token is None else ["--token", token]
     proc = subprocess.Popen(
         [SCRIPT, "serve", "tests.cli_workflows", "--db", db, "--port", str(port),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import actorflow as af
@@ -65,3 +66,15 @@ async def cli_gate() -> str:
     await af.wait_for_event("go")
     await cli_add(2, 2)
     return "through"
+
+
+@dataclasses.dataclass
+class Line:
+    sku: str
+    qty: int
+
+
+@af.workflow
+async def cli_count(lines: list[Line]) -> int:
+    """Typed arguments: a start with one that does not fit is one error line naming it."""
+    return sum(line.qty for line in lines)

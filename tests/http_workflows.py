@@ -3,6 +3,9 @@ serve` subprocess test can import it by name like a user's module."""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+from datetime import datetime, timedelta
 from typing import Any
 
 import actorflow as af
@@ -50,3 +53,22 @@ async def http_chatter(n: int) -> int:
 async def http_sleeper(seconds: float) -> str:
     await af.sleep(seconds)
     return "slept"
+
+
+class Speed(enum.Enum):
+    STANDARD = "standard"
+    EXPRESS = "express"
+
+
+@dataclasses.dataclass
+class Parcel:
+    sku: str
+    qty: int
+    ship_by: datetime
+
+
+@af.workflow
+async def http_ship(parcel: Parcel, speed: Speed = Speed.STANDARD) -> Parcel:
+    """Typed arguments and result: checked by the HTTP API, described in its OpenAPI."""
+    days = 1 if speed is Speed.EXPRESS else 5
+    return dataclasses.replace(parcel, qty=parcel.qty + 1, ship_by=parcel.ship_by + timedelta(days))

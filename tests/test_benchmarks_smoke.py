@@ -65,6 +65,7 @@ POSITIVE = {
         "latency_p50_on_ms",
         "workflows_per_s_off",
         "workflows_per_s_on",
+        "workflows_per_s_sampled",
         "spans_per_run",
     ],
     "waiting": [
@@ -153,3 +154,37 @@ def test_quick_suite_writes_a_sane_report(tmp_path: Path) -> None:
     assert workloads["waiting"]["metrics"]["evicted_gc_freed_per_run"] < 1  # no cycles
     # Every goal is reported with its value (met or not is not a test matter).
     assert report["goals"] and all("met" in g for g in report["goals"].values())
+
+
+def test_against_runs_a_revision_side_by_side(tmp_path: Path) -> None:
+    """`--against HEAD` runs the workload on HEAD's actorflow, extracted apart from this
+    checkout, and on the checkout, and reports both sides' numbers for every round."""
+    out = tmp_path / "against.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "latency",
+            "--quick",
+            "--against",
+            "HEAD",
+            "--repeat",
+            "2",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    sides = report["side_by_side"]["latency"]
+    for side in ("against", "this"):
+        assert sides[side]["status"] == ["ok", "ok"]
+        assert len(sides[side]["samples"]) == 2
+        assert sides[side]["metrics"]["p50_ms"] > 0
+        assert sides[side]["metrics"]["commits_per_run"] == 4
+    assert "this/" in proc.stdout  # the ratio column of the printed table

@@ -8,6 +8,7 @@ import pty
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -246,10 +247,19 @@ def test_workflows_list(url: str) -> None:
     answer = doc(cli("workflows", "list", "--json", url=url))
     by_name = {wf["name"]: wf for wf in answer["workflows"]}
     summed = by_name["cli_summed"]
-    assert set(summed) == {"name", "concurrency", "schedules", "runs"}
+    assert set(summed) == {"name", "concurrency", "schedules", "schemas", "runs"}
+    assert summed["schemas"]["args"]["prefixItems"][0] == {"type": "integer", "title": "a"}
     assert summed["runs"]["completed"] >= 1
     table = af(url, "workflows", "list")
     assert "cli_summed" in table and "completed" in table
+    # `actorflow serve` imports the demo's module only for `actorflow demo`.
+    assert not [name for name in by_name if name.startswith("demo.")]
+
+
+def test_demo(tmp_path: Path) -> None:
+    shown = ok(cli("demo", "--db", str(tmp_path / "demo.db"), "--burst", "20"))
+    assert "3 orders in" in shown and "burst: 20 3-step workflows" in shown
+    assert "approved by alice" in shown and "step_completed" in shown
 
 
 def test_failed_requests_print_one_error_line(url: str) -> None:
@@ -264,6 +274,29 @@ def test_failed_requests_print_one_error_line(url: str) -> None:
     )
     for result in refused:
         assert nobody in one_error_line(result, "ConnectError")
+
+
+def test_arguments_that_do_not_fit_are_one_error_line_naming_them(url: str) -> None:
+    lines_arg = '[{"sku": "a", "qty": 1}, {"sku": "b", "qty": "x"}]'
+    bad_line, bad_number, bad_schedule, good = cli_many(
+        ["runs", "start", "cli_count", lines_arg],
+        ["runs", "start", "cli_summed", '"two"', "3"],
+        ["schedules", "create", "cli-typed", "cli_summed", "@daily", "--arg", "1.5", "--arg", "2"],
+        ["runs", "start", "cli_count", '[{"sku": "a", "qty": 1}]', "--wait"],
+        url=url,
+    )
+    assert one_error_line(bad_line, "ValidationError") == (
+        "workflow 'cli_count': argument 'lines' does not fit its annotation "
+        "list[tests.cli_workflows.Line] at [1].qty: Expected `int`, got `str`"
+    )
+    assert one_error_line(bad_number, "ValidationError") == (
+        "workflow 'cli_summed': argument 'a' does not fit its annotation int: "
+        "Expected `int`, got `str`"
+    )
+    assert one_error_line(bad_schedule, "ValidationError").startswith(
+        "schedule 'cli-typed': workflow 'cli_summed': argument 'a'"
+    )
+    assert ok(good).strip() == "1"
 
 
 def test_usage_errors_exit_2(url: str) -> None:

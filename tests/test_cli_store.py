@@ -60,6 +60,14 @@ def store(
             ticked = await nightly.trigger()
             await ticked.result(timeout=30)
             await nightly.delete()
+            hourly = await engine.create_schedule(
+                "hourly", flows.cli_summed, "0 * * * *", args=(2, 3), timezone="Europe/Berlin",
+                overlap="buffer_one", metadata={"team": "ops"},
+            )  # fmt: skip
+            await (await hourly.trigger()).result(timeout=30)
+            await engine.create_schedule(
+                "weekly", flows.cli_summed, "@weekly", args=(1, 2), paused=True
+            )
             failed = await engine.start(flows.cli_broken, "boom", id="broken-1")
             with pytest.raises(af.RunFailedError):
                 await failed.result(timeout=30)
@@ -85,7 +93,7 @@ def test_reads_with_no_engine_running_change_nothing(store: tuple[Path, str]) ->
     before = file_hashes(directory)
     assert not any(name.endswith(("-wal", "-shm")) for name in before)  # no engine: no WAL
     (listed, summed, child, parent, result, failed, waiting, followed, streamed, counts,
-     missing, ticked) = cli_many(
+     missing, ticked, schedules, hourly, schedule_table, no_schedule) = cli_many(
         ["runs", "list", "--db", db, "--json"],
         ["runs", "list", "--db", db, "--workflow", "cli_summed"],
         ["runs", "describe", "parent-3~0", "--db", db, "--json"],
@@ -98,6 +106,10 @@ def test_reads_with_no_engine_running_change_nothing(store: tuple[Path, str]) ->
         ["workflows", "list", "--db", db, "--json"],
         ["runs", "describe", "no-such", "--db", db],
         ["runs", "list", "--db", db, "--workflow", "cli_summed", "--json"],
+        ["schedules", "list", "--db", db, "--json"],
+        ["schedules", "describe", "hourly", "--db", db],
+        ["schedules", "list", "--db", db],
+        ["schedules", "describe", "nightly", "--db", db],
     )  # fmt: skip
     page = doc(listed)
     assert [r["id"] for r in page["runs"]][:4] == ["ap-3", "ap-2", "ap-1", "broken-1"]
@@ -123,6 +135,24 @@ def test_reads_with_no_engine_running_change_nothing(store: tuple[Path, str]) ->
     by_name = {wf["name"]: wf["runs"] for wf in doc(counts)["workflows"]}
     assert by_name["cli_approval"]["waiting"] == 2 and by_name["cli_broken"]["failed"] == 1
     assert "no-such" in one_error_line(missing, "RunNotFoundError")
+    listed_schedules = doc(schedules)["schedules"]
+    assert [s["id"] for s in listed_schedules] == ["hourly", "weekly"]
+    first = listed_schedules[0]
+    assert (first["workflow"], first["cron"], first["args"], first["timezone"]) == (
+        "cli_summed", "0 * * * *", [2, 3], "Europe/Berlin"
+    )  # fmt: skip
+    assert (first["overlap"], first["paused"], first["metadata"]) == (
+        "buffer_one",
+        False,
+        {"team": "ops"},
+    )
+    assert first["next_time"] is not None and listed_schedules[1]["paused"] is True
+    ((tick_run, outcome),) = [(t["run_id"], t["outcome"]) for t in first["recent"]]
+    assert tick_run.startswith("hourly@") and outcome == "started"
+    shown = ok(hourly)
+    assert "0 * * * *" in shown and "Europe/Berlin" in shown and tick_run in shown
+    assert "hourly" in ok(schedule_table) and "weekly" in ok(schedule_table)
+    assert "nightly" in one_error_line(no_schedule, "ScheduleNotFoundError")
     assert file_hashes(directory) == before
 
 
@@ -136,6 +166,8 @@ def test_reads_while_an_engine_owns_the_file(store: tuple[Path, str]) -> None:
         key = ["--token", "s3cret"]
         unauthorized = cli("runs", "list", url=url)
         one_error_line(unauthorized, "Unauthorized")
+        from_env = doc(cli("runs", "list", "--json", url=url, env={"ACTORFLOW_TOKEN": "s3cret"}))
+        assert "ap-2" in [r["id"] for r in from_env["runs"]]
         follow = cli_process("runs", "events", "ap-3", "--db", db, "--follow", "--json")
         assert follow.stdout is not None
         while orjson.loads(follow.stdout.readline())["kind"] != "wait_started":
@@ -152,7 +184,8 @@ def test_reads_while_an_engine_owns_the_file(store: tuple[Path, str]) -> None:
         # The same documents from the file as from the server (the server read last, so
         # that its readers have seen the last commit before the files are hashed).
         commands = (["runs", "list"], ["runs", "describe", "ap-3"], ["runs", "result", "ap-3"],
-                    ["runs", "events", "ap-3"])  # fmt: skip
+                    ["runs", "events", "ap-3"], ["schedules", "list"],
+                    ["schedules", "describe", "hourly"])  # fmt: skip
         from_file = cli_many(*([*c, "--db", db, "--json"] for c in commands))
         from_server = cli_many(*([*c, "--json", *key] for c in commands), url=url)
         for command, mine, theirs in zip(commands, from_file, from_server, strict=True):
@@ -163,9 +196,30 @@ def test_reads_while_an_engine_owns_the_file(store: tuple[Path, str]) -> None:
             ["runs", "describe", "ap-2", "--db", db],
             ["runs", "stream", "ap-3", "--db", db, "--json"],
             ["workflows", "list", "--db", db],
+            ["schedules", "list", "--db", db],
+            ["schedules", "describe", "weekly", "--db", db, "--json"],
         )
         assert all(ok(read) for read in reads)
         assert file_hashes(directory) == before
+
+
+def test_an_empty_store_lists_nothing(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'empty.db'}"
+
+    async def create() -> None:
+        async with af.Engine(db, workflows=[]):
+            pass
+
+    asyncio.run(create())
+    runs, schedules, workflows, as_json = cli_many(
+        ["runs", "list", "--db", db],
+        ["schedules", "list", "--db", db],
+        ["workflows", "list", "--db", db],
+        ["schedules", "list", "--db", db, "--json"],
+    )
+    assert ok(runs) == "no runs\n" and ok(schedules) == "no schedules\n"
+    assert ok(workflows) == "no workflows\n"
+    assert doc(as_json) == {"schedules": []}
 
 
 @PG
@@ -173,6 +227,7 @@ def test_the_postgresql_reader_reads_and_cannot_write(pg_url: str) -> None:
     async def populate() -> None:
         async with af.Engine(pg_url) as engine:
             await (await engine.start(flows.cli_summed, 1, 2, id="summed")).result(timeout=30)
+            await engine.create_schedule("pg-nightly", flows.cli_summed, "0 3 * * *", args=(1, 1))
 
     with pytest.raises(StoreReadError, match="holds no actorflow store"):
         StoreReader(pg_url).__enter__()
@@ -180,6 +235,11 @@ def test_the_postgresql_reader_reads_and_cannot_write(pg_url: str) -> None:
     with StoreReader(pg_url) as reader:
         assert [run.id for run in reader.list_runs()] == ["summed"]
         assert reader.run_info("summed").result == 4
+        (schedule,) = reader.list_schedules()
+        assert (schedule.id, schedule.cron, schedule.args) == ("pg-nightly", "0 3 * * *", [1, 1])
+        assert reader.schedule("pg-nightly") == schedule
+        with pytest.raises(af.ScheduleNotFoundError):
+            reader.schedule("nope")
         with pytest.raises(StoreReadError, match="read-only transaction"):
             reader._db._fetchall("DELETE FROM runs")  # type: ignore[attr-defined]
     assert PostgresDatabase(pg_url).query("SELECT id FROM runs") == [("summed",)]

@@ -275,6 +275,27 @@ async def test_metrics_after_a_known_workload(telemetry: Telemetry, sqlite_url: 
     assert _value(t.points("actorflow.commit.latency")).count == batches.count
 
 
+async def test_instrumenting_again_with_one_meter_provider_counts_on_once(
+    sqlite_url: str,
+) -> None:
+    found = Telemetry()
+    instrumentor = ActorflowInstrumentor()
+    try:
+        async with af.Engine(sqlite_url) as engine:
+            instrumentor.instrument(found.tracer_provider, found.meter_provider)
+            await (await engine.start(measured, "again-1")).result(timeout=10)
+            instrumentor.uninstrument()
+            await (await engine.start(measured, "unseen")).result(timeout=10)
+            instrumentor.instrument(found.tracer_provider, found.meter_provider)
+            await (await engine.start(measured, "again-2")).result(timeout=10)
+    finally:
+        instrumentor.uninstrument()
+    # One series (not one per instrument() call), counting only what ran instrumented.
+    assert _value(found.points("actorflow.runs.started"), workflow="measured").value == 2
+    finished = _value(found.points("actorflow.runs.finished"), outcome="completed")
+    assert finished.value == 2
+
+
 class Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__()

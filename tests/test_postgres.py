@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 import actorflow as af
+from actorflow._store import ChunkKind, ChunkRow, EventRow, HookRow, RunRow
 from actorflow._store._postgres import PostgresStore, split_url
 from tests.conftest import eventually, with_query
 from tests.databases import PostgresDatabase
@@ -184,3 +185,55 @@ async def test_a_batch_written_either_way_leaves_the_events_of_taken_ids_out(
     )
     assert created == [(1,)]
     check_logs(db, ["taken", *(run.id for run in runs)])
+
+
+async def test_each_part_of_a_batch_is_written_whatever_else_the_batch_holds(
+    pg_url: str,
+) -> None:
+    """A batch is one statement of the parts it has, except when two parts touch the same
+    rows (they would see the rows as they were before the statement): a run both created
+    and updated, hooks both taken and dropped. Those go through commit_batch, whose
+    statements run in order. Either way every row ends as the batch says."""
+    db = PostgresDatabase(pg_url)
+    store = PostgresStore(pg_url)
+    await store.open()
+    try:
+        batch = store.batch()
+        batch.create_run(RunRow("old", "w", "running", b"[]", 1.0), [])
+        await store.commit()
+
+        # One statement: a taken id, a new run, events of both, a chunk, a hook.
+        batch = store.batch()
+        batch.create_run(RunRow("old", "w", "running", b"[]", 2.0), [_event("old", 0)])
+        batch.create_run(RunRow("new", "w", "running", b"[]", 2.0), [_event("new", 0)])
+        batch.events.append(_event("old", 0, kind="step_started"))
+        batch.chunks.append(ChunkRow("old", "out", 0, 1, 1, ChunkKind.JSON, b"1", 2.0))
+        batch.hooks.append(HookRow("token", "old", 1))
+        await store.commit()
+        assert batch.conflicts == {"old"}
+        assert db.query("SELECT run_id, kind FROM events ORDER BY run_id") == [
+            ("new", "run_created"),
+            ("old", "step_started"),
+        ]
+        assert db.query("SELECT run_id FROM chunks") == [("old",)]
+
+        # commit_batch: a run updated in the batch that creates it; a hook taken and
+        # dropped (its run finished) in one batch.
+        batch = store.batch()
+        created = RunRow("later", "w", "running", b"[]", 3.0)
+        batch.create_run(created, [_event("later", 0)])
+        batch.seal()
+        finished = created.copy()
+        finished.status = "completed"
+        batch.update_run(finished)
+        batch.hooks.append(HookRow("other", "new", 1))
+        batch.hook_deletes.extend(["new", "old"])
+        await store.commit()
+        assert db.query("SELECT status FROM runs WHERE id = 'later'") == [("completed",)]
+        assert db.query("SELECT token FROM hooks") == []
+    finally:
+        await store.close()
+
+
+def _event(run_id: str, idx: int, kind: str = "run_created") -> EventRow:
+    return EventRow(run_id, idx, 0, kind, None, None, None, 2.0)

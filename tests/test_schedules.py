@@ -142,6 +142,25 @@ async def test_a_tick_fired_twice_starts_one_run(database: Database) -> None:
         ]
 
 
+async def test_callers_cannot_take_the_run_id_of_a_tick() -> None:
+    async with af.Engine("memory://") as engine:
+        sched = await engine.create_schedule("mine", tick_wf, "0 3 * * *", args=("t",))
+        tick = datetime(2031, 1, 1, 3, tzinfo=UTC)
+        tick_id = f"mine@{tick.isoformat()}"
+        for taken in (tick_id, f"mine@{tick.replace(microsecond=5).isoformat()}"):
+            with pytest.raises(af.InvalidNameError, match="reserved for the runs of schedule"):
+                await engine.start(tick_wf, "caller", id=taken)
+            with pytest.raises(af.InvalidNameError, match="reserved for the runs of schedule"):
+                await engine.start_many(tick_wf, [("caller",)], ids=[taken])
+        assert not await engine.get_run(tick_id).exists()
+        for free in ("mine@2031-01-01", "mine@2031-01-01T03:00:00+01:00", "a@b"):
+            assert (await engine.start(held, id=free)).id == free
+        # The tick still starts its one run, with the schedule's arguments.
+        (run,) = await sched.backfill(tick, datetime(2031, 1, 1, 4, tzinfo=UTC))
+        assert run.id == tick_id
+        assert (await run.result(timeout=10))["label"] == "t"
+
+
 @pytest.mark.parametrize("month", [3, 10])
 async def test_dst_transitions_through_the_engine(durable_url: str, month: int) -> None:
     # Berlin 2031: clocks go forward on March 30 (02:30 does not exist) and back on
@@ -287,6 +306,19 @@ async def test_create_again_updates_in_place(engine: af.Engine) -> None:
     assert info.created_at == created and info.next_time is not None
     assert info.next_time.astimezone(BERLIN).hour == 12
     assert [i.id for i in await engine.list_schedules()] == ["u"]
+
+
+async def test_an_update_with_the_same_next_tick_fires_it_as_updated(engine: af.Engine) -> None:
+    # The next tick is prepared when its timer is armed: an update that keeps the tick
+    # (same instants, other expression and arguments) must prepare it again.
+    sched = await engine.create_schedule("same", tick_wf, "* * * * * *", args=("old",))
+    await engine.create_schedule("same", tick_wf, "*/1 * * * * *", args=("new",))
+    info = await ticks_recorded(sched, 1)
+    await sched.pause()
+    when, run_id, outcome = info.recent[0]
+    assert outcome == "started" and run_id is not None
+    result = await engine.get_run(run_id).result(timeout=5)
+    assert result == {"label": "new", "tick": ["same", "*/1 * * * * *", when.isoformat()]}
 
 
 async def test_backfill_starts_the_ticks_in_the_range_once(engine: af.Engine) -> None:

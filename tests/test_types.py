@@ -95,6 +95,48 @@ async def test_typed_values_are_the_same_objects_after_sigkill_and_reopen(tmp_pa
         assert again == ["typed.hold"]
 
 
+def _round_trip(name: str, annotation: Any, value: Any) -> WorkflowFunction[..., Any]:
+    """A workflow of one type: its argument, a step's result and an event payload are
+    checked against `value` in the run (live and on replay); it returns the step's."""
+
+    async def echo(v: Any) -> Any:
+        return v
+
+    echo.__annotations__ = {"v": annotation, "return": annotation}
+    step = af.step(name=f"typed.rt.{name}.echo")(echo)
+
+    async def body(v: Any) -> Any:
+        got = await step(v)
+        event = await af.wait_for_event("value", type=annotation)
+        wrong = [what for what, x in (("arg", v), ("step", got), ("event", event))
+                 if not tp.same(x, value)]  # fmt: skip
+        if wrong:
+            raise af.FatalError(f"not the same {annotation!r}: {wrong}")
+        return got
+
+    body.__annotations__ = {"v": annotation, "return": annotation}
+    return WorkflowFunction(body, name=f"typed.rt.{name}", concurrency=None, deadline=None)
+
+
+@pytest.mark.parametrize(("name", "annotation", "value"), tp.CASES, ids=[c[0] for c in tp.CASES])
+async def test_each_type_as_argument_step_result_event_and_result_across_a_reopen(
+    sqlite_url: str, name: str, annotation: Any, value: Any
+) -> None:
+    """One run live to the end; another live up to the wait, then replayed from the store by
+    a new engine (arguments and the step's result decoded from their JSON) to the end."""
+    wf = _round_trip(name, annotation, value)
+    async with af.Engine(sqlite_url, workflows=[wf]) as engine:
+        live, run = await engine.start(wf, value), await engine.start(wf, value)
+        await live.send_event("value", value)
+        assert tp.same(await live.result(timeout=TIMEOUT), value)
+        await wait_for_status(run, af.RunStatus.WAITING, timeout=TIMEOUT)
+    async with af.Engine(sqlite_url, workflows=[wf]) as engine:
+        run = engine.get_run(run.id, workflow=wf)
+        await run.send_event("value", value)
+        assert tp.same(await run.result(timeout=TIMEOUT), value)
+        assert [s.attempts for s in (await run.info()).steps] == [1]  # replayed, not rerun
+
+
 @af.workflow(name="typed.child")
 async def typed_child(line: tp.Line, when: datetime) -> tp.Line:
     return dataclasses.replace(line, qty=line.qty + 1)
@@ -207,11 +249,19 @@ def test_json_schemas_of_a_few_signatures() -> None:
     assert defs["Address"]["required"] == ["street", "city"]
     assert defs["Order"]["properties"]["tags"]["uniqueItems"] is True
     unannotated = af.workflow_schemas(_unannotated)
-    assert unannotated.args["prefixItems"] == [{"title": "x"}]
+    assert unannotated.args["prefixItems"] == [{"title": "x", "default": None}]
     assert unannotated.args["minItems"] == 0
     assert unannotated.result == {}
     with pytest.raises(af.WorkflowNotRegisteredError):
         af.workflow_schemas("typed.nope")
+    # Refs placed elsewhere (an OpenAPI document's components): the types only in `defs`.
+    placed = af.workflow_schemas(typed_child, ref_template="#/components/schemas/c.{name}")
+    assert placed.args["prefixItems"][0] == {
+        "$ref": "#/components/schemas/c.Line",
+        "title": "line",
+    }
+    assert "$defs" not in placed.args and "$defs" not in placed.result
+    assert placed.defs == typed.defs == typed.args["$defs"]
 
 
 @af.workflow(name="typed.pydantic")
@@ -230,7 +280,14 @@ async def test_pydantic_models_as_arguments_and_results_with_schemas(engine: af.
     assert caught.value.argument == "quote"
     assert "decimal" in caught.value.reason
     schemas = af.workflow_schemas(typed_quote)
-    assert schemas.args["prefixItems"][0] == {"$ref": "#/$defs/Quote", "title": "quote"}
+    assert schemas.args["prefixItems"] == [
+        {"$ref": "#/$defs/Quote", "title": "quote"},
+        {"anyOf": [{"type": "array", "items": {"$ref": "#/$defs/Quote"}}, {"type": "null"}],
+         "title": "extra", "default": None},
+    ]  # fmt: skip
+    placed = af.workflow_schemas(typed_quote, ref_template="#/components/schemas/p.{name}")
+    assert placed.result == {"$ref": "#/components/schemas/p.Quote"}
+    assert set(placed.defs["Quote"]["properties"]) == {"total", "valid_until"}
     assert schemas.args["minItems"] == 1
     assert schemas.args["maxItems"] == 2
     assert set(schemas.args["$defs"]["Quote"]["properties"]) == {"total", "valid_until"}
@@ -245,6 +302,19 @@ async def _unannotated(x=None, *rest):  # type: ignore[no-untyped-def]
 async def test_unannotated_and_any_accept_any_json_value(engine: af.Engine) -> None:
     run = await engine.start(_unannotated, {"a": [1, "b"]}, 2, "three")
     assert await run.result(timeout=TIMEOUT) == {"a": [1, "b"]}
+
+
+async def test_a_nan_inside_a_set_or_an_attrs_class_is_refused_naming_its_place(
+    engine: af.Engine,
+) -> None:
+    """Sets and attrs classes are stored now: hardening's refusal of what JSON cannot hold
+    (orjson would write NaN and infinity as null) looks inside them too."""
+    with pytest.raises(af.SerializationError, match=r"^args\[0\]\[0\] cannot .*: nan is not"):
+        await engine.start(_unannotated, {float("nan")})
+    address = tp.Address("1 Main St", float("inf"))  # type: ignore[arg-type]
+    with pytest.raises(af.SerializationError, match=r"^args\[0\]\.city cannot .*: inf is not"):
+        await engine.start(_unannotated, address)
+    assert await engine.list_runs() == []
 
 
 # -- runs recorded before the annotations changed -----------------------------------------
@@ -285,20 +355,20 @@ async def _recorded_by_v1(url: str) -> str:
 
 
 async def test_a_run_recorded_without_types_replays_and_decodes_into_new_types(
-    sqlite_url: str,
+    durable_url: str,
 ) -> None:
     """A run recorded while its step returned a dict (JSON) is replayed after the step was
     annotated with a dataclass: the recorded JSON decodes into it."""
-    run_id = await _recorded_by_v1(sqlite_url)
+    run_id = await _recorded_by_v1(durable_url)
     v2 = _versioned(_quote_v2)
-    async with af.Engine(sqlite_url, workflows=[v2]) as engine:
+    async with af.Engine(durable_url, workflows=[v2]) as engine:
         run = engine.get_run(run_id)
         await run.send_event("go")
         assert await run.result(timeout=TIMEOUT) == ["Line", 3]
     # The old run, unchanged, replays unchanged.
-    run_id = await _recorded_by_v1(sqlite_url)
+    run_id = await _recorded_by_v1(durable_url)
     v1 = _versioned(_quote_v1)
-    async with af.Engine(sqlite_url, workflows=[v1]) as engine:
+    async with af.Engine(durable_url, workflows=[v1]) as engine:
         run = engine.get_run(run_id)
         await run.send_event("go")
         assert await run.result(timeout=TIMEOUT) == [
@@ -308,11 +378,11 @@ async def test_a_run_recorded_without_types_replays_and_decodes_into_new_types(
 
 
 async def test_a_recorded_value_that_no_longer_fits_fails_the_run_naming_step_and_type(
-    sqlite_url: str,
+    durable_url: str,
 ) -> None:
-    run_id = await _recorded_by_v1(sqlite_url)
+    run_id = await _recorded_by_v1(durable_url)
     v3 = _versioned(_quote_v3)
-    async with af.Engine(sqlite_url, workflows=[v3]) as engine:
+    async with af.Engine(durable_url, workflows=[v3]) as engine:
         run = engine.get_run(run_id)
         # The event brings the run back; its replay fails at the step, before the wait.
         with pytest.raises(af.InvalidStateError):

@@ -120,7 +120,10 @@ class WorkflowDriver(Operations):
         # mypy sees AbstractEventLoop's unimplemented methods as abstract; the sandbox
         # deliberately implements only what coordination needs (see _sandbox).
         self.loop = WorkflowLoop(self.run_id, WorkflowContext(self))  # type: ignore[abstract]
-        self.recorded = {e.seq: e for e in log_rows if e.kind in L.COMMANDS and e.seq is not None}
+        if log_rows:  # a fresh run has none: `recorded` is empty already
+            self.recorded = {
+                e.seq: e for e in log_rows if e.kind in L.COMMANDS and e.seq is not None
+            }
         self.replaying = True
         # Named: an unnamed task formats a "Task-<n>" name of its own.
         self.root = self.loop.create_task(
@@ -139,7 +142,8 @@ class WorkflowDriver(Operations):
             elif entry.kind in (L.RUN_PAUSED, L.RUN_RESUMED):
                 self.paused = entry.kind == L.RUN_PAUSED
         self.replaying = False
-        self.recorded = {}
+        if log_rows:
+            self.recorded = {}
         self.after_workflow_ran()
         if not self.finished and log_rows:  # with no log, every call was acted on live
             self.resume_operations()
@@ -158,7 +162,9 @@ class WorkflowDriver(Operations):
         if root is None or self.paused:
             return
         if not root.done():
-            if not self._operation_futures():
+            # A step in `steps` holds a future its workflow waits on: the usual case,
+            # told without listing every pending future.
+            if not self.steps and not self._operation_futures():
                 # Quiescent, and waiting on nothing the run can deliver: an asyncio.Event,
                 # Queue, Lock or Future of its own, which nothing will ever set.
                 self.finish_failed(
@@ -191,6 +197,14 @@ class WorkflowDriver(Operations):
 
     def teardown(self, keep_timer: bool) -> None:
         """Stop the workflow, its steps and its slot; park or cancel the timer."""
+        if (
+            self.loop is None
+            and not self.steps
+            and not self.has_slot
+            and not self.limited
+            and self._timer is None
+        ):
+            return  # torn down already (a finished run leaving the directory)
         self.close_workflow()
         for op in self.steps.values():
             op.pending = False

@@ -48,7 +48,7 @@ _T = TypeVar("_T")
 
 EVENT_COLUMNS = "run_id, idx, generation, kind, seq, name, data, at"
 CHUNK_COLUMNS = "run_id, namespace, idx, seq, attempt, kind, data, at"
-_SCHEDULE_COLUMNS = (
+SCHEDULE_COLUMNS = (
     "id, workflow, cron, args, timezone, overlap, catchup, paused, declared, metadata,"
     " created_at, watermark, next_time, state"
 )
@@ -288,7 +288,7 @@ class PostgresStore(GroupCommitted):
 
     async def load_schedules(self) -> list[ScheduleRow]:
         rows = await self._fetch(
-            f'SELECT {_SCHEDULE_COLUMNS} FROM schedules ORDER BY id COLLATE "C"'
+            f'SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY id COLLATE "C"'
         )
         return [ScheduleRow.from_params(row) for row in rows]
 

@@ -18,7 +18,8 @@ import asyncpg
 
 from .._errors import StoreReadError
 from ._base import RUN_COLUMNS, ChunkKind, ChunkRow, EventRow, RunRow, as_event
-from ._postgres import CHUNK_COLUMNS, EVENT_COLUMNS, split_url
+from ._postgres import CHUNK_COLUMNS, EVENT_COLUMNS, SCHEDULE_COLUMNS, split_url
+from ._schedule_rows import ScheduleRow
 
 
 class PostgresReader:
@@ -126,3 +127,12 @@ class PostgresReader:
         )
         last, closed = rows[0]
         return (-1 if last is None else last) + 1, bool(closed)
+
+    def schedule_rows(self, schedule_id: str | None = None) -> list[ScheduleRow]:
+        """The schedules (or the one with `schedule_id`) by id."""
+        rows = self._fetchall(
+            f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE $1::text IS NULL OR id = $1"
+            ' ORDER BY id COLLATE "C"',
+            (schedule_id,),
+        )
+        return [ScheduleRow.from_params(row) for row in rows]

@@ -26,6 +26,7 @@ from typing import Any
 
 from .._errors import StoreReadError
 from ._base import RUN_COLUMNS, ChunkKind, ChunkRow, EventRow, RunRow
+from ._schedule_rows import SELECT_SCHEDULES, ScheduleRow
 
 _OWN_TABLES = {"meta", "runs", "events"}
 
@@ -138,8 +139,13 @@ class SQLiteReader:
         last, closed = rows[0]
         return (-1 if last is None else last) + 1, bool(closed)
 
-    def schedule_rows(self) -> list[tuple[Any, ...]]:
-        """The schedules table's rows as stored (none in a store from before schedules)."""
+    def schedule_rows(self, schedule_id: str | None = None) -> list[ScheduleRow]:
+        """The schedules (or the one with `schedule_id`) by id; none in a store from before
+        schedules."""
         if "schedules" not in self.tables:
             return []
-        return self._fetchall("SELECT * FROM schedules ORDER BY id")
+        if schedule_id is None:
+            found = self._fetchall(SELECT_SCHEDULES)
+        else:
+            found = self._fetchall("SELECT * FROM schedules WHERE id=?", (schedule_id,))
+        return [ScheduleRow.from_params(row) for row in found]

@@ -6,23 +6,24 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from httpx_sse import SSEError, connect_sse
+from httpx_sse import ServerSentEvent, SSEError, connect_sse
 
-from ._source import FINAL_EVENT_KINDS, Chunk, RequestFailed
+from ._source import FINAL_EVENT_KINDS, Chunk, RequestFailed, segment
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 MAX_WAIT = 3600.0  # the server's longest result wait per request
 _TIMEOUT = 30.0
-
-
-def segment(value: str) -> str:
-    return quote(value, safe="")
+# Following a run across a server restart: reconnect after 0.1 s, doubling up to 2 s,
+# and give up once no connection has worked for this long.
+RECONNECT_FIRST = 0.1
+RECONNECT_MAX = 2.0
+RECONNECT_GIVE_UP = 60.0
 
 
 class HttpClient:
@@ -39,15 +40,19 @@ class HttpClient:
 
     @contextmanager
     def _failures(self) -> Iterator[None]:
-        """httpx's errors as `RequestFailed`, naming the server for connection errors."""
+        """httpx's errors as `RequestFailed`."""
         try:
             yield
-        except httpx.ConnectError as exc:
-            raise RequestFailed("ConnectError", f"cannot reach {self.url}: {exc}") from None
-        except httpx.TimeoutException as exc:
-            raise RequestFailed(type(exc).__name__, f"{self.url} did not answer: {exc}") from None
         except (httpx.HTTPError, SSEError) as exc:
-            raise RequestFailed(type(exc).__name__, f"{self.url}: {exc}") from None
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: httpx.HTTPError | SSEError) -> RequestFailed:
+        """An httpx error as `RequestFailed`, naming the server for connection errors."""
+        if isinstance(exc, httpx.ConnectError):
+            return RequestFailed("ConnectError", f"cannot reach {self.url}: {exc}")
+        if isinstance(exc, httpx.TimeoutException):
+            return RequestFailed(type(exc).__name__, f"{self.url} did not answer: {exc}")
+        return RequestFailed(type(exc).__name__, f"{self.url}: {exc}")
 
     def _request(
         self,
@@ -112,32 +117,69 @@ class HttpClient:
         return list(self.get(f"/runs/{segment(run_id)}/events")["events"])
 
     def follow_events(self, run_id: str) -> Iterator[dict[str, Any]]:
-        for sse in self._sse(f"/runs/{segment(run_id)}/events"):
-            event: dict[str, Any] = json.loads(sse.data)
-            yield event
-            if event["kind"] in FINAL_EVENT_KINDS:
-                return
-        raise RequestFailed(
-            "StreamEnded", f"{self.url} ended the event stream before the run ended"
-        )
+        """The run's events until its final one, across dropped connections and server
+        restarts (see `_sse`)."""
+        for sse in self._sse(
+            f"/runs/{segment(run_id)}/events",
+            lambda sse: json.loads(sse.data)["kind"] in FINAL_EVENT_KINDS,
+        ):
+            yield json.loads(sse.data)
 
     def stream(self, run_id: str, namespace: str, start: int) -> Iterator[Chunk]:
+        """The chunks until the server ends the stream (it closed, or the run ended);
+        across dropped connections, but not across a restart (whose clean end of the
+        response looks like the stream's)."""
         path = f"/runs/{segment(run_id)}/stream?namespace={quote(namespace)}&start={start}"
-        for sse in self._sse(path):
+        for sse in self._sse(path, None):
             value = base64.b64decode(sse.data) if sse.event == "bytes" else json.loads(sse.data)
             yield Chunk(int(sse.id), value)
 
-    def _sse(self, path: str) -> Iterator[Any]:
-        with (
-            self._failures(),
-            connect_sse(
-                self._http, "GET", path, timeout=httpx.Timeout(_TIMEOUT, read=None)
-            ) as source,
-        ):
-            if source.response.is_error:
-                source.response.read()
-                _check(source.response)
-            yield from source.iter_sse()
+    def _sse(
+        self, path: str, last: Callable[[ServerSentEvent], bool] | None
+    ) -> Iterator[ServerSentEvent]:
+        """The messages of an SSE response until `last(message)` is true (None: until the
+        server ends the response). When the connection drops, or the server ends the
+        response before `last` (it is restarting) or answers 503 (it is closing), connect
+        again with backoff, sending the id of the last message received as
+        `Last-Event-ID`: the server goes on right after it, so no message is shown twice
+        or missed. Raises `RequestFailed` once reconnecting has failed for
+        `RECONNECT_GIVE_UP` seconds, or at once for an error answer other than 503."""
+        last_id: str | None = None
+        connected = False  # a server that is not there at all fails at once
+        delay = RECONNECT_FIRST
+        failing_since: float | None = None
+        while True:
+            headers = {} if last_id is None else {"Last-Event-ID": last_id}
+            try:
+                with connect_sse(
+                    self._http, "GET", path, headers=headers,
+                    timeout=httpx.Timeout(_TIMEOUT, read=None),
+                ) as source:  # fmt: skip
+                    response = source.response
+                    problem = f"{self.url} is closing (503)"
+                    if response.status_code != 503:
+                        if response.is_error:
+                            response.read()
+                            _check(response)
+                        connected, delay, failing_since = True, RECONNECT_FIRST, None
+                        for sse in source.iter_sse():
+                            last_id = sse.id or last_id
+                            yield sse
+                            if last is not None and last(sse):
+                                return
+                        if last is None:
+                            return
+                        problem = f"{self.url} ended the event stream before the run ended"
+            except (httpx.TransportError, SSEError) as exc:
+                if not connected:
+                    raise self._failure(exc) from None
+                problem = f"{self.url}: {type(exc).__name__}: {exc}"
+            now = time.monotonic()
+            failing_since = now if failing_since is None else failing_since
+            if now - failing_since >= RECONNECT_GIVE_UP:
+                raise RequestFailed("ConnectionLost", f"{problem} (gave up reconnecting)")
+            time.sleep(delay)
+            delay = min(2 * delay, RECONNECT_MAX)
 
     def schedules(self) -> dict[str, Any]:
         return dict(self.get("/schedules"))

@@ -13,9 +13,8 @@ import orjson
 from actorflow import ActorflowError
 from actorflow._store_reader import StoreReader
 
-from ._client import DEFAULT_URL, HttpClient
 from ._output import Output
-from ._source import RequestFailed, Source
+from ._source import DEFAULT_URL, RequestFailed, Source
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,6 +99,8 @@ def with_client(f: F) -> F:
 
     @functools.wraps(f)
     def command(url: str, auth_token: str | None, as_json: bool, **kwargs: Any) -> Any:
+        from ._client import HttpClient  # httpx: only the commands that ask a server
+
         client = HttpClient(url, auth_token)
         try:
             return _guarded(f, client, Output(as_json), **kwargs)
@@ -124,6 +125,8 @@ def with_source(f: F) -> F:
 
             source = _guarded(StoreSource, db)
         else:
+            from ._client import HttpClient
+
             source = HttpClient(url, auth_token)
         try:
             return _guarded(f, source, Output(as_json), **kwargs)

@@ -44,3 +44,15 @@ class Output:
             self.document(value)
         else:
             self.show(human())
+
+    def listing(
+        self, document: dict[str, Any], key: str, table: Callable[[list[Any]], RenderableType]
+    ) -> None:
+        """A list answer: `document` as JSON with `--json`, else a table of its `key` list,
+        or `no <key>` when that list is empty."""
+        if self.json:
+            self.document(document)
+        elif document[key]:
+            self.show(table(document[key]))
+        else:
+            self.show(f"no {key}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -12,14 +12,16 @@ from rich.text import Text
 
 import actorflow as af
 
-from ._client import HttpClient, segment
 from ._live import follow
 from ._options import JSON_VALUE, with_client, with_source
 from ._output import Output
-from ._source import FINAL_STATUSES, Source
+from ._source import FINAL_STATUSES, Source, segment
 from ._views import error_view, events_table, run_view, runs_table, started_line, status_text
 
 FAILED_RUN_STATUS = 3  # the exit status of `runs result` for a failed or terminated run
+
+if TYPE_CHECKING:
+    from ._client import HttpClient
 
 
 @click.group("runs")
@@ -43,12 +45,7 @@ def list_runs(
 ) -> None:
     """Runs, newest first."""
     page = source.list_runs(workflow=workflow, statuses=list(statuses), limit=limit)
-    if out.json:
-        out.document(page)
-    elif page["runs"]:
-        out.show(runs_table(page["runs"]))
-    else:
-        out.show("no runs")
+    out.listing(page, "runs", runs_table)
 
 
 @runs.command("describe")

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.text import Text
 
-from ._client import HttpClient, segment
 from ._options import JSON_VALUE, with_client, with_source
 from ._output import Output
-from ._source import Source
+from ._source import Source, segment
 from ._views import schedule_view, schedules_table, started_line
 
 OVERLAPS = ("skip", "buffer_one", "buffer_all", "terminate_other", "allow")
 CATCHUPS = ("latest", "all", "skip")
+
+if TYPE_CHECKING:
+    from ._client import HttpClient
 
 
 @click.group("schedules")
@@ -26,13 +28,7 @@ def schedules() -> None:
 @with_source
 def list_schedules(source: Source, out: Output) -> None:
     """Every schedule: workflow, cron, time zone, paused or not, next tick."""
-    answer = source.schedules()
-    if out.json:
-        out.document(answer)
-    elif answer["schedules"]:
-        out.show(schedules_table(answer["schedules"]))
-    else:
-        out.show("no schedules")
+    out.listing(source.schedules(), "schedules", schedules_table)
 
 
 @schedules.command("describe")

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import IO, Any, Protocol
+from urllib.parse import quote
 
 import attrs
 import click
 
+DEFAULT_URL = "http://127.0.0.1:8000"
 FINAL_STATUSES = frozenset({"completed", "failed", "terminated"})
 FINAL_EVENT_KINDS = frozenset({"run_completed", "run_failed", "run_terminated"})
 
@@ -26,6 +28,11 @@ class RequestFailed(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.type}: {self.message}", err=True, file=file)
+
+
+def segment(value: str) -> str:
+    """`value` as one segment of a URL path."""
+    return quote(value, safe="")
 
 
 @attrs.frozen

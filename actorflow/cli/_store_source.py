@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import actorflow as af
 from actorflow._store_reader import StoreReader
-from actorflow.http._shapes import error_json, event_json, run_json
+from actorflow.http._shapes import error_json, event_json, run_json, schedule_json
 
 from ._source import FINAL_EVENT_KINDS, Chunk, RequestFailed
 
@@ -113,7 +113,7 @@ class StoreSource:
             self._reader.refresh()
 
     def schedules(self) -> dict[str, Any]:
-        raise RequestFailed("NotSupported", "schedules cannot be read from --db yet")
+        return {"schedules": [schedule_json(i) for i in self._read(self._reader.list_schedules)]}
 
     def schedule(self, schedule_id: str) -> dict[str, Any]:
-        raise RequestFailed("NotSupported", "schedules cannot be read from --db yet")
+        return schedule_json(self._read(self._reader.schedule, schedule_id))

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.text import Text
 
-from ._client import HttpClient, segment
 from ._options import JSON_VALUE, with_client, with_source
 from ._output import Output
-from ._source import Source
+from ._source import Source, segment
 from ._views import workflows_table
+
+if TYPE_CHECKING:
+    from ._client import HttpClient
 
 
 @click.group("workflows")
@@ -23,8 +25,7 @@ def workflows() -> None:
 @with_source
 def list_workflows(source: Source, out: Output) -> None:
     """Each workflow: concurrency, schedules, and its runs by status."""
-    answer = source.workflows()
-    out.answer(answer, lambda: workflows_table(answer["workflows"]))
+    out.listing(source.workflows(), "workflows", workflows_table)
 
 
 @click.group("hooks")

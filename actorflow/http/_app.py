@@ -33,10 +33,11 @@ def asgi_app(engine: af.Engine, token: str | None = None, *, heartbeat: float = 
         raise ValueError("token must be a non-empty str or None")
     if not heartbeat > 0:
         raise ValueError(f"heartbeat must be > 0 seconds, got {heartbeat!r}")
-    document = openapi_document()
 
     async def openapi(request: Request) -> Response:
-        return json_response(document)
+        # Made for each request: with `workflows=None` the engine starts every workflow
+        # decorated so far, and one module may be imported after the app was made.
+        return json_response(openapi_document(engine.workflows()))
 
     async def healthz(request: Request) -> Response:
         await engine.list_runs(limit=1)  # EngineClosedError (503) or a store error (500)

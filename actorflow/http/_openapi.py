@@ -7,10 +7,12 @@ every route is described and that the fuzzer finds no input answered with 500.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import actorflow as af
+
+from ._workflow_types import START, START_BATCH, add_typed_routes
 
 Schema = dict[str, Any]
 
@@ -29,7 +31,8 @@ _ERROR_TEXT = {
     409: "the run is not in a state that allows this, or the id exists",
     413: "the body is over the engine's max_payload_bytes",
     415: "the body is not JSON",
-    422: "a value that cannot be used: wrong number of arguments, bad id or name",
+    422: "a value that cannot be used: wrong number of arguments, an argument that does not "
+    "fit the workflow's annotations (ValidationError), bad id or name",
     503: "the engine is closing",
 }
 
@@ -113,7 +116,23 @@ _LAST_EVENT_ID: Schema = {
 _EVENT_STREAM: Schema = {"type": "string", "format": "event-stream"}
 
 _SCHEMAS: dict[str, Schema] = {
-    "Error": _obj({"error": _obj({"type": {"type": "string"}, "message": {"type": "string"}})}),
+    "Error": _obj(
+        {
+            "error": _obj(
+                {
+                    "type": {"type": "string"},
+                    "message": {"type": "string"},
+                    "argument": {
+                        **_NULLABLE_STR,
+                        "description": "ValidationError: the argument (null: not one)",
+                    },
+                    "path": {"type": "string", "description": "ValidationError: where in it"},
+                    "reason": {"type": "string", "description": "ValidationError: what fits"},
+                },
+                required=["type", "message"],
+            )
+        }
+    ),
     "ErrorInfo": _obj(
         {"type": {"type": "string"}, "message": {"type": "string"}, "traceback": _NULLABLE_STR}
     ),
@@ -161,6 +180,14 @@ _SCHEMAS: dict[str, Schema] = {
             "name": {"type": "string"},
             "concurrency": {"type": ["integer", "null"]},
             "schedules": {"type": "array", "items": {"type": "string"}},
+            "schemas": {
+                "description": "JSON Schemas of the arguments (an array) and the result; "
+                "null when the workflow's type hints do not resolve",
+                "oneOf": [
+                    _obj({"args": {"type": "object"}, "result": {"type": "object"}}),
+                    {"type": "null"},
+                ],
+            },
             "runs": {
                 "type": "object",
                 "description": "run counts by status",
@@ -278,7 +305,7 @@ def _paths() -> dict[str, Any]:
                 (),
             )
         },
-        "/v1/workflows/{name}/runs": {
+        START: {
             "post": _operation(
                 "start a run",
                 {
@@ -290,7 +317,7 @@ def _paths() -> dict[str, Any]:
                 _ref("StartRun"),
             )
         },
-        "/v1/workflows/{name}/runs/batch": {
+        START_BATCH: {
             "post": _operation(
                 "start many runs in one commit: all or none",
                 {201: ("the runs, in order", _obj({"runs": runs_list}))},
@@ -440,8 +467,12 @@ def _paths() -> dict[str, Any]:
     return paths
 
 
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document (paths relative to where the app is mounted)."""
+def openapi_document(workflows: Iterable[af.WorkflowFunction[Any, Any]] = ()) -> dict[str, Any]:
+    """The OpenAPI 3.1 document (paths relative to where the app is mounted), with a
+    typed start route for each of `workflows`."""
+    paths = _paths()
+    schemas = dict(_SCHEMAS)
+    add_typed_routes(workflows, paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -450,9 +481,9 @@ def openapi_document() -> dict[str, Any]:
             "description": "Start, inspect and control durable workflow runs. Errors are "
             '`{"error": {"type", "message"}}`.',
         },
-        "paths": _paths(),
+        "paths": paths,
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": schemas,
             "responses": {
                 str(status): {"description": text, "content": _json(_ref("Error"))}
                 for status, text in _ERROR_TEXT.items()

@@ -3,10 +3,14 @@
 Every error body is `{"error": {"type": ..., "message": ...}}`: `type` is the
 exception's class name for errors the engine raised, or a name of the HTTP
 layer's own (`MalformedJSON`, `PayloadTooLarge`, ...) for what it refused
-before the engine saw the request.
+before the engine saw the request. A `ValidationError` (an argument that does
+not fit the workflow's annotations) adds its parts: `argument`, `path` and
+`reason` (what was expected).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -49,9 +53,9 @@ class Problem(Exception):
         self.message = message
 
 
-def error_response(status: int, type: str, message: str) -> Response:
-    """The error body with `status`."""
-    body = orjson.dumps({"error": {"type": type, "message": message}})
+def error_response(status: int, type: str, message: str, **detail: Any) -> Response:
+    """The error body with `status`; `detail` adds fields next to `type` and `message`."""
+    body = orjson.dumps({"error": {"type": type, "message": message, **detail}})
     return Response(body, status, media_type="application/json")
 
 
@@ -72,6 +76,9 @@ async def on_engine_error(request: Request, exc: Exception) -> Response:
     status = status_of(exc)
     if status is None:
         raise exc  # not the client's doing: a 500, logged by the server
+    if isinstance(exc, af.ValidationError):
+        detail = {"argument": exc.argument, "path": exc.path, "reason": exc.reason}
+        return error_response(status, type(exc).__name__, str(exc), **detail)
     return error_response(status, type(exc).__name__, str(exc))
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -12,7 +10,7 @@ import actorflow as af
 
 from ._body import json_object, read_json, shape_error
 from ._runs import json_response
-from ._shapes import iso, run_json
+from ._shapes import run_json, schedule_json
 
 _CREATE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "id": str,
@@ -25,27 +23,6 @@ _CREATE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "paused": bool,
     "metadata": object,
 }
-
-
-def schedule_json(info: af.ScheduleInfo) -> dict[str, Any]:
-    return {
-        "id": info.id,
-        "workflow": info.workflow,
-        "cron": info.cron,
-        "args": info.args,
-        "timezone": info.timezone,
-        "overlap": info.overlap,
-        "catchup": info.catchup,
-        "paused": info.paused,
-        "declared": info.declared,
-        "next_time": iso(info.next_time),
-        "recent": [
-            {"scheduled_time": iso(t.scheduled_time), "run_id": t.run_id, "outcome": t.outcome}
-            for t in info.recent
-        ],
-        "metadata": info.metadata,
-        "created_at": iso(info.created_at),
-    }
 
 
 class ScheduleRoutes:

@@ -63,11 +63,37 @@ def event_json(event: af.RunEvent) -> dict[str, Any]:
 
 
 def workflow_json(
-    workflow: af.WorkflowFunction[Any, Any], counts: dict[af.RunStatus, int]
+    workflow: af.WorkflowFunction[Any, Any],
+    counts: dict[af.RunStatus, int],
+    schemas: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    """A workflow as `GET /v1/workflows` lists it; `schemas` are its `{"args", "result"}`
+    JSON Schemas (None when its hints do not resolve)."""
     return {
         "name": workflow.name,
         "concurrency": workflow.concurrency,
         "schedules": list(workflow.schedules),
+        "schemas": schemas,
         "runs": {status.value: counts.get(status, 0) for status in af.RunStatus},
+    }
+
+
+def schedule_json(info: af.ScheduleInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "workflow": info.workflow,
+        "cron": info.cron,
+        "args": info.args,
+        "timezone": info.timezone,
+        "overlap": info.overlap,
+        "catchup": info.catchup,
+        "paused": info.paused,
+        "declared": info.declared,
+        "next_time": iso(info.next_time),
+        "recent": [
+            {"scheduled_time": iso(t.scheduled_time), "run_id": t.run_id, "outcome": t.outcome}
+            for t in info.recent
+        ],
+        "metadata": info.metadata,
+        "created_at": iso(info.created_at),
     }

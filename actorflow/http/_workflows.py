@@ -13,6 +13,7 @@ import actorflow as af
 from ._body import json_object, read_json, shape_error
 from ._runs import json_response
 from ._shapes import run_json, workflow_json
+from ._workflow_types import SchemaCache
 
 _START_FIELDS: dict[str, type | tuple[type, ...]] = {
     "args": list,
@@ -28,6 +29,7 @@ class WorkflowRoutes:
 
     def __init__(self, engine: af.Engine) -> None:
         self.engine = engine
+        self.schemas = SchemaCache()
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -42,7 +44,8 @@ class WorkflowRoutes:
         return json_response(
             {
                 "workflows": [
-                    workflow_json(wf, counts.get(wf.name, {})) for wf in self.engine.workflows()
+                    workflow_json(wf, counts.get(wf.name, {}), self.schemas.of(wf))
+                    for wf in self.engine.workflows()
                 ]
             }
         )

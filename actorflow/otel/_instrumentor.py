@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from typing import ParamSpec, TypeVar
 
@@ -18,6 +19,9 @@ SCOPE = "actorflow"
 log = logging.getLogger("actorflow.otel")
 P = ParamSpec("P")
 R = TypeVar("R")
+# The instruments made on each meter provider, made once: an observable instrument made
+# again (on instrumenting again) would report its series twice.
+_metrics_of: weakref.WeakKeyDictionary[object, RunMetrics] = weakref.WeakKeyDictionary()
 
 
 def _guarded(method: Callable[P, R | None]) -> Callable[P, R | None]:
@@ -53,8 +57,12 @@ class ActorflowInstrumentor:
         Instrumenting again replaces the previous providers."""
         self.uninstrument()
         tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
-        meter = metrics.get_meter(SCOPE, meter_provider=meter_provider)
-        _observe.install(OtelObserver(RunSpans(tracer, RunMetrics(meter))))
+        provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
+        run_metrics = _metrics_of.get(provider)
+        if run_metrics is None:
+            meter = metrics.get_meter(SCOPE, meter_provider=provider)
+            run_metrics = _metrics_of[provider] = RunMetrics(meter)
+        _observe.install(OtelObserver(RunSpans(tracer, run_metrics)))
 
     def uninstrument(self) -> None:
         """Stop emitting (a no-op if not instrumented)."""
@@ -103,14 +111,14 @@ class OtelObserver:
 
     @_guarded
     def commit_failed(self, batch: WriteBatch) -> None:
-        self.metrics.write_failures.add(1)
+        self.metrics.write_failures.add()
 
     @_guarded
     def run_loaded(self, row: RunRow, events: list[EventRow], restarted: bool) -> None:
         if not restarted:
-            self.metrics.rehydrations.add(1, {"workflow": row.workflow})
+            self.metrics.rehydrations.add(row.workflow)
         self.spans.load(row, events, restarted)
 
     @_guarded
     def run_evicted(self, run_id: str) -> None:
-        self.metrics.evictions.add(1)
+        self.metrics.evictions.add()

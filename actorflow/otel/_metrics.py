@@ -1,4 +1,10 @@
-"""RunMetrics: actorflow's OpenTelemetry instruments, all named `actorflow.*`."""
+"""RunMetrics: actorflow's OpenTelemetry instruments, all named `actorflow.*`.
+
+Counters are counted here, in a dict, and reported by observable counters when
+a reader collects: adding one is a dict update, where the SDK's synchronous
+counter spends microseconds per `add` (attribute validation and hashing, a lock).
+Histograms have no observable form in the API, so they are recorded as they happen.
+"""
 
 from __future__ import annotations
 
@@ -17,14 +23,44 @@ ROWS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 ATTEMPTS_BUCKETS = (1, 2, 3, 4, 5, 10, 20, 50)
 
 
+class Counts:
+    """A monotonic counter kept as totals by attribute values (`labels` names them),
+    reported by an observable counter."""
+
+    __slots__ = ("labels", "totals")
+
+    def __init__(self, meter: Meter, name: str, unit: str, description: str, *labels: str):
+        self.labels = labels
+        self.totals: dict[tuple[str, ...], int] = {}
+        meter.create_observable_counter(name, [self.observe], unit, description)
+
+    def add(self, *values: str) -> None:
+        """Count one, with these attribute values (one per label)."""
+        totals = self.totals
+        totals[values] = totals.get(values, 0) + 1
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        # list() copies in one step (C code, under the GIL): a reader's thread may collect
+        # while the loop counts.
+        found = list(self.totals.items())
+        labels = self.labels
+        return [Observation(n, dict(zip(labels, key, strict=True))) for key, n in found]
+
+
 class RunMetrics:
     """The instruments, and one method per thing measured (called from committed rows)."""
 
     def __init__(self, meter: Meter) -> None:
-        counter, seconds = meter.create_counter, partial(_histogram, meter, "s", SECONDS_BUCKETS)
-        self.runs_started = counter("actorflow.runs.started", "{run}", "Runs created, by workflow")
+        counter, seconds = partial(Counts, meter), partial(_histogram, meter, "s", SECONDS_BUCKETS)
+        self.runs_started = counter(
+            "actorflow.runs.started", "{run}", "Runs created, by workflow", "workflow"
+        )
         self.runs_finished = counter(
-            "actorflow.runs.finished", "{run}", "Runs that ended, by workflow and outcome"
+            "actorflow.runs.finished",
+            "{run}",
+            "Runs that ended, by workflow and outcome",
+            "workflow",
+            "outcome",
         )
         self.run_duration = seconds(
             "actorflow.run.duration", "From creation to final status, by workflow and outcome"
@@ -41,7 +77,11 @@ class RunMetrics:
             "actorflow.step.attempts", "Attempts a step took, once it ended",
         )  # fmt: skip
         self.step_retries = counter(
-            "actorflow.step.retries", "{retry}", "Step attempts that failed and will be retried"
+            "actorflow.step.retries",
+            "{retry}",
+            "Step attempts that failed and will be retried",
+            "workflow",
+            "step",
         )
         self.timer_lateness = seconds(
             "actorflow.timer.lateness", "How long after its due time a sleep fired"
@@ -60,19 +100,21 @@ class RunMetrics:
             "actorflow.actors.evictions", "{run}", "Idle runs that left memory"
         )
         self.rehydrations = counter(
-            "actorflow.actors.rehydrations", "{run}", "Runs brought back into memory from the log"
+            "actorflow.actors.rehydrations",
+            "{run}",
+            "Runs brought back into memory from the log",
+            "workflow",
         )
         meter.create_observable_gauge(
             "actorflow.actors.live", [_live_actors], "{run}", "Runs in memory, by status"
         )
 
     def run_started(self, workflow: str) -> None:
-        self.runs_started.add(1, {"workflow": workflow})
+        self.runs_started.add(workflow)
 
     def run_finished(self, workflow: str, outcome: str, seconds: float) -> None:
-        attrs = {"workflow": workflow, "outcome": outcome}
-        self.runs_finished.add(1, attrs)
-        self.run_duration.record(seconds, attrs)
+        self.runs_finished.add(workflow, outcome)
+        self.run_duration.record(seconds, {"workflow": workflow, "outcome": outcome})
 
     def queue_waited(self, workflow: str, seconds: float) -> None:
         self.queue_wait.record(max(0.0, seconds), {"workflow": workflow})
@@ -83,7 +125,7 @@ class RunMetrics:
         attrs = {"workflow": workflow, "step": step, "outcome": outcome}
         self.step_duration.record(seconds, attrs)
         if outcome == "retrying":
-            self.step_retries.add(1, {"workflow": workflow, "step": step})
+            self.step_retries.add(workflow, step)
         else:
             self.step_attempts.record(attempt, attrs)
 

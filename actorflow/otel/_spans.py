@@ -52,12 +52,15 @@ class RunTrace:
 
     __slots__ = (
         "began_at", "calls", "committed", "context", "created_at", "flags", "generation",
-        "parent", "received", "run_id", "schedule_id", "span_id", "started", "trace_id",
-        "workflow",
+        "parent", "received", "recording", "run_id", "schedule_id", "span_id",
+        "started", "trace_id", "workflow",
     )  # fmt: skip
 
     def __init__(
-        self, row: RunRow, carrier: Mapping[str, str] | None, sampled: Callable[[int], bool]
+        self,
+        row: RunRow,
+        carrier: Mapping[str, str] | None,
+        sampled: Callable[[int, Context | None], bool],
     ) -> None:
         self.run_id = row.id
         self.workflow = row.workflow
@@ -76,11 +79,15 @@ class RunTrace:
             self.parent = Context()
             self.trace_id = run_trace_id(row.id, row.created_at)
             # The run span is ended last, but its sampling decides its calls' spans too.
-            self.flags = SAMPLED if sampled(self.trace_id) else NOT_SAMPLED
+            self.flags = SAMPLED if sampled(self.trace_id, None) else NOT_SAMPLED
         self.calls: dict[int, Call] = {}
         # Events received with no wait for them yet, by key: a later wait takes one at once.
         self.received: dict[str, int] = {}
         self.begin(row.generation, row.created_at if row.generation == 0 else row.started_at)
+        # Whether the sampler keeps the spans under the run's (the SDK's samplers decide by
+        # the trace id and the parent's flags): if not, they are not made at all.
+        joined = parent.is_valid
+        self.recording = sampled(self.trace_id, self.context) if joined else self.flags.sampled
 
     def begin(self, generation: int, at: float | None) -> None:
         """Start tracing `generation`, which began at `at`."""
@@ -138,12 +145,13 @@ class RunSpans:
             L.RUN_TERMINATED: self._run_ended,
         }
 
-    def _sampled(self, trace_id: int) -> bool:
-        """Whether the SDK's sampler keeps a root run span of trace `trace_id` (with the
-        usual samplers, it decides by the trace id alone: every process agrees)."""
+    def _sampled(self, trace_id: int, parent: Context | None) -> bool:
+        """Whether the SDK's sampler keeps a span of trace `trace_id` under `parent` (a root
+        run span for None; with the usual samplers, the decision depends on the trace id and
+        the parent's flags alone: every process agrees)."""
         if self._sampler is None:
             return True
-        result = self._sampler.should_sample(None, trace_id, "run")
+        result = self._sampler.should_sample(parent, trace_id, "run")
         return bool(result.decision.is_sampled())
 
     def close(self) -> None:
@@ -239,11 +247,7 @@ class RunSpans:
         call = run.calls.pop(row.seq, None) if row.seq is not None else None
         if call is None or not live:
             return
-        attrs = run.attributes()
-        attrs["actorflow.step.name"] = call.name
-        attrs["actorflow.step.seq"] = row.seq
-        attrs["actorflow.step.attempt"] = call.attempt
-        error = None
+        error = delay = None
         if row.kind == L.STEP_COMPLETED:
             outcome = "completed"
         else:
@@ -252,9 +256,16 @@ class RunSpans:
             outcome = "failed"
             if row.kind == L.STEP_RETRYING:
                 outcome = "retrying"
-                attrs["actorflow.step.retry_delay"] = max(0.0, data["retry_at"] - row.at)
-        attrs["actorflow.outcome"] = outcome
-        self._emit(run, f"step {call.name}", call.at, row.at, attrs, error)
+                delay = max(0.0, data["retry_at"] - row.at)
+        if run.recording:  # else no attributes to build
+            attrs = run.attributes()
+            attrs["actorflow.step.name"] = call.name
+            attrs["actorflow.step.seq"] = row.seq
+            attrs["actorflow.step.attempt"] = call.attempt
+            if delay is not None:
+                attrs["actorflow.step.retry_delay"] = delay
+            attrs["actorflow.outcome"] = outcome
+            self._emit(run, f"step {call.name}", call.at, row.at, attrs, error)
         self.metrics.step_ended(run.workflow, call.name, outcome, row.at - call.at, call.attempt)
 
     def _sleep_started(self, run: RunTrace, row: EventRow, live: bool) -> None:
@@ -338,6 +349,8 @@ class RunSpans:
     def _end_run_span(
         self, run: RunTrace, at: float, outcome: str, error: dict[str, Any] | None
     ) -> None:
+        if not run.recording:
+            return
         attrs = run.attributes()
         attrs["actorflow.outcome"] = outcome
         ids = self.ids
@@ -360,6 +373,8 @@ class RunSpans:
         error: dict[str, Any] | None,
         context: Context | None = None,
     ) -> None:
+        if not run.recording:
+            return  # the SDK would make a span that records nothing: skip its cost
         span = self.tracer.start_span(
             name,
             context=run.context if context is None else context,
