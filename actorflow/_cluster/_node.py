@@ -85,6 +85,9 @@ class ClusterNode:
         self._rejoin = False
         self._changed: set[str] | None = set()
         self._inflight: set[int] = set()  # inbox rows handed to actors, not yet deleted
+        # Rows a commit deleted, still in `_inflight` until a read that began after that
+        # commit: a read whose snapshot predates the delete still returns them.
+        self._deleted: set[int] = set()
         self._watch_counts: dict[str, int] = {}
         self._lock = asyncio.Lock()  # the node's connection: one statement at a time
         self._again_handle: asyncio.TimerHandle | None = None
@@ -210,8 +213,7 @@ class ClusterNode:
         """After a commit: forget the inbox rows it deleted, the runs it refused and the
         runs it was to create whose ids were taken; returns those runs (the engine drops
         their actors)."""
-        for inbox_id, _ in batch.inbox_taken:
-            self._inflight.discard(inbox_id)
+        self._deleted.update(inbox_id for inbox_id, _ in batch.inbox_taken)
         if batch.queued or batch.inbox:
             self.stats["notifying_commits"] += 1
         refused = batch.refused
@@ -392,7 +394,9 @@ class ClusterNode:
         async with self._lock:
             conn = self._conn
             assert conn is not None
+            deleted_before, self._deleted = self._deleted, set()
             rows = await conn.fetch(READ_OWNED, self.engine_id, _INBOX_BATCH)
+            self._inflight.difference_update(deleted_before)
             stale: list[int] = []
             wanted: list[tuple[int, str, str, str | None, bytes | None]] = []
             for inbox_id, run_id, kind, key, data, status in rows:
