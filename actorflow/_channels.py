@@ -132,6 +132,13 @@ class Hub(Generic[T]):
         for sub in self._subs.get(key, ()):
             sub._push(item)
 
+    def poke(self, key: Hashable) -> None:
+        """Tell every current subscriber of `key` to read on from the store (what changed
+        was committed elsewhere: a run another engine owns)."""
+        for sub in self._subs.get(key, ()):
+            sub.lagged = True
+            sub._wake()
+
     def end(self, key: Hashable) -> None:
         """Tell every current subscriber of `key` that nothing more will come."""
         for sub in self._subs.get(key, ()):

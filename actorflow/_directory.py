@@ -12,18 +12,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Container, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import _observe
 from ._actor import RunActor
 from ._channels import Hub
+from ._cluster._inbox import control_row, event_row
 from ._definitions import WorkflowFunction, lookup_workflow
 from ._dying import DyingTasks
-from ._errors import EngineClosedError, WorkflowNotRegisteredError
+from ._errors import (
+    EngineClosedError,
+    HookConflictError,
+    StoreWriteError,
+    WorkflowNotRegisteredError,
+)
 from ._limiter import ConcurrencyLimiter
 from ._loader import RunLoader
-from ._messages import SLOT_GRANTED, WAKE, ChildDone, reply_to
-from ._models import ScheduleTick
+from ._messages import SLOT_GRANTED, WAKE, ChildDone, Control, Deliver, reply_to
+from ._models import FINAL, RunStatus, ScheduleTick
 from ._results import ResultWaiters
 from ._schedules import SCHEDULE_KEY, Scheduler
 from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch
@@ -33,6 +40,8 @@ from ._write_failures import WriteFailures
 if TYPE_CHECKING:
     from ._actor._state import RunState
     from ._client import RunClient
+    from ._cluster._claims import Claimed
+    from ._cluster._node import ClusterNode
     from ._context import RunStarter
 
 
@@ -75,6 +84,10 @@ class RunDirectory:
         # Set by the engine: told of its schedules' timers and of every finished run.
         self.scheduler: Scheduler | None = None
         self._dying = DyingTasks()
+        # Set by the engine on a database shared by many engines: which runs are this
+        # engine's, and the way to the others'.
+        self.cluster: ClusterNode | None = None
+        self.max_runs: int | None = None
 
     def open(self) -> None:
         """Accept runs from now on (and show them to gauges: `_observe.open_engines`)."""
@@ -152,6 +165,12 @@ class RunDirectory:
         existing = self.actors.get(row.id)
         if not self.accepting or (existing is not None and existing.loaded):
             return
+        cluster = self.cluster
+        if cluster is not None:
+            if not cluster.execute or self.room() == 0:
+                batch.queued.add(row.id)  # for an engine with room, woken by NOTIFY
+                return
+            cluster.created(row.id)
         actor = self.actors[row.id] = RunActor(self, row.id, row, batch, unique, schedule)
         actor.start()
         if existing is not None:
@@ -166,7 +185,34 @@ class RunDirectory:
         if not self.accepting:
             reply_to(getattr(message, "reply", None), error=EngineClosedError("engine closed"))
             return
+        cluster = self.cluster
+        if cluster is not None and run_id not in cluster.owned:
+            self._route(run_id, message)
+            return
         self.ensure_actor(run_id).post(message)
+
+    def _route(self, run_id: str, message: Any) -> None:
+        """A message for a run this engine does not own: events and control go to the
+        owner through the inbox, in the open batch (so in the sender's transaction), and
+        the caller hears once it is committed. Others are dropped: a child's outcome
+        reaches a parent elsewhere through `commit_batch`, or its rehydration; a message
+        taken from the inbox stays there for the run's new owner; timers and slots are
+        the owner's."""
+        if getattr(message, "inbox", None) is not None:
+            return
+        if isinstance(message, Deliver):
+            row = event_row(run_id, message.key, message.data)
+        elif isinstance(message, Control):
+            row = control_row(run_id, message.action, message.from_step)
+        else:
+            return
+        self.store.batch().inbox.append(row)
+        committed = self.store.commit()
+        reply = message.reply
+        if reply is not None:
+            committed.add_done_callback(
+                lambda done: reply_to(reply, error=None if done.cancelled() else done.exception())
+            )
 
     def ensure_actor(self, run_id: str) -> RunActor:
         """The run's live actor, started (to rehydrate the run) if there is none."""
@@ -198,6 +244,65 @@ class RunDirectory:
         actor = self.actors.pop(run_id, None)
         if actor is not None:
             actor.abandon(error)
+
+    # -- what the cluster node asks (`ClusterHost`) -----------------------------------------
+
+    def room(self) -> int | None:
+        """How many more runs this engine may own now (None: no limit)."""
+        if self.max_runs is None or self.cluster is None:
+            return None
+        return max(0, self.max_runs - len(self.cluster.owned))
+
+    async def recover(self) -> None:
+        """At open: bring back every unfinished run (on a shared database: join the
+        engines, claiming what is there to claim). Rehydrate what can make progress, park
+        the rest; tell parents of children that finished meanwhile."""
+        if self.cluster is not None:
+            await self.cluster.open(self)
+            return
+        self.adopt(await self.store.unfinished_runs())
+        for child in await self.store.finished_children_of_unfinished_parents():
+            assert child.parent_id is not None
+            self.deliver(
+                child.parent_id, ChildDone(child.id, child.status, child.result, child.error)
+            )
+
+    def adopt(self, runs: Iterable[Claimed | RunRow]) -> None:
+        """Runs recovered or just claimed: rehydrate those that can make progress, park
+        the rest (like evicted runs) until their timers (sleep, timeout, deadline)."""
+        for run in runs:
+            if run.status in (RunStatus.PAUSED, RunStatus.WAITING):
+                if run.wake_at is not None:
+                    self.park(run.id, run.wake_at)
+                continue
+            self.ensure_actor(run.id)
+
+    def drop(self, run_ids: Iterable[str], error: BaseException) -> None:
+        """This engine no longer owns `run_ids`: their actors stop, writing nothing more,
+        and their rows not yet written are dropped (the fence would refuse them)."""
+        lost = set(run_ids)
+        for run_id in lost:
+            self.unpark(run_id)
+            self.abandon(run_id, error)
+        self.store.discard_pending(lost)
+
+    async def changed(self, run_ids: set[str] | None) -> None:
+        """Runs owned elsewhere that local readers follow changed (None: any of them):
+        `result()` callers of finished ones are answered, `events()` and `stream()`
+        readers read on from the store."""
+        waiting = self.results.waiting_ids()
+        if run_ids is not None:
+            waiting &= run_ids
+        if waiting:
+            for row in (await self.store.get_runs(list(waiting))).values():
+                if row.status in FINAL:
+                    self.results.finished(row)
+        for key in self.event_hub.subscribed_keys():
+            if run_ids is None or key in run_ids:
+                self.event_hub.poke(key)
+        for key in self.chunk_hub.subscribed_keys():
+            if isinstance(key, tuple) and (run_ids is None or key[0] in run_ids):
+                self.chunk_hub.poke(key)
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -245,25 +350,54 @@ class RunDirectory:
     # -- after commits ---------------------------------------------------------------------
 
     def on_commit(self, batch: WriteBatch) -> None:
-        """Publish a committed batch's events and chunks to live readers."""
+        """Publish a committed batch's events and chunks to live readers; on a database
+        shared by many engines, first drop the runs whose rows the fence refused."""
         observer = _observe.current
         if observer is not None:
             observer.committed(batch)
+        cluster = self.cluster
+        if cluster is not None:
+            refused = cluster.committed(batch)
+            if refused:
+                self.drop(refused, StoreWriteError("another engine owns the run"))
+            if batch.hook_conflicts:
+                refused |= self._hooks_held_elsewhere(batch)
+            if refused:
+                self._publish_except(batch, refused)
+                return
+        self._publish_except(batch, ())
+
+    def _hooks_held_elsewhere(self, batch: WriteBatch) -> set[str]:
+        """Runs that took hook tokens runs on other engines hold: nothing of theirs was
+        written; they are rehydrated, and `create_hook` now raises `HookConflictError`."""
+        taken = batch.hook_conflicts
+        self.hooks.update(taken)
+        runs = {hook.run_id for hook in batch.hooks if hook.token in taken}
+        for run_id in runs:
+            token = next(h.token for h in batch.hooks if h.run_id == run_id and h.token in taken)
+            error = HookConflictError(f"hook token {token!r} is held by run {taken[token]!r}")
+            self.abandon(run_id, error)
+        self.store.discard_pending(set(runs))
+        for run_id in runs:
+            self.rehydrate_at(run_id, time.time())
+        return runs
+
+    def _publish_except(self, batch: WriteBatch, refused: Container[str]) -> None:
         hub = self.event_hub
         if hub:
             for run, events in batch.new_runs:
-                if run.id not in batch.conflicts:
+                if run.id not in batch.conflicts and run.id not in refused:
                     for event in events:
                         if hub.has(event.run_id):
                             hub.publish(event.run_id, event)
             for event in batch.events:
-                if hub.has(event.run_id):
+                if hub.has(event.run_id) and event.run_id not in refused:
                     hub.publish(event.run_id, event)
         chunks = self.chunk_hub
         if chunks:
             for chunk in batch.chunks:
                 key = (chunk.run_id, chunk.namespace)
-                if chunks.has(key):
+                if chunks.has(key) and chunk.run_id not in refused:
                     chunks.publish(key, chunk)
 
     def outcome_loaded(self, row: RunRow) -> None:
@@ -273,6 +407,8 @@ class RunDirectory:
     def run_finished(self, row: RunRow) -> None:
         """Called by an actor once its run's final status is committed."""
         self.results.finished(row)
+        if self.cluster is not None:
+            self.cluster.finished(row.id)
         if self.scheduler is not None:
             self.scheduler.run_finished(row.id)
         if row.parent_id is not None:

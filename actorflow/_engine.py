@@ -19,21 +19,20 @@ from typing import Any, Literal, TypeVar, overload
 
 from . import _observe
 from ._asyncio_helpers import shielded
-from ._context import HOOK_PREFIX, _engine
+from ._cluster import check_cluster_options
+from ._context import _engine
 from ._definitions import WorkflowFunction, registered_workflows
 from ._directory import RunDirectory
 from ._durations import Duration, to_seconds
 from ._engine_options import check_options
 from ._errors import (
     EngineClosedError,
-    HookNotFoundError,
     RunAlreadyExistsError,
     WorkflowSandboxError,
 )
-from ._ids import check_name, check_new_run_id, check_run_id, new_run_id
+from ._ids import check_new_run_id, check_run_id, new_run_id
 from ._local_client import LocalRunClient
 from ._log import RUN_CREATED, creation_data, to_run_info
-from ._messages import ChildDone, Deliver
 from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick, status_texts
 from ._observe import check_trace_context
 from ._retention import RetentionSweeper, purge, purge_filter
@@ -42,7 +41,7 @@ from ._sandbox import WorkflowLoop
 from ._schedule_api import EngineSchedules, Schedule
 from ._schedule_types import Catchup, Overlap, ScheduleInfo, tick_fields
 from ._serde import encode
-from ._store import CommitStats, RunRow, Store, WriteBatch, open_store
+from ._store import CommitStats, RunRow, SharedStore, Store, WriteBatch, open_store
 from ._store._base import as_event
 
 log = logging.getLogger("actorflow.engine")
@@ -73,6 +72,10 @@ class Engine:
     - `retention`: delete finished runs (with their events and streams) that long
       after they finished, in the background; a workflow's own `retention=`
       overrides it. None (the default) keeps them (see `purge`).
+    - PostgreSQL, shared by many engines (README, "Scaling out"): `execute=False`
+      makes a client (it runs nothing); `lease_timeout`: seconds after its last
+      heartbeat an engine loses its runs; `max_runs`: cap on the unfinished runs
+      it owns (the rest wait `queued`). Both raise `ValueError` on other stores.
     """
 
     def __init__(
@@ -87,6 +90,9 @@ class Engine:
         max_payload_bytes: int = 64 * 1024 * 1024,
         retention: Duration | None = None,
         close_timeout: float = 5.0,
+        execute: bool = True,
+        lease_timeout: float = 5.0,
+        max_runs: int | None = None,
     ) -> None:
         check_options(
             max_concurrency, idle_timeout, wake_ahead, max_stream_bytes, max_payload_bytes,
@@ -94,6 +100,9 @@ class Engine:
         )  # fmt: skip
         self.url = url
         self.store: Store = open_store(url)
+        check_cluster_options(isinstance(self.store, SharedStore), execute, lease_timeout, max_runs)
+        self.execute = execute
+        self.lease_timeout = lease_timeout
         self.idle_timeout = idle_timeout
         self.wake_ahead = wake_ahead
         self.max_stream_bytes = max_stream_bytes
@@ -116,6 +125,7 @@ class Engine:
             max_stream_bytes,
             max_payload_bytes,
         )
+        self._runs.max_runs = max_runs
         self._client = LocalRunClient(self._runs, self._check_open)
         self._runs.client = self._client
         self._schedules = EngineSchedules(self, self._runs)
@@ -146,7 +156,9 @@ class Engine:
             runs.timers.start()
             self._retention.start()
             runs.hooks.update({h.token: h.run_id for h in await self.store.load_hooks()})
-            await self._recover()
+            if isinstance(self.store, SharedStore):
+                runs.cluster = self.store.join_cluster(self.lease_timeout, self.execute)
+            await runs.recover()
             await self.schedules.open()
         except BaseException:
             await self.close()
@@ -161,6 +173,8 @@ class Engine:
         await self._runs.stop(self.close_timeout)
         await self._retention.stop()
         await self.store.close()
+        if self._runs.cluster is not None:
+            await self._runs.cluster.close()  # this engine's runs go to the others at once
         self._state = "closed"
 
     async def __aenter__(self) -> Engine:
@@ -182,21 +196,6 @@ class Engine:
             raise WorkflowSandboxError(
                 "Engine methods cannot be called from workflow code: use af.start(), "
                 "or call the engine from a step"
-            )
-
-    async def _recover(self) -> None:
-        """Bring back every unfinished run: rehydrate what can make progress, park the rest."""
-        for row in await self.store.unfinished_runs():
-            if row.status in (RunStatus.PAUSED, RunStatus.WAITING):
-                # Parked like an evicted run: its timer (sleep, timeout, deadline) wakes it.
-                if row.wake_at is not None:
-                    self._runs.park(row.id, row.wake_at)
-                continue
-            self._runs.ensure_actor(row.id)
-        for child in await self.store.finished_children_of_unfinished_parents():
-            assert child.parent_id is not None
-            self._runs.deliver(
-                child.parent_id, ChildDone(child.id, child.status, child.result, child.error)
             )
 
     # -- retention -------------------------------------------------------------------------
@@ -483,12 +482,4 @@ class Engine:
 
     async def resume_hook(self, token: str, payload: Any = None) -> None:
         """Send `payload` to the run holding hook `token`; raises `HookNotFoundError` if none."""
-        self._check_open()
-        check_name(token, "hook token")
-        data = encode(payload, "hook payload", self.max_payload_bytes)
-        run_id = self._runs.hooks.get(token)
-        if run_id is None:
-            raise HookNotFoundError(f"no unfinished run holds hook {token!r}")
-        reply: asyncio.Future[None] = self._runs.loop.create_future()
-        self._runs.deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
-        await reply
+        await self._client.resume_hook(token, payload)

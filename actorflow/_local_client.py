@@ -11,11 +11,18 @@ make the overlap harmless.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Iterable
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._context import check_event_type
-from ._errors import RunAlreadyExistsError, RunNotFoundError
+from ._context import HOOK_PREFIX, check_event_type
+from ._errors import (
+    HookNotFoundError,
+    InvalidStateError,
+    RunAlreadyExistsError,
+    RunNotFoundError,
+)
+from ._ids import check_name
 from ._log import FINAL_KINDS, fold_steps, to_run_event, to_run_info
 from ._messages import Control, ControlAction, Deliver
 from ._models import STATUS_OF, RunEvent, RunInfo, RunStatus, StreamChunk, to_datetime
@@ -38,9 +45,32 @@ class LocalRunClient:
         self._runs = runs
         self._check_open = check_open
 
+    @contextlib.asynccontextmanager
+    async def _watching(self, run_id: str) -> AsyncIterator[None]:
+        """On a database shared by many engines, while following a run another engine
+        owns: its commits notify this one (see `ClusterHost.changed`)."""
+        cluster = self._runs.cluster
+        if cluster is None or cluster.owns(run_id):
+            yield
+            return
+        if STATUS_OF[(await self.stored_run(run_id)).status].is_final:
+            yield  # nothing more will happen to it
+            return
+        await cluster.watch(run_id)
+        try:
+            yield
+        finally:
+            await cluster.unwatch(run_id)
+
     async def result(self, run_id: str, timeout: float | None) -> Any:
         """The run's result once it is final; raises for failed or terminated runs."""
         self._check_open()
+        if self._runs.cluster is not None and not self._runs.cluster.owns(run_id):
+            async with self._watching(run_id):
+                return await self._result(run_id, timeout)
+        return await self._result(run_id, timeout)
+
+    async def _result(self, run_id: str, timeout: float | None) -> Any:
         results = self._runs.results
         waiter = results.add(run_id)
         try:
@@ -79,6 +109,13 @@ class LocalRunClient:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         return row
 
+    async def check_unfinished(self, run_id: str) -> None:
+        """Raise `RunNotFoundError` or `InvalidStateError` (final) for a run owned
+        elsewhere, before a message is routed to it (its owner would answer so)."""
+        row = await self.stored_run(run_id)
+        if STATUS_OF[row.status].is_final:
+            raise InvalidStateError(f"run {run_id!r} is {row.status}")
+
     async def check_workflow_of(self, run_ids: Iterable[str], workflow: str) -> None:
         """Raise `RunAlreadyExistsError` if one of `run_ids` (runs that existed before a
         start asked for them) is a run of another workflow than `workflow`."""
@@ -104,6 +141,16 @@ class LocalRunClient:
 
     async def events(
         self, run_id: str, after: int = -1, follow: bool = True
+    ) -> AsyncGenerator[RunEvent, None]:
+        async with (
+            self._watching(run_id),
+            contextlib.aclosing(self._events(run_id, after, follow)) as events,
+        ):
+            async for event in events:
+                yield event
+
+    async def _events(
+        self, run_id: str, after: int, follow: bool
     ) -> AsyncGenerator[RunEvent, None]:
         store = self._runs.store
         with self._runs.event_hub.subscribe(run_id) as sub:
@@ -137,6 +184,16 @@ class LocalRunClient:
         check_namespace(namespace)
         if not isinstance(start, int) or isinstance(start, bool):
             raise TypeError(f"start must be an int, got {type(start).__name__}")
+        async with (
+            self._watching(run_id),
+            contextlib.aclosing(self._stream(run_id, namespace, start, with_info)) as chunks,
+        ):
+            async for chunk in chunks:
+                yield chunk
+
+    async def _stream(
+        self, run_id: str, namespace: str, start: int, with_info: bool
+    ) -> AsyncGenerator[Any, None]:
         store = self._runs.store
         with self._runs.chunk_hub.subscribe((run_id, namespace)) as sub:
             await self.stored_run(run_id)
@@ -176,14 +233,44 @@ class LocalRunClient:
     ) -> None:
         """Send a pause/resume/terminate/restart to the run and wait until it is committed."""
         self._check_open()
+        cluster = self._runs.cluster
+        if cluster is not None and not cluster.owns(run_id):
+            row = await self.stored_run(run_id)
+            # A finished run has no owner to ask: this engine takes it (to restart it, or
+            # to refuse the rest as its owner would).
+            if STATUS_OF[row.status].is_final and (
+                not cluster.execute or await cluster.take_finished(run_id) is None
+            ):
+                raise InvalidStateError(f"cannot {action} run {run_id!r}: it is {row.status}")
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Control(action, reply, from_step))
+        await reply
+
+    async def resume_hook(self, token: str, payload: Any = None) -> None:
+        """Send `payload` to the run holding hook `token` (on this engine or another);
+        raises `HookNotFoundError` if none does."""
+        self._check_open()
+        check_name(token, "hook token")
+        data = encode(payload, "hook payload", self._runs.max_payload_bytes)
+        run_id = self._runs.hooks.get(token)
+        cluster = self._runs.cluster
+        if run_id is None and cluster is not None:
+            run_id = await cluster.hook_owner(token)  # taken by a run on another engine
+        if run_id is None:
+            raise HookNotFoundError(f"no unfinished run holds hook {token!r}")
+        if cluster is not None and not cluster.owns(run_id):
+            await self.check_unfinished(run_id)
+        reply: asyncio.Future[None] = self._runs.loop.create_future()
+        self._runs.deliver(run_id, Deliver(HOOK_PREFIX + token, data, reply))
         await reply
 
     async def send_event(self, run_id: str, type: str, payload: Any = None) -> None:
         self._check_open()
         key = check_event_type(type)
         data = encode(payload, "event payload", self._runs.max_payload_bytes)
+        cluster = self._runs.cluster
+        if cluster is not None and not cluster.owns(run_id):
+            await self.check_unfinished(run_id)
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Deliver(key, data, reply))
         await reply

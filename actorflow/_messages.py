@@ -23,42 +23,65 @@ class SlotGranted:
     __slots__ = ()
 
 
+# A message taken from the inbox of a shared database carries its row (id, run id): the
+# actor that handles it deletes the row in the same commit (see `_cluster/_inbox.py`).
+InboxRef = tuple[int, str]
+
+
 class Deliver:
     """An event (or hook payload, `key` = `hook:<token>`) for the run; `data` is its JSON."""
 
-    __slots__ = ("data", "key", "reply")
+    __slots__ = ("data", "inbox", "key", "reply")
 
-    def __init__(self, key: str, data: bytes, reply: asyncio.Future[Any] | None) -> None:
+    def __init__(
+        self,
+        key: str,
+        data: bytes,
+        reply: asyncio.Future[Any] | None,
+        inbox: InboxRef | None = None,
+    ) -> None:
         self.key = key
         self.data = data
         self.reply = reply
+        self.inbox = inbox
 
 
 class ChildDone:
     """A child run reached a final status."""
 
-    __slots__ = ("child_id", "error", "result", "status")
+    __slots__ = ("child_id", "error", "inbox", "result", "status")
 
     def __init__(
-        self, child_id: str, status: str, result: bytes | None, error: bytes | None
+        self,
+        child_id: str,
+        status: str,
+        result: bytes | None,
+        error: bytes | None,
+        inbox: InboxRef | None = None,
     ) -> None:
         self.child_id = child_id
         self.status = status
         self.result = result
         self.error = error
+        self.inbox = inbox
 
 
 class Control:
     """pause / resume / terminate / restart, answered through `reply` once committed."""
 
-    __slots__ = ("action", "from_step", "reply")
+    __slots__ = ("action", "from_step", "inbox", "reply")
 
     def __init__(
-        self, action: ControlAction, reply: asyncio.Future[Any] | None, from_step: str | None = None
+        self,
+        action: ControlAction,
+        reply: asyncio.Future[Any] | None,
+        from_step: str | None = None,
+        inbox: InboxRef | None = None,
     ) -> None:
         self.action = action
         self.reply = reply
         self.from_step = from_step
+        self.inbox = inbox
 
 
 WAKE = Wake()

@@ -65,6 +65,10 @@ class ResultWaiters:
             if not waiters:
                 del self._waiting[run_id]
 
+    def waiting_ids(self) -> set[str]:
+        """The runs someone waits on."""
+        return set(self._waiting)
+
     def finished(self, row: RunRow) -> None:
         """Resolve every waiter of a run whose final status is now committed."""
         waiters = self._waiting.get(row.id)

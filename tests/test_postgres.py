@@ -54,12 +54,12 @@ async def test_a_newer_schema_is_refused_and_an_older_one_migrated(pg_url: str) 
     async with af.Engine(pg_url, workflows=[chain]) as engine:
         run = await engine.start(chain, 1)
         assert await run.result(timeout=10) == 11
-    assert db.query("SELECT version FROM schema_version") == [(1,)]
-    db.execute("INSERT INTO schema_version VALUES (2)")
-    with pytest.raises(af.StoreSchemaError, match="version 2, written by a newer actorflow"):
+    assert db.query("SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
+    db.execute("INSERT INTO schema_version VALUES (3)")
+    with pytest.raises(af.StoreSchemaError, match="version 3, written by a newer actorflow"):
         async with af.Engine(pg_url):
             pass
-    db.execute("DELETE FROM schema_version WHERE version = 2")
+    db.execute("DELETE FROM schema_version WHERE version = 3")
     async with af.Engine(pg_url) as engine:  # the same schema opens again, runs intact
         assert await engine.get_run(run.id).result(timeout=5) == 11
 

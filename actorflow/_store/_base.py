@@ -14,11 +14,14 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import attrs
 
 from .._models import FINAL
+
+if TYPE_CHECKING:
+    from .._cluster._node import ClusterNode
 from ._schedule_rows import ScheduleRow, ScheduleWrites
 
 log = logging.getLogger("actorflow.store")
@@ -154,9 +157,14 @@ class WriteBatch:
         "conflicts",
         "events",
         "future",
+        "hook_conflicts",
         "hook_deletes",
         "hooks",
+        "inbox",
+        "inbox_taken",
         "new_runs",
+        "queued",
+        "refused",
         "run_inserts",
         "run_updates",
         "schedule_writes",
@@ -173,6 +181,15 @@ class WriteBatch:
         # Schedules' rows as they were when written (None: deleted); see _schedule_rows.
         self.schedule_writes: ScheduleWrites = {}
         self.conflicts: set[str] = set()
+        # Many engines on one database (PostgreSQL): new runs left for any engine with
+        # room; messages for runs owned elsewhere (`_cluster/_inbox.py`) and inbox rows
+        # taken (id, run id); after the commit, the runs whose rows the fence refused.
+        self.queued: set[str] = set()
+        self.inbox: list[tuple[str, str, str | None, bytes | None, float, str]] = []
+        self.inbox_taken: list[tuple[int, str]] = []
+        self.refused: set[str] = set()
+        # Hook tokens this batch would have taken from a run elsewhere -> that run.
+        self.hook_conflicts: dict[str, str] = {}
         self.callbacks: list[Callable[[], None]] = []
         self.run_inserts: list[tuple[object, ...]] | None = None
         self._creating: dict[str, RunRow] = {}
@@ -210,6 +227,7 @@ class WriteBatch:
         ids.update(self.run_updates)
         ids.update(hook.run_id for hook in self.hooks)
         ids.update(self.hook_deletes)
+        ids.update(run_id for _, run_id in self.inbox_taken)
         return ids
 
     def discard(self, run_ids: set[str]) -> dict[str, RunRow]:
@@ -235,6 +253,7 @@ class WriteBatch:
             del self.run_updates[run_id]
         self.hooks[:] = [h for h in self.hooks if h.run_id not in run_ids]
         self.hook_deletes[:] = [r for r in self.hook_deletes if r not in run_ids]
+        self.inbox_taken[:] = [t for t in self.inbox_taken if t[1] not in run_ids]
         return dropped
 
     def update_run(self, row: RunRow) -> None:
@@ -252,6 +271,8 @@ class WriteBatch:
             + len(self.hooks)
             + len(self.hook_deletes)
             + len(self.schedule_writes)
+            + len(self.inbox)
+            + len(self.inbox_taken)
         )
 
 
@@ -330,6 +351,15 @@ class CommitStats:
 
 CommitListener = Callable[[WriteBatch], None]
 FailureListener = Callable[[WriteBatch, BaseException], None]
+
+
+@runtime_checkable
+class SharedStore(Protocol):
+    """A store many engines share (PostgreSQL): each engine joins its cluster."""
+
+    def join_cluster(self, lease_timeout: float, execute: bool) -> ClusterNode:
+        """This engine's membership (not yet open); from now on every commit is fenced
+        by it (see `_cluster`)."""
 
 
 class Store(Protocol):

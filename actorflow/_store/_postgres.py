@@ -11,8 +11,9 @@ server setting for the store's connections.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -39,6 +40,9 @@ from ._postgres_purge import purge_batch
 from ._postgres_schema import check_schema_name, migrate
 from ._postgres_writer import CONNECTION_ERRORS, PostgresTransactions
 from ._schedule_rows import ScheduleRow
+
+if TYPE_CHECKING:
+    from .._cluster._node import ClusterNode
 
 _T = TypeVar("_T")
 
@@ -109,6 +113,18 @@ class PostgresStore(GroupCommitted):
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    def join_cluster(self, lease_timeout: float, execute: bool) -> ClusterNode:
+        """This engine's membership of the engines sharing the database; every commit is
+        fenced by it from now on (see `_cluster`)."""
+        from .._cluster._node import ClusterNode
+
+        # Advisory lock keys of this schema's engines: (crc32 of the schema, the engine's).
+        node = ClusterNode(
+            self._connect, lease_timeout, execute, zlib.crc32(self.schema.encode()) & 0x7FFFFFFF
+        )
+        self._transactions.fence = node.fence
+        return node
 
     @property
     def transactions(self) -> PostgresTransactions:

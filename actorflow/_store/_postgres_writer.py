@@ -22,12 +22,14 @@ from typing import Any
 import asyncpg
 
 from .._errors import StoreWriteError
-from ._base import WriteBatch
-from ._postgres_statements import needs_function, statement, usual_statements
+from ._base import HookRow, WriteBatch
 
 log = logging.getLogger("actorflow.store")
 
-_COMMIT = "SELECT commit_batch(" + ", ".join(f"${i}" for i in range(1, 59)) + ")"
+_COMMIT = "SELECT * FROM commit_batch(" + ", ".join(f"${i}" for i in range(1, 71)) + ")"
+# Who writes, and at which epochs it owns the runs it writes (see `_cluster`): this
+# engine's id (None: a client) and, for each run the batch writes, the epoch.
+Fence = Callable[[WriteBatch], tuple[str | None, list[str], list[int]]]
 # Errors that mean the connection is gone (not that the server refused the rows).
 CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
@@ -63,6 +65,7 @@ class PostgresTransactions:
         self._copy_rows = copy_rows
         self._conn: asyncpg.Connection | None = None
         self.reconnects = 0
+        self.fence: Fence | None = None
 
     async def open(self) -> None:
         self._conn = await self._connect()
@@ -86,13 +89,13 @@ class PostgresTransactions:
         schedule = (run_id, "-", "-", b"[]", "UTC", "-", "-", 0, 0, None, 0.0, 0.0, None, b"{}")
         arrays = [*_columns([run], 14), *_columns([event], 9), *_columns([chunk], 8),
                   *_columns([update], 8), *_columns([hook], 3), [run_id], [run_id],
-                  *_columns([schedule], 14)]  # fmt: skip
+                  *_columns([schedule], 14), None, [run_id], [0], [False],
+                  *_columns([(run_id, "-", None, None, 0.0, run_id)], 6), [0],
+                  [run_id]]  # fmt: skip
         transaction = conn.transaction()
         await transaction.start()
         try:
-            await conn.fetchval(_COMMIT, *arrays)
-            for sql, count in usual_statements():
-                await conn.fetchval(sql, *[[]] * count)
+            await conn.fetchrow(_COMMIT, *arrays)
         finally:
             await transaction.rollback()
 
@@ -111,9 +114,13 @@ class PostgresTransactions:
         while True:
             try:
                 if len(events) < self._copy_rows:
-                    taken = await self._write_in_one_statement(conn, batch, params, events)
+                    found = await conn.fetchrow(
+                        _COMMIT, *params[:14], *_columns(events, 9), *params[14:]
+                    )
+                    assert found is not None
                 else:
-                    taken = await self._write_with_copy(conn, params, events)
+                    found = await self._write_with_copy(conn, params, events, batch.hooks)
+                taken, refused, hook_tokens, hook_holders = found
             except Exception as exc:
                 # asyncpg reports a connection lost mid-COPY as an internal error, not
                 # as a connection error: a closed connection says which it was.
@@ -122,45 +129,39 @@ class PostgresTransactions:
                 log.warning("the writer's connection was lost (%r); reconnecting", exc)
                 self._conn = None
                 conn.terminate()
-                conn = await self._reconnect(batch, exc)
-                if await self._committed(conn, batch):
+                conn, committed = await self._reconnect_and_ask(batch, exc)
+                if committed:
                     return
                 continue
-            batch.conflicts.update(taken or ())
+            batch.conflicts.update(taken)
+            batch.refused.update(refused)
+            batch.hook_conflicts.update(zip(hook_tokens, hook_holders, strict=True))
             return
 
-    async def _write_in_one_statement(
+    async def _write_with_copy(
         self,
         conn: asyncpg.Connection,
-        batch: WriteBatch,
-        params: list[Sequence[Any]],
+        params: list[Any],
         events: list[tuple[Any, ...]],
-    ) -> list[str] | None:
-        """The batch in one statement of the parts it has; through `commit_batch` when two
-        of them touch the same rows (see `_postgres_statements`)."""
-        columns = _columns(events, 9)
-        if needs_function(params[0], params[29], bool(params[30]), bool(params[33])):
-            taken: list[str] = await conn.fetchval(_COMMIT, *params[:14], *columns, *params[14:])
-            return taken
-        sql, args = statement(params, columns)
-        found: list[str] | None = await conn.fetchval(sql, *args)
-        return found
-
-    async def _write_with_copy(
-        self, conn: asyncpg.Connection, params: list[Sequence[Any]], events: list[tuple[Any, ...]]
-    ) -> list[str]:
+        batch_hooks: list[HookRow],
+    ) -> asyncpg.Record:
         """A large batch: `commit_batch` without its events, which follow by COPY (twice as
         fast as `unnest` for thousands of rows), in one transaction."""
         async with conn.transaction():
-            taken: list[str] = await conn.fetchval(
-                _COMMIT, *params[:14], *_columns([], 9), *params[14:]
-            )
-            dropped = set(taken)
-            rows = [event[1:] for event in events if event[0] is None or event[0] not in dropped]
+            found = await conn.fetchrow(_COMMIT, *params[:14], *_columns([], 9), *params[14:])
+            assert found is not None
+            taken, refused, hook_tokens, _ = found
+            refused = {*refused, *(h.run_id for h in batch_hooks if h.token in hook_tokens)}
+            dropped = {*taken, *refused}
+            rows = [
+                event[1:]
+                for event in events
+                if (event[0] is None or event[0] not in dropped) and event[1] not in refused
+            ]
             await conn.copy_records_to_table("events", records=rows, columns=_EVENT_COLUMNS)
-        return taken
+        return found
 
-    def _params(self, batch: WriteBatch) -> tuple[list[Sequence[Any]], list[tuple[Any, ...]]]:
+    def _params(self, batch: WriteBatch) -> tuple[list[Any], list[tuple[Any, ...]]]:
         """`commit_batch`'s arrays but for the events', and the event rows, each led by the
         id of the creation it belongs to (or None). A chosen id taken earlier in the batch
         is a conflict at once: one statement cannot tell two creations of one id apart."""
@@ -184,8 +185,15 @@ class PostgresTransactions:
             list(batch.hook_deletes),
             [key for key, params in batch.schedule_writes.items() if params is None],
             *_columns([p for p in batch.schedule_writes.values() if p is not None], 14),
+            *self._fence(batch),
+            [params[0] in batch.queued for params in runs],
+            *_columns(batch.inbox, 6),
+            *_columns(batch.inbox_taken, 2),
         ]
         return arrays, events
+
+    def _fence(self, batch: WriteBatch) -> tuple[str | None, list[str], list[int]]:
+        return (None, [], []) if self.fence is None else self.fence(batch)
 
     async def _reconnect(
         self, batch: WriteBatch, cause: BaseException | None
@@ -209,6 +217,22 @@ class PostgresTransactions:
             self.reconnects += 1
             return self._conn
 
+    async def _reconnect_and_ask(
+        self, batch: WriteBatch, cause: BaseException
+    ) -> tuple[asyncpg.Connection, bool]:
+        """A new connection, and whether `batch` committed before the last one was lost;
+        asked again on another connection if this one is lost too (asyncpg may report
+        that as an internal error: a connection left mid-operation)."""
+        while True:
+            conn = await self._reconnect(batch, cause)
+            try:
+                return conn, await self._committed(conn, batch)
+            except (*CONNECTION_ERRORS, asyncpg.InternalClientError) as exc:
+                log.warning("the writer's connection was lost again (%r)", exc)
+                self._conn = None
+                conn.terminate()
+                cause = exc
+
     async def _committed(self, conn: asyncpg.Connection, batch: WriteBatch) -> bool:
         """Whether `batch` reached the database before its connection was lost. Raises"""
         if batch.new_runs:
@@ -222,21 +246,28 @@ class PostgresTransactions:
             if ours:
                 batch.conflicts.update(row.id for row, _ in batch.new_runs if row.id not in ours)
             return bool(ours)
+        # Any of its rows with a unique key (the fence may have refused some runs' rows).
         if batch.events:
-            event = batch.events[0]
             found = await conn.fetchval(
-                "SELECT 1 FROM events WHERE run_id = $1 AND idx = $2", event.run_id, event.idx
+                "SELECT 1 FROM events e JOIN unnest($1::text[], $2::int[]) AS k(run_id, idx)"
+                " ON e.run_id = k.run_id AND e.idx = k.idx LIMIT 1",
+                [e.run_id for e in batch.events],
+                [e.idx for e in batch.events],
             )
-            return found is not None
+            if found is not None:
+                return True
         if batch.chunks:
-            chunk = batch.chunks[0]
             found = await conn.fetchval(
-                "SELECT 1 FROM chunks WHERE run_id = $1 AND namespace = $2 AND idx = $3",
-                chunk.run_id,
-                chunk.namespace,
-                chunk.idx,
+                "SELECT 1 FROM chunks c JOIN unnest($1::text[], $2::text[], $3::int[])"
+                " AS k(run_id, namespace, idx) ON c.run_id = k.run_id"
+                " AND c.namespace = k.namespace AND c.idx = k.idx LIMIT 1",
+                [c.run_id for c in batch.chunks],
+                [c.namespace for c in batch.chunks],
+                [c.idx for c in batch.chunks],
             )
-            return found is not None
-        # Run updates, hooks and schedules only: each sets rows to values, so writing the
-        # batch again does what writing it once did.
+            if found is not None:
+                return True
+        # Otherwise (or all refused): run updates, hooks, schedules and inbox rows set rows
+        # to values or are keyed (an inbox row by its uid), so writing the batch again
+        # does what writing it once did.
         return False
