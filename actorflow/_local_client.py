@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._cluster._restart import restart_entries
 from ._context import HOOK_PREFIX, check_event_type
 from ._errors import (
     HookNotFoundError,
@@ -236,12 +237,22 @@ class LocalRunClient:
         cluster = self._runs.cluster
         if cluster is not None and not cluster.owns(run_id):
             row = await self.stored_run(run_id)
-            # A finished run has no owner to ask: this engine takes it (to restart it, or
-            # to refuse the rest as its owner would).
-            if STATUS_OF[row.status].is_final and (
-                not cluster.execute or await cluster.take_finished(run_id) is None
-            ):
-                raise InvalidStateError(f"cannot {action} run {run_id!r}: it is {row.status}")
+            # A finished run has no owner to ask: this engine answers as its actor would,
+            # and restarts it (an executing engine takes it; a client records the restart
+            # and leaves it to the executing engines). One restarted meanwhile is unfinished:
+            # the message goes to its owner.
+            if STATUS_OF[row.status].is_final:
+                if action == "resume":
+                    return
+                if action != "restart":
+                    raise InvalidStateError(f"cannot {action} run {run_id!r}: it is {row.status}")
+                if cluster.execute:
+                    await cluster.take_finished(run_id)
+                else:
+                    log = await self._runs.store.load_events(run_id)
+                    entries = restart_entries(run_id, log, row.generation, from_step)
+                    if await cluster.restart_finished(run_id, row.generation, entries):
+                        return
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Control(action, reply, from_step))
         await reply

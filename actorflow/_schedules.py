@@ -351,9 +351,7 @@ class Scheduler:
                 if at == tick and outcome == "buffered":
                     row.recent[i] = (tick, run_id, "started" if run_id else "skipped")
 
-    def start(
-        self, row: ScheduleRow, tick: float, spawns: list[Spawn] | None = None
-    ) -> str | None:
+    def start(self, row: ScheduleRow, tick: float, spawns: list[Spawn] | None = None) -> str | None:
         """Add the run of `tick` to the open batch (the caller writes the row with it next,
         without awaiting in between); None if this engine does not run the workflow. Its
         actor starts now, or, given `spawns`, is added there for the caller to start."""

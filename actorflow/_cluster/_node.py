@@ -24,10 +24,10 @@ from .._dying import cancel_and_wait
 from .._errors import StoreWriteError
 from .._messages import ChildDone
 from .._models import FINAL, UNFINISHED
-from .._store import WriteBatch
+from .._store import EventRow, WriteBatch
 from .._store._postgres_cluster_schema import CLAIM_CHANNEL, INBOX_CHANNEL, WATCH_CHANNEL
 from .._store._postgres_writer import CONNECTION_ERRORS
-from . import _claims
+from . import _claims, _restart
 from ._claims import Claimed
 from ._inbox import DELETE, READ_OWNED, as_message
 from ._lease import EngineLease
@@ -263,6 +263,29 @@ class ClusterNode:
             return None
         self.owned[run_id] = int(epoch)
         return int(epoch)
+
+    async def restart_finished(self, run_id: str, generation: int, entries: list[EventRow]) -> bool:
+        """Record the restart `entries` of a finished run (see `_restart`) and queue it for
+        the executing engines; False if it is no longer final at `generation`. Raises
+        `StoreWriteError` if the database cannot be reached."""
+        async with self._lock:
+            try:
+                if self._conn is None or self._conn.is_closed():
+                    await self._reconnect()
+                assert self._conn is not None
+                return await _restart.record_restart(self._conn, run_id, generation, entries)
+            except CONNECTION_ERRORS as exc:
+                # In doubt: the commit may have reached the server. Ask, on a new connection.
+                try:
+                    await self._reconnect()
+                    assert self._conn is not None
+                    if await _restart.restart_recorded(self._conn, entries):
+                        return True
+                    return await _restart.record_restart(self._conn, run_id, generation, entries)
+                except CONNECTION_ERRORS as again:
+                    raise StoreWriteError(
+                        f"the restart of run {run_id!r} may not be recorded: {again!r}"
+                    ) from exc
 
     async def hook_owner(self, token: str) -> str | None:
         """The run holding hook `token`, wherever it lives."""
