@@ -57,7 +57,7 @@ async def test_a_client_restarts_a_finished_run(pg_url: str) -> None:
         # From a step: its result is run again, what came before is kept (none here).
         await run.restart(from_step="tests.cluster.slow")
         await wait_for_status(run, af.RunStatus.COMPLETED, timeout=10)
-        assert [k for g, k in _kinds(db, run.id) if g == 2][0] == "run_restarted"
+        assert next(k for g, k in _kinds(db, run.id) if g == 2) == "run_restarted"
         owner, status, generation = db.query(
             "SELECT owner, status, generation FROM runs WHERE id = ?", (run.id,)
         )[0]
