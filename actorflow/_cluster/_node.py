@@ -34,6 +34,9 @@ from ._lease import EngineLease
 
 log = logging.getLogger("actorflow.cluster")
 
+# Schedules were created, changed or deleted through the schedules API (not at ticks):
+# every engine reads them again.
+SCHEDULES_CHANNEL = "actorflow_schedules"
 _CLAIM_BATCH = 5000
 _CLAIM_AGAIN = 0.05  # after a round that took runs: more may wait
 _ORPHANS_AGAIN = 0.2  # orphans were left (locked by a committing owner, or a claimer)
@@ -57,6 +60,9 @@ class ClusterHost(Protocol):
 
     def room(self) -> int | None:
         """How many more runs this engine may own now (None: no limit)."""
+
+    async def schedules_changed(self) -> None:
+        """Schedules may have been created, changed or deleted by another engine."""
 
 
 Connect = Callable[[], Coroutine[Any, Any, asyncpg.Connection]]
@@ -82,6 +88,7 @@ class ClusterNode:
         self._want_claim = True
         self._want_orphans = True
         self._want_inbox = True
+        self._want_schedules = False  # the scheduler reads them all as it opens
         self._rejoin = False
         self._changed: set[str] | None = set()
         self._inflight: set[int] = set()  # inbox rows handed to actors, not yet deleted
@@ -148,7 +155,7 @@ class ClusterNode:
 
     async def _listen(self) -> None:
         conn = self._conn = await self._connect()
-        for channel in (CLAIM_CHANNEL, INBOX_CHANNEL, WATCH_CHANNEL):
+        for channel in (CLAIM_CHANNEL, INBOX_CHANNEL, WATCH_CHANNEL, SCHEDULES_CHANNEL):
             await conn.add_listener(channel, self._notified)
 
     def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
@@ -156,6 +163,8 @@ class ClusterNode:
             self._want_claim = True
         elif channel == INBOX_CHANNEL:
             self._want_inbox = True
+        elif channel == SCHEDULES_CHANNEL:
+            self._want_schedules = True
         elif self._changed is not None:
             if payload == "*":
                 self._changed = None
@@ -287,6 +296,19 @@ class ClusterNode:
                         f"the restart of run {run_id!r} may not be recorded: {again!r}"
                     ) from exc
 
+    async def announce_schedules(self) -> None:
+        """Schedules were created, changed or deleted here (committed): wake every engine
+        to read them (one lost is caught by their sweep)."""
+        try:
+            await self._execute("SELECT pg_notify($1, '')", SCHEDULES_CHANNEL)
+        except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
+            log.warning(
+                "engine %s could not announce a schedule change (%r); the others see it at "
+                "their next sweep",
+                self.engine_id,
+                exc,
+            )
+
     async def hook_owner(self, token: str) -> str | None:
         """The run holding hook `token`, wherever it lives."""
         found = await self._fetchval("SELECT run_id FROM hooks WHERE token = $1", token)
@@ -308,8 +330,7 @@ class ClusterNode:
                 except CONNECTION_ERRORS:
                     if last_try:
                         raise
-                    self._want_claim = self._want_inbox = self._want_orphans = True
-                    self._wanted.set()  # wake-ups may have been lost with the connection
+                    self._want_all()
                     await self._reconnect()
 
     # -- the work loop ---------------------------------------------------------------------
@@ -321,7 +342,7 @@ class ClusterNode:
                 async with asyncio.timeout(sweep):
                     await self._wanted.wait()
             except TimeoutError:
-                self._want_claim = self._want_inbox = True
+                self._want_claim = self._want_inbox = self._want_schedules = True
             self._wanted.clear()
             try:
                 if self._conn is None or self._conn.is_closed():
@@ -335,9 +356,13 @@ class ClusterNode:
                 conn, self._conn = self._conn, None
                 if conn is not None:
                     conn.terminate()
-                self._want_claim = self._want_inbox = self._want_orphans = True
-                self._wanted.set()
+                self._want_all()
                 await asyncio.sleep(min(1.0, self.lease_timeout / 5))
+
+    def _want_all(self) -> None:
+        """Wake-ups may have been lost with a connection: do every kind of work."""
+        self._want_claim = self._want_inbox = self._want_orphans = self._want_schedules = True
+        self._wanted.set()
 
     async def _reconnect(self) -> None:
         """A new connection for the node, listening (under `_lock`)."""
@@ -359,9 +384,12 @@ class ClusterNode:
             self._want_inbox = False
             await self._read_inbox()
         changed, self._changed = self._changed, set()
+        assert self._host is not None
         if changed is None or changed:
-            assert self._host is not None
             await self._host.changed(changed)
+        if self._want_schedules:
+            self._want_schedules = False
+            await self._host.schedules_changed()
 
     async def _claim(self) -> None:
         """One round of claims (see `_claims`); another follows shortly after one that
