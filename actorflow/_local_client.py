@@ -48,25 +48,25 @@ class LocalRunClient:
 
     @contextlib.asynccontextmanager
     async def _watching(self, run_id: str) -> AsyncIterator[None]:
-        """On a database shared by many engines, while following a run another engine
-        owns: its commits notify this one (see `ClusterHost.changed`)."""
+        """On a database shared by many engines, while following a run: whenever another
+        engine owns it (now, or after it moves), its commits notify this one (see
+        `RunWatches` and `ClusterHost.changed`)."""
         cluster = self._runs.cluster
-        if cluster is None or cluster.owns(run_id):
-            yield
+        if cluster is None or (
+            not cluster.owns(run_id) and STATUS_OF[(await self.stored_run(run_id)).status].is_final
+        ):
+            yield  # one engine; or a finished run: nothing more will happen to it
             return
-        if STATUS_OF[(await self.stored_run(run_id)).status].is_final:
-            yield  # nothing more will happen to it
-            return
-        await cluster.watch(run_id)
+        await cluster.watches.watch(run_id)
         try:
             yield
         finally:
-            await cluster.unwatch(run_id)
+            await cluster.watches.unwatch(run_id)
 
     async def result(self, run_id: str, timeout: float | None) -> Any:
         """The run's result once it is final; raises for failed or terminated runs."""
         self._check_open()
-        if self._runs.cluster is not None and not self._runs.cluster.owns(run_id):
+        if self._runs.cluster is not None:
             async with self._watching(run_id):
                 return await self._result(run_id, timeout)
         return await self._result(run_id, timeout)

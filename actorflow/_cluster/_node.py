@@ -31,6 +31,7 @@ from . import _claims, _restart
 from ._claims import Claimed
 from ._inbox import DELETE, READ_OWNED, as_message
 from ._lease import EngineLease
+from ._watches import FORGET_GONE, RunWatches
 
 log = logging.getLogger("actorflow.cluster")
 
@@ -95,7 +96,7 @@ class ClusterNode:
         # Rows a commit deleted, still in `_inflight` until a read that began after that
         # commit: a read whose snapshot predates the delete still returns them.
         self._deleted: set[int] = set()
-        self._watch_counts: dict[str, int] = {}
+        self.watches = RunWatches(self._execute, self.owns, lambda: self.engine_id)
         self._lock = asyncio.Lock()  # the node's connection: one statement at a time
         self._again_handle: asyncio.TimerHandle | None = None
         # Counters since open: runs claimed, leases lost, runs whose commit the fence
@@ -236,28 +237,9 @@ class ClusterNode:
                         lost.add(row.id)
         for run_id in lost:
             self.owned.pop(run_id, None)
+        if lost and self.watches.moved(lost):
+            self._wanted.set()
         return lost
-
-    async def watch(self, run_id: str) -> None:
-        """A local reader follows `run_id`, owned elsewhere: commits to it will notify."""
-        count = self._watch_counts.get(run_id, 0)
-        self._watch_counts[run_id] = count + 1
-        if count == 0:
-            await self._execute(
-                "INSERT INTO watches (run_id, engine) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                run_id,
-                self.engine_id,
-            )
-
-    async def unwatch(self, run_id: str) -> None:
-        count = self._watch_counts.get(run_id, 0) - 1
-        if count > 0:
-            self._watch_counts[run_id] = count
-            return
-        self._watch_counts.pop(run_id, None)
-        await self._execute(
-            "DELETE FROM watches WHERE run_id = $1 AND engine = $2", run_id, self.engine_id
-        )
 
     async def take_finished(self, run_id: str) -> int | None:
         """Own a finished run (to restart it); its new epoch, or None if it is not final."""
@@ -377,12 +359,16 @@ class ClusterNode:
             await self.lease.register()
             self.lease.start()
             self._rejoin = False
+            self.watches.rejoined()
             self._want_claim = self._want_orphans = self._want_inbox = True
         if self.execute and (self._want_claim or self._want_orphans):
             await self._claim()
         if self._want_inbox:
             self._want_inbox = False
             await self._read_inbox()
+        moved = await self.watches.register_moved()
+        if moved and self._changed is not None:
+            self._changed.update(moved)  # what their new owners committed meanwhile
         changed, self._changed = self._changed, set()
         assert self._host is not None
         if changed is None or changed:
@@ -428,6 +414,7 @@ class ClusterNode:
                     self._again(True, False, _ORPHANS_AGAIN)
                 else:
                     await _claims.forget_dead(conn)
+                    await conn.execute(FORGET_GONE)
 
     def _again(self, orphans: bool, queued: bool, delay: float) -> None:
         def wake() -> None:
