@@ -74,6 +74,9 @@ class RunDirectory:
         self.event_hub: Hub[EventRow] = Hub()
         self.chunk_hub: Hub[ChunkRow] = Hub()
         self.hooks: dict[str, str] = {}
+        # (run, token) -> the run on another engine holding the token when a commit
+        # refused the run's taking of it (`_hooks_held_elsewhere`).
+        self._hooks_refused: dict[tuple[str, str], str] = {}
         self.results = ResultWaiters()
         self.actors: dict[str, RunActor] = {}
         self.write_failures = WriteFailures(store, self)
@@ -352,6 +355,20 @@ class RunDirectory:
         if entry is not None:
             entry.cancel()
 
+    def hook_holder(self, run_id: str, token: str) -> str | None:
+        """The run that holds hook `token`, for run `run_id` (see `RunHost`). On a database
+        shared by many engines, a holder elsewhere is known only for the moment a commit
+        refused `run_id`'s taking of it: it may have finished since (and the token is
+        free), so the database decides, at the commit."""
+        refused = self._hooks_refused.pop((run_id, token), None)
+        if refused is not None:
+            return refused
+        holder = self.hooks.get(token)
+        cluster = self.cluster
+        if holder is not None and cluster is not None and not cluster.owns(holder):
+            return None
+        return holder
+
     def drop_hooks(self, run_id: str) -> None:
         """Release the hook tokens of a finished run."""
         for token in [t for t, owner in self.hooks.items() if owner == run_id]:
@@ -382,10 +399,11 @@ class RunDirectory:
         """Runs that took hook tokens runs on other engines hold: nothing of theirs was
         written; they are rehydrated, and `create_hook` now raises `HookConflictError`."""
         taken = batch.hook_conflicts
-        self.hooks.update(taken)
         runs = {hook.run_id for hook in batch.hooks if hook.token in taken}
         for run_id in runs:
             token = next(h.token for h in batch.hooks if h.run_id == run_id and h.token in taken)
+            # What the rehydrated run's `create_hook` finds (once): the holder then.
+            self._hooks_refused[run_id, token] = taken[token]
             error = HookConflictError(f"hook token {token!r} is held by run {taken[token]!r}")
             self.abandon(run_id, error)
         self.store.discard_pending(set(runs))

@@ -265,8 +265,9 @@ class LocalRunClient:
         data = encode(payload, "hook payload", self._runs.max_payload_bytes)
         run_id = self._runs.hooks.get(token)
         cluster = self._runs.cluster
-        if run_id is None and cluster is not None:
-            run_id = await cluster.hook_owner(token)  # taken by a run on another engine
+        if cluster is not None and (run_id is None or not cluster.owns(run_id)):
+            # Held on another engine: only the database knows by which run now.
+            run_id = await cluster.hook_owner(token)
         if run_id is None:
             raise HookNotFoundError(f"no unfinished run holds hook {token!r}")
         if cluster is not None and not cluster.owns(run_id):

@@ -102,3 +102,32 @@ async def test_a_client_controls_a_queued_run(pg_url: str) -> None:
             await wait_for_status(paused, af.RunStatus.WAITING, timeout=10)
             await client.resume_hook("queued-tok-2", 2)
             assert await paused.result(timeout=10) == 2
+
+
+async def test_a_hook_token_is_free_once_its_holder_on_another_engine_finished(
+    pg_url: str,
+) -> None:
+    async with (
+        af.Engine(pg_url, workflows=WORKFLOWS, lease_timeout=2) as one,
+        af.Engine(pg_url, workflows=WORKFLOWS, lease_timeout=2) as other,
+    ):
+        first = await one.start(hooked, "tok")
+        await wait_for_status(first, af.RunStatus.WAITING, timeout=10)
+        # `other` learns the holder from a refused commit, and opens knowing it too.
+        refused = await other.start(hooked, "tok")
+        with pytest.raises(af.RunFailedError, match="HookConflictError"):
+            await refused.result(timeout=10)
+        async with af.Engine(pg_url, workflows=WORKFLOWS, lease_timeout=2) as third:
+            await other.resume_hook("tok", 1)
+            assert await first.result(timeout=10) == 1
+            # The holder finished: the token is free on every engine.
+            second = await other.start(hooked, "tok")
+            await wait_for_status(second, af.RunStatus.WAITING, timeout=10)
+            await one.resume_hook("tok", 2)  # reaches the new holder, on `other`
+            assert await second.result(timeout=10) == 2
+            last = await third.start(hooked, "tok")
+            await wait_for_status(last, af.RunStatus.WAITING, timeout=10)
+            with pytest.raises(af.RunFailedError, match="HookConflictError"):
+                await (await other.start(hooked, "tok")).result(timeout=10)
+            await other.resume_hook("tok", 3)
+            assert await last.result(timeout=10) == 3

@@ -66,6 +66,11 @@ class RunHost(Protocol):
         """Own a cancelled task until it has ended (the engine's close waits for it, a
         bounded time); `what` names it (run and step) in the warning if it is abandoned."""
 
+    def hook_holder(self, run_id: str, token: str) -> str | None:
+        """The run that holds hook `token`, for run `run_id`, which would take it, to
+        refuse it (None: the token is free here; a store shared by many engines refuses
+        a token held on another engine at the commit)."""
+
     def drop_hooks(self, run_id: str) -> None:
         """Release the hook tokens of a finished run (in the store's open batch)."""
 

@@ -275,7 +275,7 @@ class Operations(StepScheduler):
             self.owns_hooks = True
             return recorded.name
         token = token or secrets.token_urlsafe(16)
-        holder = self.host.hooks.get(token)
+        holder = self.host.hook_holder(self.run_id, token)
         if holder is not None and holder != self.run_id:
             message = f"hook token {token!r} is already held by run {holder!r}"
             self.append(L.HOOK_CREATED, seq, token, dumps({"error": message}))
