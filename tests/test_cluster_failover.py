@@ -13,7 +13,7 @@ import pytest
 
 import actorflow as af
 from tests.cluster_processes import EngineProcess, check_logs, wait_until
-from tests.cluster_program import job, parent, waiter
+from tests.cluster_program import hold, job, parent, waiter
 from tests.databases import PostgresDatabase
 
 pytestmark = pytest.mark.postgres
@@ -106,3 +106,54 @@ async def test_events_and_child_outcomes_across_a_failover_arrive_once_and_in_or
     children = [row[0] for row in db.query("SELECT id FROM runs WHERE parent_id IS NOT NULL")]
     check_logs(db, [*(r.id for r in waiting), *(r.id for r in parents), *children])
     assert db.query("SELECT count(*) FROM inbox") == [(0,)]
+
+
+async def test_restarts_taken_from_the_inbox_across_a_kill_happen_once(
+    pg_url: str, engines: list[EngineProcess]
+) -> None:
+    # The owner takes each restart from the inbox and deletes its row in the commit that
+    # records the restart: killed at any point, each restart is done once, by it or by
+    # the engine that takes the run over.
+    db = PostgresDatabase(pg_url)
+    a, _ = engines
+    count = 120
+    async with af.Engine(pg_url, execute=False, workflows=[hold]) as client:
+        runs = [await client.start(hold) for _ in range(count)]
+        ids = [run.id for run in runs]
+
+        def all_waiting() -> bool:
+            rows = db.query("SELECT count(*) FROM runs WHERE status = 'waiting'")
+            return int(rows[0][0]) == count
+
+        await asyncio.to_thread(wait_until, all_waiting, 30)
+        mine = {row[0] for row in db.query("SELECT id FROM runs WHERE owner = ?", (a.engine_id,))}
+        assert mine
+
+        def restarted_on_a() -> bool:
+            rows = db.query(
+                "SELECT count(*) FROM events WHERE kind = 'run_restarted' AND run_id = ANY(?)",
+                (list(mine),),
+            )
+            return int(rows[0][0]) >= len(mine) // 3
+
+        sending = asyncio.gather(*(run.restart() for run in runs))
+        await asyncio.to_thread(wait_until, restarted_on_a, 30)
+        a.kill()
+        await asyncio.wait_for(sending, 30)
+        await asyncio.to_thread(
+            wait_until, lambda: db.query("SELECT count(*) FROM inbox") == [(0,)], 30
+        )
+        for run in runs:
+            await client.send_event(run.id, "go", run.id)
+        results = await asyncio.wait_for(asyncio.gather(*(r.result() for r in runs)), 60)
+    assert results == ids
+    restarts = dict(
+        db.query(
+            "SELECT run_id, count(*) FROM events WHERE kind = 'run_restarted'"
+            " AND run_id = ANY(?) GROUP BY run_id",
+            (ids,),
+        )
+    )
+    assert restarts == dict.fromkeys(ids, 1)
+    generations = dict(db.query("SELECT id, generation FROM runs WHERE id = ANY(?)", (ids,)))
+    assert generations == dict.fromkeys(ids, 1)
