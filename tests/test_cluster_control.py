@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 import actorflow as af
-from tests.conftest import wait_for_status
+from actorflow._store import WriteBatch
+from tests.conftest import eventually, wait_for_status
 from tests.databases import PostgresDatabase
-from tests.test_cluster_routing import WORKFLOWS, child, hooked
+from tests.test_cluster_routing import WORKFLOWS, child, collect, hooked
 
 pytestmark = pytest.mark.postgres
 
@@ -131,3 +132,35 @@ async def test_a_hook_token_is_free_once_its_holder_on_another_engine_finished(
                 await (await other.start(hooked, "tok")).result(timeout=10)
             await other.resume_hook("tok", 3)
             assert await last.result(timeout=10) == 3
+
+
+async def test_a_restart_from_the_inbox_deletes_its_row_in_the_commit_that_records_it(
+    pg_url: str,
+) -> None:
+    # Exactly once across a crash anywhere: no commit holds the restart without the
+    # deletion of its inbox row, or the other way round.
+    async with (
+        af.Engine(pg_url, workflows=WORKFLOWS, lease_timeout=2) as owner,
+        af.Engine(pg_url, workflows=WORKFLOWS, execute=False) as client,
+    ):
+        run = await owner.start(collect, 1)
+        await wait_for_status(run, af.RunStatus.WAITING, timeout=10)
+        batches: list[WriteBatch] = []
+        listener = owner._runs.on_commit
+
+        def record(batch: WriteBatch) -> None:
+            batches.append(batch)
+            listener(batch)
+
+        owner.store.set_commit_listener(record)
+        await client.get_run(run.id).restart()
+        await eventually(
+            lambda: any(run.id in b.run_updates and b.inbox_taken for b in batches), timeout=10
+        )
+        restarted = [b for b in batches if any(e.kind == "run_restarted" for e in b.events)]
+        taken = [b for b in batches if b.inbox_taken]
+        assert len(restarted) == 1 and taken == restarted
+        assert [run_id for _, run_id in restarted[0].inbox_taken] == [run.id]
+        await wait_for_status(run, af.RunStatus.WAITING, timeout=10)
+        await client.send_event(run.id, "n", 5)
+        assert await run.result(timeout=10) == [5]
