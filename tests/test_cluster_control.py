@@ -9,7 +9,7 @@ import actorflow as af
 from actorflow._store import WriteBatch
 from tests.conftest import eventually, wait_for_status
 from tests.databases import PostgresDatabase
-from tests.test_cluster_routing import WORKFLOWS, child, collect, hooked
+from tests.test_cluster_routing import WORKFLOWS, child, hooked, slow
 
 pytestmark = pytest.mark.postgres
 
@@ -134,16 +134,26 @@ async def test_a_hook_token_is_free_once_its_holder_on_another_engine_finished(
             assert await last.result(timeout=10) == 3
 
 
+@af.workflow(name="tests.cluster.kid_then_step")
+async def kid_then_step() -> list[object]:
+    kid = await af.start(hooked, "kid-token")
+    await slow(0, 0.0)
+    return [await kid.result(), await af.wait_for_event("n")]
+
+
 async def test_a_restart_from_the_inbox_deletes_its_row_in_the_commit_that_records_it(
     pg_url: str,
 ) -> None:
     # Exactly once across a crash anywhere: no commit holds the restart without the
-    # deletion of its inbox row, or the other way round.
+    # deletion of its inbox row, or the other way round. (Restarted after its child
+    # started, the run reads its children as it begins again: the commit of the
+    # restart's records goes before the actor is done with the message.)
+    workflows = [*WORKFLOWS, kid_then_step]
     async with (
-        af.Engine(pg_url, workflows=WORKFLOWS, lease_timeout=2) as owner,
-        af.Engine(pg_url, workflows=WORKFLOWS, execute=False) as client,
+        af.Engine(pg_url, workflows=workflows, lease_timeout=2) as owner,
+        af.Engine(pg_url, workflows=workflows, execute=False) as client,
     ):
-        run = await owner.start(collect, 1)
+        run = await owner.start(kid_then_step)
         await wait_for_status(run, af.RunStatus.WAITING, timeout=10)
         batches: list[WriteBatch] = []
         listener = owner._runs.on_commit
@@ -153,7 +163,7 @@ async def test_a_restart_from_the_inbox_deletes_its_row_in_the_commit_that_recor
             listener(batch)
 
         owner.store.set_commit_listener(record)
-        await client.get_run(run.id).restart()
+        await client.get_run(run.id).restart(from_step=slow.name)
         await eventually(
             lambda: any(run.id in b.run_updates and b.inbox_taken for b in batches), timeout=10
         )
@@ -162,5 +172,6 @@ async def test_a_restart_from_the_inbox_deletes_its_row_in_the_commit_that_recor
         assert len(restarted) == 1 and taken == restarted
         assert [run_id for _, run_id in restarted[0].inbox_taken] == [run.id]
         await wait_for_status(run, af.RunStatus.WAITING, timeout=10)
+        await client.resume_hook("kid-token", 10)
         await client.send_event(run.id, "n", 5)
-        assert await run.result(timeout=10) == [5]
+        assert await run.result(timeout=10) == [10, 5]
