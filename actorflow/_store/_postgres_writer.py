@@ -23,6 +23,7 @@ import asyncpg
 
 from .._errors import StoreWriteError
 from ._base import HookRow, WriteBatch
+from ._postgres_in_doubt import learn_refusals
 
 log = logging.getLogger("actorflow.store")
 
@@ -109,7 +110,8 @@ class PostgresTransactions:
         return None if self._conn is None else int(self._conn.get_server_pid())
 
     async def write(self, batch: WriteBatch) -> None:
-        params, events = self._params(batch)
+        fence = self._fence(batch)
+        params, events = self._params(batch, fence)
         conn = self._conn or await self._reconnect(batch, None)
         while True:
             try:
@@ -131,6 +133,7 @@ class PostgresTransactions:
                 conn.terminate()
                 conn, committed = await self._reconnect_and_ask(batch, exc)
                 if committed:
+                    await learn_refusals(conn, batch, fence)
                     return
                 continue
             batch.conflicts.update(taken)
@@ -161,7 +164,9 @@ class PostgresTransactions:
             await conn.copy_records_to_table("events", records=rows, columns=_EVENT_COLUMNS)
         return found
 
-    def _params(self, batch: WriteBatch) -> tuple[list[Any], list[tuple[Any, ...]]]:
+    def _params(
+        self, batch: WriteBatch, fence: tuple[str | None, list[str], list[int]]
+    ) -> tuple[list[Any], list[tuple[Any, ...]]]:
         """`commit_batch`'s arrays but for the events', and the event rows, each led by the
         id of the creation it belongs to (or None). A chosen id taken earlier in the batch
         is a conflict at once: one statement cannot tell two creations of one id apart."""
@@ -185,7 +190,7 @@ class PostgresTransactions:
             list(batch.hook_deletes),
             [key for key, params in batch.schedule_writes.items() if params is None],
             *_columns([p for p in batch.schedule_writes.values() if p is not None], 14),
-            *self._fence(batch),
+            *fence,
             [params[0] in batch.queued for params in runs],
             *_columns(batch.inbox, 6),
             *_columns(batch.inbox_taken, 2),
