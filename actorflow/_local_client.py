@@ -15,19 +15,18 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._context import HOOK_PREFIX, check_event_type
 from ._errors import (
     HookNotFoundError,
     InvalidStateError,
     RunAlreadyExistsError,
     RunNotFoundError,
 )
-from ._ids import check_name
+from ._ids import HOOK_PREFIX, check_event_type, check_name
 from ._log import FINAL_KINDS, fold_steps, to_run_event, to_run_info
 from ._messages import Control, ControlAction, Deliver
 from ._models import STATUS_OF, RunEvent, RunInfo, RunStatus, StreamChunk, to_datetime
 from ._results import Outcome
-from ._serde import encode
+from ._serde import encode, loads
 from ._store import ChunkKind, ChunkRow, RunRow
 from ._streams import check_namespace, decode_chunk
 
@@ -109,12 +108,13 @@ class LocalRunClient:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         return row
 
-    async def check_unfinished(self, run_id: str) -> None:
-        """Raise `RunNotFoundError` or `InvalidStateError` (final) for a run owned
-        elsewhere, before a message is routed to it (its owner would answer so)."""
+    async def check_unfinished(self, run_id: str) -> RunRow:
+        """The row of a run owned elsewhere, before a message is routed to it; raises
+        `RunNotFoundError` or `InvalidStateError` (final), as its owner would."""
         row = await self.stored_run(run_id)
         if STATUS_OF[row.status].is_final:
             raise InvalidStateError(f"run {run_id!r} is {row.status}")
+        return row
 
     async def check_workflow_of(self, run_ids: Iterable[str], workflow: str) -> None:
         """Raise `RunAlreadyExistsError` if one of `run_ids` (runs that existed before a
@@ -270,7 +270,13 @@ class LocalRunClient:
         data = encode(payload, "event payload", self._runs.max_payload_bytes)
         cluster = self._runs.cluster
         if cluster is not None and not cluster.owns(run_id):
-            await self.check_unfinished(run_id)
+            # Its owner takes it from the inbox once committed: the type its workflow
+            # declares is checked here (the wait it is in is the owner's to know).
+            row = await self.check_unfinished(run_id)
+            wf = self._runs.workflow(row.workflow)
+            decode = None if wf is None else wf.event_decoder(key)
+            if decode is not None:
+                decode(loads(data))
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Deliver(key, data, reply))
         await reply

@@ -45,10 +45,7 @@ from typing import Any
 from .. import _log as L
 from .. import _observe
 from .._asyncio_helpers import ENGINE_CONTEXT, shielded
-from .._errors import (
-    DeadlineExceededError,
-    InvalidStateError,
-)
+from .._errors import DeadlineExceededError, InvalidStateError, ValidationError
 from .._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
 from .._models import ErrorInfo, RunStatus, to_datetime
 from .._store import WriteBatch
@@ -366,6 +363,12 @@ class RunActor(WorkflowDriver):
             )
             reply_to(message.reply, error=InvalidStateError(reason))
             return
+        if message.reply is not None:  # one from the inbox was checked by its sender
+            try:
+                self.check_event(message.key, message.data)
+            except ValidationError as exc:
+                reply_to(message.reply, error=exc)
+                return
         row = self.append(L.EVENT_RECEIVED, None, message.key, message.data)
         self.input(row)
         self.reply_later(message.reply)
