@@ -118,6 +118,10 @@ class RunDirectory:
         """How many runs in memory have each status (`_observe.LiveRuns`)."""
         return dict(Counter(actor.status._value_ for actor in self.actors.values()))
 
+    def is_limited(self, workflow: str) -> bool:
+        """Whether `workflow`'s runs may wait for a concurrency slot (`_observe.LiveRuns`)."""
+        return self.limiter.is_limited(workflow)
+
     # -- workflows -------------------------------------------------------------------------
 
     def workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
