@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._base import WriteBatch
-
 if TYPE_CHECKING:
     import asyncpg
 
@@ -30,18 +28,18 @@ JOIN hooks x ON x.token = h.token WHERE x.run_id <> h.run_id
 
 async def learn_refusals(
     conn: asyncpg.Connection,
-    batch: WriteBatch,
     fence: tuple[str | None, list[str], list[int]],
-) -> None:
-    """Fill `batch.refused` and `batch.hook_conflicts` of a committed batch written with
-    `fence` (its writer, and the runs it wrote at their epochs) as `commit_batch` would
-    have answered."""
+    hooks: list[tuple[str, str]],
+) -> tuple[set[str], dict[str, str]]:
+    """What `commit_batch` would have answered for a committed batch written with `fence`
+    (its writer, and the runs it wrote at their epochs) that took `hooks` ((token, run)
+    pairs): the runs it refused, and the tokens other runs hold, with their holders."""
     owner, run_ids, epochs = fence
+    refused: set[str] = set()
     if owner is not None and run_ids:
-        rows = await conn.fetch(_NOT_OURS, owner, run_ids, epochs)
-        batch.refused.update(row[0] for row in rows)
-    if batch.hooks:
-        rows = await conn.fetch(
-            _HELD_BY_OTHERS, [h.token for h in batch.hooks], [h.run_id for h in batch.hooks]
-        )
-        batch.hook_conflicts.update((token, holder) for token, holder in rows)
+        refused.update(row[0] for row in await conn.fetch(_NOT_OURS, owner, run_ids, epochs))
+    held: dict[str, str] = {}
+    if hooks:
+        tokens, holders = [list(column) for column in zip(*hooks, strict=True)]
+        held.update(tuple(row) for row in await conn.fetch(_HELD_BY_OTHERS, tokens, holders))
+    return refused, held

@@ -133,7 +133,11 @@ class PostgresTransactions:
                 conn.terminate()
                 conn, committed = await self._reconnect_and_ask(batch, exc)
                 if committed:
-                    await learn_refusals(conn, batch, fence)
+                    refused, held = await learn_refusals(
+                        conn, fence, [(h.token, h.run_id) for h in batch.hooks]
+                    )
+                    batch.refused.update(refused)
+                    batch.hook_conflicts.update(held)
                     return
                 continue
             batch.conflicts.update(taken)
