@@ -290,6 +290,17 @@ class RunDirectory:
             self.abandon(run_id, error)
         self.store.discard_pending(lost)
 
+    async def schedules_changed(self) -> None:
+        """Schedules may have been changed by another engine: read them again."""
+        if self.scheduler is not None:
+            await self.scheduler.refresh()
+
+    async def schedules_written(self) -> None:
+        """Schedules were created, changed or deleted here (committed): on a database
+        shared by many engines, tell the others."""
+        if self.cluster is not None:
+            await self.cluster.announce_schedules()
+
     async def changed(self, run_ids: set[str] | None) -> None:
         """Runs owned elsewhere that local readers follow changed (None: any of them):
         `result()` callers of finished ones are answered, `events()` and `stream()`
