@@ -2,6 +2,7 @@
 
     python -m benchmarks.instructions [--steps 3] [--small 1000] [--large 3000]
                                       [--shape int|dict|dataclass] [--otel [--sample R]]
+                                      [--otel-pipe]
 
 Runs the throughput workload (N concurrent workflows of `--steps` trivial
 steps, after a warm-up) under `valgrind --tool=callgrind` at two sizes and
@@ -27,6 +28,9 @@ workload) through the steps instead of an int. `--otel` counts with
 `actorflow.otel` instrumented (spans to the SDK's in-memory exporter, metrics
 to its in-memory reader): the cost of telemetry, exactly; with `--sample R`, the
 tracer samples a fraction R of the runs (`ParentBased(TraceIdRatioBased(R))`).
+`--otel-pipe` counts the prototype of `benchmarks/otel_pipe.py`: every
+committed batch's rows pickled to a pipe for another process (not counted) to
+make the telemetry from.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ _PREPARE = re.compile(r"^\s*([\d,]+) .*:pysqlite_statement_create\b", re.MULTILI
 
 
 def count(
-    size: int, steps: int, shape: str = "int", sample: float | None = None
+    size: int, steps: int, shape: str = "int", sample: float | None = None, pipe: bool = False
 ) -> tuple[int, int]:
     """Instructions of one child process running `size` workflows, and those of them
     spent preparing SQL statements."""
@@ -71,6 +75,7 @@ def count(
             "--shape",
             shape,
             *([] if sample is None else ["--otel", "--sample", str(sample)]),
+            *(["--otel-pipe"] if pipe else []),
         ]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
@@ -85,13 +90,18 @@ def count(
     return total, 0 if prepared is None else int(prepared.group(1).replace(",", ""))
 
 
-def child(size: int, steps: int, shape: str, sample: float | None) -> None:
+def child(size: int, steps: int, shape: str, sample: float | None, pipe: bool) -> None:
     """The measured program: `size` concurrent workflows, the writer inline; `sample`: the
-    fraction of runs traced, with actorflow.otel instrumented (None: not instrumented)."""
+    fraction of runs traced, with actorflow.otel instrumented (None: not instrumented);
+    `pipe`: committed rows shipped to another process instead."""
     import actorflow as af
 
     if sample is not None:
         _instrument(sample)
+    if pipe:
+        from .otel_pipe import install
+
+        install()
     from actorflow._store._sqlite_writer import SQLiteTransactions
 
     from .shapes import add_one
@@ -169,23 +179,28 @@ def main() -> None:
     parser.add_argument(
         "--sample", type=float, default=1.0, help="with --otel: the fraction of runs traced (1)"
     )
+    parser.add_argument(
+        "--otel-pipe", action="store_true", help="committed rows pickled to another process"
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sample = args.sample if args.otel else None
     if args.child is not None:
-        child(args.child, args.steps, args.shape, sample)
+        child(args.child, args.steps, args.shape, sample, args.otel_pipe)
         return
     if args.large <= args.small:
         parser.error("--large must be greater than --small")
     with ThreadPoolExecutor(2) as pool:  # counts do not depend on what else runs
         sizes, steps, shapes = (args.small, args.large), [args.steps] * 2, [args.shape] * 2
-        small, large = pool.map(count, sizes, steps, shapes, [sample] * 2)
+        small, large = pool.map(count, sizes, steps, shapes, [sample] * 2, [args.otel_pipe] * 2)
     runs = args.large - args.small
     per_run = (large[0] - small[0]) / runs
     unprepared = (large[0] - large[1] - small[0] + small[1]) / runs
     telemetry = ""
     if sample is not None:
         telemetry = ", otel on" + ("" if sample >= 1 else f" ({sample:g} of runs traced)")
+    if args.otel_pipe:
+        telemetry += ", committed rows piped to another process"
     print(
         f"{args.steps}-step workflow on {args.shape}{telemetry}: {per_run:,.0f} instructions "
         f"per workflow, {unprepared:,.0f} without preparing SQL statements"

@@ -51,17 +51,18 @@ class RunTrace:
     """One run's trace context and open calls, for its current generation."""
 
     __slots__ = (
-        "began_at", "calls", "committed", "context", "created_at", "flags", "generation",
-        "parent", "received", "recording", "run_attributes", "run_id", "schedule_id", "span_id",
-        "started", "trace_id", "workflow",
+        "_context", "_span_id", "began_at", "calls", "committed", "created_at", "flags",
+        "generation", "parent", "received", "recording", "run_attributes", "run_id",
+        "schedule_id", "started", "trace_id", "workflow",
     )  # fmt: skip
 
     def __init__(
         self,
         row: RunRow,
         carrier: Mapping[str, str] | None,
-        sampled: Callable[[int, Context | None], bool],
+        sampled: Callable[[int, Context | None], bool] | None,
     ) -> None:
+        """`sampled`: the tracer's sampling decision (None: a no-op tracer, no spans)."""
         self.run_id = row.id
         self.workflow = row.workflow
         self.created_at = row.created_at
@@ -69,12 +70,14 @@ class RunTrace:
         self.started = row.started_at is not None
         self.schedule_id: str | None = None
         parent = trace.INVALID_SPAN_CONTEXT
-        if carrier:
+        if carrier and sampled is not None:
             extracted = PROPAGATOR.extract(dict(carrier), context=Context())
             parent = trace.get_current_span(extracted).get_span_context()
         if parent.is_valid:
             self.parent: Context = trace.set_span_in_context(NonRecordingSpan(parent), Context())
             self.trace_id, self.flags = parent.trace_id, parent.trace_flags
+        elif sampled is None:
+            self.parent, self.trace_id, self.flags = Context(), 0, NOT_SAMPLED
         else:
             self.parent = Context()
             self.trace_id = run_trace_id(row.id, row.created_at)
@@ -86,22 +89,42 @@ class RunTrace:
         self.begin(row.generation, row.created_at if row.generation == 0 else row.started_at)
         # Whether the sampler keeps the spans under the run's (the SDK's samplers decide by
         # the trace id and the parent's flags): if not, they are not made at all.
-        joined = parent.is_valid
-        self.recording = sampled(self.trace_id, self.context) if joined else self.flags.sampled
+        if parent.is_valid and sampled is not None:
+            self.recording = sampled(self.trace_id, self.context)
+        else:
+            self.recording = self.flags.sampled
 
     def begin(self, generation: int, at: float | None) -> None:
         """Start tracing `generation`, which began at `at`."""
         self.generation = generation
         self.run_attributes: dict[str, Any] | None = None
         self.began_at = self.created_at if at is None else at
-        self.span_id = run_span_id(self.run_id, self.created_at, generation)
-        span = NonRecordingSpan(SpanContext(self.trace_id, self.span_id, False, self.flags))
-        self.context = trace.set_span_in_context(span, Context())
+        # Derived when first needed: a run that is not traced may never need them.
+        self._span_id: int | None = None
+        self._context: Context | None = None
         self.calls.clear()
         self.received.clear()
 
-    def carrier(self) -> dict[str, str]:
-        """The trace context a child of this run stores: its run span is the parent."""
+    @property
+    def span_id(self) -> int:
+        """The id of the run's span for its current generation."""
+        if self._span_id is None:
+            self._span_id = run_span_id(self.run_id, self.created_at, self.generation)
+        return self._span_id
+
+    @property
+    def context(self) -> Context:
+        """The context whose span is the run's: its calls' spans' parent."""
+        if self._context is None:
+            span = NonRecordingSpan(SpanContext(self.trace_id, self.span_id, False, self.flags))
+            self._context = trace.set_span_in_context(span, Context())
+        return self._context
+
+    def carrier(self) -> dict[str, str] | None:
+        """The trace context a child of this run stores (its run span is the parent), or
+        None when no tracer traces it."""
+        if not self.trace_id:
+            return None
         return {"traceparent": f"00-{self.trace_id:032x}-{self.span_id:016x}-{self.flags:02x}"}
 
     def attributes(self) -> dict[str, Any]:
@@ -136,8 +159,9 @@ class RunSpans:
         if self.ids is not None:
             tracer.id_generator = self.ids  # type: ignore[attr-defined]
         self._sampler: Any = getattr(tracer, "sampler", None)
-        # A no-op tracer (metrics only): no run is sampled, so no span is even started.
-        self._tracing = not isinstance(tracer, trace.NoOpTracer)
+        # A no-op tracer (metrics only): runs get no trace ids, no carriers, no spans.
+        tracing = not isinstance(tracer, trace.NoOpTracer)
+        self._sampling = self._sampled if tracing else None
         self._handlers = {
             L.STEP_STARTED: self._step_started,
             L.STEP_COMPLETED: self._step_ended,
@@ -161,7 +185,7 @@ class RunSpans:
         run span for None; with the usual samplers, the decision depends on the trace id and
         the parent's flags alone: every process agrees)."""
         if self._sampler is None:
-            return self._tracing
+            return True
         result = self._sampler.should_sample(parent, trace_id, "run")
         return bool(result.decision.is_sampled())
 
@@ -173,7 +197,7 @@ class RunSpans:
     # -- what the observer hears -----------------------------------------------------------
 
     def creating(self, row: RunRow, given: Mapping[str, str] | None) -> Mapping[str, str] | None:
-        if given is not None:
+        if given is not None or self._sampling is None:
             carrier: Mapping[str, str] | None = given
         elif row.parent_id is not None:
             parent = self.traces.get(row.parent_id)
@@ -183,7 +207,7 @@ class RunSpans:
             PROPAGATOR.inject(current)
             carrier = current or self._starting_step()
         if row.id not in self.traces:  # else: an evicted run of this id (the id is taken)
-            self.traces[row.id] = RunTrace(row, carrier, self._sampled)
+            self.traces[row.id] = RunTrace(row, carrier, self._sampling)
         return carrier
 
     def created(self, row: RunRow, events: list[EventRow], conflict: bool) -> None:
@@ -194,7 +218,7 @@ class RunSpans:
             return
         fields = _creation_fields(events[0])
         if trace_ is None:  # created by a process, or before `instrument()`, without a carrier
-            trace_ = self.traces[row.id] = RunTrace(row, _carrier(fields), self._sampled)
+            trace_ = self.traces[row.id] = RunTrace(row, _carrier(fields), self._sampling)
         trace_.scheduled(_schedule_id(fields))
         trace_.committed = True
         self.metrics.run_started(row.workflow)
@@ -231,7 +255,7 @@ class RunSpans:
             trace_.begin(row.generation, row.started_at)
         else:
             fields = _creation_fields(events[0]) if events else {}
-            trace_ = self.traces[row.id] = RunTrace(row, _carrier(fields), self._sampled)
+            trace_ = self.traces[row.id] = RunTrace(row, _carrier(fields), self._sampling)
             trace_.scheduled(_schedule_id(fields))
         trace_.committed = True
         if restarted:
