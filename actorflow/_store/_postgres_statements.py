@@ -82,6 +82,9 @@ class Parts(NamedTuple):
                 *self.hook_deletes, *self.schedule_deletes, *self.schedules, self.owner,
                 *self.fence, self.runs[14], *self.inbox, *self.inbox_taken]  # fmt: skip
 
+    def empty(self) -> bool:
+        return not any(part[0] for part in self[:11])
+
     def needs_function(self) -> bool:
         """Whether two parts touch the same rows (see the module docstring)."""
         return bool(self.hooks[0] and self.hook_deletes[0]) or bool(
@@ -281,7 +284,9 @@ def _statement(shape: tuple[bool, ...]) -> str:
             "(SELECT count(pg_notify(n.channel, n.payload)) FROM"
             f" ({' UNION ALL '.join(notify)}) AS n(channel, payload))"
         )
+    # Every shape names the writer ($1), if only to give the parameter its type.
     select = f"SELECT {', '.join(columns)}{' FROM fence' if has_fence else ''}"
+    select += " WHERE $1::text IS NULL OR true"
     return f"WITH {', '.join(ctes)} {select}" if ctes else select
 
 

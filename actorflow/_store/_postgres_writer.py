@@ -117,6 +117,8 @@ class PostgresTransactions:
 
     async def write(self, batch: WriteBatch) -> None:
         parts, events = self._parts(batch)
+        if parts.empty():  # every row was dropped (runs refused earlier): nothing to send
+            return
         conn = self._conn or await self._reconnect(batch, None)
         while True:
             try:
