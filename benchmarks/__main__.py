@@ -31,6 +31,7 @@ COMPARE_ROWS = [
     Metric("latency_p50_ratio", "latency p50, dbos / actorflow", "x"),
     Metric("latency_p99_ratio", "latency p99, dbos / actorflow", "x"),
     Metric("throughput_ratio", "workflows/s, actorflow / dbos", "x"),
+    Metric("floor_latency_p50_ratio", "latency p50, dbos / the floor (limit)", "x"),
 ]
 
 

@@ -77,6 +77,10 @@ def compare(
         numbers = _run_mode(mode, sizes, cfg["timeout_s"], scratch, args.workdir)
         if "error" not in numbers:
             numbers["ratios"] = _ratios(numbers, latency.get("metrics", {}), through)
+            floor = results.get("limit", {}).get("metrics", {}).get("floor_latency_p50_ms")
+            if floor and numbers.get("latency_p50_ms"):
+                # The most any store with a durable record of each step could reach.
+                numbers["ratios"]["floor_latency_p50_ratio"] = numbers["latency_p50_ms"] / floor
         modes[mode] = numbers
     out["modes"] = modes
     return out

@@ -45,8 +45,10 @@ DEFAULTS = {
     "rows_per_size": 200_000,
     "seconds_per_size": 2.0,
     "actorflow_batch_rows": 0,  # filled in from `throughput` by the orchestrator
+    "floor_samples": 2000,  # PostgreSQL: a 3-step run's commits, one after the other
 }
-QUICK = {**DEFAULTS, "batch_sizes": "1,100,1000", "rows_per_size": 5000, "seconds_per_size": 0.2}
+QUICK = {**DEFAULTS, "batch_sizes": "1,100,1000", "rows_per_size": 5000, "seconds_per_size": 0.2,
+         "floor_samples": 50}  # fmt: skip
 TABLE = [
     Metric("ceiling_events_per_s", "ceiling (aiosqlite; asyncpg on PostgreSQL)", "/s"),
     Metric("ceiling_batch_rows", "  at batch size", "rows"),
@@ -57,6 +59,8 @@ TABLE = [
     Metric("copy_ceiling_events_per_s", "PostgreSQL: COPY a batch", "/s"),
     Metric("round_trip_p50_ms", "PostgreSQL: SELECT 1 round trip p50", "ms"),
     Metric("round_trip_p99_ms", "PostgreSQL: SELECT 1 round trip p99", "ms"),
+    Metric("floor_latency_p50_ms", "PostgreSQL: a 3-step run's commits in a row p50", "ms"),
+    Metric("floor_latency_p99_ms", "PostgreSQL: a 3-step run's commits in a row p99", "ms"),
     Metric("row_bytes", "mean event row payload", "bytes"),
     Metric("actorflow_pct_of_ceiling", "actorflow throughput events/s vs ceiling", "%"),
     Metric("actorflow_pct_at_batch", "actorflow vs ceiling at its batch size", "%"),

@@ -113,6 +113,67 @@ async def ceiling(cfg: dict[str, Any], ctx: Context, sizes: list[int]) -> None:
         ctx.metrics["at_actorflow_batch_events_per_s"] = rates[str(mean_batch)]
     ctx.metrics["server"] = await server_settings(ctx.store or "")
     ctx.metrics.update(await _round_trips(url))
+    ctx.metrics.update(await _floor_latency(ctx, url, run_.id, template, cfg["floor_samples"]))
+
+
+async def _floor_latency(
+    ctx: Context, source: str, run_id: str, template: list[tuple[Any, ...]], samples: int
+) -> dict[str, float]:
+    """The floor of a 3-step workflow's latency with a durable record of each step: its
+    rows (the run's row and its events, as actorflow wrote them) in its commits (a step
+    starts once its `step_started` is committed; the last step's result and the run's
+    end share one), each one statement, one round trip and one transaction, one after
+    the other, through bare asyncpg into a fresh copy of actorflow's tables (its indexes
+    included). Nothing is checked or fenced: no store does less per commit."""
+    conn = await _connect(source)
+    try:
+        found = await conn.fetchrow("SELECT * FROM runs WHERE id = $1", run_id)
+        assert found is not None
+        run = dict(found)
+    finally:
+        await conn.close()
+    final = {k: run[k] for k in ("status", "result", "completed_at")}
+    run.update(status="running", result=None, completed_at=None, owner=None, epoch=0)
+    commits: list[list[tuple[Any, ...]]] = [[]]
+    for row in template:  # a commit ends with each step's start
+        commits[-1].append(row)
+        if row[3] == "step_started":
+            commits.append([])
+    columns = ", ".join(run)
+    create = (f"WITH r AS (INSERT INTO runs ({columns}) VALUES"
+              f" ({', '.join(f'${i + 9}' for i in range(len(run)))})) {_INSERT}")  # fmt: skip
+    end = (f"WITH u AS (UPDATE runs SET status = $9, result = $10, completed_at = $11"
+           f" WHERE id = $12) {_INSERT}")  # fmt: skip
+    url = ctx.store_url("floor")
+    conn = await _connect(url)
+    try:
+        await migrate(conn, split_url(url)[1])
+        times = []
+        for i in range(samples + samples // 10):
+            rows = copies(template, len(template))
+            new_id = rows[0][0]
+            at = 0
+            began = time.perf_counter()
+            for n, commit in enumerate(commits):
+                columns_ = list(zip(*rows[at : at + len(commit)], strict=True))
+                at += len(commit)
+                if n == 0:
+                    await conn.execute(create, *columns_, *{**run, "id": new_id}.values())
+                elif n == len(commits) - 1:
+                    await conn.execute(end, *columns_, *final.values(), new_id)
+                else:
+                    await conn.execute(_INSERT, *columns_)
+            if i >= samples // 10:  # the first tenth warms up
+                times.append(time.perf_counter() - began)
+    finally:
+        await conn.close()
+    stats = summarize(times, scale=1000.0)
+    log(f"  floor: {len(commits)} sequential commits p50 {stats['p50']:.3f} ms")
+    return {
+        "floor_latency_p50_ms": stats["p50"],
+        "floor_latency_p99_ms": stats["p99"],
+        "floor_commits": float(len(commits)),
+    }
 
 
 async def _round_trips(url: str, count: int = 1000) -> dict[str, float]:

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 import actorflow as af
-from actorflow._store import ChunkKind, ChunkRow, EventRow, HookRow, RunRow
+from actorflow._store import ChunkKind, ChunkRow, EventRow, HookRow, RunRow, WriteBatch
 from actorflow._store._postgres import PostgresStore, split_url
+from actorflow._store._postgres_statements import Parts
 from tests.conftest import eventually, with_query
 from tests.databases import PostgresDatabase
 from tests.pg_cluster import Cluster
@@ -237,3 +238,66 @@ async def test_each_part_of_a_batch_is_written_whatever_else_the_batch_holds(
 
 def _event(run_id: str, idx: int, kind: str = "run_created") -> EventRow:
     return EventRow(run_id, idx, 0, kind, None, None, None, 2.0)
+
+
+@pytest.mark.parametrize("path", ["one-statement", "commit_batch"])
+async def test_a_fenced_out_writers_batch_is_refused_either_way(
+    pg_url: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one statement fences as commit_batch does: the rows of runs owned elsewhere or
+    at a raised epoch (a takeover), and of a creation carrying one of their rows, are
+    refused and reported; the rest commits. A writer whose lease lapsed has every run
+    refused and leaves the runs it creates to the live engines (no owner)."""
+    if path == "commit_batch":
+        monkeypatch.setattr(Parts, "needs_function", lambda self: True)
+    db = PostgresDatabase(pg_url)
+    store = PostgresStore(pg_url)
+    await store.open()
+    try:
+        batch = store.batch()
+        for run_id in ("mine", "moved", "theirs"):
+            batch.create_run(RunRow(run_id, "w", "running", b"[]", 1.0), [_event(run_id, 0)])
+        await store.commit()
+        db.execute("INSERT INTO engines (id, lock_key, execute, lease_timeout)"
+                   " VALUES ('me', 1, true, 60)")  # fmt: skip
+        db.execute("UPDATE runs SET owner = 'me', epoch = 1")
+        db.execute("UPDATE runs SET epoch = 2 WHERE id = 'moved'")
+        db.execute("UPDATE runs SET owner = 'other' WHERE id = 'theirs'")
+
+        def fence(batch: WriteBatch) -> tuple[str, list[str], list[int]]:
+            ids = sorted(batch.run_ids() - {row.id for row, _ in batch.new_runs})
+            return "me", ids, [1] * len(ids)
+
+        store.transactions.fence = fence
+        batch = store.batch()
+        for run_id in ("mine", "moved", "theirs"):
+            batch.events.append(_event(run_id, 1, kind="step_started"))
+            done = RunRow(run_id, "w", "completed", b"[]", 1.0)
+            batch.run_updates[run_id] = done.update_params()
+        # A child started by a refused run goes with it; a run of its own commits.
+        child = RunRow("child", "w", "running", b"[]", 2.0, parent_id="theirs")
+        batch.create_run(child, [_event("child", 0), _event("theirs", 2, kind="child_started")])
+        batch.create_run(RunRow("fresh", "w", "running", b"[]", 2.0), [_event("fresh", 0)])
+        await store.commit()
+        assert batch.refused == {"moved", "theirs", "child"}
+        assert batch.conflicts == set()
+        assert db.query("SELECT run_id, idx FROM events ORDER BY run_id, idx") == [
+            ("fresh", 0), ("mine", 0), ("mine", 1), ("moved", 0), ("theirs", 0)
+        ]  # fmt: skip
+        assert db.query("SELECT id, status, owner, epoch FROM runs ORDER BY id") == [
+            ("fresh", "running", "me", 1),
+            ("mine", "completed", "me", 1),
+            ("moved", "running", "me", 2),
+            ("theirs", "running", "other", 1),
+        ]
+
+        db.execute("UPDATE engines SET heartbeat_at = 'epoch'")  # the lease lapsed
+        batch = store.batch()
+        batch.events.append(_event("fresh", 1, kind="step_started"))
+        batch.create_run(RunRow("late", "w", "running", b"[]", 3.0), [_event("late", 0)])
+        await store.commit()
+        assert batch.refused == {"fresh"}
+        assert db.query("SELECT count(*) FROM events WHERE run_id = 'fresh'") == [(1,)]
+        assert db.query("SELECT owner, epoch FROM runs WHERE id = 'late'") == [(None, 0)]
+    finally:
+        await store.close()
