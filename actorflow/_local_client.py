@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._cluster._restart import restart_entries
 from ._errors import (
     HookNotFoundError,
     InvalidStateError,
@@ -46,25 +47,25 @@ class LocalRunClient:
 
     @contextlib.asynccontextmanager
     async def _watching(self, run_id: str) -> AsyncIterator[None]:
-        """On a database shared by many engines, while following a run another engine
-        owns: its commits notify this one (see `ClusterHost.changed`)."""
+        """On a database shared by many engines, while following a run: whenever another
+        engine owns it (now, or after it moves), its commits notify this one (see
+        `RunWatches` and `ClusterHost.changed`)."""
         cluster = self._runs.cluster
-        if cluster is None or cluster.owns(run_id):
-            yield
+        if cluster is None or (
+            not cluster.owns(run_id) and STATUS_OF[(await self.stored_run(run_id)).status].is_final
+        ):
+            yield  # one engine; or a finished run: nothing more will happen to it
             return
-        if STATUS_OF[(await self.stored_run(run_id)).status].is_final:
-            yield  # nothing more will happen to it
-            return
-        await cluster.watch(run_id)
+        await cluster.watches.watch(run_id)
         try:
             yield
         finally:
-            await cluster.unwatch(run_id)
+            await cluster.watches.unwatch(run_id)
 
     async def result(self, run_id: str, timeout: float | None) -> Any:
         """The run's result once it is final; raises for failed or terminated runs."""
         self._check_open()
-        if self._runs.cluster is not None and not self._runs.cluster.owns(run_id):
+        if self._runs.cluster is not None:
             async with self._watching(run_id):
                 return await self._result(run_id, timeout)
         return await self._result(run_id, timeout)
@@ -236,12 +237,22 @@ class LocalRunClient:
         cluster = self._runs.cluster
         if cluster is not None and not cluster.owns(run_id):
             row = await self.stored_run(run_id)
-            # A finished run has no owner to ask: this engine takes it (to restart it, or
-            # to refuse the rest as its owner would).
-            if STATUS_OF[row.status].is_final and (
-                not cluster.execute or await cluster.take_finished(run_id) is None
-            ):
-                raise InvalidStateError(f"cannot {action} run {run_id!r}: it is {row.status}")
+            # A finished run has no owner to ask: this engine answers as its actor would,
+            # and restarts it (an executing engine takes it; a client records the restart
+            # and leaves it to the executing engines). One restarted meanwhile is unfinished:
+            # the message goes to its owner.
+            if STATUS_OF[row.status].is_final:
+                if action == "resume":
+                    return
+                if action != "restart":
+                    raise InvalidStateError(f"cannot {action} run {run_id!r}: it is {row.status}")
+                if cluster.execute:
+                    await cluster.take_finished(run_id)
+                else:
+                    log = await self._runs.store.load_events(run_id)
+                    entries = restart_entries(run_id, log, row.generation, from_step)
+                    if await cluster.restart_finished(run_id, row.generation, entries):
+                        return
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Control(action, reply, from_step))
         await reply

@@ -180,10 +180,10 @@ class RunActor(WorkflowDriver):
                         self.step_finished(message)
                 elif isinstance(message, Control):
                     await handle_control(self, message)
-                    self._took(message)
+                    self.took(message)
                 elif type(message) is not _Resume:  # a wake-up only: flush() does the rest
                     self._handle(message)
-                    self._took(message)
+                    self.took(message)
             await self.flush()
 
     def _crashed(self, exc: Exception) -> bool:
@@ -318,11 +318,13 @@ class RunActor(WorkflowDriver):
 
     # -- messages --------------------------------------------------------------------------
 
-    def _took(self, message: Any) -> None:
+    def took(self, message: Any) -> None:
         """A message from the inbox of a shared database: its row is deleted in the commit
-        that journals it (or with the turn's writes, when it changed nothing)."""
+        that journals it (or with the turn's writes, when it changed nothing). Once: the
+        message forgets its row."""
         taken = getattr(message, "inbox", None)
         if taken is not None:
+            message.inbox = None
             self.store.batch().inbox_taken.append(taken)
             self._wrote = True
 
