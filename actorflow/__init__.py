@@ -18,6 +18,9 @@ survive crashes and restarts and continue where they stopped.
         print(await run.result())
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._context import (
     Hook,
     create_hook,
@@ -30,7 +33,6 @@ from ._context import (
     workflow_info,
 )
 from ._definitions import StepFunction, WorkflowFunction, step, workflow, workflow_schemas
-from ._engine import Engine
 from ._errors import (
     ActorflowError,
     CallContextError,
@@ -78,13 +80,35 @@ from ._models import (
 from ._retry import Retry
 from ._run import Run
 from ._runner import run, tune_gc
-from ._schedule_api import Schedule
 from ._schedule_types import RecentTick, ScheduleInfo
-from ._store import CommitStats
 from ._streams import StreamWriter
 from ._types import WorkflowSchemas
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+    from ._schedule_api import Schedule
+    from ._store import CommitStats
+
+# Imported on first use: the engine, its stores and its scheduler are most of the import
+# time, and what does not run an engine (the command line's commands) never needs them.
+_LAZY = {"Engine": "_engine", "Schedule": "_schedule_api", "CommitStats": "_store"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value.__module__ = __name__
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "ActorflowError",
@@ -156,7 +180,7 @@ __all__ = [
 
 # Public names are `actorflow.X` wherever they are defined (reprs, tracebacks, docs).
 for _name in __all__:
-    _obj = globals()[_name]
+    _obj = globals().get(_name)  # None: imported on first use (`__getattr__`)
     if isinstance(_obj, type) or (callable(_obj) and hasattr(_obj, "__module__")):
         _obj.__module__ = __name__
 del _name, _obj

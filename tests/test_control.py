@@ -186,14 +186,18 @@ async def test_started_at_is_set_for_runs_without_steps(engine: af.Engine) -> No
 
 @af.workflow
 async def ctl_sleep_then_a(key: str) -> str:
+    await af.wait_for_event("ctl_go")
     await af.sleep("50ms")
     return await ctl_a(key)
 
 
 async def _paused_past_its_sleep(run: af.Run[Any]) -> None:
-    """Pause a run that waits on its sleep; return once the sleep has fired."""
+    """Pause a run that waits for "ctl_go" and then sleeps; let it go on to its sleep while
+    paused; return once the sleep has fired. (Pausing while it sleeps would race the
+    sleep: on a loaded machine, it could fire before the pause.)"""
     await wait_for_status(run, S.WAITING)
     await run.pause()
+    await run.send_event("ctl_go")  # fed to the workflow while paused: it starts its sleep
     async for event in run.events():
         if event.kind == "sleep_fired":
             break
@@ -216,6 +220,7 @@ async def ctl_wait_then_fail() -> None:
 
 @af.workflow
 async def ctl_sleep_then_return() -> str:
+    await af.wait_for_event("ctl_go")
     await af.sleep("50ms")
     return "slept"
 

@@ -32,6 +32,11 @@ from .._dying import cancel_and_wait
 from .._store._postgres_cluster_schema import CLAIM_CHANNEL
 from ._claims import EXPIRE_UNLOCKED
 
+# What a lost connection raises. The server's end of one may reach asyncpg mid-statement:
+# the connection is then neither closed nor usable, and the next statement raises an
+# internal error ("another operation is in progress"), to be taken as a lost connection.
+LOST_CONNECTION = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+
 log = logging.getLogger("actorflow.cluster")
 
 _REGISTER = "INSERT INTO engines (id, execute, lease_timeout, lock_key) VALUES ($1, $2, $3, $4)"
@@ -169,7 +174,7 @@ class EngineLease:
         except TimeoutError:
             log.error("engine %s could not renew its lease in time", self.engine_id)
             return False
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except (*LOST_CONNECTION, asyncpg.PostgresError) as exc:
             if self._conn is not None:
                 self._conn.terminate()
                 self._conn = None

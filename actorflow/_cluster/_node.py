@@ -30,7 +30,7 @@ from .._store._postgres_writer import CONNECTION_ERRORS
 from . import _claims, _restart
 from ._claims import Claimed
 from ._inbox import DELETE, READ_OWNED, as_message
-from ._lease import EngineLease
+from ._lease import LOST_CONNECTION, EngineLease
 from ._watches import FORGET_GONE, RunWatches
 
 log = logging.getLogger("actorflow.cluster")
@@ -146,7 +146,7 @@ class ClusterNode:
         await self.lease.stop()
         try:
             await self.lease.release(list(UNFINISHED))
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except (*LOST_CONNECTION, asyncpg.PostgresError) as exc:
             log.warning(
                 "engine %s could not hand its runs over at close (%r); the others claim "
                 "them once its lease lapses",
@@ -331,7 +331,7 @@ class ClusterNode:
                     async with self._lock:
                         await self._reconnect()
                 await self._work_once()
-            except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
+            except (asyncpg.PostgresError, *CONNECTION_ERRORS, *LOST_CONNECTION) as exc:
                 # The database is away (or refused a statement): try again shortly, on a
                 # new connection, with every kind of work wanted (wake-ups may be lost).
                 log.warning("engine %s: cluster work failed (%r); retrying", self.engine_id, exc)
