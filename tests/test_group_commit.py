@@ -151,7 +151,7 @@ async def test_blobs_and_nulls_are_stored_as_they_are(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "blobs.db"))
     await store.open()
     try:
-        assert sqlite3.adapters[key] is bytes
+        assert sqlite3.adapters[key] is bytes.__bytes__
         now = time.time()
         store.batch().create_run(RunRow("blobs", "wf", "queued", b"[1]", now), [])
         rows = [
