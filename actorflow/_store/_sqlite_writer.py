@@ -25,6 +25,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from ._base import EventRow, WriteBatch
@@ -37,6 +38,15 @@ _RUNS_HEAD = (
     "INSERT INTO runs (id, workflow, status, generation, args, result, error, metadata,"
     " parent_id, created_at, started_at, completed_at, wake_at, deadline_at) VALUES "
 )
+# A run inserted before it has a result, an error, metadata, a parent, a timer or a
+# deadline (nearly every one) binds only the columns it has: each NULL bound costs sqlite3
+# an adapter lookup (about 700 instructions), and a fresh run has seven.
+_FRESH_RUNS_HEAD = (
+    "INSERT INTO runs (id, workflow, status, generation, args, created_at, started_at) VALUES "
+)
+_FRESH_COLUMNS = itemgetter(0, 1, 2, 3, 4, 9, 10)
+_FRESH_NULLS = itemgetter(5, 6, 7, 8, 11, 12, 13)
+_SEVEN_NULLS = (None,) * 7
 _EVENTS_HEAD = "INSERT INTO events VALUES "
 _CHUNKS_HEAD = "INSERT INTO chunks VALUES "
 _HOOKS_HEAD = "INSERT OR REPLACE INTO hooks VALUES "
@@ -111,7 +121,11 @@ class SQLiteTransactions:
             events = batch.events
             if batch.new_runs:
                 runs, events = self._new_runs(conn, batch)
-                sql.run(conn, _RUNS_HEAD, 14, runs)
+                fresh = [_FRESH_COLUMNS(row) for row in runs if _FRESH_NULLS(row) == _SEVEN_NULLS]
+                if len(fresh) < len(runs):
+                    runs = [row for row in runs if _FRESH_NULLS(row) != _SEVEN_NULLS]
+                    sql.run(conn, _RUNS_HEAD, 14, runs)
+                sql.run(conn, _FRESH_RUNS_HEAD, 7, fresh)
             sql.run(conn, _EVENTS_HEAD, 8, events)
             sql.run(conn, _CHUNKS_HEAD, 8, batch.chunks)
             if batch.run_updates:
