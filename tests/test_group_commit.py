@@ -151,7 +151,7 @@ async def test_blobs_and_nulls_are_stored_as_they_are(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "blobs.db"))
     await store.open()
     try:
-        assert sqlite3.adapters[key] is bytes
+        assert sqlite3.adapters[key] is bytes.__bytes__
         now = time.time()
         store.batch().create_run(RunRow("blobs", "wf", "queued", b"[1]", now), [])
         rows = [
@@ -201,3 +201,25 @@ async def test_a_cancelled_start_does_not_fail_another_in_the_same_commit(
         run = await asyncio.wait_for(other, 5)
         assert await run.result(timeout=5) == 8
         assert cancelled.cancelled()
+
+
+async def test_runs_with_and_without_optional_columns_are_stored_whole(tmp_path: Path) -> None:
+    """A fresh run's INSERT binds only the columns it has (the rest are NULL); a run that
+    has any other column set, in the same batch, is stored with all of them."""
+    store = SQLiteStore(str(tmp_path / "shapes.db"))
+    await store.open()
+    try:
+        now = time.time()
+        fresh = RunRow("fresh", "wf", "running", b"[1]", now, started_at=now + 1)
+        queued = RunRow("queued", "wf", "queued", b"[2]", now)
+        full = RunRow(
+            "full", "wf", "completed", b"[3]", now, 2, b"4", b'{"e":1}', b'{"m":1}',
+            "fresh", now + 1, now + 2, now + 3, now + 4,
+        )  # fmt: skip
+        for row in (fresh, full, queued):
+            store.batch().create_run(row.copy(), [])
+        await store.commit()
+        for row in (fresh, queued, full):
+            assert await store.get_run(row.id) == row
+    finally:
+        await store.close()

@@ -25,6 +25,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from ._base import EventRow, WriteBatch
@@ -37,6 +38,15 @@ _RUNS_HEAD = (
     "INSERT INTO runs (id, workflow, status, generation, args, result, error, metadata,"
     " parent_id, created_at, started_at, completed_at, wake_at, deadline_at) VALUES "
 )
+# A run inserted before it has a result, an error, metadata, a parent, a timer or a
+# deadline (nearly every one) binds only the columns it has: each NULL bound costs sqlite3
+# an adapter lookup (about 700 instructions), and a fresh run has seven.
+_FRESH_RUNS_HEAD = (
+    "INSERT INTO runs (id, workflow, status, generation, args, created_at, started_at) VALUES "
+)
+_FRESH_COLUMNS = itemgetter(0, 1, 2, 3, 4, 9, 10)
+_FRESH_NULLS = itemgetter(5, 6, 7, 8, 11, 12, 13)
+_SEVEN_NULLS = (None,) * 7
 _EVENTS_HEAD = "INSERT INTO events VALUES "
 _CHUNKS_HEAD = "INSERT INTO chunks VALUES "
 _HOOKS_HEAD = "INSERT OR REPLACE INTO hooks VALUES "
@@ -111,7 +121,11 @@ class SQLiteTransactions:
             events = batch.events
             if batch.new_runs:
                 runs, events = self._new_runs(conn, batch)
-                sql.run(conn, _RUNS_HEAD, 14, runs)
+                fresh = [_FRESH_COLUMNS(row) for row in runs if _FRESH_NULLS(row) == _SEVEN_NULLS]
+                if len(fresh) < len(runs):
+                    runs = [row for row in runs if _FRESH_NULLS(row) != _SEVEN_NULLS]
+                    sql.run(conn, _RUNS_HEAD, 14, runs)
+                sql.run(conn, _FRESH_RUNS_HEAD, 7, fresh)
             sql.run(conn, _EVENTS_HEAD, 8, events)
             sql.run(conn, _CHUNKS_HEAD, 8, batch.chunks)
             if batch.run_updates:
@@ -168,11 +182,15 @@ def register_identity_adapters() -> None:
     (measured: 35 % of the time of a 4,000-row insert of event rows). Registered
     identity adapters are found in the first lookup and return the value as it
     is, so what is bound does not change. They are process-wide, so an adapter
-    someone else registered for these types is left in place.
+    someone else registered for these types is left in place. Each is the
+    cheapest C call that returns its argument: `bytes.__bytes__` and
+    `set().discard` (which returns None) take no argument parsing, where
+    `bytes(b)` and `{}.get` did (400 instructions less per adapted value,
+    about 8,000 per 3-step workflow).
     """
     identities: tuple[tuple[type, Callable[[Any], Any]], ...] = (
-        (bytes, bytes),  # bytes(b) is b itself for an exact bytes object
-        (type(None), {}.get),  # a C callable that returns None
+        (bytes, bytes.__bytes__),  # b itself for an exact bytes object
+        (type(None), set().discard),  # None, whatever it is given
     )
     for kind, identity in identities:
         if (kind, sqlite3.PrepareProtocol) not in sqlite3.adapters:
