@@ -39,7 +39,9 @@ def dumps_value(value: Any) -> bytes:
     """`dumps` for a user's value: raises `TypeError` (orjson's errors) for what orjson
     refuses and `NonFiniteFloatError` for a NaN or an infinity; `encode` names the part."""
     data = dumps(value, default=to_json_native)
-    if b"null" in data and _has_non_finite(value, 0):
+    # Not `b"null" in data`: bytes' `in` tries the operand as an int first, and formats
+    # the TypeError that fails (about 1,800 instructions, on every step's result).
+    if data.find(b"null") >= 0 and _has_non_finite(value, 0):
         raise NonFiniteFloatError
     return data
 
