@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from asyncio.events import _get_running_loop
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from contextvars import ContextVar
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
 from ._durations import Duration, to_seconds, to_timestamp
-from ._errors import CallContextError, EngineClosedError, InvalidNameError
-from ._ids import check_name, check_new_run_id, step_id
+from ._errors import CallContextError, EngineClosedError
+from ._ids import HOOK_PREFIX as HOOK_PREFIX  # where the hook payloads' readers import it
+from ._ids import check_event_type, check_name, check_new_run_id, step_id
 from ._models import StepInfo, WorkflowInfo
 from ._sandbox import WorkflowLoop
 from ._types import codec_for, value_decoder
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
     from ._store import RunRow, Store
     from ._streams import StreamWriter
 
-HOOK_PREFIX = "hook:"
 T = TypeVar("T")
+Decoder = Callable[[Any], Any]
+"""Decodes a JSON-native value into a type, raising `ValidationError` if it does not fit."""
 
 
 class WorkflowHost(Protocol):
@@ -46,7 +48,10 @@ class WorkflowHost(Protocol):
         self, seq: int, seconds: float | None, until: float | None
     ) -> asyncio.Future[None]: ...
     def cancel_sleep(self, seq: int) -> None: ...
-    def wait_event(self, seq: int, key: str, timeout: float | None) -> asyncio.Future[Any]: ...
+    def wait_event(
+        self, seq: int, key: str, timeout: float | None, decode: Decoder | None
+    ) -> asyncio.Future[Any]: ...
+    def event_decoder(self, event_type: str) -> Decoder | None: ...
     def start_child(
         self, seq: int, workflow: Any, args: tuple[Any, ...], child_id: str | None, metadata: Any
     ) -> asyncio.Future[Run[Any]]: ...
@@ -152,6 +157,7 @@ class ParkedHost:
 
     def __init__(self, host: WorkflowHost) -> None:
         self.workflow_info = host.workflow_info
+        self.event_decoder = host.event_decoder
 
     @staticmethod
     def _parked() -> asyncio.Future[Any]:
@@ -168,7 +174,9 @@ class ParkedHost:
     def cancel_sleep(self, seq: int) -> None:
         pass
 
-    def wait_event(self, seq: int, key: str, timeout: float | None) -> asyncio.Future[Any]:
+    def wait_event(
+        self, seq: int, key: str, timeout: float | None, decode: Decoder | None
+    ) -> asyncio.Future[Any]:
         return self._parked()
 
     def start_child(
@@ -291,14 +299,6 @@ async def sleep_until(when: datetime) -> None:
     await ctx.host.sleep(ctx.next_seq(), None, to_timestamp(when, "sleep_until()"))
 
 
-def check_event_type(type: str) -> str:
-    """Validate an event type given by a caller (`InvalidNameError`)."""
-    check_name(type, "event type")
-    if type.startswith(HOOK_PREFIX):
-        raise InvalidNameError(f"event types starting with {HOOK_PREFIX!r} are reserved for hooks")
-    return type
-
-
 @overload
 async def wait_for_event(event_type: str, /, timeout: Duration | None = None) -> Any: ...
 @overload
@@ -314,15 +314,20 @@ async def wait_for_event(
 
     Events sent before the wait are buffered and delivered in order. With
     `timeout`, raises `af.EventTimeoutError` (catchable) when it expires. With
-    `type=`, the payload is decoded into that type (a dataclass, TypedDict,
-    pydantic model, ...), live and on replay alike; one that does not fit
-    raises `af.ValidationError`.
+    `type=` (or a type declared with `@af.workflow(events=)`), the payload is
+    decoded into that type (a dataclass, TypedDict, pydantic model, ...), live
+    and on replay alike; while the run waits here, `send_event` refuses a payload
+    that does not fit with `af.ValidationError`, before storing it. One that
+    arrived before the wait and does not fit raises `af.ValidationError` here.
     """
     ctx = _require_workflow("af.wait_for_event()")
     key = check_event_type(event_type)
     seconds = None if timeout is None else to_seconds(timeout, "wait_for_event timeout")
-    decode = None if type is None else value_decoder(codec_for(type), f"the {key!r} event")
-    payload = await ctx.host.wait_event(ctx.next_seq(), key, seconds)
+    if type is None:
+        decode = ctx.host.event_decoder(key)
+    else:
+        decode = value_decoder(codec_for(type), f"the {key!r} event")
+    payload = await ctx.host.wait_event(ctx.next_seq(), key, seconds, decode)
     return payload if decode is None else decode(payload)
 
 
@@ -367,27 +372,32 @@ def current_engine() -> RunStarter:
     return engine
 
 
-class Hook:
+class Hook(Generic[T]):
     """Receives payloads sent with `engine.resume_hook(token, payload)`; inside workflows only.
 
     `await hook` returns the next payload; `async for payload in hook` loops
     over them. Payloads that arrive while nobody waits are buffered.
     """
 
-    def __init__(self, ctx: WorkflowContext, token: str) -> None:
+    def __init__(self, ctx: WorkflowContext, token: str, decode: Decoder | None = None) -> None:
         self._ctx = ctx
+        self._decode = decode
         self.token = token
 
-    async def wait(self, timeout: Duration | None = None) -> Any:
-        """The next payload; raises `af.EventTimeoutError` after `timeout`."""
+    async def wait(self, timeout: Duration | None = None) -> T:
+        """The next payload (decoded into the hook's `type=`); raises
+        `af.EventTimeoutError` after `timeout`, `af.ValidationError` for a payload that
+        does not fit its type."""
         seconds = None if timeout is None else to_seconds(timeout, "hook timeout")
         key = HOOK_PREFIX + self.token
-        return await self._ctx.host.wait_event(self._ctx.next_seq(), key, seconds)
+        decode = self._decode
+        payload = await self._ctx.host.wait_event(self._ctx.next_seq(), key, seconds, decode)
+        return payload if decode is None else decode(payload)  # type: ignore[no-any-return]
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, T]:
         return self.wait().__await__()
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
+    async def __aiter__(self) -> AsyncIterator[T]:
         while True:
             yield await self.wait()
 
@@ -395,15 +405,25 @@ class Hook:
         return f"<Hook {self.token!r}>"
 
 
-def create_hook(token: str | None = None) -> Hook:
+@overload
+def create_hook(token: str | None = None) -> Hook[Any]: ...
+@overload
+def create_hook(token: str | None = None, *, type: type[T]) -> Hook[T]: ...
+
+
+def create_hook(token: str | None = None, *, type: Any = None) -> Hook[Any]:
     """Create a hook in the current workflow; without `token` a random one is made.
 
-    Raises `af.HookConflictError` if another unfinished run holds `token`.
+    With `type=`, payloads are decoded into that type, and while the run waits on
+    the hook, `resume_hook` refuses one that does not fit with `af.ValidationError`,
+    before storing it. Raises `af.HookConflictError` if another unfinished run
+    holds `token`.
     """
     ctx = _require_workflow("af.create_hook()")
     if token is not None:
         check_name(token, "hook token")
-    return Hook(ctx, ctx.host.create_hook(ctx.next_seq(), token))
+    decode = None if type is None else value_decoder(codec_for(type), "the hook payload")
+    return Hook(ctx, ctx.host.create_hook(ctx.next_seq(), token), decode)
 
 
 def get_writable(namespace: str = "default") -> StreamWriter:

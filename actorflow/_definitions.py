@@ -7,15 +7,16 @@ import functools
 import inspect
 import sys
 from asyncio.events import _get_running_loop
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from ._cron import CronExpression
 from ._durations import Duration, to_seconds
 from ._errors import ScheduleError, ValidationError, WorkflowNotRegisteredError
+from ._ids import check_event_type
 from ._retry import Retry
 from ._sandbox import WorkflowLoop
-from ._types import DEFS_TEMPLATE, Signature, WorkflowSchemas
+from ._types import DEFS_TEMPLATE, Signature, WorkflowSchemas, codec_for, value_decoder
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -109,6 +110,7 @@ class WorkflowFunction(Generic[P, R]):
         deadline: float | None,
         schedules: tuple[str, ...] = (),
         retention: float | None = None,
+        events: Mapping[str, Any] | None = None,
     ) -> None:
         self.fn = fn
         self.name = name
@@ -116,6 +118,8 @@ class WorkflowFunction(Generic[P, R]):
         self.deadline = deadline
         self.schedules = schedules
         self.retention = retention
+        self.events = dict(events or {})
+        self._event_decoders: dict[str, Callable[[Any], Any]] = {}
         self._arity = _positional_arity(fn)
         self._arg_counts = _arg_counts(self._arity)
         functools.update_wrapper(self, fn)
@@ -144,6 +148,18 @@ class WorkflowFunction(Generic[P, R]):
     def decode_result(self) -> Callable[[Any], Any] | None:
         """The decoder of this workflow's stored results (None when JSON-native)."""
         return self.signature.result_decoder()
+
+    def event_decoder(self, event_type: str) -> Callable[[Any], Any] | None:
+        """The decoder of `event_type`'s payloads into the type declared for it with
+        `@af.workflow(events=)` (None: undeclared), made on first use (types named in
+        hints may be defined after the workflow)."""
+        decode = self._event_decoders.get(event_type)
+        if decode is None and event_type in self.events:
+            what = f"the {event_type!r} event of workflow {self.name!r}"
+            decode = self._event_decoders[event_type] = value_decoder(
+                codec_for(self.events[event_type]), what
+            )
+        return decode
 
     def check_args(self, args: Sequence[Any], where: str = "") -> None:
         """Raise unless a run can be started with positional `args`, so that a bad call
@@ -220,6 +236,7 @@ def workflow(
     deadline: Duration | None = None,
     schedules: Sequence[str] = (),
     retention: Duration | None = None,
+    events: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], WorkflowFunction[P, R]]: ...
 
 
@@ -232,6 +249,7 @@ def workflow(
     deadline: Duration | None = None,
     schedules: Sequence[str] = (),
     retention: Duration | None = None,
+    events: Mapping[str, Any] | None = None,
 ) -> Any:
     """Declare and register a workflow: `@af.workflow` or `@af.workflow(name=, concurrency=, ...)`.
 
@@ -240,7 +258,10 @@ def workflow(
     that long after it was created; `schedules` are cron expressions whose ticks
     start it with no arguments (in UTC, ids `"{name}:{cron}"`; a bad one raises
     `ScheduleError` here); `retention` deletes its runs that long after they
-    finished (overriding the engine's `retention=`; None: the engine's).
+    finished (overriding the engine's `retention=`; None: the engine's); `events`
+    maps event types to their payloads' types: `send_event` refuses a payload that
+    does not fit (`ValidationError`) before anything is stored, and
+    `af.wait_for_event(event_type)` decodes it into that type.
     Raises `ValueError`/`TypeError` for a bad option.
     """
     if isinstance(schedules, str) or not all(isinstance(c, str) for c in schedules):
@@ -251,6 +272,10 @@ def workflow(
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
     seconds = None if deadline is None else to_seconds(deadline, "workflow deadline")
     keep = None if retention is None else to_seconds(retention, "workflow retention")
+    if events is not None and not isinstance(events, Mapping):
+        raise TypeError(f"events must map event types to types, got {events!r}")
+    for event_type in events or ():
+        check_event_type(event_type)
 
     def wrap(f: Callable[..., Coroutine[Any, Any, Any]]) -> WorkflowFunction[..., Any]:
         if not inspect.iscoroutinefunction(f):
@@ -262,6 +287,7 @@ def workflow(
             deadline=seconds,
             schedules=tuple(dict.fromkeys(schedules)),
             retention=keep,
+            events=events,
         )
         _register(wf)
         return wf

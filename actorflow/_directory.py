@@ -115,6 +115,10 @@ class RunDirectory:
         """How many runs in memory have each status (`_observe.LiveRuns`)."""
         return dict(Counter(actor.status._value_ for actor in self.actors.values()))
 
+    def is_limited(self, workflow: str) -> bool:
+        """Whether `workflow`'s runs may wait for a concurrency slot (`_observe.LiveRuns`)."""
+        return self.limiter.is_limited(workflow)
+
     # -- workflows -------------------------------------------------------------------------
 
     def workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
@@ -285,6 +289,17 @@ class RunDirectory:
             self.unpark(run_id)
             self.abandon(run_id, error)
         self.store.discard_pending(lost)
+
+    async def schedules_changed(self) -> None:
+        """Schedules may have been changed by another engine: read them again."""
+        if self.scheduler is not None:
+            await self.scheduler.refresh()
+
+    async def schedules_written(self) -> None:
+        """Schedules were created, changed or deleted here (committed): on a database
+        shared by many engines, tell the others."""
+        if self.cluster is not None:
+            await self.cluster.announce_schedules()
 
     async def changed(self, run_ids: set[str] | None) -> None:
         """Runs owned elsewhere that local readers follow changed (None: any of them):

@@ -29,6 +29,9 @@ from ._errors import InvalidNameError
 MAX_NAME_LENGTH = 255
 """The longest run id, event type, hook token or stream namespace, in characters."""
 
+HOOK_PREFIX = "hook:"
+"""How a hook's payloads are keyed among a run's events: `hook:<token>`."""
+
 CHILD_SEPARATOR = "~"
 TICK_SEPARATOR = "@"
 # What `tick_run_id` puts after the separator: `datetime.isoformat()` of a UTC time.
@@ -99,3 +102,11 @@ def child_run_id(parent_id: str, generation: int, seq: int) -> str:
     """The id of the child run started at `seq` (see the module doc)."""
     suffix = str(seq) if generation == 0 else f"{generation}.{seq}"
     return f"{parent_id}{CHILD_SEPARATOR}{suffix}"
+
+
+def check_event_type(type: str) -> str:
+    """Validate an event type given by a caller (`InvalidNameError`)."""
+    check_name(type, "event type")
+    if type.startswith(HOOK_PREFIX):
+        raise InvalidNameError(f"event types starting with {HOOK_PREFIX!r} are reserved for hooks")
+    return type

@@ -15,19 +15,19 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._context import HOOK_PREFIX, check_event_type
+from ._cluster._restart import restart_entries
 from ._errors import (
     HookNotFoundError,
     InvalidStateError,
     RunAlreadyExistsError,
     RunNotFoundError,
 )
-from ._ids import check_name
+from ._ids import HOOK_PREFIX, check_event_type, check_name
 from ._log import FINAL_KINDS, fold_steps, to_run_event, to_run_info
 from ._messages import Control, ControlAction, Deliver
 from ._models import STATUS_OF, RunEvent, RunInfo, RunStatus, StreamChunk, to_datetime
 from ._results import Outcome
-from ._serde import encode
+from ._serde import encode, loads
 from ._store import ChunkKind, ChunkRow, RunRow
 from ._streams import check_namespace, decode_chunk
 
@@ -47,25 +47,25 @@ class LocalRunClient:
 
     @contextlib.asynccontextmanager
     async def _watching(self, run_id: str) -> AsyncIterator[None]:
-        """On a database shared by many engines, while following a run another engine
-        owns: its commits notify this one (see `ClusterHost.changed`)."""
+        """On a database shared by many engines, while following a run: whenever another
+        engine owns it (now, or after it moves), its commits notify this one (see
+        `RunWatches` and `ClusterHost.changed`)."""
         cluster = self._runs.cluster
-        if cluster is None or cluster.owns(run_id):
-            yield
+        if cluster is None or (
+            not cluster.owns(run_id) and STATUS_OF[(await self.stored_run(run_id)).status].is_final
+        ):
+            yield  # one engine; or a finished run: nothing more will happen to it
             return
-        if STATUS_OF[(await self.stored_run(run_id)).status].is_final:
-            yield  # nothing more will happen to it
-            return
-        await cluster.watch(run_id)
+        await cluster.watches.watch(run_id)
         try:
             yield
         finally:
-            await cluster.unwatch(run_id)
+            await cluster.watches.unwatch(run_id)
 
     async def result(self, run_id: str, timeout: float | None) -> Any:
         """The run's result once it is final; raises for failed or terminated runs."""
         self._check_open()
-        if self._runs.cluster is not None and not self._runs.cluster.owns(run_id):
+        if self._runs.cluster is not None:
             async with self._watching(run_id):
                 return await self._result(run_id, timeout)
         return await self._result(run_id, timeout)
@@ -109,12 +109,13 @@ class LocalRunClient:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         return row
 
-    async def check_unfinished(self, run_id: str) -> None:
-        """Raise `RunNotFoundError` or `InvalidStateError` (final) for a run owned
-        elsewhere, before a message is routed to it (its owner would answer so)."""
+    async def check_unfinished(self, run_id: str) -> RunRow:
+        """The row of a run owned elsewhere, before a message is routed to it; raises
+        `RunNotFoundError` or `InvalidStateError` (final), as its owner would."""
         row = await self.stored_run(run_id)
         if STATUS_OF[row.status].is_final:
             raise InvalidStateError(f"run {run_id!r} is {row.status}")
+        return row
 
     async def check_workflow_of(self, run_ids: Iterable[str], workflow: str) -> None:
         """Raise `RunAlreadyExistsError` if one of `run_ids` (runs that existed before a
@@ -236,12 +237,22 @@ class LocalRunClient:
         cluster = self._runs.cluster
         if cluster is not None and not cluster.owns(run_id):
             row = await self.stored_run(run_id)
-            # A finished run has no owner to ask: this engine takes it (to restart it, or
-            # to refuse the rest as its owner would).
-            if STATUS_OF[row.status].is_final and (
-                not cluster.execute or await cluster.take_finished(run_id) is None
-            ):
-                raise InvalidStateError(f"cannot {action} run {run_id!r}: it is {row.status}")
+            # A finished run has no owner to ask: this engine answers as its actor would,
+            # and restarts it (an executing engine takes it; a client records the restart
+            # and leaves it to the executing engines). One restarted meanwhile is unfinished:
+            # the message goes to its owner.
+            if STATUS_OF[row.status].is_final:
+                if action == "resume":
+                    return
+                if action != "restart":
+                    raise InvalidStateError(f"cannot {action} run {run_id!r}: it is {row.status}")
+                if cluster.execute:
+                    await cluster.take_finished(run_id)
+                else:
+                    log = await self._runs.store.load_events(run_id)
+                    entries = restart_entries(run_id, log, row.generation, from_step)
+                    if await cluster.restart_finished(run_id, row.generation, entries):
+                        return
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Control(action, reply, from_step))
         await reply
@@ -270,7 +281,13 @@ class LocalRunClient:
         data = encode(payload, "event payload", self._runs.max_payload_bytes)
         cluster = self._runs.cluster
         if cluster is not None and not cluster.owns(run_id):
-            await self.check_unfinished(run_id)
+            # Its owner takes it from the inbox once committed: the type its workflow
+            # declares is checked here (the wait it is in is the owner's to know).
+            row = await self.check_unfinished(run_id)
+            wf = self._runs.workflow(row.workflow)
+            decode = None if wf is None else wf.event_decoder(key)
+            if decode is not None:
+                decode(loads(data))
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Deliver(key, data, reply))
         await reply

@@ -104,6 +104,20 @@ def kept_by_restart(events: list[EventRow], cut: int) -> list[EventRow]:
     return [e for e in events if e.kind == EVENT_RECEIVED or (e.seq is not None and e.seq < cut)]
 
 
+def restart_record(
+    events: list[EventRow], generation: int, from_step: str | None
+) -> tuple[int, bytes, list[EventRow]] | None:
+    """What restarting a run from `from_step` (None: the beginning) writes, given the log
+    of its current generation `generation`: the seq it re-runs from, the data of its
+    `run_restarted` entry, and the entries the new generation inherits; None if it has
+    no step named `from_step`."""
+    cut = restart_cut(events, from_step)
+    if cut is None:
+        return None
+    restarted = {"from_step": from_step, "from_seq": cut, "previous": generation}
+    return cut, dumps(restarted), kept_by_restart(events, cut)
+
+
 def to_run_info(row: RunRow, steps: tuple[StepRecord, ...]) -> RunInfo:
     """The public snapshot of a run's summary row (and its folded steps)."""
     created = to_datetime(row.created_at)

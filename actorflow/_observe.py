@@ -50,10 +50,13 @@ class Observer(Protocol):
 
 
 class LiveRuns(Protocol):
-    """An open engine's runs in memory, as gauges read them."""
+    """An open engine's runs in memory, as gauges read them, and its concurrency limits."""
 
     def live_statuses(self) -> dict[str, int]:
         """How many runs in memory have each status."""
+
+    def is_limited(self, workflow: str) -> bool:
+        """Whether a concurrency limit applies to `workflow`'s runs (they may queue)."""
 
 
 # The installed observer (read as `_observe.current`: an attribute read, not a call, as
@@ -61,6 +64,11 @@ class LiveRuns(Protocol):
 current: Observer | None = None
 # Every open engine's live runs (weakly: an engine dropped without closing goes away).
 open_engines: weakref.WeakSet[LiveRuns] = weakref.WeakSet()
+
+
+def is_limited(workflow: str) -> bool:
+    """Whether an open engine limits `workflow`'s concurrency (its runs may queue)."""
+    return any(engine.is_limited(workflow) for engine in list(open_engines))
 
 
 def check_trace_context(carrier: Any) -> Mapping[str, str]:

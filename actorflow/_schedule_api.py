@@ -98,6 +98,9 @@ class ScheduleRuns(Protocol):
     ) -> None:  # fmt: skip
         """Start the actor of a run whose creation is in `batch`."""
 
+    async def schedules_written(self) -> None:
+        """Schedules were created, changed or deleted (committed): tell other engines."""
+
 
 class EngineSchedules:
     """The engine's schedules (see the module docstring); `scheduler` fires their ticks."""
@@ -170,6 +173,7 @@ class EngineSchedules:
             scheduler.exprs[schedule_id] = expr
             scheduler.write(row)
             await scheduler.settle()
+        await self._runs.schedules_written()
         return Schedule(self, schedule_id)
 
     def get_schedule(self, id: str) -> Schedule:
@@ -206,6 +210,7 @@ class EngineSchedules:
                 row.next_time = scheduler.exprs[schedule_id].next_after(row.watermark)
             scheduler.write(row)
             await scheduler.settle()
+        await self._runs.schedules_written()
 
     async def delete_schedule(self, schedule_id: str) -> None:
         scheduler = self.scheduler
@@ -216,6 +221,7 @@ class EngineSchedules:
             del scheduler.rows[schedule_id], scheduler.exprs[schedule_id]
             scheduler.write(schedule_id)
             await scheduler.settle()
+        await self._runs.schedules_written()
 
     async def start_ticks(self, schedule_id: str, ticks: Iterable[float]) -> list[str]:
         """Start the runs of `ticks` of the schedule at once, whatever its overlap policy."""

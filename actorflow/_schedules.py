@@ -166,6 +166,41 @@ class Scheduler:
             await self.settle()
         self._task = asyncio.create_task(self._work(), name="actorflow-scheduler")
 
+    async def refresh(self) -> None:
+        """Take the schedules other engines sharing the store created, changed or deleted
+        since this one read them: their settings (and the watermark, next tick and pause
+        the change set) replace this engine's, and timers are re-armed. This engine keeps
+        its own view of the runs it started (`running`, `buffered`)."""
+        async with self.lock:
+            if self._task is None:  # not open (or closing): `open` reads them all
+                return
+            stored = {row.id: row for row in await self.host.store.load_schedules()}
+            for gone in [key for key in self.rows if key not in stored]:
+                del self.rows[gone], self.exprs[gone]
+                self._disarm(gone)
+            learned: list[str] = []
+            for row in stored.values():
+                mine = self.rows.get(row.id)
+                if mine is not None and _settings(mine) == _settings(row):
+                    continue
+                expr = self._expression(row)
+                if expr is None:
+                    continue
+                if mine is None:
+                    mine = self.rows[row.id] = row
+                    learned += row.running
+                    self._owner.update(dict.fromkeys(row.running, row.id))
+                for name, value in attrs.asdict(row, recurse=False).items():
+                    if name not in ("recent", "buffered", "running"):
+                        setattr(mine, name, value)
+                self.exprs[row.id] = expr
+                self._arm(mine)
+            if learned:  # as at open: runs of it that finished are forgotten
+                found = await self.host.store.get_runs(learned)
+                for run_id in learned:
+                    if run_id not in found or found[run_id].status in FINAL:
+                        self.run_finished(run_id)
+
     async def close(self) -> None:
         """Stop firing: the task ends, the timer entries go (ticks due meanwhile are
         caught up at the next open)."""
@@ -351,9 +386,7 @@ class Scheduler:
                 if at == tick and outcome == "buffered":
                     row.recent[i] = (tick, run_id, "started" if run_id else "skipped")
 
-    def start(
-        self, row: ScheduleRow, tick: float, spawns: list[Spawn] | None = None
-    ) -> str | None:
+    def start(self, row: ScheduleRow, tick: float, spawns: list[Spawn] | None = None) -> str | None:
         """Add the run of `tick` to the open batch (the caller writes the row with it next,
         without awaiting in between); None if this engine does not run the workflow. Its
         actor starts now, or, given `spawns`, is added there for the caller to start."""
@@ -452,6 +485,12 @@ class Scheduler:
         entry = self._entries.pop(schedule_id, None)
         if entry is not None:
             entry.cancel()
+
+
+def _settings(row: ScheduleRow) -> tuple[object, ...]:
+    """What a change through the schedules API sets (pausing also sets `next_time`)."""
+    return (row.workflow, row.cron, row.args, row.timezone, row.overlap, row.catchup,
+            row.paused, row.declared, row.metadata, row.created_at)  # fmt: skip
 
 
 def record(row: ScheduleRow, tick: float, run_id: str | None, outcome: str) -> None:

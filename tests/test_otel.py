@@ -235,6 +235,16 @@ async def measured(key: str) -> str:
     return key
 
 
+@af.step
+async def holds_the_slot() -> None:
+    await asyncio.sleep(0.05)
+
+
+@af.workflow(concurrency=1)
+async def one_at_a_time() -> None:
+    await holds_the_slot()
+
+
 @af.workflow
 async def waits_forever() -> None:
     await af.wait_for_event("never")
@@ -249,6 +259,7 @@ def _value(points: list[Any], **attrs: Any) -> Any:
 async def test_metrics_after_a_known_workload(telemetry: Telemetry, sqlite_url: str) -> None:
     async with af.Engine(sqlite_url) as engine:
         runs = [await engine.start(measured, f"{sqlite_url}-{i}") for i in range(3)]
+        runs += [await engine.start(one_at_a_time) for _ in range(3)]
         for run in runs:
             await run.result(timeout=10)
         stopped = await engine.start(waits_forever)
@@ -265,11 +276,15 @@ async def test_metrics_after_a_known_workload(telemetry: Telemetry, sqlite_url: 
     durations = t.points("actorflow.step.duration")
     assert _value(durations, step="fails_once", outcome="retrying").count == 3
     assert _value(durations, step="fails_once", outcome="completed").count == 3
-    attempts = _value(t.points("actorflow.step.attempts"), step="fails_once")
-    assert (attempts.count, attempts.sum) == (3, 6)
+    finished_steps = t.points("actorflow.steps.finished")
+    assert _value(finished_steps, step="fails_once", outcome="completed", attempts="2").value == 3
+    assert _value(finished_steps, step="holds_the_slot", attempts="1").value == 3
     lateness = _value(t.points("actorflow.timer.lateness"), workflow="measured")
     assert lateness.count == 3 and 0 <= lateness.max < 5
-    assert _value(t.points("actorflow.run.queue_wait"), workflow="measured").count == 3
+    # Only runs a concurrency limit applies to: the third waited for two 50 ms steps.
+    queue_waits = t.points("actorflow.run.queue_wait")
+    assert [p.attributes["workflow"] for p in queue_waits] == ["one_at_a_time"]
+    assert queue_waits[0].count == 3 and queue_waits[0].max >= 0.1
     batches = _value(t.points("actorflow.commit.batch_size"))
     assert batches.count >= 1 and batches.sum >= 3 * 6  # each run: created, 4 step rows, ...
     assert _value(t.points("actorflow.commit.latency")).count == batches.count

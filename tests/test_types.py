@@ -399,6 +399,7 @@ async def test_a_recorded_value_that_no_longer_fits_fails_the_run_naming_step_an
 @af.workflow(name="typed.approval")
 async def typed_approval() -> list[Any]:
     got: list[Any] = []
+    await af.wait_for_event("go")  # the approvals arrive first: buffered, checked here
     for _ in range(3):
         try:
             approval = await af.wait_for_event("approval", type=tp.Approval)
@@ -409,11 +410,12 @@ async def typed_approval() -> list[Any]:
     return got
 
 
-async def test_event_payloads_are_decoded_into_the_waiters_type(engine: af.Engine) -> None:
+async def test_buffered_event_payloads_are_decoded_into_the_waiters_type(engine: af.Engine) -> None:
     run = await engine.start(typed_approval)
     await run.send_event("approval", tp.APPROVAL)
     await run.send_event("approval", {"by": "bob", "at": "2026-01-02T03:04:05Z"})
     await run.send_event("approval", {"by": 7, "at": "2026-01-02T03:04:05Z"})
+    await run.send_event("go")
     await run.send_event("count", 3)
     assert await run.result(timeout=TIMEOUT) == [
         ["Approval", "alice", 2026],

@@ -14,7 +14,6 @@ from .. import _observe
 from .._errors import InvalidStateError, WorkflowNotRegisteredError
 from .._messages import Control, reply_to
 from .._models import RunStatus
-from .._serde import dumps
 from .._streams import StreamLedger
 
 if TYPE_CHECKING:
@@ -73,8 +72,8 @@ async def _restart(actor: RunActor, message: Control) -> None:
     store = actor.store
     events = await store.load_events(actor.run_id)
     current = [e for e in events if e.generation == actor.row.generation]
-    cut = L.restart_cut(current, from_step)
-    if cut is None:
+    record = L.restart_record(current, actor.row.generation, from_step)
+    if record is None:
         reply_to(
             reply,
             error=InvalidStateError(
@@ -82,27 +81,26 @@ async def _restart(actor: RunActor, message: Control) -> None:
             ),
         )
         return
+    cut, restarted, kept = record
     if not actor.finished:
         actor.teardown(keep_timer=False)
         actor.terminate_children(lambda seq: seq >= cut)
     actor.streams = StreamLedger(await store.stream_state(actor.run_id))
     row = actor.row
-    previous = row.generation
     row.generation += 1
     row.status, row.result, row.error = RunStatus.RUNNING.value, None, None
     row.started_at, row.completed_at, row.wake_at = time.time(), None, None
     actor.status = RunStatus.RUNNING
     actor.finished = actor.notified = actor.paused = False
     actor.workflow = workflow
-    restarted = {"from_step": from_step, "from_seq": cut, "previous": previous}
-    actor.append(L.RUN_RESTARTED, None, from_step, dumps(restarted))
+    actor.append(L.RUN_RESTARTED, None, from_step, restarted)
     observer = _observe.current
     if observer is not None:
         observer.run_loaded(row, events, True)
-    copies = [
-        actor.append(e.kind, e.seq, e.name, e.data, at=e.at)
-        for e in L.kept_by_restart(current, cut)
-    ]
+    copies = [actor.append(e.kind, e.seq, e.name, e.data, at=e.at) for e in kept]
+    # A restart taken from the inbox of a shared database: its row goes in the commit
+    # that records the restart, so a crash in between neither loses nor repeats it.
+    actor.took(message)
     store.batch().update_run(row)
     actor.reply_later(reply)
     await actor.flush()

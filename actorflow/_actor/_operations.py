@@ -162,7 +162,22 @@ class Operations(StepScheduler):
         if sleep is not None:
             sleep.fired = True  # what `fire_due` and the wake-up time skip
 
-    def wait_event(self, seq: int, key: str, timeout: float | None) -> asyncio.Future[Any]:
+    def event_decoder(self, event_type: str) -> Callable[[Any], Any] | None:
+        """The decoder of the type the workflow declares for `event_type`, if any."""
+        return None if self.workflow is None else self.workflow.event_decoder(event_type)
+
+    def check_event(self, key: str, data: bytes) -> None:
+        """Raise `ValidationError` if an event's payload does not fit the type expected
+        for it: the one the workflow declares, else that of the wait the run is in."""
+        decode = self.event_decoder(key)
+        if decode is None:
+            decode = next((w.decode for w in self.waits.values() if w.key == key), None)
+        if decode is not None:
+            decode(loads(data))
+
+    def wait_event(
+        self, seq: int, key: str, timeout: float | None, decode: Callable[[Any], Any] | None
+    ) -> asyncio.Future[Any]:
         future = self._future()
         recorded = self._recorded(seq, "wait", key)
         if self.nondeterminism is not None:
@@ -178,7 +193,7 @@ class Operations(StepScheduler):
             if not buffered:
                 del self.inbox[key]
         else:
-            self.waits[seq] = WaitOp(seq, key, timeout_at, future)
+            self.waits[seq] = WaitOp(seq, key, timeout_at, future, decode)
         return future
 
     def start_child(

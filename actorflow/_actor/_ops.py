@@ -104,13 +104,19 @@ class SleepOp:
 class WaitOp:
     """A wait for an event of type `key`, with its timeout."""
 
-    __slots__ = ("future", "key", "seq", "timeout_at", "timing_out")
+    __slots__ = ("decode", "future", "key", "seq", "timeout_at", "timing_out")
 
     def __init__(
-        self, seq: int, key: str, timeout_at: float | None, future: asyncio.Future[Any]
+        self,
+        seq: int,
+        key: str,
+        timeout_at: float | None,
+        future: asyncio.Future[Any],
+        decode: Callable[[Any], Any] | None = None,
     ) -> None:
         self.seq = seq
         self.key = key
         self.timeout_at = timeout_at
         self.future = future
+        self.decode = decode  # the type the workflow expects: a payload is checked at send
         self.timing_out = False

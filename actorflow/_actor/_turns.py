@@ -45,10 +45,7 @@ from typing import Any
 from .. import _log as L
 from .. import _observe
 from .._asyncio_helpers import ENGINE_CONTEXT, shielded
-from .._errors import (
-    DeadlineExceededError,
-    InvalidStateError,
-)
+from .._errors import DeadlineExceededError, InvalidStateError, ValidationError
 from .._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
 from .._models import ErrorInfo, RunStatus, to_datetime
 from .._store import WriteBatch
@@ -183,10 +180,10 @@ class RunActor(WorkflowDriver):
                         self.step_finished(message)
                 elif isinstance(message, Control):
                     await handle_control(self, message)
-                    self._took(message)
+                    self.took(message)
                 elif type(message) is not _Resume:  # a wake-up only: flush() does the rest
                     self._handle(message)
-                    self._took(message)
+                    self.took(message)
             await self.flush()
 
     def _crashed(self, exc: Exception) -> bool:
@@ -321,11 +318,13 @@ class RunActor(WorkflowDriver):
 
     # -- messages --------------------------------------------------------------------------
 
-    def _took(self, message: Any) -> None:
+    def took(self, message: Any) -> None:
         """A message from the inbox of a shared database: its row is deleted in the commit
-        that journals it (or with the turn's writes, when it changed nothing)."""
+        that journals it (or with the turn's writes, when it changed nothing). Once: the
+        message forgets its row."""
         taken = getattr(message, "inbox", None)
         if taken is not None:
+            message.inbox = None
             self.store.batch().inbox_taken.append(taken)
             self._wrote = True
 
@@ -366,6 +365,12 @@ class RunActor(WorkflowDriver):
             )
             reply_to(message.reply, error=InvalidStateError(reason))
             return
+        if message.reply is not None:  # one from the inbox was checked by its sender
+            try:
+                self.check_event(message.key, message.data)
+            except ValidationError as exc:
+                reply_to(message.reply, error=exc)
+                return
         row = self.append(L.EVENT_RECEIVED, None, message.key, message.data)
         self.input(row)
         self.reply_later(message.reply)

@@ -24,16 +24,20 @@ from .._dying import cancel_and_wait
 from .._errors import StoreWriteError
 from .._messages import ChildDone
 from .._models import FINAL, UNFINISHED
-from .._store import WriteBatch
+from .._store import EventRow, WriteBatch
 from .._store._postgres_cluster_schema import CLAIM_CHANNEL, INBOX_CHANNEL, WATCH_CHANNEL
 from .._store._postgres_writer import CONNECTION_ERRORS
-from . import _claims
+from . import _claims, _restart
 from ._claims import Claimed
 from ._inbox import DELETE, READ_OWNED, as_message
 from ._lease import EngineLease
+from ._watches import FORGET_GONE, RunWatches
 
 log = logging.getLogger("actorflow.cluster")
 
+# Schedules were created, changed or deleted through the schedules API (not at ticks):
+# every engine reads them again.
+SCHEDULES_CHANNEL = "actorflow_schedules"
 _CLAIM_BATCH = 5000
 _CLAIM_AGAIN = 0.05  # after a round that took runs: more may wait
 _ORPHANS_AGAIN = 0.2  # orphans were left (locked by a committing owner, or a claimer)
@@ -57,6 +61,9 @@ class ClusterHost(Protocol):
 
     def room(self) -> int | None:
         """How many more runs this engine may own now (None: no limit)."""
+
+    async def schedules_changed(self) -> None:
+        """Schedules may have been created, changed or deleted by another engine."""
 
 
 Connect = Callable[[], Coroutine[Any, Any, asyncpg.Connection]]
@@ -82,13 +89,14 @@ class ClusterNode:
         self._want_claim = True
         self._want_orphans = True
         self._want_inbox = True
+        self._want_schedules = False  # the scheduler reads them all as it opens
         self._rejoin = False
         self._changed: set[str] | None = set()
         self._inflight: set[int] = set()  # inbox rows handed to actors, not yet deleted
         # Rows a commit deleted, still in `_inflight` until a read that began after that
         # commit: a read whose snapshot predates the delete still returns them.
         self._deleted: set[int] = set()
-        self._watch_counts: dict[str, int] = {}
+        self.watches = RunWatches(self._execute, self.owns, lambda: self.engine_id)
         self._lock = asyncio.Lock()  # the node's connection: one statement at a time
         self._again_handle: asyncio.TimerHandle | None = None
         # Counters since open: runs claimed, leases lost, runs whose commit the fence
@@ -148,7 +156,7 @@ class ClusterNode:
 
     async def _listen(self) -> None:
         conn = self._conn = await self._connect()
-        for channel in (CLAIM_CHANNEL, INBOX_CHANNEL, WATCH_CHANNEL):
+        for channel in (CLAIM_CHANNEL, INBOX_CHANNEL, WATCH_CHANNEL, SCHEDULES_CHANNEL):
             await conn.add_listener(channel, self._notified)
 
     def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
@@ -156,6 +164,8 @@ class ClusterNode:
             self._want_claim = True
         elif channel == INBOX_CHANNEL:
             self._want_inbox = True
+        elif channel == SCHEDULES_CHANNEL:
+            self._want_schedules = True
         elif self._changed is not None:
             if payload == "*":
                 self._changed = None
@@ -227,28 +237,9 @@ class ClusterNode:
                         lost.add(row.id)
         for run_id in lost:
             self.owned.pop(run_id, None)
+        if lost and self.watches.moved(lost):
+            self._wanted.set()
         return lost
-
-    async def watch(self, run_id: str) -> None:
-        """A local reader follows `run_id`, owned elsewhere: commits to it will notify."""
-        count = self._watch_counts.get(run_id, 0)
-        self._watch_counts[run_id] = count + 1
-        if count == 0:
-            await self._execute(
-                "INSERT INTO watches (run_id, engine) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                run_id,
-                self.engine_id,
-            )
-
-    async def unwatch(self, run_id: str) -> None:
-        count = self._watch_counts.get(run_id, 0) - 1
-        if count > 0:
-            self._watch_counts[run_id] = count
-            return
-        self._watch_counts.pop(run_id, None)
-        await self._execute(
-            "DELETE FROM watches WHERE run_id = $1 AND engine = $2", run_id, self.engine_id
-        )
 
     async def take_finished(self, run_id: str) -> int | None:
         """Own a finished run (to restart it); its new epoch, or None if it is not final."""
@@ -263,6 +254,42 @@ class ClusterNode:
             return None
         self.owned[run_id] = int(epoch)
         return int(epoch)
+
+    async def restart_finished(self, run_id: str, generation: int, entries: list[EventRow]) -> bool:
+        """Record the restart `entries` of a finished run (see `_restart`) and queue it for
+        the executing engines; False if it is no longer final at `generation`. Raises
+        `StoreWriteError` if the database cannot be reached."""
+        async with self._lock:
+            try:
+                if self._conn is None or self._conn.is_closed():
+                    await self._reconnect()
+                assert self._conn is not None
+                return await _restart.record_restart(self._conn, run_id, generation, entries)
+            except CONNECTION_ERRORS as exc:
+                # In doubt: the commit may have reached the server. Ask, on a new connection.
+                try:
+                    await self._reconnect()
+                    assert self._conn is not None
+                    if await _restart.restart_recorded(self._conn, entries):
+                        return True
+                    return await _restart.record_restart(self._conn, run_id, generation, entries)
+                except CONNECTION_ERRORS as again:
+                    raise StoreWriteError(
+                        f"the restart of run {run_id!r} may not be recorded: {again!r}"
+                    ) from exc
+
+    async def announce_schedules(self) -> None:
+        """Schedules were created, changed or deleted here (committed): wake every engine
+        to read them (one lost is caught by their sweep)."""
+        try:
+            await self._execute("SELECT pg_notify($1, '')", SCHEDULES_CHANNEL)
+        except (asyncpg.PostgresError, *CONNECTION_ERRORS) as exc:
+            log.warning(
+                "engine %s could not announce a schedule change (%r); the others see it at "
+                "their next sweep",
+                self.engine_id,
+                exc,
+            )
 
     async def hook_owner(self, token: str) -> str | None:
         """The run holding hook `token`, wherever it lives."""
@@ -285,8 +312,7 @@ class ClusterNode:
                 except CONNECTION_ERRORS:
                     if last_try:
                         raise
-                    self._want_claim = self._want_inbox = self._want_orphans = True
-                    self._wanted.set()  # wake-ups may have been lost with the connection
+                    self._want_all()
                     await self._reconnect()
 
     # -- the work loop ---------------------------------------------------------------------
@@ -298,7 +324,7 @@ class ClusterNode:
                 async with asyncio.timeout(sweep):
                     await self._wanted.wait()
             except TimeoutError:
-                self._want_claim = self._want_inbox = True
+                self._want_claim = self._want_inbox = self._want_schedules = True
             self._wanted.clear()
             try:
                 if self._conn is None or self._conn.is_closed():
@@ -312,9 +338,13 @@ class ClusterNode:
                 conn, self._conn = self._conn, None
                 if conn is not None:
                     conn.terminate()
-                self._want_claim = self._want_inbox = self._want_orphans = True
-                self._wanted.set()
+                self._want_all()
                 await asyncio.sleep(min(1.0, self.lease_timeout / 5))
+
+    def _want_all(self) -> None:
+        """Wake-ups may have been lost with a connection: do every kind of work."""
+        self._want_claim = self._want_inbox = self._want_orphans = self._want_schedules = True
+        self._wanted.set()
 
     async def _reconnect(self) -> None:
         """A new connection for the node, listening (under `_lock`)."""
@@ -329,16 +359,23 @@ class ClusterNode:
             await self.lease.register()
             self.lease.start()
             self._rejoin = False
+            self.watches.rejoined()
             self._want_claim = self._want_orphans = self._want_inbox = True
         if self.execute and (self._want_claim or self._want_orphans):
             await self._claim()
         if self._want_inbox:
             self._want_inbox = False
             await self._read_inbox()
+        moved = await self.watches.register_moved()
+        if moved and self._changed is not None:
+            self._changed.update(moved)  # what their new owners committed meanwhile
         changed, self._changed = self._changed, set()
+        assert self._host is not None
         if changed is None or changed:
-            assert self._host is not None
             await self._host.changed(changed)
+        if self._want_schedules:
+            self._want_schedules = False
+            await self._host.schedules_changed()
 
     async def _claim(self) -> None:
         """One round of claims (see `_claims`); another follows shortly after one that
@@ -377,6 +414,7 @@ class ClusterNode:
                     self._again(True, False, _ORPHANS_AGAIN)
                 else:
                     await _claims.forget_dead(conn)
+                    await conn.execute(FORGET_GONE)
 
     def _again(self, orphans: bool, queued: bool, delay: float) -> None:
         def wake() -> None:

@@ -9,9 +9,12 @@ its lock are released.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Iterator
+from typing import NoReturn
 
 import click
 
@@ -20,7 +23,7 @@ import actorflow as af
 DEFAULT_DB = "sqlite:///actorflow.db"
 
 
-def _fail(message: str, status: int) -> None:
+def _fail(message: str, status: int) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(status)
 
@@ -59,13 +62,20 @@ def import_workflows(module: str) -> None:
     "required to bind to a non-loopback address",
 )
 @click.option(
+    "--metrics",
+    is_flag=True,
+    envvar="ACTORFLOW_METRICS",
+    help="serve GET /metrics (Prometheus text): actorflow's OpenTelemetry metrics, "
+    "no spans (or ACTORFLOW_METRICS=1; needs actorflow[otel])",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
 def serve_command(
-    module: str, db: str, host: str, port: int, token: str | None, log_level: str
+    module: str, db: str, host: str, port: int, token: str | None, metrics: bool, log_level: str
 ) -> None:
     """Serve the HTTP API for the workflows MODULE registers (imported from the
     current directory), with an engine on --db."""
@@ -76,10 +86,35 @@ def serve_command(
     except ImportError as exc:
         _fail(f"actorflow serve needs the http extra: pip install 'actorflow[http]' ({exc})", 2)
     import_workflows(module)
+    with contextlib.ExitStack() as instrumented:
+        if metrics:
+            instrumented.enter_context(_prometheus_metrics())
+        try:
+            af.run(_serve(db, host, port, token or None, log_level))
+        except (af.StoreLockedError, OSError) as exc:
+            _fail(f"{type(exc).__name__}: {exc}", 1)
+
+
+@contextlib.contextmanager
+def _prometheus_metrics() -> Iterator[None]:
+    """actorflow instrumented with metrics only, read by a Prometheus reader (on
+    prometheus_client's default registry, which `GET /metrics` renders)."""
     try:
-        af.run(_serve(db, host, port, token or None, log_level))
-    except (af.StoreLockedError, OSError) as exc:
-        _fail(f"{type(exc).__name__}: {exc}", 1)
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.trace import NoOpTracerProvider
+
+        from actorflow.otel import ActorflowInstrumentor
+    except ImportError as exc:
+        _fail(f"--metrics needs the otel extra: pip install 'actorflow[otel]' ({exc})", 2)
+    provider = MeterProvider(metric_readers=[PrometheusMetricReader()])
+    instrumentor = ActorflowInstrumentor()
+    instrumentor.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=provider)
+    try:
+        yield
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
 
 
 async def _serve(db: str, host: str, port: int, token: str | None, log_level: str) -> None:

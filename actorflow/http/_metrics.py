@@ -18,7 +18,8 @@ NOT_INSTALLED = (
     "(opentelemetry-exporter-prometheus, prometheus_client)"
 )
 NOT_INSTRUMENTED = (
-    "metrics are off: call actorflow.otel.ActorflowInstrumentor().instrument("
+    "metrics are off: run actorflow serve with --metrics, or call "
+    "actorflow.otel.ActorflowInstrumentor().instrument("
     "meter_provider=MeterProvider(metric_readers=[PrometheusMetricReader()]))"
 )
 

@@ -32,7 +32,8 @@ _ERROR_TEXT = {
     413: "the body is over the engine's max_payload_bytes",
     415: "the body is not JSON",
     422: "a value that cannot be used: wrong number of arguments, an argument that does not "
-    "fit the workflow's annotations (ValidationError), bad id or name",
+    "fit the workflow's annotations or an event payload that does not fit its known type "
+    "(ValidationError), bad id or name",
     503: "the engine is closing",
 }
 

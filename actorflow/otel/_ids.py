@@ -13,18 +13,19 @@ import hashlib
 from typing import Protocol
 
 
-def _digest(*parts: object) -> bytes:
-    return hashlib.blake2b("|".join(map(repr, parts)).encode(), digest_size=16).digest()
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
+# The texts hashed are the reprs of the parts joined by "|" (as every version has hashed).
 def run_trace_id(run_id: str, created_at: float) -> int:
     """The trace id of a run that joins no caller's trace."""
-    return int.from_bytes(_digest("trace", run_id, created_at)) or 1
+    return int.from_bytes(_digest(f"'trace'|{run_id!r}|{created_at!r}")) or 1
 
 
 def run_span_id(run_id: str, created_at: float, generation: int) -> int:
     """The span id of the run's span for `generation`."""
-    return int.from_bytes(_digest("span", run_id, created_at, generation)[:8]) or 1
+    return int.from_bytes(_digest(f"'span'|{run_id!r}|{created_at!r}|{generation!r}")[:8]) or 1
 
 
 class IdGenerator(Protocol):

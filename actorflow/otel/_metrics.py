@@ -20,7 +20,9 @@ SECONDS_BUCKETS = (
     2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
 )  # fmt: skip
 ROWS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
-ATTEMPTS_BUCKETS = (1, 2, 3, 4, 5, 10, 20, 50)
+# `attempts` values of `actorflow.steps.finished`: the number up to this, then one series.
+MOST_ATTEMPTS_NAMED = 10
+ATTEMPTS = [str(n) for n in range(MOST_ATTEMPTS_NAMED + 1)] + [f">{MOST_ATTEMPTS_NAMED}"]
 
 
 class Counts:
@@ -72,10 +74,15 @@ class RunMetrics:
         self.step_duration = seconds(
             "actorflow.step.duration", "One step attempt, by workflow, step and outcome"
         )
-        self.step_attempts = _histogram(
-            meter, "{attempt}", ATTEMPTS_BUCKETS,
-            "actorflow.step.attempts", "Attempts a step took, once it ended",
-        )  # fmt: skip
+        self.steps_finished = counter(
+            "actorflow.steps.finished",
+            "{step}",
+            "Steps that ended, by workflow, step, outcome and the attempts they took",
+            "workflow",
+            "step",
+            "outcome",
+            "attempts",
+        )
         self.step_retries = counter(
             "actorflow.step.retries",
             "{retry}",
@@ -122,12 +129,12 @@ class RunMetrics:
     def step_ended(
         self, workflow: str, step: str, outcome: str, seconds: float, attempt: int
     ) -> None:
-        attrs = {"workflow": workflow, "step": step, "outcome": outcome}
-        self.step_duration.record(seconds, attrs)
+        self.step_duration.record(seconds, {"workflow": workflow, "step": step, "outcome": outcome})
         if outcome == "retrying":
             self.step_retries.add(workflow, step)
         else:
-            self.step_attempts.record(attempt, attrs)
+            attempts = ATTEMPTS[min(attempt, MOST_ATTEMPTS_NAMED + 1)]
+            self.steps_finished.add(workflow, step, outcome, attempts)
 
     def timer_late(self, workflow: str, seconds: float) -> None:
         self.timer_lateness.record(max(0.0, seconds), {"workflow": workflow})
