@@ -95,8 +95,12 @@ class StepScheduler(StatusKeeper):
             return
         op.task = None
         error = message.error
-        if error is None:
-            self.input(self.append(L.STEP_COMPLETED, op.seq, op.name, message.data))
+        if error is None:  # `input(append(...))`, inlined: every step's path
+            row = self.append(L.STEP_COMPLETED, op.seq, op.name, message.data)
+            if self._inputs is None:
+                self._inputs = [row]
+            else:
+                self._inputs.append(row)
             return
         retry = op.step.retry
         if message.retryable and op.attempt <= retry.limit:
