@@ -1,10 +1,15 @@
-"""asyncio helpers the runtime shares: the engine's callback context, and `shielded`."""
+"""asyncio helpers the runtime shares: the engine's callback context, `shielded`, and
+`named_task`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Coroutine
 from functools import partial
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # The context the engine's own callbacks run in. They set no context variables, so
 # one shared context spares copying the caller's (one more object for the cyclic
@@ -35,3 +40,18 @@ def _settle_from(waiter: asyncio.Future[None], commit: asyncio.Future[None]) -> 
         waiter.set_exception(error)
     else:
         waiter.set_result(None)
+
+
+def named_task(
+    loop: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, T],
+    name: str,
+    context: contextvars.Context,
+) -> asyncio.Task[T]:
+    """`loop.create_task(coro, name=name, context=context)`, with the name given to the
+    task's constructor when the loop has no task factory: uvloop creates the task
+    unnamed and renames it, so the constructor formats a `Task-<n>` name first (about
+    2,000 instructions per step attempt)."""
+    if loop.get_task_factory() is None:
+        return asyncio.Task(coro, loop=loop, name=name, context=context)
+    return loop.create_task(coro, name=name, context=context)

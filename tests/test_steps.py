@@ -375,3 +375,41 @@ async def test_step_context_is_one_per_attempt(engine: af.Engine) -> None:
     assert (first, second) == (1, 2)
     assert a is b and c is d  # the same writer within an attempt
     assert a is not c  # a new one for the retry
+
+
+@af.step
+async def steps_task_name() -> str:
+    task = asyncio.current_task()
+    assert task is not None
+    return task.get_name()
+
+
+@af.workflow
+async def steps_task_name_wf() -> str:
+    return await steps_task_name()
+
+
+async def test_a_step_attempt_is_a_task_named_after_the_step_made_by_the_loop_factory(
+    engine: af.Engine,
+) -> None:
+    """Without a task factory the attempt's task is built directly, named by its
+    constructor; with one, through the factory (an instrumentation may count on it)."""
+    run = await engine.start(steps_task_name_wf)
+    assert await run.result(timeout=5) == "steps_task_name"
+    loop = asyncio.get_running_loop()
+    made: list[str] = []
+
+    def factory(
+        loop: asyncio.AbstractEventLoop, coro: Any, context: Any = None
+    ) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, context=context)
+        made.append(getattr(coro, "__qualname__", ""))
+        return task
+
+    loop.set_task_factory(factory)
+    try:
+        run = await engine.start(steps_task_name_wf)
+        assert await run.result(timeout=5) == "steps_task_name"
+    finally:
+        loop.set_task_factory(None)
+    assert "_run_attempt" in made

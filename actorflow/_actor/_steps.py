@@ -22,6 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import _log as L
+from .._asyncio_helpers import named_task
 from .._context import _step
 from .._errors import FatalError, RetryableError, SerializationError, StepTimeoutError
 from .._models import ErrorInfo
@@ -70,9 +71,7 @@ class StepScheduler(StatusKeeper):
         op.pending = False
         context = contextvars.Context()
         context.run(_step.set, [self, op, attempt, None])
-        op.task = self.host.loop.create_task(
-            _run_attempt(op, attempt, self), name=op.name, context=context
-        )
+        op.task = named_task(self.host.loop, _run_attempt(op, attempt, self), op.name, context)
 
     def launch_held(self) -> None:
         for op in list(self.steps.values()):
@@ -96,8 +95,12 @@ class StepScheduler(StatusKeeper):
             return
         op.task = None
         error = message.error
-        if error is None:
-            self.input(self.append(L.STEP_COMPLETED, op.seq, op.name, message.data))
+        if error is None:  # `input(append(...))`, inlined: every step's path
+            row = self.append(L.STEP_COMPLETED, op.seq, op.name, message.data)
+            if self._inputs is None:
+                self._inputs = [row]
+            else:
+                self._inputs.append(row)
             return
         retry = op.step.retry
         if message.retryable and op.attempt <= retry.limit:

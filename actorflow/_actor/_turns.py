@@ -44,7 +44,7 @@ from typing import Any
 
 from .. import _log as L
 from .. import _observe
-from .._asyncio_helpers import ENGINE_CONTEXT, shielded
+from .._asyncio_helpers import ENGINE_CONTEXT, named_task, shielded
 from .._errors import DeadlineExceededError, InvalidStateError, ValidationError
 from .._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
 from .._models import ErrorInfo, RunStatus, to_datetime
@@ -105,8 +105,8 @@ class RunActor(WorkflowDriver):
             self._exit()
 
     def _start_task(self) -> None:
-        task = self.task = self.host.loop.create_task(
-            self._main(), name=f"actor {self.run_id}", context=ENGINE_CONTEXT
+        task = self.task = named_task(
+            self.host.loop, self._main(), f"actor {self.run_id}", ENGINE_CONTEXT
         )
         task.add_done_callback(self._task_done, context=ENGINE_CONTEXT)
 
