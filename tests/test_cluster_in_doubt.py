@@ -47,7 +47,9 @@ async def test_refusals_in_a_batch_in_doubt_are_learned_when_it_is_found_committ
         real_fetchrow = asyncpg.Connection.fetchrow
 
         async def fetchrow(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
-            if self is not store.transactions._conn or "commit_batch" not in query:
+            # Every commit (commit_batch or a one-statement batch) is a fetchrow on the
+            # writer's connection; its warm-ups run only at connect, before this.
+            if self is not store.transactions._conn:
                 return await real_fetchrow(self, query, *args, **kw)
             commits.append(args)
             if len(commits) == 1:
