@@ -399,10 +399,10 @@ async def test_a_step_attempt_is_a_task_named_after_the_step_made_by_the_loop_fa
     loop = asyncio.get_running_loop()
     made: list[str] = []
 
-    def factory(
-        loop: asyncio.AbstractEventLoop, coro: Any, context: Any = None
-    ) -> asyncio.Task[Any]:
-        task = asyncio.Task(coro, loop=loop, context=context)
+    # Loops pass what they were given (name, context, and on Python 3.13 uvloop
+    # also eager_start) as keywords; a factory must accept them all.
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **kwargs)
         made.append(getattr(coro, "__qualname__", ""))
         return task
 
@@ -413,3 +413,25 @@ async def test_a_step_attempt_is_a_task_named_after_the_step_made_by_the_loop_fa
     finally:
         loop.set_task_factory(None)
     assert "_run_attempt" in made
+
+
+async def test_a_task_factory_that_refuses_a_step_attempt_fails_the_run_instead_of_hanging(
+    engine: af.Engine,
+) -> None:
+    """The attempt cannot start, so it fails for good, named by the factory's error."""
+    loop = asyncio.get_running_loop()
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        if getattr(coro, "__qualname__", "") == "_run_attempt":
+            raise RuntimeError("no tasks for steps here")
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+    try:
+        run = await engine.start(steps_task_name_wf)
+        with pytest.raises(af.RunFailedError) as caught:
+            await run.result(timeout=5)
+    finally:
+        loop.set_task_factory(None)
+    assert "no tasks for steps here" in str(caught.value)
+    assert (await run.status()) is af.RunStatus.FAILED

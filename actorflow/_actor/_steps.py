@@ -19,10 +19,10 @@ import contextvars
 import time
 from collections.abc import Awaitable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import _log as L
-from .._asyncio_helpers import named_task
+from .._asyncio_helpers import ENGINE_CONTEXT, named_task
 from .._context import _step
 from .._errors import FatalError, RetryableError, SerializationError, StepTimeoutError
 from .._models import ErrorInfo
@@ -30,9 +30,6 @@ from .._serde import dumps, dumps_value, encode, loads, oversize
 from .._store import EventRow
 from ._ops import StepFinished, StepOp
 from ._status import StatusKeeper
-
-if TYPE_CHECKING:
-    pass
 
 
 class StepScheduler(StatusKeeper):
@@ -71,7 +68,15 @@ class StepScheduler(StatusKeeper):
         op.pending = False
         context = contextvars.Context()
         context.run(_step.set, [self, op, attempt, None])
-        op.task = named_task(self.host.loop, _run_attempt(op, attempt, self), op.name, context)
+        attempt_coro = _run_attempt(op, attempt, self)
+        try:
+            op.task = named_task(self.host.loop, attempt_coro, op.name, context)
+        except Exception as exc:
+            # A task factory the application installed refused: the attempt fails for
+            # good (a retry would meet the same factory) rather than never ending.
+            attempt_coro.close()
+            failed = StepFinished(op, attempt, None, ErrorInfo.from_exception(exc))
+            self.host.loop.call_soon(self.step_ended, failed, context=ENGINE_CONTEXT)
 
     def launch_held(self) -> None:
         for op in list(self.steps.values()):
