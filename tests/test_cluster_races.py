@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 import actorflow as af
+from actorflow._store import WriteBatch
 from actorflow._store._postgres import PostgresStore, split_url
 from tests.conftest import eventually, wait_for_status
 from tests.databases import PostgresDatabase
@@ -70,3 +71,68 @@ async def test_two_engines_taking_one_hook_token_at_once_one_is_refused(pg_url: 
         assert db.query("SELECT run_id FROM hooks WHERE token = 'same-instant'") == [(winner.id,)]
         await other.resume_hook("same-instant", "to the winner")
         assert await winner.result(timeout=10) == "to the winner"
+
+
+@af.workflow(name="tests.cluster.races.ticked")
+async def ticked(tag: str) -> str:
+    return tag
+
+
+@af.workflow(name="tests.cluster.races.elsewhere")
+async def elsewhere(tag: str) -> str:
+    return tag
+
+
+@pytest.mark.parametrize("change", ["pause", "update", "delete"])
+async def test_a_tick_of_a_schedule_changed_elsewhere_meanwhile_is_not_fired(
+    pg_url: str, change: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine fires a tick; before its commit, another engine changes the schedule
+    (the first has not heard of it: its scheduler waits for that commit). The tick's
+    write finds the schedule changed: it neither creates the tick's run nor writes the
+    schedule's old settings back; the engine reads the schedules again. (The other
+    engine does not run the workflow, so it fires no tick of its own.)"""
+    db = PostgresDatabase(pg_url)
+    async with af.Engine(pg_url, workflows=[ticked], lease_timeout=5) as firing:
+        await firing.create_schedule("every-second", ticked, "* * * * * *", args=("a",))
+        async with af.Engine(pg_url, workflows=[elsewhere], execute=False) as other:
+            await eventually(lambda: "every-second" in other.schedules.rows, timeout=10)
+            store = firing.store
+            assert isinstance(store, PostgresStore)
+            transactions = store.transactions
+            write = transactions.write
+            gate = asyncio.Event()
+            ticks: list[WriteBatch] = []
+
+            async def held_write(batch: WriteBatch) -> None:
+                if batch.schedule_writes and batch.new_runs and not gate.is_set():
+                    ticks.append(batch)
+                    await gate.wait()
+                await write(batch)
+
+            monkeypatch.setattr(transactions, "write", held_write)
+            await eventually(lambda: ticks, timeout=10)
+            (tick_run,) = [row.id for row, _ in ticks[0].new_runs]
+            schedule = other.get_schedule("every-second")
+            if change == "pause":
+                await schedule.pause()
+            elif change == "update":
+                await other.create_schedule("every-second", elsewhere, "0 0 1 1 *", args=("b",))
+            else:
+                await schedule.delete()
+            gate.set()
+            await asyncio.wait_for(ticks[0].future, 10)
+            assert db.query("SELECT count(*) FROM runs WHERE id = ?", (tick_run,)) == [(0,)]
+            stored = db.query("SELECT paused, cron, args FROM schedules")
+            rows = firing.schedules.rows
+            if change == "pause":
+                assert stored == [(1, "* * * * * *", b'["a"]')]
+                await eventually(lambda: rows["every-second"].paused, timeout=10)
+            elif change == "update":
+                assert stored == [(0, "0 0 1 1 *", b'["b"]')]
+                await eventually(lambda: rows["every-second"].cron == "0 0 1 1 *", timeout=10)
+            else:
+                assert stored == []
+                await eventually(lambda: "every-second" not in rows, timeout=10)
+        assert firing.live_actors() == 0
+    assert db.query("SELECT count(*) FROM runs WHERE id = ?", (tick_run,)) == [(0,)]

@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 
 import actorflow as af
@@ -74,25 +75,32 @@ async def hooked(token: str) -> object:
     return await af.create_hook(token)
 
 
-async def test_a_version_2_schema_is_migrated_with_its_runs_and_hooks(
+async def test_a_version_2_schema_is_migrated_with_its_hooks(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Version 3 (hook tokens locked before they are checked) wraps version 2's commit
-    function: a database written by version 2 opens, its waiting run holds its token."""
+    """Version 3 wraps version 2's commit function (hook tokens locked before they are
+    checked), version 4 gives schedules a version: a database written by version 2
+    opens, and its hooks hold."""
     db = PostgresDatabase(pg_url)
+    dsn, schema = split_url(pg_url)
     monkeypatch.setattr(postgres_schema, "MIGRATIONS", postgres_schema.MIGRATIONS[:2])
     monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", 2)
-    async with af.Engine(pg_url, workflows=[hooked]) as engine:
-        held = await engine.start(hooked, "kept")
-        await eventually(lambda: db.query("SELECT run_id FROM hooks") == [(held.id,)], 10)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await postgres_schema.migrate(conn, schema)
+    finally:
+        await conn.close()
     monkeypatch.undo()
+    db.execute("INSERT INTO hooks VALUES ('kept', 'its-holder', 0)")
     async with af.Engine(pg_url, workflows=[hooked]) as engine:
         assert db.query("SELECT max(version) FROM schema_version") == [(SCHEMA_VERSION,)]
         refused = await engine.start(hooked, "kept")
         with pytest.raises(af.RunFailedError, match="HookConflictError"):
             await refused.result(timeout=10)
-        await engine.resume_hook("kept", "after the migration")
-        assert await engine.get_run(held.id).result(timeout=10) == "after the migration"
+        fresh = await engine.start(hooked, "fresh")
+        await eventually(lambda: db.query("SELECT run_id FROM hooks WHERE token = 'fresh'"), 10)
+        await engine.resume_hook("fresh", "after the migration")
+        assert await fresh.result(timeout=10) == "after the migration"
 
 
 async def test_a_schema_holding_another_applications_tables_is_refused(pg_url: str) -> None:

@@ -72,8 +72,8 @@ class Parts(NamedTuple):
     updates: Columns
     hooks: Columns
     hook_deletes: Columns
-    schedule_deletes: Columns
-    schedules: Columns
+    schedule_deletes: Columns  # empty: schedules are written apart (for commit_batch's
+    schedules: Columns  # arguments), in `_postgres_schedule_writes`
     inbox: Columns
     inbox_taken: Columns
     fence: Columns  # run ids and the epochs the writer owns them at
@@ -121,7 +121,7 @@ class _Builder:
 def _statement(shape: tuple[bool, ...]) -> str:
     runs, events, chunks, updates, hooks, hook_deletes, sd, sw, inbox, taken, fenced = shape
     a = _Builder(shape).arrays
-    run_, event_, chunk_, update_, _hook, delete_, sdel_, swrite_, inbox_, taken_, fence_ = a
+    run_, event_, chunk_, update_, _hook, delete_, _sd, _sw, inbox_, taken_, fence_ = a
     ctes: list[str] = []
     notify: list[str] = []
     if fenced:
@@ -132,6 +132,7 @@ def _statement(shape: tuple[bool, ...]) -> str:
     if fenced or runs:
         ctes.append(f"alive AS MATERIALIZED (SELECT {_ALIVE} AS ok)")
     assert not hooks, "a batch taking hook tokens goes through commit_batch"
+    assert not (sd or sw), "schedules are written apart (`_postgres_schedule_writes`)"
     if fenced:
         refused = (
             f"ARRAY(SELECT f.id FROM unnest({fence_[0]}, {fence_[1]}) AS f(id, epoch) WHERE NOT"
@@ -215,20 +216,6 @@ def _statement(shape: tuple[bool, ...]) -> str:
         ctes.append(
             f"hooks_deleted AS (DELETE FROM hooks WHERE run_id = ANY({delete_[0]})"
             f" AND {kept('run_id')})"
-        )
-    if sd:
-        ctes.append(f"schedules_deleted AS (DELETE FROM schedules WHERE id = ANY({sdel_[0]}))")
-    if sw:
-        ctes.append(
-            "schedules_written AS (INSERT INTO schedules SELECT * FROM"
-            f" unnest({', '.join(swrite_)}) ON CONFLICT (id) DO UPDATE SET"
-            " workflow = EXCLUDED.workflow,"
-            " cron = EXCLUDED.cron, args = EXCLUDED.args, timezone = EXCLUDED.timezone,"
-            " overlap = EXCLUDED.overlap, catchup = EXCLUDED.catchup,"
-            " paused = EXCLUDED.paused, declared = EXCLUDED.declared,"
-            " metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at,"
-            " watermark = EXCLUDED.watermark, next_time = EXCLUDED.next_time,"
-            " state = EXCLUDED.state)"
         )
     if inbox:
         # Keyed by the sender's uid: a batch written again after a lost connection
