@@ -12,8 +12,9 @@ refused, so the engine drops their actors) and its scheduler reads the schedules
 again (`WriteBatch.stale_schedules`).
 
 Both happen in the batch's transaction, before its runs are created: the rows of
-the ticked schedules are locked (`FOR UPDATE`, in id order), so a change committed
-before sees the tick refused, and one made after waits for the tick's commit.
+the schedules it writes are locked first (`FOR UPDATE`, in id order, so that two
+batches cannot deadlock on them), so a change committed before sees the tick
+refused, and one made after waits for the tick's commit.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ V4 = "ALTER TABLE schedules ADD COLUMN version BIGINT NOT NULL DEFAULT 0;"
 
 _STALE = """
 WITH locked AS MATERIALIZED (
-    SELECT id, version FROM schedules WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+    SELECT id, version FROM schedules WHERE id = ANY($3::text[]) ORDER BY id FOR UPDATE
 )
 SELECT t.id FROM unnest($1::text[], $2::int8[]) AS t(id, version)
 WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = t.id AND l.version = t.version)
@@ -58,29 +59,25 @@ _WATERMARK = _COLUMNS.index("watermark")
 async def write_schedules(conn: asyncpg.Connection, batch: WriteBatch) -> None:
     """Write the batch's schedule rows, in the caller's transaction, first dropping the
     ticks (and their runs) of the schedules changed since their engine read them."""
-    ticks = batch.schedule_ticks
-    if ticks:
-        stale = {
-            row[0] for row in await conn.fetch(_STALE, list(ticks), [v for v, _ in ticks.values()])
-        }
-        if stale:
-            runs = {run_id for schedule_id in stale for run_id in ticks[schedule_id][1]}
-            batch.discard(set(runs))
-            batch.refused.update(runs)
-            batch.stale_schedules.update(stale)
-            for schedule_id in stale:
-                del ticks[schedule_id], batch.schedule_writes[schedule_id]
-    deletes = [key for key, params in batch.schedule_writes.items() if params is None]
-    moved = [batch.schedule_writes[key] for key in ticks]
-    changes = [p for k, p in batch.schedule_writes.items() if p is not None and k not in ticks]
-    if not (deletes or moved or changes):
+    writes, ticks = batch.schedule_writes, batch.schedule_ticks
+    versions = [version for version, _ in ticks.values()]
+    stale = {row[0] for row in await conn.fetch(_STALE, list(ticks), versions, list(writes))}
+    if stale:
+        runs = {run_id for schedule_id in stale for run_id in ticks[schedule_id][1]}
+        batch.discard(set(runs))
+        batch.refused.update(runs)
+        batch.stale_schedules.update(stale)
+        for schedule_id in stale:
+            del ticks[schedule_id], writes[schedule_id]
+    deletes = [key for key, params in writes.items() if params is None]
+    changes = [p for key, p in writes.items() if p is not None and key not in ticks]
+    if not (deletes or ticks or changes):
         return
-    tick_columns: list[list[object]] = [list(ticks), [], [], []]
-    for params in moved:
+    moved: list[list[object]] = [list(ticks), [], [], []]
+    for key in ticks:
+        params = writes[key]
         assert params is not None
-        for column, value in zip(tick_columns[1:], params[_WATERMARK:], strict=False):
+        for column, value in zip(moved[1:], params[_WATERMARK:], strict=False):
             column.append(value)
-    rows = (
-        [list(column) for column in zip(*changes, strict=True)] if changes else [[]] * len(_COLUMNS)
-    )
-    await conn.execute(_WRITE, deletes, *tick_columns, *rows)
+    rows = [list(c) for c in zip(*changes, strict=True)] if changes else [[]] * len(_COLUMNS)
+    await conn.execute(_WRITE, deletes, *moved, *rows)
