@@ -28,6 +28,8 @@ from ._base import (
     EventRow,
     HookRow,
     LoadedRun,
+    PurgeClaim,
+    PurgedBatch,
     PurgeFilter,
     RunRow,
     StreamState,
@@ -238,8 +240,8 @@ class PostgresStore(GroupCommitted):
             counts.setdefault(workflow, {})[status] = n
         return counts
 
-    async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
-        return await self._read(lambda conn: purge_batch(conn, which))
+    async def purge_batch(self, which: PurgeFilter, claim: PurgeClaim) -> PurgedBatch:
+        return await self._read(lambda conn: purge_batch(conn, which, claim))
 
     async def unfinished_runs(self) -> list[RunRow]:
         rows = await self._fetch(
