@@ -40,7 +40,7 @@ from ._base import (
 from ._group_commit import GroupCommitted, GroupCommitWriter
 from ._postgres_purge import purge_batch
 from ._postgres_schema import check_schema_name, migrate
-from ._postgres_writer import CONNECTION_ERRORS, PostgresTransactions
+from ._postgres_writer import PostgresTransactions, connection_lost
 from ._schedule_rows import ScheduleRow
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ class PostgresStore(GroupCommitted):
             try:
                 return await query(conn)
             except Exception as exc:
-                if not isinstance(exc, CONNECTION_ERRORS) and not conn.is_closed():
+                if not connection_lost(exc, conn):
                     raise
                 # Never reset (a query on a broken connection) or reuse it: closed, the
                 # pool drops it and opens a new one.
