@@ -22,7 +22,7 @@ from .._models import FINAL
 
 if TYPE_CHECKING:
     from .._cluster._node import ClusterNode
-from ._schedule_rows import ScheduleRow, ScheduleWrites
+from ._schedule_rows import ScheduleRow, ScheduleTicks, ScheduleWrites
 
 log = logging.getLogger("actorflow.store")
 
@@ -167,7 +167,9 @@ class WriteBatch:
         "refused",
         "run_inserts",
         "run_updates",
+        "schedule_ticks",
         "schedule_writes",
+        "stale_schedules",
     )
 
     def __init__(self, future: asyncio.Future[None]) -> None:
@@ -180,6 +182,10 @@ class WriteBatch:
         self.hook_deletes: list[str] = []
         # Schedules' rows as they were when written (None: deleted); see _schedule_rows.
         self.schedule_writes: ScheduleWrites = {}
+        # Which of them are ticks' writes, made only if the schedule is unchanged; after
+        # the commit, the schedules that had changed (their ticks' runs are `refused`).
+        self.schedule_ticks: ScheduleTicks = {}
+        self.stale_schedules: set[str] = set()
         self.conflicts: set[str] = set()
         # Many engines on one database (PostgreSQL): new runs left for any engine with
         # room; messages for runs owned elsewhere (`_cluster/_inbox.py`) and inbox rows
@@ -256,6 +262,25 @@ class WriteBatch:
         self.inbox_taken[:] = [t for t in self.inbox_taken if t[1] not in run_ids]
         return dropped
 
+    def write_schedule(self, row: ScheduleRow, tick: bool) -> None:
+        """Write the schedule's row: a tick's write (`tick`) is made only if the schedule
+        is unchanged, unless this batch also holds a change of it (see _schedule_rows)."""
+        if tick and (row.id not in self.schedule_writes or row.id in self.schedule_ticks):
+            self.schedule_ticks.setdefault(row.id, (row.version, []))
+        else:
+            self.schedule_ticks.pop(row.id, None)
+        self.schedule_writes[row.id] = row.params()
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self.schedule_ticks.pop(schedule_id, None)
+        self.schedule_writes[schedule_id] = None
+
+    def tick_started(self, row: ScheduleRow, run_id: str) -> None:
+        """A tick of the schedule created run `run_id` in this batch: the run is created
+        only with the tick's write (unless this batch also holds a change of it)."""
+        if row.id not in self.schedule_writes or row.id in self.schedule_ticks:
+            self.schedule_ticks.setdefault(row.id, (row.version, []))[1].append(run_id)
+
     def update_run(self, row: RunRow) -> None:
         """Write the row's mutable columns; a later update in the same batch wins."""
         if self._creating.get(row.id) is row and self.run_inserts is None:
@@ -278,9 +303,11 @@ class WriteBatch:
 
 class PurgeFilter:
     """Which finished runs a purge deletes: finished before `before` (epoch seconds),
-    with one of `statuses`, of one of `workflows` (None: any) and none of `exclude`."""
+    with one of `statuses`, of one of `workflows` (None: any) and none of `exclude`,
+    and not one of the ids in `skip` (runs the purge leaves alone, see `RunsBeingPurged`:
+    it adds to them as it goes)."""
 
-    __slots__ = ("before", "exclude", "statuses", "workflows")
+    __slots__ = ("before", "exclude", "skip", "statuses", "workflows")
 
     def matches(self, row: RunRow) -> bool:
         """Whether `row` itself passes the filter (references are checked apart)."""
@@ -290,6 +317,7 @@ class PurgeFilter:
             and row.completed_at < self.before
             and (self.workflows is None or row.workflow in self.workflows)
             and row.workflow not in self.exclude
+            and row.id not in self.skip
         )
 
     def __init__(
@@ -303,6 +331,22 @@ class PurgeFilter:
         self.statuses = tuple(statuses)
         self.workflows = None if workflows is None else tuple(workflows)
         self.exclude = tuple(exclude)
+        self.skip: set[str] = set()
+
+
+PurgeClaim = Callable[[list[str]], list[str]]
+"""Given the ids of the runs a purge batch chose, the ones it may delete (see
+`RunsBeingPurged.claim`); called on the event loop before any of them is deleted."""
+
+
+class PurgedBatch(NamedTuple):
+    """What one purge transaction did: `runs` and `rows` (runs included) deleted, `rows`
+    0 once no run is left to delete; `partial`: runs it deleted some rows of but not all
+    (a large run takes several transactions)."""
+
+    runs: int
+    rows: int
+    partial: list[str]
 
 
 class StreamState(NamedTuple):
@@ -445,7 +489,6 @@ class Store(Protocol):
     async def load_schedules(self) -> list[ScheduleRow]:
         """Every schedule, by id (written through `WriteBatch.schedule_writes`)."""
 
-    async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
-        """Delete some of the finished runs `which` selects, with their events, chunks and
-        hooks, keeping runs still referenced (see `_purge`): (runs, rows) deleted, (0, 0)
-        once none is left."""
+    async def purge_batch(self, which: PurgeFilter, claim: PurgeClaim) -> PurgedBatch:
+        """Delete some of the finished runs `which` selects and `claim` lets go, with their
+        events, chunks and hooks, keeping runs still referenced (see `_purge`)."""
