@@ -76,8 +76,8 @@ async def write_schedules(conn: asyncpg.Connection, batch: WriteBatch) -> None:
     for key in ticks.keys() - stale:
         params = writes[key]
         assert params is not None
-        named = [*running_of(cast(bytes, params[_STATE])), *running_of(stored[key]["state"])]
-        known[key] = params, list(dict.fromkeys(named))
+        runs = [*running_of(cast(bytes, params[_STATE])), *running_of(stored[key]["state"])]
+        known[key] = params, list(dict.fromkeys(runs))
     named = [run for _, runs in known.values() for run in runs if run not in created]
     unfinished: set[str] = set()
     if named:
