@@ -32,6 +32,7 @@ from ._loader import RunLoader
 from ._messages import SLOT_GRANTED, WAKE, ChildDone, Control, Deliver, reply_to
 from ._models import FINAL, RunStatus, ScheduleTick
 from ._results import ResultWaiters
+from ._retention import RunsBeingPurged
 from ._schedules import SCHEDULE_KEY, Scheduler
 from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch
 from ._timers import TimerEntry, TimerService
@@ -79,6 +80,7 @@ class RunDirectory:
         self._hooks_refused: dict[tuple[str, str], str] = {}
         self.results = ResultWaiters()
         self.actors: dict[str, RunActor] = {}
+        self.purging = RunsBeingPurged(self.actors)
         self.write_failures = WriteFailures(store, self)
         # False until the engine opens, and again once it starts closing: actors started
         # then would outlive `stop()`; their runs continue on the next open.

@@ -131,7 +131,7 @@ class Engine:
         self._schedules = EngineSchedules(self, self._runs)
         self.schedules = self._runs.scheduler = self._schedules.scheduler
         keep = None if retention is None else to_seconds(retention, "retention")
-        self._retention = RetentionSweeper(self.store, keep, self.workflows)
+        self._retention = RetentionSweeper(self.store, keep, self.workflows, self._runs.purging)
         self._state: Literal["new", "open", "closing", "closed"] = "new"
         self._context_token: Any = None
 
@@ -216,7 +216,7 @@ class Engine:
         Raises `ValueError` for a status that is not final."""
         self._check_open()
         name = workflow.name if isinstance(workflow, WorkflowFunction) else workflow
-        return await purge(self.store, purge_filter(before, status, name))
+        return await purge(self.store, purge_filter(before, status, name), self._runs.purging)
 
     # -- starting runs ---------------------------------------------------------------------
 

@@ -2,6 +2,11 @@
 `retention=` or else the engine's, by a background sweeper; `Engine.purge` deletes
 on demand. Both delete in short batches (see `_store._purge`), pausing between them so
 that commits get the store's write lock in between.
+
+A purge and a restart of the same finished run never interleave (`RunsBeingPurged`): a
+large run is deleted over several transactions, and a restart reads the run's log, then
+journals a new generation after it; interleaved, the new generation would follow a
+partial log, or outlive its run's row.
 """
 
 from __future__ import annotations
@@ -9,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from datetime import datetime
 from typing import Protocol
 
 from ._durations import to_timestamp
 from ._dying import cancel_and_wait
+from ._errors import InvalidStateError
 from ._models import FINAL, RunStatus
 from ._store import PurgeFilter, Store
 
@@ -51,15 +57,56 @@ class Retained(Protocol):
     retention: float | None
 
 
-async def purge(store: Store, which: PurgeFilter) -> int:
+class RunsBeingPurged:
+    """The runs this engine's purges are deleting, kept apart from restarts: a purge
+    leaves alone a run that is in memory (being restarted, or opened for any other
+    message), and a restart of a run a purge has taken is refused."""
+
+    def __init__(self, in_memory: Container[str]) -> None:
+        self._in_memory = in_memory
+        self._ids: set[str] = set()
+
+    def check_restart(self, run_id: str) -> None:
+        """Raise `InvalidStateError` if a purge is deleting run `run_id`."""
+        if run_id in self._ids:
+            raise InvalidStateError(f"cannot restart run {run_id!r}: it is being purged")
+
+    def claim(self, chosen: list[str], skip: set[str], held: set[str]) -> list[str]:
+        """Of the runs a purge holding `held` chose, the ones it may delete, now held too;
+        the others (in memory, or another purge's) go to `skip`, for it to leave alone."""
+        claimed = []
+        for run_id in chosen:
+            if run_id in held or (run_id not in self._ids and run_id not in self._in_memory):
+                claimed.append(run_id)
+            else:
+                skip.add(run_id)
+        self._ids.update(claimed)
+        held.update(claimed)
+        return claimed
+
+    def release(self, ids: Iterable[str]) -> None:
+        self._ids.difference_update(ids)
+
+
+async def purge(store: Store, which: PurgeFilter, runs: RunsBeingPurged) -> int:
     """Delete every run `which` selects, batch by batch; how many runs were deleted."""
     total = 0
-    while True:
-        runs, rows = await store.purge_batch(which)
-        total += runs
-        if rows == 0:
-            return total
-        await asyncio.sleep(PAUSE)
+    held: set[str] = set()
+    try:
+        while True:
+            batch = await store.purge_batch(
+                which, lambda chosen: runs.claim(chosen, which.skip, held)
+            )
+            total += batch.runs
+            # A run deleted in part stays held until its last rows go.
+            done = held.difference(batch.partial)
+            runs.release(done)
+            held.difference_update(done)
+            if batch.rows == 0:
+                return total
+            await asyncio.sleep(PAUSE)
+    finally:
+        runs.release(held)
 
 
 class RetentionSweeper:
@@ -73,8 +120,10 @@ class RetentionSweeper:
         store: Store,
         default: float | None,
         workflows: Callable[[], Iterable[Retained]],
+        purging: RunsBeingPurged,
     ) -> None:
         self._store = store
+        self._purging = purging
         self._default = default
         self._workflows = workflows
         self._task: asyncio.Task[None] | None = None
@@ -109,7 +158,13 @@ class RetentionSweeper:
         own = self._retentions()
         deleted = 0
         for name, seconds in own.items():
-            deleted += await purge(self._store, PurgeFilter(now - seconds, workflows=[name]))
+            deleted += await purge(
+                self._store, PurgeFilter(now - seconds, workflows=[name]), self._purging
+            )
         if self._default is not None:
-            deleted += await purge(self._store, PurgeFilter(now - self._default, exclude=list(own)))
+            deleted += await purge(
+                self._store,
+                PurgeFilter(now - self._default, exclude=list(own)),
+                self._purging,
+            )
         return deleted

@@ -307,9 +307,11 @@ class WriteBatch:
 
 class PurgeFilter:
     """Which finished runs a purge deletes: finished before `before` (epoch seconds),
-    with one of `statuses`, of one of `workflows` (None: any) and none of `exclude`."""
+    with one of `statuses`, of one of `workflows` (None: any) and none of `exclude`,
+    and not one of the ids in `skip` (runs the purge leaves alone, see `RunsBeingPurged`:
+    it adds to them as it goes)."""
 
-    __slots__ = ("before", "exclude", "statuses", "workflows")
+    __slots__ = ("before", "exclude", "skip", "statuses", "workflows")
 
     def matches(self, row: RunRow) -> bool:
         """Whether `row` itself passes the filter (references are checked apart)."""
@@ -319,6 +321,7 @@ class PurgeFilter:
             and row.completed_at < self.before
             and (self.workflows is None or row.workflow in self.workflows)
             and row.workflow not in self.exclude
+            and row.id not in self.skip
         )
 
     def __init__(
@@ -332,6 +335,22 @@ class PurgeFilter:
         self.statuses = tuple(statuses)
         self.workflows = None if workflows is None else tuple(workflows)
         self.exclude = tuple(exclude)
+        self.skip: set[str] = set()
+
+
+PurgeClaim = Callable[[list[str]], list[str]]
+"""Given the ids of the runs a purge batch chose, the ones it may delete (see
+`RunsBeingPurged.claim`); called on the event loop before any of them is deleted."""
+
+
+class PurgedBatch(NamedTuple):
+    """What one purge transaction did: `runs` and `rows` (runs included) deleted, `rows`
+    0 once no run is left to delete; `partial`: runs it deleted some rows of but not all
+    (a large run takes several transactions)."""
+
+    runs: int
+    rows: int
+    partial: list[str]
 
 
 class StreamState(NamedTuple):
@@ -474,7 +493,6 @@ class Store(Protocol):
     async def load_schedules(self) -> list[ScheduleRow]:
         """Every schedule, by id (written through `WriteBatch.schedule_writes`)."""
 
-    async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
-        """Delete some of the finished runs `which` selects, with their events, chunks and
-        hooks, keeping runs still referenced (see `_purge`): (runs, rows) deleted, (0, 0)
-        once none is left."""
+    async def purge_batch(self, which: PurgeFilter, claim: PurgeClaim) -> PurgedBatch:
+        """Delete some of the finished runs `which` selects and `claim` lets go, with their
+        events, chunks and hooks, keeping runs still referenced (see `_purge`)."""

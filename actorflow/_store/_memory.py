@@ -21,6 +21,8 @@ from ._base import (
     FailureListener,
     HookRow,
     LoadedRun,
+    PurgeClaim,
+    PurgedBatch,
     PurgeFilter,
     RunRow,
     StreamState,
@@ -216,7 +218,7 @@ class MemoryStore:
     async def load_schedules(self) -> list[ScheduleRow]:
         return [ScheduleRow.from_params(self._schedules[key]) for key in sorted(self._schedules)]
 
-    async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
+    async def purge_batch(self, which: PurgeFilter, claim: PurgeClaim) -> PurgedBatch:
         runs = self._runs
         unfinished_parents = {r.parent_id for r in runs.values() if r.status in UNFINISHED}
         doomed = [
@@ -230,6 +232,9 @@ class MemoryStore:
                 or runs[r.parent_id].status not in UNFINISHED
             )
         ][:RUNS_PER_BATCH]
+        if not doomed:
+            return PurgedBatch(0, 0, [])
+        doomed = claim(doomed)
         rows = 0
         for run_id in doomed:
             del runs[run_id]
@@ -238,7 +243,7 @@ class MemoryStore:
                 rows += len(self._chunks.pop(key))
             for token in [t for t, h in self._hooks.items() if h.run_id == run_id]:
                 del self._hooks[token]
-        return len(doomed), rows
+        return PurgedBatch(len(doomed), rows or 1, [])  # none: all left alone, look again
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

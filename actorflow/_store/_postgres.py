@@ -28,6 +28,8 @@ from ._base import (
     EventRow,
     HookRow,
     LoadedRun,
+    PurgeClaim,
+    PurgedBatch,
     PurgeFilter,
     RunRow,
     StreamState,
@@ -38,7 +40,7 @@ from ._base import (
 from ._group_commit import GroupCommitted, GroupCommitWriter
 from ._postgres_purge import purge_batch
 from ._postgres_schema import check_schema_name, migrate
-from ._postgres_writer import CONNECTION_ERRORS, PostgresTransactions
+from ._postgres_writer import PostgresTransactions, connection_lost
 from ._schedule_rows import ScheduleRow
 
 if TYPE_CHECKING:
@@ -141,7 +143,7 @@ class PostgresStore(GroupCommitted):
             try:
                 return await query(conn)
             except Exception as exc:
-                if not isinstance(exc, CONNECTION_ERRORS) and not conn.is_closed():
+                if not connection_lost(exc, conn):
                     raise
                 # Never reset (a query on a broken connection) or reuse it: closed, the
                 # pool drops it and opens a new one.
@@ -238,8 +240,8 @@ class PostgresStore(GroupCommitted):
             counts.setdefault(workflow, {})[status] = n
         return counts
 
-    async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
-        return await self._read(lambda conn: purge_batch(conn, which))
+    async def purge_batch(self, which: PurgeFilter, claim: PurgeClaim) -> PurgedBatch:
+        return await self._read(lambda conn: purge_batch(conn, which, claim))
 
     async def unfinished_runs(self) -> list[RunRow]:
         rows = await self._fetch(

@@ -17,7 +17,7 @@ from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
 
 from .._models import UNFINISHED
-from ._base import PurgeFilter
+from ._base import PurgeClaim, PurgedBatch, PurgeFilter
 from ._purge import ROWS_PER_BATCH, RUNS_PER_BATCH
 
 
@@ -37,6 +37,9 @@ def _selection(which: PurgeFilter) -> tuple[str, list[Any]]:
     if which.exclude:
         params.append(list(which.exclude))
         where.append(f"NOT r.workflow = ANY(${len(params)}::text[])")
+    if which.skip:
+        params.append(list(which.skip))
+        where.append(f"NOT r.id = ANY(${len(params)}::text[])")
     return f"SELECT r.id FROM runs r WHERE {' AND '.join(where)}", params
 
 
@@ -45,18 +48,23 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def purge_batch(conn: PoolConnectionProxy[Record], which: PurgeFilter) -> tuple[int, int]:
-    """One transaction: delete the rows of up to `RUNS_PER_BATCH` runs `which` selects (at
-    most `ROWS_PER_BATCH` events and as many chunks), and the runs left with none.
-    (runs deleted, rows deleted); (0, 0) once none is left."""
+async def purge_batch(
+    conn: PoolConnectionProxy[Record], which: PurgeFilter, claim: PurgeClaim
+) -> PurgedBatch:
+    """One transaction: delete the rows of up to `RUNS_PER_BATCH` runs `which` selects and
+    `claim` lets go (at most `ROWS_PER_BATCH` events and as many chunks), and the runs left
+    with none; no rows once none is left."""
     select, params = _selection(which)
     async with conn.transaction():
-        ids = [
+        chosen = [
             row[0]
             for row in await conn.fetch(f"{select} LIMIT {RUNS_PER_BATCH} FOR UPDATE OF r", *params)
         ]
+        if not chosen:
+            return PurgedBatch(0, 0, [])
+        ids = claim(chosen)
         if not ids:
-            return 0, 0
+            return PurgedBatch(0, 1, [])  # all left alone: look again, without them
         rows = 0
         for table, key in (("events", "idx"), ("chunks", "namespace, idx")):
             rows += _count(
@@ -73,4 +81,5 @@ async def purge_batch(conn: PoolConnectionProxy[Record], which: PurgeFilter) -> 
             f"DELETE FROM hooks WHERE run_id IN (SELECT id FROM runs WHERE {emptied})", ids
         )
         runs = _count(await conn.execute(f"DELETE FROM runs WHERE {emptied}", ids))
-    return runs, rows + runs
+        partial = [r[0] for r in await conn.fetch("SELECT id FROM runs WHERE id = ANY($1)", ids)]
+    return PurgedBatch(runs, rows + runs, partial)

@@ -8,7 +8,9 @@ and asks the server which it was: a batch is one transaction, so one of its even
 chunk rows (each has a unique key) being there means all of it is. A batch that did
 commit is a success; one that did not is written again. Only a server that stays
 away longer fails the batch, which the engine then handles as any failed commit
-(README, "Failed writes"). Batches appended meanwhile wait in the open batch.
+(README, "Failed writes"), as it does any other error at once: the server refusing the
+rows, or asyncpg a call it cannot make (`connection_lost`). Batches appended meanwhile
+wait in the open batch.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -34,9 +36,8 @@ _COMMIT = "SELECT * FROM commit_batch(" + ", ".join(f"${i}" for i in range(1, 71
 # engine's id (None: a client) and, for each run the batch writes, the epoch.
 Fence = Callable[[WriteBatch], tuple[str | None, list[str], list[int]]]
 # Errors that mean the connection is gone (not that the server refused the rows).
-CONNECTION_ERRORS = (
+CONNECTION_LOST = (
     asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
@@ -44,6 +45,26 @@ CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
 )
+# The same, and asyncpg's InterfaceError, which it raises for a closed connection but
+# also for a call it cannot make (see `connection_lost`): for callers that retry a
+# bounded number of times.
+CONNECTION_ERRORS = (*CONNECTION_LOST, asyncpg.InterfaceError)
+
+
+class _Connection(Protocol):
+    def is_closed(self) -> bool: ...
+
+
+def connection_lost(exc: BaseException, conn: _Connection) -> bool:
+    """Whether `exc`, raised by a call on `conn`, means the connection is gone. asyncpg
+    raises `InterfaceError` both for a closed connection and for a call it cannot make
+    (an argument it cannot encode, `DataError`; an operation while another is in
+    progress): those are not for reconnecting, which would retry them forever. The
+    connection says which it was, and also for asyncpg's internal errors (a connection
+    lost mid-COPY)."""
+    return isinstance(exc, CONNECTION_LOST) or conn.is_closed()
+
+
 _EVENT_COLUMNS = ("run_id", "idx", "generation", "kind", "seq", "name", "data", "at")
 _FIRST_RECONNECT_DELAY = 0.05
 _MAX_RECONNECT_DELAY = 1.0
@@ -137,9 +158,8 @@ class PostgresTransactions:
                     return
                 taken, refused, hook_tokens, hook_holders = found[:4]
             except Exception as exc:
-                # asyncpg reports a connection lost mid-COPY as an internal error, not
-                # as a connection error: a closed connection says which it was.
-                if not isinstance(exc, CONNECTION_ERRORS) and not conn.is_closed():
+                # Anything else fails the batch (the group commit's failed writes).
+                if not connection_lost(exc, conn):
                     raise
                 log.warning("the writer's connection was lost (%r); reconnecting", exc)
                 self._conn = None
@@ -253,10 +273,15 @@ class PostgresTransactions:
         deadline = time.monotonic() + self._reconnect_timeout
         delay = _FIRST_RECONNECT_DELAY
         while True:
+            conn: asyncpg.Connection | None = None
             try:
-                self._conn = await self._connect()
-                await self._warm_up(self._conn)
-            except CONNECTION_ERRORS as exc:
+                conn = self._conn = await self._connect()
+                await self._warm_up(conn)
+            except Exception as exc:
+                if not (
+                    isinstance(exc, CONNECTION_LOST) if conn is None else connection_lost(exc, conn)
+                ):
+                    raise
                 if time.monotonic() + delay > deadline:
                     raise StoreWriteError(
                         f"the database is unreachable: {exc!r}; {len(batch)} rows not written"
@@ -277,7 +302,9 @@ class PostgresTransactions:
             conn = await self._reconnect(batch, cause)
             try:
                 return conn, await self._committed(conn, batch)
-            except (*CONNECTION_ERRORS, asyncpg.InternalClientError) as exc:
+            except Exception as exc:
+                if not (isinstance(exc, asyncpg.InternalClientError) or connection_lost(exc, conn)):
+                    raise
                 log.warning("the writer's connection was lost again (%r)", exc)
                 self._conn = None
                 conn.terminate()

@@ -14,6 +14,9 @@ or chunk: a run id is never free while rows of it remain (a new run of that id
 would collide with them), and a half-deleted run still shows as the run being
 purged.
 
+Runs the engine leaves alone are skipped (`PurgeFilter.skip`, `RunsBeingPurged`:
+runs in memory, such as one being restarted).
+
 Runs still referenced are kept: a finished child of an unfinished parent (the
 parent may still need its outcome, see `finished_children_of_unfinished_parents`),
 and a finished parent of an unfinished child (the child reports to it).
@@ -27,7 +30,7 @@ from __future__ import annotations
 import sqlite3
 
 from .._models import UNFINISHED
-from ._base import PurgeFilter
+from ._base import PurgedBatch, PurgeFilter
 
 ROWS_PER_BATCH = 1000
 RUNS_PER_BATCH = 100
@@ -57,6 +60,9 @@ def _selection(which: PurgeFilter, by_id: bool = False) -> tuple[str, list[objec
     if which.exclude:
         where.append(f"r.workflow NOT IN ({','.join('?' * len(which.exclude))})")
         params += which.exclude
+    if which.skip:
+        where.append(f"r.id NOT IN ({','.join('?' * len(which.skip))})")
+        params += which.skip
     return f"SELECT r.id FROM runs r WHERE {' AND '.join(where)}", params
 
 
@@ -66,10 +72,10 @@ def choose(conn: sqlite3.Connection, which: PurgeFilter) -> list[str]:
     return [run_id for (run_id,) in conn.execute(f"{select} LIMIT {RUNS_PER_BATCH}", params)]
 
 
-def delete(conn: sqlite3.Connection, which: PurgeFilter, chosen: list[str]) -> tuple[int, int]:
+def delete(conn: sqlite3.Connection, which: PurgeFilter, chosen: list[str]) -> PurgedBatch:
     """One transaction: delete the rows of the `chosen` runs that `which` still selects
-    (at most `ROWS_PER_BATCH` events and as many chunks), and the runs left with none.
-    (runs deleted, rows deleted); (0, 0) if none of them is to be deleted any more."""
+    (at most `ROWS_PER_BATCH` events and as many chunks), and the runs left with none;
+    no rows if none of them is to be deleted any more."""
     select, params = _selection(which, by_id=True)
     marks = ",".join("?" * len(chosen))
     conn.execute("BEGIN IMMEDIATE")
@@ -77,9 +83,10 @@ def delete(conn: sqlite3.Connection, which: PurgeFilter, chosen: list[str]) -> t
         ids = [r for (r,) in conn.execute(f"{select} AND r.id IN ({marks})", [*params, *chosen])]
         if not ids:
             conn.execute("COMMIT")
-            return 0, 0
+            return PurgedBatch(0, 0, [])
         marks = ",".join("?" * len(ids))
         rows = 0
+        whole = True
         for table, key in (("events", "idx"), ("chunks", "namespace, idx")):
             (count,) = conn.execute(
                 f"SELECT count(*) FROM {table} WHERE run_id IN ({marks})", ids
@@ -87,6 +94,7 @@ def delete(conn: sqlite3.Connection, which: PurgeFilter, chosen: list[str]) -> t
             if count <= ROWS_PER_BATCH:  # the usual case: small runs, deleted whole
                 sql = f"DELETE FROM {table} WHERE run_id IN ({marks})"
             else:
+                whole = False
                 sql = (
                     f"DELETE FROM {table} WHERE (run_id, {key}) IN (SELECT run_id, {key} "
                     f"FROM {table} WHERE run_id IN ({marks}) LIMIT {ROWS_PER_BATCH})"
@@ -99,8 +107,13 @@ def delete(conn: sqlite3.Connection, which: PurgeFilter, chosen: list[str]) -> t
             f"DELETE FROM hooks WHERE run_id IN (SELECT id FROM runs WHERE {emptied})", ids
         )
         runs = conn.execute(f"DELETE FROM runs WHERE {emptied}", ids).rowcount
+        partial = (
+            []
+            if whole
+            else [r for (r,) in conn.execute(f"SELECT id FROM runs WHERE id IN ({marks})", ids)]
+        )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return runs, rows + runs
+    return PurgedBatch(runs, rows + runs, partial)

@@ -26,6 +26,8 @@ from ._base import (
     EventRow,
     HookRow,
     LoadedRun,
+    PurgeClaim,
+    PurgedBatch,
     PurgeFilter,
     RunRow,
     StreamState,
@@ -197,7 +199,7 @@ class SQLiteStore(GroupCommitted):
         finally:
             conn.close()
 
-    async def purge_batch(self, which: PurgeFilter) -> tuple[int, int]:
+    async def purge_batch(self, which: PurgeFilter, claim: PurgeClaim) -> PurgedBatch:
         """One short transaction of a purge (see `_purge`): the runs are chosen on a
         connection of the purge's own, and deleted on the writer's, between commits."""
         async with self._purging:
@@ -205,10 +207,16 @@ class SQLiteStore(GroupCommitted):
                 self._purger = await asyncio.to_thread(self._connect)
             chosen = await asyncio.to_thread(choose, self._purger, which)
         if not chosen:
-            return 0, 0
+            return PurgedBatch(0, 0, [])
+        claimed = claim(chosen)
         transactions = self._transactions
-        deleted = await self._writer.exclusive(lambda: transactions.call(delete, which, chosen))
-        return deleted if deleted != (0, 0) else (0, 1)  # all changed meanwhile: look again
+        deleted = (
+            await self._writer.exclusive(lambda: transactions.call(delete, which, claimed))
+            if claimed
+            else None
+        )
+        # None deleted (all changed meanwhile, or left alone): look again, without them.
+        return deleted if deleted is not None and deleted.rows else PurgedBatch(0, 1, [])
 
     async def _fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         assert self._reader is not None, "store is not open"
