@@ -171,7 +171,7 @@ class EngineSchedules:
                 row.next_time = expr.next_after(row.watermark)
             scheduler.rows[schedule_id] = row
             scheduler.exprs[schedule_id] = expr
-            scheduler.write(row)
+            scheduler.write(row, change=True)
             await scheduler.settle()
         await self._runs.schedules_written()
         return Schedule(self, schedule_id)
@@ -208,7 +208,7 @@ class EngineSchedules:
             else:  # ticks that fell while it was paused are not run
                 row.watermark = max(row.watermark, scheduler.clock())
                 row.next_time = scheduler.exprs[schedule_id].next_after(row.watermark)
-            scheduler.write(row)
+            scheduler.write(row, change=True)
             await scheduler.settle()
         await self._runs.schedules_written()
 
@@ -230,7 +230,7 @@ class EngineSchedules:
             row = self.row(schedule_id)
             started = []
             for tick in ticks:
-                run_id = scheduler.start(row, tick)
+                run_id = scheduler.start(row, tick, fired=False)
                 if run_id is None:
                     raise WorkflowNotRegisteredError(
                         f"schedule {schedule_id!r}: no workflow named {row.workflow!r} "

@@ -8,6 +8,11 @@ schedule's row in the same batch as that run's creation. It learns that a run
 it started has finished from the engine (`run_finished`), which starts a
 buffered tick if one waits. On open it brings declared schedules in line with
 the code and acts on the ticks missed while no engine ran (`catchup`).
+
+A tick's write (and so its runs) is made only if the schedule is unchanged since
+this engine read it (`_store/_schedule_rows`): when another engine sharing the
+database changed it meanwhile, the tick is not fired, and the schedules are read
+again before the next firing.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from ._cron import CronExpression
 from ._errors import ScheduleError
 from ._ids import tick_run_id
 from ._models import FINAL, ScheduleTick
+from ._schedule_declared import reconcile_declared
 from ._schedule_policy import due_ticks, missed_ticks, overlap_decision
 from ._schedule_types import MAX_RECENT, utc
 from ._store import RunRow, ScheduleRow, Store, WriteBatch
+from ._store._schedule_rows import new_version
 from ._timers import TimerEntry, TimerService
 
 log = logging.getLogger("actorflow.schedules")
@@ -123,7 +130,8 @@ class Scheduler:
         # Creations to confirm once committed: their id may have been taken.
         self._started: list[tuple[WriteBatch, str]] = []
         self._taken: list[str] = []  # ids a live run held already
-        self._commits: list[asyncio.Future[None]] = []
+        self._commits: list[tuple[WriteBatch, asyncio.Future[None]]] = []
+        self._stale = False  # a tick was refused: the schedules changed elsewhere
         self._written = False  # rows written in the open batch since the last commit
         self._unwritten: dict[str, ScheduleRow] = {}  # fired in this pass, not yet written
         self._unknown: set[str] = set()  # schedules whose workflow this engine lacks
@@ -138,7 +146,11 @@ class Scheduler:
         rows = {row.id: row for row in await store.load_schedules()}
         async with self.lock:
             now = self.clock()
-            self._reconcile(rows, now)
+            declared = [(wf.name, cron) for wf in self.host.scheduled_workflows()
+                        for cron in wf.schedules]  # fmt: skip
+            gone, changed = reconcile_declared(rows, declared, now)
+            for schedule_id in gone:
+                self.write(schedule_id)
             for row in rows.values():
                 expr = self._expression(row)
                 if expr is not None:
@@ -162,15 +174,16 @@ class Scheduler:
                     row.watermark = max(row.watermark, now)
                     row.next_time = expr.next_after(row.watermark)
                 self._drain(row)
-                self.write(row)
+                self.write(row, change=row.id in changed)
             await self.settle()
         self._task = asyncio.create_task(self._work(), name="actorflow-scheduler")
 
     async def refresh(self) -> None:
         """Take the schedules other engines sharing the store created, changed or deleted
-        since this one read them: their settings (and the watermark, next tick and pause
-        the change set) replace this engine's, and timers are re-armed. This engine keeps
-        its own view of the runs it started (`running`, `buffered`)."""
+        since this one read them: their settings (and the watermark, next tick, pause
+        and recent ticks stored with the change) replace this engine's, and timers are
+        re-armed. This engine keeps its own view of the runs it started (`running`,
+        `buffered`)."""
         async with self.lock:
             if self._task is None:  # not open (or closing): `open` reads them all
                 return
@@ -179,9 +192,10 @@ class Scheduler:
                 del self.rows[gone], self.exprs[gone]
                 self._disarm(gone)
             learned: list[str] = []
+            self._stale = False
             for row in stored.values():
                 mine = self.rows.get(row.id)
-                if mine is not None and _settings(mine) == _settings(row):
+                if mine is not None and mine.version == row.version:
                     continue
                 expr = self._expression(row)
                 if expr is None:
@@ -191,7 +205,7 @@ class Scheduler:
                     learned += row.running
                     self._owner.update(dict.fromkeys(row.running, row.id))
                 for name, value in attrs.asdict(row, recurse=False).items():
-                    if name not in ("recent", "buffered", "running"):
+                    if name not in ("buffered", "running"):
                         setattr(mine, name, value)
                 self.exprs[row.id] = expr
                 self._arm(mine)
@@ -220,31 +234,6 @@ class Scheduler:
             log.error("schedule %r is left as it is: %s", row.id, exc)
             return None
 
-    def _reconcile(self, rows: dict[str, ScheduleRow], now: float) -> None:
-        """Bring the declared schedules in `rows` in line with the code: add the new ones,
-        delete the ones no workflow declares any more, and give a runtime schedule that
-        has a declared one's id the declared settings (it keeps its ticks and `paused`)."""
-        declared = {
-            f"{wf.name}:{cron}": (wf.name, cron)
-            for wf in self.host.scheduled_workflows()
-            for cron in wf.schedules
-        }
-        for gone in [r.id for r in rows.values() if r.declared and r.id not in declared]:
-            del rows[gone]
-            self.write(gone)
-        for schedule_id, (workflow, cron) in declared.items():
-            spec = ScheduleRow(
-                schedule_id, workflow, cron, b"[]", "UTC", "skip", "latest",
-                False, True, None, now, now,
-            )  # fmt: skip
-            row = rows.setdefault(schedule_id, spec)
-            if not row.declared:
-                if (row.cron, row.timezone) != (cron, "UTC"):
-                    row.watermark = now  # no catch-up under the settings it had
-                row.workflow, row.cron, row.args, row.timezone = workflow, cron, b"[]", "UTC"
-                row.overlap, row.catchup, row.metadata = "skip", "latest", None
-                row.declared = True
-
     # -- firing ----------------------------------------------------------------------------
 
     def wake(self, key: str) -> None:
@@ -267,6 +256,8 @@ class Scheduler:
             await self._kick.wait()
             self._kick.clear()
             try:
+                if self._stale:
+                    await self.refresh()
                 async with self.lock:
                     await self._fire()
             except Exception:
@@ -386,10 +377,14 @@ class Scheduler:
                 if at == tick and outcome == "buffered":
                     row.recent[i] = (tick, run_id, "started" if run_id else "skipped")
 
-    def start(self, row: ScheduleRow, tick: float, spawns: list[Spawn] | None = None) -> str | None:
+    def start(
+        self, row: ScheduleRow, tick: float, spawns: list[Spawn] | None = None, fired: bool = True
+    ) -> str | None:
         """Add the run of `tick` to the open batch (the caller writes the row with it next,
         without awaiting in between); None if this engine does not run the workflow. Its
-        actor starts now, or, given `spawns`, is added there for the caller to start."""
+        actor starts now, or, given `spawns`, is added there for the caller to start. A
+        `fired` tick's run is created only if the schedule is unchanged (see the module
+        docstring); others (`trigger`, `backfill`) whatever it is."""
         wf = self.host.workflow(row.workflow)
         if wf is None:
             if row.id not in self._unknown:  # once, not at every tick
@@ -411,10 +406,13 @@ class Scheduler:
         run = self.host.record_tick(batch, wf, run_id, row.args, row.metadata, info)
         if run is None:
             self._taken.append(run_id)
-        elif spawns is None:
-            self.host.spawn_tick(run, batch, info)
         else:
-            spawns.append((run, batch, info))
+            if fired:
+                batch.tick_started(row, run_id)
+            if spawns is None:
+                self.host.spawn_tick(run, batch, info)
+            else:
+                spawns.append((run, batch, info))
         self._started.append((batch, run_id))
         self._written = True
         if run_id not in row.running:
@@ -422,37 +420,45 @@ class Scheduler:
         self._owner[run_id] = row.id
         return run_id
 
-    def write(self, row: ScheduleRow | str) -> None:
-        """Write the row (or delete schedule `row`, an id) in the open batch and re-arm its
-        timer; `settle()` commits."""
+    def write(self, row: ScheduleRow | str, change: bool = False) -> None:
+        """Write the row in the open batch (a tick's write unless `change`, which gives it
+        a new version), or delete schedule `row` (an id), and re-arm its timer; `settle()`
+        commits."""
+        batch = self.host.store.batch()
         if isinstance(row, str):
-            self.host.store.batch().schedule_writes[row] = None
-            self._written = True
+            batch.delete_schedule(row)
             self._disarm(row)
         else:
-            self._persist(row)
+            if change:
+                row.version = new_version()
+            batch.write_schedule(row, tick=not change)
             self._arm(row)
-
-    def _persist(self, row: ScheduleRow) -> None:
-        self.host.store.batch().schedule_writes[row.id] = row.params()
         self._written = True
 
     def _commit(self) -> None:
         """Ask for the open batch (rows and runs written since the last call) to commit:
         once per pass, not once per schedule."""
         if self._written:
-            self._commits.append(self.host.store.commit())
+            batch = self.host.store.batch()
+            self._commits.append((batch, self.host.store.commit()))
             self._written = False
 
     async def settle(self) -> None:
         """Commit what was written, wait for it, then forget runs that did not start
-        because their tick had started them already and they have finished."""
+        because their tick had started them already and they have finished, or because
+        the schedule had changed elsewhere (then the schedules are read again)."""
         self._commit()
         commits, self._commits = self._commits, []
         started, self._started = self._started, []
         taken, self._taken = self._taken, []
-        for commit in {id(c): c for c in commits}.values():
+        for commit in {id(c): c for _, c in commits}.values():
             await shielded(commit)
+        if any(batch.stale_schedules for batch, _ in commits):
+            self._stale = True
+            self._kick.set()
+            for batch, run_id in started:
+                if run_id in batch.refused:
+                    self.run_finished(run_id)
         taken += [run_id for batch, run_id in started if run_id in batch.conflicts]
         if taken:
             for run_id, found in (await self.host.store.get_runs(taken)).items():
@@ -485,12 +491,6 @@ class Scheduler:
         entry = self._entries.pop(schedule_id, None)
         if entry is not None:
             entry.cancel()
-
-
-def _settings(row: ScheduleRow) -> tuple[object, ...]:
-    """What a change through the schedules API sets (pausing also sets `next_time`)."""
-    return (row.workflow, row.cron, row.args, row.timezone, row.overlap, row.catchup,
-            row.paused, row.declared, row.metadata, row.created_at)  # fmt: skip
 
 
 def record(row: ScheduleRow, tick: float, run_id: str | None, outcome: str) -> None:

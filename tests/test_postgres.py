@@ -11,11 +11,14 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 
 import actorflow as af
 from actorflow._store import ChunkKind, ChunkRow, EventRow, HookRow, RunRow, WriteBatch
+from actorflow._store import _postgres_schema as postgres_schema
 from actorflow._store._postgres import PostgresStore, split_url
+from actorflow._store._postgres_schema import SCHEMA_VERSION
 from actorflow._store._postgres_statements import Parts
 from tests.conftest import eventually, with_query
 from tests.databases import PostgresDatabase
@@ -55,14 +58,49 @@ async def test_a_newer_schema_is_refused_and_an_older_one_migrated(pg_url: str) 
     async with af.Engine(pg_url, workflows=[chain]) as engine:
         run = await engine.start(chain, 1)
         assert await run.result(timeout=10) == 11
-    assert db.query("SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
-    db.execute("INSERT INTO schema_version VALUES (3)")
-    with pytest.raises(af.StoreSchemaError, match="version 3, written by a newer actorflow"):
+    versions = [(n,) for n in range(1, SCHEMA_VERSION + 1)]
+    assert db.query("SELECT version FROM schema_version ORDER BY version") == versions
+    newer = SCHEMA_VERSION + 1
+    db.execute(f"INSERT INTO schema_version VALUES ({newer})")
+    with pytest.raises(af.StoreSchemaError, match=f"version {newer}, written by a newer"):
         async with af.Engine(pg_url):
             pass
-    db.execute("DELETE FROM schema_version WHERE version = 3")
+    db.execute(f"DELETE FROM schema_version WHERE version = {newer}")
     async with af.Engine(pg_url) as engine:  # the same schema opens again, runs intact
         assert await engine.get_run(run.id).result(timeout=5) == 11
+
+
+@af.workflow(name="tests.postgres.hooked")
+async def hooked(token: str) -> object:
+    return await af.create_hook(token)
+
+
+async def test_a_version_2_schema_is_migrated_with_its_hooks(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 3 wraps version 2's commit function (hook tokens locked before they are
+    checked), version 4 gives schedules a version: a database written by version 2
+    opens, and its hooks hold."""
+    db = PostgresDatabase(pg_url)
+    dsn, schema = split_url(pg_url)
+    monkeypatch.setattr(postgres_schema, "MIGRATIONS", postgres_schema.MIGRATIONS[:2])
+    monkeypatch.setattr(postgres_schema, "SCHEMA_VERSION", 2)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await postgres_schema.migrate(conn, schema)
+    finally:
+        await conn.close()
+    monkeypatch.undo()
+    db.execute("INSERT INTO hooks VALUES ('kept', 'its-holder', 0)")
+    async with af.Engine(pg_url, workflows=[hooked]) as engine:
+        assert db.query("SELECT max(version) FROM schema_version") == [(SCHEMA_VERSION,)]
+        refused = await engine.start(hooked, "kept")
+        with pytest.raises(af.RunFailedError, match="HookConflictError"):
+            await refused.result(timeout=10)
+        fresh = await engine.start(hooked, "fresh")
+        await eventually(lambda: db.query("SELECT run_id FROM hooks WHERE token = 'fresh'"), 10)
+        await engine.resume_hook("fresh", "after the migration")
+        assert await fresh.result(timeout=10) == "after the migration"
 
 
 async def test_a_schema_holding_another_applications_tables_is_refused(pg_url: str) -> None:
@@ -192,9 +230,10 @@ async def test_each_part_of_a_batch_is_written_whatever_else_the_batch_holds(
     pg_url: str,
 ) -> None:
     """A batch is one statement of the parts it has, except when two parts touch the same
-    rows (they would see the rows as they were before the statement): a run both created
-    and updated, hooks both taken and dropped. Those go through commit_batch, whose
-    statements run in order. Either way every row ends as the batch says."""
+    rows (they would see the rows as they were before the statement), a run both created
+    and updated, or when it takes hook tokens (checked after they are locked). Those go
+    through commit_batch, whose statements run in order. Either way every row ends as
+    the batch says."""
     db = PostgresDatabase(pg_url)
     store = PostgresStore(pg_url)
     await store.open()
@@ -203,13 +242,12 @@ async def test_each_part_of_a_batch_is_written_whatever_else_the_batch_holds(
         batch.create_run(RunRow("old", "w", "running", b"[]", 1.0), [])
         await store.commit()
 
-        # One statement: a taken id, a new run, events of both, a chunk, a hook.
+        # One statement: a taken id, a new run, events of both, a chunk.
         batch = store.batch()
         batch.create_run(RunRow("old", "w", "running", b"[]", 2.0), [_event("old", 0)])
         batch.create_run(RunRow("new", "w", "running", b"[]", 2.0), [_event("new", 0)])
         batch.events.append(_event("old", 0, kind="step_started"))
         batch.chunks.append(ChunkRow("old", "out", 0, 1, 1, ChunkKind.JSON, b"1", 2.0))
-        batch.hooks.append(HookRow("token", "old", 1))
         await store.commit()
         assert batch.conflicts == {"old"}
         assert db.query("SELECT run_id, kind FROM events ORDER BY run_id") == [

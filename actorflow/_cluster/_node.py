@@ -230,6 +230,7 @@ class ClusterNode:
         self.stats["refused"] += len(refused)
         lost = set(refused)
         if self._creating:
+            self._creating.difference_update(refused)  # a tick's run the schedule refused
             for row, _ in batch.new_runs:
                 if row.id in self._creating:
                     self._creating.discard(row.id)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from ._base import (
+from ._sqlite_library import skip_memory_statistics
+
+skip_memory_statistics()  # before `_base` imports sqlite3, which initializes SQLite
+
+from ._base import (  # noqa: E402
     ChunkKind,
     ChunkRow,
     CommitStats,
@@ -20,9 +24,9 @@ from ._base import (
     StreamState,
     WriteBatch,
 )
-from ._memory import MemoryStore
-from ._schedule_rows import ScheduleRow
-from ._sqlite import SQLiteStore
+from ._memory import MemoryStore  # noqa: E402
+from ._schedule_rows import ScheduleRow  # noqa: E402
+from ._sqlite import SQLiteStore  # noqa: E402
 
 __all__ = [
     "ChunkKind",

@@ -22,7 +22,7 @@ from .._models import FINAL
 
 if TYPE_CHECKING:
     from .._cluster._node import ClusterNode
-from ._schedule_rows import ScheduleRow, ScheduleWrites
+from ._schedule_rows import ScheduleRow, ScheduleTicks, ScheduleWrites
 
 log = logging.getLogger("actorflow.store")
 
@@ -167,7 +167,9 @@ class WriteBatch:
         "refused",
         "run_inserts",
         "run_updates",
+        "schedule_ticks",
         "schedule_writes",
+        "stale_schedules",
     )
 
     def __init__(self, future: asyncio.Future[None]) -> None:
@@ -180,6 +182,10 @@ class WriteBatch:
         self.hook_deletes: list[str] = []
         # Schedules' rows as they were when written (None: deleted); see _schedule_rows.
         self.schedule_writes: ScheduleWrites = {}
+        # Which of them are ticks' writes, made only if the schedule is unchanged; after
+        # the commit, the schedules that had changed (their ticks' runs are `refused`).
+        self.schedule_ticks: ScheduleTicks = {}
+        self.stale_schedules: set[str] = set()
         self.conflicts: set[str] = set()
         # Many engines on one database (PostgreSQL): new runs left for any engine with
         # room; messages for runs owned elsewhere (`_cluster/_inbox.py`) and inbox rows
@@ -255,6 +261,25 @@ class WriteBatch:
         self.hook_deletes[:] = [r for r in self.hook_deletes if r not in run_ids]
         self.inbox_taken[:] = [t for t in self.inbox_taken if t[1] not in run_ids]
         return dropped
+
+    def write_schedule(self, row: ScheduleRow, tick: bool) -> None:
+        """Write the schedule's row: a tick's write (`tick`) is made only if the schedule
+        is unchanged, unless this batch also holds a change of it (see _schedule_rows)."""
+        if tick and (row.id not in self.schedule_writes or row.id in self.schedule_ticks):
+            self.schedule_ticks.setdefault(row.id, (row.version, []))
+        else:
+            self.schedule_ticks.pop(row.id, None)
+        self.schedule_writes[row.id] = row.params()
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self.schedule_ticks.pop(schedule_id, None)
+        self.schedule_writes[schedule_id] = None
+
+    def tick_started(self, row: ScheduleRow, run_id: str) -> None:
+        """A tick of the schedule created run `run_id` in this batch: the run is created
+        only with the tick's write (unless this batch also holds a change of it)."""
+        if row.id not in self.schedule_writes or row.id in self.schedule_ticks:
+            self.schedule_ticks.setdefault(row.id, (row.version, []))[1].append(run_id)
 
     def update_run(self, row: RunRow) -> None:
         """Write the row's mutable columns; a later update in the same batch wins."""

@@ -294,9 +294,9 @@ class PostgresStore(GroupCommitted):
 
     async def load_schedules(self) -> list[ScheduleRow]:
         rows = await self._fetch(
-            f'SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY id COLLATE "C"'
+            f'SELECT {SCHEDULE_COLUMNS}, version FROM schedules ORDER BY id COLLATE "C"'
         )
-        return [ScheduleRow.from_params(row) for row in rows]
+        return [ScheduleRow.from_params(tuple(row)) for row in rows]
 
     async def load_hooks(self) -> list[HookRow]:
         return [HookRow(*row) for row in await self._fetch("SELECT token, run_id, seq FROM hooks")]

@@ -142,4 +142,4 @@ class PostgresReader:
             ' ORDER BY id COLLATE "C"',
             (schedule_id,),
         )
-        return [ScheduleRow.from_params(row) for row in rows]
+        return [ScheduleRow.from_params(tuple(row)) for row in rows]

@@ -20,9 +20,12 @@ of a parameter is estimated at 100 rows, for which the planner scans a small tab
 whole (measured: 216 us per commit for `commit_batch`'s fence check on 1,100 runs).
 
 The parts of one statement all see the database as it was before it, so two parts
-that touch the same rows cannot share one: an update of a run the batch also creates,
-or hooks both taken and deleted. `needs_function` tells those batches, which go
-through `commit_batch` (its statements run in order).
+that touch the same rows cannot share one (an update of a run the batch also creates),
+and neither can a batch that takes hook tokens: the check that no other run holds one
+must see what committed after the token's lock was taken (`_postgres_hook_locks`), and
+a statement's one snapshot is older than any lock it takes. `needs_function` tells
+those batches, which go through `commit_batch` (its statements run in order, each
+seeing what committed before it).
 """
 
 from __future__ import annotations
@@ -69,8 +72,8 @@ class Parts(NamedTuple):
     updates: Columns
     hooks: Columns
     hook_deletes: Columns
-    schedule_deletes: Columns
-    schedules: Columns
+    schedule_deletes: Columns  # empty: schedules are written apart (for commit_batch's
+    schedules: Columns  # arguments), in `_postgres_schedule_writes`
     inbox: Columns
     inbox_taken: Columns
     fence: Columns  # run ids and the epochs the writer owns them at
@@ -86,13 +89,15 @@ class Parts(NamedTuple):
         return not any(part[0] for part in self[:11])
 
     def needs_function(self) -> bool:
-        """Whether two parts touch the same rows (see the module docstring)."""
-        return bool(self.hooks[0] and self.hook_deletes[0]) or bool(
+        """Whether the batch takes hook tokens or two parts touch the same rows (see the
+        module docstring)."""
+        return bool(self.hooks[0]) or bool(
             self.runs[0] and not set(self.updates[-1]).isdisjoint(self.runs[0])
         )
 
     def statement(self) -> tuple[str, list[Any]]:
-        """The statement of the parts that have rows, and its arguments."""
+        """The statement of the parts that have rows, and its arguments (a batch that
+        takes no hook tokens)."""
         parts = self[:11]
         args: list[Any] = [self.owner]
         for part in parts:
@@ -116,7 +121,7 @@ class _Builder:
 def _statement(shape: tuple[bool, ...]) -> str:
     runs, events, chunks, updates, hooks, hook_deletes, sd, sw, inbox, taken, fenced = shape
     a = _Builder(shape).arrays
-    run_, event_, chunk_, update_, hook_, delete_, sdel_, swrite_, inbox_, taken_, fence_ = a
+    run_, event_, chunk_, update_, _hook, delete_, _sd, _sw, inbox_, taken_, fence_ = a
     ctes: list[str] = []
     notify: list[str] = []
     if fenced:
@@ -126,45 +131,29 @@ def _statement(shape: tuple[bool, ...]) -> str:
         )
     if fenced or runs:
         ctes.append(f"alive AS MATERIALIZED (SELECT {_ALIVE} AS ok)")
-    if hooks:
-        ctes.append(
-            f"conflicts AS MATERIALIZED (SELECT h.token, x.run_id AS holder FROM unnest({hook_[0]},"
-            f" {hook_[1]}) AS h(token, run_id) JOIN hooks x ON x.token = h.token"
-            f" WHERE x.token = ANY({hook_[0]}) AND x.run_id <> h.run_id)"
-        )
-    has_fence = fenced or hooks
-    if has_fence:
+    assert not hooks, "a batch taking hook tokens goes through commit_batch"
+    assert not (sd or sw), "schedules are written apart (`_postgres_schedule_writes`)"
+    if fenced:
         refused = (
             f"ARRAY(SELECT f.id FROM unnest({fence_[0]}, {fence_[1]}) AS f(id, epoch) WHERE NOT"
             " (SELECT ok FROM alive) OR NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = f.id"
             " AND l.owner = $1::text AND l.epoch = f.epoch))"
-            if fenced
-            else "'{}'::text[]"
         )
         # A creation whose events include a refused run's (a child it starts) goes with it.
         skipped = (
             f"ARRAY(SELECT DISTINCT e.creation FROM unnest({event_[0]}, {event_[1]}) AS e(creation,"
             " run_id) WHERE e.creation IS NOT NULL AND e.run_id = ANY(fr.refused))"
-            if fenced and runs and events
-            else "'{}'::text[]"
-        )
-        # Runs taking a hook token another run holds write nothing (reported apart).
-        rejected = (
-            f"ARRAY(SELECT DISTINCT h.run_id FROM unnest({hook_[0]}, {hook_[1]})"
-            " AS h(token, run_id) WHERE h.token IN (SELECT token FROM conflicts))"
-            if hooks
+            if runs and events
             else "'{}'::text[]"
         )
         ctes.append(
-            "fence AS MATERIALIZED (SELECT fr.refused || s.skipped || h.rejected AS dropped,"
-            " s.skipped, ARRAY(SELECT unnest(fr.refused || s.skipped) EXCEPT"
-            " SELECT unnest(h.rejected)) AS refused"
+            "fence AS MATERIALIZED (SELECT fr.refused || s.skipped AS refused, s.skipped"
             f" FROM (SELECT {refused} AS refused) fr CROSS JOIN LATERAL (SELECT {skipped}"
-            f" AS skipped) s CROSS JOIN (SELECT {rejected} AS rejected) h)"
+            " AS skipped) s)"
         )
 
     def kept(column: str) -> str:
-        return f"NOT {column} = ANY((SELECT dropped FROM fence)::text[])" if has_fence else "true"
+        return f"NOT {column} = ANY((SELECT refused FROM fence)::text[])" if fenced else "true"
 
     if runs:
         queued = "r.queued OR NOT (SELECT ok FROM alive)"
@@ -179,7 +168,7 @@ def _statement(shape: tuple[bool, ...]) -> str:
             f" CASE WHEN {queued} THEN 0 ELSE 1 END FROM unnest({', '.join(run_)})"
             " AS r(id, workflow, status, generation, args, result, error, metadata,"
             " parent_id, created_at, started_at, completed_at, wake_at, deadline_at, queued)"
-            f" WHERE {not_skipped if has_fence else 'true'}"
+            f" WHERE {not_skipped if fenced else 'true'}"
             " ON CONFLICT (id) DO NOTHING RETURNING id)"
         )
         notify.append(
@@ -189,13 +178,13 @@ def _statement(shape: tuple[bool, ...]) -> str:
     if events:
         # Events of a creation whose id was taken (or that was refused) go with it.
         of_creation = "(e.creation IS NULL OR e.creation IN (SELECT id FROM inserted))"
-        kept_creation = "e.creation = ANY((SELECT dropped FROM fence)::text[])"
+        kept_creation = "e.creation = ANY((SELECT refused FROM fence)::text[])"
         ctes.append(
             "new_events AS (INSERT INTO events SELECT e.run_id, e.idx, e.generation, e.kind,"
             f" e.seq, e.name, e.data, e.at FROM unnest({', '.join(event_)}) AS e(creation, run_id,"
             f" idx, generation, kind, seq, name, data, at) WHERE {kept('e.run_id')}"
             f"{' AND ' + of_creation if runs else ''}"
-            f"{' AND NOT coalesce(' + kept_creation + ', false)' if runs and has_fence else ''})"
+            f"{' AND NOT coalesce(' + kept_creation + ', false)' if runs and fenced else ''})"
         )
     if chunks:
         ctes.append(
@@ -223,30 +212,10 @@ def _statement(shape: tuple[bool, ...]) -> str:
             f" AND p.owner IS DISTINCT FROM $1::text AND {kept('u.id')} RETURNING 1)"
         )
         notify.append(f"SELECT '{INBOX_CHANNEL}', '' WHERE EXISTS (SELECT 1 FROM child_done)")
-    if hooks:
-        ctes.append(
-            f"new_hooks AS (INSERT INTO hooks SELECT * FROM unnest({', '.join(hook_)})"
-            f" AS h(token, run_id, seq) WHERE {kept('h.run_id')} ON CONFLICT (token)"
-            " DO UPDATE SET run_id = EXCLUDED.run_id, seq = EXCLUDED.seq)"
-        )
     if hook_deletes:
         ctes.append(
             f"hooks_deleted AS (DELETE FROM hooks WHERE run_id = ANY({delete_[0]})"
             f" AND {kept('run_id')})"
-        )
-    if sd:
-        ctes.append(f"schedules_deleted AS (DELETE FROM schedules WHERE id = ANY({sdel_[0]}))")
-    if sw:
-        ctes.append(
-            "schedules_written AS (INSERT INTO schedules SELECT * FROM"
-            f" unnest({', '.join(swrite_)}) ON CONFLICT (id) DO UPDATE SET"
-            " workflow = EXCLUDED.workflow,"
-            " cron = EXCLUDED.cron, args = EXCLUDED.args, timezone = EXCLUDED.timezone,"
-            " overlap = EXCLUDED.overlap, catchup = EXCLUDED.catchup,"
-            " paused = EXCLUDED.paused, declared = EXCLUDED.declared,"
-            " metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at,"
-            " watermark = EXCLUDED.watermark, next_time = EXCLUDED.next_time,"
-            " state = EXCLUDED.state)"
         )
     if inbox:
         # Keyed by the sender's uid: a batch written again after a lost connection
@@ -270,14 +239,14 @@ def _statement(shape: tuple[bool, ...]) -> str:
             f" FROM (SELECT string_agg(DISTINCT w.run_id, ' ') AS w FROM watches w"
             f" WHERE {' OR '.join(touched)}) s WHERE w IS NOT NULL"
         )
-    except_skipped = " EXCEPT SELECT unnest(skipped)" if has_fence else ""
+    except_skipped = " EXCEPT SELECT unnest(skipped)" if fenced else ""
     columns = [
         f"ARRAY(SELECT unnest({run_[0]}) EXCEPT SELECT id FROM inserted{except_skipped})"
         if runs
         else "NULL::text[]",
-        "refused" if has_fence else "NULL::text[]",
-        "ARRAY(SELECT token FROM conflicts)" if hooks else "NULL::text[]",
-        "ARRAY(SELECT holder FROM conflicts)" if hooks else "NULL::text[]",
+        "refused" if fenced else "NULL::text[]",
+        "NULL::text[]",
+        "NULL::text[]",
     ]
     if notify:
         columns.append(
@@ -285,7 +254,7 @@ def _statement(shape: tuple[bool, ...]) -> str:
             f" ({' UNION ALL '.join(notify)}) AS n(channel, payload))"
         )
     # Every shape names the writer ($1), if only to give the parameter its type.
-    select = f"SELECT {', '.join(columns)}{' FROM fence' if has_fence else ''}"
+    select = f"SELECT {', '.join(columns)}{' FROM fence' if fenced else ''}"
     select += " WHERE $1::text IS NULL OR true"
     return f"WITH {', '.join(ctes)} {select}" if ctes else select
 

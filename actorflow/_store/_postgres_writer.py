@@ -26,6 +26,7 @@ import asyncpg
 from .._errors import StoreWriteError
 from ._base import HookRow, WriteBatch
 from ._postgres_in_doubt import learn_refusals
+from ._postgres_schedule_writes import write_schedules
 from ._postgres_statements import Parts, usual_statements
 
 log = logging.getLogger("actorflow.store")
@@ -140,20 +141,21 @@ class PostgresTransactions:
     async def write(self, batch: WriteBatch) -> None:
         fence = self._fence(batch)
         parts, events = self._parts(batch, fence)
-        if parts.empty():  # every row was dropped (runs refused earlier): nothing to send
-            return
+        if parts.empty() and not batch.schedule_writes:
+            return  # every row was dropped (runs refused earlier): nothing to send
         conn = self._conn or await self._reconnect(batch, None)
         while True:
             try:
-                found: asyncpg.Record | None
-                if len(events) >= self._copy_rows:
-                    found = await self._write_with_copy(conn, parts, events, batch.hooks)
-                elif parts.needs_function():
-                    found = await conn.fetchrow(_COMMIT, *parts.commit_batch_args())
+                if batch.schedule_writes:
+                    async with conn.transaction():
+                        await write_schedules(conn, batch)
+                        # Ticks of changed schedules, and their runs, have left the batch.
+                        parts, events = self._parts(batch, fence)
+                        found = await self._send(conn, parts, events, batch.hooks)
                 else:
-                    sql, args = parts.statement()
-                    found = await conn.fetchrow(sql, *args)
-                assert found is not None
+                    found = await self._send(conn, parts, events, batch.hooks)
+                if found is None:
+                    return
                 taken, refused, hook_tokens, hook_holders = found[:4]
             except Exception as exc:
                 # Anything else fails the batch (the group commit's failed writes).
@@ -178,6 +180,27 @@ class PostgresTransactions:
             if hook_tokens:
                 batch.hook_conflicts.update(zip(hook_tokens, hook_holders, strict=True))
             return
+
+    async def _send(
+        self,
+        conn: asyncpg.Connection,
+        parts: Parts,
+        events: list[tuple[Any, ...]],
+        hooks: list[HookRow],
+    ) -> asyncpg.Record | None:
+        """Send a batch's rows but its schedules' (None if it has none)."""
+        found: asyncpg.Record | None
+        if parts.empty():
+            return None
+        if len(events) >= self._copy_rows:
+            found = await self._write_with_copy(conn, parts, events, hooks)
+        elif parts.needs_function():
+            found = await conn.fetchrow(_COMMIT, *parts.commit_batch_args())
+        else:
+            sql, args = parts.statement()
+            found = await conn.fetchrow(sql, *args)
+        assert found is not None
+        return found
 
     async def _write_with_copy(
         self,
@@ -230,8 +253,8 @@ class PostgresTransactions:
             updates=_columns(list(batch.run_updates.values()), 8),
             hooks=_columns(list(hooks.values()), 3),
             hook_deletes=[list(batch.hook_deletes)],
-            schedule_deletes=[[k for k, p in batch.schedule_writes.items() if p is None]],
-            schedules=_columns([p for p in batch.schedule_writes.values() if p is not None], 14),
+            schedule_deletes=[[]],  # schedules are written apart (`write_schedules`)
+            schedules=_columns([], 14),
             inbox=_columns(batch.inbox, 6),
             inbox_taken=_columns(batch.inbox_taken, 2),
             fence=[fenced, epochs],

@@ -3,12 +3,21 @@
 A schedule's row rides in the same batch (one transaction) as the runs its
 ticks start, so after a crash either both are there or neither is: a tick whose
 row change was lost fires again at the next open, with the same run id.
+
+Two kinds of writes: a change (made, changed or deleted through the schedules API,
+or a declared schedule brought in line with the code) writes the whole row under a
+new `version`; a tick's write (`WriteBatch.schedule_ticks`) is made only if the
+row's version is still the one its engine read, and its runs are created only then.
+On a database shared by many engines (PostgreSQL) that keeps an engine that has
+not yet heard of a change from firing under the old settings or writing them back
+(`_postgres_schedule_writes`); the single-engine stores write every row whole.
 """
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -32,7 +41,7 @@ CREATE TABLE IF NOT EXISTS schedules (
     state BLOB NOT NULL
 );
 """
-SCHEDULE_COLUMNS = 14
+SCHEDULE_COLUMNS = 14  # SQLite's, without `version` (one engine per file: no races)
 _UPSERT = "INSERT OR REPLACE INTO schedules VALUES "
 _DELETE = "DELETE FROM schedules WHERE id IN ({values})"
 SELECT_SCHEDULES = "SELECT * FROM schedules ORDER BY id"
@@ -45,7 +54,8 @@ class ScheduleRow:
     `watermark` is the latest tick handled (fired, skipped or buffered): ticks
     after it and not after now are due. `running` holds the unfinished runs the
     schedule started, `buffered` the ticks waiting for them to end, `recent`
-    the last ticks as `(time, run_id or None, outcome)`.
+    the last ticks as `(time, run_id or None, outcome)`. `version` is the
+    number its last change was written under (see the module docstring).
     """
 
     id: str
@@ -64,31 +74,42 @@ class ScheduleRow:
     recent: list[tuple[float, str | None, str]] = attrs.field(factory=list)
     buffered: list[float] = attrs.field(factory=list)
     running: list[str] = attrs.field(factory=list)
+    version: int = 0
 
     def params(self) -> tuple[object, ...]:
-        """The row's columns now (a batch keeps this, not the row, which goes on changing)."""
+        """The row's columns now (a batch keeps this, not the row, which goes on changing),
+        `version` last."""
         state = {"recent": self.recent, "buffered": self.buffered, "running": self.running}
         return (
             self.id, self.workflow, self.cron, self.args, self.timezone, self.overlap,
             self.catchup, int(self.paused), int(self.declared), self.metadata,
-            self.created_at, self.watermark, self.next_time, orjson.dumps(state),
+            self.created_at, self.watermark, self.next_time, orjson.dumps(state), self.version,
         )  # fmt: skip
 
     @classmethod
-    def from_params(cls, values: Iterable[Any]) -> ScheduleRow:
-        """Inverse of `params` (and the row read back from SQLite)."""
+    def from_params(cls, values: Sequence[Any]) -> ScheduleRow:
+        """Inverse of `params` (and the row read back: SQLite's has no `version`)."""
         (id_, workflow, cron, args, zone, overlap, catchup, paused, declared, metadata,
-         created_at, watermark, next_time, state) = values  # fmt: skip
+         created_at, watermark, next_time, state) = values[:SCHEDULE_COLUMNS]  # fmt: skip
         found = orjson.loads(state)
         return cls(
             id_, workflow, cron, args, zone, overlap, catchup, bool(paused), bool(declared),
             metadata, created_at, watermark, next_time,
             [tuple(r) for r in found["recent"]], found["buffered"], found["running"],
+            values[SCHEDULE_COLUMNS] if len(values) > SCHEDULE_COLUMNS else 0,
         )  # fmt: skip
+
+
+def new_version() -> int:
+    """A version for a change of a schedule: random, so two engines' changes differ."""
+    return secrets.randbits(62)
 
 
 # A batch's schedule writes: the params of each upserted row, None for a deleted one.
 ScheduleWrites = dict[str, "tuple[object, ...] | None"]
+# A batch's ticks: schedule id -> the version its write expects, and the runs its ticks
+# started in the batch (created only if the version is still that one).
+ScheduleTicks = dict[str, tuple[int, list[str]]]
 
 
 class Statements(Protocol):
@@ -102,7 +123,8 @@ def write_schedules(conn: sqlite3.Connection, sql: Statements, writes: ScheduleW
     (`executemany` would hand the GIL back and forth with the event loop per row)."""
     deletes = [(schedule_id,) for schedule_id, params in writes.items() if params is None]
     sql.run(conn, _DELETE, 1, deletes)
-    sql.run(conn, _UPSERT, SCHEDULE_COLUMNS, [p for p in writes.values() if p is not None])
+    upserts = [p[:SCHEDULE_COLUMNS] for p in writes.values() if p is not None]
+    sql.run(conn, _UPSERT, SCHEDULE_COLUMNS, upserts)
 
 
 def apply_schedules(table: dict[str, tuple[object, ...]], writes: ScheduleWrites) -> None:

@@ -1,0 +1,138 @@
+"""Many engines on one PostgreSQL database: what two engines do at the same instant is
+decided by the database, as one engine decides it. Each race is forced by holding a
+transaction open from the test until both engines' commits wait on it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import pytest
+
+import actorflow as af
+from actorflow._store import WriteBatch
+from actorflow._store._postgres import PostgresStore, split_url
+from tests.conftest import eventually, wait_for_status
+from tests.databases import PostgresDatabase
+from tests.test_cluster_routing import WORKFLOWS, hooked
+
+pytestmark = pytest.mark.postgres
+
+
+@asynccontextmanager
+async def held(url: str, sql: str) -> AsyncIterator[None]:
+    """A transaction that ran `sql` and stays open (uncommitted) until the block ends,
+    when it rolls back."""
+    dsn, schema = split_url(url)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        await conn.execute(sql)
+        yield
+    finally:
+        await transaction.rollback()
+        await conn.close()
+
+
+def writers_waiting(db: PostgresDatabase, *engines: af.Engine) -> int:
+    """How many of the engines' writer connections wait for a lock."""
+    pids = []
+    for engine in engines:
+        store = engine.store
+        assert isinstance(store, PostgresStore)
+        pids.append(store.transactions.server_pid())
+    found = db.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(?) AND wait_event_type = 'Lock'",
+        (pids,),
+    )
+    return int(found[0][0])
+
+
+async def test_two_engines_taking_one_hook_token_at_once_one_is_refused(pg_url: str) -> None:
+    db = PostgresDatabase(pg_url)
+    async with (
+        af.Engine(pg_url, workflows=WORKFLOWS, lease_timeout=5) as one,
+        af.Engine(pg_url, workflows=WORKFLOWS, lease_timeout=5) as other,
+    ):
+        # An uncommitted row of the token holds both engines' commits taking it until
+        # both have checked that no run holds it (the check cannot see this row).
+        async with held(pg_url, "INSERT INTO hooks VALUES ('same-instant', 'no-run', 0)"):
+            first = asyncio.create_task(one.start(hooked, "same-instant"))
+            await eventually(lambda: writers_waiting(db, one) == 1, timeout=10)
+            second = asyncio.create_task(other.start(hooked, "same-instant"))
+            await eventually(lambda: writers_waiting(db, one, other) == 2, timeout=10)
+        winner, loser = await asyncio.wait_for(first, 10), await asyncio.wait_for(second, 10)
+        await wait_for_status(winner, af.RunStatus.WAITING, timeout=10)
+        with pytest.raises(af.RunFailedError, match="HookConflictError"):
+            await loser.result(timeout=10)
+        assert db.query("SELECT run_id FROM hooks WHERE token = 'same-instant'") == [(winner.id,)]
+        await other.resume_hook("same-instant", "to the winner")
+        assert await winner.result(timeout=10) == "to the winner"
+
+
+@af.workflow(name="tests.cluster.races.ticked")
+async def ticked(tag: str) -> str:
+    return tag
+
+
+@af.workflow(name="tests.cluster.races.elsewhere")
+async def elsewhere(tag: str) -> str:
+    return tag
+
+
+@pytest.mark.parametrize("change", ["pause", "update", "delete"])
+async def test_a_tick_of_a_schedule_changed_elsewhere_meanwhile_is_not_fired(
+    pg_url: str, change: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine fires a tick; before its commit, another engine changes the schedule
+    (the first has not heard of it: its scheduler waits for that commit). The tick's
+    write finds the schedule changed: it neither creates the tick's run nor writes the
+    schedule's old settings back; the engine reads the schedules again. (The other
+    engine does not run the workflow, so it fires no tick of its own.)"""
+    db = PostgresDatabase(pg_url)
+    async with af.Engine(pg_url, workflows=[ticked], lease_timeout=5) as firing:
+        await firing.create_schedule("every-second", ticked, "* * * * * *", args=("a",))
+        async with af.Engine(pg_url, workflows=[elsewhere], execute=False) as other:
+            await eventually(lambda: "every-second" in other.schedules.rows, timeout=10)
+            store = firing.store
+            assert isinstance(store, PostgresStore)
+            transactions = store.transactions
+            write = transactions.write
+            gate = asyncio.Event()
+            ticks: list[WriteBatch] = []
+
+            async def held_write(batch: WriteBatch) -> None:
+                if batch.schedule_writes and batch.new_runs and not gate.is_set():
+                    ticks.append(batch)
+                    await gate.wait()
+                await write(batch)
+
+            monkeypatch.setattr(transactions, "write", held_write)
+            await eventually(lambda: ticks, timeout=10)
+            (tick_run,) = [row.id for row, _ in ticks[0].new_runs]
+            schedule = other.get_schedule("every-second")
+            if change == "pause":
+                await schedule.pause()
+            elif change == "update":
+                await other.create_schedule("every-second", elsewhere, "0 0 1 1 *", args=("b",))
+            else:
+                await schedule.delete()
+            gate.set()
+            await asyncio.wait_for(ticks[0].future, 10)
+            assert db.query("SELECT count(*) FROM runs WHERE id = ?", (tick_run,)) == [(0,)]
+            stored = db.query("SELECT paused, cron, args FROM schedules")
+            rows = firing.schedules.rows
+            if change == "pause":
+                assert stored == [(1, "* * * * * *", b'["a"]')]
+                await eventually(lambda: rows["every-second"].paused, timeout=10)
+            elif change == "update":
+                assert stored == [(0, "0 0 1 1 *", b'["b"]')]
+                await eventually(lambda: rows["every-second"].cron == "0 0 1 1 *", timeout=10)
+            else:
+                assert stored == []
+                await eventually(lambda: "every-second" not in rows, timeout=10)
+        assert firing.live_actors() == 0
+    assert db.query("SELECT count(*) FROM runs WHERE id = ?", (tick_run,)) == [(0,)]
