@@ -54,10 +54,21 @@ class RunRow:
 
     def insert_params(self) -> tuple[object, ...]:
         return (
-            self.id, self.workflow, self.status, self.generation, self.args, self.result,
-            self.error, self.metadata, self.parent_id, self.created_at, self.started_at,
-            self.completed_at, self.wake_at, self.deadline_at,
-        )  # fmt: skip
+            self.id,
+            self.workflow,
+            self.status,
+            self.generation,
+            self.args,
+            self.result,
+            self.error,
+            self.metadata,
+            self.parent_id,
+            self.created_at,
+            self.started_at,
+            self.completed_at,
+            self.wake_at,
+            self.deadline_at,
+        )
 
     def update_params(self) -> tuple[object, ...]:
         return (
