@@ -391,7 +391,8 @@ class Engine:
         offset: int = 0,
         after: str | None = None,
     ) -> list[RunInfo]:
-        """Runs matching every filter, newest first. `steps` is empty: use `Run.info()`.
+        """Runs matching every filter, newest first. `steps` and `streams` are empty (use
+        `Run.info()`); `steps_done` is not.
 
         `after` (the id of the last run of the previous page) pages by keyset: the
         runs listed after that one, unaffected by runs started meanwhile; none if no
@@ -409,7 +410,8 @@ class Engine:
             offset=offset,
             after=after,
         )
-        return [to_run_info(row, ()) for row in rows]
+        done = await self.store.steps_done([row.id for row in rows])
+        return [to_run_info(row, (), done.get(row.id, 0)) for row in rows]
 
     async def count_runs(self) -> dict[str, dict[RunStatus, int]]:
         """How many runs each workflow has in the store, by status (statuses with no

@@ -137,8 +137,10 @@ class LocalRunClient:
         actor = self._runs.actors.get(run_id)
         if actor is not None and actor.loaded:
             row.status = actor.status.value
-        events = await self._runs.store.load_events(run_id)
-        return to_run_info(row, fold_steps(events, row.generation))
+        store = self._runs.store
+        events = await store.load_events(run_id)
+        streams = (await store.stream_state(run_id)).next_index
+        return to_run_info(row, fold_steps(events, row.generation), streams=sorted(streams))
 
     async def events(
         self, run_id: str, after: int = -1, follow: bool = True

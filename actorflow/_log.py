@@ -12,7 +12,7 @@ A run's log interleaves three sorts of entries:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._models import STATUS_OF, ErrorInfo, RunEvent, RunInfo, StepRecord, to_datetime
@@ -118,8 +118,14 @@ def restart_record(
     return cut, dumps(restarted), kept_by_restart(events, cut)
 
 
-def to_run_info(row: RunRow, steps: tuple[StepRecord, ...]) -> RunInfo:
-    """The public snapshot of a run's summary row (and its folded steps)."""
+def to_run_info(
+    row: RunRow,
+    steps: tuple[StepRecord, ...],
+    steps_done: int | None = None,
+    streams: Iterable[str] = (),
+) -> RunInfo:
+    """The public snapshot of a run's summary row (and its folded steps, of which
+    `steps_done` completed: counted from `steps` if not given)."""
     created = to_datetime(row.created_at)
     assert created is not None
     return RunInfo(
@@ -137,6 +143,10 @@ def to_run_info(row: RunRow, steps: tuple[StepRecord, ...]) -> RunInfo:
         parent_id=row.parent_id,
         generation=row.generation,
         deadline_at=to_datetime(row.deadline_at),
+        steps_done=(
+            sum(step.status == "completed" for step in steps) if steps_done is None else steps_done
+        ),
+        streams=tuple(streams),
     )
 
 

@@ -120,7 +120,9 @@ class StepRecord:
 
 @attrs.frozen
 class RunInfo:
-    """A snapshot of a run. `steps` is filled by `Run.info()` and empty in `list_runs()`."""
+    """A snapshot of a run. `steps` and `streams` (the namespaces of its streams) are
+    filled by `Run.info()` and empty in `list_runs()`; `steps_done` (how many steps of
+    its current execution completed) is in both."""
 
     id: str
     workflow: str
@@ -136,6 +138,8 @@ class RunInfo:
     parent_id: str | None = None
     generation: int = 0
     deadline_at: datetime | None = None
+    steps_done: int = 0
+    streams: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -47,6 +47,8 @@ class RowReader(Protocol):
     def load_events(self, run_id: str, after: int = -1) -> list[EventRow]: ...
     def load_chunks(self, run_id: str, namespace: str, start: int) -> list[ChunkRow]: ...
     def stream_end(self, run_id: str, namespace: str) -> tuple[int, bool]: ...
+    def steps_done(self, run_ids: Sequence[str]) -> dict[str, int]: ...
+    def stream_names(self, run_id: str) -> list[str]: ...
     def schedule_rows(self, schedule_id: str | None = None) -> list[ScheduleRow]: ...
 
 
@@ -93,7 +95,8 @@ class StoreReader:
         row = self._db.get_run(run_id)
         if row is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
-        return to_run_info(row, fold_steps(self._db.load_events(run_id), row.generation))
+        steps = fold_steps(self._db.load_events(run_id), row.generation)
+        return to_run_info(row, steps, streams=self._db.stream_names(run_id))
 
     def list_runs(
         self, *, status: Sequence[str] = (), workflow: str | None = None, limit: int = 100
@@ -101,7 +104,8 @@ class StoreReader:
         """Runs matching the filters, newest first, without their steps. Raises
         `ValueError` for an unknown status."""
         rows = self._db.list_runs(statuses=status_texts(status), workflow=workflow, limit=limit)
-        return [to_run_info(row, ()) for row in rows]
+        done = self._db.steps_done([row.id for row in rows])
+        return [to_run_info(row, (), done.get(row.id, 0)) for row in rows]
 
     def count_runs(self) -> dict[str, dict[RunStatus, int]]:
         """How many runs each workflow has, by status."""

@@ -43,8 +43,9 @@ async def test_start_then_result_and_run(client: httpx.AsyncClient) -> None:
     got = (await client.get(f"/v1/runs/{run['id']}")).json()
     assert set(got) == {
         "id", "workflow", "status", "args", "result", "error", "metadata", "parent_id",
-        "created_at", "started_at", "completed_at", "steps",
+        "created_at", "started_at", "completed_at", "steps", "steps_done", "streams",
     }  # fmt: skip
+    assert got["steps_done"] == 1 and got["streams"] == []
     assert got["status"] == "completed" and got["result"] == 7 and got["parent_id"] is None
     assert got["created_at"].endswith("+00:00")
     [step] = got["steps"]

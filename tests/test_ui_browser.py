@@ -98,6 +98,20 @@ async def journey(key: str) -> str:
     return "done"
 
 
+@af.step
+async def report_progress() -> None:
+    writer = af.get_writable("progress")
+    await writer.write("half")
+    await writer.write("all")
+    await writer.close()
+
+
+@af.workflow(name="ui.step_streams")
+async def step_streams() -> None:
+    """A stream written by a step: the log does not name it, the run's `streams` do."""
+    await report_progress()
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
     with chromium() as driver:
@@ -208,6 +222,11 @@ def test_runs_page_lists_every_status_and_updates_live(
     for run_id, status in expected.items():
         row = browser.find_element(By.CSS_SELECTOR, f"tr[data-run-id='{run_id}']")
         assert status in row.text  # the word, not only the colour
+    # Steps done, from the listing itself (no request per run).
+    done = {"w1": "1", "c1": "1", "t1": "1", "p1": "1", "f1": "0", "r1": "0", "q1": "0", "pp1": "0"}
+    for run_id, count in done.items():
+        cell = f"tr[data-run-id='{run_id}'] td[data-label='Steps done']"
+        assert browser.find_element(By.CSS_SELECTOR, cell).text == count, run_id
 
     # Live: a run started now appears, and its status changes, with no reload.
     marker = browser.execute_script("return window.__marker = Math.random()")
@@ -286,6 +305,19 @@ def test_run_page_timeline_result_and_live_stream(
     child_bar.click()
     wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#run-summary a[href='#/runs/j1']"))
     assert run_status(browser) == "completed"
+
+
+def test_run_page_opens_the_streams_steps_wrote(
+    browser: WebDriver, served: ServedEngine, api: Api
+) -> None:
+    api.start("ui.step_streams", id="s1")
+    open_run(browser, served, "s1")
+
+    def chunks(b: WebDriver) -> list[str]:
+        selector = ".stream[data-namespace='progress'] li"
+        return [e.text for e in b.find_elements(By.CSS_SELECTOR, selector)]
+
+    wait(browser, lambda b: chunks(b) == ['"half"', '"all"'], "the step's stream was not opened")
 
 
 def test_controls_pause_resume_terminate_and_send_event(

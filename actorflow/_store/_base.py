@@ -457,6 +457,9 @@ class Store(Protocol):
     async def load_runs(self, run_ids: Sequence[str]) -> dict[str, LoadedRun]:
         """Row, whole log and stream state of each run that exists, in a few bulk reads."""
 
+    async def steps_done(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """How many steps of each run's current execution completed (none: left out)."""
+
     async def list_runs(
         self,
         *,

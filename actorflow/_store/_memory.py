@@ -146,6 +146,19 @@ class MemoryStore:
                 loaded[run_id] = LoadedRun(row.copy(), events, await self.stream_state(run_id))
         return loaded
 
+    async def steps_done(self, run_ids: Sequence[str]) -> dict[str, int]:
+        done: dict[str, int] = {}
+        for run_id in run_ids:
+            row = self._runs.get(run_id)
+            if row is None:
+                continue
+            events = self._events.get(run_id, ())
+            # `_log.STEP_COMPLETED` (`_log` imports the stores), as `_run_summaries` counts.
+            n = sum(e.kind == "step_completed" and e.generation == row.generation for e in events)
+            if n:
+                done[run_id] = n
+        return done
+
     async def list_runs(
         self,
         *,

@@ -41,6 +41,7 @@ from ._group_commit import GroupCommitted, GroupCommitWriter
 from ._postgres_purge import purge_batch
 from ._postgres_schema import check_schema_name, migrate
 from ._postgres_writer import PostgresTransactions, connection_lost
+from ._run_summaries import POSTGRES_STEPS_DONE
 from ._schedule_rows import ScheduleRow
 
 if TYPE_CHECKING:
@@ -191,6 +192,9 @@ class PostgresStore(GroupCommitted):
             run_id: LoadedRun(rows[run_id], events.get(run_id, []), streams.get(run_id, empty))
             for run_id in ids
         }
+
+    async def steps_done(self, run_ids: Sequence[str]) -> dict[str, int]:
+        return dict(await self._fetch(POSTGRES_STEPS_DONE, list(run_ids)))  # type: ignore[arg-type]
 
     async def list_runs(
         self,

@@ -19,6 +19,7 @@ import asyncpg
 from .._errors import StoreReadError
 from ._base import RUN_COLUMNS, ChunkKind, ChunkRow, EventRow, RunRow, as_event
 from ._postgres import CHUNK_COLUMNS, EVENT_COLUMNS, SCHEDULE_COLUMNS, split_url
+from ._run_summaries import POSTGRES_STEPS_DONE, POSTGRES_STREAM_NAMES
 from ._schedule_rows import ScheduleRow
 
 
@@ -109,6 +110,12 @@ class PostgresReader:
             (run_id, after),
         )
         return [as_event(r) for r in rows]
+
+    def steps_done(self, run_ids: Sequence[str]) -> dict[str, int]:
+        return dict(self._fetchall(POSTGRES_STEPS_DONE, (list(run_ids),)))
+
+    def stream_names(self, run_id: str) -> list[str]:
+        return [name for (name,) in self._fetchall(POSTGRES_STREAM_NAMES, (run_id,))]
 
     def load_chunks(self, run_id: str, namespace: str, start: int) -> list[ChunkRow]:
         rows = self._fetchall(

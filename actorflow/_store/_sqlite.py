@@ -38,6 +38,7 @@ from ._base import (
 from ._checkpoint import WalCheckpointer
 from ._group_commit import GroupCommitted, GroupCommitWriter
 from ._purge import choose, delete
+from ._run_summaries import SQLITE_STEPS_DONE
 from ._schedule_rows import SCHEDULES_SCHEMA, SELECT_SCHEDULES, ScheduleRow
 from ._sqlite_file import check_path, lock, prepare_file, unlock
 from ._sqlite_writer import SQLiteTransactions
@@ -278,6 +279,12 @@ class SQLiteStore(GroupCommitted):
                     rows[run_id], events.get(run_id, []), streams.get(run_id, empty)
                 )
         return loaded
+
+    async def steps_done(self, run_ids: Sequence[str]) -> dict[str, int]:
+        done: dict[str, int] = {}
+        for ids, marks in _id_chunks(run_ids):
+            done.update(await self._fetchall(SQLITE_STEPS_DONE.format(marks=marks), ids))
+        return done
 
     async def list_runs(
         self,

@@ -26,6 +26,7 @@ from typing import Any
 
 from .._errors import StoreReadError
 from ._base import RUN_COLUMNS, ChunkKind, ChunkRow, EventRow, RunRow
+from ._run_summaries import SQLITE_STEPS_DONE, SQLITE_STREAM_NAMES
 from ._schedule_rows import SELECT_SCHEDULES, ScheduleRow
 
 _OWN_TABLES = {"meta", "runs", "events"}
@@ -121,6 +122,15 @@ class SQLiteReader:
             "SELECT * FROM events WHERE run_id=? AND idx>? ORDER BY idx", (run_id, after)
         )
         return [EventRow(*r) for r in rows]
+
+    def steps_done(self, run_ids: Sequence[str]) -> dict[str, int]:
+        if not run_ids:
+            return {}
+        marks = ",".join("?" * len(run_ids))
+        return dict(self._fetchall(SQLITE_STEPS_DONE.format(marks=marks), run_ids))
+
+    def stream_names(self, run_id: str) -> list[str]:
+        return [name for (name,) in self._fetchall(SQLITE_STREAM_NAMES, (run_id,))]
 
     def load_chunks(self, run_id: str, namespace: str, start: int) -> list[ChunkRow]:
         rows = self._fetchall(

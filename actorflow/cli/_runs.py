@@ -12,7 +12,6 @@ from rich.text import Text
 
 import actorflow as af
 
-from ._live import follow
 from ._options import JSON_VALUE, with_client, with_source
 from ._output import Output
 from ._source import FINAL_STATUSES, Source, segment
@@ -87,7 +86,7 @@ def start(
             out.line(run)
         else:
             out.show(Text.assemble("started ", (run["id"], "bold")))
-        follow(client, out, run["id"])
+        _follow(client, out, run["id"])
     elif not wait:
         out.answer(run, lambda: started_line(run))
         return
@@ -178,7 +177,7 @@ def send_event(client: HttpClient, out: Output, run_id: str, type: str, payload:
 def events(source: Source, out: Output, run_id: str, follow_run: bool) -> None:
     """A run's event log (with --json, one event per line)."""
     if follow_run:
-        follow(source, out, run_id)
+        _follow(source, out, run_id)
         return
     recorded = source.events(run_id)
     if out.json:
@@ -224,3 +223,9 @@ def stream(source: Source, out: Output, run_id: str, namespace: str, start: int)
         ends_with_newline = text.endswith("\n")
     if not out.json and not ends_with_newline:
         sys.stdout.write("\n")
+
+
+def _follow(source: Source, out: Output, run_id: str) -> None:
+    from ._live import follow  # rich's live display: imported only to follow a run
+
+    follow(source, out, run_id)

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import actorflow as af
+from actorflow._json_shapes import error_json, event_json, run_json, schedule_json
 from actorflow._store_reader import StoreReader
-from actorflow.http._shapes import error_json, event_json, run_json, schedule_json
 
 from ._source import FINAL_EVENT_KINDS, Chunk, RequestFailed
 

@@ -17,6 +17,7 @@ from ._workflow_types import START, START_BATCH, add_typed_routes
 Schema = dict[str, Any]
 
 _NULLABLE_STR: Schema = {"type": ["string", "null"]}
+_NAMES: Schema = {"type": "array", "items": {"type": "string"}}
 _TIME: Schema = {"type": "string", "format": "date-time", "description": "ISO-8601, UTC"}
 _NULLABLE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
 _ANY: Schema = {"description": "any JSON value"}
@@ -163,6 +164,8 @@ _SCHEMAS: dict[str, Schema] = {
             "started_at": _NULLABLE_TIME,
             "completed_at": _NULLABLE_TIME,
             "steps": {"type": "array", "items": _ref("Step"), "description": "empty in lists"},
+            "steps_done": {"type": "integer", "description": "steps of this execution completed"},
+            "streams": {**_NAMES, "description": "namespaces; empty in lists"},
         }
     ),
     "RunEvent": _obj(
@@ -180,7 +183,7 @@ _SCHEMAS: dict[str, Schema] = {
         {
             "name": {"type": "string"},
             "concurrency": {"type": ["integer", "null"]},
-            "schedules": {"type": "array", "items": {"type": "string"}},
+            "schedules": _NAMES,
             "schemas": {
                 "description": "JSON Schemas of the arguments (an array) and the result; "
                 "null when the workflow's type hints do not resolve",

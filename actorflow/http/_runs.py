@@ -14,10 +14,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 import actorflow as af
+from actorflow._json_shapes import error_json, event_json, run_json
 
 from ._body import json_object, read_json, shape_error
 from ._params import int_param, last_event_id, seconds_param, wants_event_stream
-from ._shapes import error_json, event_json, run_json
 from ._sse import message, sse_response
 
 T = TypeVar("T")

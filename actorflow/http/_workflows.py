@@ -9,10 +9,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 import actorflow as af
+from actorflow._json_shapes import run_json, workflow_json
 
 from ._body import json_object, read_json, shape_error
 from ._runs import json_response
-from ._shapes import run_json, workflow_json
 from ._workflow_types import SchemaCache
 
 _START_FIELDS: dict[str, type | tuple[type, ...]] = {

@@ -115,7 +115,7 @@ export function runPage(main, runId) {
       ["Started", timeCell(run.started_at)],
       ["Completed", timeCell(run.completed_at)],
       ["Duration", formatDuration(runDuration(run))],
-      ["Steps", `${run.steps.filter((s) => s.status === "completed").length} done of ${run.steps.length}`],
+      ["Steps", `${run.steps_done} done of ${run.steps.length}`],
       ["Parent", run.parent_id ? runLink(run.parent_id) : el("span", { class: "muted" }, "none")],
       ["Children", children.size ? el("ul", { class: "plain", id: "run-children" }, [...children.values()].map((c) => el("li", {}, runLink(c)))) : el("span", { class: "muted" }, "none")],
       ["Schedule tick", tick ? el("span", { id: "run-schedule" }, el("a", { href: "#/schedules" }, tick.schedule_id), tick.cron ? ` (${tick.cron})` : "", " at ", timeCell(tick.scheduled_time)) : el("span", { class: "muted" }, "none")],
@@ -167,6 +167,8 @@ export function runPage(main, runId) {
       if (disposed) return;
       run = data;
       renderSummary();
+      // Namespaces with chunks, steps' included (the log names only the workflow's).
+      for (const namespace of run.streams) streams.add(namespace, { auto: true });
     } catch (error) {
       if (disposed) return;
       if (error instanceof ApiError && error.status === 404) {

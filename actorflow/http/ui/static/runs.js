@@ -8,18 +8,6 @@ import {
 
 const PAGE_SIZE = 25;
 const REFRESH_MS = 2000;
-const DETAIL_CONCURRENCY = 4;
-const STEP_COUNT_MS = 10000;
-
-// Steps done of each run, from its detail (listings carry no steps). A final run's count
-// never changes, so it is kept for the session.
-const finalStepCounts = new Map();
-
-function stepsDone(run) {
-  if (typeof run.steps_done === "number") return run.steps_done;
-  if (run.steps && run.steps.length) return run.steps.filter((s) => s.status === "completed").length;
-  return finalStepCounts.get(run.id);
-}
 
 function select(id, label, options, value) {
   return [
@@ -42,8 +30,6 @@ export function runsPage(main, params) {
   const cursors = [params.get("cursor") ?? ""]; // cursor of each page visited, for "Newer"
   const alert = alertBox();
   const rows = new Map(); // run id -> {row, run}
-  const stepCounts = new Map(); // non-final run id -> steps done, refreshed
-  const stepCountRead = new Map(); // run id -> {status, at} of the last read of its count
   let current = [];
   let disposed = false;
   let live = true;
@@ -105,7 +91,6 @@ export function runsPage(main, params) {
   }
 
   function cells(run) {
-    const done = stepsDone(run) ?? stepCounts.get(run.id);
     return [
       el("td", { "data-label": "Run id" }, runLink(run.id)),
       el(
@@ -116,12 +101,12 @@ export function runsPage(main, params) {
       el("td", { "data-label": "Status" }, statusBadge(run.status)),
       el("td", { "data-label": "Created" }, timeCell(run.created_at)),
       el("td", { "data-label": "Duration", class: "num" }, formatDuration(runDuration(run))),
-      el("td", { "data-label": "Steps done", class: "num" }, done === undefined ? "…" : String(done)),
+      el("td", { "data-label": "Steps done", class: "num" }, String(run.steps_done)),
     ];
   }
 
   function signature(run) {
-    return [run.status, run.completed_at, stepsDone(run) ?? stepCounts.get(run.id)].join("|");
+    return [run.status, run.completed_at, run.steps_done].join("|");
   }
 
   // Updates rows in place: a run's row is rebuilt only when what it shows changed, and rows
@@ -166,33 +151,6 @@ export function runsPage(main, params) {
     pageLabel.textContent = `page ${cursors.length}`;
   }
 
-  async function fetchStepCounts(runs) {
-    // An unfinished run's count is read again when its status changes, else every
-    // STEP_COUNT_MS: one request per run, not one per run per refresh.
-    const now = Date.now();
-    const todo = runs.filter((r) => {
-      if (stepsDone(r) !== undefined) return false;
-      const last = stepCountRead.get(r.id);
-      return !last || last.status !== r.status || now - last.at > STEP_COUNT_MS;
-    });
-    if (!todo.length) return;
-    for (const r of todo) stepCountRead.set(r.id, { status: r.status, at: now });
-    const worker = async () => {
-      for (let run = todo.shift(); run && !disposed; run = todo.shift()) {
-        try {
-          const { data } = await api(`runs/${encodeURIComponent(run.id)}`);
-          const done = data.steps.filter((s) => s.status === "completed").length;
-          if (FINAL.has(data.status)) finalStepCounts.set(run.id, done);
-          else stepCounts.set(run.id, done);
-        } catch {
-          stepCountRead.delete(run.id); // the row keeps "…": the next refresh tries again
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: DETAIL_CONCURRENCY }, worker));
-    if (!disposed) render(current, { highlightNew: false });
-  }
-
   let loading = null;
   let nextCursor = null;
   async function load({ highlightNew = false } = {}) {
@@ -214,7 +172,6 @@ export function runsPage(main, params) {
         older.disabled = !nextCursor;
         render(current, { highlightNew });
         liveState.textContent = live ? `updated ${new Date().toLocaleTimeString()}` : "paused";
-        fetchStepCounts(current);
       } catch (error) {
         if (!disposed) alert.show(error);
       } finally {

@@ -1,4 +1,6 @@
-"""The JSON shapes of the HTTP API: runs, steps, errors, events and workflows."""
+"""The JSON shapes of runs, steps, errors, events, workflows and schedules: what the HTTP
+API answers, and what the `actorflow` command prints of a store it reads (`--db`), so
+both print the same. Outside `actorflow.http`, whose import starts with Starlette's."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def step_json(step: af.StepRecord) -> dict[str, Any]:
 
 
 def run_json(info: af.RunInfo) -> dict[str, Any]:
-    """A run as `GET /v1/runs/{id}` returns it (`steps` empty in listings)."""
+    """A run as `GET /v1/runs/{id}` returns it (`steps` and `streams` empty in listings)."""
     return {
         "id": info.id,
         "workflow": info.workflow,
@@ -47,6 +49,8 @@ def run_json(info: af.RunInfo) -> dict[str, Any]:
         "started_at": iso(info.started_at),
         "completed_at": iso(info.completed_at),
         "steps": [step_json(step) for step in info.steps],
+        "steps_done": info.steps_done,
+        "streams": list(info.streams),
     }
 
 
