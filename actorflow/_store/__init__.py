@@ -19,12 +19,11 @@ from ._base import (  # noqa: E402
     PurgedBatch,
     PurgeFilter,
     RunRow,
-    SharedStore,
-    Store,
     StreamState,
     WriteBatch,
 )
 from ._memory import MemoryStore  # noqa: E402
+from ._protocol import SharedStore, Store  # noqa: E402
 from ._schedule_rows import ScheduleRow  # noqa: E402
 from ._sqlite import SQLiteStore  # noqa: E402
 
