@@ -276,10 +276,8 @@ class WriteBatch:
     def tick_write(self, row: ScheduleRow) -> TickWrite | None:
         """The schedule's tick write in this batch (None if the batch holds a change of
         it: that is written whatever the ticks expected)."""
-        if row.id in self.schedule_writes and row.id not in self.schedule_ticks:
-            return None
         found = self.schedule_ticks.get(row.id)
-        if found is None:
+        if found is None and row.id not in self.schedule_writes:
             found = self.schedule_ticks[row.id] = TickWrite(row.version)
         return found
 
