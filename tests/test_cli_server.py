@@ -30,7 +30,7 @@ from tests._cli import (
 
 RUN_KEYS = {
     "id", "workflow", "status", "args", "result", "error", "metadata", "parent_id",
-    "created_at", "started_at", "completed_at", "steps",
+    "created_at", "started_at", "completed_at", "steps", "steps_done", "streams",
 }  # fmt: skip
 STEP_KEYS = {"seq", "name", "status", "attempts", "result", "error", "started_at", "completed_at"}
 EVENT_KEYS = {"index", "kind", "at", "generation", "seq", "name", "data"}
