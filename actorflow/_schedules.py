@@ -10,9 +10,11 @@ buffered tick if one waits. On open it brings declared schedules in line with
 the code and acts on the ticks missed while no engine ran (`catchup`).
 
 A tick's write (and so its runs) is made only if the schedule is unchanged since
-this engine read it (`_store/_schedule_rows`): when another engine sharing the
-database changed it meanwhile, the tick is not fired, and the schedules are read
-again before the next firing.
+this engine read it, and a run of it is unfinished or not as this engine thought
+when it applied the overlap policy (`_store/_schedule_rows`): otherwise (another
+engine sharing the database changed the schedule, or started or finished a run of
+it, meanwhile) the tick is not fired, the schedule is read again, with the runs
+other engines started, and its due tick fired anew.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable
 
 import attrs
 
@@ -32,9 +33,10 @@ from ._errors import ScheduleError
 from ._ids import tick_run_id
 from ._models import FINAL, ScheduleTick
 from ._schedule_declared import reconcile_declared
+from ._schedule_host import SchedulerHost
 from ._schedule_policy import due_ticks, missed_ticks, overlap_decision
 from ._schedule_types import MAX_RECENT, utc
-from ._store import RunRow, ScheduleRow, Store, WriteBatch
+from ._store import RunRow, ScheduleRow, WriteBatch
 from ._store._schedule_rows import new_version
 from ._timers import TimerEntry, TimerService
 
@@ -42,45 +44,6 @@ log = logging.getLogger("actorflow.schedules")
 
 # Timer keys of schedules: "\x00" cannot start a run id (run ids are printable).
 SCHEDULE_KEY = "\x00schedule:"
-
-
-class Workflow(Protocol):
-    """What the scheduler reads of a workflow."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def schedules(self) -> tuple[str, ...]: ...
-
-
-class SchedulerHost(Protocol):
-    """What the scheduler needs from the engine."""
-
-    @property
-    def store(self) -> Store: ...
-
-    def scheduled_workflows(self) -> Iterable[Workflow]:
-        """The workflows whose declared schedules this engine keeps."""
-
-    def workflow(self, name: str) -> Workflow | None:
-        """The workflow this engine runs under `name`, if any."""
-
-    def record_tick(
-        self,
-        batch: WriteBatch,
-        wf: Any,
-        run_id: str,
-        args: bytes,
-        metadata: bytes | None,
-        tick: ScheduleTick,
-    ) -> RunRow | None:
-        """Add the tick's run to `batch` (None: a live run holds the id already)."""
-
-    def spawn_tick(self, row: RunRow, batch: WriteBatch, tick: ScheduleTick) -> None:
-        """Start the actor of a tick's run recorded in `batch`."""
-
-    def terminate(self, run_id: str) -> Awaitable[None]:
-        """Terminate an unfinished run (nothing if it has finished meanwhile)."""
 
 
 @attrs.define(slots=True)
@@ -131,7 +94,7 @@ class Scheduler:
         self._started: list[tuple[WriteBatch, str]] = []
         self._taken: list[str] = []  # ids a live run held already
         self._commits: list[tuple[WriteBatch, asyncio.Future[None]]] = []
-        self._stale = False  # a tick was refused: the schedules changed elsewhere
+        self._stale: set[str] = set()  # schedules whose ticks' writes were refused
         self._written = False  # rows written in the open batch since the last commit
         self._unwritten: dict[str, ScheduleRow] = {}  # fired in this pass, not yet written
         self._unknown: set[str] = set()  # schedules whose workflow this engine lacks
@@ -183,7 +146,8 @@ class Scheduler:
         since this one read them: their settings (and the watermark, next tick, pause
         and recent ticks stored with the change) replace this engine's, and timers are
         re-armed. This engine keeps its own view of the runs it started (`running`,
-        `buffered`)."""
+        `buffered`), but for the schedules whose ticks' writes were refused: those are
+        taken whole, with the unfinished runs of both views."""
         async with self.lock:
             if self._task is None:  # not open (or closing): `open` reads them all
                 return
@@ -192,15 +156,17 @@ class Scheduler:
                 del self.rows[gone], self.exprs[gone]
                 self._disarm(gone)
             learned: list[str] = []
-            self._stale = False
+            stale, self._stale = self._stale, set()
             for row in stored.values():
                 mine = self.rows.get(row.id)
-                if mine is not None and mine.version == row.version:
+                if mine is not None and mine.version == row.version and row.id not in stale:
                     continue
                 expr = self._expression(row)
                 if expr is None:
                     continue
-                if mine is None:
+                if mine is None or row.id in stale:
+                    if mine is not None:
+                        row.running = list(dict.fromkeys([*mine.running, *row.running]))
                     mine = self.rows[row.id] = row
                     learned += row.running
                     self._owner.update(dict.fromkeys(row.running, row.id))
@@ -354,6 +320,7 @@ class Scheduler:
         self, row: ScheduleRow, tick: float, decision: str, spawns: list[Spawn] | None = None
     ) -> None:
         """Start, buffer or skip the tick (`decision`, not "terminate")."""
+        self._premise(row, decision != "start")
         if decision == "start":
             self._start_recorded(row, tick, spawns)
         elif decision == "buffer":
@@ -368,9 +335,19 @@ class Scheduler:
         run_id = self.start(row, tick, spawns)
         record(row, tick, run_id, "started" if run_id is not None else "skipped")
 
+    def _premise(self, row: ScheduleRow, busy: bool) -> None:
+        """The overlap policy acts on a tick believing a run of the schedule unfinished
+        (`busy`) or not: its write is made only if that is still so (the first belief of
+        the batch: its later ticks see the runs it starts)."""
+        if row.overlap in ("skip", "buffer_one", "buffer_all"):
+            write = self.host.store.batch().tick_write(row)
+            if write is not None and write.busy is None:
+                write.busy = busy
+
     def _drain(self, row: ScheduleRow) -> None:
         """Start the oldest buffered tick once no run of the schedule is unfinished."""
         while row.buffered and not row.running:
+            self._premise(row, False)
             tick = row.buffered.pop(0)
             run_id = self.start(row, tick)
             for i, (at, _, outcome) in enumerate(row.recent):
@@ -407,8 +384,9 @@ class Scheduler:
         if run is None:
             self._taken.append(run_id)
         else:
-            if fired:
-                batch.tick_started(row, run_id)
+            write = batch.tick_write(row) if fired else None
+            if write is not None:
+                write.runs.append(run_id)
             if spawns is None:
                 self.host.spawn_tick(run, batch, info)
             else:
@@ -453,8 +431,9 @@ class Scheduler:
         taken, self._taken = self._taken, []
         for commit in {id(c): c for _, c in commits}.values():
             await shielded(commit)
-        if any(batch.stale_schedules for batch, _ in commits):
-            self._stale = True
+        for batch, _ in commits:
+            self._stale |= batch.stale_schedules
+        if self._stale:
             self._kick.set()
             for batch, run_id in started:
                 if run_id in batch.refused:

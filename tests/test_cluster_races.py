@@ -136,3 +136,55 @@ async def test_a_tick_of_a_schedule_changed_elsewhere_meanwhile_is_not_fired(
                 await eventually(lambda: "every-second" not in rows, timeout=10)
         assert firing.live_actors() == 0
     assert db.query("SELECT count(*) FROM runs WHERE id = ?", (tick_run,)) == [(0,)]
+
+
+@af.workflow(name="tests.cluster.races.held_open")
+async def held_open() -> object:
+    return await af.wait_for_event("go")
+
+
+def _watermark(db: PostgresDatabase) -> float:
+    found = db.query("SELECT watermark FROM schedules WHERE id = 'one-at-a-time'")
+    return float(found[0][0]) if found else 0.0
+
+
+def _runs(db: PostgresDatabase) -> dict[str, str]:
+    rows = db.query("SELECT id, status FROM runs WHERE workflow = ?", (held_open.name,))
+    return dict(rows)
+
+
+async def test_overlap_skip_sees_a_run_started_on_another_engine(pg_url: str) -> None:
+    """`overlap="skip"` skips a tick while a run of the schedule is unfinished, whichever
+    engine started it: an engine that does not know of the run (started by `trigger` on
+    another) has its tick's write refused, reads the schedule with that run, and skips
+    the tick; once the run finished, each tick again gets exactly one run."""
+    db = PostgresDatabase(pg_url)
+    async with (
+        af.Engine(pg_url, workflows=[held_open], lease_timeout=5) as one,
+        af.Engine(pg_url, workflows=[held_open], lease_timeout=5) as other,
+    ):
+        schedule = await one.create_schedule(
+            "one-at-a-time", held_open, "* * * * * *", overlap="skip", paused=True
+        )
+        await eventually(lambda: "one-at-a-time" in other.schedules.rows, timeout=10)
+        triggered = await schedule.trigger()  # `other` is not told: no setting changed
+        await wait_for_status(triggered, af.RunStatus.WAITING, timeout=10)
+        assert other.schedules.rows["one-at-a-time"].running == []
+        await schedule.resume()
+        await eventually(lambda: not other.schedules.rows["one-at-a-time"].paused, timeout=10)
+        resumed = _watermark(db)
+        await eventually(lambda: _watermark(db) >= resumed + 3, timeout=20)
+        assert _runs(db) == {triggered.id: "waiting"}, "ticks skipped on both engines"
+        assert triggered.id in other.schedules.rows["one-at-a-time"].running
+
+        await other.send_event(triggered.id, "go", 1)
+        assert await triggered.result(timeout=10) == 1
+        await eventually(lambda: len(_runs(db)) == 2, timeout=20)
+        (ticked,) = _runs(db).keys() - {triggered.id}
+        await wait_for_status(one.get_run(ticked), af.RunStatus.WAITING, timeout=10)
+        started = _watermark(db)
+        await eventually(lambda: _watermark(db) >= started + 3, timeout=20)
+        assert _runs(db) == {triggered.id: "completed", ticked: "waiting"}
+        await one.send_event(ticked, "go", 2)
+        assert await one.get_run(ticked).result(timeout=10) == 2
+        await one.get_schedule("one-at-a-time").pause()

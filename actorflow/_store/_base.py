@@ -22,7 +22,7 @@ from .._models import FINAL
 
 if TYPE_CHECKING:
     from .._cluster._node import ClusterNode
-from ._schedule_rows import ScheduleRow, ScheduleTicks, ScheduleWrites
+from ._schedule_rows import ScheduleRow, ScheduleTicks, ScheduleWrites, TickWrite
 
 log = logging.getLogger("actorflow.store")
 
@@ -263,10 +263,10 @@ class WriteBatch:
         return dropped
 
     def write_schedule(self, row: ScheduleRow, tick: bool) -> None:
-        """Write the schedule's row: a tick's write (`tick`) is made only if the schedule
-        is unchanged, unless this batch also holds a change of it (see _schedule_rows)."""
-        if tick and (row.id not in self.schedule_writes or row.id in self.schedule_ticks):
-            self.schedule_ticks.setdefault(row.id, (row.version, []))
+        """Write the schedule's row: a tick's write (`tick`) is made only if what it
+        expects holds, unless this batch also holds a change of it (see _schedule_rows)."""
+        if tick:
+            self.tick_write(row)
         else:
             self.schedule_ticks.pop(row.id, None)
         self.schedule_writes[row.id] = row.params()
@@ -275,11 +275,15 @@ class WriteBatch:
         self.schedule_ticks.pop(schedule_id, None)
         self.schedule_writes[schedule_id] = None
 
-    def tick_started(self, row: ScheduleRow, run_id: str) -> None:
-        """A tick of the schedule created run `run_id` in this batch: the run is created
-        only with the tick's write (unless this batch also holds a change of it)."""
-        if row.id not in self.schedule_writes or row.id in self.schedule_ticks:
-            self.schedule_ticks.setdefault(row.id, (row.version, []))[1].append(run_id)
+    def tick_write(self, row: ScheduleRow) -> TickWrite | None:
+        """The schedule's tick write in this batch (None if the batch holds a change of
+        it: that is written whatever the ticks expected)."""
+        if row.id in self.schedule_writes and row.id not in self.schedule_ticks:
+            return None
+        found = self.schedule_ticks.get(row.id)
+        if found is None:
+            found = self.schedule_ticks[row.id] = TickWrite(row.version)
+        return found
 
     def update_run(self, row: RunRow) -> None:
         """Write the row's mutable columns; a later update in the same batch wins."""

@@ -8,8 +8,15 @@ engine); a tick's write touches only what ticks move (`watermark`, `next_time` a
 another engine changed the schedule (paused it, gave it a new cron, deleted it) in
 the moments before this engine heard of it, and the tick is not fired. Its runs,
 created in the same batch, are dropped from it before it is written (reported as
-refused, so the engine drops their actors) and its scheduler reads the schedules
+refused, so the engine drops their actors) and its scheduler reads the schedule
 again (`WriteBatch.stale_schedules`).
+
+The schedule's unfinished runs, whichever engine started them, are the truth the
+overlap policy needs: the row's `running` (in `state`) is kept as the unfinished
+runs among those the stored row and the tick's write name, read in `runs` at the
+write; a tick's write whose engine applied the policy believing a run unfinished
+(`busy`) when none is, or the other way round, is refused as above, and its
+engine, reading the schedule again, learns the runs started elsewhere.
 
 Both happen in the batch's transaction, before its runs are created: the rows of
 the schedules it writes are locked first (`FOR UPDATE`, in id order, so that two
@@ -19,7 +26,10 @@ refused, and one made after waits for the tick's commit.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
+
+from .._models import UNFINISHED
+from ._schedule_rows import running_of, with_running
 
 if TYPE_CHECKING:
     import asyncpg
@@ -28,13 +38,10 @@ if TYPE_CHECKING:
 
 V4 = "ALTER TABLE schedules ADD COLUMN version BIGINT NOT NULL DEFAULT 0;"
 
-_STALE = """
-WITH locked AS MATERIALIZED (
-    SELECT id, version FROM schedules WHERE id = ANY($3::text[]) ORDER BY id FOR UPDATE
-)
-SELECT t.id FROM unnest($1::text[], $2::int8[]) AS t(id, version)
-WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = t.id AND l.version = t.version)
+_LOCK = """
+SELECT id, version, state FROM schedules WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
 """
+_UNFINISHED = "SELECT id FROM runs WHERE id = ANY($1::text[]) AND status = ANY($2::text[])"
 
 _COLUMNS = ("id", "workflow", "cron", "args", "timezone", "overlap", "catchup", "paused",
             "declared", "metadata", "created_at", "watermark", "next_time", "state",
@@ -54,18 +61,39 @@ INSERT INTO schedules ({", ".join(_COLUMNS)}) SELECT * FROM unnest({_ROWS})
 ON CONFLICT (id) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS[1:])}
 """
 _WATERMARK = _COLUMNS.index("watermark")
+_STATE = _COLUMNS.index("state")
 
 
 async def write_schedules(conn: asyncpg.Connection, batch: WriteBatch) -> None:
     """Write the batch's schedule rows, in the caller's transaction, first dropping the
-    ticks (and their runs) of the schedules changed since their engine read them."""
+    ticks (and their runs) whose engine's view of the schedule was out of date."""
     writes, ticks = batch.schedule_writes, batch.schedule_ticks
-    versions = [version for version, _ in ticks.values()]
-    stale = {row[0] for row in await conn.fetch(_STALE, list(ticks), versions, list(writes))}
+    stored = {row[0]: row for row in await conn.fetch(_LOCK, list(writes))}
+    stale = {key for key, tick in ticks.items() if _version(stored, key) != tick.version}
+    created = {row.id for row, _ in batch.new_runs}
+    # Each ticked schedule's runs, as the stored row and the tick's write name them.
+    known: dict[str, tuple[tuple[object, ...], list[str]]] = {}
+    for key in ticks.keys() - stale:
+        params = writes[key]
+        assert params is not None
+        runs = [*running_of(cast(bytes, params[_STATE])), *running_of(stored[key]["state"])]
+        known[key] = params, list(dict.fromkeys(runs))
+    named = [run for _, runs in known.values() for run in runs if run not in created]
+    unfinished: set[str] = set()
+    if named:
+        unfinished = {r[0] for r in await conn.fetch(_UNFINISHED, named, list(UNFINISHED))}
+    for key, (params, runs) in known.items():
+        busy = any(run in unfinished for run in runs)
+        if ticks[key].busy not in (None, busy):
+            stale.add(key)
+            continue
+        kept = [run for run in runs if run in created or run in unfinished]
+        state = with_running(cast(bytes, params[_STATE]), kept)
+        writes[key] = (*params[:_STATE], state, *params[_STATE + 1 :])
     if stale:
-        runs = {run_id for schedule_id in stale for run_id in ticks[schedule_id][1]}
-        batch.discard(set(runs))
-        batch.refused.update(runs)
+        refused = {run_id for schedule_id in stale for run_id in ticks[schedule_id].runs}
+        batch.discard(set(refused))
+        batch.refused.update(refused)
         batch.stale_schedules.update(stale)
         for schedule_id in stale:
             del ticks[schedule_id], writes[schedule_id]
@@ -81,3 +109,8 @@ async def write_schedules(conn: asyncpg.Connection, batch: WriteBatch) -> None:
             column.append(value)
     rows = [list(c) for c in zip(*changes, strict=True)] if changes else [[]] * len(_COLUMNS)
     await conn.execute(_WRITE, deletes, *moved, *rows)
+
+
+def _version(stored: dict[str, asyncpg.Record], schedule_id: str) -> int | None:
+    row = stored.get(schedule_id)
+    return None if row is None else int(row["version"])

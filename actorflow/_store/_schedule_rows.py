@@ -7,10 +7,13 @@ row change was lost fires again at the next open, with the same run id.
 Two kinds of writes: a change (made, changed or deleted through the schedules API,
 or a declared schedule brought in line with the code) writes the whole row under a
 new `version`; a tick's write (`WriteBatch.schedule_ticks`) is made only if the
-row's version is still the one its engine read, and its runs are created only then.
+row's version is still the one its engine read and, when its engine decided what
+to do with a tick by the overlap policy, only if a run of the schedule is still
+unfinished (`busy`) or not as the engine thought; its runs are created only then.
 On a database shared by many engines (PostgreSQL) that keeps an engine that has
-not yet heard of a change from firing under the old settings or writing them back
-(`_postgres_schedule_writes`); the single-engine stores write every row whole.
+not yet heard of a change from firing under the old settings or writing them back,
+and one that does not know of a run started elsewhere from starting another beside
+it (`_postgres_schedule_writes`); the single-engine stores write every row whole.
 """
 
 from __future__ import annotations
@@ -107,9 +110,33 @@ def new_version() -> int:
 
 # A batch's schedule writes: the params of each upserted row, None for a deleted one.
 ScheduleWrites = dict[str, "tuple[object, ...] | None"]
-# A batch's ticks: schedule id -> the version its write expects, and the runs its ticks
-# started in the batch (created only if the version is still that one).
-ScheduleTicks = dict[str, tuple[int, list[str]]]
+
+
+@attrs.define(slots=True)
+class TickWrite:
+    """A tick's write of a schedule in a batch (see the module docstring): what it
+    expects (`version`; `busy`, None if no tick was decided by the overlap policy) and
+    the runs its ticks started in the batch."""
+
+    version: int
+    busy: bool | None = None
+    runs: list[str] = attrs.field(factory=list)
+
+
+ScheduleTicks = dict[str, TickWrite]
+
+
+def running_of(state: bytes) -> list[str]:
+    """The unfinished runs in a row's `state` column."""
+    running: list[str] = orjson.loads(state)["running"]
+    return running
+
+
+def with_running(state: bytes, running: list[str]) -> bytes:
+    """The `state` column with `running` as the unfinished runs."""
+    found = orjson.loads(state)
+    found["running"] = running
+    return orjson.dumps(found)
 
 
 class Statements(Protocol):
