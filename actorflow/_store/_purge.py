@@ -30,7 +30,7 @@ from __future__ import annotations
 import sqlite3
 
 from .._models import UNFINISHED
-from ._base import PurgedBatch, PurgeFilter
+from ._purge_filter import PurgedBatch, PurgeFilter
 
 ROWS_PER_BATCH = 1000
 RUNS_PER_BATCH = 100
