@@ -130,6 +130,8 @@ def test_list_and_describe(url: str) -> None:
     assert set(listed) == {"runs", "next_cursor"}
     assert {run["id"] for run in listed["runs"]} >= {"parent-3", "parent-3~0"}
     assert all(set(run) == RUN_KEYS and run["steps"] == [] for run in listed["runs"])
+    by_id = {run["id"]: run for run in listed["runs"]}
+    assert (by_id["parent-3~0"]["steps_done"], by_id["parent-3~0"]["streams"]) == (2, [])
     assert [run["id"] for run in doc(only)["runs"]] == ["parent-3"]
     completed = doc(failed)["runs"]
     assert completed and all(run["status"] == "completed" for run in completed)
