@@ -337,12 +337,18 @@ class Scheduler:
 
     def _premise(self, row: ScheduleRow, busy: bool) -> None:
         """The overlap policy acts on a tick believing a run of the schedule unfinished
-        (`busy`) or not: its write is made only if that is still so (the first belief of
-        the batch: its later ticks see the runs it starts)."""
-        if row.overlap in ("skip", "buffer_one", "buffer_all"):
-            write = self.host.store.batch().tick_write(row)
-            if write is not None and write.busy is None:
-                write.busy = busy
+        (`busy`) or not, or (`terminate_other`) having terminated those it knows of: its
+        write is made only if that is still so (the first belief of the batch: its later
+        ticks see the runs it starts)."""
+        if row.overlap == "allow":
+            return
+        write = self.host.store.batch().tick_write(row)
+        if write is None:
+            return
+        if row.overlap == "terminate_other":
+            write.known = list(row.running) if write.known is None else write.known
+        elif write.busy is None:
+            write.busy = busy
 
     def _drain(self, row: ScheduleRow) -> None:
         """Start the oldest buffered tick once no run of the schedule is unfinished."""

@@ -188,3 +188,36 @@ async def test_overlap_skip_sees_a_run_started_on_another_engine(pg_url: str) ->
         await one.send_event(ticked, "go", 2)
         assert await one.get_run(ticked).result(timeout=10) == 2
         await one.get_schedule("one-at-a-time").pause()
+
+
+async def test_terminate_other_terminates_a_run_its_engine_did_not_start(pg_url: str) -> None:
+    """`overlap="terminate_other"` terminates the schedule's unfinished run wherever it
+    came from: here one started by `trigger` on an engine since closed (the run moved to
+    the other engine, whose scheduler never knew of it); a change made by that other
+    engine keeps it in the schedule's row, and that engine's first tick's write is
+    refused until it has read the run with the schedule and terminated it."""
+    db = PostgresDatabase(pg_url)
+    async with af.Engine(pg_url, workflows=[held_open], lease_timeout=5) as other:
+        async with af.Engine(pg_url, workflows=[held_open], lease_timeout=5) as one:
+            schedule = await one.create_schedule(
+                "one-at-a-time", held_open, "* * * * * *", overlap="terminate_other", paused=True
+            )
+            await eventually(lambda: "one-at-a-time" in other.schedules.rows, timeout=10)
+            triggered = await schedule.trigger()
+            await wait_for_status(triggered, af.RunStatus.WAITING, timeout=10)
+        node = other._runs.cluster
+        assert node is not None
+        await eventually(lambda: node.owns(triggered.id), timeout=10)  # handed over at close
+        assert other.schedules.rows["one-at-a-time"].running == []
+        await other.get_schedule("one-at-a-time").resume()
+        moved = other.get_run(triggered.id)
+        with pytest.raises(af.RunTerminatedError):
+            await moved.result(timeout=20)
+        await eventually(lambda: len(_runs(db)) >= 2, timeout=20)
+        await other.get_schedule("one-at-a-time").pause()
+        statuses = _runs(db)
+        assert statuses.pop(triggered.id) == "terminated"
+        # Each tick's run terminated the one before it: one is left unfinished.
+        await eventually(
+            lambda: [s for s in _runs(db).values() if s != "terminated"] == ["waiting"], timeout=10
+        )

@@ -13,10 +13,12 @@ again (`WriteBatch.stale_schedules`).
 
 The schedule's unfinished runs, whichever engine started them, are the truth the
 overlap policy needs: the row's `running` (in `state`) is kept as the unfinished
-runs among those the stored row and the tick's write name, read in `runs` at the
-write; a tick's write whose engine applied the policy believing a run unfinished
-(`busy`) when none is, or the other way round, is refused as above, and its
-engine, reading the schedule again, learns the runs started elsewhere.
+runs among those the stored row and the write name, read in `runs` at the write
+(a change keeps them too); a tick's write whose engine applied the policy believing
+a run unfinished (`busy`) when none is, or the other way round, or that terminated
+the others (`terminate_other`) when one it did not know of is unfinished, is refused
+as above, and its engine, reading the schedule again, learns the runs started
+elsewhere.
 
 Both happen in the batch's transaction, before its runs are created: the rows of
 the schedules it writes are locked first (`FOR UPDATE`, in id order, so that two
@@ -71,20 +73,23 @@ async def write_schedules(conn: asyncpg.Connection, batch: WriteBatch) -> None:
     stored = {row[0]: row for row in await conn.fetch(_LOCK, list(writes))}
     stale = {key for key, tick in ticks.items() if _version(stored, key) != tick.version}
     created = {row.id for row, _ in batch.new_runs}
-    # Each ticked schedule's runs, as the stored row and the tick's write name them.
-    known: dict[str, tuple[tuple[object, ...], list[str]]] = {}
-    for key in ticks.keys() - stale:
-        params = writes[key]
-        assert params is not None
-        runs = [*running_of(cast(bytes, params[_STATE])), *running_of(stored[key]["state"])]
-        known[key] = params, list(dict.fromkeys(runs))
-    named = [run for _, runs in known.values() for run in runs if run not in created]
+    # Each stored schedule's runs, as the stored row and the write name them.
+    views: dict[str, tuple[tuple[object, ...], list[str]]] = {}
+    for key, params in writes.items():
+        if params is not None and key in stored and key not in stale:
+            runs = [*running_of(cast(bytes, params[_STATE])), *running_of(stored[key]["state"])]
+            views[key] = params, list(dict.fromkeys(runs))
+    named = [run for _, runs in views.values() for run in runs if run not in created]
     unfinished: set[str] = set()
     if named:
         unfinished = {r[0] for r in await conn.fetch(_UNFINISHED, named, list(UNFINISHED))}
-    for key, (params, runs) in known.items():
-        busy = any(run in unfinished for run in runs)
-        if ticks[key].busy not in (None, busy):
+    for key, (params, runs) in views.items():
+        tick = ticks.get(key)
+        busy = [run for run in runs if run in unfinished]
+        if tick is not None and (
+            tick.busy not in (None, bool(busy))
+            or (tick.known is not None and not set(busy).issubset(tick.known))
+        ):
             stale.add(key)
             continue
         kept = [run for run in runs if run in created or run in unfinished]

@@ -9,7 +9,8 @@ or a declared schedule brought in line with the code) writes the whole row under
 new `version`; a tick's write (`WriteBatch.schedule_ticks`) is made only if the
 row's version is still the one its engine read and, when its engine decided what
 to do with a tick by the overlap policy, only if a run of the schedule is still
-unfinished (`busy`) or not as the engine thought; its runs are created only then.
+unfinished (`busy`) or not as the engine thought (for `terminate_other`: only if no
+run it did not terminate is unfinished); its runs are created only then.
 On a database shared by many engines (PostgreSQL) that keeps an engine that has
 not yet heard of a change from firing under the old settings or writing them back,
 and one that does not know of a run started elsewhere from starting another beside
@@ -115,11 +116,13 @@ ScheduleWrites = dict[str, "tuple[object, ...] | None"]
 @attrs.define(slots=True)
 class TickWrite:
     """A tick's write of a schedule in a batch (see the module docstring): what it
-    expects (`version`; `busy`, None if no tick was decided by the overlap policy) and
-    the runs its ticks started in the batch."""
+    expects (`version`; `busy`, None if no tick was decided by `skip` or a buffering
+    policy; `known`, for `terminate_other`, the runs it terminated: no other may be
+    unfinished) and the runs its ticks started in the batch."""
 
     version: int
     busy: bool | None = None
+    known: list[str] | None = None
     runs: list[str] = attrs.field(factory=list)
 
 
