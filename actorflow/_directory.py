@@ -80,7 +80,7 @@ class RunDirectory:
         self._hooks_refused: dict[tuple[str, str], str] = {}
         self.results = ResultWaiters()
         self.actors: dict[str, RunActor] = {}
-        self.purging = RunsBeingPurged(self.actors)
+        self.purging = RunsBeingPurged()
         self.write_failures = WriteFailures(store, self)
         # False until the engine opens, and again once it starts closing: actors started
         # then would outlive `stop()`; their runs continue on the next open.

@@ -255,13 +255,11 @@ class LocalRunClient:
                     entries = restart_entries(run_id, log, row.generation, from_step)
                     if await cluster.restart_finished(run_id, row.generation, entries):
                         return
-        if action == "restart":
-            # With no wait before `deliver`, which puts the run in memory: from then on,
-            # a purge leaves it alone.
-            self._runs.purging.check_restart(run_id)
-        reply: asyncio.Future[None] = self._runs.loop.create_future()
-        self._runs.deliver(run_id, Control(action, reply, from_step))
-        await reply
+        purging = self._runs.purging
+        with purging.restarting(run_id) if action == "restart" else contextlib.nullcontext():
+            reply: asyncio.Future[None] = self._runs.loop.create_future()
+            self._runs.deliver(run_id, Control(action, reply, from_step))
+            await reply
 
     async def resume_hook(self, token: str, payload: Any = None) -> None:
         """Send `payload` to the run holding hook `token` (on this engine or another);

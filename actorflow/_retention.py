@@ -12,9 +12,11 @@ partial log, or outlive its run's row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Container, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Protocol
 
@@ -58,25 +60,35 @@ class Retained(Protocol):
 
 
 class RunsBeingPurged:
-    """The runs this engine's purges are deleting, kept apart from restarts: a purge
-    leaves alone a run that is in memory (being restarted, or opened for any other
-    message), and a restart of a run a purge has taken is refused."""
+    """The runs this engine's purges are deleting, kept apart from its restarts: a purge
+    leaves alone a run being restarted, and a restart of a run a purge has taken is
+    refused."""
 
-    def __init__(self, in_memory: Container[str]) -> None:
-        self._in_memory = in_memory
+    def __init__(self) -> None:
         self._ids: set[str] = set()
+        self._restarting: Counter[str] = Counter()
 
-    def check_restart(self, run_id: str) -> None:
-        """Raise `InvalidStateError` if a purge is deleting run `run_id`."""
+    @contextlib.contextmanager
+    def restarting(self, run_id: str) -> Iterator[None]:
+        """Around a restart of run `run_id`, until it is committed (the run is then
+        unfinished: no purge selects it). Raises `InvalidStateError` if a purge is
+        deleting the run."""
         if run_id in self._ids:
             raise InvalidStateError(f"cannot restart run {run_id!r}: it is being purged")
+        self._restarting[run_id] += 1
+        try:
+            yield
+        finally:
+            self._restarting[run_id] -= 1
+            if not self._restarting[run_id]:
+                del self._restarting[run_id]
 
     def claim(self, chosen: list[str], skip: set[str], held: set[str]) -> list[str]:
         """Of the runs a purge holding `held` chose, the ones it may delete, now held too;
-        the others (in memory, or another purge's) go to `skip`, for it to leave alone."""
+        the others (being restarted, or another purge's) go to `skip`, to be left alone."""
         claimed = []
         for run_id in chosen:
-            if run_id in held or (run_id not in self._ids and run_id not in self._in_memory):
+            if run_id in held or (run_id not in self._ids and run_id not in self._restarting):
                 claimed.append(run_id)
             else:
                 skip.add(run_id)

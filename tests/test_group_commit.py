@@ -223,3 +223,35 @@ async def test_runs_with_and_without_optional_columns_are_stored_whole(tmp_path:
             assert await store.get_run(row.id) == row
     finally:
         await store.close()
+
+
+async def test_a_batch_that_breaks_a_constraint_is_written_not_at_all(tmp_path: Path) -> None:
+    """Statements stop at a broken constraint without undoing their own rows (`OR FAIL`,
+    no statement journal): the batch's transaction is rolled back whole, so none of its
+    rows are stored (neither the rows before the bad one in its statement nor the other
+    statements'), and the next batch commits."""
+    store = SQLiteStore(str(tmp_path / "constraint.db"))
+    await store.open()
+    try:
+        now = time.time()
+        first = EventRow("a", 0, 0, "run_created", None, "wf", None, now)
+        store.batch().create_run(RunRow("a", "wf", "running", b"[]", now), [first])
+        await store.commit()
+        created = EventRow("b", 0, 0, "run_created", None, "wf", None, now)
+        store.batch().create_run(RunRow("b", "wf", "running", b"[]", now), [created])
+        store.batch().events.extend(
+            [
+                EventRow("a", 1, 0, "step_started", 0, "s", b"{}", now),
+                EventRow("a", 0, 0, "run_created", None, "wf", None, now),  # taken
+            ]
+        )
+        with pytest.raises(StoreWriteError, match="UNIQUE constraint failed"):
+            await store.commit()
+        assert await store.get_run("b") is None
+        assert await store.load_events("b") == []
+        assert await store.load_events("a") == [first]
+        store.batch().events.append(EventRow("a", 1, 0, "step_started", 0, "s", b"{}", now))
+        await store.commit()
+        assert len(await store.load_events("a")) == 2
+    finally:
+        await store.close()

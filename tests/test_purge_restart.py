@@ -140,3 +140,12 @@ async def test_a_purge_leaves_alone_a_run_being_restarted(store_url: str) -> Non
         assert await engine.purge(_later()) == 1
         with pytest.raises(af.RunNotFoundError):
             await run.status()
+
+
+async def test_a_refused_restart_leaves_the_run_to_purges(store_url: str) -> None:
+    async with af.Engine(store_url) as engine:
+        run = await engine.start(doubles, 3)
+        assert await run.result(timeout=10) == 6
+        with pytest.raises(af.InvalidStateError, match="no step named"):
+            await run.restart(from_step="nope")
+        assert await engine.purge(_later()) == 1

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 _PROGRAM = """
 import ctypes, sys
 {first}
@@ -44,6 +46,7 @@ def _run(tmp_path: Path, first: str) -> list[str]:
     return out.stdout.split()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="actorflow configures SQLite on Linux only")
 def test_sqlite_counts_no_allocations_when_actorflow_comes_first(tmp_path: Path) -> None:
     result, most, again = _run(tmp_path, "")
     assert result == "12"

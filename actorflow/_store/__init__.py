@@ -15,15 +15,13 @@ from ._base import (  # noqa: E402
     EventRow,
     HookRow,
     LoadedRun,
-    PurgeClaim,
-    PurgedBatch,
-    PurgeFilter,
     RunRow,
     StreamState,
     WriteBatch,
 )
 from ._memory import MemoryStore  # noqa: E402
 from ._protocol import SharedStore, Store  # noqa: E402
+from ._purge_filter import PurgeClaim, PurgedBatch, PurgeFilter  # noqa: E402
 from ._schedule_rows import ScheduleRow  # noqa: E402
 from ._sqlite import SQLiteStore  # noqa: E402
 

@@ -21,14 +21,12 @@ from ._base import (
     FailureListener,
     HookRow,
     LoadedRun,
-    PurgeClaim,
-    PurgedBatch,
-    PurgeFilter,
     RunRow,
     StreamState,
     WriteBatch,
 )
 from ._purge import RUNS_PER_BATCH
+from ._purge_filter import PurgeClaim, PurgedBatch, PurgeFilter
 from ._schedule_rows import ScheduleRow, apply_schedules
 
 _UPDATE_FIELDS = (

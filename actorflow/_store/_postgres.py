@@ -28,9 +28,6 @@ from ._base import (
     EventRow,
     HookRow,
     LoadedRun,
-    PurgeClaim,
-    PurgedBatch,
-    PurgeFilter,
     RunRow,
     StreamState,
     WriteBatch,
@@ -41,6 +38,7 @@ from ._group_commit import GroupCommitted, GroupCommitWriter
 from ._postgres_purge import purge_batch
 from ._postgres_schema import check_schema_name, migrate
 from ._postgres_writer import PostgresTransactions, connection_lost
+from ._purge_filter import PurgeClaim, PurgedBatch, PurgeFilter
 from ._run_summaries import POSTGRES_STEPS_DONE
 from ._schedule_rows import ScheduleRow
 

@@ -17,8 +17,8 @@ from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
 
 from .._models import UNFINISHED
-from ._base import PurgeClaim, PurgedBatch, PurgeFilter
 from ._purge import ROWS_PER_BATCH, RUNS_PER_BATCH
+from ._purge_filter import PurgeClaim, PurgedBatch, PurgeFilter
 
 
 def _selection(which: PurgeFilter) -> tuple[str, list[Any]]:

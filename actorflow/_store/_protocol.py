@@ -15,13 +15,11 @@ from ._base import (
     FailureListener,
     HookRow,
     LoadedRun,
-    PurgeClaim,
-    PurgedBatch,
-    PurgeFilter,
     RunRow,
     StreamState,
     WriteBatch,
 )
+from ._purge_filter import PurgeClaim, PurgedBatch, PurgeFilter
 from ._schedule_rows import ScheduleRow
 
 if TYPE_CHECKING:

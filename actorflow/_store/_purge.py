@@ -15,7 +15,7 @@ would collide with them), and a half-deleted run still shows as the run being
 purged.
 
 Runs the engine leaves alone are skipped (`PurgeFilter.skip`, `RunsBeingPurged`:
-runs in memory, such as one being restarted).
+runs being restarted).
 
 Runs still referenced are kept: a finished child of an unfinished parent (the
 parent may still need its outcome, see `finished_children_of_unfinished_parents`),
@@ -30,7 +30,7 @@ from __future__ import annotations
 import sqlite3
 
 from .._models import UNFINISHED
-from ._base import PurgedBatch, PurgeFilter
+from ._purge_filter import PurgedBatch, PurgeFilter
 
 ROWS_PER_BATCH = 1000
 RUNS_PER_BATCH = 100

@@ -26,9 +26,6 @@ from ._base import (
     EventRow,
     HookRow,
     LoadedRun,
-    PurgeClaim,
-    PurgedBatch,
-    PurgeFilter,
     RunRow,
     StreamState,
     WriteBatch,
@@ -38,6 +35,7 @@ from ._base import (
 from ._checkpoint import WalCheckpointer
 from ._group_commit import GroupCommitted, GroupCommitWriter
 from ._purge import choose, delete
+from ._purge_filter import PurgeClaim, PurgedBatch, PurgeFilter
 from ._run_summaries import SQLITE_STEPS_DONE
 from ._schedule_rows import SCHEDULES_SCHEMA, SELECT_SCHEDULES, ScheduleRow
 from ._sqlite_file import check_path, lock, prepare_file, unlock

@@ -6,8 +6,8 @@ the process configures it not to before SQLite initializes
 counting off). Python's sqlite3 cannot ask for that, and initializes SQLite
 when it is imported, so the store package does it through ctypes before
 anything of actorflow imports sqlite3: a lock and an unlock per `malloc` and
-`free`, about 95 of each per 3-step workflow, cost 9,600 instructions of the
-622,000 such a workflow took (1.5 %, `python -m benchmarks.instructions`).
+`free`, about 100 of each per 3-step workflow, cost 9,000 instructions of the
+622,400 such a workflow took (1.4 %, `python -m benchmarks.instructions`).
 
 What the counting serves, sqlite3 does not use: `sqlite3_memory_used()`,
 `sqlite3_memory_highwater()`, the soft and hard heap limits and the memory

@@ -34,30 +34,35 @@ from ._schedule_rows import write_schedules
 
 T = TypeVar("T")
 
+# `OR FAIL`: a statement that breaks a constraint stops without undoing its own rows,
+# which SQLite otherwise keeps a statement journal (a savepoint per statement) for; the
+# batch's transaction is rolled back whole anyway (`_write`). 2,300 instructions less
+# per 3-step workflow (-0.37 %).
 _RUNS_HEAD = (
-    "INSERT INTO runs (id, workflow, status, generation, args, result, error, metadata,"
+    "INSERT OR FAIL INTO runs (id, workflow, status, generation, args, result, error, metadata,"
     " parent_id, created_at, started_at, completed_at, wake_at, deadline_at) VALUES "
 )
 # A run inserted before it has a result, an error, metadata, a parent, a timer or a
 # deadline (nearly every one) binds only the columns it has: each NULL bound costs sqlite3
 # an adapter lookup (about 700 instructions), and a fresh run has seven.
 _FRESH_RUNS_HEAD = (
-    "INSERT INTO runs (id, workflow, status, generation, args, created_at, started_at) VALUES "
+    "INSERT OR FAIL INTO runs (id, workflow, status, generation, args, created_at, started_at)"
+    " VALUES "
 )
 _FRESH_COLUMNS = itemgetter(0, 1, 2, 3, 4, 9, 10)
 _FRESH_NULLS = itemgetter(5, 6, 7, 8, 11, 12, 13)
 _SEVEN_NULLS = (None,) * 7
-_EVENTS_HEAD = "INSERT INTO events VALUES "
-_CHUNKS_HEAD = "INSERT INTO chunks VALUES "
+_EVENTS_HEAD = "INSERT OR FAIL INTO events VALUES "
+_CHUNKS_HEAD = "INSERT OR FAIL INTO chunks VALUES "
 _HOOKS_HEAD = "INSERT OR REPLACE INTO hooks VALUES "
 _UPDATE_RUNS = (
-    "UPDATE runs SET status=v.column1, generation=v.column2, result=v.column3,"
+    "UPDATE OR FAIL runs SET status=v.column1, generation=v.column2, result=v.column3,"
     " error=v.column4, started_at=v.column5, completed_at=v.column6, wake_at=v.column7"
     " FROM (VALUES {values}) AS v WHERE runs.id = v.column8"
 )
 _UPDATE_RUN = (
-    "UPDATE runs SET status=?, generation=?, result=?, error=?, started_at=?, completed_at=?,"
-    " wake_at=? WHERE id=?"
+    "UPDATE OR FAIL runs SET status=?, generation=?, result=?, error=?, started_at=?,"
+    " completed_at=?, wake_at=? WHERE id=?"
 )
 _HAS_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
 _MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999

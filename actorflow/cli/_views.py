@@ -80,7 +80,7 @@ def _table(*columns: str) -> Table:
 
 
 def runs_table(runs: Iterable[dict[str, Any]]) -> Table:
-    table = _table("ID", "WORKFLOW", "STATUS", "AGE", "DURATION")
+    table = _table("ID", "WORKFLOW", "STATUS", "AGE", "DURATION", "STEPS DONE")
     for run in runs:
         table.add_row(
             run["id"],
@@ -88,6 +88,7 @@ def runs_table(runs: Iterable[dict[str, Any]]) -> Table:
             status_text(run["status"]),
             age(run["created_at"]),
             duration(run["started_at"], run["completed_at"]),
+            str(run["steps_done"]),
         )
     return table
 
