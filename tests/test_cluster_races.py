@@ -1,6 +1,8 @@
 """Many engines on one PostgreSQL database: what two engines do at the same instant is
-decided by the database, as one engine decides it. Each race is forced by holding a
-transaction open from the test until both engines' commits wait on it."""
+decided by the database, as one engine decides it. Each race is forced, not waited
+for: by a transaction the test holds open until both engines' commits wait on it, by
+holding one engine's writer while the other commits, or by a run one engine's
+scheduler cannot know of (started by `trigger` elsewhere)."""
 
 from __future__ import annotations
 
