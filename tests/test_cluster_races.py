@@ -223,3 +223,71 @@ async def test_terminate_other_terminates_a_run_its_engine_did_not_start(pg_url:
         await eventually(
             lambda: [s for s in _runs(db).values() if s != "terminated"] == ["waiting"], timeout=10
         )
+
+
+@af.workflow(name="tests.cluster.races.awaits_go")
+async def awaits_go() -> object:
+    return await af.wait_for_event("go")
+
+
+def waiting_on_run_row(db: PostgresDatabase) -> int:
+    """How many backends wait for a row lock (the test's transaction holds one run's)."""
+    found = db.query("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+    return int(found[0][0])
+
+
+async def test_a_reader_that_registers_while_the_owner_commits_misses_nothing(
+    pg_url: str,
+) -> None:
+    """A client begins to follow a run while its owner's commit to it is under way: that
+    commit's statement took its snapshot before the client's watch committed, so it
+    cannot see the watch. Then the client's read after registering must see the commit
+    (the watch waited for it), or the commit must notify (it saw the watch's mark on the
+    run's row). Forced: the test holds the run's row until the commit waits on it, and
+    until the watch has committed or waits too."""
+    db = PostgresDatabase(pg_url)
+    async with (
+        af.Engine(pg_url, workflows=[awaits_go], lease_timeout=5) as owner,
+        af.Engine(pg_url, workflows=[awaits_go], execute=False) as client,
+    ):
+        run = await owner.start(awaits_go)
+        await wait_for_status(run, af.RunStatus.WAITING, timeout=10)
+        node = client._runs.cluster
+        assert node is not None
+        notified: list[str] = []
+        dsn, schema = split_url(pg_url)
+        listener = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+        await listener.add_listener("actorflow_watch", lambda *a: notified.append(str(a[3])))
+        try:
+            async with held(pg_url, f"SELECT 1 FROM runs WHERE id = '{run.id}' FOR UPDATE"):
+                # Sent from the owner: its commit (which send_event awaits) journals it.
+                sending = asyncio.create_task(owner.send_event(run.id, "go", "went"))
+                await eventually(lambda: writers_waiting(db, owner) == 1, timeout=10)
+                watching = asyncio.create_task(node.watches.watch(run.id))
+                await eventually(lambda: watching.done() or waiting_on_run_row(db) == 2, timeout=10)
+                if watching.done():
+                    # Registered while the commit waits: what a reader reads now.
+                    seen = db.query("SELECT status FROM runs WHERE id = ?", (run.id,))
+                else:
+                    seen = []
+            await asyncio.wait_for(watching, 10)
+            await asyncio.wait_for(sending, 10)
+            if not seen:
+                seen = db.query("SELECT status FROM runs WHERE id = ?", (run.id,))
+            await eventually(
+                lambda: (
+                    db.query("SELECT status FROM runs WHERE id = ?", (run.id,)) == [("completed",)]
+                ),
+                timeout=10,
+            )
+            # The listener hears what the commit sent (delivered before its own queries).
+            await listener.fetchval("SELECT 1")
+            assert seen == [("completed",)] or any(run.id in n.split() for n in notified)
+            assert await asyncio.wait_for(client.get_run(run.id).result(), 10) == "went"
+        finally:
+            await listener.close()
+        assert db.query("SELECT watched FROM runs WHERE id = ?", (run.id,)) == [(True,)]
+        await node.watches.unwatch(run.id)
+        assert db.query("SELECT count(*) FROM watches") == [(0,)]
+        # The last watch gone, the run's commits notify nobody.
+        assert db.query("SELECT watched FROM runs WHERE id = ?", (run.id,)) == [(False,)]

@@ -79,8 +79,8 @@ async def test_a_version_2_schema_is_migrated_with_its_hooks(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Version 3 wraps version 2's commit function (hook tokens locked before they are
-    checked), version 4 gives schedules a version: a database written by version 2
-    opens, and its hooks hold."""
+    checked), version 4 gives schedules a version, version 5 marks followed runs: a
+    database written by version 2 opens, and its hooks hold."""
     db = PostgresDatabase(pg_url)
     dsn, schema = split_url(pg_url)
     monkeypatch.setattr(postgres_schema, "MIGRATIONS", postgres_schema.MIGRATIONS[:2])

@@ -6,6 +6,8 @@ owned here or not; a row is written only for a run owned elsewhere. A run that
 moves away while followed (its commits refused, the lease lost, and after a rejoin
 under a new id, whose rows are new) gets its row from the node's work loop, which
 then has its readers read on from the store: they miss nothing committed meanwhile.
+Registering a watch marks the run's row, so that a commit already under way either
+notifies or is seen by the read that follows (`_store/_postgres_watch_marks.py`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-_INSERT = (
-    "INSERT INTO watches (run_id, engine) SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING"
-)
-_DELETE = "DELETE FROM watches WHERE run_id = $1 AND engine = $2"
+from .._store._postgres_watch_marks import UNWATCH, WATCH
+
 # Rows of engines that are gone (a crashed engine leaves its own).
 FORGET_GONE = (
     "DELETE FROM watches w WHERE NOT EXISTS (SELECT 1 FROM engines e WHERE e.id = w.engine)"
@@ -56,7 +56,7 @@ class RunWatches:
         self._moved.discard(run_id)
         if run_id in self._rows:
             self._rows.discard(run_id)
-            await self._execute(_DELETE, run_id, self._engine_id())
+            await self._execute(UNWATCH, run_id, self._engine_id())
 
     def moved(self, run_ids: Iterable[str]) -> bool:
         """This engine no longer owns `run_ids`; True if readers follow some of them (then
@@ -84,5 +84,5 @@ class RunWatches:
         return set(runs)
 
     async def _write(self, run_ids: list[str]) -> None:
-        await self._execute(_INSERT, run_ids, self._engine_id())
+        await self._execute(WATCH, run_ids, self._engine_id())
         self._rows.update(run_ids)

@@ -24,6 +24,7 @@ from .._errors import StoreSchemaError
 from . import _postgres_cluster_schema as cluster_schema
 from . import _postgres_hook_locks as hook_locks
 from . import _postgres_schedule_writes as schedule_writes
+from . import _postgres_watch_marks as watch_marks
 
 # pg_advisory_xact_lock key: engines opening one database at once migrate it in turn.
 _MIGRATION_LOCK = 0x6166_6D69_6772  # "afmigr"
@@ -182,7 +183,13 @@ $$;
 """
 
 # Version n is MIGRATIONS[n - 1]. Append; never edit a released one.
-MIGRATIONS: tuple[str, ...] = (_V1, cluster_schema.V2, hook_locks.V3, schedule_writes.V4)
+MIGRATIONS: tuple[str, ...] = (
+    _V1,
+    cluster_schema.V2,
+    hook_locks.V3,
+    schedule_writes.V4,
+    watch_marks.V5,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")

@@ -126,8 +126,8 @@ def _statement(shape: tuple[bool, ...]) -> str:
     notify: list[str] = []
     if fenced:
         ctes.append(
-            f"locked AS MATERIALIZED (SELECT id, owner, epoch FROM runs WHERE id = ANY({fence_[0]})"
-            " ORDER BY id FOR SHARE)"
+            "locked AS MATERIALIZED (SELECT id, owner, epoch, watched FROM runs"
+            f" WHERE id = ANY({fence_[0]}) ORDER BY id FOR SHARE)"
         )
     if fenced or runs:
         ctes.append(f"alive AS MATERIALIZED (SELECT {_ALIVE} AS ok)")
@@ -230,14 +230,15 @@ def _statement(shape: tuple[bool, ...]) -> str:
             f"inbox_taken AS (DELETE FROM inbox WHERE id = ANY({taken_[0]}) AND id IN (SELECT t.id"
             f" FROM unnest({taken_[0]}, {taken_[1]}) AS t(id, run_id) WHERE {kept('t.run_id')}))"
         )
-    ids = ((event_, 1, events), (chunk_, 0, chunks), (update_, 7, updates))
-    touched = [f"w.run_id = ANY({cols[i]})" for cols, i, present in ids if present]
-    if touched:
-        # A payload holds at most 8000 bytes: '*' asks every watcher to look.
+    if fenced:
+        # Every run written here that a reader elsewhere can follow is fenced (the others
+        # are created here), and its mark is read under its row lock: see
+        # `_postgres_watch_marks`. A payload holds at most 8000 bytes: '*' asks every
+        # watcher to look.
         notify.append(
             f"SELECT '{WATCH_CHANNEL}', CASE WHEN length(w) > 7900 THEN '*' ELSE w END"
-            f" FROM (SELECT string_agg(DISTINCT w.run_id, ' ') AS w FROM watches w"
-            f" WHERE {' OR '.join(touched)}) s WHERE w IS NOT NULL"
+            " FROM (SELECT string_agg(l.id, ' ') AS w FROM locked l WHERE l.watched) s"
+            " WHERE w IS NOT NULL"
         )
     except_skipped = " EXCEPT SELECT unnest(skipped)" if fenced else ""
     columns = [

@@ -25,12 +25,19 @@ import asyncpg
 
 from .._errors import StoreWriteError
 from ._base import HookRow, WriteBatch
+from ._postgres_cluster_schema import WATCH_CHANNEL
 from ._postgres_in_doubt import learn_refusals
 from ._postgres_schedule_writes import write_schedules
 from ._postgres_statements import Parts, usual_statements
 
 log = logging.getLogger("actorflow.store")
 
+# The followed runs among $1 (locked by this transaction), for the events it copied.
+_NOTIFY_MARKED = (
+    f"SELECT pg_notify('{WATCH_CHANNEL}', CASE WHEN length(w) > 7900 THEN '*' ELSE w END)"
+    " FROM (SELECT string_agg(id, ' ') AS w FROM runs WHERE id = ANY($1::text[]) AND watched) s"
+    " WHERE w IS NOT NULL"
+)
 _COMMIT = "SELECT * FROM commit_batch(" + ", ".join(f"${i}" for i in range(1, 71)) + ")"
 # Who writes, and at which epochs it owns the runs it writes (see `_cluster`): this
 # engine's id (None: a client) and, for each run the batch writes, the epoch.
@@ -224,6 +231,9 @@ class PostgresTransactions:
                 if (event[0] is None or event[0] not in dropped) and event[1] not in refused
             ]
             await conn.copy_records_to_table("events", records=rows, columns=_EVENT_COLUMNS)
+            if parts.fence[0]:
+                # `commit_batch` notified of its own rows only (see `_postgres_watch_marks`).
+                await conn.execute(_NOTIFY_MARKED, parts.fence[0])
         return found
 
     def _parts(

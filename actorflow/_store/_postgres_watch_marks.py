@@ -1,0 +1,44 @@
+"""Schema version 5 of the PostgreSQL store: a run's row says whether a reader follows it.
+
+An engine whose readers follow a run owned elsewhere writes a `watches` row, then
+reads the run; the owner's commits that touch a watched run notify it. A commit's
+statement sees `watches` as they were when it began, so a watch committed while
+that commit was under way was missed by it, and the reader's read (made before the
+commit's end) missed the commit too: the reader waited for ever (a client's
+`result()` of a run that had finished).
+
+Now a watch also marks its runs' rows (`runs.watched`), taking their row locks in id
+order. A commit holds the rows of the runs it writes `FOR SHARE`, from its fence to
+its end; that lock and the mark's update exclude each other, and a locking read
+returns a row's newest version. So either the mark committed first and the commit
+reads it (and notifies), or the mark waited for the commit to end and the reader,
+which reads after the mark, sees what the commit wrote.
+
+`unwatch` clears the mark when the last watch of a run goes, with the row locked
+first, so that its count of watches sees every watch committed before: a watch
+waiting on that lock marks the row again after it. Watches left by engines that died
+keep their marks (a stale mark only costs a notification nobody hears).
+"""
+
+from __future__ import annotations
+
+V5 = """
+ALTER TABLE runs ADD COLUMN watched BOOLEAN NOT NULL DEFAULT false;
+
+CREATE FUNCTION unwatch(r TEXT, e TEXT) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM runs WHERE id = r FOR NO KEY UPDATE;
+    DELETE FROM watches WHERE run_id = r AND engine = e;
+    UPDATE runs SET watched = false
+    WHERE id = r AND watched AND NOT EXISTS (SELECT 1 FROM watches WHERE run_id = r);
+END
+$$;
+"""
+
+# $1: the runs, $2: the engine.
+WATCH = """
+WITH locked AS (SELECT id FROM runs WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE),
+marked AS (UPDATE runs SET watched = true FROM locked WHERE runs.id = locked.id)
+INSERT INTO watches (run_id, engine) SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING
+"""
+UNWATCH = "SELECT unwatch($1, $2)"
