@@ -234,7 +234,7 @@ class RunDirectory:
     def actor_exited(self, actor: RunState) -> None:
         if self.actors.get(actor.run_id) is actor:
             del self.actors[actor.run_id]
-        if actor.superseded and self.accepting:
+        if actor.superseded and self.accepting and actor.mailbox is not None:
             for message in actor.mailbox.take_all():
                 self.deliver(actor.run_id, message)
 

@@ -65,7 +65,7 @@ class WorkflowDriver(Operations):
                 self.finished = True
                 return False
             if loaded is None:
-                for message in self.mailbox.take_all():
+                for message in self.messages().take_all():
                     reply_to(
                         getattr(message, "reply", None),
                         error=RunNotFoundError(f"no run with id {self.run_id!r}"),

@@ -80,7 +80,9 @@ class RunState(abc.ABC):
         self.loaded = creation is not None
         self.superseded = False
         self.status = STATUS_OF[self.row.status]
-        self.mailbox = Mailbox()
+        # Created with the actor's first message or task (`messages()`): a fresh run whose
+        # steps all end in turns taken in their own tasks never needs one.
+        self.mailbox: Mailbox | None = None
         self.task: asyncio.Task[None] | None = None
         self.finished = False
         self.notified = False
@@ -121,6 +123,13 @@ class RunState(abc.ABC):
         self.inbox: dict[str, deque[bytes]] = {}
         self.acks: dict[int, asyncio.Future[Any]] = {}
         self.children: Children | None = None  # created with the first child
+
+    def messages(self) -> Mailbox:
+        """The mailbox, created on first use."""
+        mailbox = self.mailbox
+        if mailbox is None:
+            mailbox = self.mailbox = Mailbox()
+        return mailbox
 
     # -- the journal -----------------------------------------------------------------------
 

@@ -93,7 +93,7 @@ class RunActor(WorkflowDriver):
 
     def post(self, message: Any) -> None:
         """Queue `message`; the actor's task takes it, started if the actor has none."""
-        self.mailbox.put(message)
+        self.messages().put(message)
         if self.task is None and not self._exited:
             self._start_task()
 
@@ -105,6 +105,7 @@ class RunActor(WorkflowDriver):
             self._exit()
 
     def _start_task(self) -> None:
+        self.messages()  # what the task serves
         task = self.task = named_task(
             self.host.loop, self._main(), f"actor {self.run_id}", ENGINE_CONTEXT
         )
@@ -154,7 +155,7 @@ class RunActor(WorkflowDriver):
         if opening and (not await self._open() or self.superseded):
             return False
         await self.flush()
-        mailbox = queued = self.mailbox
+        mailbox = queued = self.messages()
         while True:
             if not queued:
                 if self.finished:
@@ -201,7 +202,7 @@ class RunActor(WorkflowDriver):
         elif self.task is None:
             self._start_task()
         else:
-            self.mailbox.put(_RESUME)
+            self.messages().put(_RESUME)
 
     def _exit(self) -> None:
         """Stop the run's work and leave the engine's directory (once)."""
@@ -282,9 +283,8 @@ class RunActor(WorkflowDriver):
         in a turn that waits for nothing: `step_finished`, then `_turn`. Only
         what must wait (effects after a commit) needs the actor's task.
         """
-        mailbox = self.mailbox
-        if self._exited or not (self.task is None or mailbox.owner_waiting()):
-            mailbox.put(message)
+        if self._exited or not (self.task is None or self.messages().owner_waiting()):
+            self.messages().put(message)
             return
         try:
             if not self.finished:
@@ -304,7 +304,7 @@ class RunActor(WorkflowDriver):
             if self.task is None:
                 self._start_task()
             else:
-                self.mailbox.put(_RESUME)
+                self.messages().put(_RESUME)
         elif self.task is None and self.status in _EVICTABLE and self._evictable():
             self._start_task()  # to evict the run once it has idled long enough
 
@@ -313,8 +313,8 @@ class RunActor(WorkflowDriver):
         new actor for the run must find it final in the store)."""
         if self.task is None:
             self._exit()
-        elif self.mailbox.owner_waiting():
-            self.mailbox.put(_RESUME)
+        elif self.messages().owner_waiting():
+            self.messages().put(_RESUME)
 
     # -- messages --------------------------------------------------------------------------
 
