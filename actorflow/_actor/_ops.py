@@ -1,7 +1,7 @@
 """The records of a workflow's pending calls: steps, sleeps and event waits.
 
 Plain data the run actor's parts share (`RunState` holds them by seq); no behaviour.
-`StepFinished` is the message a step attempt's task sends back to the actor.
+`StepFinished` is a step attempt's outcome queued for an actor busy in its own task.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ class StepOp:
 
 
 class StepFinished:
-    """Mailbox message: an attempt ended. `data` is the encoded result when `error` is None."""
+    """Mailbox message: an attempt ended (`RunActor.step_ended`'s arguments, queued).
+    `data` is the encoded result when `error` is None."""
 
     __slots__ = ("attempt", "data", "error", "op", "retry_after", "retryable")
 

@@ -30,12 +30,13 @@ from ._mailbox import Mailbox
 if TYPE_CHECKING:
     from .._definitions import WorkflowFunction
     from .._errors import NonDeterminismError
+    from .._models import ErrorInfo
     from .._sandbox import WorkflowLoop
     from .._streams import StreamLedger
     from .._timers import TimerEntry
     from ._children import Children
     from ._host import RunHost
-    from ._ops import SleepOp, StepFinished, StepOp, WaitOp
+    from ._ops import SleepOp, StepOp, WaitOp
 
 # A commit to wait for, and the effects to run once it is done.
 Held = tuple[asyncio.Future[None], list[Callable[[], None]]]
@@ -202,8 +203,16 @@ class RunState(abc.ABC):
     # -- the upward calls (see the module docstring) ----------------------------------------
 
     @abc.abstractmethod
-    def step_ended(self, message: StepFinished) -> None:
-        """Take a step attempt's outcome (the turn loop, `RunActor`)."""
+    def step_ended(
+        self,
+        op: StepOp,
+        attempt: int,
+        data: bytes | None,
+        error: ErrorInfo | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        """Take a step attempt's outcome, `StepFinished`'s fields (the turn loop, `RunActor`)."""
 
     @abc.abstractmethod
     def after_workflow_ran(self) -> None:

@@ -51,7 +51,7 @@ from .._models import ErrorInfo, RunStatus, to_datetime
 from .._store import WriteBatch
 from ._control import handle_control
 from ._driver import WorkflowDriver
-from ._ops import StepFinished
+from ._ops import StepFinished, StepOp
 from ._state import Held
 
 log = logging.getLogger("actorflow.actor")
@@ -178,7 +178,10 @@ class RunActor(WorkflowDriver):
             for message in mailbox.take_all():
                 if type(message) is StepFinished:  # most messages: first, and inline
                     if not self.finished:
-                        self.step_finished(message)
+                        m = message
+                        self.step_finished(
+                            m.op, m.attempt, m.data, m.error, m.retryable, m.retry_after
+                        )
                 elif isinstance(message, Control):
                     await handle_control(self, message)
                     self.took(message)
@@ -276,19 +279,28 @@ class RunActor(WorkflowDriver):
         effects, self._effects = self._effects or [], None
         return commit, effects
 
-    def step_ended(self, message: StepFinished) -> None:
+    def step_ended(
+        self,
+        op: StepOp,
+        attempt: int,
+        data: bytes | None,
+        error: ErrorInfo | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         """Take a step's outcome; called in the step's task, as its last act.
 
         An idle actor (no task, or its task waiting for messages) takes it here,
         in a turn that waits for nothing: `step_finished`, then `_turn`. Only
-        what must wait (effects after a commit) needs the actor's task.
+        what must wait (effects after a commit) needs the actor's task, and only
+        then is the outcome made a message (`StepFinished`).
         """
         if self._exited or not (self.task is None or self.messages().owner_waiting()):
-            self.messages().put(message)
+            self.messages().put(StepFinished(op, attempt, data, error, retryable, retry_after))
             return
         try:
             if not self.finished:
-                self.step_finished(message)
+                self.step_finished(op, attempt, data, error, retryable, retry_after)
             held = self._turn()
         except Exception as exc:
             self._crashed_inline(exc)
