@@ -126,7 +126,10 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
 
     def pending_tasks(self) -> list[asyncio.Task[Any]]:
         """The workflow's unfinished tasks (`asyncio.all_tasks` scans every task of the process)."""
-        return [t for t in (self._root, *(self._tasks or ())) if t is not None and not t.done()]
+        root, tasks = self._root, self._tasks
+        if tasks is None:  # the root task alone, as in most workflows
+            return [] if root is None or root.done() else [root]
+        return [t for t in (root, *tasks) if t is not None and not t.done()]
 
     def release_tasks(self) -> None:
         """Let reference counting free the finished tasks (see `release_task`)."""

@@ -87,7 +87,8 @@ class Operations(StepScheduler):
             task.cancel()
         # Futures no task waits on any longer (a step's, left by a `gather` that failed)
         # are cancelled too: their callbacks would hold them in a cycle.
-        waiting = [f for f in self._operation_futures() if not f.done()]
+        futures = self._operation_futures()
+        waiting = [f for f in futures if not f.done()] if futures else futures
         for future in waiting:
             future.cancel()
         if pending or waiting:  # a run that returned usually has neither
