@@ -12,7 +12,6 @@ after its first batch, so the restart meets a run deleted in part."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from typing import Any
 
 import pytest
@@ -21,47 +20,11 @@ import actorflow as af
 from tests.conftest import eventually
 from tests.databases import PostgresDatabase
 from tests.test_cluster_races import held, waiting_on_run_row
-from tests.test_purge_restart import Gate, _wrap
+from tests.test_purge_restart import Gate, _counts, _later, _wrap, doubles, streams
 
 pytestmark = pytest.mark.postgres
 
 CHUNKS = 2500  # three purge batches of at most 1,000 chunks
-
-
-@af.step(name="tests.cluster.purge_races.chunks")
-async def write_chunks(n: int) -> int:
-    writer = af.get_writable()
-    for i in range(n):
-        await writer.write(i)
-    await writer.close()
-    return n
-
-
-@af.workflow(name="tests.cluster.purge_races.streams")
-async def streams(n: int) -> int:
-    return await write_chunks(n)
-
-
-@af.step(name="tests.cluster.purge_races.double")
-async def double(x: int) -> int:
-    return 2 * x
-
-
-@af.workflow(name="tests.cluster.purge_races.doubles")
-async def doubles(x: int) -> int:
-    return await double(x)
-
-
-def _later() -> dt.datetime:
-    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
-
-
-def _rows(db: PostgresDatabase, run_id: str) -> tuple[int, int, int]:
-    """The run's rows: (runs, events, chunks)."""
-    return tuple(  # type: ignore[return-value]
-        db.query(f"SELECT count(*) FROM {table} WHERE {key} = ?", (run_id,))[0][0]
-        for table, key in (("runs", "id"), ("events", "run_id"), ("chunks", "run_id"))
-    )
 
 
 def _log(db: PostgresDatabase, run_id: str) -> list[tuple[Any, ...]]:
@@ -118,7 +81,7 @@ async def test_a_purge_that_takes_the_run_first_wins(pg_url: str, restarter_exec
         await asyncio.wait_for(gate.reached.wait(), 10)
         with pytest.raises(af.InvalidStateError, match="being purged"):
             await asyncio.wait_for(restart, 10)
-        runs, events, chunks = _rows(db, run.id)
+        runs, events, chunks = _counts(db, run.id)
         assert runs == 1 and events == 0 and 0 < chunks < CHUNKS  # deleted in part
         assert db.query("SELECT status, generation FROM runs WHERE id = ?", (run.id,)) == [
             ("completed", 0)
@@ -127,7 +90,7 @@ async def test_a_purge_that_takes_the_run_first_wins(pg_url: str, restarter_exec
             await restarter.get_run(run.id).restart()  # and so until it is gone
         gate.release()
         assert await asyncio.wait_for(purge, 30) == 1
-        assert whole and _rows(db, run.id) == (0, 0, 0)
+        assert whole and _counts(db, run.id) == (0, 0, 0)
         with pytest.raises(af.RunNotFoundError):
             await restarter.get_run(run.id).restart()
 
@@ -194,4 +157,4 @@ async def test_a_purge_beginning_after_an_engine_took_the_run_refuses_its_restar
         ]
         gate.release()
         assert await asyncio.wait_for(purge, 30) == 1
-        assert _rows(db, run.id) == (0, 0, 0)
+        assert _counts(db, run.id) == (0, 0, 0)
