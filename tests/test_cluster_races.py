@@ -230,27 +230,48 @@ async def awaits_go() -> object:
     return await af.wait_for_event("go")
 
 
+@af.workflow(name="tests.cluster.races.awaits_go_then_a_hook")
+async def awaits_go_then_a_hook(token: str) -> object:
+    got = await af.wait_for_event("go")
+    return [got, await af.create_hook(token)]
+
+
 def waiting_on_run_row(db: PostgresDatabase) -> int:
     """How many backends wait for a row lock (the test's transaction holds one run's)."""
     found = db.query("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
     return int(found[0][0])
 
 
+def writer_statement(db: PostgresDatabase, engine: af.Engine) -> str:
+    store = engine.store
+    assert isinstance(store, PostgresStore)
+    found = db.query(
+        "SELECT query FROM pg_stat_activity WHERE pid = ?", (store.transactions.server_pid(),)
+    )
+    return str(found[0][0])
+
+
+@pytest.mark.parametrize("path", ["one statement", "commit_batch"])
 async def test_a_reader_that_registers_while_the_owner_commits_misses_nothing(
-    pg_url: str,
+    pg_url: str, path: str
 ) -> None:
     """A client begins to follow a run while its owner's commit to it is under way: that
     commit's statement took its snapshot before the client's watch committed, so it
     cannot see the watch. Then the client's read after registering must see the commit
     (the watch waited for it), or the commit must notify (it saw the watch's mark on the
     run's row). Forced: the test holds the run's row until the commit waits on it, and
-    until the watch has committed or waits too."""
+    until the watch has committed or waits too. A commit that takes a hook token goes
+    through `commit_batch`, the others through one statement of their parts."""
     db = PostgresDatabase(pg_url)
+    workflows = [awaits_go, awaits_go_then_a_hook]
     async with (
-        af.Engine(pg_url, workflows=[awaits_go], lease_timeout=5) as owner,
-        af.Engine(pg_url, workflows=[awaits_go], execute=False) as client,
+        af.Engine(pg_url, workflows=workflows, lease_timeout=5) as owner,
+        af.Engine(pg_url, workflows=workflows, execute=False) as client,
     ):
-        run = await owner.start(awaits_go)
+        if path == "one statement":
+            run = await owner.start(awaits_go)
+        else:
+            run = await owner.start(awaits_go_then_a_hook, "t-" + path)
         await wait_for_status(run, af.RunStatus.WAITING, timeout=10)
         node = client._runs.cluster
         assert node is not None
@@ -258,34 +279,36 @@ async def test_a_reader_that_registers_while_the_owner_commits_misses_nothing(
         dsn, schema = split_url(pg_url)
         listener = await asyncpg.connect(dsn, server_settings={"search_path": schema})
         await listener.add_listener("actorflow_watch", lambda *a: notified.append(str(a[3])))
+        received = "SELECT count(*) FROM events WHERE run_id = ? AND kind = 'event_received'"
         try:
             async with held(pg_url, f"SELECT 1 FROM runs WHERE id = '{run.id}' FOR UPDATE"):
                 # Sent from the owner: its commit (which send_event awaits) journals it.
                 sending = asyncio.create_task(owner.send_event(run.id, "go", "went"))
                 await eventually(lambda: writers_waiting(db, owner) == 1, timeout=10)
+                function = "commit_batch(" in writer_statement(db, owner)
+                assert function == (path == "commit_batch")
                 watching = asyncio.create_task(node.watches.watch(run.id))
                 await eventually(lambda: watching.done() or waiting_on_run_row(db) == 2, timeout=10)
-                if watching.done():
-                    # Registered while the commit waits: what a reader reads now.
-                    seen = db.query("SELECT status FROM runs WHERE id = ?", (run.id,))
-                else:
-                    seen = []
+                # Registered while the commit waits: what a reader reads now.
+                seen = db.query(received, (run.id,)) if watching.done() else []
             await asyncio.wait_for(watching, 10)
             await asyncio.wait_for(sending, 10)
             if not seen:
-                seen = db.query("SELECT status FROM runs WHERE id = ?", (run.id,))
-            await eventually(
-                lambda: (
-                    db.query("SELECT status FROM runs WHERE id = ?", (run.id,)) == [("completed",)]
-                ),
-                timeout=10,
-            )
+                seen = db.query(received, (run.id,))
             # The listener hears what the commit sent (delivered before its own queries).
             await listener.fetchval("SELECT 1")
-            assert seen == [("completed",)] or any(run.id in n.split() for n in notified)
-            assert await asyncio.wait_for(client.get_run(run.id).result(), 10) == "went"
+            assert seen == [(1,)] or any(run.id in n.split() for n in notified)
         finally:
             await listener.close()
+        if path == "one statement":
+            assert await asyncio.wait_for(client.get_run(run.id).result(), 10) == "went"
+        else:
+            await eventually(lambda: db.query("SELECT run_id FROM hooks"), timeout=10)
+            await owner.resume_hook("t-" + path, "hooked")
+            assert await asyncio.wait_for(client.get_run(run.id).result(), 10) == [
+                "went",
+                "hooked",
+            ]
         assert db.query("SELECT watched FROM runs WHERE id = ?", (run.id,)) == [(True,)]
         await node.watches.unwatch(run.id)
         assert db.query("SELECT count(*) FROM watches") == [(0,)]

@@ -84,5 +84,6 @@ class RunWatches:
         return set(runs)
 
     async def _write(self, run_ids: list[str]) -> None:
-        await self._execute(WATCH, run_ids, self._engine_id())
-        self._rows.update(run_ids)
+        for run_id in run_ids:
+            await self._execute(WATCH, run_id, self._engine_id())
+            self._rows.add(run_id)

@@ -7,12 +7,12 @@ that commit was under way was missed by it, and the reader's read (made before t
 commit's end) missed the commit too: the reader waited for ever (a client's
 `result()` of a run that had finished).
 
-Now a watch also marks its runs' rows (`runs.watched`), taking their row locks in id
-order. A commit holds the rows of the runs it writes `FOR SHARE`, from its fence to
-its end; that lock and the mark's update exclude each other, and a locking read
-returns a row's newest version. So either the mark committed first and the commit
-reads it (and notifies), or the mark waited for the commit to end and the reader,
-which reads after the mark, sees what the commit wrote.
+Now a watch also marks its run's row (`runs.watched`), under the row's lock. A commit
+holds the rows of the runs it writes `FOR SHARE`, from its fence to its end; that lock
+and the mark's update exclude each other, and a locking read returns a row's newest
+version. So either the mark committed first and the commit reads it (and notifies), or
+the mark waited for the commit to end and the reader, which reads after the mark, sees
+what the commit wrote.
 
 `unwatch` clears the mark when the last watch of a run goes, with the row locked
 first, so that its count of watches sees every watch committed before: a watch
@@ -35,10 +35,10 @@ END
 $$;
 """
 
-# $1: the runs, $2: the engine.
+# $1: the run, $2: the engine. One run per statement: a statement holding one row lock
+# while it waits for another could deadlock with a commit.
 WATCH = """
-WITH locked AS (SELECT id FROM runs WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE),
-marked AS (UPDATE runs SET watched = true FROM locked WHERE runs.id = locked.id)
-INSERT INTO watches (run_id, engine) SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING
+WITH marked AS (UPDATE runs SET watched = true WHERE id = $1)
+INSERT INTO watches (run_id, engine) VALUES ($1, $2) ON CONFLICT DO NOTHING
 """
 UNWATCH = "SELECT unwatch($1, $2)"
