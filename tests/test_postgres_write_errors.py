@@ -2,7 +2,9 @@
 `InterfaceError` for both (a closed connection; a statement given the wrong number of
 arguments, an operation while another is in progress). Only the first is for
 reconnecting; the second fails the batch at once, as any failed commit (README, "Failed
-writes"), instead of reconnecting and writing it again forever."""
+writes"), instead of reconnecting and writing it again forever. Likewise for its
+`InternalClientError`, raised both for a connection the server ended mid-operation
+(before asyncpg has seen it close) and for a fault of its own on one that works."""
 
 from __future__ import annotations
 
@@ -165,3 +167,36 @@ async def test_an_internal_error_on_a_connection_the_server_ended_is_a_lost_one(
         assert transactions.reconnects == 2
         assert await run.result(timeout=10) == 42
         assert db.query("SELECT count(*) FROM runs WHERE id = 'in-doubt'") == [(1,)]
+
+
+async def test_a_commit_whose_connection_the_server_ended_mid_operation_is_written_again(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same internal error raised by the commit itself: the writer reconnects, finds
+    the batch not committed, and writes it again."""
+    db = PostgresDatabase(pg_url)
+    async with af.Engine(pg_url, workflows=[doubles]) as engine:
+        store = engine.store
+        assert isinstance(store, PostgresStore)
+        transactions = store.transactions
+        send = transactions._send
+        closed: list[bool] = []
+
+        async def ended_meanwhile(conn: asyncpg.Connection, *args: Any) -> Any:
+            if not closed:
+                _end_writer_connection(db, store)
+                closed.append(conn.is_closed())
+                raise asyncpg.InternalClientError("the connection ended mid-operation")
+            return await send(conn, *args)
+
+        monkeypatch.setattr(transactions, "_send", ended_meanwhile)
+        async with asyncio.timeout(20):
+            run = await engine.start(doubles, 21, id="written-again")
+        monkeypatch.undo()
+
+        assert closed == [False]
+        assert transactions.reconnects == 1
+        assert await run.result(timeout=10) == 42
+        assert db.query(
+            "SELECT count(*) FROM events WHERE run_id = 'written-again' AND kind = 'run_created'"
+        ) == [(1,)]

@@ -9,7 +9,8 @@ chunk rows (each has a unique key) being there means all of it is. A batch that 
 commit is a success; one that did not is written again. Only a server that stays
 away longer fails the batch, which the engine then handles as any failed commit
 (README, "Failed writes"), as it does any other error at once: the server refusing the
-rows, or asyncpg a call it cannot make (`connection_lost`). Batches appended meanwhile
+rows, or asyncpg a call it cannot make (`connection_lost`) or a fault of its own on a
+connection that still answers (`_internal_error_lost`). Batches appended meanwhile
 wait in the open batch.
 """
 
@@ -182,7 +183,7 @@ class PostgresTransactions:
                 taken, refused, hook_tokens, hook_holders = found[:4]
             except Exception as exc:
                 # Anything else fails the batch (the group commit's failed writes).
-                if not connection_lost(exc, conn):
+                if not (connection_lost(exc, conn) or await _internal_error_lost(exc, conn)):
                     raise
                 log.warning("the writer's connection was lost (%r); reconnecting", exc)
                 self._conn = None
