@@ -75,6 +75,22 @@ def connection_lost(exc: BaseException, conn: _Connection) -> bool:
 _EVENT_COLUMNS = ("run_id", "idx", "generation", "kind", "seq", "name", "data", "at")
 _FIRST_RECONNECT_DELAY = 0.05
 _MAX_RECONNECT_DELAY = 1.0
+_PROBE_TIMEOUT = 5.0  # seconds a connection that works takes to answer `SELECT 1`
+
+
+async def _internal_error_lost(exc: BaseException, conn: asyncpg.Connection) -> bool:
+    """Whether `exc`, an asyncpg internal error raised by a call on `conn` (not closed),
+    means the connection is gone. asyncpg raises `InternalClientError` for a connection
+    the server ended mid-operation, before it has seen the connection close, and for a
+    fault of its own on a connection that works: a probe tells them apart."""
+    if not isinstance(exc, asyncpg.InternalClientError):
+        return False
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT):
+            await conn.fetchval("SELECT 1")
+    except (*CONNECTION_ERRORS, asyncpg.InternalClientError):
+        return True
+    return False
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Any]]:
@@ -307,13 +323,14 @@ class PostgresTransactions:
     ) -> tuple[asyncpg.Connection, bool]:
         """A new connection, and whether `batch` committed before the last one was lost;
         asked again on another connection if this one is lost too (asyncpg may report
-        that as an internal error: a connection left mid-operation)."""
+        that as an internal error: a connection left mid-operation). Raises what asking
+        raised on a connection that still answers (asked again, it would fail again)."""
         while True:
             conn = await self._reconnect(batch, cause)
             try:
                 return conn, await self._committed(conn, batch)
             except Exception as exc:
-                if not (isinstance(exc, asyncpg.InternalClientError) or connection_lost(exc, conn)):
+                if not (connection_lost(exc, conn) or await _internal_error_lost(exc, conn)):
                     raise
                 log.warning("the writer's connection was lost again (%r)", exc)
                 self._conn = None
