@@ -21,6 +21,7 @@ from ._errors import (
     InvalidStateError,
     RunAlreadyExistsError,
     RunNotFoundError,
+    StoreWriteError,
 )
 from ._ids import HOOK_PREFIX, check_event_type, check_name
 from ._log import FINAL_KINDS, fold_steps, to_run_event, to_run_info
@@ -237,6 +238,7 @@ class LocalRunClient:
         """Send a pause/resume/terminate/restart to the run and wait until it is committed."""
         self._check_open()
         cluster = self._runs.cluster
+        taken = False  # a finished run this engine took from the database to restart
         if cluster is not None and not cluster.owns(run_id):
             row = await self.stored_run(run_id)
             # A finished run has no owner to ask: this engine answers as its actor would,
@@ -249,7 +251,7 @@ class LocalRunClient:
                 if action != "restart":
                     raise InvalidStateError(f"cannot {action} run {run_id!r}: it is {row.status}")
                 if cluster.execute:
-                    await cluster.take_finished(run_id)
+                    taken = await cluster.take_finished(run_id) is not None
                 else:
                     log = await self._runs.store.load_events(run_id)
                     entries = restart_entries(run_id, log, row.generation, from_step)
@@ -259,7 +261,16 @@ class LocalRunClient:
         with purging.restarting(run_id) if action == "restart" else contextlib.nullcontext():
             reply: asyncio.Future[None] = self._runs.loop.create_future()
             self._runs.deliver(run_id, Control(action, reply, from_step))
-            await reply
+            try:
+                await reply
+            except StoreWriteError:
+                if taken:
+                    # The fence refused the restart: a purge on another engine began
+                    # deleting the run after this engine took it (its log is no longer
+                    # whole). Say so, rather than that another engine owns the run.
+                    assert cluster is not None
+                    await cluster.check_not_purged(run_id)
+                raise
 
     async def resume_hook(self, token: str, payload: Any = None) -> None:
         """Send `payload` to the run holding hook `token` (on this engine or another);

@@ -68,6 +68,18 @@ async def cli_gate() -> str:
     return "through"
 
 
+@af.workflow
+async def cli_chatter() -> int:
+    """Writes two chunks, waits for "more", writes a third and closes its stream."""
+    writer = af.get_writable()
+    await writer.write({"i": 0})
+    await writer.write(b"raw-1")
+    await af.wait_for_event("more")
+    await writer.write({"i": 2})
+    await writer.close()
+    return 3
+
+
 @dataclasses.dataclass
 class Line:
     sku: str

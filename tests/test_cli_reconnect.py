@@ -1,9 +1,10 @@
-"""Following a run (`runs start --follow`, `runs events --follow`) across a restart of
-`actorflow serve` on the same port and database: the command reconnects and shows
-every event once, none twice and none missed."""
+"""Following a run (`runs start --follow`, `runs events --follow`, `runs stream`) across a
+restart of `actorflow serve` on the same port and database: the command reconnects and
+shows every event (or chunk) once, none twice and none missed."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -52,3 +53,25 @@ def test_follow_reconnects_across_a_server_restart(tmp_path: Path) -> None:
     assert recorded[-1]["kind"] == "run_completed"
     assert [*events, *events_after] == recorded  # each event once, in order
     assert [*followed_before, *lines(followed_rest)] == recorded
+
+
+def test_a_stream_is_followed_across_a_server_restart(tmp_path: Path) -> None:
+    """The server marks a stream's end (`event: end`): a response that ends without it
+    (the server stopping) is reconnected to, from the chunk after the last one shown."""
+    db = f"sqlite:///{tmp_path / 'streamed.db'}"
+    port = free_port()
+    with serving(db, port=port) as url:
+        ok(cli("runs", "start", "cli_chatter", "--id", "ch-r", url=url))
+        reader = cli_process("runs", "stream", "ch-r", "--json", url=url)
+        assert reader.stdout is not None
+        before = [orjson.loads(reader.stdout.readline()) for _ in range(2)]
+    assert reader.poll() is None  # the server is gone: it keeps trying to reconnect
+    with serving(db, port=port) as url:
+        ok(cli("runs", "send-event", "ch-r", "more", "null", url=url))
+        rest, errors = reader.communicate(timeout=120)
+        assert reader.returncode == 0, errors
+    assert [*before, *lines(rest)] == [
+        {"index": 0, "data": {"i": 0}},
+        {"index": 1, "data": base64.b64encode(b"raw-1").decode(), "encoding": "base64"},
+        {"index": 2, "data": {"i": 2}},
+    ]

@@ -48,17 +48,18 @@ async def test_stream_json_and_bytes_chunks_with_resume(engine: af.Engine) -> No
     await eventually(lambda: len(ids(client.messages)) == 4)
     await run.send_event("done")
     await asyncio.wait_for(reading, 5)
-    messages = client.messages
+    *messages, end = client.messages
+    assert end == {"event": "end"}  # the stream's end: it closed
     assert ids(messages) == [0, 1, 2, 3]
     assert [m["data"] for m in messages if "event" not in m] == [{"i": 0}, {"i": 1}, {"i": 3}]
     [raw] = [m for m in messages if m.get("event") == "bytes"]
     assert raw["id"] == 2 and base64.b64decode(raw["data"]) == b"raw-2"
     resumed = await SSEClient(f"/v1/runs/{run.id}/stream", [("Last-Event-ID", "1")]).call(app)
-    assert ids(resumed.messages) == [2, 3]
+    assert ids(resumed.messages) == [2, 3] and resumed.messages[-1] == {"event": "end"}
     last = await SSEClient(f"/v1/runs/{run.id}/stream?start=-1").call(app)
     assert ids(last.messages) == [3]
     other = await SSEClient(f"/v1/runs/{run.id}/stream?namespace=other").call(app)
-    assert other.status == 200 and other.messages == []  # the run has ended
+    assert other.status == 200 and other.messages == [{"event": "end"}]  # the run has ended
 
 
 async def test_heartbeat_comments_while_nothing_happens(engine: af.Engine) -> None:

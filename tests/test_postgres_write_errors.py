@@ -2,7 +2,9 @@
 `InterfaceError` for both (a closed connection; a statement given the wrong number of
 arguments, an operation while another is in progress). Only the first is for
 reconnecting; the second fails the batch at once, as any failed commit (README, "Failed
-writes"), instead of reconnecting and writing it again forever."""
+writes"), instead of reconnecting and writing it again forever. Likewise for its
+`InternalClientError`, raised both for a connection the server ended mid-operation
+(before asyncpg has seen it close) and for a fault of its own on one that works."""
 
 from __future__ import annotations
 
@@ -93,3 +95,108 @@ async def test_interface_errors_are_a_lost_connection_only_on_a_closed_one(pg_ur
     with pytest.raises(asyncpg.InterfaceError, match="closed") as closed:
         await conn.fetchval("SELECT 1")
     assert connection_lost(closed.value, conn)
+
+
+def _end_writer_connection(db: PostgresDatabase, store: PostgresStore) -> None:
+    """End the server's side of the writer's connection, and wait until it is gone (a
+    blocking call: the loop does not see the connection close meanwhile)."""
+    pid = store.transactions.server_pid()
+    assert db.query("SELECT pg_terminate_backend(?, 10000)", (pid,)) == [(True,)]
+
+
+async def test_an_internal_error_on_a_connection_that_answers_fails_the_batch(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer lost its connection mid-commit and asks, on a new one, whether the
+    batch committed; asyncpg raises `InternalClientError` there (a fault of its own,
+    injected here) on a connection that still answers: the batch fails (asked again, it
+    would fail again, for ever), and the writer carries on with that connection."""
+    db = PostgresDatabase(pg_url)
+    async with af.Engine(pg_url, workflows=[doubles]) as engine:
+        store = engine.store
+        assert isinstance(store, PostgresStore)
+        transactions = store.transactions
+        asked: list[asyncpg.Connection] = []
+
+        async def faulty(conn: asyncpg.Connection, batch: Any) -> bool:
+            asked.append(conn)
+            raise asyncpg.InternalClientError("a fault of asyncpg's own")
+
+        monkeypatch.setattr(transactions, "_committed", faulty)
+        _end_writer_connection(db, store)
+        async with asyncio.timeout(20):
+            with pytest.raises(af.StoreWriteError, match="InternalClientError"):
+                await engine.start(doubles, 1, id="in-doubt")
+        monkeypatch.undo()
+
+        assert len(asked) == 1 and not asked[0].is_closed()
+        assert transactions.reconnects == 1
+        run = await engine.start(doubles, 21)
+        assert await run.result(timeout=10) == 42
+        assert transactions.reconnects == 1  # on the connection the error came from
+
+
+async def test_an_internal_error_on_a_connection_the_server_ended_is_a_lost_one(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg reports a connection the server ended mid-operation as an internal error,
+    before the connection says it is closed: the writer asks again on a new one."""
+    db = PostgresDatabase(pg_url)
+    async with af.Engine(pg_url, workflows=[doubles]) as engine:
+        store = engine.store
+        assert isinstance(store, PostgresStore)
+        transactions = store.transactions
+        committed = transactions._committed
+        asked: list[bool] = []
+
+        async def ended_meanwhile(conn: asyncpg.Connection, batch: Any) -> bool:
+            if not asked:
+                _end_writer_connection(db, store)
+                asked.append(conn.is_closed())
+                raise asyncpg.InternalClientError("the connection ended mid-operation")
+            asked.append(conn.is_closed())
+            return await committed(conn, batch)
+
+        monkeypatch.setattr(transactions, "_committed", ended_meanwhile)
+        _end_writer_connection(db, store)
+        async with asyncio.timeout(20):
+            run = await engine.start(doubles, 21, id="in-doubt")
+        monkeypatch.undo()
+
+        assert asked == [False, False]  # not yet seen closed; asked again on another
+        assert transactions.reconnects == 2
+        assert await run.result(timeout=10) == 42
+        assert db.query("SELECT count(*) FROM runs WHERE id = 'in-doubt'") == [(1,)]
+
+
+async def test_a_commit_whose_connection_the_server_ended_mid_operation_is_written_again(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same internal error raised by the commit itself: the writer reconnects, finds
+    the batch not committed, and writes it again."""
+    db = PostgresDatabase(pg_url)
+    async with af.Engine(pg_url, workflows=[doubles]) as engine:
+        store = engine.store
+        assert isinstance(store, PostgresStore)
+        transactions = store.transactions
+        send = transactions._send
+        closed: list[bool] = []
+
+        async def ended_meanwhile(conn: asyncpg.Connection, *args: Any) -> Any:
+            if not closed:
+                _end_writer_connection(db, store)
+                closed.append(conn.is_closed())
+                raise asyncpg.InternalClientError("the connection ended mid-operation")
+            return await send(conn, *args)
+
+        monkeypatch.setattr(transactions, "_send", ended_meanwhile)
+        async with asyncio.timeout(20):
+            run = await engine.start(doubles, 21, id="written-again")
+        monkeypatch.undo()
+
+        assert closed == [False]
+        assert transactions.reconnects == 1
+        assert await run.result(timeout=10) == 42
+        assert db.query(
+            "SELECT count(*) FROM events WHERE run_id = 'written-again' AND kind = 'run_created'"
+        ) == [(1,)]

@@ -243,18 +243,28 @@ class ClusterNode:
         return lost
 
     async def take_finished(self, run_id: str) -> int | None:
-        """Own a finished run (to restart it); its new epoch, or None if it is not final."""
+        """Own a finished run (to restart it); its new epoch, or None if it is not final.
+        Raises `RunNotFoundError` if it was purged, `InvalidStateError` if a purge is
+        deleting it (`runs.purging`: the update waits for a purge's batch holding the row
+        and checks the row it left)."""
         epoch = await self._fetchval(
             "UPDATE runs SET owner = $1, epoch = epoch + 1 WHERE id = $2"
-            " AND status = ANY($3::text[]) RETURNING epoch",
+            " AND status = ANY($3::text[]) AND NOT purging RETURNING epoch",
             self.engine_id,
             run_id,
             list(FINAL),
         )
         if epoch is None:
+            await self.check_not_purged(run_id)
             return None
         self.owned[run_id] = int(epoch)
         return int(epoch)
+
+    async def check_not_purged(self, run_id: str) -> None:
+        """Raise `RunNotFoundError` if run `run_id` was purged, `InvalidStateError` if a
+        purge is deleting it (both last: a purge's mark stays until the row goes)."""
+        purging = await self._fetchval("SELECT purging FROM runs WHERE id = $1", run_id)
+        _restart.check_not_purged(run_id, purging)
 
     async def restart_finished(self, run_id: str, generation: int, entries: list[EventRow]) -> bool:
         """Record the restart `entries` of a finished run (see `_restart`) and queue it for

@@ -8,6 +8,8 @@ claimers: an executing engine claims it as any queued run and rehydrates it from
 that log, as after a crash just past the restart's commit. The run's row is locked
 and must still be final at the generation the record was made from: a restart
 committed meanwhile by another engine wins (the caller then routes this one to it).
+A run a purge has begun to delete (`runs.purging`, see `_store/_postgres_purge.py`)
+or deleted is not restarted: its log is no longer whole.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .. import _log as L
-from .._errors import InvalidStateError
+from .._errors import InvalidStateError, RunNotFoundError
 from .._models import FINAL, RunStatus
 from .._store import EventRow
 from .._store._postgres_cluster_schema import CLAIM_CHANNEL
@@ -24,7 +26,7 @@ from .._store._postgres_cluster_schema import CLAIM_CHANNEL
 if TYPE_CHECKING:
     import asyncpg
 
-_LOCK = "SELECT status, generation FROM runs WHERE id = $1 FOR UPDATE"
+_LOCK = "SELECT status, generation, purging FROM runs WHERE id = $1 FOR UPDATE"
 _INSERT_EVENTS = """
 INSERT INTO events (run_id, idx, generation, kind, seq, name, data, at)
 SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::int[], $6::text[],
@@ -35,6 +37,15 @@ UPDATE runs SET status = $2, generation = $3, result = NULL, error = NULL, start
     completed_at = NULL, wake_at = NULL, owner = NULL, epoch = epoch + 1
 WHERE id = $1
 """
+
+
+def check_not_purged(run_id: str, purging: bool | None) -> None:
+    """Raise if the `purging` column of run `run_id`'s row (None: no row) says a purge
+    deleted the run (`RunNotFoundError`) or is deleting it (`InvalidStateError`)."""
+    if purging is None:
+        raise RunNotFoundError(f"no run with id {run_id!r}")
+    if purging:
+        raise InvalidStateError(f"cannot restart run {run_id!r}: it is being purged")
 
 
 def restart_entries(
@@ -63,9 +74,11 @@ async def record_restart(
 ) -> bool:
     """Commit the restart `entries` of run `run_id` (final, at `generation`) and queue it
     for the executing engines; False (nothing written) if the run is no longer final at
-    that generation."""
+    that generation. Raises `RunNotFoundError` if it was purged, `InvalidStateError` if a
+    purge is deleting it."""
     async with conn.transaction():
         found = await conn.fetchrow(_LOCK, run_id)
+        check_not_purged(run_id, None if found is None else found["purging"])
         if found is None or found["status"] not in FINAL or found["generation"] != generation:
             return False
         await conn.execute(_INSERT_EVENTS, *[list(c) for c in zip(*entries, strict=True)])

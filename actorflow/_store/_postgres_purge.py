@@ -7,6 +7,16 @@ delete takes no lock a commit needs but the rows it deletes, and the chosen runs
 finished ones the engine no longer writes. They are chosen and locked (`FOR UPDATE`) in
 the same transaction, so a run that changed meanwhile (restarted, say) is either
 waited for and checked again by PostgreSQL, or kept.
+
+A large run is deleted over several transactions, and engines other than the one
+purging it may restart it meanwhile (`RunsBeingPurged` is one engine's): restarted
+after a partial delete, the run would continue a partial log. So the batch that leaves
+a run deleted in part marks its row (`runs.purging`, schema version 6) and raises its
+epoch, under the row lock it holds. A restart locks the row and refuses a marked one
+(`_cluster/_restart.py`, `ClusterNode.take_finished`); a restart under way on an owner
+that took the run before the mark has its commit refused by the fence (the epoch is no
+longer the one it owns the run at). The mark stays until the run's row goes, whichever
+engine's purge finishes it (a purge that stopped half-way is finished by the next one).
 """
 
 from __future__ import annotations
@@ -19,6 +29,8 @@ from asyncpg.pool import PoolConnectionProxy
 from .._models import UNFINISHED
 from ._purge import ROWS_PER_BATCH, RUNS_PER_BATCH
 from ._purge_filter import PurgeClaim, PurgedBatch, PurgeFilter
+
+V6 = "ALTER TABLE runs ADD COLUMN purging BOOLEAN NOT NULL DEFAULT false;"
 
 
 def _selection(which: PurgeFilter) -> tuple[str, list[Any]]:
@@ -81,5 +93,12 @@ async def purge_batch(
             f"DELETE FROM hooks WHERE run_id IN (SELECT id FROM runs WHERE {emptied})", ids
         )
         runs = _count(await conn.execute(f"DELETE FROM runs WHERE {emptied}", ids))
-        partial = [r[0] for r in await conn.fetch("SELECT id FROM runs WHERE id = ANY($1)", ids)]
+        partial = [
+            r[0]
+            for r in await conn.fetch(
+                "UPDATE runs SET purging = true, epoch = epoch + CASE WHEN purging THEN 0 ELSE 1"
+                " END WHERE id = ANY($1::text[]) RETURNING id",
+                ids,
+            )
+        ]
     return PurgedBatch(runs, rows + runs, partial)

@@ -23,6 +23,7 @@ import asyncpg
 from .._errors import StoreSchemaError
 from . import _postgres_cluster_schema as cluster_schema
 from . import _postgres_hook_locks as hook_locks
+from . import _postgres_purge as purge
 from . import _postgres_schedule_writes as schedule_writes
 from . import _postgres_watch_marks as watch_marks
 
@@ -189,6 +190,7 @@ MIGRATIONS: tuple[str, ...] = (
     hook_locks.V3,
     schedule_writes.V4,
     watch_marks.V5,
+    purge.V6,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -9,7 +9,8 @@ chunk rows (each has a unique key) being there means all of it is. A batch that 
 commit is a success; one that did not is written again. Only a server that stays
 away longer fails the batch, which the engine then handles as any failed commit
 (README, "Failed writes"), as it does any other error at once: the server refusing the
-rows, or asyncpg a call it cannot make (`connection_lost`). Batches appended meanwhile
+rows, or asyncpg a call it cannot make (`connection_lost`) or a fault of its own on a
+connection that still answers (`_internal_error_lost`). Batches appended meanwhile
 wait in the open batch.
 """
 
@@ -75,6 +76,22 @@ def connection_lost(exc: BaseException, conn: _Connection) -> bool:
 _EVENT_COLUMNS = ("run_id", "idx", "generation", "kind", "seq", "name", "data", "at")
 _FIRST_RECONNECT_DELAY = 0.05
 _MAX_RECONNECT_DELAY = 1.0
+_PROBE_TIMEOUT = 5.0  # seconds a connection that works takes to answer `SELECT 1`
+
+
+async def _internal_error_lost(exc: BaseException, conn: asyncpg.Connection) -> bool:
+    """Whether `exc`, an asyncpg internal error raised by a call on `conn` (not closed),
+    means the connection is gone. asyncpg raises `InternalClientError` for a connection
+    the server ended mid-operation, before it has seen the connection close, and for a
+    fault of its own on a connection that works: a probe tells them apart."""
+    if not isinstance(exc, asyncpg.InternalClientError):
+        return False
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT):
+            await conn.fetchval("SELECT 1")
+    except (*CONNECTION_ERRORS, asyncpg.InternalClientError):
+        return True
+    return False
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[Sequence[Any]]:
@@ -166,7 +183,7 @@ class PostgresTransactions:
                 taken, refused, hook_tokens, hook_holders = found[:4]
             except Exception as exc:
                 # Anything else fails the batch (the group commit's failed writes).
-                if not connection_lost(exc, conn):
+                if not (connection_lost(exc, conn) or await _internal_error_lost(exc, conn)):
                     raise
                 log.warning("the writer's connection was lost (%r); reconnecting", exc)
                 self._conn = None
@@ -307,13 +324,14 @@ class PostgresTransactions:
     ) -> tuple[asyncpg.Connection, bool]:
         """A new connection, and whether `batch` committed before the last one was lost;
         asked again on another connection if this one is lost too (asyncpg may report
-        that as an internal error: a connection left mid-operation)."""
+        that as an internal error: a connection left mid-operation). Raises what asking
+        raised on a connection that still answers (asked again, it would fail again)."""
         while True:
             conn = await self._reconnect(batch, cause)
             try:
                 return conn, await self._committed(conn, batch)
             except Exception as exc:
-                if not (isinstance(exc, asyncpg.InternalClientError) or connection_lost(exc, conn)):
+                if not (connection_lost(exc, conn) or await _internal_error_lost(exc, conn)):
                     raise
                 log.warning("the writer's connection was lost again (%r)", exc)
                 self._conn = None

@@ -126,24 +126,24 @@ class HttpClient:
             yield json.loads(sse.data)
 
     def stream(self, run_id: str, namespace: str, start: int) -> Iterator[Chunk]:
-        """The chunks until the server ends the stream (it closed, or the run ended);
-        across dropped connections, but not across a restart (whose clean end of the
-        response looks like the stream's)."""
+        """The chunks until the stream ends (it closed, or the run ended: the server's
+        last message is `event: end`), across dropped connections and server restarts
+        (see `_sse`)."""
         path = f"/runs/{segment(run_id)}/stream?namespace={quote(namespace)}&start={start}"
-        for sse in self._sse(path, None):
+        for sse in self._sse(path, lambda sse: sse.event == "end"):
+            if sse.event == "end":
+                return
             value = base64.b64decode(sse.data) if sse.event == "bytes" else json.loads(sse.data)
             yield Chunk(int(sse.id), value)
 
-    def _sse(
-        self, path: str, last: Callable[[ServerSentEvent], bool] | None
-    ) -> Iterator[ServerSentEvent]:
-        """The messages of an SSE response until `last(message)` is true (None: until the
-        server ends the response). When the connection drops, or the server ends the
-        response before `last` (it is restarting) or answers 503 (it is closing), connect
-        again with backoff, sending the id of the last message received as
-        `Last-Event-ID`: the server goes on right after it, so no message is shown twice
-        or missed. Raises `RequestFailed` once reconnecting has failed for
-        `RECONNECT_GIVE_UP` seconds, or at once for an error answer other than 503."""
+    def _sse(self, path: str, last: Callable[[ServerSentEvent], bool]) -> Iterator[ServerSentEvent]:
+        """The messages of an SSE response until `last(message)` is true. When the
+        connection drops, or the server ends the response before `last` (it is
+        restarting) or answers 503 (it is closing), connect again with backoff,
+        sending the id of the last message received as `Last-Event-ID`: the server
+        goes on right after it, so no message is shown twice or missed. Raises
+        `RequestFailed` once reconnecting has failed for `RECONNECT_GIVE_UP`
+        seconds, or at once for an error answer other than 503."""
         last_id: str | None = None
         connected = False  # a server that is not there at all fails at once
         delay = RECONNECT_FIRST
@@ -165,11 +165,9 @@ class HttpClient:
                         for sse in source.iter_sse():
                             last_id = sse.id or last_id
                             yield sse
-                            if last is not None and last(sse):
+                            if last(sse):
                                 return
-                        if last is None:
-                            return
-                        problem = f"{self.url} ended the event stream before the run ended"
+                        problem = f"{self.url} ended the event stream before its end"
             except (httpx.TransportError, SSEError) as exc:
                 if not connected:
                     raise self._failure(exc) from None

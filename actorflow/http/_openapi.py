@@ -409,7 +409,9 @@ def _paths() -> dict[str, Any]:
         "/v1/runs/{id}/stream": {
             "get": _operation(
                 "the run's stream as Server-Sent Events (id: the chunk index; bytes chunks as "
-                "`event: bytes` with base64 data) until it closes or the run ends",
+                "`event: bytes` with base64 data) until it closes or the run ends, which a "
+                "last message `event: end` (no data) marks: a response that ends without it "
+                "was cut short (the server is restarting)",
                 {200: ("Server-Sent Events", _EVENT_STREAM)},
                 (400, 404),
                 [

@@ -18,7 +18,7 @@ from actorflow._json_shapes import error_json, event_json, run_json
 
 from ._body import json_object, read_json, shape_error
 from ._params import int_param, last_event_id, seconds_param, wants_event_stream
-from ._sse import message, sse_response
+from ._sse import END, message, sse_response
 
 T = TypeVar("T")
 MAX_LIST = 1000
@@ -205,3 +205,4 @@ async def _chunk_messages(chunks: AsyncGenerator[Any, None]) -> AsyncGenerator[b
                 yield message(chunk.index, orjson.dumps(chunk.value))
     finally:
         await chunks.aclose()
+    yield END

@@ -21,6 +21,10 @@ import actorflow as af
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 PING = b": ping\n\n"
+# A stream's natural end (the namespace closed, or the run ended). It has no data, so
+# EventSource does not dispatch it; a client that follows across server restarts
+# tells by it a finished stream from a response cut short by a restart.
+END = b"event: end\n\n"
 
 
 def message(index: int, data: bytes, event: str | None = None) -> bytes:
