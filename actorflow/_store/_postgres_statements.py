@@ -35,7 +35,8 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from .._models import FINAL, UNFINISHED
-from ._postgres_cluster_schema import CLAIM_CHANNEL, INBOX_CHANNEL, WATCH_CHANNEL
+from ._postgres_cluster_schema import CLAIM_CHANNEL, INBOX_CHANNEL
+from ._postgres_watch_marks import marked_runs_notice
 
 Columns = list[Sequence[Any]]
 
@@ -233,13 +234,8 @@ def _statement(shape: tuple[bool, ...]) -> str:
     if fenced:
         # Every run written here that a reader elsewhere can follow is fenced (the others
         # are created here), and its mark is read under its row lock: see
-        # `_postgres_watch_marks`. A payload holds at most 8000 bytes: '*' asks every
-        # watcher to look.
-        notify.append(
-            f"SELECT '{WATCH_CHANNEL}', CASE WHEN length(w) > 7900 THEN '*' ELSE w END"
-            " FROM (SELECT string_agg(l.id, ' ') AS w FROM locked l WHERE l.watched) s"
-            " WHERE w IS NOT NULL"
-        )
+        # `_postgres_watch_marks`.
+        notify.append(marked_runs_notice("SELECT id FROM locked WHERE watched"))
     except_skipped = " EXCEPT SELECT unnest(skipped)" if fenced else ""
     columns = [
         f"ARRAY(SELECT unnest({run_[0]}) EXCEPT SELECT id FROM inserted{except_skipped})"

@@ -22,6 +22,8 @@ keep their marks (a stale mark only costs a notification nobody hears).
 
 from __future__ import annotations
 
+from ._postgres_cluster_schema import WATCH_CHANNEL
+
 V5 = """
 ALTER TABLE runs ADD COLUMN watched BOOLEAN NOT NULL DEFAULT false;
 
@@ -42,3 +44,14 @@ WITH marked AS (UPDATE runs SET watched = true WHERE id = $1)
 INSERT INTO watches (run_id, engine) VALUES ($1, $2) ON CONFLICT DO NOTHING
 """
 UNWATCH = "SELECT unwatch($1, $2)"
+
+
+def marked_runs_notice(marked_ids: str) -> str:
+    """A query of one (channel, payload) row naming the runs `marked_ids` (a query of the
+    ids of marked runs, each locked by the transaction) for their watchers; no row when
+    there are none. A payload holds at most 8000 bytes: '*' asks every watcher to look."""
+    return (
+        f"SELECT '{WATCH_CHANNEL}', CASE WHEN length(w) > 7900 THEN '*' ELSE w END"
+        f" FROM (SELECT string_agg(id, ' ') AS w FROM ({marked_ids}) AS m(id)) s"
+        " WHERE w IS NOT NULL"
+    )

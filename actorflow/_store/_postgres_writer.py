@@ -26,18 +26,18 @@ import asyncpg
 
 from .._errors import StoreWriteError
 from ._base import HookRow, WriteBatch
-from ._postgres_cluster_schema import WATCH_CHANNEL
 from ._postgres_in_doubt import learn_refusals
 from ._postgres_schedule_writes import write_schedules
 from ._postgres_statements import Parts, usual_statements
+from ._postgres_watch_marks import marked_runs_notice
 
 log = logging.getLogger("actorflow.store")
 
 # The followed runs among $1 (locked by this transaction), for the events it copied.
 _NOTIFY_MARKED = (
-    f"SELECT pg_notify('{WATCH_CHANNEL}', CASE WHEN length(w) > 7900 THEN '*' ELSE w END)"
-    " FROM (SELECT string_agg(id, ' ') AS w FROM runs WHERE id = ANY($1::text[]) AND watched) s"
-    " WHERE w IS NOT NULL"
+    "SELECT pg_notify(n.channel, n.payload) FROM ("
+    + marked_runs_notice("SELECT id FROM runs WHERE id = ANY($1::text[]) AND watched")
+    + ") AS n(channel, payload)"
 )
 _COMMIT = "SELECT * FROM commit_batch(" + ", ".join(f"${i}" for i in range(1, 71)) + ")"
 # Who writes, and at which epochs it owns the runs it writes (see `_cluster`): this
