@@ -21,6 +21,8 @@ survive crashes and restarts and continue where they stopped.
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# First: it decides whether the compiled build or the sources of the hot path run.
+from ._build import COMPILED as _COMPILED  # noqa: F401
 from ._context import (
     Hook,
     create_hook,

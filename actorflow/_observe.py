@@ -10,7 +10,6 @@ replay (of rows loaded, not committed again) is not reported twice.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -62,8 +61,8 @@ class LiveRuns(Protocol):
 # The installed observer (read as `_observe.current`: an attribute read, not a call, as
 # the runtime's hot paths read it whether or not anything is installed).
 current: Observer | None = None
-# Every open engine's live runs (weakly: an engine dropped without closing goes away).
-open_engines: weakref.WeakSet[LiveRuns] = weakref.WeakSet()
+# Every open engine's live runs, from `open()` to `close()`.
+open_engines: set[LiveRuns] = set()
 
 
 def is_limited(workflow: str) -> bool:

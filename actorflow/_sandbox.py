@@ -25,13 +25,15 @@ Python does without asyncio (`open()`, `time.sleep`, `socket`, `subprocess.run`,
 from __future__ import annotations
 
 import asyncio
+import asyncio.events  # the base class of WorkflowLoop, named: mypyc looks it up there
 import collections
 import contextlib
 import contextvars
 import logging
-from asyncio import events
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack
+
+from mypy_extensions import mypyc_attr
 
 from ._errors import WorkflowSandboxError
 
@@ -48,6 +50,7 @@ _ADVICE = (
 )
 
 
+@mypyc_attr(native_class=False)
 class WorkflowLoop(asyncio.AbstractEventLoop):
     """A ready queue and nothing else, run on demand by the owning actor."""
 
@@ -64,8 +67,8 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
 
     def run_until_quiescent(self) -> None:
         """Run ready callbacks until every workflow task waits on the actor."""
-        outer = events._get_running_loop()
-        events._set_running_loop(self)
+        outer = asyncio._get_running_loop()
+        asyncio._set_running_loop(self)
         try:
             ready = self._ready
             while ready:
@@ -88,7 +91,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
             # keep the task's step callback, or task, traceback and frames form a cycle.
             callback = args = context = None
         finally:
-            events._set_running_loop(outer)
+            asyncio._set_running_loop(outer)
 
     def call_soon(
         self,
@@ -237,6 +240,7 @@ for _name, (_what, _advice) in _REFUSED.items():
     setattr(WorkflowLoop, _name, _refuser(_name, _what, _advice))
 
 
+@mypyc_attr(native_class=False)
 class ReadyCallback(list[Any]):
     """A scheduled callback: `[callback, args, context, cancelled]`.
 

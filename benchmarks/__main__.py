@@ -332,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warning: load average {busy} on {machine['cores']} cores; numbers will be noisy")
     log(
         f"actorflow benchmarks on {machine['cpu_model']} ({machine['cores']} cores), "
-        f"{machine['python']}, SQLite {machine['sqlite']}, {machine['event_loop']}"
+        f"{machine['python']}, SQLite {machine['sqlite']}, {machine['event_loop']}; "
+        f"actorflow {machine['actorflow_build']}"
     )
 
     if args.against:

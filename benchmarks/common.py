@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import actorflow as af
+from actorflow import _build
 
 STORE_ENV = "ACTORFLOW_BENCH_STORE"
 
@@ -415,6 +416,7 @@ def machine_info(workdir: Path) -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "event_loop": loop,
         "actorflow": af.__version__,
+        "actorflow_build": "compiled (mypyc)" if _build.COMPILED else "pure Python",
         "actorflow_commit": _git_commit(),
         "packages": versions,
         "workdir": str(workdir),

@@ -15,6 +15,8 @@ import asyncio
 import gc
 import logging
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,6 +27,7 @@ import pytest
 import uvloop
 
 import actorflow as af
+from actorflow import _build
 from tests.databases import Database, PostgresDatabase, SQLiteDatabase
 from tests.pg_cluster import Cluster
 
@@ -35,6 +38,32 @@ STORES = ["memory", "sqlite"] if POSTGRES_OFF else ["memory", "sqlite", "postgre
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: needs a PostgreSQL server")
+    config.addinivalue_line(
+        "markers",
+        "sources: injects a fault by patching the engine's Python code, which a compiled "
+        "build does not run: there, the test runs in a pytest of its own on the sources "
+        "(ACTORFLOW_PURE=1) and passes if that one does",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not (_build.COMPILED and pyfuncitem.get_closest_marker("sources")):
+        return None
+    # The store parameters exist only with a server: hand it this session's.
+    server = "0" if POSTGRES_OFF else pyfuncitem._request.getfixturevalue("pg_server")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", pyfuncitem.nodeid],
+        cwd=Path(__file__).parent.parent,
+        env={**os.environ, "ACTORFLOW_PURE": "1", "ACTORFLOW_TEST_PG": server},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and done.stdout.split()[-4:-2] == ["1", "passed"], (
+        done.stdout + done.stderr
+    )
+    return True
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -358,6 +358,7 @@ async def test_a_run_waiting_on_a_step_costs_one_task_its_steps(engine: af.Engin
     await eventually(lambda: engine.live_actors() == 0)
 
 
+@pytest.mark.sources
 async def test_a_turn_that_fails_in_a_step_task_leaves_the_run_to_rehydrate(
     engine: af.Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

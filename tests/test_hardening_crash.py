@@ -36,6 +36,7 @@ def crashing_turns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(driver, "encode", _crashing(driver.encode))
 
 
+@pytest.mark.sources
 @pytest.mark.usefixtures("crashing_turns")
 async def test_a_crashed_turn_fails_the_run_and_answers_every_caller(engine: af.Engine) -> None:
     run = await engine.start(hcr_returns, "crash", id="crashes")
@@ -52,6 +53,7 @@ async def test_a_crashed_turn_fails_the_run_and_answers_every_caller(engine: af.
     assert await other.result(timeout=5) == "fine"
 
 
+@pytest.mark.sources
 async def test_a_crashed_run_stays_failed_after_reopening(
     durable_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

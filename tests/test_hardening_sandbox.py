@@ -32,7 +32,7 @@ def _unsupported() -> list[str]:
 
 @pytest.mark.parametrize("name", _unsupported())
 def test_every_unsupported_loop_method_raises_naming_the_call(name: str) -> None:
-    loop = WorkflowLoop("r", None)  # type: ignore[abstract, arg-type]
+    loop = WorkflowLoop.__new__(WorkflowLoop)  # type: ignore[type-abstract]
     with pytest.raises(af.WorkflowSandboxError, match=rf"\b{name}\b.*cannot be used"):
         result = getattr(loop, name)()
         if inspect.iscoroutine(result):  # an async method of the base class

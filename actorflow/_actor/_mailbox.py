@@ -6,7 +6,10 @@ import asyncio
 from collections import deque
 from typing import Any
 
+from mypy_extensions import mypyc_attr
 
+
+@mypyc_attr(native_class=False)
 class Mailbox(deque[Any]):
     """The queued messages (a deque, which the owner tests directly) plus one waiter:
     lighter than `asyncio.Queue`, and batch-oriented. A deque itself rather than an

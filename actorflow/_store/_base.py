@@ -15,16 +15,14 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple
-
-import attrs
+from typing import Any, Final, NamedTuple
 
 from ._schedule_rows import ScheduleRow, ScheduleTicks, ScheduleWrites, TickWrite
 
 log = logging.getLogger("actorflow.store")
 
 
-@attrs.define(slots=True)
+@dataclass(slots=True)
 class RunRow:
     """The summary row of a run. The event log is the truth; this row is its index."""
 
@@ -109,9 +107,9 @@ as_event = partial(tuple.__new__, EventRow)
 class ChunkKind:
     """How a chunk's `data` is to be read."""
 
-    JSON = 0
-    BYTES = 1
-    CLOSE = 2
+    JSON: Final = 0
+    BYTES: Final = 1
+    CLOSE: Final = 2
 
 
 class ChunkRow(NamedTuple):

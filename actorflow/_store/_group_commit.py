@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 from .. import _observe
 from .._errors import StoreWriteError
 from .._repeated_errors import RepeatedErrors
@@ -238,6 +240,7 @@ class GroupCommitWriter:
                 self._want()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class GroupCommitted:
     """The write half of the `Store` protocol for a store whose writes go through a
     `GroupCommitWriter` (its `_writer`); the store binds `batch` and `commit` itself."""

@@ -1,0 +1,89 @@
+"""Build: the engine's hot path compiled with mypyc (everything else is in pyproject.toml).
+
+The modules in `HOT` are what every run goes through: the run actor, the
+workflow sandbox, the engine and its directory, the group commit. mypyc turns
+them into C extension modules from the same type-annotated sources, which
+stay the code of record; `actorflow._build` says at run time which build runs
+and falls back to the sources when a build is stale or `ACTORFLOW_PURE=1`.
+The measured effect is in the README (Performance: the compiled hot path).
+
+`ACTORFLOW_PURE=1` at install time builds nothing. A machine without a C
+compiler, or where mypyc fails, gets the pure-Python package and a warning.
+
+What compiled modules must keep to (mypyc's native classes):
+- no async generators; no subclass of a builtin type other than object and
+  exceptions, unless marked `@mypyc_attr(native_class=False)` (the `Mailbox`
+  deque, the sandbox's `ReadyCallback` list and `WorkflowLoop`);
+- a class that code outside the set subclasses is marked
+  `@mypyc_attr(allow_interpreted_subclasses=True)` (`Engine`, `GroupCommitted`);
+- class-level constants are `Final` (else they are instance attributes);
+- their classes cannot be weakly referenced or patched at run time.
+"""
+
+import os
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HOT = [
+    "actorflow/_actor/_children.py",
+    "actorflow/_actor/_control.py",
+    "actorflow/_actor/_driver.py",
+    "actorflow/_actor/_host.py",
+    "actorflow/_actor/_mailbox.py",
+    "actorflow/_actor/_operations.py",
+    "actorflow/_actor/_ops.py",
+    "actorflow/_actor/_state.py",
+    "actorflow/_actor/_status.py",
+    "actorflow/_actor/_steps.py",
+    "actorflow/_actor/_turns.py",
+    "actorflow/_asyncio_helpers.py",
+    "actorflow/_directory.py",
+    "actorflow/_ids.py",
+    "actorflow/_messages.py",
+    "actorflow/_results.py",
+    "actorflow/_sandbox.py",
+    "actorflow/_serde.py",
+    "actorflow/_store/_base.py",
+    "actorflow/_store/_group_commit.py",
+    "actorflow/_store/_sqlite_writer.py",
+]
+
+
+def _warn(what: str, error: BaseException) -> None:
+    print(f"actorflow: {what} ({error!r}); installing the pure-Python build", file=sys.stderr)
+
+
+class _OptionalBuildExt(build_ext):
+    """A failed compilation leaves the pure-Python package, not a failed install."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as error:
+            _warn("compiling the hot path failed", error)
+            # A part of a group is no build: its modules would import the missing rest.
+            for extension in self.extensions:
+                for path in (
+                    self.get_ext_fullpath(extension.name),
+                    self.get_ext_filename(extension.name),
+                ):
+                    if os.path.exists(path):
+                        os.remove(path)
+            self.extensions = []
+
+
+def _extensions() -> list:
+    if os.environ.get("ACTORFLOW_PURE", "") not in ("", "0") or sys.platform == "win32":
+        return []
+    try:
+        from mypyc.build import mypycify
+
+        return mypycify(HOT, opt_level="3", multi_file=True)
+    except (Exception, SystemExit) as error:  # mypyc exits on a type error
+        _warn("mypyc could not compile the hot path", error)
+        return []
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": _OptionalBuildExt})
