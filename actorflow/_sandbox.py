@@ -31,7 +31,7 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
 
 from mypy_extensions import mypyc_attr
 
@@ -114,8 +114,12 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
         *,
         name: str | None = None,
         context: contextvars.Context | None = None,
+        eager_start: bool | None = None,
     ) -> asyncio.Task[T]:
-        task = asyncio.Task(coro, loop=self, name=name, context=context)
+        # `eager_start` (typeshed's signature from 3.13) is ignored: a workflow's tasks
+        # run only when the actor runs the sandbox. `coro` is typed as each version's
+        # stubs type it (mypyc checks against the interpreter that builds it).
+        task = asyncio.Task(cast(Any, coro), loop=self, name=name, context=context)
         tasks = self._tasks
         if self._root is None:
             self._root = task

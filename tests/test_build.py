@@ -101,13 +101,13 @@ def test_a_stale_build_runs_the_sources_and_says_how_to_rebuild(tmp_path: Path) 
         shutil.copy2(shared, tmp_path)
     out, _ = run_program(tmp_path, ACTORFLOW_PURE="0")
     assert out["compiled"] is True and out["result"] == 4
-    built = (tmp_path / "actorflow" / ("_engine" + SUFFIX)).stat().st_mtime
-    os.utime(tmp_path / "actorflow" / "_engine.py", (built + 10, built + 10))
+    built = (tmp_path / "actorflow" / ("_directory" + SUFFIX)).stat().st_mtime
+    os.utime(tmp_path / "actorflow" / "_directory.py", (built + 10, built + 10))
     out, stderr = run_program(tmp_path, ACTORFLOW_PURE="0")
     assert out == {
         "compiled": False,
         "turns": str(tmp_path / "actorflow" / "_actor" / "_turns.py"),
         "result": 4,
     }
-    assert "compiled build is older than actorflow/_engine.py" in stderr
+    assert "compiled build is older than actorflow/_directory.py" in stderr
     assert "pip install -e ." in stderr
