@@ -1,7 +1,8 @@
 """Build: the engine's hot path compiled with mypyc (everything else is in pyproject.toml).
 
 The modules in `HOT` are what every run goes through: the run actor, the
-workflow sandbox, the engine and its directory, the group commit. mypyc turns
+workflow sandbox, the engine's directory of live runs, the group commit and the
+SQLite writer; the public API (`Engine`, `Run`, `af.*`) stays interpreted. mypyc turns
 them into C extension modules from the same type-annotated sources, which
 stay the code of record; `actorflow._build` says at run time which build runs
 and falls back to the sources when a build is stale or `ACTORFLOW_PURE=1`.
@@ -15,7 +16,7 @@ What compiled modules must keep to (mypyc's native classes):
   exceptions, unless marked `@mypyc_attr(native_class=False)` (the `Mailbox`
   deque, the sandbox's `ReadyCallback` list and `WorkflowLoop`);
 - a class that code outside the set subclasses is marked
-  `@mypyc_attr(allow_interpreted_subclasses=True)` (`Engine`, `GroupCommitted`);
+  `@mypyc_attr(allow_interpreted_subclasses=True)` (`GroupCommitted`, the stores' base);
 - class-level constants are `Final` (else they are instance attributes);
 - their classes cannot be weakly referenced or patched at run time.
 """

@@ -1,8 +1,8 @@
 """Which build of the engine's hot path runs: compiled with mypyc, or its Python sources.
 
 `setup.py` compiles the modules the hot path runs through (the run actor,
-the workflow sandbox, the engine, the group commit: its `HOT` list) with
-mypyc into extension modules next to their sources, and Python imports an
+the workflow sandbox, the directory of live runs, the group commit: its
+`HOT` list) with mypyc into extension modules next to their sources, and Python imports an
 extension module before a source file of the same name. The sources stay the
 code of record: the extensions are a build of them.
 
@@ -76,27 +76,28 @@ def _stale(built: list[tuple[Path, Path]]) -> list[str]:
     ]
 
 
+def _run_sources() -> bool:
+    if not any(isinstance(finder, _SourcesFirst) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _SourcesFirst())
+    return False
+
+
 def _choose() -> bool:
     """Install the sources-first finder when the sources must run; True if the
     compiled build runs."""
-    built = _built()
     if os.environ.get("ACTORFLOW_PURE", "") not in ("", "0"):
-        pure = True
-    else:
-        stale = _stale(built)
-        if stale:
-            warnings.warn(
-                f"actorflow: the compiled build is older than {', '.join(stale[:3])}"
-                f"{' and more' if len(stale) > 3 else ''}; running the Python sources "
-                "(rebuild with `pip install -e .`, or set ACTORFLOW_PURE=1 to say so)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        pure = bool(stale)
-    if pure:
-        if not any(isinstance(finder, _SourcesFirst) for finder in sys.meta_path):
-            sys.meta_path.insert(0, _SourcesFirst())
-        return False
+        return _run_sources()
+    built = _built()
+    stale = _stale(built)
+    if stale:
+        warnings.warn(
+            f"actorflow: the compiled build is older than {', '.join(stale[:3])}"
+            f"{' and more' if len(stale) > 3 else ''}; running the Python sources "
+            "(rebuild with `pip install -e .`, or set ACTORFLOW_PURE=1 to say so)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return _run_sources()
     return bool(built)
 
 
