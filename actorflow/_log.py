@@ -13,34 +13,36 @@ A run's log interleaves three sorts of entries:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from ._models import STATUS_OF, ErrorInfo, RunEvent, RunInfo, StepRecord, to_datetime
 from ._observe import TRACE_CONTEXT_KEY
 from ._serde import dumps, loads
 from ._store import EventRow, RunRow
 
-RUN_CREATED = "run_created"
-RUN_PAUSED = "run_paused"
-RUN_RESUMED = "run_resumed"
-RUN_RESTARTED = "run_restarted"
-RUN_COMPLETED = "run_completed"
-RUN_FAILED = "run_failed"
-RUN_TERMINATED = "run_terminated"
+# `Final`: the compiled hot path reads these as string literals, not as attributes of
+# this module (1.1 % of a 3-step workflow's instructions).
+RUN_CREATED: Final = "run_created"
+RUN_PAUSED: Final = "run_paused"
+RUN_RESUMED: Final = "run_resumed"
+RUN_RESTARTED: Final = "run_restarted"
+RUN_COMPLETED: Final = "run_completed"
+RUN_FAILED: Final = "run_failed"
+RUN_TERMINATED: Final = "run_terminated"
 
-STEP_STARTED = "step_started"
-STEP_RETRYING = "step_retrying"
-STEP_COMPLETED = "step_completed"
-STEP_FAILED = "step_failed"
-SLEEP_STARTED = "sleep_started"
-SLEEP_FIRED = "sleep_fired"
-WAIT_STARTED = "wait_started"
-WAIT_TIMED_OUT = "wait_timed_out"
-EVENT_RECEIVED = "event_received"
-CHILD_STARTED = "child_started"
-CHILD_FINISHED = "child_finished"
-HOOK_CREATED = "hook_created"
-STREAM_WRITTEN = "stream_written"
+STEP_STARTED: Final = "step_started"
+STEP_RETRYING: Final = "step_retrying"
+STEP_COMPLETED: Final = "step_completed"
+STEP_FAILED: Final = "step_failed"
+SLEEP_STARTED: Final = "sleep_started"
+SLEEP_FIRED: Final = "sleep_fired"
+WAIT_STARTED: Final = "wait_started"
+WAIT_TIMED_OUT: Final = "wait_timed_out"
+EVENT_RECEIVED: Final = "event_received"
+CHILD_STARTED: Final = "child_started"
+CHILD_FINISHED: Final = "child_finished"
+HOOK_CREATED: Final = "hook_created"
+STREAM_WRITTEN: Final = "stream_written"
 
 COMMANDS = frozenset(
     {STEP_STARTED, SLEEP_STARTED, WAIT_STARTED, CHILD_STARTED, HOOK_CREATED, STREAM_WRITTEN}

@@ -125,6 +125,10 @@ def no_abandoned_workflow_tasks() -> Iterator[None]:
     try:
         yield
         gc.collect()  # a dropped workflow task is reported when it is collected
+        # What survived is live: later tests' collections need not scan it again. A full
+        # collection of the heap the whole suite builds took 0.25 s per test, a third of
+        # the suite's time.
+        gc.freeze()
     finally:
         logger.removeHandler(handler)
     assert not handler.messages, handler.messages

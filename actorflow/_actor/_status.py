@@ -10,9 +10,18 @@ to its next deadline, and records the run's row when any of that changed.
 from __future__ import annotations
 
 import time
+from typing import Final
 
 from .._models import RunStatus
 from ._state import RunState
+
+# Read on every turn: an enum member read through its class is a type lookup, a
+# module constant of a compiled build a C static (0.8 % of a 3-step workflow).
+_RUNNING: Final = RunStatus.RUNNING
+_QUEUED: Final = RunStatus.QUEUED
+_WAITING: Final = RunStatus.WAITING
+_PAUSING: Final = RunStatus.PAUSING
+_PAUSED: Final = RunStatus.PAUSED
 
 
 class StatusKeeper(RunState):
@@ -42,17 +51,17 @@ class StatusKeeper(RunState):
             elif op.retry_at is not None and (due is None or op.retry_at < due):
                 due = op.retry_at
         if self.paused:
-            status = RunStatus.PAUSING if running else RunStatus.PAUSED
+            status = _PAUSING if running else _PAUSED
             due = None  # a paused run retries nothing
         elif self.steps or self._effects:
             # With effects pending, the workflow is fed an input once this commit is
             # durable: it is not waiting. Recorded as `waiting` (no timer), a process death
             # right after the commit would leave the input unconsumed and the run parked.
-            status = RunStatus.RUNNING if self.has_slot or not self.limited else RunStatus.QUEUED
+            status = _RUNNING if self.has_slot or not self.limited else _QUEUED
         elif self.root is not None and not self.root.done():
-            status = RunStatus.WAITING
+            status = _WAITING
         else:
-            status = RunStatus.RUNNING
+            status = _RUNNING
         if self.has_slot and not running and (self.paused or not self.steps):
             self.host.limiter.release(self.run_id)
             self.has_slot = False
@@ -74,7 +83,7 @@ class StatusKeeper(RunState):
             batch = self.store.batch()
             self.status = status
             row.status, row.wake_at = status._value_, due  # `.value` is two Python calls
-            if status != RunStatus.QUEUED and row.started_at is None:
+            if status != _QUEUED and row.started_at is None:
                 row.started_at = time.time()
             batch.update_run(row)
             self._wrote = True
