@@ -7,14 +7,16 @@ import asyncio
 import contextvars
 from collections.abc import Coroutine
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
 
 # The context the engine's own callbacks run in. They set no context variables, so
 # one shared context spares copying the caller's (one more object for the cyclic
 # collector) per callback; user code (workflows, steps) never runs in it.
-ENGINE_CONTEXT = contextvars.Context()
+ENGINE_CONTEXT: Final = contextvars.Context()
+# `Final`: a compiled build reads module constants from C statics, not by name.
+_Task: Final = asyncio.Task
 
 
 def shielded(commit: asyncio.Future[None]) -> asyncio.Future[None]:
@@ -53,5 +55,5 @@ def named_task(
     unnamed and renames it, so the constructor formats a `Task-<n>` name first (about
     2,000 instructions per step attempt)."""
     if loop.get_task_factory() is None:
-        return asyncio.Task(coro, loop=loop, name=name, context=context)
+        return _Task(coro, loop=loop, name=name, context=context)
     return loop.create_task(coro, name=name, context=context)

@@ -31,7 +31,7 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
 
 from mypy_extensions import mypyc_attr
 
@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 log = logging.getLogger("actorflow.workflow")
+# Called twice per turn of a workflow: module constants of a compiled build are C
+# statics, where `asyncio._get_running_loop` is a global and an attribute looked up.
+_get_running_loop: Final = asyncio._get_running_loop
+_set_running_loop: Final = asyncio._set_running_loop
 
 _ADVICE = (
     "workflow code must be deterministic: do I/O in an @af.step, wait with af.sleep() or "
@@ -67,12 +71,15 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
 
     def run_until_quiescent(self) -> None:
         """Run ready callbacks until every workflow task waits on the actor."""
-        outer = asyncio._get_running_loop()
-        asyncio._set_running_loop(self)
+        outer = _get_running_loop()
+        _set_running_loop(self)
         try:
             ready = self._ready
             while ready:
-                callback, args, context, cancelled = ready.popleft()
+                # Unpacked as a list (which it is): a compiled build reads its items
+                # directly, where a `ReadyCallback` would be iterated.
+                entry: list[Any] = ready.popleft()
+                callback, args, context, cancelled = entry
                 if cancelled:
                     continue
                 try:
@@ -91,7 +98,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop):
             # keep the task's step callback, or task, traceback and frames form a cycle.
             callback = args = context = None
         finally:
-            asyncio._set_running_loop(outer)
+            _set_running_loop(outer)
 
     def call_soon(
         self,

@@ -20,7 +20,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._messages import reply_to
 from .._models import STATUS_OF, ScheduleTick
@@ -42,7 +42,10 @@ if TYPE_CHECKING:
 Held = tuple[asyncio.Future[None], list[Callable[[], None]]]
 
 # `EventRow(...)` goes through a Python-level `__new__`; this builds the same tuple in C.
-_new_tuple = tuple.__new__
+# Module constants, read by a compiled build from C statics, not looked up by name.
+_new_tuple: Final = tuple.__new__
+_EVENT_ROW: Final = EventRow
+_now: Final = time.time
 
 
 class RunState(abc.ABC):
@@ -145,7 +148,7 @@ class RunState(abc.ABC):
     ) -> EventRow:
         """Add an entry to the log (to the store's open batch unless `to_batch` is False)."""
         row = _new_tuple(
-            EventRow,
+            _EVENT_ROW,
             (
                 self.run_id,
                 self.next_idx,
@@ -154,7 +157,7 @@ class RunState(abc.ABC):
                 seq,
                 name,
                 data,
-                time.time() if at is None else at,
+                _now() if at is None else at,
             ),
         )
         self.next_idx += 1

@@ -22,7 +22,7 @@ import contextvars
 import time
 from collections.abc import Awaitable
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 from .. import _log as L
 from .._asyncio_helpers import ENGINE_CONTEXT, named_task
@@ -37,6 +37,9 @@ from ._status import StatusKeeper
 # A first attempt's `step_started` data, the usual one: formatting it costs about 700
 # instructions per step.
 _FIRST_ATTEMPT = b'{"attempt":1}'
+# Read for every attempt: a compiled build reads module constants from C statics.
+_Context: Final = contextvars.Context
+_set_step: Final = _step.set
 
 
 class StepScheduler(StatusKeeper):
@@ -75,8 +78,8 @@ class StepScheduler(StatusKeeper):
         if not op.pending or op.attempt != attempt:
             return  # torn down meanwhile (terminated, restarted, failed, abandoned)
         op.pending = False
-        context = contextvars.Context()
-        context.run(_step.set, [self, op, attempt, None])
+        context = _Context()
+        context.run(_set_step, [self, op, attempt, None])
         attempt_coro = _run_attempt(op, attempt, self)
         try:
             op.task = named_task(self.host.loop, attempt_coro, op.name, context)
