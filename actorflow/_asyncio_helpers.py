@@ -17,6 +17,7 @@ T = TypeVar("T")
 ENGINE_CONTEXT: Final = contextvars.Context()
 # `Final`: a compiled build reads module constants from C statics, not by name.
 _Task: Final = asyncio.Task
+_partial: Final = partial
 
 
 def shielded(commit: asyncio.Future[None]) -> asyncio.Future[None]:
@@ -29,7 +30,7 @@ def shielded(commit: asyncio.Future[None]) -> asyncio.Future[None]:
     3-step workflow); this is one callback.
     """
     waiter = commit.get_loop().create_future()
-    commit.add_done_callback(partial(_settle_from, waiter), context=ENGINE_CONTEXT)
+    commit.add_done_callback(_partial(_settle_from, waiter), context=ENGINE_CONTEXT)
     return waiter
 
 

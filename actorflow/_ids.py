@@ -47,7 +47,7 @@ def new_run_id() -> str:
     a large database the pages being written stay few and cached. The other 80
     bits are random: generated ids do not collide in practice.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return ((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)).hex()
 
 
 def check_name(value: Any, what: str) -> str:

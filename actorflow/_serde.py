@@ -17,7 +17,7 @@ import dataclasses
 import enum
 import math
 import re
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import orjson
@@ -25,11 +25,14 @@ import orjson
 from ._errors import SerializationError
 from ._types import to_json_native
 
-dumps = orjson.dumps
-loads = orjson.loads
+# Final: compiled modules (this one and those importing them) read them from C statics,
+# where a plain global is looked up by name on every value stored or loaded.
+dumps: Final = orjson.dumps
+loads: Final = orjson.loads
+_to_json_native: Final = to_json_native
 # `b"null" in data` first tries `b"null"` as an int and raises and clears a TypeError
 # inside CPython (about 1,200 instructions more than this search, on every value stored).
-_find_null = re.compile(b"null").search
+_find_null: Final = re.compile(b"null").search
 
 MAX_DEPTH = 254
 """orjson's nesting limit: the deepest value that can be stored."""
@@ -42,7 +45,7 @@ class NonFiniteFloatError(ValueError):
 def dumps_value(value: Any) -> bytes:
     """`dumps` for a user's value: raises `TypeError` (orjson's errors) for what orjson
     refuses and `NonFiniteFloatError` for a NaN or an infinity; `encode` names the part."""
-    data = dumps(value, default=to_json_native)
+    data = dumps(value, default=_to_json_native)
     if _find_null(data) is not None and _has_non_finite(value, 0):
         raise NonFiniteFloatError
     return data

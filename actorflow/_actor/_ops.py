@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._definitions import UNRESOLVED
 
 if TYPE_CHECKING:
     from .._definitions import StepFunction
     from .._models import ErrorInfo
+
+_UNRESOLVED: Final = UNRESOLVED  # read for every step call: a C static when compiled
 
 
 class StepOp:
@@ -47,7 +49,7 @@ class StepOp:
         self.step = step
         self.name = step.name
         decode = step.decode_result
-        if decode is UNRESOLVED:  # resolved in the workflow's call: a failure raises there
+        if decode is _UNRESOLVED:  # resolved in the workflow's call: a failure raises there
             decode = step.resolve_decoder()
         self.decode: Callable[[Any], Any] | None = decode
         self.args = args

@@ -36,10 +36,11 @@ from ._status import StatusKeeper
 
 # A first attempt's `step_started` data, the usual one: formatting it costs about 700
 # instructions per step.
-_FIRST_ATTEMPT = b'{"attempt":1}'
+_FIRST_ATTEMPT: Final = b'{"attempt":1}'
 # Read for every attempt: a compiled build reads module constants from C statics.
 _Context: Final = contextvars.Context
 _set_step: Final = _step.set
+_partial: Final = partial
 
 
 class StepScheduler(StatusKeeper):
@@ -72,7 +73,7 @@ class StepScheduler(StatusKeeper):
         self.append(L.STEP_STARTED, op.seq, op.name, data)
         # The attempt's task starts once its `step_started` (and the result that led the
         # workflow here) is durable: nothing a step does can depend on an uncommitted input.
-        self.store.batch().callbacks.append(partial(self._start_attempt, op, op.attempt))
+        self.store.batch().callbacks.append(_partial(self._start_attempt, op, op.attempt))
 
     def _start_attempt(self, op: StepOp, attempt: int) -> None:
         if not op.pending or op.attempt != attempt:

@@ -40,7 +40,7 @@ import asyncio
 import logging
 import time
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 from .. import _log as L
 from .. import _observe
@@ -62,9 +62,9 @@ class _Resume:
     or to see that the run's final status is committed."""
 
 
-_RESUME = _Resume()
+_RESUME: Final = _Resume()
 
-_EVICTABLE = (RunStatus.WAITING, RunStatus.PAUSED)
+_EVICTABLE: Final = (RunStatus.WAITING, RunStatus.PAUSED)
 
 
 class RunActor(WorkflowDriver):

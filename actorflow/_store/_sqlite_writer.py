@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from ._base import EventRow, WriteBatch
 from ._checkpoint import WalCheckpointer
@@ -49,9 +49,9 @@ _FRESH_RUNS_HEAD = (
     "INSERT OR FAIL INTO runs (id, workflow, status, generation, args, created_at, started_at)"
     " VALUES "
 )
-_FRESH_COLUMNS = itemgetter(0, 1, 2, 3, 4, 9, 10)
-_FRESH_NULLS = itemgetter(5, 6, 7, 8, 11, 12, 13)
-_SEVEN_NULLS = (None,) * 7
+_FRESH_COLUMNS: Final = itemgetter(0, 1, 2, 3, 4, 9, 10)
+_FRESH_NULLS: Final = itemgetter(5, 6, 7, 8, 11, 12, 13)
+_SEVEN_NULLS: Final = (None,) * 7
 _EVENTS_HEAD = "INSERT OR FAIL INTO events VALUES "
 _CHUNKS_HEAD = "INSERT OR FAIL INTO chunks VALUES "
 _HOOKS_HEAD = "INSERT OR REPLACE INTO hooks VALUES "
