@@ -115,52 +115,53 @@ class Hub(Generic[T]):
 
     def __init__(self, maxsize: int = 1024) -> None:
         self._maxsize = maxsize
-        self._subs: dict[Hashable, list[Subscription[T]]] = {}
+        # Read by the engine's compiled code to skip what no one listens to (no call).
+        self.subscriptions: dict[Hashable, list[Subscription[T]]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._subs)
+        return bool(self.subscriptions)
 
     def subscribe(self, key: Hashable) -> Subscription[T]:
         sub = Subscription(self, key, self._maxsize)
-        self._subs.setdefault(key, []).append(sub)
+        self.subscriptions.setdefault(key, []).append(sub)
         return sub
 
     def has(self, key: Hashable) -> bool:
-        return key in self._subs
+        return key in self.subscriptions
 
     def publish(self, key: Hashable, item: T) -> None:
-        for sub in self._subs.get(key, ()):
+        for sub in self.subscriptions.get(key, ()):
             sub._push(item)
 
     def poke(self, key: Hashable) -> None:
         """Tell every current subscriber of `key` to read on from the store (what changed
         was committed elsewhere: a run another engine owns)."""
-        for sub in self._subs.get(key, ()):
+        for sub in self.subscriptions.get(key, ()):
             sub.lagged = True
             sub._wake()
 
     def end(self, key: Hashable) -> None:
         """Tell every current subscriber of `key` that nothing more will come."""
-        for sub in self._subs.get(key, ()):
+        for sub in self.subscriptions.get(key, ()):
             sub._end()
 
     def fail_all(self, error: BaseException) -> None:
         """Wake every subscriber with `error` (the engine is closing)."""
-        for subs in self._subs.values():
+        for subs in self.subscriptions.values():
             for sub in subs:
                 sub.error = error
                 sub._wake()
 
     def __len__(self) -> int:
         """How many subscriptions are open (readers that have not closed theirs)."""
-        return sum(len(subs) for subs in self._subs.values())
+        return sum(len(subs) for subs in self.subscriptions.values())
 
     def subscribed_keys(self) -> list[Hashable]:
-        return list(self._subs)
+        return list(self.subscriptions)
 
     def _remove(self, sub: Subscription[T]) -> None:
-        subs = self._subs.get(sub.key)
+        subs = self.subscriptions.get(sub.key)
         if subs is not None and sub in subs:
             subs.remove(sub)
             if not subs:
-                del self._subs[sub.key]
+                del self.subscriptions[sub.key]

@@ -27,6 +27,7 @@ from ._errors import (
     StoreWriteError,
     WorkflowNotRegisteredError,
 )
+from ._ids import TICK_SEPARATOR
 from ._limiter import ConcurrencyLimiter
 from ._loader import RunLoader
 from ._messages import SLOT_GRANTED, WAKE, ChildDone, Control, Deliver, reply_to
@@ -444,10 +445,12 @@ class RunDirectory:
         self.results.finished(row)
         if self.cluster is not None:
             self.cluster.finished(row.id)
-        if self.scheduler is not None:
+        # Only a tick's run can be a schedule's (its id says so): no call for the others.
+        if self.scheduler is not None and TICK_SEPARATOR in row.id:
             self.scheduler.run_finished(row.id)
         if row.parent_id is not None:
             self.deliver(row.parent_id, ChildDone(row.id, row.status, row.result, row.error))
-        for key in self.chunk_hub.subscribed_keys():
-            if isinstance(key, tuple) and key[0] == row.id:
-                self.chunk_hub.end(key)
+        if self.chunk_hub.subscriptions:
+            for key in self.chunk_hub.subscribed_keys():
+                if isinstance(key, tuple) and key[0] == row.id:
+                    self.chunk_hub.end(key)

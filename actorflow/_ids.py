@@ -22,7 +22,7 @@ import os
 import re
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from ._errors import InvalidNameError
 
@@ -32,8 +32,8 @@ MAX_NAME_LENGTH = 255
 HOOK_PREFIX = "hook:"
 """How a hook's payloads are keyed among a run's events: `hook:<token>`."""
 
-CHILD_SEPARATOR = "~"
-TICK_SEPARATOR = "@"
+CHILD_SEPARATOR: Final = "~"
+TICK_SEPARATOR: Final = "@"
 # What `tick_run_id` puts after the separator: `datetime.isoformat()` of a UTC time.
 _TICK_SUFFIX = re.compile(r"@\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00\Z")
 

@@ -160,7 +160,7 @@ class Reader:
 
 
 def subscribers(engine: af.Engine, run: af.Run[Any], namespace: str = "default") -> int:
-    return len(engine._runs.chunk_hub._subs.get((run.id, namespace), []))
+    return len(engine._runs.chunk_hub.subscriptions.get((run.id, namespace), []))
 
 
 async def live(engine: af.Engine, run: af.Run[Any], count: int, namespace: str = "default") -> None:
@@ -705,7 +705,7 @@ async def test_slow_reader_neither_slows_the_run_nor_loses_chunks(engine: af.Eng
     assert await run.result(timeout=30) == count
     assert await fast.done(timeout=30) == list(range(count))
     assert slow.items == []
-    [sub] = engine._runs.chunk_hub._subs[(run.id, "default")]
+    [sub] = engine._runs.chunk_hub.subscriptions[(run.id, "default")]
     # Its buffer stayed bounded: it overflowed (lagged) instead of holding anyone up.
     assert len(sub.items) <= sub.maxsize < count
     if engine.url.startswith("sqlite"):
@@ -715,7 +715,7 @@ async def test_slow_reader_neither_slows_the_run_nor_loses_chunks(engine: af.Eng
     hold.set()
     got = await slow.done(timeout=30)
     assert got == list(range(count))  # every chunk exactly once, in order
-    assert (run.id, "default") not in engine._runs.chunk_hub._subs
+    assert (run.id, "default") not in engine._runs.chunk_hub.subscriptions
 
 
 # -- errors ----------------------------------------------------------------------------------
