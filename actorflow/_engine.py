@@ -346,15 +346,12 @@ class Engine:
         if self._runs.holds(run_id):
             return None
         now = time.time()
+        deadline_at = None if deadline is None else now + deadline
+        # By position: keywords cost a compiled `RunRow.__init__` a parse of their names.
         row = RunRow(
-            run_id,
-            wf.name,
-            RunStatus.QUEUED._value_,
-            args_data,
-            now,
-            metadata=meta,
-            deadline_at=None if deadline is None else now + deadline,
-        )
+            run_id, wf.name, RunStatus.QUEUED._value_, args_data, now, 0, None, None, meta,
+            None, None, None, None, deadline_at,
+        )  # fmt: skip
         observer = _observe.current
         if observer is not None:
             trace_context = observer.run_creating(row, trace_context)

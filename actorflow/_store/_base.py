@@ -22,7 +22,7 @@ from ._schedule_rows import ScheduleRow, ScheduleTicks, ScheduleWrites, TickWrit
 log = logging.getLogger("actorflow.store")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RunRow:
     """The summary row of a run. The event log is the truth; this row is its index."""
 
@@ -31,15 +31,50 @@ class RunRow:
     status: str
     args: bytes
     created_at: float
-    generation: int = 0
-    result: bytes | None = None
-    error: bytes | None = None
-    metadata: bytes | None = None
-    parent_id: str | None = None
-    started_at: float | None = None
-    completed_at: float | None = None
-    wake_at: float | None = None
-    deadline_at: float | None = None
+    generation: int
+    result: bytes | None
+    error: bytes | None
+    metadata: bytes | None
+    parent_id: str | None
+    started_at: float | None
+    completed_at: float | None
+    wake_at: float | None
+    deadline_at: float | None
+
+    # Written out, not generated: the `__init__` a dataclass generates is interpreted
+    # Python even in a compiled build; this one is compiled (every run makes one, and
+    # every run read from the store).
+    def __init__(
+        self,
+        id: str,
+        workflow: str,
+        status: str,
+        args: bytes,
+        created_at: float,
+        generation: int = 0,
+        result: bytes | None = None,
+        error: bytes | None = None,
+        metadata: bytes | None = None,
+        parent_id: str | None = None,
+        started_at: float | None = None,
+        completed_at: float | None = None,
+        wake_at: float | None = None,
+        deadline_at: float | None = None,
+    ) -> None:
+        self.id = id
+        self.workflow = workflow
+        self.status = status
+        self.args = args
+        self.created_at = created_at
+        self.generation = generation
+        self.result = result
+        self.error = error
+        self.metadata = metadata
+        self.parent_id = parent_id
+        self.started_at = started_at
+        self.completed_at = completed_at
+        self.wake_at = wake_at
+        self.deadline_at = deadline_at
 
     def copy(self) -> RunRow:
         """An independent copy (stores hand out copies, never their own rows)."""
