@@ -9,7 +9,7 @@ caller reads the store cannot be missed.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from ._errors import RunFailedError, RunTerminatedError
 from ._models import ErrorInfo, RunStatus
@@ -25,17 +25,25 @@ class Outcome(NamedTuple):
     result: bytes | None
     error: bytes | None
 
-    @classmethod
-    def of(cls, row: RunRow) -> Outcome:
-        return cls(row.id, row.status, row.result, row.error)
+    @staticmethod
+    def of(row: RunRow) -> Outcome:
+        # `tuple.__new__`: a NamedTuple's own constructor is an interpreted function.
+        return _new_tuple(Outcome, (row.id, row.status, row.result, row.error))
 
     def value(self) -> Any:
         """The result, or the exception that `Run.result()` raises."""
-        if self.status == RunStatus.COMPLETED:
+        if self.status == _COMPLETED:
             return None if self.result is None else loads(self.result)
-        if self.status == RunStatus.FAILED:
+        if self.status == _FAILED:
             raise RunFailedError(self.run_id, ErrorInfo.from_json(loads(self.error or b"{}")))
         raise RunTerminatedError(self.run_id)
+
+
+# Read once or twice per run: a compiled build reads module constants from C statics.
+_new_tuple: Final = tuple.__new__
+_COMPLETED: Final = RunStatus.COMPLETED._value_
+_FAILED: Final = RunStatus.FAILED._value_
+_get_running_loop: Final = asyncio.get_running_loop
 
 
 class ResultWaiters:
@@ -50,7 +58,7 @@ class ResultWaiters:
         (Not a context manager: `result()` is on every caller's hot path, and a
         generator-based one costs several calls.)
         """
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Outcome] = _get_running_loop().create_future()
         waiters = self._waiting.get(run_id)
         if waiters is None:
             self._waiting[run_id] = [future]
