@@ -19,6 +19,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from actorflow import _build
+
 from . import WORKLOADS, against
 from .common import STORE_ENV, Metric, fmt_goal, load_average, log, machine_info, met, table
 
@@ -409,6 +411,8 @@ def side_by_side(
     begin = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="actorflow-bench-") as scratch:
         tree = against.extract(args.against, Path(scratch))
+        if _build.COMPILED:
+            against.compile_tree(args.against, tree)
 
         def run_side(name: str, root: Path) -> dict[str, Any]:
             return run_workload(name, dict(cfgs[name]), args, Path(scratch), root)
@@ -428,7 +432,8 @@ def side_by_side(
     write_report(out_path, report)
     print(
         f"{rev} against this checkout ({machine['actorflow_commit']}), medians of "
-        f"{args.repeat} interleaved runs each, on {machine['cpu_model']}, {machine['cores']} "
+        f"{args.repeat} interleaved runs each, both sides {machine['actorflow_build']}, on "
+        f"{machine['cpu_model']}, {machine['cores']} "
         f"cores, {machine['python']}; load average {machine['load_average_at_start']} at "
         f"start, {report['invocation']['load_average_at_end']} at end"
     )

@@ -7,13 +7,19 @@ touched) into a scratch directory next to a link to these benchmarks, so both
 sides run the same workload code, and each workload phase runs on REV, then on
 this checkout, `--repeat` times. The table shows each metric's median on both
 sides and their ratio (this / REV).
+
+When this checkout runs its compiled build (`actorflow._build.COMPILED`), REV
+is compiled the same way first (its own `setup.py`, mypyc, in place in the
+scratch directory: about 90 s), so that both sides are the same kind of build.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import statistics
 import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +48,43 @@ def extract(rev: str, scratch: Path) -> Path:
         archive.extractall(tree, filter="data")
     (tree / "benchmarks").symlink_to(ROOT / "benchmarks", target_is_directory=True)
     return tree
+
+
+def compile_tree(rev: str, tree: Path) -> None:
+    """Build REV's hot path with mypyc in `tree` (extracted by `extract`); raises
+    SystemExit if REV has no compiled build or it does not compile."""
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "setup.py", "pyproject.toml"],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(
+            f"--against {rev}: no compiled build to compare with ({done.stderr.decode().strip()});"
+            " run this checkout's sources instead (ACTORFLOW_PURE=1)"
+        )
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+        archive.extractall(tree, filter="data")
+    (tree / "README.md").write_text("")  # what pyproject.toml names as the readme
+    log(f"[compiling {rev}'s hot path with mypyc]")
+    build = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    check = subprocess.run(
+        [sys.executable, "-c", "import actorflow._build as b; print(b.COMPILED)"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if build.returncode != 0 or check.stdout.strip() != "True":
+        raise SystemExit(f"--against {rev}: its hot path did not compile:\n{build.stderr[-2000:]}")
 
 
 def describe(rev: str) -> str:
