@@ -56,6 +56,7 @@ HOT = [
     "actorflow/_store/_base.py",
     "actorflow/_store/_group_commit.py",
     "actorflow/_store/_sqlite_writer.py",
+    "actorflow/_workflow_context.py",
 ]
 
 

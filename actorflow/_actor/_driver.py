@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from .. import _log as L
 from .. import _observe
 from .._asyncio_helpers import shielded
-from .._context import WorkflowContext
 from .._errors import RunNotFoundError, SerializationError, StepFailedError, WorkflowSandboxError
 from .._messages import reply_to
 from .._models import STATUS_OF, ErrorInfo, RunStatus
@@ -29,6 +28,7 @@ from .._schedule_types import schedule_of
 from .._serde import dumps, encode, loads
 from .._store import EventRow
 from .._streams import StreamLedger
+from .._workflow_context import WorkflowContext
 from ._operations import Operations
 
 if TYPE_CHECKING:
