@@ -21,11 +21,7 @@ from ._ids import check_event_type, check_name, check_new_run_id, step_id
 from ._models import StepInfo, WorkflowInfo
 from ._sandbox import WorkflowLoop
 from ._types import codec_for, value_decoder
-from ._workflow_context import Decoder as Decoder
-from ._workflow_context import ParkedHost as ParkedHost
-from ._workflow_context import WorkflowClosed as WorkflowClosed
-from ._workflow_context import WorkflowContext as WorkflowContext
-from ._workflow_context import WorkflowHost as WorkflowHost
+from ._workflow_context import Decoder, WorkflowContext
 
 if TYPE_CHECKING:
     from ._actor import StepOp

@@ -38,7 +38,7 @@ from mypy_extensions import mypyc_attr
 from ._errors import WorkflowSandboxError
 
 if TYPE_CHECKING:
-    from ._context import WorkflowContext
+    from ._workflow_context import WorkflowContext
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")

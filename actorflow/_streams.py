@@ -20,7 +20,8 @@ from ._serde import encode, loads
 from ._store import ChunkKind, ChunkRow, StreamState
 
 if TYPE_CHECKING:
-    from ._context import StepOwner, WorkflowContext
+    from ._context import StepOwner
+    from ._workflow_context import WorkflowContext
 
 
 def check_namespace(namespace: str) -> str:

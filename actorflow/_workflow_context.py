@@ -2,8 +2,8 @@
 `WorkflowHost`, the run actor as that code sees it.
 
 Compiled with the hot path (`setup.py`): every step call goes through
-`WorkflowContext.call_step`, and every run makes one. `_context` re-exports
-these names, where the functions workflow code calls use them.
+`WorkflowContext.call_step`, and every run makes one. The functions workflow
+code calls (`af.sleep`, `af.wait_for_event`, ...) are in `_context`.
 """
 
 from __future__ import annotations
