@@ -109,7 +109,10 @@ def current_workflow() -> WorkflowContext | None:
     running loop says which run it is: no context variable to set per run.
     """
     loop = _get_running_loop()
-    return loop.workflow if type(loop) is WorkflowLoop else None
+    if type(loop) is WorkflowLoop:
+        workflow: WorkflowContext | None = loop.workflow
+        return workflow
+    return None
 
 
 def current_step() -> StepContext | None:

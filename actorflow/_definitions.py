@@ -68,7 +68,8 @@ class StepFunction(Generic[P, R]):
         if type(loop) is WorkflowLoop and loop.workflow is not None:
             if kwargs or len(args) not in self._arg_counts:
                 self._check_call(args, kwargs)
-            return loop.workflow.call_step(self, args, kwargs)
+            call: Awaitable[R] = loop.workflow.call_step(self, args, kwargs)
+            return call
         return self.fn(*args, **kwargs)  # type: ignore[return-value]
 
     def _check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

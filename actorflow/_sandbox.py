@@ -31,16 +31,16 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
+from typing import Any, Final, Generic, NoReturn, TypeVar, TypeVarTuple, Unpack, cast
 
 from mypy_extensions import mypyc_attr
 
 from ._errors import WorkflowSandboxError
 
-if TYPE_CHECKING:
-    from ._workflow_context import WorkflowContext
-
 T = TypeVar("T")
+# What the owner keeps on its loop for its workflow code to find (the run's
+# `WorkflowContext`); the sandbox never looks inside it.
+W = TypeVar("W")
 Ts = TypeVarTuple("Ts")
 log = logging.getLogger("actorflow.workflow")
 # Called twice per turn of a workflow: module constants of a compiled build are C
@@ -55,13 +55,13 @@ _ADVICE = (
 
 
 @mypyc_attr(native_class=False)
-class WorkflowLoop(asyncio.AbstractEventLoop):
+class WorkflowLoop(asyncio.AbstractEventLoop, Generic[W]):
     """A ready queue and nothing else, run on demand by the owning actor."""
 
-    def __init__(self, run_id: str, workflow: WorkflowContext) -> None:
+    def __init__(self, run_id: str, workflow: W) -> None:
         self.run_id = run_id
         # The run's `WorkflowContext`: what `af.current_workflow()` finds (see `_context`).
-        self.workflow: WorkflowContext | None = workflow
+        self.workflow: W | None = workflow
         self._ready: collections.deque[ReadyCallback] = collections.deque()
         # The workflow's root task, and the list of any other only once there is one
         # (most workflows have none): one object less per run.
@@ -238,7 +238,7 @@ _REFUSED = {
 
 
 def _refuser(name: str, what: str, advice: str) -> Callable[..., NoReturn]:
-    def refuse(self: WorkflowLoop, *args: Any, **kwargs: Any) -> NoReturn:
+    def refuse(self: WorkflowLoop[Any], *args: Any, **kwargs: Any) -> NoReturn:
         raise WorkflowSandboxError(
             f"loop.{name}() ({what}) cannot be used in workflow code: {advice}; {_ADVICE}"
         )

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .._sandbox import WorkflowLoop
     from .._streams import StreamLedger
     from .._timers import TimerEntry
+    from .._workflow_context import WorkflowContext
     from ._children import Children
     from ._host import RunHost
     from ._ops import SleepOp, StepOp, WaitOp
@@ -110,7 +111,7 @@ class RunState(abc.ABC):
         self._held: Held | None = None
         self._exited = False
         # -- the workflow and its pending calls
-        self.loop: WorkflowLoop | None = None
+        self.loop: WorkflowLoop[WorkflowContext] | None = None
         self.owns_hooks = False
         self.reset_operations()
 
