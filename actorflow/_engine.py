@@ -347,11 +347,7 @@ class Engine:
             return None
         now = time.time()
         deadline_at = None if deadline is None else now + deadline
-        # By position: keywords cost a compiled `RunRow.__init__` a parse of their names.
-        row = RunRow(
-            run_id, wf.name, RunStatus.QUEUED._value_, args_data, now, 0, None, None, meta,
-            None, None, None, None, deadline_at,
-        )  # fmt: skip
+        row = RunRow.queued(run_id, wf.name, args_data, now, meta, None, deadline_at)
         observer = _observe.current
         if observer is not None:
             trace_context = observer.run_creating(row, trace_context)

@@ -223,15 +223,8 @@ class Operations(StepScheduler):
             for d in (self.row.deadline_at, None if wf.deadline is None else now + wf.deadline)
             if d is not None
         ]
-        child = RunRow(
-            child_id,
-            wf.name,
-            "queued",
-            args_data,
-            now,
-            metadata=meta,
-            parent_id=self.run_id,
-            deadline_at=min(deadlines, default=None),
+        child = RunRow.queued(
+            child_id, wf.name, args_data, now, meta, self.run_id, min(deadlines, default=None)
         )
         started = self.append(
             L.CHILD_STARTED, seq, wf.name, dumps({"run_id": child_id}), to_batch=False
