@@ -85,18 +85,7 @@ class Run(Generic[R]):
             return result if self._decode is None else self._decoded(result)
         timer_seq = ctx.next_seq()
         timer = ctx.host.sleep(timer_seq, seconds, None)
-        # Not `asyncio.wait`: when both are settled by the time it looks, its `done` set
-        # does not say which came first. Done callbacks run in settling order, which is
-        # the log's order.
-        first: asyncio.Future[asyncio.Future[Any]] = asyncio.get_running_loop().create_future()
-
-        def settled(future: asyncio.Future[Any]) -> None:
-            if not first.done():
-                first.set_result(future)
-
-        outcome.add_done_callback(settled)
-        timer.add_done_callback(settled)
-        if await first is timer:
+        if await _first_settled(outcome, timer) is timer:
             outcome.add_done_callback(_unheard)
             raise TimeoutError(f"child run {self.id!r} did not finish within {seconds} s")
         ctx.host.cancel_sleep(timer_seq)  # or it would wake the run for nothing
@@ -184,6 +173,25 @@ class Run(Generic[R]):
         Raises `InvalidStateError` if the run is final, `ValueError` for an empty or
         reserved type, `SerializationError` for a payload that is not JSON."""
         await self._outside_workflow("send_event").send_event(self.id, type, payload)
+
+
+def _first_settled(*futures: asyncio.Future[Any]) -> asyncio.Future[asyncio.Future[Any]]:
+    """A future of whichever of `futures` settles first.
+
+    Not `asyncio.wait`: when several are settled by the time it looks, its `done`
+    set does not say which came first. Done callbacks run in settling order, which
+    is the log's order. (A function of its own: the closure's cell would otherwise
+    be made on every `result()` call.)
+    """
+    first: asyncio.Future[asyncio.Future[Any]] = asyncio.get_running_loop().create_future()
+
+    def settled(future: asyncio.Future[Any]) -> None:
+        if not first.done():
+            first.set_result(future)
+
+    for future in futures:
+        future.add_done_callback(settled)
+    return first
 
 
 def _unheard(future: asyncio.Future[Any]) -> None:
