@@ -34,6 +34,7 @@ import sys
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
+GROUP = "actorflow"  # the shared module is `actorflow__mypyc`, beside the package
 HOT = [
     "actorflow/_actor/_children.py",
     "actorflow/_actor/_control.py",
@@ -89,7 +90,11 @@ def _extensions() -> list:
     try:
         from mypyc.build import mypycify
 
-        return mypycify(HOT, opt_level="3", multi_file=True)
+        # A fixed name for the module the compiled modules share (mypyc names it after a
+        # hash of the module list otherwise): an editable install records it, and a
+        # rebuild in place after `HOT` changed would leave that record pointing at a
+        # module that no longer exists.
+        return mypycify(HOT, opt_level="3", multi_file=True, group_name=GROUP)
     except (Exception, SystemExit) as error:  # mypyc exits on a type error
         _warn("mypyc could not compile the hot path", error)
         return []
