@@ -71,6 +71,12 @@ class _OptionalBuildExt(build_ext):
     def run(self) -> None:
         try:
             super().run()
+            # A module whose C did not change is not relinked, and keeps an older time than
+            # its source just edited: `actorflow._build` would call the new build stale.
+            for extension in self.extensions:
+                path = self.get_ext_fullpath(extension.name)
+                if os.path.exists(path):
+                    os.utime(path)
         except Exception as error:
             _warn("compiling the hot path failed", error)
             # A part of a group is no build: its modules would import the missing rest.
