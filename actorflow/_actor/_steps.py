@@ -21,7 +21,6 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable
-from functools import partial
 from typing import Any, Final
 
 from .. import _log as L
@@ -40,7 +39,6 @@ _FIRST_ATTEMPT: Final = b'{"attempt":1}'
 # Read for every attempt: a compiled build reads module constants from C statics.
 _Context: Final = contextvars.Context
 _set_step: Final = _step.set
-_partial: Final = partial
 
 
 class StepScheduler(StatusKeeper):
@@ -73,7 +71,7 @@ class StepScheduler(StatusKeeper):
         self.append(L.STEP_STARTED, op.seq, op.name, data)
         # The attempt's task starts once its `step_started` (and the result that led the
         # workflow here) is durable: nothing a step does can depend on an uncommitted input.
-        self.store.batch().callbacks.append(_partial(self._start_attempt, op, op.attempt))
+        self.store.batch().callbacks.append(_AttemptStart(self, op, attempt))
 
     def _start_attempt(self, op: StepOp, attempt: int) -> None:
         if not op.pending or op.attempt != attempt:
@@ -146,6 +144,21 @@ class StepScheduler(StatusKeeper):
             return
         data = dumps({"attempt": op.attempt, "error": error.to_json()})
         self.input(self.append(L.STEP_FAILED, op.seq, op.name, data))
+
+
+class _AttemptStart:
+    """Starts an attempt once its `step_started` is committed (a callback of the batch):
+    one object per attempt where a bound method, a `partial` and its tuple were three."""
+
+    __slots__ = ("attempt", "op", "scheduler")
+
+    def __init__(self, scheduler: StepScheduler, op: StepOp, attempt: int) -> None:
+        self.scheduler = scheduler
+        self.op = op
+        self.attempt = attempt
+
+    def __call__(self) -> None:
+        self.scheduler._start_attempt(self.op, self.attempt)
 
 
 async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> None:
