@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Coroutine
-from functools import partial
 from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
@@ -17,7 +16,6 @@ T = TypeVar("T")
 ENGINE_CONTEXT: Final = contextvars.Context()
 # `Final`: a compiled build reads module constants from C statics, not by name.
 _Task: Final = asyncio.Task
-_partial: Final = partial
 
 
 def shielded(commit: asyncio.Future[None]) -> asyncio.Future[None]:
@@ -30,19 +28,29 @@ def shielded(commit: asyncio.Future[None]) -> asyncio.Future[None]:
     3-step workflow); this is one callback.
     """
     waiter = commit.get_loop().create_future()
-    commit.add_done_callback(_partial(_settle_from, waiter), context=ENGINE_CONTEXT)
+    commit.add_done_callback(_SettleFrom(waiter), context=ENGINE_CONTEXT)
     return waiter
 
 
-def _settle_from(waiter: asyncio.Future[None], commit: asyncio.Future[None]) -> None:
-    if waiter.done():  # its awaiter was cancelled
-        return
-    if commit.cancelled():
-        waiter.cancel()
-    elif (error := commit.exception()) is not None:
-        waiter.set_exception(error)
-    else:
-        waiter.set_result(None)
+class _SettleFrom:
+    """Settles `waiter` as the commit it is called with settled (a compiled object where
+    a `partial` and its arguments' tuple were two, called without argument parsing)."""
+
+    __slots__ = ("waiter",)
+
+    def __init__(self, waiter: asyncio.Future[None]) -> None:
+        self.waiter = waiter
+
+    def __call__(self, commit: asyncio.Future[None]) -> None:
+        waiter = self.waiter
+        if waiter.done():  # its awaiter was cancelled
+            return
+        if commit.cancelled():
+            waiter.cancel()
+        elif (error := commit.exception()) is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(None)
 
 
 def named_task(
