@@ -26,7 +26,7 @@ from .._models import STATUS_OF, ErrorInfo, RunStatus
 from .._sandbox import WorkflowLoop, explain_foreign_await
 from .._schedule_types import schedule_of
 from .._serde import dumps, encode, loads
-from .._store import EventRow
+from .._store import EventRow, RunRow
 from .._streams import StreamLedger
 from .._workflow_context import WorkflowContext
 from ._operations import Operations
@@ -251,16 +251,17 @@ class WorkflowDriver(Operations):
             self.host.drop_hooks(self.run_id)
             self.owns_hooks = False
 
-        def notify() -> None:
-            if self.superseded:  # abandoned: the final status is not what was committed
-                return
-            self.notified = True
-            self.host.run_finished(row)
-            if self.finished:  # not restarted meanwhile
-                self.final_committed()
-
         # At once on commit, not on this actor's next turn: result() callers wake sooner.
-        batch.callbacks.append(notify)
+        batch.callbacks.append(_FinalCommitted(self, row))
+
+    def final_status_committed(self, row: RunRow) -> None:
+        """The final status `finish` wrote is committed: answer callers."""
+        if self.superseded:  # abandoned: the final status is not what was committed
+            return
+        self.notified = True
+        self.host.run_finished(row)
+        if self.finished:  # not restarted meanwhile
+            self.final_committed()
 
     def fail_after_crash(self, exc: BaseException) -> bool:
         """Record the run as failed with `exc`, which a turn of its actor raised: whatever
@@ -281,3 +282,17 @@ class WorkflowDriver(Operations):
     def finish_failed(self, error: ErrorInfo) -> None:
         data = dumps(error.to_json())
         self.finish(RunStatus.FAILED, L.RUN_FAILED, data, error=data)
+
+
+class _FinalCommitted:
+    """`finish`'s batch callback: one compiled object where a closure and its
+    environment were two."""
+
+    __slots__ = ("driver", "row")
+
+    def __init__(self, driver: WorkflowDriver, row: RunRow) -> None:
+        self.driver = driver
+        self.row = row
+
+    def __call__(self) -> None:
+        self.driver.final_status_committed(self.row)
