@@ -13,7 +13,9 @@ What the counting serves, sqlite3 does not use: `sqlite3_memory_used()`,
 `sqlite3_memory_highwater()`, the soft and hard heap limits and the memory
 counters of `sqlite3_status64()`, which stop counting for every user of this
 SQLite in the process. When sqlite3 was imported first, or SQLite is linked
-where ctypes cannot reach it, nothing changes. Linux only: elsewhere a variadic
+where ctypes cannot reach it, nothing changes; nor when the process already runs
+other threads, since `sqlite3_config` must not run while another thread may be
+using (or initializing) SQLite. Linux only: elsewhere a variadic
 C function may not take its arguments the way ctypes passes them.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import sys
+import threading
 
 _SQLITE_CONFIG_MEMSTATUS = 9
 _SQLITE_OK = 0
@@ -31,6 +34,8 @@ def skip_memory_statistics() -> bool:
     """Ask SQLite not to count its allocations. True if it will not; False if it does
     (sqlite3 imported already, another platform, or SQLite out of reach)."""
     if "_sqlite3" in sys.modules or sys.platform != "linux":
+        return False
+    if threading.active_count() > 1:  # one of them could be importing sqlite3 right now
         return False
     spec = importlib.util.find_spec("_sqlite3")  # found, not imported
     if spec is None or spec.origin is None:
