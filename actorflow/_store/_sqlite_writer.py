@@ -24,7 +24,6 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from itertools import chain
 from operator import itemgetter
 from typing import Any, Final, TypeVar
 
@@ -202,6 +201,18 @@ def register_identity_adapters() -> None:
             sqlite3.register_adapter(kind, identity)
 
 
+def _flatten(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """The rows' values in one list, in order, by index into a list made at its full size
+    (`list(chain.from_iterable(rows))` went through two iterators per value)."""
+    params: list[Any] = [None] * (len(rows) * len(rows[0])) if rows else []
+    i = 0
+    for row in rows:
+        for value in row:
+            params[i] = value
+            i += 1
+    return params
+
+
 class MultiRowStatements:
     """Runs a statement over many rows with one `VALUES (...),(...)` list per chunk.
 
@@ -240,7 +251,7 @@ class MultiRowStatements:
             left = total - start
             size = chunk if left >= chunk else 1 << (left.bit_length() - 1)
             part = rows[start : start + size]
-            yield self._statement(sql, width, size), list(chain.from_iterable(part))
+            yield self._statement(sql, width, size), _flatten(part)
             start += size
 
     def _statement(self, sql: str, width: int, size: int) -> str:
