@@ -12,7 +12,7 @@ import pytest
 import actorflow as af
 from actorflow._asyncio_helpers import shielded
 from actorflow._errors import StoreWriteError
-from actorflow._store import EventRow, RunRow, SQLiteStore
+from actorflow._store import ChunkRow, EventRow, RunRow, SQLiteStore
 from actorflow._store._sqlite_writer import register_identity_adapters
 from tests.conftest import eventually
 from tests.databases import Database, RefusedInserts
@@ -166,6 +166,55 @@ async def test_blobs_and_nulls_are_stored_as_they_are(tmp_path: Path) -> None:
         assert run is not None and run.args == b"[1]" and run.result is None
     finally:
         await store.close()
+
+
+_BLOB_COLUMNS = [
+    ("runs", "args"), ("runs", "result"), ("runs", "error"), ("runs", "metadata"),
+    ("events", "data"), ("chunks", "data"),
+]  # fmt: skip
+
+
+async def test_blob_columns_hold_blobs_whatever_the_bytes(tmp_path: Path) -> None:
+    """UTF-8 bytes are bound as text and cast back to BLOB by the statements: every BLOB
+    column must still hold exactly the bytes given, as a BLOB, whether they are JSON,
+    empty, not UTF-8 at all, inserted or updated."""
+    path = tmp_path / "typed.db"
+    store = SQLiteStore(str(path))
+    await store.open()
+    now = time.time()
+    odd = b"\xff\x00\xfe"  # not UTF-8: bound as bytes
+    values = [b"[1]", b"", odd, '{"a":"\u00e9 \u2603"}'.encode(), b'"\\u0000"']
+    try:
+        for i, value in enumerate(values):
+            fresh = RunRow(f"fresh{i}", "wf", "queued", value, now)
+            full = RunRow(
+                f"full{i}", "wf", "completed", value, now, 2, value, value, value,
+                None, now, now, None, None,
+            )  # fmt: skip
+            store.batch().create_run(fresh, [])
+            store.batch().create_run(full, [])
+            store.batch().events.append(EventRow(f"fresh{i}", 0, 0, "k", None, None, value, now))
+            store.batch().chunks.append(ChunkRow(f"fresh{i}", "ns", 0, None, 1, 0, value, now))
+        await store.commit()
+        for i, value in enumerate(values):
+            row = (await store.get_run(f"fresh{i}")).copy()  # type: ignore[union-attr]
+            row.status, row.result, row.error = "failed", value, value
+            store.batch().update_run(row)
+        await store.commit()
+        for i, value in enumerate(values):
+            run = await store.get_run(f"fresh{i}")
+            assert run is not None and (run.args, run.result, run.error) == (value,) * 3
+            assert (await store.load_events(f"fresh{i}"))[0].data == value
+            assert (await store.load_chunks(f"fresh{i}", "ns", 0, 1))[0].data == value
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        kinds = {
+            kind
+            for table, column in _BLOB_COLUMNS
+            for (kind,) in conn.execute(f"SELECT DISTINCT typeof({column}) FROM {table}")
+        }
+    assert kinds == {"blob", "null"}, kinds
 
 
 async def test_shielded_follows_a_commit_and_its_cancellation_stays_its_own() -> None:

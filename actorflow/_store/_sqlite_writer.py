@@ -51,6 +51,12 @@ _FRESH_RUNS_HEAD = (
 _FRESH_COLUMNS: Final = itemgetter(0, 1, 2, 3, 4, 9, 10)
 _FRESH_NULLS: Final = itemgetter(5, 6, 7, 8, 11, 12, 13)
 _SEVEN_NULLS: Final = (None,) * 7
+# The BLOB columns of each statement's rows (see `MultiRowStatements`).
+_RUNS_BLOBS: Final = (4, 5, 6, 7)
+_FRESH_RUNS_BLOBS: Final = (4,)
+_EVENTS_BLOBS: Final = (6,)
+_CHUNKS_BLOBS: Final = (6,)
+_UPDATE_RUNS_BLOBS: Final = (2, 3)
 _EVENTS_HEAD = "INSERT OR FAIL INTO events VALUES "
 _CHUNKS_HEAD = "INSERT OR FAIL INTO chunks VALUES "
 _HOOKS_HEAD = "INSERT OR REPLACE INTO hooks VALUES "
@@ -128,14 +134,14 @@ class SQLiteTransactions:
                 fresh = [_FRESH_COLUMNS(row) for row in runs if _FRESH_NULLS(row) == _SEVEN_NULLS]
                 if len(fresh) < len(runs):
                     runs = [row for row in runs if _FRESH_NULLS(row) != _SEVEN_NULLS]
-                    sql.run(conn, _RUNS_HEAD, 14, runs)
-                sql.run(conn, _FRESH_RUNS_HEAD, 7, fresh)
-            sql.run(conn, _EVENTS_HEAD, 8, events)
-            sql.run(conn, _CHUNKS_HEAD, 8, batch.chunks)
+                    sql.run(conn, _RUNS_HEAD, 14, runs, _RUNS_BLOBS)
+                sql.run(conn, _FRESH_RUNS_HEAD, 7, fresh, _FRESH_RUNS_BLOBS)
+            sql.run(conn, _EVENTS_HEAD, 8, events, _EVENTS_BLOBS)
+            sql.run(conn, _CHUNKS_HEAD, 8, batch.chunks, _CHUNKS_BLOBS)
             if batch.run_updates:
                 updates = list(batch.run_updates.values())
                 if _HAS_UPDATE_FROM:
-                    sql.run(conn, _UPDATE_RUNS, 8, updates)
+                    sql.run(conn, _UPDATE_RUNS, 8, updates, _UPDATE_RUNS_BLOBS)
                 else:  # pragma: no cover - SQLite older than 3.33
                     conn.executemany(_UPDATE_RUN, updates)
             sql.run(conn, _HOOKS_HEAD, 3, batch.hooks)
@@ -201,16 +207,26 @@ def register_identity_adapters() -> None:
             sqlite3.register_adapter(kind, identity)
 
 
-def _flatten(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+def _flatten(rows: Sequence[tuple[Any, ...]], blobs_as_text: bool) -> list[Any]:
     """The rows' values in one list, in order, by index into a list made at its full size
-    (`list(chain.from_iterable(rows))` went through two iterators per value)."""
+    (`list(chain.from_iterable(rows))` went through two iterators per value); with
+    `blobs_as_text`, a `bytes` value that is UTF-8 (JSON, as nearly all are) as `str`."""
     params: list[Any] = [None] * (len(rows) * len(rows[0])) if rows else []
     i = 0
     for row in rows:
         for value in row:
+            if blobs_as_text and type(value) is bytes:
+                value = _as_text(value)
             params[i] = value
             i += 1
     return params
+
+
+def _as_text(blob: bytes) -> str | bytes:
+    try:
+        return blob.decode()
+    except UnicodeDecodeError:
+        return blob  # not UTF-8: bound as bytes, through the adapter registry
 
 
 class MultiRowStatements:
@@ -225,14 +241,28 @@ class MultiRowStatements:
     writer's wall time against 512-row ones). Chunks are a fixed size plus
     power-of-two remainders, so only a few statements per table are ever
     prepared (and cached by sqlite3).
+
+    `blobs` names a table's BLOB columns (by position in the row): their values are
+    bound as text and cast back to BLOB by the statement, since sqlite3 binds a `str`
+    as it is but looks a `bytes` value up in its adapter registry (a key tuple built
+    with `Py_BuildValue`, a dict lookup and an adapter call: 1,100 instructions a
+    value). What is stored is the same bytes, as a BLOB. Every column that can hold
+    `bytes` must be named, else a value would be stored as TEXT.
     """
 
     def __init__(self) -> None:
-        self._sql: dict[tuple[str, int, int], str] = {}
+        self._sql: dict[tuple[str, int, int, tuple[int, ...]], str] = {}
 
-    def run(self, conn: sqlite3.Connection, sql: str, width: int, rows: Sequence[Any]) -> None:
+    def run(
+        self,
+        conn: sqlite3.Connection,
+        sql: str,
+        width: int,
+        rows: Sequence[Any],
+        blobs: tuple[int, ...] = (),
+    ) -> None:
         """Execute `sql` (a head ending in `VALUES `, or containing `{values}`) for all rows."""
-        for statement, params in self._chunks(sql, width, rows):
+        for statement, params in self._chunks(sql, width, rows, blobs):
             conn.execute(statement, params)
 
     def query(
@@ -240,25 +270,28 @@ class MultiRowStatements:
     ) -> list[tuple[Any, ...]]:
         """Like `run` for a one-column `IN ({values})` query; returns every result row."""
         found: list[tuple[Any, ...]] = []
-        for statement, params in self._chunks(sql, 1, rows):
+        for statement, params in self._chunks(sql, 1, rows, ()):
             found.extend(conn.execute(statement, params).fetchall())
         return found
 
-    def _chunks(self, sql: str, width: int, rows: Sequence[Any]) -> Iterator[tuple[str, list[Any]]]:
+    def _chunks(
+        self, sql: str, width: int, rows: Sequence[Any], blobs: tuple[int, ...]
+    ) -> Iterator[tuple[str, list[Any]]]:
         chunk = min(_CHUNK_ROWS, _MAX_VARIABLES // width)
         start, total = 0, len(rows)
         while start < total:
             left = total - start
             size = chunk if left >= chunk else 1 << (left.bit_length() - 1)
             part = rows[start : start + size]
-            yield self._statement(sql, width, size), _flatten(part)
+            yield self._statement(sql, width, size, blobs), _flatten(part, bool(blobs))
             start += size
 
-    def _statement(self, sql: str, width: int, size: int) -> str:
-        key = (sql, width, size)
+    def _statement(self, sql: str, width: int, size: int, blobs: tuple[int, ...]) -> str:
+        key = (sql, width, size, blobs)
         statement = self._sql.get(key)
         if statement is None:
-            group = "(" + ",".join("?" * width) + ")" if width > 1 else "?"
+            marks = ["CAST(? AS BLOB)" if i in blobs else "?" for i in range(width)]
+            group = "(" + ",".join(marks) + ")" if width > 1 else marks[0]
             values = ",".join([group] * size)
             statement = sql.format(values=values) if "{values}" in sql else sql + values
             self._sql[key] = statement
