@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -30,6 +31,21 @@ def test_an_in_memory_sqlite_url_is_refused_and_writes_nothing(
     with pytest.raises(af.StoreFileError, match="use memory://"):
         af.Engine("sqlite:///:memory:")
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_utf16_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """JSON is bound as text and cast to BLOB, which in a UTF-16 database would store
+    UTF-16 bytes: such a file is refused before anything is written to it."""
+    db = tmp_path / "utf16.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA encoding='UTF-16le'")
+        conn.execute("CREATE TABLE runs (id TEXT)")
+    conn.close()
+    before = _files(tmp_path)
+    with pytest.raises(af.StoreFileError, match="is a UTF-16le database; actorflow needs UTF-8"):
+        async with af.Engine(f"sqlite:///{db}"):
+            pass
+    assert _files(tmp_path) == before
 
 
 @contextmanager

@@ -61,10 +61,15 @@ def prepare_file(path: str) -> None:
         try:
             found = conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
             tables = {name for (name,) in found}
+            (encoding,) = conn.execute("PRAGMA encoding").fetchone()
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise StoreFileError(f"{path} cannot be an actorflow database: {exc}") from exc
+    if encoding != "UTF-8":
+        # The writer binds JSON as text and casts it to BLOB: in a UTF-16 database that
+        # cast would store UTF-16 bytes.
+        raise StoreFileError(f"{path} is a {encoding} database; actorflow needs UTF-8")
     if tables and not tables >= _OWN_TABLES:
         raise StoreFileError(
             f"{path} holds another application's tables ({', '.join(sorted(tables))}); "
