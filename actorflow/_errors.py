@@ -145,8 +145,9 @@ class StoreLockedError(ActorflowError):
 
 class StoreFileError(ActorflowError):
     """The store's file cannot be an actorflow database: not SQLite, another
-    application's or another schema's, UTF-16 rather than UTF-8, read-only (or in a read-only directory), or
-    `sqlite:///:memory:`. Raised before anything is written to it or next to it."""
+    application's or another schema's, UTF-16 rather than UTF-8, read-only (or in a
+    read-only directory), or `sqlite:///:memory:`. Raised before anything is written to
+    it or next to it."""
 
 
 class StoreReadError(ActorflowError):
