@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import actorflow as af
 from actorflow._asyncio_helpers import shielded
 from actorflow._errors import StoreWriteError
 from actorflow._store import ChunkRow, EventRow, RunRow, SQLiteStore
-from actorflow._store._sqlite_writer import register_identity_adapters
+from actorflow._store._sqlite_writer import null_parameter, register_identity_adapters
 from tests.conftest import eventually
 from tests.databases import Database, RefusedInserts
 
@@ -215,6 +217,19 @@ async def test_blob_columns_hold_blobs_whatever_the_bytes(tmp_path: Path) -> Non
             for (kind,) in conn.execute(f"SELECT DISTINCT typeof({column}) FROM {table}")
         }
     assert kinds == {"blob", "null"}, kinds
+
+
+def test_nulls_are_bound_as_nan_which_sqlite_stores_as_null() -> None:
+    """None is bound as a NaN (a float, bound without the adapter registry), which SQLite
+    binds as NULL: checked once per writer, so an SQLite that did otherwise would get
+    None bound instead."""
+    with closing(sqlite3.connect(":memory:")) as conn:
+        null = null_parameter(conn)
+        assert isinstance(null, float) and math.isnan(null), "this SQLite binds NaN as NULL"
+        conn.execute("CREATE TABLE t (a TEXT, b INTEGER, c BLOB, d REAL)")
+        conn.execute("INSERT INTO t VALUES (?, ?, CAST(? AS BLOB), ?)", (null,) * 4)
+        kinds = conn.execute("SELECT typeof(a), typeof(b), typeof(c), typeof(d) FROM t")
+        assert kinds.fetchall() == [("null",) * 4]
 
 
 async def test_shielded_follows_a_commit_and_its_cancellation_stays_its_own() -> None:

@@ -21,6 +21,7 @@ thousands of rows, are unchanged.
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +100,7 @@ class SQLiteTransactions:
         loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="actorflow-writer")
         self._conn = await loop.run_in_executor(self._executor, self._connect)
+        self._statements.null = null_parameter(self._conn)
 
     async def close(self) -> None:
         assert self._executor is not None and self._conn is not None
@@ -207,19 +209,30 @@ def register_identity_adapters() -> None:
             sqlite3.register_adapter(kind, identity)
 
 
-def _flatten(rows: Sequence[tuple[Any, ...]], blobs_as_text: bool) -> list[Any]:
+def _flatten(rows: Sequence[tuple[Any, ...]], blobs_as_text: bool, null: object) -> list[Any]:
     """The rows' values in one list, in order, by index into a list made at its full size
-    (`list(chain.from_iterable(rows))` went through two iterators per value); with
-    `blobs_as_text`, a `bytes` value that is UTF-8 (JSON, as nearly all are) as `str`."""
+    (`list(chain.from_iterable(rows))` went through two iterators per value); None as
+    `null`; with `blobs_as_text`, a `bytes` value that is UTF-8 (JSON, as nearly all
+    are) as `str`."""
     params: list[Any] = [None] * (len(rows) * len(rows[0])) if rows else []
     i = 0
     for row in rows:
         for value in row:
-            if blobs_as_text and type(value) is bytes:
+            if value is None:
+                value = null
+            elif blobs_as_text and type(value) is bytes:
                 value = _as_text(value)
             params[i] = value
             i += 1
     return params
+
+
+def null_parameter(conn: sqlite3.Connection) -> object:
+    """What to bind for NULL: a NaN, which SQLite binds as NULL (a `float`, which sqlite3
+    binds as it is, where `None` goes through the adapter registry), if this SQLite
+    does; else None."""
+    (is_null,) = conn.execute("SELECT ? IS NULL", (math.nan,)).fetchone()
+    return math.nan if is_null else None
 
 
 def _as_text(blob: bytes) -> str | bytes:
@@ -247,11 +260,13 @@ class MultiRowStatements:
     as it is but looks a `bytes` value up in its adapter registry (a key tuple built
     with `Py_BuildValue`, a dict lookup and an adapter call: 1,100 instructions a
     value). What is stored is the same bytes, as a BLOB. Every column that can hold
-    `bytes` must be named, else a value would be stored as TEXT.
+    `bytes` must be named, else a value would be stored as TEXT. For the same reason
+    None is bound as `null` (set by the writer: a NaN, see `null_parameter`).
     """
 
     def __init__(self) -> None:
         self._sql: dict[tuple[str, int, int, tuple[int, ...]], str] = {}
+        self.null: object = None  # bound for None: see `null_parameter`
 
     def run(
         self,
@@ -283,7 +298,7 @@ class MultiRowStatements:
             left = total - start
             size = chunk if left >= chunk else 1 << (left.bit_length() - 1)
             part = rows[start : start + size]
-            yield self._statement(sql, width, size, blobs), _flatten(part, bool(blobs))
+            yield self._statement(sql, width, size, blobs), _flatten(part, bool(blobs), self.null)
             start += size
 
     def _statement(self, sql: str, width: int, size: int, blobs: tuple[int, ...]) -> str:
