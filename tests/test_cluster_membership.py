@@ -4,6 +4,8 @@ others at once; clients and `max_runs`; schedules fired by any engine, once per 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import actorflow as af
@@ -116,3 +118,30 @@ async def test_every_engine_fires_a_declared_schedule_and_each_tick_runs_once(
         "SELECT kind, count(*) FROM events WHERE run_id = ANY(?) GROUP BY kind", (ticks,)
     )
     assert dict(kinds)["run_created"] == dict(kinds)["run_completed"] == len(ticks)
+
+
+async def test_the_watches_of_a_gone_engine_are_dropped_with_their_marks(pg_url: str) -> None:
+    """An engine that crashed leaves its `watches` rows and the marks they put on runs
+    (every commit to a marked run notifies its watchers). Once the engine is found gone,
+    its rows are dropped, and a run's mark with the last of them; a live watch stays."""
+    db = PostgresDatabase(pg_url)
+    async with (
+        af.Engine(pg_url, workflows=WORKFLOWS, lease_timeout=60) as owner,
+        af.Engine(pg_url, execute=False, lease_timeout=60) as client,
+    ):
+        followed, other = [await owner.start(collect, 1) for _ in range(2)]
+        for run in (followed, other):
+            await wait_for_status(run, af.RunStatus.WAITING, timeout=10)
+        result = asyncio.create_task(client.get_run(followed.id).result(timeout=30))
+        watched = "SELECT watched FROM runs WHERE id = ?"
+        await eventually(lambda: db.query(watched, (followed.id,)) == [(True,)], timeout=10)
+        for run in (followed, other):
+            db.execute(f"INSERT INTO watches VALUES ('{run.id}', 'crashed-engine')")
+        db.execute(f"UPDATE runs SET watched = true WHERE id = '{other.id}'")
+        cluster_of(owner)._dead_seen()  # as when a lease is found lapsed
+        gone = "SELECT count(*) FROM watches WHERE engine = 'crashed-engine'"
+        await eventually(lambda: db.query(gone) == [(0,)], timeout=10)
+        assert db.query(watched, (other.id,)) == [(False,)]
+        assert db.query(watched, (followed.id,)) == [(True,)], "the client still follows it"
+        await owner.send_event(followed.id, "n", 5)
+        assert await asyncio.wait_for(result, 10) == [5]

@@ -31,7 +31,7 @@ from . import _claims, _restart
 from ._claims import Claimed
 from ._inbox import DELETE, READ_OWNED, as_message
 from ._lease import LOST_CONNECTION, EngineLease
-from ._watches import FORGET_GONE, RunWatches
+from ._watches import RunWatches, forget_gone
 
 log = logging.getLogger("actorflow.cluster")
 
@@ -425,7 +425,7 @@ class ClusterNode:
                     self._again(True, False, _ORPHANS_AGAIN)
                 else:
                     await _claims.forget_dead(conn)
-                    await conn.execute(FORGET_GONE)
+                    await forget_gone(conn)
 
     def _again(self, orphans: bool, queued: bool, delay: float) -> None:
         def wake() -> None:

@@ -15,14 +15,28 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import asyncpg
+
 from .._store._postgres_watch_marks import UNWATCH, WATCH
 
 # Rows of engines that are gone (a crashed engine leaves its own).
-FORGET_GONE = (
-    "DELETE FROM watches w WHERE NOT EXISTS (SELECT 1 FROM engines e WHERE e.id = w.engine)"
+_GONE = (
+    "SELECT run_id, engine FROM watches w"
+    " WHERE NOT EXISTS (SELECT 1 FROM engines e WHERE e.id = w.engine)"
 )
 
 Execute = Callable[..., Awaitable[Any]]
+
+
+async def forget_gone(conn: asyncpg.Connection) -> int:
+    """Drop the watches of engines that are gone, each by `unwatch`, which also clears its
+    run's mark once no watch is left (else every commit to the run would notify nobody):
+    one run per statement, as marks are changed (`_store/_postgres_watch_marks.py`).
+    How many were dropped."""
+    gone = await conn.fetch(_GONE)
+    for run_id, engine in gone:
+        await conn.execute(UNWATCH, run_id, engine)
+    return len(gone)
 
 
 class RunWatches:

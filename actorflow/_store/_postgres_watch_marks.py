@@ -17,7 +17,9 @@ what the commit wrote.
 `unwatch` clears the mark when the last watch of a run goes, with the row locked
 first, so that its count of watches sees every watch committed before: a watch
 waiting on that lock marks the row again after it. Watches left by engines that died
-keep their marks (a stale mark only costs a notification nobody hears).
+are dropped the same way once they are found gone (`_cluster/_watches.forget_gone`), so
+their marks go too (a stale mark would cost every commit to its run a notification
+nobody hears).
 """
 
 from __future__ import annotations
