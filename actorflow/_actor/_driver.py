@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Final
 
 from .. import _log as L
 from .. import _observe
@@ -31,8 +31,7 @@ from .._streams import StreamLedger
 from .._workflow_context import WorkflowContext
 from ._operations import Operations
 
-if TYPE_CHECKING:
-    pass
+_run_until_quiescent: Final = WorkflowLoop.run_until_quiescent  # see `_operations`
 
 log = logging.getLogger("actorflow.actor")
 
@@ -131,7 +130,7 @@ class WorkflowDriver(Operations):
             name=self.run_id,
             context=contextvars.Context(),
         )
-        self.loop.run_until_quiescent()
+        _run_until_quiescent(self.loop)
         for entry in log_rows:
             if self.nondeterminism is not None or self.root.done():
                 break

@@ -21,7 +21,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .. import _log as L
 from .. import _observe
@@ -37,12 +37,18 @@ from .._ids import child_run_id
 from .._messages import ChildDone, Control
 from .._models import FINAL, ErrorInfo, WorkflowInfo, to_datetime
 from .._run import Run
+from .._sandbox import WorkflowLoop
 from .._serde import dumps, encode, loads
 from .._store import ChunkRow, EventRow, HookRow, RunRow
 from .._streams import StreamLedger
 from ._children import Children
 from ._ops import SleepOp, StepOp, WaitOp
 from ._steps import StepScheduler
+
+# Called as functions on every step's result: a compiled module calls a method of an
+# object it does not know (an asyncio future, the sandbox loop) by looking its name up.
+_set_result: Final = asyncio.Future.set_result
+_run_until_quiescent: Final = WorkflowLoop.run_until_quiescent
 
 if TYPE_CHECKING:
     from .._definitions import StepFunction
@@ -307,7 +313,7 @@ class Operations(StepScheduler):
         # `f_back` (Python 3.12+), and a local here holding the failed future would
         # close a reference cycle through that traceback.
         if self._resolve(row):
-            self.loop.run_until_quiescent()
+            _run_until_quiescent(self.loop)
             self.after_workflow_ran()
 
     def _resolve(self, row: EventRow) -> bool:
@@ -321,7 +327,7 @@ class Operations(StepScheduler):
             assert future is not None
             if kind == L.STEP_COMPLETED:
                 if op.decode is None:
-                    future.set_result(loads(row.data or b"null"))
+                    _set_result(future, loads(row.data or b"null"))
                 else:
                     _decoded(future, op.decode, row.data or b"null")
             else:

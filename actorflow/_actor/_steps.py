@@ -39,6 +39,7 @@ _FIRST_ATTEMPT: Final = b'{"attempt":1}'
 # Read for every attempt: a compiled build reads module constants from C statics.
 _Context: Final = contextvars.Context
 _set_step: Final = _step.set
+_run_in: Final = contextvars.Context.run
 
 
 class StepScheduler(StatusKeeper):
@@ -78,7 +79,7 @@ class StepScheduler(StatusKeeper):
             return  # torn down meanwhile (terminated, restarted, failed, abandoned)
         op.pending = False
         context = _Context()
-        context.run(_set_step, [self, op, attempt, None])
+        _run_in(context, _set_step, [self, op, attempt, None])
         attempt_coro = _run_attempt(op, attempt, self)
         try:
             op.task = named_task(self.host.loop, attempt_coro, op.name, context)
