@@ -22,10 +22,13 @@ What compiled modules must keep to (mypyc's native classes):
 
 And what makes them fast: a module attribute, global or enum member read on every
 workflow is a `Final` module constant, which mypyc reads from a C static (or inlines,
-for a literal) instead of looking it up by name. Code generated at run time stays
-interpreted: a dataclass on the hot path writes its `__init__` out (`RunRow`), a
-`NamedTuple` is built with `tuple.__new__`; and interpreted code calls a compiled
-constructor by position (keywords cost it a parse of their names on every call).
+for a literal) instead of looking it up by name. A method of an object mypyc does not
+know natively (an asyncio future, the sandbox loop), called on every step, is called
+through a `Final` function constant (`_set_result = asyncio.Future.set_result`): by
+name, each call is a type lookup. Code generated at run time stays interpreted: a
+dataclass on the hot path writes its `__init__` out (`RunRow`), a `NamedTuple` is built
+with `tuple.__new__`; and interpreted code calls a compiled constructor by position
+(keywords cost it a parse of their names on every call).
 """
 
 import os
