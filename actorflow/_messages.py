@@ -11,21 +11,29 @@ from typing import Any, Literal
 ControlAction = Literal["pause", "resume", "terminate", "restart"]
 
 
+# A message taken from the inbox of a shared database carries its row (id, run id): the
+# actor that handles it deletes the row in the same commit (see `_cluster/_inbox.py`).
+InboxRef = tuple[int, str]
+
+
 class Wake:
     """A timer of the run may be due."""
 
-    __slots__ = ()
+    __slots__ = ("inbox",)
+
+    def __init__(self) -> None:
+        # Never from the inbox; there so that reading it raises (and clears) no
+        # AttributeError for every wake-up (about 2,000 instructions).
+        self.inbox: InboxRef | None = None
 
 
 class SlotGranted:
     """The concurrency limiter granted the run a slot it queued for."""
 
-    __slots__ = ()
+    __slots__ = ("inbox",)
 
-
-# A message taken from the inbox of a shared database carries its row (id, run id): the
-# actor that handles it deletes the row in the same commit (see `_cluster/_inbox.py`).
-InboxRef = tuple[int, str]
+    def __init__(self) -> None:
+        self.inbox: InboxRef | None = None  # as `Wake`'s
 
 
 class Deliver:
