@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from typing import Final
 
 from .. import _log as L
 from .. import _observe
@@ -29,9 +28,7 @@ from .._serde import dumps, encode, loads
 from .._store import EventRow, RunRow
 from .._streams import StreamLedger
 from .._workflow_context import WorkflowContext
-from ._operations import Operations
-
-_run_until_quiescent: Final = WorkflowLoop.run_until_quiescent  # see `_operations`
+from ._operations import Operations, _run_until_quiescent
 
 log = logging.getLogger("actorflow.actor")
 

@@ -28,15 +28,12 @@ _GONE = (
 Execute = Callable[..., Awaitable[Any]]
 
 
-async def forget_gone(conn: asyncpg.Connection) -> int:
+async def forget_gone(conn: asyncpg.Connection) -> None:
     """Drop the watches of engines that are gone, each by `unwatch`, which also clears its
     run's mark once no watch is left (else every commit to the run would notify nobody):
-    one run per statement, as marks are changed (`_store/_postgres_watch_marks.py`).
-    How many were dropped."""
-    gone = await conn.fetch(_GONE)
-    for run_id, engine in gone:
+    one run per statement, as marks are changed (`_store/_postgres_watch_marks.py`)."""
+    for run_id, engine in await conn.fetch(_GONE):
         await conn.execute(UNWATCH, run_id, engine)
-    return len(gone)
 
 
 class RunWatches:

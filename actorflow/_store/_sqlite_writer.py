@@ -215,8 +215,8 @@ def _flatten(rows: Sequence[tuple[Any, ...]], blobs_as_text: bool, null: object)
     """The rows' values in one list, in order, by index into a list made at its full size
     (`list(chain.from_iterable(rows))` went through two iterators per value); None as
     `null`; with `blobs_as_text`, a `bytes` value that is UTF-8 (JSON, as nearly all
-    are) as `str`."""
-    params: list[Any] = [None] * (len(rows) * len(rows[0])) if rows else []
+    are) as `str`. `rows` is a chunk: never empty, every row as wide as the first."""
+    params: list[Any] = [None] * (len(rows) * len(rows[0]))
     i = 0
     for row in rows:
         for value in row:
