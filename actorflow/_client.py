@@ -13,7 +13,7 @@ Every method may raise `EngineClosedError` (the engine is not open) and
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any, Protocol
 
 from ._messages import ControlAction
@@ -26,7 +26,7 @@ class RunClient(Protocol):
     async def status(self, run_id: str) -> RunStatus:
         """The run's current status."""
 
-    async def result(self, run_id: str, timeout: float | None) -> Any:
+    def result(self, run_id: str, timeout: float | None) -> Awaitable[Any]:
         """The run's result once it is final. Raises `RunFailedError`,
         `RunTerminatedError`, and `TimeoutError` after `timeout` seconds."""
 

@@ -24,6 +24,7 @@ from ._dying import DyingTasks
 from ._errors import (
     EngineClosedError,
     HookConflictError,
+    RunNotFoundError,
     StoreWriteError,
     WorkflowNotRegisteredError,
 )
@@ -31,8 +32,8 @@ from ._ids import TICK_SEPARATOR
 from ._limiter import ConcurrencyLimiter
 from ._loader import RunLoader
 from ._messages import SLOT_GRANTED, WAKE, ChildDone, Control, Deliver, reply_to
-from ._models import FINAL, RunStatus, ScheduleTick
-from ._results import ResultWaiters
+from ._models import FINAL, STATUS_OF, RunStatus, ScheduleTick
+from ._results import Outcome, ResultWaiters
 from ._retention import RunsBeingPurged
 from ._schedules import SCHEDULE_KEY, Scheduler
 from ._store import ChunkRow, EventRow, RunRow, Store, WriteBatch
@@ -94,6 +95,37 @@ class RunDirectory:
         # engine's, and the way to the others'.
         self.cluster: ClusterNode | None = None
         self.max_runs: int | None = None
+
+    async def result_of(self, run_id: str, timeout: float | None) -> Any:
+        """`Run.result()` of a run this engine answers for (compiled: every caller's path).
+
+        Raises `RunNotFoundError`, `TimeoutError` after `timeout` seconds, and what the
+        run's outcome raises (`Outcome.value`)."""
+        results = self.results
+        waiter = results.add(run_id)
+        try:
+            actor = self.actors.get(run_id)
+            row: RunRow | None
+            if actor is not None and actor.loaded:
+                row = actor.row if actor.notified else None
+            else:
+                row = await self.loader.row(run_id)
+                if row is None:
+                    raise RunNotFoundError(f"no run with id {run_id!r}")
+            if row is not None and STATUS_OF[row.status].is_final:
+                return Outcome.of(row).value()
+            if timeout is None:
+                return (await waiter).value()
+            scope = asyncio.timeout(timeout)
+            try:
+                async with scope:
+                    return (await waiter).value()
+            except TimeoutError:
+                if not scope.expired():
+                    raise
+                raise TimeoutError(f"run {run_id!r} did not finish within {timeout} s") from None
+        finally:
+            results.discard(run_id, waiter)
 
     def open(self) -> None:
         """Accept runs from now on (and show them to gauges: `_observe.open_engines`)."""
