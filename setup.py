@@ -51,6 +51,7 @@ HOT = [
     "actorflow/_actor/_steps.py",
     "actorflow/_actor/_turns.py",
     "actorflow/_asyncio_helpers.py",
+    "actorflow/_creation.py",
     "actorflow/_directory.py",
     "actorflow/_ids.py",
     "actorflow/_messages.py",

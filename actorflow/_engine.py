@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from asyncio.events import _get_running_loop
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
 
-from . import _observe
 from ._asyncio_helpers import shielded
 from ._cluster import check_cluster_options
 from ._context import _engine
+from ._creation import create_run, record_run
 from ._definitions import WorkflowFunction, registered_workflows
 from ._directory import RunDirectory
 from ._durations import Duration, to_seconds
@@ -32,17 +31,16 @@ from ._errors import (
 )
 from ._ids import check_new_run_id, check_run_id, new_run_id
 from ._local_client import LocalRunClient
-from ._log import RUN_CREATED, creation_data, to_run_info
+from ._log import to_run_info
 from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick, status_texts
 from ._observe import check_trace_context
 from ._retention import RetentionSweeper, purge, purge_filter
 from ._run import Run
 from ._sandbox import WorkflowLoop
 from ._schedule_api import EngineSchedules, Schedule
-from ._schedule_types import Catchup, Overlap, ScheduleInfo, tick_fields
+from ._schedule_types import Catchup, Overlap, ScheduleInfo
 from ._serde import encode
 from ._store import CommitStats, RunRow, SharedStore, Store, WriteBatch, open_store
-from ._store._base import as_event
 
 log = logging.getLogger("actorflow.engine")
 
@@ -244,19 +242,10 @@ class Engine:
         """
         self._check_open()
         wf = self._runs.resolve_workflow(workflow)
-        wf.check_args(args)
         if if_exists not in ("return", "error"):
             raise ValueError(f"if_exists must be 'return' or 'error', got {if_exists!r}")
-        run_id = new_run_id() if id is None else check_new_run_id(id)
-        limit = self.max_payload_bytes
-        args_data = encode(list(args), "args", limit)
-        meta = None if metadata is None else encode(metadata, "metadata", limit)
-        seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
-        given = None if trace_context is None else check_trace_context(trace_context)
-        batch = self.store.batch()
-        if self._create(
-            batch, wf, run_id, args_data, meta, seconds, id is None, trace_context=given
-        ):
+        run_id, batch = record_run(self._runs, wf, args, id, metadata, deadline, trace_context)
+        if batch is not None:
             await shielded(self.store.commit())
             if run_id not in batch.conflicts:
                 return Run(self._client, run_id, wf.decode_result)
@@ -314,8 +303,8 @@ class Engine:
         for i, args_data in enumerate(encoded):
             run_id = new_run_id() if chosen is None else chosen[i]
             unique = chosen is None
-            if not self._create(
-                batch, wf, run_id, args_data, meta, seconds, unique, trace_context=given
+            if not create_run(
+                self._runs, batch, wf, run_id, args_data, meta, seconds, unique, None, given
             ):
                 existing.append(run_id)
             runs.append(Run(self._client, run_id, wf.decode_result))
@@ -335,31 +324,12 @@ class Engine:
         unique: bool,
         schedule: ScheduleTick | None = None,
         *,
-        trace_context: Mapping[str, str] | None = None,
         spawn: bool = True,
     ) -> RunRow | None:
-        """Add a new run's row and first event to `batch` and start its actor (unless not
-        `spawn`: the scheduler records an instant's runs first, then starts them); the row,
-        or None, with nothing added, when an actor holds a run with this id already. A
-        run started by a `schedule` tick keeps it in its first event, and so does the
-        `trace_context` the run joins (given, or the observer's)."""
-        if self._runs.holds(run_id):
-            return None
-        now = time.time()
-        deadline_at = None if deadline is None else now + deadline
-        row = RunRow.queued(run_id, wf.name, args_data, now, meta, None, deadline_at)
-        observer = _observe.current
-        if observer is not None:
-            trace_context = observer.run_creating(row, trace_context)
-        data = None  # most runs: no call here (this is on every start's path)
-        if schedule is not None or trace_context:
-            fields = {} if schedule is None else tick_fields(schedule)
-            data = creation_data(fields, trace_context)
-        created = as_event((run_id, 0, 0, RUN_CREATED, None, wf.name, data, now))  # in C
-        batch.create_run(row, [created], unique=unique)
-        if spawn:
-            self._runs.spawn(row, batch, unique=unique, schedule=schedule)
-        return row
+        """`create_run` for this engine's schedules (their `ScheduleOwner` hook)."""
+        return create_run(
+            self._runs, batch, wf, run_id, args_data, meta, deadline, unique, schedule, None, spawn
+        )
 
     @overload
     def get_run(self, run_id: str) -> Run[Any]: ...
