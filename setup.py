@@ -1,8 +1,11 @@
 """Build: the engine's hot path compiled with mypyc (everything else is in pyproject.toml).
 
 The modules in `HOT` are what every run goes through: the run actor, the
-workflow sandbox, the engine's directory of live runs, the group commit and the
-SQLite writer; the public API (`Engine`, `Run`, `af.*`) stays interpreted. mypyc turns
+workflow sandbox, the engine's directory of live runs, a run's creation, a step's
+call, the group commit and the SQLite writer; the public API (`Engine`, `Run`,
+`af.*`) stays interpreted, and hands its work to them once its arguments are taken
+(`Engine.start` to `record_run`, `Run.result` to `RunDirectory.result_of`; a step
+is a `StepFunction`, whose call its compiled base `StepCall` makes). mypyc turns
 them into C extension modules from the same type-annotated sources, which
 stay the code of record; `actorflow._build` says at run time which build runs
 and falls back to the sources when a build is stale or `ACTORFLOW_PURE=1`.
@@ -58,6 +61,7 @@ HOT = [
     "actorflow/_results.py",
     "actorflow/_sandbox.py",
     "actorflow/_serde.py",
+    "actorflow/_step_call.py",
     "actorflow/_store/_base.py",
     "actorflow/_store/_group_commit.py",
     "actorflow/_store/_sqlite_writer.py",

@@ -6,16 +6,15 @@ import enum
 import functools
 import inspect
 import sys
-from asyncio.events import _get_running_loop
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from ._cron import CronExpression
 from ._durations import Duration, to_seconds
 from ._errors import ScheduleError, ValidationError, WorkflowNotRegisteredError
 from ._ids import check_event_type
 from ._retry import Retry
-from ._sandbox import WorkflowLoop
+from ._step_call import StepCall
 from ._types import DEFS_TEMPLATE, Signature, WorkflowSchemas, codec_for, value_decoder
 
 P = ParamSpec("P")
@@ -33,13 +32,15 @@ class Unresolved(enum.Enum):
 UNRESOLVED = Unresolved.UNRESOLVED
 
 
-class StepFunction(Generic[P, R]):
+class StepFunction(StepCall, Generic[P, R]):
     """A function whose calls are journaled when made from a workflow.
 
     Inside a workflow a call schedules the step at once and returns an
     awaitable of its (JSON round-tripped) result. Anywhere else it is a plain
     call: an async step returns its coroutine, a sync step its value.
     """
+
+    fn: Callable[P, Awaitable[R]] | Callable[P, R]
 
     def __init__(
         self,
@@ -63,14 +64,9 @@ class StepFunction(Generic[P, R]):
         self.decode_result: Callable[[Any], Any] | Unresolved | None = UNRESOLVED
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
-        loop = _get_running_loop()  # `current_workflow()`, inlined: every step call's path
-        if type(loop) is WorkflowLoop and loop.workflow is not None:
-            if kwargs or len(args) not in self._arg_counts:
-                self._check_call(args, kwargs)
-            call: Awaitable[R] = loop.workflow.call_step(self, args, kwargs)
-            return call
-        return self.fn(*args, **kwargs)  # type: ignore[return-value]
+    if TYPE_CHECKING:  # the call itself is `StepCall.__call__`, compiled
+
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]: ...
 
     def _check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise `TypeError` at the call, as a plain call would, if the step cannot take

@@ -1,0 +1,41 @@
+"""StepCall: the call of a step, compiled with the hot path.
+
+`StepFunction` (the public `@af.step` wrapper, interpreted) subclasses it: every
+step call from a workflow goes through `__call__`, one per step of every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Final
+
+from mypy_extensions import mypyc_attr
+
+from ._sandbox import WorkflowLoop
+
+# Read on every step call: a compiled build reads module constants from C statics.
+_get_running_loop: Final = asyncio._get_running_loop
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+class StepCall:
+    """In a workflow, a call journals the step through the run's `WorkflowContext` and
+    returns the awaitable of its result; anywhere else it calls the function."""
+
+    fn: Callable[..., Any]
+    _arg_counts: range  # how many positional arguments alone a call may pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        loop = _get_running_loop()
+        if type(loop) is WorkflowLoop:
+            workflow: Any = loop.workflow  # `current_workflow()`, inlined
+            if workflow is not None:
+                if kwargs or len(args) not in self._arg_counts:
+                    self._check_call(args, kwargs)
+                return workflow.call_step(self, args, kwargs)
+        return self.fn(*args, **kwargs)
+
+    def _check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise `TypeError` if the step cannot take these arguments."""
+        raise NotImplementedError
