@@ -10,7 +10,12 @@ waking them `wake_ahead` seconds early then brought it to 33 ms).
 
 Rows alone (what `result()`, `status()` and `exists()` read for runs no
 longer in memory) are grouped the same way: ten thousand `result()` calls on
-finished runs cost a few reads, not ten thousand round trips.
+finished runs cost a few reads, not ten thousand round trips. The first few
+of a loop turn are answered at once instead, when the store can read them
+without waiting (`Store.get_runs_now`: SQLite's lookup by key on the loop's
+thread): a lone request then costs no task and no loop turn (a `result()` of
+an evicted run, one by one: 113,800 -> 71,700 instructions per call), and the
+rest of a burst still goes to the store's reader in bulk.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from ._errors import EngineClosedError
 from ._store import LoadedRun, RunRow, Store
 
 _Waiting = dict[str, list[asyncio.Future[Any]]]
+# Rows read at once per loop turn: beyond a few, bulk reads in the store's own reader
+# (SQLite's thread) cost the event loop less than a lookup each.
+_IMMEDIATE_ROWS_PER_TURN = 16
 
 
 class RunLoader:
@@ -34,6 +42,7 @@ class RunLoader:
         self._loads: _Waiting = {}
         self._rows: _Waiting = {}
         self._task: asyncio.Task[None] | None = None
+        self._immediate_left = _IMMEDIATE_ROWS_PER_TURN
 
     async def load(self, run_id: str) -> LoadedRun | None:
         """The run's row, log and stream state; None if there is no such run."""
@@ -42,8 +51,18 @@ class RunLoader:
 
     async def row(self, run_id: str) -> RunRow | None:
         """The run's committed row; None if there is no such run."""
+        if self._immediate_left:
+            found = self._store.get_runs_now([run_id])
+            if found is not None:
+                if self._immediate_left == _IMMEDIATE_ROWS_PER_TURN:
+                    asyncio.get_running_loop().call_soon(self._next_turn)
+                self._immediate_left -= 1
+                return found.get(run_id)
         row: RunRow | None = await self._request(self._rows, run_id)
         return row
+
+    def _next_turn(self) -> None:
+        self._immediate_left = _IMMEDIATE_ROWS_PER_TURN
 
     def _request(self, waiting: _Waiting, run_id: str) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()

@@ -128,6 +128,12 @@ class MemoryStore:
         return None if row is None else row.copy()
 
     async def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
+        return self._copies(run_ids)
+
+    def get_runs_now(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
+        return self._copies(run_ids)
+
+    def _copies(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
         return {i: row.copy() for i in run_ids if (row := self._runs.get(i)) is not None}
 
     async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:

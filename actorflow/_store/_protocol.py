@@ -76,6 +76,10 @@ class Store(Protocol):
     async def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
         """The row of each run that exists, in a few bulk reads."""
 
+    def get_runs_now(self, run_ids: Sequence[str]) -> dict[str, RunRow] | None:
+        """`get_runs` answered without waiting, as a lookup by key on the caller's thread;
+        None when the store cannot (a read is a round trip, or the reader is busy)."""
+
     async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
         """The run's events with `idx > after`, in order."""
 

@@ -255,6 +255,17 @@ class SQLiteStore(GroupCommitted):
                 found[values[0]] = RunRow(*values)
         return found
 
+    def get_runs_now(self, run_ids: Sequence[str]) -> dict[str, RunRow] | None:
+        conn = self._keyed_reader
+        if conn is None or len(run_ids) > _KEYED_READ_IDS:
+            return None
+        sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE id IN ({','.join('?' * len(run_ids))})"
+        try:
+            rows = conn.execute(sql, run_ids).fetchall()
+        except sqlite3.OperationalError:  # busy (see `_fetch_by_key`)
+            return None
+        return {values[0]: RunRow(*values) for values in rows}
+
     async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
         rows = await self._fetchall(
             "SELECT * FROM events WHERE run_id=? AND idx>? ORDER BY idx", (run_id, after)
