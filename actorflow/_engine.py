@@ -32,7 +32,7 @@ from ._errors import (
 from ._ids import check_new_run_id, check_run_id, new_run_id
 from ._local_client import LocalRunClient
 from ._log import to_run_info
-from ._models import STATUS_OF, RunInfo, RunStatus, ScheduleTick, status_texts
+from ._models import STATUS_OF, RunInfo, RunStatus, status_texts
 from ._observe import check_trace_context
 from ._retention import RetentionSweeper, purge, purge_filter
 from ._run import Run
@@ -40,7 +40,7 @@ from ._sandbox import WorkflowLoop
 from ._schedule_api import EngineSchedules, Schedule
 from ._schedule_types import Catchup, Overlap, ScheduleInfo
 from ._serde import encode
-from ._store import CommitStats, RunRow, SharedStore, Store, WriteBatch, open_store
+from ._store import CommitStats, SharedStore, Store, open_store
 
 log = logging.getLogger("actorflow.engine")
 
@@ -312,24 +312,6 @@ class Engine:
             await shielded(self.store.commit())
         await self._client.check_workflow_of([*existing, *batch.conflicts], wf.name)
         return runs
-
-    def _create(
-        self,
-        batch: WriteBatch,
-        wf: WorkflowFunction[Any, Any],
-        run_id: str,
-        args_data: bytes,
-        meta: bytes | None,
-        deadline: float | None,
-        unique: bool,
-        schedule: ScheduleTick | None = None,
-        *,
-        spawn: bool = True,
-    ) -> RunRow | None:
-        """`create_run` for this engine's schedules (their `ScheduleOwner` hook)."""
-        return create_run(
-            self._runs, batch, wf, run_id, args_data, meta, deadline, unique, schedule, None, spawn
-        )
 
     @overload
     def get_run(self, run_id: str) -> Run[Any]: ...

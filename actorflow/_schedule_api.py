@@ -5,7 +5,7 @@
 checks what callers pass (a bad expression, zone, policy, workflow or argument
 raises `ScheduleError` before anything is stored), changes the scheduler's rows
 under its lock, and is the scheduler's `SchedulerHost`. What it needs of the
-engine is named by `ScheduleOwner` and `ScheduleRuns`.
+engine is named by `ScheduleOwner`; runs are created in its `RunDirectory`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from ._creation import create_run
 from ._cron import CronExpression
 from ._definitions import WorkflowFunction
+from ._directory import RunDirectory
 from ._durations import to_timestamp
 from ._errors import (
     InvalidStateError,
@@ -41,7 +43,6 @@ from ._schedule_types import (
 from ._schedules import Scheduler, record
 from ._serde import encode
 from ._store import RunRow, ScheduleRow, Store, WriteBatch
-from ._timers import TimerService
 
 MAX_BACKFILL = 1000
 
@@ -57,22 +58,6 @@ class ScheduleOwner(Protocol):
     def _check_open(self) -> None:
         """Raise unless the engine is open (and the caller is not workflow code)."""
 
-    def _create(
-        self,
-        batch: WriteBatch,
-        wf: WorkflowFunction[Any, Any],
-        run_id: str,
-        args_data: bytes,
-        meta: bytes | None,
-        deadline: float | None,
-        unique: bool,
-        schedule: ScheduleTick | None = None,
-        *,
-        spawn: bool = True,
-    ) -> RunRow | None:
-        """Add a new run's row and first entry to `batch`, and unless not `spawn` start its
-        actor; None, with nothing added, if an actor holds the id."""
-
     def get_run(self, run_id: str) -> Run[Any]:
         """A handle for the run `run_id`."""
 
@@ -80,32 +65,10 @@ class ScheduleOwner(Protocol):
         """The workflows the engine runs (whose declared schedules it keeps)."""
 
 
-class ScheduleRuns(Protocol):
-    """The engine's runs, as schedules use them: its workflows, and actors to start."""
-
-    timers: TimerService
-
-    def workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
-        """The workflow this engine runs under `name`, if any."""
-
-    def resolve_workflow(self, workflow: Any) -> WorkflowFunction[Any, Any]:
-        """The workflow meant by a function or a name; raises `WorkflowNotRegisteredError`
-        if unknown, `TypeError` if neither."""
-
-    def spawn(
-        self, row: RunRow, batch: WriteBatch, unique: bool = False,
-        schedule: ScheduleTick | None = None,
-    ) -> None:  # fmt: skip
-        """Start the actor of a run whose creation is in `batch`."""
-
-    async def schedules_written(self) -> None:
-        """Schedules were created, changed or deleted (committed): tell other engines."""
-
-
 class EngineSchedules:
     """The engine's schedules (see the module docstring); `scheduler` fires their ticks."""
 
-    def __init__(self, owner: ScheduleOwner, runs: ScheduleRuns) -> None:
+    def __init__(self, owner: ScheduleOwner, runs: RunDirectory) -> None:
         self._owner = owner
         self._runs = runs
         self.store = owner.store
@@ -274,8 +237,9 @@ class EngineSchedules:
         metadata: bytes | None,
         tick: ScheduleTick,
     ) -> RunRow | None:
-        return self._owner._create(
-            batch, wf, run_id, args, metadata, wf.deadline, False, tick, spawn=False
+        # Recorded, not started: the scheduler starts an instant's runs once all are recorded.
+        return create_run(
+            self._runs, batch, wf, run_id, args, metadata, wf.deadline, False, tick, None, False
         )
 
     def spawn_tick(self, row: RunRow, batch: WriteBatch, tick: ScheduleTick) -> None:
