@@ -73,6 +73,21 @@ def _warn(what: str, error: BaseException) -> None:
     print(f"actorflow: {what} ({error!r}); installing the pure-Python build", file=sys.stderr)
 
 
+def _remove_leftovers(package: str, suffix: str, built: set[str]) -> list[str]:
+    """Delete the extension modules under `package` with this interpreter's `suffix` that
+    are not in `built` (this build's outputs), and return their paths. One left by an
+    earlier build, when `HOT` still listed its module, would be imported before its
+    source and fail: the shared module of this build no longer knows it."""
+    removed = []
+    for directory, _, files in os.walk(package):
+        for name in files:
+            path = os.path.abspath(os.path.join(directory, name))
+            if name.endswith(suffix) and path not in built:
+                os.remove(path)
+                removed.append(path)
+    return removed
+
+
 class _OptionalBuildExt(build_ext):
     """A failed compilation leaves the pure-Python package, not a failed install."""
 
@@ -85,6 +100,12 @@ class _OptionalBuildExt(build_ext):
                 path = self.get_ext_fullpath(extension.name)
                 if os.path.exists(path):
                     os.utime(path)
+            if self.extensions:
+                built = {os.path.abspath(self.get_ext_fullpath(e.name)) for e in self.extensions}
+                package = os.path.dirname(self.get_ext_fullpath(f"{GROUP}._build"))
+                suffix = self.get_ext_filename("x")[1:]
+                for path in _remove_leftovers(package, suffix, built):
+                    print(f"actorflow: removed {path}, left by an earlier build", file=sys.stderr)
         except Exception as error:
             _warn("compiling the hot path failed", error)
             # A part of a group is no build: its modules would import the missing rest.

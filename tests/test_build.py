@@ -114,3 +114,30 @@ def test_a_stale_build_runs_the_sources_and_says_how_to_rebuild(tmp_path: Path) 
     }
     assert "compiled build is older than actorflow/_directory.py" in stderr
     assert "pip install -e ." in stderr
+
+
+def test_a_build_removes_the_extension_modules_an_earlier_build_left(tmp_path: Path) -> None:
+    # setup.py's own function (setup.py cannot be imported: it builds), run on a tree with
+    # this build's outputs, one left by a build whose HOT list still had its module, and
+    # another interpreter's build, which stays.
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    (function,) = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name == "_remove_leftovers"
+    ]
+    namespace: dict[str, object] = {"os": os}
+    exec(compile(ast.Module([function], []), "setup.py", "exec"), namespace)
+    remove_leftovers = namespace["_remove_leftovers"]
+    package = tmp_path / "actorflow"
+    (package / "_actor").mkdir(parents=True)
+    built = {package / ("_directory" + SUFFIX), package / "_actor" / ("_turns" + SUFFIX)}
+    left = package / ("_limiter" + SUFFIX)
+    other_python = package / "_limiter.cpython-399-x86_64-linux-gnu.so"
+    kept = [*built, other_python, package / "_limiter.py", package / "_directory.py"]
+    for path in [*kept, left]:
+        path.write_bytes(b"")
+    removed = remove_leftovers(str(package), SUFFIX, {str(p) for p in built})  # type: ignore[operator]
+    assert removed == [str(left)]
+    assert not left.exists()
+    assert all(path.exists() for path in kept)
