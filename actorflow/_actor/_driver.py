@@ -241,7 +241,7 @@ class WorkflowDriver(Operations):
         if row.started_at is None and ran:
             row.started_at = row.completed_at
         self.status = status
-        batch = self.store.batch()
+        batch = self.batch()
         batch.update_run(row)
         if self.owns_hooks:
             self.host.drop_hooks(self.run_id)

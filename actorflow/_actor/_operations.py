@@ -239,7 +239,7 @@ class Operations(StepScheduler):
         carrier = None if observer is None else observer.run_creating(child, None)
         data = L.creation_data({}, carrier)
         created = EventRow(child_id, 0, 0, L.RUN_CREATED, None, wf.name, data, now)
-        batch = self.store.batch()
+        batch = self.batch()
         batch.create_run(child, [created, started])
         self.host.spawn(child, batch)
         children = self._family()
@@ -286,7 +286,7 @@ class Operations(StepScheduler):
 
     def _claim_hook(self, token: str, seq: int) -> None:
         self.host.hooks[token] = self.run_id
-        self.store.batch().hooks.append(HookRow(token, self.run_id, seq))
+        self.batch().hooks.append(HookRow(token, self.run_id, seq))
         self.owns_hooks = True
 
     def write_chunk(
@@ -439,7 +439,7 @@ class Operations(StepScheduler):
             self.streams = StreamLedger()
         index = self.streams.claim(self.run_id, namespace, kind, size, self.host.max_stream_bytes)
         row = ChunkRow(self.run_id, namespace, index, seq, attempt, kind, data, time.time())
-        self.store.batch().chunks.append(row)
+        self.batch().chunks.append(row)
         return index
 
 

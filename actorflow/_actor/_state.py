@@ -54,9 +54,9 @@ class RunState(abc.ABC):
 
     # Thousands are alive at once: no per-instance dict (memory, and one object less
     # for the cyclic collector to scan per run).
-    __slots__ = (  # noqa: SIM905 - 40 names in 5 lines, not 42
+    __slots__ = (  # noqa: SIM905 - 42 names in 5 lines, not 44
         "_creation _effects _evicted _exited _held _inputs _replies _timer "
-        "_unique _wrote acks children closed finished has_slot host inbox limited "
+        "_unique _wrote acks batch children closed finished has_slot host inbox limited "
         "loaded loop mailbox next_idx nondeterminism notified owns_hooks paused recorded "
         "replaying root row run_id schedule sleeps status steps store streams superseded task "
         "waits workflow"
@@ -76,6 +76,9 @@ class RunState(abc.ABC):
         started it); without them the actor rehydrates the run from the store."""
         self.host = host
         self.store = host.store
+        # The store's `batch` (a method of its writer): called about four times per step,
+        # where `store.batch()` looked the name up on the store each time.
+        self.batch: Callable[[], WriteBatch] = host.store.batch
         self.run_id = run_id
         self.row: RunRow = row if row is not None else RunRow(run_id, "", "queued", b"[]", 0.0)
         self._creation = creation
@@ -163,7 +166,7 @@ class RunState(abc.ABC):
         )
         self.next_idx += 1
         if to_batch:
-            self.store.batch().events.append(row)
+            self.batch().events.append(row)
         self._wrote = True
         return row
 

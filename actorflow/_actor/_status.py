@@ -80,7 +80,7 @@ class StatusKeeper(RunState):
             timer.cancel()
             self._timer = None
         if status != self.status or due != row.wake_at:
-            batch = self.store.batch()
+            batch = self.batch()
             self.status = status
             row.status, row.wake_at = status._value_, due  # `.value` is two Python calls
             if status != _QUEUED and row.started_at is None:

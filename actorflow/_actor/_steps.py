@@ -72,7 +72,7 @@ class StepScheduler(StatusKeeper):
         self.append(L.STEP_STARTED, op.seq, op.name, data)
         # The attempt's task starts once its `step_started` (and the result that led the
         # workflow here) is durable: nothing a step does can depend on an uncommitted input.
-        self.store.batch().callbacks.append(_AttemptStart(self, op, attempt))
+        self.batch().callbacks.append(_AttemptStart(self, op, attempt))
 
     def _start_attempt(self, op: StepOp, attempt: int) -> None:
         if not op.pending or op.attempt != attempt:

@@ -337,7 +337,7 @@ class RunActor(WorkflowDriver):
         taken = getattr(message, "inbox", None)
         if taken is not None:
             message.inbox = None
-            self.store.batch().inbox_taken.append(taken)
+            self.batch().inbox_taken.append(taken)
             self._wrote = True
 
     def _handle(self, message: Any) -> None:
