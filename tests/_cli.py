@@ -102,17 +102,21 @@ def wait_until(check: Any, timeout: float = 30, interval: float = 0.02) -> Any:
 
 @contextmanager
 def serving(
-    db: str, token: str | None = None, port: int | None = None, options: tuple[str, ...] = ()
+    db: str,
+    token: str | None = None,
+    port: int | None = None,
+    options: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """`actorflow serve tests.cli_workflows --db DB [OPTIONS]` on `port` (default: a free
-    loopback port): its URL, once it answers; stopped with SIGTERM after, and it must exit
-    cleanly."""
+    loopback port), with `env` added to the environment: its URL, once it answers;
+    stopped with SIGTERM after, and it must exit cleanly."""
     port = free_port() if port is None else port
     auth = [] if token is None else ["--token", token]
     proc = subprocess.Popen(
         [SCRIPT, "serve", "tests.cli_workflows", "--db", db, "--port", str(port),
          "--log-level", "warning", *auth, *options],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
 

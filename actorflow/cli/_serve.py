@@ -14,11 +14,16 @@ import importlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 import actorflow as af
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.trace import TracerProvider
 
 DEFAULT_DB = "sqlite:///actorflow.db"
 
@@ -69,13 +74,28 @@ def import_workflows(module: str) -> None:
     "no spans (or ACTORFLOW_METRICS=1; needs actorflow[otel])",
 )
 @click.option(
+    "--otlp",
+    is_flag=True,
+    envvar="ACTORFLOW_OTLP",
+    help="export actorflow's spans and metrics over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT "
+    "(default http://localhost:4318; the exporters' other OTEL_* variables apply; "
+    "or ACTORFLOW_OTLP=1; needs actorflow[otel])",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
 def serve_command(
-    module: str, db: str, host: str, port: int, token: str | None, metrics: bool, log_level: str
+    module: str,
+    db: str,
+    host: str,
+    port: int,
+    token: str | None,
+    metrics: bool,
+    otlp: bool,
+    log_level: str,
 ) -> None:
     """Serve the HTTP API for the workflows MODULE registers (imported from the
     current directory), with an engine on --db."""
@@ -87,8 +107,8 @@ def serve_command(
         _fail(f"actorflow serve needs the http extra: pip install 'actorflow[http]' ({exc})", 2)
     import_workflows(module)
     with contextlib.ExitStack() as instrumented:
-        if metrics:
-            instrumented.enter_context(_prometheus_metrics())
+        if metrics or otlp:
+            instrumented.enter_context(_telemetry(prometheus=metrics, otlp=otlp))
         try:
             af.run(_serve(db, host, port, token or None, log_level))
         except (af.StoreLockedError, OSError) as exc:
@@ -96,25 +116,65 @@ def serve_command(
 
 
 @contextlib.contextmanager
-def _prometheus_metrics() -> Iterator[None]:
-    """actorflow instrumented with metrics only, read by a Prometheus reader (on
-    prometheus_client's default registry, which `GET /metrics` renders)."""
+def _telemetry(prometheus: bool, otlp: bool) -> Iterator[None]:
+    """actorflow instrumented for a standalone server: metrics for `GET /metrics` (a
+    Prometheus reader, on prometheus_client's default registry, which the route renders)
+    and/or spans and metrics exported over OTLP/HTTP, as the standard OTEL_* environment
+    variables configure the exporters; what is pending is exported at shutdown."""
     try:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.trace import NoOpTracerProvider
 
         from actorflow.otel import ActorflowInstrumentor
+
+        readers: list[MetricReader] = []
+        tracer_provider: TracerProvider = NoOpTracerProvider()
+        if prometheus:
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+            readers.append(PrometheusMetricReader())
+        if otlp:
+            tracer_provider, reader = _otlp_exporters()
+            readers.append(reader)
     except ImportError as exc:
-        _fail(f"--metrics needs the otel extra: pip install 'actorflow[otel]' ({exc})", 2)
-    provider = MeterProvider(metric_readers=[PrometheusMetricReader()])
+        flag = "--otlp" if otlp else "--metrics"
+        _fail(f"{flag} needs the otel extra: pip install 'actorflow[otel]' ({exc})", 2)
+    meter_provider = MeterProvider(metric_readers=readers, resource=_resource())
     instrumentor = ActorflowInstrumentor()
-    instrumentor.instrument(tracer_provider=NoOpTracerProvider(), meter_provider=provider)
+    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
     try:
         yield
     finally:
         instrumentor.uninstrument()
-        provider.shutdown()
+        shutdown = getattr(tracer_provider, "shutdown", None)  # the SDK's: flushes spans
+        if shutdown is not None:
+            shutdown()
+        meter_provider.shutdown()
+
+
+def _otlp_exporters() -> tuple[TracerProvider, MetricReader]:
+    """A tracer provider whose spans, and a metric reader whose metrics, go to the OTLP/HTTP
+    endpoint the environment names (the exporters read OTEL_EXPORTER_OTLP_*)."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    tracer_provider = SDKTracerProvider(resource=_resource())
+    tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return tracer_provider, PeriodicExportingMetricReader(OTLPMetricExporter())
+
+
+def _resource() -> Resource:
+    """The process's resource from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, named
+    `actorflow` unless they name it."""
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    resource = Resource.create()
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: "actorflow"}))
+    return resource
 
 
 async def _serve(db: str, host: str, port: int, token: str | None, log_level: str) -> None:
