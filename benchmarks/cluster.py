@@ -34,6 +34,7 @@ import json
 import os
 import signal
 import statistics
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -45,6 +46,8 @@ import actorflow as af
 from tests.cluster_processes import EngineProcess
 from tests.cluster_program import hold, job
 from tests.pg_cluster import Cluster
+
+from .common import machine_info
 
 SIZES: dict[str, Any] = {
     "runs": 3000, "waiting": 1000, "running": 1000, "latency": 200, "notify_s": 3.0
@@ -298,7 +301,11 @@ def table(results: dict[str, Any]) -> str:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     sizes = QUICK if args.quick else SIZES
     cluster = Cluster(settings={"max_connections": "300"})
-    results: dict[str, Any] = {"sizes": sizes, "load_start": os.getloadavg()}
+    results: dict[str, Any] = {
+        "machine": machine_info(Path(tempfile.gettempdir())),
+        "sizes": sizes,
+        "load_start": os.getloadavg(),
+    }
     try:
         server = cluster.start()
         log("notify ceiling ...")
