@@ -100,6 +100,11 @@ CREATE INDEX IF NOT EXISTS hooks_by_run ON hooks (run_id);
 _KEYED_READ_IDS = 16
 
 
+def _runs_by_id(marks: str) -> str:
+    """The rows of the runs whose ids fill the placeholders `marks` (`?,?,...`)."""
+    return f"SELECT {RUN_COLUMNS} FROM runs WHERE id IN ({marks})"
+
+
 def _id_chunks(run_ids: Sequence[str]) -> Iterator[tuple[list[str], str]]:
     """The ids in chunks of 500, each with its `?,?,...` placeholders for `IN (...)`."""
     for start in range(0, len(run_ids), 500):
@@ -234,13 +239,18 @@ class SQLiteStore(GroupCommitted):
         SQLite is never waited for here: if it is busy (a checkpoint or a
         recovery holds a lock), the read goes through the reader's thread.
         """
+        rows = self._read_by_key(sql, params)
+        return await self._fetchall(sql, params) if rows is None else rows
+
+    def _read_by_key(self, sql: str, params: Sequence[Any]) -> list[Any] | None:
+        """`_fetch_by_key`'s read on the loop's thread; None if it cannot be made now."""
         conn = self._keyed_reader
-        if conn is not None:
-            try:
-                return conn.execute(sql, params).fetchall()
-            except sqlite3.OperationalError:
-                pass
-        return await self._fetchall(sql, params)
+        if conn is None:
+            return None
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError:
+            return None
 
     async def get_run(self, run_id: str) -> RunRow | None:
         rows = await self._fetch_by_key(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?", (run_id,))
@@ -249,22 +259,16 @@ class SQLiteStore(GroupCommitted):
     async def get_runs(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
         found: dict[str, RunRow] = {}
         for ids, marks in _id_chunks(run_ids):
-            sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE id IN ({marks})"
             fetch = self._fetch_by_key if len(ids) <= _KEYED_READ_IDS else self._fetchall
-            for values in await fetch(sql, ids):
+            for values in await fetch(_runs_by_id(marks), ids):
                 found[values[0]] = RunRow(*values)
         return found
 
     def get_runs_now(self, run_ids: Sequence[str]) -> dict[str, RunRow] | None:
-        conn = self._keyed_reader
-        if conn is None or len(run_ids) > _KEYED_READ_IDS:
+        if len(run_ids) > _KEYED_READ_IDS:
             return None
-        sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE id IN ({','.join('?' * len(run_ids))})"
-        try:
-            rows = conn.execute(sql, run_ids).fetchall()
-        except sqlite3.OperationalError:  # busy (see `_fetch_by_key`)
-            return None
-        return {values[0]: RunRow(*values) for values in rows}
+        rows = self._read_by_key(_runs_by_id(",".join("?" * len(run_ids))), run_ids)
+        return None if rows is None else {values[0]: RunRow(*values) for values in rows}
 
     async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
         rows = await self._fetchall(

@@ -127,6 +127,7 @@ def _telemetry(prometheus: bool, otlp: bool) -> Iterator[None]:
 
         from actorflow.otel import ActorflowInstrumentor
 
+        resource = _resource()
         readers: list[MetricReader] = []
         tracer_provider: TracerProvider = NoOpTracerProvider()
         if prometheus:
@@ -134,12 +135,12 @@ def _telemetry(prometheus: bool, otlp: bool) -> Iterator[None]:
 
             readers.append(PrometheusMetricReader())
         if otlp:
-            tracer_provider, reader = _otlp_exporters()
+            tracer_provider, reader = _otlp_exporters(resource)
             readers.append(reader)
     except ImportError as exc:
         flag = "--otlp" if otlp else "--metrics"
         _fail(f"{flag} needs the otel extra: pip install 'actorflow[otel]' ({exc})", 2)
-    meter_provider = MeterProvider(metric_readers=readers, resource=_resource())
+    meter_provider = MeterProvider(metric_readers=readers, resource=resource)
     instrumentor = ActorflowInstrumentor()
     instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
     try:
@@ -152,16 +153,17 @@ def _telemetry(prometheus: bool, otlp: bool) -> Iterator[None]:
         meter_provider.shutdown()
 
 
-def _otlp_exporters() -> tuple[TracerProvider, MetricReader]:
-    """A tracer provider whose spans, and a metric reader whose metrics, go to the OTLP/HTTP
-    endpoint the environment names (the exporters read OTEL_EXPORTER_OTLP_*)."""
+def _otlp_exporters(resource: Resource) -> tuple[TracerProvider, MetricReader]:
+    """A tracer provider (of `resource`) whose spans, and a metric reader whose metrics, go
+    to the OTLP/HTTP endpoint the environment names (the exporters read
+    OTEL_EXPORTER_OTLP_*)."""
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    tracer_provider = SDKTracerProvider(resource=_resource())
+    tracer_provider = SDKTracerProvider(resource=resource)
     tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     return tracer_provider, PeriodicExportingMetricReader(OTLPMetricExporter())
 
