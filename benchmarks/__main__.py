@@ -411,8 +411,7 @@ def side_by_side(
     begin = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="actorflow-bench-") as scratch:
         tree = against.extract(args.against, Path(scratch))
-        if _build.COMPILED:
-            against.compile_tree(args.against, tree)
+        compiled = _build.COMPILED and against.compile_tree(args.against, tree)
 
         def run_side(name: str, root: Path) -> dict[str, Any]:
             return run_workload(name, dict(cfgs[name]), args, Path(scratch), root)
@@ -423,6 +422,7 @@ def side_by_side(
         "invocation": {
             "argv": sys.argv[1:],
             "against": rev,
+            "against_build": "compiled (mypyc)" if compiled else "pure Python",
             "repeat": args.repeat,
             "elapsed_s": time.perf_counter() - begin,
             "load_average_at_end": load_average(),
@@ -432,7 +432,8 @@ def side_by_side(
     write_report(out_path, report)
     print(
         f"{rev} against this checkout ({machine['actorflow_commit']}), medians of "
-        f"{args.repeat} interleaved runs each, both sides {machine['actorflow_build']}, on "
+        f"{args.repeat} interleaved runs each, this checkout {machine['actorflow_build']}, "
+        f"{rev} {report['invocation']['against_build']}, on "
         f"{machine['cpu_model']}, {machine['cores']} "
         f"cores, {machine['python']}; load average {machine['load_average_at_start']} at "
         f"start, {report['invocation']['load_average_at_end']} at end"

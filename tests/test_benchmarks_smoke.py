@@ -188,3 +188,29 @@ def test_against_runs_a_revision_side_by_side(tmp_path: Path) -> None:
         assert sides[side]["metrics"]["p50_ms"] > 0
         assert sides[side]["metrics"]["commits_per_run"] == 4
     assert "this/" in proc.stdout  # the ratio column of the printed table
+    # HEAD has this checkout's build, so both sides are the same kind of build.
+    assert report["invocation"]["against_build"] == report["machine"]["actorflow_build"]
+
+
+def test_against_a_revision_from_before_the_compiled_build_runs_its_sources(
+    tmp_path: Path,
+) -> None:
+    """A revision with no `setup.py` (the first commit) is not compiled: it runs as the
+    sources it was, where it used to stop the comparison."""
+    from benchmarks import against
+
+    first = subprocess.run(
+        ["git", "rev-list", "--max-parents=0", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
+    has_setup = subprocess.run(
+        ["git", "cat-file", "-e", f"{first}:setup.py"], cwd=ROOT, capture_output=True
+    )
+    assert has_setup.returncode != 0, "needs the repository's history (not a shallow clone)"
+    tree = against.extract(first, tmp_path)
+    assert (tree / "actorflow" / "__init__.py").is_file()
+    assert against.compile_tree(first, tree) is False
+    assert not list(tree.glob("*.so")) and not (tree / "setup.py").exists()
