@@ -4,18 +4,21 @@ process that keeps what it receives), flushed when the server shuts down."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests._cli import cli, ok, serving
+from tests._cli import ROOT, cli, free_port, ok, serving
 
 
 class Collector(ThreadingHTTPServer):
@@ -117,3 +120,29 @@ def test_serve_with_otlp_names_the_service_actorflow_by_default(tmp_path: Path) 
             ok(cli("runs", "start", "cli_summed", "1", "1", "--wait", url=url))
         spans = _spans(collector.bodies("/v1/traces"))
     assert spans and {service for service, _, _ in spans} == {"actorflow"}
+
+
+@pytest.mark.parametrize(
+    ("flag", "missing"),
+    [
+        ("--otlp", "opentelemetry.exporter.otlp.proto.http"),
+        ("--metrics", "opentelemetry.exporter.prometheus"),
+    ],
+)
+def test_serve_without_the_exporter_installed_names_the_extra_to_install(
+    tmp_path: Path, flag: str, missing: str
+) -> None:
+    """With the exporter's package absent (here: its import blocked in the server's
+    process), `serve` exits with status 2 and says which extra to install, before it
+    binds its port or opens the store."""
+    absent = f"import sys; sys.modules[{missing!r}] = None; from actorflow.cli import main; main()"
+    db = tmp_path / "never.db"
+    done = subprocess.run(
+        [sys.executable, "-c", absent, "serve", "tests.cli_workflows", "--db", f"sqlite:///{db}",
+         "--port", str(free_port()), flag],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"{flag} needs the otel extra: pip install 'actorflow[otel]'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not db.exists()
