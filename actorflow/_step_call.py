@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from mypy_extensions import mypyc_attr
 
 from ._sandbox import WorkflowLoop
+
+if TYPE_CHECKING:
+    from ._retry import Retry
 
 # Read on every step call: a compiled build reads module constants from C statics.
 _get_running_loop: Final = asyncio._get_running_loop
@@ -23,7 +26,15 @@ class StepCall:
     """In a workflow, a call journals the step through the run's `WorkflowContext` and
     returns the awaitable of its result; anywhere else it calls the function."""
 
+    # Declared here, not only in `StepFunction`, so that the compiled actor reads them
+    # as fields of a native class rather than by name from an instance dictionary.
     fn: Callable[..., Any]
+    name: str
+    retry: Retry
+    timeout: float | None
+    is_async: bool
+    # The result decoder, or None (JSON-native), or `UNRESOLVED` until `resolve_decoder`.
+    decode_result: Any
     _arg_counts: range  # how many positional arguments alone a call may pass
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -38,4 +49,8 @@ class StepCall:
 
     def _check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise `TypeError` if the step cannot take these arguments."""
+        raise NotImplementedError
+
+    def resolve_decoder(self) -> Callable[[Any], Any] | None:
+        """The decoder of the step's recorded results (see `StepFunction`)."""
         raise NotImplementedError

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ._definitions import StepFunction
     from ._models import WorkflowInfo
     from ._run import Run
+    from ._step_call import StepCall
 
 Decoder = Callable[[Any], Any]
 """Decodes a JSON-native value into a type, raising `ValidationError` if it does not fit."""
@@ -28,7 +28,7 @@ class WorkflowHost(Protocol):
 
     def workflow_info(self) -> WorkflowInfo: ...
     def call_step(
-        self, seq: int, step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, seq: int, step: StepCall, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> asyncio.Future[Any]: ...
     def sleep(
         self, seq: int, seconds: float | None, until: float | None
@@ -75,7 +75,7 @@ class WorkflowContext:
         return seq
 
     def call_step(
-        self, step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, step: StepCall, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> asyncio.Future[Any]:
         host = self.host
         if host.closed:  # `next_seq()`, inlined: this is every step call's path
@@ -115,7 +115,7 @@ class ParkedHost:
         return asyncio.get_running_loop().create_future()  # the run's sandbox loop
 
     def call_step(
-        self, seq: int, step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, seq: int, step: StepCall, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> asyncio.Future[Any]:
         return self._parked()
 

@@ -51,7 +51,7 @@ _set_result: Final = asyncio.Future.set_result
 _run_until_quiescent: Final = WorkflowLoop.run_until_quiescent
 
 if TYPE_CHECKING:
-    from .._definitions import StepFunction
+    from .._step_call import StepCall
 
 
 class Operations(StepScheduler):
@@ -136,7 +136,7 @@ class Operations(StepScheduler):
     # -- WorkflowHost ----------------------------------------------------------------------
 
     def call_step(
-        self, seq: int, step: StepFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, seq: int, step: StepCall, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> asyncio.Future[Any]:
         # The sandbox's `create_future`, inlined: every step call's path.
         future: asyncio.Future[Any] = asyncio.Future(loop=self.loop)

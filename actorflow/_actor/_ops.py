@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Final
 from .._definitions import UNRESOLVED
 
 if TYPE_CHECKING:
-    from .._definitions import StepFunction
     from .._models import ErrorInfo
+    from .._step_call import StepCall
 
 _UNRESOLVED: Final = UNRESOLVED  # read for every step call: a C static when compiled
 
@@ -40,7 +40,7 @@ class StepOp:
     def __init__(
         self,
         seq: int,
-        step: StepFunction[Any, Any],
+        step: StepCall,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         future: asyncio.Future[Any],

@@ -217,5 +217,6 @@ def _cancel_requested() -> bool:
 def _call(op: StepOp) -> Awaitable[Any]:
     """The step's awaitable (a coroutine of the step itself, or a thread's future)."""
     if op.step.is_async:
-        return op.step.fn(*op.args, **op.kwargs)
+        coroutine: Awaitable[Any] = op.step.fn(*op.args, **op.kwargs)
+        return coroutine
     return asyncio.to_thread(op.step.fn, *op.args, **op.kwargs)
