@@ -58,7 +58,10 @@ class Run(Generic[R]):
         return self._client
 
     async def status(self) -> RunStatus:
-        """The run's current status."""
+        """The run's current status: for a run in this engine's memory, its live status,
+        which can be one group commit ahead of the store (a step's outcome moves the run
+        on in the turn that records it; a listing, or a reader of the store, sees the
+        change once that turn commits). Raises `RunNotFoundError`."""
         return await self._outside_workflow("status").status(self.id)
 
     async def result(self, timeout: Duration | None = None) -> R:
@@ -98,7 +101,9 @@ class Run(Generic[R]):
         return decoded
 
     async def info(self) -> RunInfo:
-        """A snapshot: status, arguments, result or error, timestamps and steps."""
+        """A snapshot: status, arguments, result or error, timestamps and steps. The
+        status is the live one (see `status()`); the rest is what is committed. Raises
+        `RunNotFoundError`."""
         return await self._outside_workflow("info").info(self.id)
 
     async def exists(self) -> bool:

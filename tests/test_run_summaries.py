@@ -16,7 +16,7 @@ import actorflow as af
 from actorflow._store_reader import StoreReader
 from actorflow.http import asgi_app
 from tests._cli import cli, doc
-from tests.conftest import wait_for_status
+from tests.conftest import eventually, wait_for_status
 
 
 @af.step(name="summaries.write")
@@ -54,6 +54,10 @@ async def _http(engine: af.Engine, path: str) -> Any:
         return response.json()
 
 
+async def _stored_status(engine: af.Engine, run_id: str, status: af.RunStatus) -> bool:
+    return any(r.id == run_id for r in await engine.list_runs(status=status))
+
+
 async def _summaries(engine: af.Engine, run: af.Run[Any]) -> list[Any]:
     """(steps_done, streams) of the run, as listed and as detailed, by the engine and the
     HTTP API."""
@@ -73,7 +77,10 @@ async def test_steps_done_and_streams_of_a_run_as_it_goes_and_restarts(
     engine: af.Engine, store_url: str
 ) -> None:
     run = await engine.start(flow, 1)
+    # `status()` is live, a commit ahead of the store the listings read: wait for the
+    # store to have the step's outcome (committed with the run's `waiting` row).
     await wait_for_status(run, af.RunStatus.WAITING)
+    await eventually(lambda: _stored_status(engine, run.id, af.RunStatus.WAITING))
     assert await _summaries(engine, run) == [
         (1, ()), (1, ("default", "log")), (1, []), (1, ["default", "log"])
     ]  # fmt: skip
