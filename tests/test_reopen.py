@@ -34,7 +34,9 @@ async def reopen_sleeper(key: str, duration: str) -> list[int]:
 
 async def test_sleeping_run_continues_after_reopen(durable_url: str, probe: Probe) -> None:
     async with af.Engine(durable_url) as first:
-        run_id = (await first.start(reopen_sleeper, probe.key, "300ms")).id
+        # Long enough to be still asleep once the second engine is open, under load too
+        # (300 ms was not, once in CI on PostgreSQL: the run had completed already).
+        run_id = (await first.start(reopen_sleeper, probe.key, "2s")).id
         await wait_for_status(first.get_run(run_id), S.WAITING)
     assert probe.calls == {"before": 1}
     async with af.Engine(durable_url) as second:
