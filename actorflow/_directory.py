@@ -267,7 +267,9 @@ class RunDirectory:
     def actor_exited(self, actor: RunState) -> None:
         if self.actors.get(actor.run_id) is actor:
             del self.actors[actor.run_id]
-        if actor.superseded and self.accepting and actor.mailbox is not None:
+        # Messages left are a superseded actor's, or those after one whose handling
+        # crashed the actor: the run's next actor serves them.
+        if self.accepting and actor.mailbox:
             for message in actor.mailbox.take_all():
                 self.deliver(actor.run_id, message)
 

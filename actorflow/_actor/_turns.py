@@ -175,19 +175,30 @@ class RunActor(WorkflowDriver):
                             observer.run_evicted(self.run_id)
                         return False
                     continue
-            for message in mailbox.take_all():
-                if type(message) is StepFinished:  # most messages: first, and inline
-                    if not self.finished:
-                        m = message
-                        self.step_finished(
-                            m.op, m.attempt, m.data, m.error, m.retryable, m.retry_after
-                        )
-                elif isinstance(message, Control):
-                    await handle_control(self, message)
-                    self.took(message)
-                elif type(message) is not _Resume:  # a wake-up only: flush() does the rest
-                    self._handle(message)
-                    self.took(message)
+            taken = mailbox.take_all()
+            handled = 0
+            try:
+                for message in taken:
+                    if type(message) is StepFinished:  # most messages: first, and inline
+                        if not self.finished:
+                            m = message
+                            self.step_finished(
+                                m.op, m.attempt, m.data, m.error, m.retryable, m.retry_after
+                            )
+                    elif isinstance(message, Control):
+                        await handle_control(self, message)
+                        self.took(message)
+                    elif type(message) is not _Resume:  # a wake-up: flush() does the rest
+                        self._handle(message)
+                        self.took(message)
+                    handled += 1
+            except Exception as exc:
+                # A bug on a message's path: its caller gets the error rather than waiting
+                # for ever, and the messages after it are served once the crash is dealt
+                # with (by this actor, as a failed run, or by the run's next actor).
+                reply_to(getattr(taken[handled], "reply", None), error=exc)
+                mailbox.extendleft(reversed(taken[handled + 1 :]))
+                raise
             await self.flush()
 
     def _crashed(self, exc: Exception) -> bool:
