@@ -93,7 +93,8 @@ async def test_run_waiting_for_event_continues_after_reopen(durable_url: str, pr
 
 async def test_event_timeout_survives_reopen(durable_url: str, probe: Probe) -> None:
     async with af.Engine(durable_url) as first:
-        run_id = (await first.start(reopen_event, probe.key, "300ms")).id
+        # Long enough to be seen waiting under load (the timeout is the run's next input).
+        run_id = (await first.start(reopen_event, probe.key, "1s")).id
         await wait_for_status(first.get_run(run_id), S.WAITING)
     async with af.Engine(durable_url) as second:
         assert await second.get_run(run_id).result(timeout=5) == [1, "timed out", 1]
@@ -296,7 +297,8 @@ async def test_paused_run_still_meets_its_deadline_after_reopen(
     durable_url: str, probe: Probe
 ) -> None:
     async with af.Engine(durable_url) as first:
-        run = await first.start(reopen_event, probe.key, None, deadline="300ms")
+        # Long enough to be seen waiting, and paused, before the deadline under load.
+        run = await first.start(reopen_event, probe.key, None, deadline="1s")
         await wait_for_status(run, S.WAITING)
         await run.pause()
     async with af.Engine(durable_url) as second:
