@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.events  # the base class of WorkflowLoop, named: mypyc looks it up there
-import collections
 import contextlib
 import contextvars
 import logging
@@ -62,7 +61,9 @@ class WorkflowLoop(asyncio.AbstractEventLoop, Generic[W]):
         self.run_id = run_id
         # The run's `WorkflowContext`: what `af.current_workflow()` finds (see `_context`).
         self.workflow: W | None = workflow
-        self._ready: collections.deque[ReadyCallback] = collections.deque()
+        # A list read front to back, not a deque: a deque keeps a block of 64 slots (about
+        # 700 bytes) even when empty, the largest object of a run in flight.
+        self._ready: list[list[Any]] = []  # of `ReadyCallback`s
         # The workflow's root task, and the list of any other only once there is one
         # (most workflows have none): one object less per run.
         self._root: asyncio.Task[Any] | None = None
@@ -73,13 +74,15 @@ class WorkflowLoop(asyncio.AbstractEventLoop, Generic[W]):
         """Run ready callbacks until every workflow task waits on the actor."""
         outer = _get_running_loop()
         _set_running_loop(self)
+        ready = self._ready
+        taken = 0
         try:
-            ready = self._ready
-            while ready:
+            # Callbacks scheduled by these join the end of the same list, in order.
+            while taken < len(ready):
                 # Unpacked as a list (which it is): a compiled build reads its items
                 # directly, where a `ReadyCallback` would be iterated.
-                entry: list[Any] = ready.popleft()
-                callback, args, context, cancelled = entry
+                callback, args, context, cancelled = ready[taken]
+                taken += 1
                 if cancelled:
                     continue
                 try:
@@ -98,6 +101,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop, Generic[W]):
             # keep the task's step callback, or task, traceback and frames form a cycle.
             callback = args = context = None
         finally:
+            del ready[:taken]
             _set_running_loop(outer)
 
     def call_soon(
