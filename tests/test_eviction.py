@@ -120,7 +120,8 @@ async def test_evicted_run_wakes_for_event_timeout(evicting: af.Engine, probe: P
 async def test_evicted_run_wakes_for_deadline(
     evicting: af.Engine, probe: Probe, paused: bool
 ) -> None:
-    run = await evicting.start(ev_event, probe.key, deadline="400ms")
+    # Long enough to be seen waiting, paused and evicted before the deadline under load.
+    run = await evicting.start(ev_event, probe.key, deadline="1s")
     await wait_for_status(run, S.WAITING)
     if paused:
         await run.pause()
