@@ -9,14 +9,13 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# A young collection scans every young object still alive, at about 0.3 µs each when
-# thousands of runs are in flight (their objects are out of cache): the larger the first
-# threshold, the more of a run's objects die before any scan sees them. 300,000 rather
-# than 100,000: in the 10,000-run burst, GC pauses 12.2 -> 6.4 % of the time and the
-# loop's CPU per workflow -10 % (5 interleaved rounds); a pause that does come scans up
-# to three times as many objects (longest pause in a 30,000-run burst 84 -> 150 ms).
-# 1,000,000 saved more in that burst (-18 %, no collection at all) but made a single
-# pause of 230 to 430 ms in the 30,000-run one.
+# A young collection scans every young object still alive, at about 0.3 to 0.5 µs each
+# when thousands of runs are in flight (their objects are out of cache): the larger the
+# first threshold, the more of a run's objects die before any scan sees them, and the
+# longer the pause when one comes. 300,000 rather than 100,000 (docs/hot-path.md, the
+# twelfth session): in the 10,000-run burst the loop's CPU per workflow -10 % (GC pauses
+# 12.2 -> 6.4 % of the time); where the GC's total is the same (1,000 schedules firing
+# every second) one pause of about 160 ms instead of three of up to 70.
 GC_THRESHOLDS = (300_000, 50, 1000)
 
 
@@ -30,8 +29,11 @@ def tune_gc() -> None:
     objects the collector tracks, net of those freed) and the old generation
     rarely. actorflow breaks its own reference cycles, so little garbage waits
     for a collection; an application's own cyclic garbage waits longer than
-    with the defaults. `af.run` calls this; call it yourself at start-up when
-    you run the event loop another way.
+    with the defaults. Fewer, longer pauses: a collection among thousands of
+    runs in flight can stop the loop for 100 to 200 ms; for shorter ones at
+    some CPU, call `gc.set_threshold(100_000, 50, 1000)` after this. `af.run`
+    calls this; call it yourself at start-up when you run the event loop
+    another way.
     """
     gc.set_threshold(*GC_THRESHOLDS)
 
