@@ -50,6 +50,7 @@ HOT = [
     "actorflow/_actor/_operations.py",
     "actorflow/_actor/_ops.py",
     "actorflow/_actor/_state.py",
+    "actorflow/_actor/_runners.py",
     "actorflow/_actor/_status.py",
     "actorflow/_actor/_steps.py",
     "actorflow/_actor/_turns.py",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _observe
 from ._actor import RunActor
+from ._actor._runners import StepRunners
 from ._channels import Hub
 from ._cluster._inbox import control_row, event_row
 from ._definitions import WorkflowFunction, lookup_workflow
@@ -70,6 +71,7 @@ class RunDirectory:
         self.max_payload_bytes = max_payload_bytes
         self.client: RunClient  # set by the engine, which makes both
         self.loop: asyncio.AbstractEventLoop
+        self.step_runners = StepRunners()  # on the engine's loop once `open`
         self._workflows = workflows
         self.limiter = ConcurrencyLimiter(max_concurrency, self._grant)
         self.timers = TimerService(self._wake)
@@ -130,6 +132,7 @@ class RunDirectory:
     def open(self) -> None:
         """Accept runs from now on (and show them to gauges: `_observe.open_engines`)."""
         self.accepting = True
+        self.step_runners.loop = self.loop
         _observe.open_engines.add(self)
 
     async def stop(self, timeout: float) -> None:
@@ -141,6 +144,9 @@ class RunDirectory:
         tasks = [(a.task, f"the actor of run {a.run_id!r}") for a in self.actors.values() if a.task]
         for actor in list(self.actors.values()):
             actor.stop()
+        # After the actors: a runner whose attempt an actor's stop cancelled is reaped.
+        for runner in self.step_runners.close():
+            self._dying.reap(runner, "a step runner")
         await self._dying.wait(deadline, tasks)
         await self.timers.stop()
         await self.loader.stop()

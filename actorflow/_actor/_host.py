@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .._loader import RunLoader
     from .._store import RunRow, Store, WriteBatch
     from .._timers import TimerService
+    from ._runners import StepRunners
     from ._state import RunState
 
 
@@ -32,6 +33,8 @@ class RunHost(Protocol):
     limiter: ConcurrencyLimiter
     timers: TimerService
     loader: RunLoader
+    # The tasks step attempts run in (when the loop has no task factory).
+    step_runners: StepRunners
     # Hook token -> the run holding it (for every unfinished run, in memory or not).
     hooks: dict[str, str]
     # What run handles made by the actor (a child's `Run`) talk to.

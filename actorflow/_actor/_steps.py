@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import Any, Final
 
 from .. import _log as L
@@ -74,23 +74,35 @@ class StepScheduler(StatusKeeper):
         # workflow here) is durable: nothing a step does can depend on an uncommitted input.
         self.batch().callbacks.append(_AttemptStart(self, op, attempt))
 
-    def _start_attempt(self, op: StepOp, attempt: int) -> None:
-        if not op.pending or op.attempt != attempt:
+    def _start_attempt(self, start: _AttemptStart) -> None:
+        op = start.op
+        if not op.pending or op.attempt != start.attempt:
             return  # torn down meanwhile (terminated, restarted, failed, abandoned)
+        host = self.host
+        if host.loop.get_task_factory() is None:
+            try:
+                host.step_runners.submit(start)
+            except Exception as exc:
+                self._attempt_not_started(op, start.attempt, exc)
+            return
+        # A task factory the application installed sees each attempt's coroutine in a
+        # task of its own (an instrumentation may count on it), as without the runners.
         op.pending = False
-        context = _Context()
-        _run_in(context, _set_step, [self, op, attempt, None])
+        attempt = start.attempt
+        context = _attempt_context(self, op, attempt)
         attempt_coro = _run_attempt(op, attempt, self)
         try:
-            op.task = named_task(self.host.loop, attempt_coro, op.name, context)
+            op.task = named_task(host.loop, attempt_coro, op.name, context)
         except Exception as exc:
-            # A task factory the application installed refused: the attempt fails for
-            # good (a retry would meet the same factory) rather than never ending.
             attempt_coro.close()
-            error = ErrorInfo.from_exception(exc)
-            self.host.loop.call_soon(
-                self.step_ended, op, attempt, None, error, context=ENGINE_CONTEXT
-            )
+            self._attempt_not_started(op, attempt, exc)
+
+    def _attempt_not_started(self, op: StepOp, attempt: int, exc: Exception) -> None:
+        # A task factory the application installed refused: the attempt fails for good
+        # (a retry would meet the same factory) rather than never ending.
+        op.pending = False
+        error = ErrorInfo.from_exception(exc)
+        self.host.loop.call_soon(self.step_ended, op, attempt, None, error, context=ENGINE_CONTEXT)
 
     def launch_held(self) -> None:
         for op in list(self.steps.values()):
@@ -148,8 +160,9 @@ class StepScheduler(StatusKeeper):
 
 
 class _AttemptStart:
-    """Starts an attempt once its `step_started` is committed (a callback of the batch):
-    one object per attempt where a bound method, a `partial` and its tuple were three."""
+    """Starts an attempt once its `step_started` is committed (a callback of the batch),
+    then stands for it in the engine's step runners (`Attempt`): one object per attempt
+    where a bound method, a `partial` and its tuple were three."""
 
     __slots__ = ("attempt", "op", "scheduler")
 
@@ -159,7 +172,31 @@ class _AttemptStart:
         self.attempt = attempt
 
     def __call__(self) -> None:
-        self.scheduler._start_attempt(self.op, self.attempt)
+        self.scheduler._start_attempt(self)
+
+    def begin(
+        self, task: asyncio.Task[None]
+    ) -> tuple[Coroutine[Any, Any, None], contextvars.Context] | None:
+        op, attempt = self.op, self.attempt
+        if not op.pending or op.attempt != attempt:
+            return None  # torn down while queued
+        op.pending = False
+        op.task = task
+        task.set_name(op.name)
+        scheduler = self.scheduler
+        return _run_attempt(op, attempt, scheduler), _attempt_context(scheduler, op, attempt)
+
+    def ended(self, task: asyncio.Task[None]) -> None:
+        # Its runner goes on to other attempts: cancelling this op must not reach them.
+        if self.op.task is task:
+            self.op.task = None
+
+
+def _attempt_context(scheduler: StepScheduler, op: StepOp, attempt: int) -> contextvars.Context:
+    """A fresh context for an attempt, in which `af.step_info()` finds it."""
+    context = _Context()
+    _run_in(context, _set_step, [scheduler, op, attempt, None])
+    return context
 
 
 async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> None:

@@ -1,0 +1,192 @@
+"""StepRunners: the engine's pool of tasks that run step attempts.
+
+A step's code needs a task (`asyncio.current_task()`, `asyncio.timeout`,
+`TaskGroup`), but a task per attempt is the largest part of what a step costs
+the loop (its construction, asyncio's registry of tasks, a handle for its
+first step, its deallocation: about 1.5 µs per attempt measured here, a tenth
+of a trivial 3-step workflow). Most attempts end without waiting for
+anything, so one runner task takes the attempts that are due in turn, each
+driven in its own `contextvars.Context` as a task of its own would drive it,
+and renamed after the step while it runs it.
+
+An attempt that waits keeps its runner until it ends, as its own task would
+be kept, and the attempts queued behind it go to another runner (an idle one,
+or a new one). A runner that has nothing to do waits until it is needed,
+`_MAX_IDLE` of them at most; the others end. Cancelling the runner of a
+waiting attempt (what tearing the step down does) cancels that attempt, and
+the runner then ends with it, so the engine's close waits for it as it did
+for the attempt's own task (`RunHost.reap`).
+
+The attempts are the step scheduler's (`Attempt`: it knows the run, the step
+and what a stale attempt is); this module knows only tasks and coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections import deque
+from collections.abc import Coroutine, Generator
+from typing import Any, Final, Protocol, cast
+
+from .._asyncio_helpers import ENGINE_CONTEXT, named_task
+
+# Enough for a few attempts that wait ending at once without each leaving a task
+# behind; a burst of attempts that do not wait needs one.
+_MAX_IDLE: Final = 4
+_current_task: Final = asyncio.current_task
+
+
+class Attempt(Protocol):
+    """A step attempt as its runner sees it."""
+
+    def begin(
+        self, task: asyncio.Task[None]
+    ) -> tuple[Coroutine[Any, Any, None], contextvars.Context] | None:
+        """The attempt's coroutine and context, now run by `task`; None if it is stale."""
+
+    def ended(self, task: asyncio.Task[None]) -> None:
+        """The attempt's coroutine returned or raised (run by `task`)."""
+
+
+class StepRunners:
+    """The runner tasks of one engine's loop, and the attempts queued for them."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop  # the engine's, set when it opens
+        self._queue: deque[Attempt] = deque()
+        # The runners waiting for work, by the future each waits on.
+        self._idle: list[asyncio.Future[None]] = []
+        # A runner is woken, or running, to take the queue: nothing to wake.
+        self._draining = False
+        self._runners: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def submit(self, attempt: Attempt) -> None:
+        """Run `attempt` in a runner task; raises what the loop's task creation raises."""
+        if self._closed:
+            return  # the engine is closing: its run resumes the step on the next open
+        self._queue.append(attempt)
+        if not self._draining:
+            try:
+                self._wake_a_runner()
+            except BaseException:
+                self._queue.pop()
+                raise
+
+    def close(self) -> list[asyncio.Task[None]]:
+        """Take no more attempts; cancel the runners and return them (to be awaited)."""
+        self._closed = True
+        self._queue.clear()
+        runners = list(self._runners)
+        for task in runners:
+            task.cancel()
+        return runners
+
+    def _wake_a_runner(self) -> None:
+        idle = self._idle
+        while idle:
+            waiter = idle.pop()
+            if not waiter.done():  # done: its runner was cancelled
+                waiter.set_result(None)
+                self._draining = True
+                return
+        task = named_task(self.loop, self._run(), "step runner", ENGINE_CONTEXT)
+        self._runners.add(task)
+        task.add_done_callback(self._runners.discard, context=ENGINE_CONTEXT)
+        self._draining = True
+
+    async def _run(self) -> None:
+        task = _current_task()
+        assert task is not None
+        loop = self.loop
+        queue = self._queue
+        while True:
+            while queue:
+                attempt = queue.popleft()
+                started = attempt.begin(task)
+                if started is None:
+                    continue
+                coro, context = started
+                try:
+                    yielded = context.run(coro.send, None)
+                except StopIteration:
+                    attempt.ended(task)
+                    continue
+                except BaseException as exc:
+                    attempt.ended(task)
+                    self._report(exc, coro)
+                    continue
+                # The attempt waits: the queue behind it goes to another runner.
+                self._draining = False
+                if queue:
+                    self._wake_a_runner()
+                try:
+                    await _Resumed(coro, context, yielded)
+                except BaseException as exc:
+                    attempt.ended(task)
+                    if task.cancelling():
+                        return  # torn down: `reap` waits for this task's end
+                    self._report(exc, coro)
+                else:
+                    attempt.ended(task)
+                    if task.cancelling():
+                        return
+                break
+            else:
+                self._draining = False
+            if self._closed or len(self._idle) >= _MAX_IDLE:
+                return
+            waiter = loop.create_future()
+            self._idle.append(waiter)
+            await waiter  # cancelled when the engine closes
+
+    def _report(self, exc: BaseException, coro: Coroutine[Any, Any, None]) -> None:
+        # What a task of its own would have logged ("exception was never retrieved").
+        self.loop.call_exception_handler(
+            {"message": f"step attempt {coro!r} raised", "exception": exc}
+        )
+
+
+class _Resumed:
+    """An attempt that has waited, driven on by its runner's `await` as its own task
+    would drive it: each step of its coroutine in the attempt's context."""
+
+    __slots__ = ("context", "coro", "first", "yielded")
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, None], context: contextvars.Context, yielded: Any
+    ) -> None:
+        self.coro = coro
+        self.context = context
+        self.yielded = yielded
+        self.first = True
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        # An iterator with `send` and `throw` is what `await` drives: no generator needed.
+        return cast("Generator[Any, Any, None]", self)
+
+    def __iter__(self) -> _Resumed:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        if self.first:  # what the coroutine yielded before its runner awaited this
+            self.first = False
+            yielded = self.yielded
+            self.yielded = None
+            return yielded
+        return self.context.run(self.coro.send, value)
+
+    def throw(self, kind: Any, value: Any = None, traceback: Any = None) -> Any:
+        # Called as `throw(type, value, traceback)` (yield from's delegation) or with
+        # the exception alone.
+        if isinstance(value, BaseException):
+            exc = value
+        elif isinstance(kind, BaseException):
+            exc = kind
+        else:
+            exc = kind() if value is None else kind(value)
+        return self.context.run(self.coro.throw, exc)
