@@ -35,6 +35,8 @@ from .._asyncio_helpers import ENGINE_CONTEXT, named_task
 # behind; a burst of attempts that do not wait needs one.
 _MAX_IDLE: Final = 4
 _current_task: Final = asyncio.current_task
+# What a `_Yield` holds once it has yielded its value.
+_YIELDED: Final = object()
 
 
 class Attempt(Protocol):
@@ -55,11 +57,10 @@ class StepRunners:
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop  # the engine's, set when it opens
         self._queue: deque[Attempt] = deque()
-        # The runners waiting for work, by the future each waits on.
-        self._idle: list[asyncio.Future[None]] = []
+        # The runners waiting for work, each with the future it waits on.
+        self._idle: list[tuple[asyncio.Future[None], asyncio.Task[None]]] = []
         # A runner is woken, or running, to take the queue: nothing to wake.
         self._draining = False
-        self._runners: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def submit(self, attempt: Attempt) -> None:
@@ -75,25 +76,26 @@ class StepRunners:
                 raise
 
     def close(self) -> list[asyncio.Task[None]]:
-        """Take no more attempts; cancel the runners and return them (to be awaited)."""
+        """Take no more attempts; stop the idle runners and return them (to be awaited).
+
+        A runner busy with an attempt is cancelled, and reaped, with its step when the
+        run's actor stops (`RunHost.reap`); a woken one finds the queue empty and ends."""
         self._closed = True
         self._queue.clear()
-        runners = list(self._runners)
-        for task in runners:
-            task.cancel()
-        return runners
+        idle, self._idle = self._idle, []
+        for waiter, _ in idle:
+            waiter.cancel()
+        return [task for _, task in idle]
 
     def _wake_a_runner(self) -> None:
         idle = self._idle
         while idle:
-            waiter = idle.pop()
+            waiter, _ = idle.pop()
             if not waiter.done():  # done: its runner was cancelled
                 waiter.set_result(None)
                 self._draining = True
                 return
-        task = named_task(self.loop, self._run(), "step runner", ENGINE_CONTEXT)
-        self._runners.add(task)
-        task.add_done_callback(self._runners.discard, context=ENGINE_CONTEXT)
+        named_task(self.loop, self._run(), "step runner", ENGINE_CONTEXT)
         self._draining = True
 
     async def _run(self) -> None:
@@ -122,7 +124,7 @@ class StepRunners:
                 if queue:
                     self._wake_a_runner()
                 try:
-                    await _Resumed(coro, context, yielded)
+                    await _drive_on(coro, context, yielded)
                 except BaseException as exc:
                     attempt.ended(task)
                     if task.cancelling():
@@ -138,8 +140,11 @@ class StepRunners:
             if self._closed or len(self._idle) >= _MAX_IDLE:
                 return
             waiter = loop.create_future()
-            self._idle.append(waiter)
-            await waiter  # cancelled when the engine closes
+            self._idle.append((waiter, task))
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                return  # the engine closes
 
     def _report(self, exc: BaseException, coro: Coroutine[Any, Any, None]) -> None:
         # What a task of its own would have logged ("exception was never retrieved").
@@ -148,45 +153,59 @@ class StepRunners:
         )
 
 
-class _Resumed:
-    """An attempt that has waited, driven on by its runner's `await` as its own task
-    would drive it: each step of its coroutine in the attempt's context."""
+async def _drive_on(
+    coro: Coroutine[Any, Any, None], context: contextvars.Context, yielded: Any
+) -> None:
+    """Drive an attempt that has waited as its own task would: what its coroutine yields
+    goes to the runner's task, what the task sends or throws (its wake-up, a
+    cancellation, any exception, GeneratorExit too) goes back into the coroutine, each
+    step in the attempt's context."""
+    while True:
+        try:
+            await _Yield(yielded)
+        except BaseException as exc:
+            try:
+                yielded = context.run(coro.throw, exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = context.run(coro.send, None)
+            except StopIteration:
+                return
 
-    __slots__ = ("context", "coro", "first", "yielded")
 
-    def __init__(
-        self, coro: Coroutine[Any, Any, None], context: contextvars.Context, yielded: Any
-    ) -> None:
-        self.coro = coro
-        self.context = context
-        self.yielded = yielded
-        self.first = True
+class _Yield:
+    """Awaited, yields `value` to the task once; what the task throws in is raised at
+    the `await` (a sub-iterator of its own, so `await` treats GeneratorExit like any
+    exception: a sub-generator would be closed and the exception raised after it)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
     def __await__(self) -> Generator[Any, Any, None]:
-        # An iterator with `send` and `throw` is what `await` drives: no generator needed.
         return cast("Generator[Any, Any, None]", self)
 
-    def __iter__(self) -> _Resumed:
+    def __iter__(self) -> _Yield:
         return self
 
     def __next__(self) -> Any:
-        return self.send(None)
+        value = self.value
+        if value is _YIELDED:
+            raise StopIteration
+        self.value = _YIELDED
+        return value
 
     def send(self, value: Any) -> Any:
-        if self.first:  # what the coroutine yielded before its runner awaited this
-            self.first = False
-            yielded = self.yielded
-            self.yielded = None
-            return yielded
-        return self.context.run(self.coro.send, value)
+        return self.__next__()
 
     def throw(self, kind: Any, value: Any = None, traceback: Any = None) -> Any:
-        # Called as `throw(type, value, traceback)` (yield from's delegation) or with
+        # Called as `throw(type, value, traceback)` (the delegation of `await`), or with
         # the exception alone.
         if isinstance(value, BaseException):
-            exc = value
-        elif isinstance(kind, BaseException):
-            exc = kind
-        else:
-            exc = kind() if value is None else kind(value)
-        return self.context.run(self.coro.throw, exc)
+            raise value
+        if isinstance(kind, BaseException):
+            raise kind
+        raise kind() if value is None else kind(value)
