@@ -35,8 +35,13 @@ from .._asyncio_helpers import ENGINE_CONTEXT, named_task
 # behind; a burst of attempts that do not wait needs one.
 _MAX_IDLE: Final = 4
 _current_task: Final = asyncio.current_task
+# A runner's name between attempts (it takes each step's while it runs it).
+_IDLE_NAME: Final = "step runner"
 # What a `_Yield` holds once it has yielded its value.
 _YIELDED: Final = object()
+# What `next` returns for a coroutine that has returned.
+_RETURNED: Final = object()
+_next: Final = next
 
 
 class Attempt(Protocol):
@@ -95,7 +100,7 @@ class StepRunners:
                 waiter.set_result(None)
                 self._draining = True
                 return
-        named_task(self.loop, self._run(), "step runner", ENGINE_CONTEXT)
+        named_task(self.loop, self._run(), _IDLE_NAME, ENGINE_CONTEXT)
         self._draining = True
 
     async def _run(self) -> None:
@@ -110,21 +115,26 @@ class StepRunners:
                 if started is None:
                     continue
                 coro, context = started
+                steps = coro.__await__()
                 try:
-                    yielded = context.run(coro.send, None)
-                except StopIteration:
-                    attempt.ended(task)
-                    continue
+                    # `next` with a default: a coroutine's return costs no StopIteration.
+                    yielded = context.run(_next, steps, _RETURNED)
                 except BaseException as exc:
-                    attempt.ended(task)
+                    yielded = _RETURNED
                     self._report(exc, coro)
-                    continue
-                # The attempt waits: the queue behind it goes to another runner.
+                if yielded is _RETURNED:
+                    attempt.ended(task)
+                    if not task.cancelling():
+                        continue
+                # The attempt waits, or cancelled its own task (which would reach the
+                # next attempt that waits): the queue goes to another runner.
                 self._draining = False
                 if queue:
                     self._wake_a_runner()
+                if yielded is _RETURNED:
+                    return
                 try:
-                    await _drive_on(coro, context, yielded)
+                    await _drive_on(steps, context, yielded)
                 except BaseException as exc:
                     attempt.ended(task)
                     if task.cancelling():
@@ -139,6 +149,7 @@ class StepRunners:
                 self._draining = False
             if self._closed or len(self._idle) >= _MAX_IDLE:
                 return
+            task.set_name(_IDLE_NAME)
             waiter = loop.create_future()
             self._idle.append((waiter, task))
             try:
@@ -154,24 +165,22 @@ class StepRunners:
 
 
 async def _drive_on(
-    coro: Coroutine[Any, Any, None], context: contextvars.Context, yielded: Any
+    steps: Generator[Any, None, None], context: contextvars.Context, yielded: Any
 ) -> None:
     """Drive an attempt that has waited as its own task would: what its coroutine yields
-    goes to the runner's task, what the task sends or throws (its wake-up, a
-    cancellation, any exception, GeneratorExit too) goes back into the coroutine, each
-    step in the attempt's context."""
+    goes to the runner's task, what the task throws in (a cancellation, any exception,
+    GeneratorExit too) goes back into the coroutine, each step in the attempt's context."""
     while True:
         try:
             await _Yield(yielded)
         except BaseException as exc:
             try:
-                yielded = context.run(coro.throw, exc)
+                yielded = context.run(steps.throw, exc)
             except StopIteration:
                 return
         else:
-            try:
-                yielded = context.run(coro.send, None)
-            except StopIteration:
+            yielded = context.run(_next, steps, _RETURNED)
+            if yielded is _RETURNED:
                 return
 
 

@@ -1,0 +1,192 @@
+"""Step runners: attempts share a pool of tasks, each attempt still seeing a task of its
+own (its name, its context variables, its cancellation) while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import actorflow as af
+from tests.conftest import eventually, wait_for_status
+
+seen_tasks: list[tuple[asyncio.Task[object], str]] = []
+where: contextvars.ContextVar[str] = contextvars.ContextVar("where")
+gate: asyncio.Event
+events: list[str] = []
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[af.Engine]:
+    seen_tasks.clear()
+    events.clear()
+    async with af.Engine(f"sqlite:///{tmp_path / 'runners.db'}") as engine:
+        yield engine
+
+
+def record_task() -> asyncio.Task[object]:
+    task = asyncio.current_task()
+    assert task is not None
+    seen_tasks.append((task, task.get_name()))
+    return task
+
+
+@af.step(name="sr.first")
+async def sr_first(x: int) -> str:
+    record_task()
+    leaked = where.get("unset")
+    where.set(f"first {x}")  # must not reach any other attempt
+    return leaked
+
+
+@af.step(name="sr.second")
+async def sr_second(x: int) -> str:
+    record_task()
+    return where.get("unset")
+
+
+@af.workflow(name="sr.pair")
+async def sr_pair(x: int) -> list[str]:
+    return [await sr_first(x), await sr_second(x)]
+
+
+async def test_steps_that_do_not_wait_share_one_task_renamed_for_each_and_isolated(
+    engine: af.Engine,
+) -> None:
+    runs = await engine.start_many(sr_pair, [(i,) for i in range(20)])
+    assert [await run.result(timeout=5) for run in runs] == [["unset", "unset"]] * 20
+    assert len(seen_tasks) == 40
+    # One runner took every attempt (none waited), named after each step as it ran it.
+    assert len({id(task) for task, _ in seen_tasks}) == 1
+    assert sorted({name for _, name in seen_tasks}) == ["sr.first", "sr.second"]
+    assert [name for _, name in seen_tasks].count("sr.first") == 20
+
+
+@af.step(name="sr.gated")
+async def sr_gated(key: str) -> str:
+    before = record_task()
+    try:
+        await gate.wait()
+    except asyncio.CancelledError:
+        events.append(f"{key} cancelled")
+        raise
+    assert asyncio.current_task() is before and before.get_name() == "sr.gated"
+    return where.get("unset")
+
+
+@af.workflow(name="sr.gated_wf")
+async def sr_gated_wf(key: str) -> str:
+    return await sr_gated(key)
+
+
+async def test_a_step_that_waits_keeps_its_task_and_holds_back_no_other(
+    engine: af.Engine,
+) -> None:
+    global gate
+    gate = asyncio.Event()
+    waiting = await engine.start(sr_gated_wf, "w")
+    await eventually(lambda: len(seen_tasks) == 1)
+    quick = await engine.start_many(sr_pair, [(i,) for i in range(10)])
+    assert [await run.result(timeout=5) for run in quick] == [["unset", "unset"]] * 10
+    assert await waiting.status() is af.RunStatus.RUNNING
+    gated_task = seen_tasks[0][0]
+    assert all(task is not gated_task for task, _ in seen_tasks[1:])
+    gate.set()
+    assert await waiting.result(timeout=5) == "unset"
+
+
+async def test_terminating_a_run_cancels_its_waiting_step_and_only_it(
+    engine: af.Engine,
+) -> None:
+    global gate
+    gate = asyncio.Event()
+    doomed = await engine.start(sr_gated_wf, "doomed")
+    spared = await engine.start(sr_gated_wf, "spared")
+    await eventually(lambda: len(seen_tasks) == 2)
+    await doomed.terminate()
+    await wait_for_status(doomed, af.RunStatus.TERMINATED)
+    await eventually(lambda: events == ["doomed cancelled"])
+    # The cancelled attempt's runner ends with it; steps go on in other runners.
+    doomed_task = seen_tasks[0][0] if seen_tasks[0][0] is not seen_tasks[1][0] else None
+    assert doomed_task is not None
+    await eventually(doomed_task.done)
+    quick = await engine.start(sr_pair, 1)
+    assert await quick.result(timeout=5) == ["unset", "unset"]
+    gate.set()
+    assert await spared.result(timeout=5) == "unset"
+    assert events == ["doomed cancelled"]
+
+
+@af.step(name="sr.stubborn")
+async def sr_stubborn() -> str:
+    record_task()
+    try:
+        await gate.wait()
+    except asyncio.CancelledError:
+        events.append("swallowed")
+    return "returned anyway"
+
+
+@af.workflow(name="sr.stubborn_wf")
+async def sr_stubborn_wf() -> str:
+    return await sr_stubborn()
+
+
+@af.step(name="sr.timed", timeout=0.05, retry=af.Retry(limit=0))
+async def sr_timed() -> None:
+    await asyncio.Event().wait()
+
+
+@af.step(name="sr.clean")
+async def sr_clean() -> int:
+    task = record_task()
+    async with asyncio.timeout(5):  # a cancel count left by an earlier attempt breaks this
+        await asyncio.sleep(0)
+    return task.cancelling()
+
+
+@af.workflow(name="sr.after_timeout")
+async def sr_after_timeout() -> int:
+    try:
+        await sr_timed()
+    except af.StepFailedError as exc:
+        assert exc.error.type == "StepTimeoutError"
+    return await sr_clean()
+
+
+async def test_cancellations_never_reach_a_later_attempt(engine: af.Engine) -> None:
+    """A step that swallows its cancellation, and a step's timeout: the attempts that
+    come after them in the same engine see no cancellation of their own."""
+    global gate
+    gate = asyncio.Event()
+    stubborn = await engine.start(sr_stubborn_wf)
+    await eventually(lambda: len(seen_tasks) == 1)
+    await stubborn.terminate()
+    await wait_for_status(stubborn, af.RunStatus.TERMINATED)
+    await eventually(lambda: events == ["swallowed"])
+    assert await (await engine.start(sr_after_timeout)).result(timeout=5) == 0
+    assert await (await engine.start(sr_pair, 2)).result(timeout=5) == ["unset", "unset"]
+
+
+async def test_close_leaves_no_runner_behind(tmp_path: Path) -> None:
+    seen_tasks.clear()
+
+    def runners() -> list[asyncio.Task[object]]:
+        return [t for t in asyncio.all_tasks() if t.get_name() in ("step runner", "sr.gated")]
+
+    global gate
+    gate = asyncio.Event()
+    async with af.Engine(f"sqlite:///{tmp_path / 'close.db'}") as engine:
+        await engine.start(sr_gated_wf, "at close")
+        await eventually(lambda: len(seen_tasks) == 1)
+        assert await (await engine.start(sr_pair, 3)).result(timeout=5) == ["unset", "unset"]
+        # One runner is in the waiting attempt; the other ran the pair's, and waits for work.
+        await eventually(
+            lambda: sorted(t.get_name() for t in runners()) == ["sr.gated", "step runner"]
+        )
+        tasks = runners()
+    assert runners() == []
+    assert all(task.done() for task in tasks)
