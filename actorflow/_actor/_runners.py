@@ -49,11 +49,9 @@ class Attempt(Protocol):
 
     def begin(
         self, task: asyncio.Task[None]
-    ) -> tuple[Coroutine[Any, Any, None], contextvars.Context] | None:
-        """The attempt's coroutine and context, now run by `task`; None if it is stale."""
-
-    def ended(self, task: asyncio.Task[None]) -> None:
-        """The attempt's coroutine returned or raised (run by `task`)."""
+    ) -> tuple[Coroutine[Any, Any, None], contextvars.Context, str] | None:
+        """The attempt's coroutine, context and name, now run by `task` (which the
+        coroutine lets go of, as the attempt's, when it ends); None if it is stale."""
 
 
 class StepRunners:
@@ -106,15 +104,17 @@ class StepRunners:
     async def _run(self) -> None:
         task = _current_task()
         assert task is not None
+        # Bound once: a method looked up on a task costs more than the call.
+        set_name, cancelling = task.set_name, task.cancelling
         loop = self.loop
         queue = self._queue
         while True:
             while queue:
-                attempt = queue.popleft()
-                started = attempt.begin(task)
+                started = queue.popleft().begin(task)
                 if started is None:
                     continue
-                coro, context = started
+                coro, context, name = started
+                set_name(name)
                 steps = coro.__await__()
                 try:
                     # `next` with a default: a coroutine's return costs no StopIteration.
@@ -122,10 +122,8 @@ class StepRunners:
                 except BaseException as exc:
                     yielded = _RETURNED
                     self._report(exc, coro)
-                if yielded is _RETURNED:
-                    attempt.ended(task)
-                    if not task.cancelling():
-                        continue
+                if yielded is _RETURNED and not cancelling():
+                    continue
                 # The attempt waits, or cancelled its own task (which would reach the
                 # next attempt that waits): the queue goes to another runner.
                 self._draining = False
@@ -136,20 +134,16 @@ class StepRunners:
                 try:
                     await _drive_on(steps, context, yielded)
                 except BaseException as exc:
-                    attempt.ended(task)
-                    if task.cancelling():
-                        return  # torn down: `reap` waits for this task's end
-                    self._report(exc, coro)
-                else:
-                    attempt.ended(task)
-                    if task.cancelling():
-                        return
+                    if not cancelling():
+                        self._report(exc, coro)
+                if cancelling():
+                    return  # torn down: `reap` waits for this task's end
                 break
             else:
                 self._draining = False
             if self._closed or len(self._idle) >= _MAX_IDLE:
                 return
-            task.set_name(_IDLE_NAME)
+            set_name(_IDLE_NAME)
             waiter = loop.create_future()
             self._idle.append((waiter, task))
             try:

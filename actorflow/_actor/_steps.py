@@ -176,20 +176,18 @@ class _AttemptStart:
 
     def begin(
         self, task: asyncio.Task[None]
-    ) -> tuple[Coroutine[Any, Any, None], contextvars.Context] | None:
+    ) -> tuple[Coroutine[Any, Any, None], contextvars.Context, str] | None:
         op, attempt = self.op, self.attempt
         if not op.pending or op.attempt != attempt:
             return None  # torn down while queued
         op.pending = False
         op.task = task
-        task.set_name(op.name)
         scheduler = self.scheduler
-        return _run_attempt(op, attempt, scheduler), _attempt_context(scheduler, op, attempt)
-
-    def ended(self, task: asyncio.Task[None]) -> None:
-        # Its runner goes on to other attempts: cancelling this op must not reach them.
-        if self.op.task is task:
-            self.op.task = None
+        return (
+            _run_attempt(op, attempt, scheduler, task),
+            _attempt_context(scheduler, op, attempt),
+            op.name,
+        )
 
 
 def _attempt_context(scheduler: StepScheduler, op: StepOp, attempt: int) -> contextvars.Context:
@@ -199,9 +197,12 @@ def _attempt_context(scheduler: StepScheduler, op: StepOp, attempt: int) -> cont
     return context
 
 
-async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> None:
-    """Attempt `attempt` of `op`, in a task of its own; hands its outcome to `scheduler`
-    (after the `try`: the turn it takes must not run inside an exception handler)."""
+async def _run_attempt(
+    op: StepOp, attempt: int, scheduler: StepScheduler, runner: asyncio.Task[None] | None = None
+) -> None:
+    """Attempt `attempt` of `op`, in a task of its own or in `runner`, which it lets go of
+    once it ends; hands its outcome to `scheduler` (after the `try`: the turn it takes
+    must not run inside an exception handler)."""
     step = op.step
     data: bytes | None = None
     error: ErrorInfo | None = None
@@ -240,6 +241,9 @@ async def _run_attempt(op: StepOp, attempt: int, scheduler: StepScheduler) -> No
         # the step's code: its attempt fails, retried by the policy; nothing escapes to
         # the engine's loop (a SystemExit there would leave the process half-closed).
         error, retryable = ErrorInfo.from_exception(exc), True
+    if runner is not None and op.task is runner:
+        # The runner goes on to other attempts: cancelling this op must not reach them.
+        op.task = None
     scheduler.step_ended(op, attempt, data, error, retryable, retry_after)
 
 
