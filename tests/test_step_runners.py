@@ -190,3 +190,63 @@ async def test_close_leaves_no_runner_behind(tmp_path: Path) -> None:
         tasks = runners()
     assert runners() == []
     assert all(task.done() for task in tasks)
+
+
+kept: list[asyncio.Task[object]] = []
+
+
+@af.step(name="sr.keeps_its_task")
+async def sr_keeps_its_task() -> None:
+    kept.append(record_task())
+
+
+@af.step(name="sr.gated_retried", retry=af.Retry(limit=1, delay=0))
+async def sr_gated_retried() -> int:
+    record_task()
+    await gate.wait()
+    return af.step_info().attempt
+
+
+@af.workflow(name="sr.keeps_then_waits")
+async def sr_keeps_then_waits() -> int:
+    await sr_keeps_its_task()
+    return await sr_gated_retried()
+
+
+async def test_a_task_kept_from_an_earlier_attempt_cancels_no_run(engine: af.Engine) -> None:
+    """Code that kept a runner (`current_task()` in a step) and cancels it later, when
+    the runner is in another attempt: that attempt fails like any error, retried by its
+    policy, and nothing hangs."""
+    global gate
+    gate = asyncio.Event()
+    kept.clear()
+    run = await engine.start(sr_keeps_then_waits)
+    await eventually(lambda: len(seen_tasks) == 2)
+    assert seen_tasks[1][0] is kept[0]  # the idle runner took the next attempt
+    kept[0].cancel()
+    await eventually(lambda: len(seen_tasks) == 3)  # the retry
+    gate.set()
+    assert await run.result(timeout=5) == 2
+    step = (await run.info()).steps[1]
+    assert (step.status, step.attempts) == ("completed", 2)
+
+
+@af.step(name="sr.cancels_itself", retry=af.Retry(limit=1, delay=0))
+async def sr_cancels_itself() -> int:
+    if af.step_info().attempt == 1:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)
+    return af.step_info().attempt
+
+
+@af.workflow(name="sr.cancels_itself_wf")
+async def sr_cancels_itself_wf() -> int:
+    return await sr_cancels_itself()
+
+
+async def test_a_step_that_cancels_its_own_task_fails_that_attempt(engine: af.Engine) -> None:
+    run = await engine.start(sr_cancels_itself_wf)
+    assert await run.result(timeout=5) == 2
+    assert await (await engine.start(sr_pair, 4)).result(timeout=5) == ["unset", "unset"]

@@ -29,12 +29,13 @@ from collections import deque
 from collections.abc import Coroutine, Generator
 from typing import Any, Final, Protocol, cast
 
-from .._asyncio_helpers import ENGINE_CONTEXT, named_task
+from .._asyncio_helpers import ENGINE_CONTEXT
 
 # Enough for a few attempts that wait ending at once without each leaving a task
 # behind; a burst of attempts that do not wait needs one.
 _MAX_IDLE: Final = 4
 _current_task: Final = asyncio.current_task
+_Task: Final = asyncio.Task
 # A runner's name between attempts (it takes each step's while it runs it).
 _IDLE_NAME: Final = "step runner"
 # What a `_Yield` holds once it has yielded its value.
@@ -67,16 +68,12 @@ class StepRunners:
         self._closed = False
 
     def submit(self, attempt: Attempt) -> None:
-        """Run `attempt` in a runner task; raises what the loop's task creation raises."""
+        """Run `attempt` in a runner task."""
         if self._closed:
             return  # the engine is closing: its run resumes the step on the next open
         self._queue.append(attempt)
         if not self._draining:
-            try:
-                self._wake_a_runner()
-            except BaseException:
-                self._queue.pop()
-                raise
+            self._wake_a_runner()
 
     def close(self) -> list[asyncio.Task[None]]:
         """Take no more attempts; stop the idle runners and return them (to be awaited).
@@ -98,7 +95,9 @@ class StepRunners:
                 waiter.set_result(None)
                 self._draining = True
                 return
-        named_task(self.loop, self._run(), _IDLE_NAME, ENGINE_CONTEXT)
+        # Not through the loop's task factory: runners are the engine's own tasks (an
+        # application's factory sees each attempt in a task of its own, `_steps`).
+        _Task(self._run(), loop=self.loop, name=_IDLE_NAME, context=ENGINE_CONTEXT)
         self._draining = True
 
     async def _run(self) -> None:
@@ -149,7 +148,13 @@ class StepRunners:
             try:
                 await waiter
             except asyncio.CancelledError:
-                return  # the engine closes
+                if not waiter.cancelled():
+                    # Woken to take the queue, then cancelled (by code that kept this
+                    # task from an attempt it ran): the queue goes to another runner.
+                    self._draining = False
+                    if queue and not self._closed:
+                        self._wake_a_runner()
+                return  # the engine closes, or the cancellation ends this runner
 
     def _report(self, exc: BaseException, coro: Coroutine[Any, Any, None]) -> None:
         # What a task of its own would have logged ("exception was never retrieved").

@@ -80,10 +80,7 @@ class StepScheduler(StatusKeeper):
             return  # torn down meanwhile (terminated, restarted, failed, abandoned)
         host = self.host
         if host.loop.get_task_factory() is None:
-            try:
-                host.step_runners.submit(start)
-            except Exception as exc:
-                self._attempt_not_started(op, start.attempt, exc)
+            host.step_runners.submit(start)
             return
         # A task factory the application installed sees each attempt's coroutine in a
         # task of its own (an instrumentation may count on it), as without the runners.
@@ -94,15 +91,11 @@ class StepScheduler(StatusKeeper):
         try:
             op.task = named_task(host.loop, attempt_coro, op.name, context)
         except Exception as exc:
+            # The factory refused: the attempt fails for good (a retry would meet the
+            # same factory) rather than never ending.
             attempt_coro.close()
-            self._attempt_not_started(op, attempt, exc)
-
-    def _attempt_not_started(self, op: StepOp, attempt: int, exc: Exception) -> None:
-        # A task factory the application installed refused: the attempt fails for good
-        # (a retry would meet the same factory) rather than never ending.
-        op.pending = False
-        error = ErrorInfo.from_exception(exc)
-        self.host.loop.call_soon(self.step_ended, op, attempt, None, error, context=ENGINE_CONTEXT)
+            error = ErrorInfo.from_exception(exc)
+            host.loop.call_soon(self.step_ended, op, attempt, None, error, context=ENGINE_CONTEXT)
 
     def launch_held(self) -> None:
         for op in list(self.steps.values()):
@@ -227,7 +220,7 @@ async def _run_attempt(
         if len(data) > limit:
             raise oversize(data, f"step {step.name!r} result", limit)
     except asyncio.CancelledError as exc:
-        if _cancel_requested():  # terminate, teardown, close
+        if _torn_down(op):  # terminate, teardown, close
             raise
         # The step's own cancellation (it raised CancelledError, or awaited something
         # cancelled): a failure like any other, retried by its policy.
@@ -247,12 +240,14 @@ async def _run_attempt(
     scheduler.step_ended(op, attempt, data, error, retryable, retry_after)
 
 
-def _cancel_requested() -> bool:
-    """Whether the running task was asked to stop (`Task.cancel()`), as opposed to code in
-    it raising CancelledError. A function of its own: a local holding the task in the
-    step's frame would tie the task, its exception and the frame into a cycle."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+def _torn_down(op: StepOp) -> bool:
+    """Whether the engine cancelled the running attempt (terminate, teardown, close): it
+    lets go of the op's task as it cancels it. A cancellation from anywhere else (the
+    step's own code, or code that kept a step runner from an earlier attempt) leaves it,
+    and fails the attempt like any error. A function of its own: a local holding the
+    task in the step's frame would tie the task, its exception and the frame into a
+    cycle."""
+    return op.task is not asyncio.current_task()
 
 
 def _call(op: StepOp) -> Awaitable[Any]:
