@@ -95,8 +95,8 @@ class StepContext:
         return self._info
 
 
-# What a step's task runs: [actor, step call, attempt, its `StepContext` once made]. A list
-# in the task's context, not an attribute of the step call: the context refers to the
+# What a step attempt runs: [actor, step call, attempt, its `StepContext` once made]. A list
+# in the attempt's context, not an attribute of the step call: the context refers to the
 # actor, and the actor to its step calls, so that would be a reference cycle.
 _step: ContextVar[list[Any] | None] = ContextVar("actorflow_step", default=None)
 _engine: ContextVar[RunStarter | None] = ContextVar("actorflow_engine", default=None)

@@ -17,12 +17,16 @@ seen_tasks: list[tuple[asyncio.Task[object], str]] = []
 where: contextvars.ContextVar[str] = contextvars.ContextVar("where")
 gate: asyncio.Event
 events: list[str] = []
+gated: dict[str, asyncio.Task[object]] = {}
 
 
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[af.Engine]:
+    global gate
+    gate = asyncio.Event()
     seen_tasks.clear()
     events.clear()
+    gated.clear()
     async with af.Engine(f"sqlite:///{tmp_path / 'runners.db'}") as engine:
         yield engine
 
@@ -67,7 +71,7 @@ async def test_steps_that_do_not_wait_share_one_task_renamed_for_each_and_isolat
 
 @af.step(name="sr.gated")
 async def sr_gated(key: str) -> str:
-    before = record_task()
+    before = gated[key] = record_task()
     try:
         await gate.wait()
     except asyncio.CancelledError:
@@ -85,15 +89,12 @@ async def sr_gated_wf(key: str) -> str:
 async def test_a_step_that_waits_keeps_its_task_and_holds_back_no_other(
     engine: af.Engine,
 ) -> None:
-    global gate
-    gate = asyncio.Event()
     waiting = await engine.start(sr_gated_wf, "w")
     await eventually(lambda: len(seen_tasks) == 1)
     quick = await engine.start_many(sr_pair, [(i,) for i in range(10)])
     assert [await run.result(timeout=5) for run in quick] == [["unset", "unset"]] * 10
     assert await waiting.status() is af.RunStatus.RUNNING
-    gated_task = seen_tasks[0][0]
-    assert all(task is not gated_task for task, _ in seen_tasks[1:])
+    assert all(task is not gated["w"] for task, _ in seen_tasks[1:])
     gate.set()
     assert await waiting.result(timeout=5) == "unset"
 
@@ -101,8 +102,6 @@ async def test_a_step_that_waits_keeps_its_task_and_holds_back_no_other(
 async def test_terminating_a_run_cancels_its_waiting_step_and_only_it(
     engine: af.Engine,
 ) -> None:
-    global gate
-    gate = asyncio.Event()
     doomed = await engine.start(sr_gated_wf, "doomed")
     spared = await engine.start(sr_gated_wf, "spared")
     await eventually(lambda: len(seen_tasks) == 2)
@@ -110,9 +109,8 @@ async def test_terminating_a_run_cancels_its_waiting_step_and_only_it(
     await wait_for_status(doomed, af.RunStatus.TERMINATED)
     await eventually(lambda: events == ["doomed cancelled"])
     # The cancelled attempt's runner ends with it; steps go on in other runners.
-    doomed_task = seen_tasks[0][0] if seen_tasks[0][0] is not seen_tasks[1][0] else None
-    assert doomed_task is not None
-    await eventually(doomed_task.done)
+    assert gated["doomed"] is not gated["spared"]
+    await eventually(gated["doomed"].done)
     quick = await engine.start(sr_pair, 1)
     assert await quick.result(timeout=5) == ["unset", "unset"]
     gate.set()
@@ -160,8 +158,6 @@ async def sr_after_timeout() -> int:
 async def test_cancellations_never_reach_a_later_attempt(engine: af.Engine) -> None:
     """A step that swallows its cancellation, and a step's timeout: the attempts that
     come after them in the same engine see no cancellation of their own."""
-    global gate
-    gate = asyncio.Event()
     stubborn = await engine.start(sr_stubborn_wf)
     await eventually(lambda: len(seen_tasks) == 1)
     await stubborn.terminate()
@@ -217,8 +213,6 @@ async def test_a_task_kept_from_an_earlier_attempt_cancels_no_run(engine: af.Eng
     """Code that kept a runner (`current_task()` in a step) and cancels it later, when
     the runner is in another attempt: that attempt fails like any error, retried by its
     policy, and nothing hangs."""
-    global gate
-    gate = asyncio.Event()
     kept.clear()
     run = await engine.start(sr_keeps_then_waits)
     await eventually(lambda: len(seen_tasks) == 2)

@@ -110,7 +110,7 @@ class RunState(abc.ABC):
         self._replies: list[asyncio.Future[Any]] | None = None
         self._timer: TimerEntry | None = None
         self._evicted = False
-        # Left by a turn run in a step's task for the actor's task (see `step_ended`).
+        # Left by a turn run in the task that ran a step, for the actor's task (see `step_ended`).
         self._held: Held | None = None
         self._exited = False
         # -- the workflow and its pending calls

@@ -6,10 +6,12 @@ and turns the attempt's outcome into the log entry the workflow is fed, a
 retry, or a failure. Attempts not yet started are held while the run may not
 start steps (paused, or waiting for a concurrency slot).
 
-An attempt runs in its own task on the service's loop and never touches the
-run's state itself: it encodes the result (so an unserializable return fails
-the step right here, naming the bad value) and hands its outcome to the
-actor (`step_ended`), which takes it in a turn of its own. The outcome is
+An attempt runs in a task on the service's loop, one of the engine's step
+runners (`_runners`; a task of its own when the application installed a task
+factory), and never touches the run's state itself: it encodes the result
+(so an unserializable return fails the step right here, naming the bad
+value) and hands its outcome to the actor (`step_ended`), which takes it in a
+turn of its own. The outcome is
 passed as arguments, not as an object: only an actor busy in its own task
 queues it, as a `StepFinished` (a constructor call fewer per step, 0.9 % of
 a 3-step workflow's instructions).

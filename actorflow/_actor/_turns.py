@@ -16,7 +16,7 @@ mailbox. One turn of the actor:
 An actor has a task only while it has something to wait for: opening the
 run from the store, a control request, a commit its effects wait for, an idle
 timeout before eviction. A run waiting on its steps, the common case, has
-none: its step results are taken in the step's own task (`step_ended`), in a
+none: its step results are taken in the task that ran the step (`step_ended`), in a
 turn that waits for nothing, and a fresh run's first turn is a plain
 callback. A message for an actor without a task starts one. A finished run
 leaves the engine when its final status is committed (`finish`).
@@ -299,7 +299,7 @@ class RunActor(WorkflowDriver):
         retryable: bool = False,
         retry_after: float | None = None,
     ) -> None:
-        """Take a step's outcome; called in the step's task, as its last act.
+        """Take a step's outcome; called in the task that ran the step, as its last act.
 
         An idle actor (no task, or its task waiting for messages) takes it here,
         in a turn that waits for nothing: `step_finished`, then `_turn`. Only
