@@ -244,3 +244,24 @@ async def test_a_step_that_cancels_its_own_task_fails_that_attempt(engine: af.En
     run = await engine.start(sr_cancels_itself_wf)
     assert await run.result(timeout=5) == 2
     assert await (await engine.start(sr_pair, 4)).result(timeout=5) == ["unset", "unset"]
+
+
+def coroutine_name(task: asyncio.Task[object]) -> str:
+    """The name of a task's coroutine function (a compiled one's type is `<name>_gen`)."""
+    coro = task.get_coro()
+    return getattr(coro, "__qualname__", None) or type(coro).__name__.removesuffix("_gen")
+
+
+async def test_attempts_queued_behind_one_that_waits_start_in_tasks_of_their_own(
+    engine: af.Engine,
+) -> None:
+    """Not in a chain of runners, each starting on the next turn of the loop only to
+    wait in its turn: a batch's attempts tend to be alike."""
+    runs = await engine.start_many(sr_gated_wf, [(f"k{i}",) for i in range(10)])
+    await eventually(lambda: len(gated) == 10)
+    tasks = list(gated.values())
+    assert len({id(task) for task in tasks}) == 10
+    kinds = sorted(coroutine_name(task).rpartition(".")[2] for task in tasks)
+    assert kinds.count("_run_attempt") >= 8  # one runner per commit at most, here 1 or 2
+    gate.set()
+    assert [await run.result(timeout=5) for run in runs] == ["unset"] * 10

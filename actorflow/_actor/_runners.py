@@ -10,9 +10,12 @@ driven in its own `contextvars.Context` as a task of its own would drive it,
 and renamed after the step while it runs it.
 
 An attempt that waits keeps its runner until it ends, as its own task would
-be kept, and the attempts queued behind it go to another runner (an idle one,
-or a new one). A runner that has nothing to do waits until it is needed,
-`_MAX_IDLE` of them at most; the others end. Cancelling the runner of a
+be kept, and the attempts queued behind it start in tasks of their own (the
+attempts of one commit tend to be alike: handing them to a new runner, which
+starts on the next turn of the loop, cost a turn per attempt when they all
+wait, measured twice as slow as a task each). The next attempts to come go to
+an idle runner, or a new one. A runner that has nothing to do waits until it
+is needed, `_MAX_IDLE` of them at most; the others end. Cancelling the runner of a
 waiting attempt (what tearing the step down does) cancels that attempt, and
 the runner then ends with it, so the engine's close waits for it as it did
 for the attempt's own task (`RunHost.reap`).
@@ -53,6 +56,9 @@ class Attempt(Protocol):
     ) -> tuple[Coroutine[Any, Any, None], contextvars.Context, str] | None:
         """The attempt's coroutine, context and name, now run by `task` (which the
         coroutine lets go of, as the attempt's, when it ends); None if it is stale."""
+
+    def start_alone(self) -> None:
+        """Start the attempt in a task of its own (unless it is stale)."""
 
 
 class StepRunners:
@@ -124,10 +130,13 @@ class StepRunners:
                 if yielded is _RETURNED and not cancelling():
                     continue
                 # The attempt waits, or cancelled its own task (which would reach the
-                # next attempt that waits): the queue goes to another runner.
+                # next attempt that waits). The attempts queued behind it start in tasks
+                # of their own: those of a batch tend to be alike, and a runner for the
+                # rest would start on the next turn of the loop, where it would likely
+                # wait too, handing on again: one turn of the loop per attempt.
                 self._draining = False
-                if queue:
-                    self._wake_a_runner()
+                while queue:
+                    queue.popleft().start_alone()
                 if yielded is _RETURNED:
                     return
                 try:
@@ -150,10 +159,10 @@ class StepRunners:
             except asyncio.CancelledError:
                 if not waiter.cancelled():
                     # Woken to take the queue, then cancelled (by code that kept this
-                    # task from an attempt it ran): the queue goes to another runner.
+                    # task from an attempt it ran): its attempts start in tasks of their own.
                     self._draining = False
-                    if queue and not self._closed:
-                        self._wake_a_runner()
+                    while queue:
+                        queue.popleft().start_alone()
                 return  # the engine closes, or the cancellation ends this runner
 
     def _report(self, exc: BaseException, coro: Coroutine[Any, Any, None]) -> None:

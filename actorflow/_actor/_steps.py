@@ -80,21 +80,24 @@ class StepScheduler(StatusKeeper):
         op = start.op
         if not op.pending or op.attempt != start.attempt:
             return  # torn down meanwhile (terminated, restarted, failed, abandoned)
-        host = self.host
-        if host.loop.get_task_factory() is None:
-            host.step_runners.submit(start)
-            return
-        # A task factory the application installed sees each attempt's coroutine in a
-        # task of its own (an instrumentation may count on it), as without the runners.
+        if self.host.loop.get_task_factory() is None:
+            self.host.step_runners.submit(start)
+        else:
+            # A task factory the application installed sees each attempt's coroutine in
+            # a task of its own (an instrumentation may count on it).
+            self._start_alone(op, start.attempt)
+
+    def _start_alone(self, op: StepOp, attempt: int) -> None:
+        """Start the attempt in a task of its own."""
         op.pending = False
-        attempt = start.attempt
+        host = self.host
         context = _attempt_context(self, op, attempt)
         attempt_coro = _run_attempt(op, attempt, self)
         try:
             op.task = named_task(host.loop, attempt_coro, op.name, context)
         except Exception as exc:
-            # The factory refused: the attempt fails for good (a retry would meet the
-            # same factory) rather than never ending.
+            # A task factory that refused: the attempt fails for good (a retry would meet
+            # the same factory) rather than never ending.
             attempt_coro.close()
             error = ErrorInfo.from_exception(exc)
             host.loop.call_soon(self.step_ended, op, attempt, None, error, context=ENGINE_CONTEXT)
@@ -168,6 +171,11 @@ class _AttemptStart:
 
     def __call__(self) -> None:
         self.scheduler._start_attempt(self)
+
+    def start_alone(self) -> None:
+        op = self.op
+        if op.pending and op.attempt == self.attempt:  # else torn down while queued
+            self.scheduler._start_alone(op, self.attempt)
 
     def begin(
         self, task: asyncio.Task[None]
