@@ -15,11 +15,11 @@ import time
 from typing import Any
 
 from .common import CommitCounts, Context, GcWatch, Metric, Stopwatch, log
-from .shapes import three_steps
+from .shapes import workflow_for
 
 DESCRIPTION = "steady load: N runs, a fixed number in flight"
-DEFAULTS = {"runs": 20_000, "in_flight": 100, "warmup": 200}
-QUICK = {"runs": 600, "in_flight": 50, "warmup": 10}
+DEFAULTS = {"runs": 20_000, "in_flight": 100, "warmup": 200, "waits": False}
+QUICK = {"runs": 600, "in_flight": 50, "warmup": 10, "waits": False}
 TABLE = [
     Metric("workflows_per_s", "workflows", "/s"),
     Metric("events_per_s", "events committed", "/s"),
@@ -36,15 +36,16 @@ TABLE = [
 async def run(cfg: dict[str, Any], ctx: Context) -> None:
     n, width = int(cfg["runs"]), int(cfg["in_flight"])
     url = ctx.store_url()
-    async with ctx.engine(workflows=[three_steps], url=url) as engine:
-        await asyncio.gather(*(_timed(engine, i, []) for i in range(cfg["warmup"])))
+    workflow = workflow_for(cfg)
+    async with ctx.engine(workflows=[workflow], url=url) as engine:
+        await asyncio.gather(*(_timed(engine, workflow, i, []) for i in range(cfg["warmup"])))
         log(f"  {n:,} runs, {width:,} in flight")
         latencies: list[float] = []
         todo = iter(range(n))
 
         async def caller() -> None:
             for i in todo:
-                await _timed(engine, i, latencies)
+                await _timed(engine, workflow, i, latencies)
 
         async with CommitCounts(engine, url) as counts:
             cpu0 = time.thread_time()
@@ -69,8 +70,8 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
     ctx.metrics["gc_time_pct"] = 100 * ctx.metrics["gc_pause_total_ms"] / 1000 / seconds
 
 
-async def _timed(engine: Any, i: int, latencies: list[float]) -> None:
+async def _timed(engine: Any, workflow: Any, i: int, latencies: list[float]) -> None:
     began = time.perf_counter()
-    result = await (await engine.start(three_steps, i)).result()
+    result = await (await engine.start(workflow, i)).result()
     assert result == i + 3, "wrong result"
     latencies.append(time.perf_counter() - began)

@@ -22,11 +22,11 @@ import time
 from typing import Any
 
 from .common import CommitCounts, Context, GcWatch, Metric, Stopwatch, log
-from .shapes import STEPS_PER_RUN, three_steps
+from .shapes import STEPS_PER_RUN, workflow_for
 
 DESCRIPTION = "N concurrent 3-step workflows (group commit)"
-DEFAULTS = {"runs": 10_000, "warmup": 200}
-QUICK = {"runs": 300, "warmup": 10}
+DEFAULTS = {"runs": 10_000, "warmup": 200, "waits": False}
+QUICK = {"runs": 300, "warmup": 10, "waits": False}
 TABLE = [
     Metric("workflows_per_s", "workflows", "/s"),
     Metric("steps_per_s", "steps", "/s"),
@@ -52,8 +52,9 @@ TABLE = [
 async def run(cfg: dict[str, Any], ctx: Context) -> None:
     n = cfg["runs"]
     url = ctx.store_url()
+    three_steps = workflow_for(cfg)
     async with ctx.engine(workflows=[three_steps], url=url) as engine:
-        await asyncio.gather(*(_one(engine, i) for i in range(cfg["warmup"])))
+        await asyncio.gather(*(_one(engine, three_steps, i) for i in range(cfg["warmup"])))
         log(f"  {n:,} concurrent runs")
         async with CommitCounts(engine, url) as counts:
             loop_cpu0 = time.thread_time()
@@ -107,5 +108,5 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
     ctx.metrics["gc_time_pct"] = 100 * ctx.metrics["gc_pause_total_ms"] / 1000 / seconds
 
 
-async def _one(engine: Any, i: int) -> None:
-    await (await engine.start(three_steps, i)).result()
+async def _one(engine: Any, workflow: Any, i: int) -> None:
+    await (await engine.start(workflow, i)).result()
