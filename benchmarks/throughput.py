@@ -52,15 +52,15 @@ TABLE = [
 async def run(cfg: dict[str, Any], ctx: Context) -> None:
     n = cfg["runs"]
     url = ctx.store_url()
-    three_steps = workflow_for(cfg)
-    async with ctx.engine(workflows=[three_steps], url=url) as engine:
-        await asyncio.gather(*(_one(engine, three_steps, i) for i in range(cfg["warmup"])))
+    workflow = workflow_for(cfg)
+    async with ctx.engine(workflows=[workflow], url=url) as engine:
+        await asyncio.gather(*(_one(engine, workflow, i) for i in range(cfg["warmup"])))
         log(f"  {n:,} concurrent runs")
         async with CommitCounts(engine, url) as counts:
             loop_cpu0 = time.thread_time()
             with Stopwatch() as total, GcWatch() as gcw:
                 with Stopwatch() as starting:
-                    runs = await asyncio.gather(*(engine.start(three_steps, i) for i in range(n)))
+                    runs = await asyncio.gather(*(engine.start(workflow, i) for i in range(n)))
                 results = await asyncio.gather(*(r.result() for r in runs))
             loop_cpu = time.thread_time() - loop_cpu0
         assert all(r == i + 3 for i, r in enumerate(results)), "wrong results"
@@ -75,7 +75,7 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
         async with CommitCounts(engine, url) as many_counts:
             loop_cpu0 = time.thread_time()
             with Stopwatch() as many:
-                runs = await engine.start_many(three_steps, [(i,) for i in range(n)])
+                runs = await engine.start_many(workflow, [(i,) for i in range(n)])
                 results = await asyncio.gather(*(r.result() for r in runs))
             many_cpu = time.thread_time() - loop_cpu0
         assert all(r == i + 3 for i, r in enumerate(results)), "wrong results (start_many)"

@@ -130,13 +130,8 @@ class StepRunners:
                 if yielded is _RETURNED and not cancelling():
                     continue
                 # The attempt waits, or cancelled its own task (which would reach the
-                # next attempt that waits). The attempts queued behind it start in tasks
-                # of their own: those of a batch tend to be alike, and a runner for the
-                # rest would start on the next turn of the loop, where it would likely
-                # wait too, handing on again: one turn of the loop per attempt.
-                self._draining = False
-                while queue:
-                    queue.popleft().start_alone()
+                # next attempt that waits).
+                self._start_queued_alone()
                 if yielded is _RETURNED:
                     return
                 try:
@@ -159,11 +154,19 @@ class StepRunners:
             except asyncio.CancelledError:
                 if not waiter.cancelled():
                     # Woken to take the queue, then cancelled (by code that kept this
-                    # task from an attempt it ran): its attempts start in tasks of their own.
-                    self._draining = False
-                    while queue:
-                        queue.popleft().start_alone()
+                    # task from an attempt it ran).
+                    self._start_queued_alone()
                 return  # the engine closes, or the cancellation ends this runner
+
+    def _start_queued_alone(self) -> None:
+        """This runner takes no more of the queue: its attempts start in tasks of their
+        own. Not in another runner: those of a batch tend to be alike, and a runner for
+        them would start on the next turn of the loop, where it would likely wait too,
+        handing on again: one turn of the loop per attempt."""
+        self._draining = False
+        queue = self._queue
+        while queue:
+            queue.popleft().start_alone()
 
     def _report(self, exc: BaseException, coro: Coroutine[Any, Any, None]) -> None:
         # What a task of its own would have logged ("exception was never retrieved").

@@ -77,15 +77,14 @@ class StepScheduler(StatusKeeper):
         self.batch().callbacks.append(_AttemptStart(self, op, attempt))
 
     def _start_attempt(self, start: _AttemptStart) -> None:
-        op = start.op
-        if not op.pending or op.attempt != start.attempt:
+        if not start.is_current():
             return  # torn down meanwhile (terminated, restarted, failed, abandoned)
         if self.host.loop.get_task_factory() is None:
             self.host.step_runners.submit(start)
         else:
             # A task factory the application installed sees each attempt's coroutine in
             # a task of its own (an instrumentation may count on it).
-            self._start_alone(op, start.attempt)
+            self._start_alone(start.op, start.attempt)
 
     def _start_alone(self, op: StepOp, attempt: int) -> None:
         """Start the attempt in a task of its own."""
@@ -172,17 +171,20 @@ class _AttemptStart:
     def __call__(self) -> None:
         self.scheduler._start_attempt(self)
 
+    def is_current(self) -> bool:
+        """Whether the attempt is still to start (not torn down, nor superseded)."""
+        return self.op.pending and self.op.attempt == self.attempt
+
     def start_alone(self) -> None:
-        op = self.op
-        if op.pending and op.attempt == self.attempt:  # else torn down while queued
-            self.scheduler._start_alone(op, self.attempt)
+        if self.is_current():  # else torn down while queued
+            self.scheduler._start_alone(self.op, self.attempt)
 
     def begin(
         self, task: asyncio.Task[None]
     ) -> tuple[Coroutine[Any, Any, None], contextvars.Context, str] | None:
-        op, attempt = self.op, self.attempt
-        if not op.pending or op.attempt != attempt:
+        if not self.is_current():
             return None  # torn down while queued
+        op, attempt = self.op, self.attempt
         op.pending = False
         op.task = task
         scheduler = self.scheduler
