@@ -67,6 +67,7 @@ HOT = [
     "actorflow/_store/_group_commit.py",
     "actorflow/_store/_sqlite_writer.py",
     "actorflow/_workflow_context.py",
+    "actorflow/_workflow_task.py",
 ]
 
 

@@ -35,6 +35,7 @@ from typing import Any, Final, Generic, NoReturn, TypeVar, TypeVarTuple, Unpack,
 from mypy_extensions import mypyc_attr
 
 from ._errors import WorkflowSandboxError
+from ._workflow_task import WorkflowTask
 
 T = TypeVar("T")
 # What the owner keeps on its loop for its workflow code to find (the run's
@@ -64,45 +65,24 @@ class WorkflowLoop(asyncio.AbstractEventLoop, Generic[W]):
         # A list read front to back, not a deque: a deque keeps a block of 64 slots (about
         # 700 bytes) even when empty, the largest object of a run in flight.
         self._ready: list[list[Any]] = []  # of `ReadyCallback`s
-        # The workflow's root task, and the list of any other only once there is one
-        # (most workflows have none): one object less per run.
-        self._root: asyncio.Task[Any] | None = None
+        # The workflow's root task (`start`), and the list of any other only once there
+        # is one (most workflows have none): one object less per run.
+        self._root: WorkflowTask | None = None
         self._tasks: list[asyncio.Task[Any]] | None = None
         self._closed = False
 
     def run_until_quiescent(self) -> None:
         """Run ready callbacks until every workflow task waits on the actor."""
-        outer = _get_running_loop()
-        _set_running_loop(self)
-        ready = self._ready
-        taken = 0
-        try:
-            # Callbacks scheduled by these join the end of the same list, in order.
-            while taken < len(ready):
-                # Unpacked as a list (which it is): a compiled build reads its items
-                # directly, where a `ReadyCallback` would be iterated.
-                callback, args, context, cancelled = ready[taken]
-                taken += 1
-                if cancelled:
-                    continue
-                try:
-                    context.run(callback, *args)
-                except (SystemExit, KeyboardInterrupt):
-                    # Raised by workflow code: its task has recorded it (asyncio re-raises it
-                    # only to stop the loop it runs on); the run fails with it. It must not
-                    # reach the engine's loop, which it would stop half-closed.
-                    pass
-                except BaseException as exc:  # as asyncio.Handle does: report, go on
-                    self.call_exception_handler(
-                        {"message": f"exception in callback {callback!r}", "exception": exc}
-                    )
-            # A workflow frame that ended in an exception keeps this frame as its `f_back`
-            # (Python 3.12+), and the exception stays with the task: this frame must not
-            # keep the task's step callback, or task, traceback and frames form a cycle.
-            callback = args = context = None
-        finally:
-            del ready[:taken]
-            _set_running_loop(outer)
+        run_until_quiescent(self)
+
+    def start(
+        self, coro: Coroutine[Any, Any, Any], name: str, context: contextvars.Context
+    ) -> WorkflowTask:
+        """Make the workflow's root task, which runs `coro` in `context` from the next
+        `run_until_quiescent()` on."""
+        assert self._root is None and self._tasks is None, "the workflow has started"
+        root = self._root = WorkflowTask(self, self._ready, coro, name, context)
+        return root
 
     def call_soon(
         self,
@@ -132,9 +112,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop, Generic[W]):
         # stubs type it (mypyc checks against the interpreter that builds it).
         task = asyncio.Task(cast(Any, coro), loop=self, name=name, context=context)
         tasks = self._tasks
-        if self._root is None:
-            self._root = task
-        elif tasks is None:
+        if tasks is None:
             self._tasks = [task]
         else:
             if len(tasks) >= 64:
@@ -142,12 +120,15 @@ class WorkflowLoop(asyncio.AbstractEventLoop, Generic[W]):
             tasks.append(task)
         return task
 
-    def pending_tasks(self) -> list[asyncio.Task[Any]]:
+    def pending_tasks(self) -> list[asyncio.Task[Any] | WorkflowTask]:
         """The workflow's unfinished tasks (`asyncio.all_tasks` scans every task of the process)."""
         root, tasks = self._root, self._tasks
         if tasks is None:  # the root task alone, as in most workflows
             return [] if root is None or root.done() else [root]
-        return [t for t in (root, *tasks) if t is not None and not t.done()]
+        pending: list[asyncio.Task[Any] | WorkflowTask] = [t for t in tasks if not t.done()]
+        if root is not None and not root.done():
+            pending.insert(0, root)
+        return pending
 
     def release_tasks(self) -> None:
         """Let reference counting free the finished tasks (see `release_task`)."""
@@ -188,6 +169,45 @@ class WorkflowLoop(asyncio.AbstractEventLoop, Generic[W]):
 
     def get_task_factory(self) -> None:
         return None
+
+
+def run_until_quiescent(loop: WorkflowLoop[Any]) -> None:
+    """Run `loop`'s ready callbacks until every workflow task waits on the actor.
+
+    A function as well as the method: the actor calls it on every turn, and compiled
+    code calls a compiled function directly, where a method of `WorkflowLoop` (not a
+    native class) is a Python-level call."""
+    outer = _get_running_loop()
+    _set_running_loop(loop)
+    ready = loop._ready
+    taken = 0
+    try:
+        # Callbacks scheduled by these join the end of the same list, in order.
+        while taken < len(ready):
+            # Unpacked as a list (which it is): a compiled build reads its items
+            # directly, where a `ReadyCallback` would be iterated.
+            callback, args, context, cancelled = ready[taken]
+            taken += 1
+            if cancelled:
+                continue
+            try:
+                context.run(callback, *args)
+            except (SystemExit, KeyboardInterrupt):
+                # Raised by workflow code: its task has recorded it (asyncio re-raises it
+                # only to stop the loop it runs on); the run fails with it. It must not
+                # reach the engine's loop, which it would stop half-closed.
+                pass
+            except BaseException as exc:  # as asyncio.Handle does: report, go on
+                loop.call_exception_handler(
+                    {"message": f"exception in callback {callback!r}", "exception": exc}
+                )
+        # A workflow frame that ended in an exception keeps this frame as its `f_back`
+        # (Python 3.12+), and the exception stays with the task: this frame must not
+        # keep the task's step callback, or task, traceback and frames form a cycle.
+        callback = args = context = None
+    finally:
+        del ready[:taken]
+        _set_running_loop(outer)
 
 
 _IO = "do I/O in an @af.step"
@@ -284,7 +304,7 @@ def explain_foreign_await(exc: BaseException) -> BaseException:
     return exc
 
 
-def release_task(task: asyncio.Task[Any]) -> None:
+def release_task(task: asyncio.Task[Any] | WorkflowTask) -> None:
     """Let reference counting free a finished task of a closed workflow.
 
     From Python 3.12 a task keeps its CancelledError, or the exception it

@@ -22,13 +22,13 @@ from .._asyncio_helpers import shielded
 from .._errors import RunNotFoundError, SerializationError, StepFailedError, WorkflowSandboxError
 from .._messages import reply_to
 from .._models import STATUS_OF, ErrorInfo, RunStatus
-from .._sandbox import WorkflowLoop, explain_foreign_await
+from .._sandbox import WorkflowLoop, explain_foreign_await, run_until_quiescent
 from .._schedule_types import schedule_of
 from .._serde import dumps, encode, loads
 from .._store import EventRow, RunRow
 from .._streams import StreamLedger
 from .._workflow_context import WorkflowContext
-from ._operations import Operations, _run_until_quiescent
+from ._operations import Operations
 
 log = logging.getLogger("actorflow.actor")
 
@@ -121,13 +121,10 @@ class WorkflowDriver(Operations):
                 e.seq: e for e in log_rows if e.kind in L.COMMANDS and e.seq is not None
             }
         self.replaying = True
-        # Named: an unnamed task formats a "Task-<n>" name of its own.
-        self.root = self.loop.create_task(
-            self.workflow.run_coroutine(loads(row.args)),
-            name=self.run_id,
-            context=contextvars.Context(),
+        self.root = self.loop.start(
+            self.workflow.run_coroutine(loads(row.args)), self.run_id, contextvars.Context()
         )
-        _run_until_quiescent(self.loop)
+        run_until_quiescent(self.loop)
         for entry in log_rows:
             if self.nondeterminism is not None or self.root.done():
                 break
@@ -158,6 +155,11 @@ class WorkflowDriver(Operations):
         if root is None or self.paused:
             return
         if not root.done():
+            loop = self.loop
+            if loop is not None and root.wake_if_settled():
+                run_until_quiescent(loop)
+                self.after_workflow_ran()
+                return
             # A step in `steps` holds a future its workflow waits on: the usual case,
             # told without listing every pending future.
             if not self.steps and not self._operation_futures():

@@ -37,7 +37,7 @@ from .._ids import child_run_id
 from .._messages import ChildDone, Control
 from .._models import FINAL, ErrorInfo, WorkflowInfo, to_datetime
 from .._run import Run
-from .._sandbox import WorkflowLoop
+from .._sandbox import run_until_quiescent
 from .._serde import dumps, encode, loads
 from .._store import ChunkRow, EventRow, HookRow, RunRow
 from .._streams import StreamLedger
@@ -48,7 +48,6 @@ from ._steps import StepScheduler
 # Called as functions on every step's result: a compiled module calls a method of an
 # object it does not know (an asyncio future, the sandbox loop) by looking its name up.
 _set_result: Final = asyncio.Future.set_result
-_run_until_quiescent: Final = WorkflowLoop.run_until_quiescent
 
 if TYPE_CHECKING:
     from .._step_call import StepCall
@@ -98,7 +97,7 @@ class Operations(StepScheduler):
         for future in waiting:
             future.cancel()
         if pending or waiting:  # a run that returned usually has neither
-            loop.run_until_quiescent()
+            run_until_quiescent(loop)
         loop.release_tasks()
         loop.close()
         # The root task's context reaches this actor through its WorkflowContext:
@@ -140,6 +139,9 @@ class Operations(StepScheduler):
     ) -> asyncio.Future[Any]:
         # The sandbox's `create_future`, inlined: every step call's path.
         future: asyncio.Future[Any] = asyncio.Future(loop=self.loop)
+        root = self.root
+        if root is not None:
+            root.expected = future
         recorded = self._recorded(seq, "step", step.name) if self.recorded else None
         if self.nondeterminism is not None:
             return future
@@ -313,7 +315,7 @@ class Operations(StepScheduler):
         # `f_back` (Python 3.12+), and a local here holding the failed future would
         # close a reference cycle through that traceback.
         if self._resolve(row):
-            _run_until_quiescent(self.loop)
+            run_until_quiescent(self.loop)
             self.after_workflow_ran()
 
     def _resolve(self, row: EventRow) -> bool:
@@ -325,6 +327,11 @@ class Operations(StepScheduler):
                 return self._stray(row)
             future, op.future = op.future, None  # see `apply`: the op lives on in frames
             assert future is not None
+            root = self.root
+            if root is not None:
+                root.settling(future)
+            if future.done():  # cancelled by the workflow's own code: nothing to settle
+                return True
             if kind == L.STEP_COMPLETED:
                 if op.decode is None:
                     _set_result(future, loads(row.data or b"null"))

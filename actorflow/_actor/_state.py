@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._messages import reply_to
 from .._models import STATUS_OF, ScheduleTick
 from .._store import EventRow, RunRow, WriteBatch
+from .._workflow_task import WorkflowTask
 from ._mailbox import Mailbox
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class RunState(abc.ABC):
     def reset_operations(self) -> None:
         """Forget the workflow's pending calls (a fresh start, or a restart)."""
         self.closed = False
-        self.root: asyncio.Task[Any] | None = None
+        self.root: WorkflowTask | None = None
         self.recorded: dict[int, EventRow] = {}
         self.replaying = False
         self.nondeterminism: NonDeterminismError | None = None
