@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Coroutine, Generator
+import types
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 # The C functions `asyncio.Task` uses to be `current_task()` while it runs; they take
@@ -40,7 +41,8 @@ _Future: Final = asyncio.Future
 _future_exception: Final = asyncio.Future.exception
 _future_done: Final = asyncio.Future.done
 _CancelledError: Final = asyncio.CancelledError
-_RETURNED: Final = object()
+_Coroutine: Final = types.CoroutineType
+_coroutine_send: Final = types.CoroutineType.send
 
 _PENDING: Final = 0
 _CANCELLED: Final = 1
@@ -65,8 +67,6 @@ class WorkflowTask:
         self._loop = loop
         self._ready = ready
         self._coro = coro
-        # Refers to this task, a cycle `_finish` undoes.
-        self._drive: Generator[Any, None, None] | None = _drive(self, coro)
         self._name = name
         self._context = context
         self._state = _PENDING
@@ -136,34 +136,32 @@ class WorkflowTask:
         loop = self._loop
         _enter_task(loop, self)
         try:
-            if exc is None:
-                drive = self._drive
-                assert drive is not None
-                result = next(drive, _RETURNED)
-            else:  # into the coroutine itself: `_drive` may not have started it yet
-                try:
-                    result = self._coro.throw(exc)
-                except StopIteration as stop:
-                    self._result = stop.value
-                    result = _RETURNED
+            coro = self._coro
+            if exc is not None:
+                result = coro.throw(exc)
+            elif type(coro) is _Coroutine:
+                result = _coroutine_send(coro, None)
+            else:
+                result = coro.send(None)
+        except StopIteration as stop:
+            if self._must_cancel:  # cancelled while it returned: cancelled it is
+                self._must_cancel = False
+                self._cancel_self(self._cancel_message)
+            else:
+                self._result = stop.value
+                self._finish(_FINISHED)
         except _CancelledError as cancelled:
             self._cancelled_exc = cancelled
             self._cancel_self(None)
         except (KeyboardInterrupt, SystemExit) as fatal:
-            self._exception = _without_own_frames(fatal)
+            self._exception = _without_this_frame(fatal)
             self._finish(_FINISHED)
             raise
         except BaseException as error:
-            self._exception = _without_own_frames(error)
+            self._exception = _without_this_frame(error)
             self._finish(_FINISHED)
         else:
-            if result is not _RETURNED:
-                self._wait_on(result)
-            elif self._must_cancel:  # cancelled while it returned: cancelled it is
-                self._must_cancel = False
-                self._cancel_self(self._cancel_message)
-            else:
-                self._finish(_FINISHED)
+            self._wait_on(result)
         finally:
             _leave_task(loop, self)
             # A traceback through this frame (the pure-Python build's) must not keep the
@@ -262,7 +260,7 @@ class WorkflowTask:
 
     def _finish(self, state: int) -> None:
         self._state = state
-        self._wake_entry = self._drive = None
+        self._wake_entry = None
         callbacks, self._callbacks = self._callbacks, None
         for callback, context in callbacks or ():
             self._ready.append([callback, (self,), context, False])
@@ -341,23 +339,11 @@ class WorkflowTask:
         return f"<WorkflowTask {state} name={self._name!r}>"
 
 
-def _drive(task: WorkflowTask, coro: Coroutine[Any, Any, Any]) -> Generator[Any, None, None]:
-    """`coro` as a generator that keeps its return value on `task`.
-
-    `_step` steps it with `next(drive, _RETURNED)`, which returns the sentinel when it
-    ends: the coroutine's own `send` would end in a StopIteration, and an exception
-    caught in compiled code costs a traceback entry (about 2,000 instructions)."""
-    task._result = yield from coro.__await__()
-
-
-def _without_own_frames(error: BaseException) -> BaseException:
-    """`error` as the workflow raised it: its traceback starts where `_step` caught it,
-    through `_drive`; the run's recorded traceback shows the workflow's frames only,
-    as with an `asyncio.Task`."""
+def _without_this_frame(error: BaseException) -> BaseException:
+    """`error` as the workflow raised it: its traceback starts at `WorkflowTask._step`,
+    where it was caught, and the run's recorded traceback shows the workflow's frames
+    only, as with an `asyncio.Task`."""
     tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_name in ("_step", "_drive"):
-        if not tb.tb_frame.f_code.co_filename.endswith("_workflow_task.py"):
-            break
-        tb = tb.tb_next
-    error.__traceback__ = tb
+    if tb is not None:
+        error.__traceback__ = tb.tb_next
     return error
