@@ -224,8 +224,16 @@ class _Yield:
     def throw(self, kind: Any, value: Any = None, traceback: Any = None) -> Any:
         # Called as `throw(type, value, traceback)` (the delegation of `await`), or with
         # the exception alone.
+        error: Any
         if isinstance(value, BaseException):
-            raise value
-        if isinstance(kind, BaseException):
-            raise kind
-        raise kind() if value is None else kind(value)
+            error = value
+        elif isinstance(kind, BaseException):
+            error = kind
+        else:
+            error = kind() if value is None else kind(value)
+        try:
+            raise error
+        finally:
+            # The pure-Python build's frame stays in the exception's traceback: holding
+            # the exception, it would make a cycle of them (freed only by the GC).
+            error = kind = value = None
