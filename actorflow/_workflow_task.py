@@ -19,7 +19,9 @@ my_step(x)`, the most frequent await there is) gets no done-callback. The run's
 actor, which alone settles step futures, tells the task first (`settling`) and
 the task queues its own wake-up, where the callback would have been queued: the
 order in which the workflow's tasks run, which the journal's order depends on, is
-the same as with an `asyncio.Task`.
+the same as with an `asyncio.Task`. (Workflow code that cancels such a future
+itself is the exception: nobody tells the task, which wakes at the end of that
+turn, `wake_if_settled`.)
 
 Not there: `get_stack()` and `print_stack()`, and `asyncio.all_tasks()` does not
 list it (its `WeakSet` is what is saved).
