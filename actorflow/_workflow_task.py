@@ -174,6 +174,9 @@ class WorkflowTask:
         """What the coroutine yielded: a future to wait on, or None (a bare `yield`, as in
         `asyncio.sleep(0)`: step again at the back of the queue)."""
         expected, self.expected = self.expected, None
+        if result is None:
+            self._ready.append([self._step, (None,), self._context, False])
+            return
         if result is expected and result._asyncio_future_blocking:
             # The future of the step the workflow just called, from the actor on this loop.
             result._asyncio_future_blocking = False
@@ -184,9 +187,6 @@ class WorkflowTask:
                 result.add_done_callback(self._wakeup, context=self._context)
             if self._must_cancel and self._cancel_waiter(self._cancel_message):
                 self._must_cancel = False
-            return
-        if result is None:
-            self._ready.append([self._step, (None,), self._context, False])
             return
         blocking = getattr(result, "_asyncio_future_blocking", None)
         if blocking is None:

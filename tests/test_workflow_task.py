@@ -202,3 +202,41 @@ async def test_a_workflow_error_keeps_the_workflows_traceback_only(engine: af.En
     assert "in _step" not in recorded, recorded
     # The first frame recorded is the workflow's own, as with an asyncio.Task.
     assert recorded.splitlines()[1].lstrip().startswith(f'File "{__file__}"'), recorded
+
+
+foreign: asyncio.Future[int]
+
+
+@af.workflow(name="wt.foreign")
+async def wt_foreign() -> int:
+    return await foreign  # a future of the engine's loop, not the run's
+
+
+async def test_a_future_of_another_loop_fails_the_run_with_advice(engine: af.Engine) -> None:
+    global foreign
+    foreign = asyncio.get_running_loop().create_future()
+    run = await engine.start(wt_foreign)
+    with pytest.raises(af.RunFailedError) as failed:
+        await run.result(timeout=10)
+    assert failed.value.error.type == "WorkflowSandboxError"
+    assert "awaited something that is not journaled" in failed.value.error.message
+    assert not foreign.done()  # nothing touched the other loop's future
+
+
+@af.workflow(name="wt.yields")
+async def wt_yields() -> list[str]:
+    task = asyncio.current_task()
+    assert task is not None
+    task.add_done_callback(lambda t: order.append(f"done: {t.result()}"))
+    order.append("before")
+    await asyncio.sleep(0)  # a bare yield: the task steps again, at the back of the queue
+    order.append("after")
+    await wt_add(1)
+    return ["stepped", "returned"]
+
+
+async def test_a_bare_yield_steps_again_and_done_callbacks_see_the_result(
+    engine: af.Engine,
+) -> None:
+    assert await (await engine.start(wt_yields)).result(timeout=10) == ["stepped", "returned"]
+    assert order == ["before", "after", "done: ['stepped', 'returned']"]
