@@ -88,7 +88,7 @@ class WorkflowTask:
         # one an `await my_step(x)` yields next.
         self.expected: Any = None
         self._callbacks: list[tuple[Callable[[Any], object], contextvars.Context]] | None = None
-        ready.append([self._step, (None,), context, False])
+        self._step_soon(None)
 
     # -- stepping --------------------------------------------------------------------------
 
@@ -175,43 +175,46 @@ class WorkflowTask:
         `asyncio.sleep(0)`: step again at the back of the queue)."""
         expected, self.expected = self.expected, None
         if result is None:
-            self._ready.append([self._step, (None,), self._context, False])
+            self._step_soon(None)
             return
         if result is expected and result._asyncio_future_blocking:
-            # The future of the step the workflow just called, from the actor on this loop.
-            result._asyncio_future_blocking = False
-            self._waiter = result
-            if result._callbacks is None:
-                self._direct = True
-            else:  # someone else waits already: our wake-up must queue after theirs
-                result.add_done_callback(self._wakeup, context=self._context)
-            if self._must_cancel and self._cancel_waiter(self._cancel_message):
-                self._must_cancel = False
-            return
+            # The future of the step the workflow just called, from the actor on this
+            # loop: no checks. Without a callback unless someone else waits already (ours
+            # must then queue after theirs).
+            direct = result._callbacks is None
+        else:
+            error = self._bad_yield(result)
+            if error is not None:
+                self._step_soon(error)
+                return
+            direct = False
+        result._asyncio_future_blocking = False
+        self._waiter = result
+        if direct:
+            self._direct = True
+        else:
+            result.add_done_callback(self._wakeup, context=self._context)
+        if self._must_cancel and self._cancel_waiter(self._cancel_message):
+            self._must_cancel = False
+
+    def _bad_yield(self, result: Any) -> RuntimeError | None:
+        """What is wrong with awaiting `result`, as `asyncio.Task` words it; None if nothing."""
         blocking = getattr(result, "_asyncio_future_blocking", None)
         if blocking is None:
-            self._fail_step(RuntimeError(f"Task got bad yield: {result!r}"))
-        elif result.get_loop() is not self._loop:
-            self._fail_step(
-                RuntimeError(f"Task {self!r} got Future {result!r} attached to a different loop")
+            return RuntimeError(f"Task got bad yield: {result!r}")
+        if result.get_loop() is not self._loop:
+            return RuntimeError(f"Task {self!r} got Future {result!r} attached to a different loop")
+        if not blocking:
+            return RuntimeError(
+                f"yield was used instead of yield from in task {self!r} with {result!r}"
             )
-        elif not blocking:
-            self._fail_step(
-                RuntimeError(
-                    f"yield was used instead of yield from in task {self!r} with {result!r}"
-                )
-            )
-        elif result is self:
-            self._fail_step(RuntimeError(f"Task cannot await on itself: {self!r}"))
-        else:
-            result._asyncio_future_blocking = False
-            self._waiter = result
-            result.add_done_callback(self._wakeup, context=self._context)
-            if self._must_cancel and self._cancel_waiter(self._cancel_message):
-                self._must_cancel = False
+        if result is self:
+            return RuntimeError(f"Task cannot await on itself: {self!r}")
+        return None
 
-    def _fail_step(self, error: BaseException) -> None:
-        self._ready.append([self._step, (error,), self._context, False])
+    def _step_soon(self, exc: BaseException | None) -> None:
+        """Step again (with `exc` thrown in) at the back of the ready queue."""
+        self._ready.append([self._step, (exc,), self._context, False])
 
     # -- cancellation ----------------------------------------------------------------------
 
