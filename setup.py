@@ -65,6 +65,7 @@ HOT = [
     "actorflow/_step_call.py",
     "actorflow/_store/_base.py",
     "actorflow/_store/_group_commit.py",
+    "actorflow/_store/_sqlite_events.py",
     "actorflow/_store/_sqlite_writer.py",
     "actorflow/_workflow_context.py",
     "actorflow/_workflow_task.py",

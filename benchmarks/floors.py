@@ -88,12 +88,14 @@ async def run(cfg: dict[str, Any], ctx: Context) -> None:
     await _durable_floor(cfg, ctx)
 
 
-Template = list[tuple[Any, ...]]
+# The rows a real run journals, by index (SQLite stores no plain `run_created`, entry 0).
+Template = dict[int, tuple[Any, ...]]
 Starter = Callable[["_GroupCommit", Template, int], Awaitable[list[int]]]
 
 
 async def _durable_floor(cfg: dict[str, Any], ctx: Context) -> None:
-    template, schema = await harvest(ctx)
+    rows, schema = await harvest(ctx)
+    template = {row[1]: row for row in rows}
     floors: list[tuple[str, Starter]] = [
         ("durable_floor", _start_tasks),
         ("hand_floor", _start_by_hand),
@@ -188,7 +190,7 @@ def _row(template: Template, run_id: str, idx: int, data: bytes | None) -> tuple
 
 def _first_rows(template: Template, run_id: str) -> list[tuple[Any, ...]]:
     """What actorflow commits before the first step runs: the run's start and the step's."""
-    return [_row(template, run_id, 0, None), _row(template, run_id, 1, template[1][6])]
+    return [_row(template, run_id, idx, template[idx][6]) for idx in (0, 1) if idx in template]
 
 
 def _step_rows(template: Template, run_id: str, step: int, x: int) -> list[tuple[Any, ...]]:

@@ -299,23 +299,20 @@ async def test_a_batch_that_breaks_a_constraint_is_written_not_at_all(tmp_path: 
     try:
         now = time.time()
         first = EventRow("a", 0, 0, "run_created", None, "wf", None, now)
-        store.batch().create_run(RunRow("a", "wf", "running", b"[]", now), [first])
+        started = EventRow("a", 1, 0, "step_started", 0, "s", b"{}", now)
+        store.batch().create_run(RunRow("a", "wf", "running", b"[]", now), [first, started])
         await store.commit()
         created = EventRow("b", 0, 0, "run_created", None, "wf", None, now)
         store.batch().create_run(RunRow("b", "wf", "running", b"[]", now), [created])
-        store.batch().events.extend(
-            [
-                EventRow("a", 1, 0, "step_started", 0, "s", b"{}", now),
-                EventRow("a", 0, 0, "run_created", None, "wf", None, now),  # taken
-            ]
-        )
+        completed = EventRow("a", 2, 0, "step_completed", 0, "s", b"1", now)
+        store.batch().events.extend([completed, started])  # `started` is taken
         with pytest.raises(StoreWriteError, match="UNIQUE constraint failed"):
             await store.commit()
         assert await store.get_run("b") is None
         assert await store.load_events("b") == []
-        assert await store.load_events("a") == [first]
-        store.batch().events.append(EventRow("a", 1, 0, "step_started", 0, "s", b"{}", now))
+        assert await store.load_events("a") == [first, started]
+        store.batch().events.append(completed)
         await store.commit()
-        assert len(await store.load_events("a")) == 2
+        assert await store.load_events("a") == [first, started, completed]
     finally:
         await store.close()

@@ -142,7 +142,9 @@ async def test_purge_deletes_large_runs_batch_by_batch(database: Database) -> No
         assert await engine.purge(_later()) == 3
         after = _rows(database)
         assert after["runs"] == 1 and after["chunks"] == 0
-        assert after["events"] == len([e async for e in _first(kept.events(), 2)])
+        log = [e async for e in _first(kept.events(), 2)]
+        # SQLite does not store a plain run_created (the run's row implies it).
+        assert after["events"] == len(log) - (database.kind == "sqlite")
         await kept.send_event("go", 1)
         assert await kept.result(timeout=5) == 1
 

@@ -48,6 +48,7 @@ from ._steps import StepScheduler
 # Called as functions on every step's result: a compiled module calls a method of an
 # object it does not know (an asyncio future, the sandbox loop) by looking its name up.
 _set_result: Final = asyncio.Future.set_result
+_done: Final = asyncio.Future.done
 
 if TYPE_CHECKING:
     from .._step_call import StepCall
@@ -322,15 +323,17 @@ class Operations(StepScheduler):
         """Settle the future `row` answers; False if it answers none (nothing to run)."""
         kind, seq = row.kind, row.seq
         if kind == L.STEP_COMPLETED or kind == L.STEP_FAILED:  # the most frequent, first
-            op = self.steps.pop(seq, None) if seq is not None else None
-            if op is None:
+            # `get` and `del`: mypyc calls `pop` with a default by name (a type lookup).
+            op = self.steps.get(seq) if seq is not None else None
+            if op is None or seq is None:
                 return self._stray(row)
+            del self.steps[seq]
             future, op.future = op.future, None  # see `apply`: the op lives on in frames
             assert future is not None
             root = self.root
             if root is not None:
                 root.settling(future)
-            if future.done():  # cancelled by the workflow's own code: nothing to settle
+            if _done(future):  # cancelled by the workflow's own code: nothing to settle
                 return True
             if kind == L.STEP_COMPLETED:
                 if op.decode is None:

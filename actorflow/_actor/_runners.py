@@ -46,6 +46,10 @@ _YIELDED: Final = object()
 # What `next` returns for a coroutine that has returned.
 _RETURNED: Final = object()
 _next: Final = next
+# Called as functions: by name, each call on a deque or a context is a type lookup.
+_append: Final = deque.append
+_popleft: Final = deque.popleft
+_run_in: Final = contextvars.Context.run
 
 
 class Attempt(Protocol):
@@ -77,7 +81,7 @@ class StepRunners:
         """Run `attempt` in a runner task."""
         if self._closed:
             return  # the engine is closing: its run resumes the step on the next open
-        self._queue.append(attempt)
+        _append(self._queue, attempt)
         if not self._draining:
             self._wake_a_runner()
 
@@ -115,7 +119,7 @@ class StepRunners:
         queue = self._queue
         while True:
             while queue:
-                started = queue.popleft().begin(task)
+                started = _popleft(queue).begin(task)
                 if started is None:
                     continue
                 coro, context, name = started
@@ -123,7 +127,7 @@ class StepRunners:
                 steps = coro.__await__()
                 try:
                     # `next` with a default: a coroutine's return costs no StopIteration.
-                    yielded = context.run(_next, steps, _RETURNED)
+                    yielded = _run_in(context, _next, steps, _RETURNED)
                 except BaseException as exc:
                     yielded = _RETURNED
                     self._report(exc, coro)

@@ -38,6 +38,7 @@ from ._purge import choose, delete
 from ._purge_filter import PurgeClaim, PurgedBatch, PurgeFilter
 from ._run_summaries import SQLITE_STEPS_DONE
 from ._schedule_rows import SCHEDULES_SCHEMA, SELECT_SCHEDULES, ScheduleRow
+from ._sqlite_events import SELECT_EVENTS, with_creation
 from ._sqlite_file import check_path, lock, prepare_file, unlock
 from ._sqlite_writer import SQLiteTransactions
 
@@ -271,9 +272,7 @@ class SQLiteStore(GroupCommitted):
         return None if rows is None else {values[0]: RunRow(*values) for values in rows}
 
     async def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
-        rows = await self._fetchall(
-            "SELECT * FROM events WHERE run_id=? AND idx>? ORDER BY idx", (run_id, after)
-        )
+        rows = await self._fetchall(SELECT_EVENTS, (run_id, after))
         return [as_event(r) for r in rows]
 
     async def load_runs(self, run_ids: Sequence[str]) -> dict[str, LoadedRun]:
@@ -288,9 +287,9 @@ class SQLiteStore(GroupCommitted):
             streams = await self._stream_states(ids)
             for run_id in ids:
                 empty = StreamState({}, set(), 0)
-                loaded[run_id] = LoadedRun(
-                    rows[run_id], events.get(run_id, []), streams.get(run_id, empty)
-                )
+                row = rows[run_id]
+                log = with_creation(row, events.get(run_id, []))
+                loaded[run_id] = LoadedRun(row, log, streams.get(run_id, empty))
         return loaded
 
     async def steps_done(self, run_ids: Sequence[str]) -> dict[str, int]:

@@ -28,6 +28,7 @@ from .._errors import StoreReadError
 from ._base import RUN_COLUMNS, ChunkKind, ChunkRow, EventRow, RunRow
 from ._run_summaries import SQLITE_STEPS_DONE, SQLITE_STREAM_NAMES
 from ._schedule_rows import SELECT_SCHEDULES, ScheduleRow
+from ._sqlite_events import SELECT_EVENTS
 
 _OWN_TABLES = {"meta", "runs", "events"}
 
@@ -118,9 +119,7 @@ class SQLiteReader:
         return counts
 
     def load_events(self, run_id: str, after: int = -1) -> list[EventRow]:
-        rows = self._fetchall(
-            "SELECT * FROM events WHERE run_id=? AND idx>? ORDER BY idx", (run_id, after)
-        )
+        rows = self._fetchall(SELECT_EVENTS, (run_id, after))
         return [EventRow(*r) for r in rows]
 
     def steps_done(self, run_ids: Sequence[str]) -> dict[str, int]:

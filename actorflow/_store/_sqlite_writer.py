@@ -28,9 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter
 from typing import Any, Final, TypeVar
 
-from ._base import EventRow, WriteBatch
+from ._base import EventRow, RunRow, WriteBatch
 from ._checkpoint import WalCheckpointer
 from ._schedule_rows import write_schedules
+from ._sqlite_events import IMPLIED_KIND
 
 T = TypeVar("T")
 
@@ -164,8 +165,8 @@ class SQLiteTransactions:
         assert batch.run_inserts is not None, "the batch was not sealed"
         events = list(batch.events)
         if not batch.chosen_ids:  # generated ids only: nothing to check
-            for _, created in batch.new_runs:
-                events.extend(created)
+            for row, created in batch.new_runs:
+                _add_stored(events, row, created)
             return batch.run_inserts, events
         ids = [(run_id,) for run_id in batch.chosen_ids]
         taken = {
@@ -181,8 +182,28 @@ class SQLiteTransactions:
                 continue
             taken.add(row.id)
             runs.append(params)
-            events.extend(created)
+            _add_stored(events, row, created)
         return runs, events
+
+
+def _add_stored(events: list[EventRow], row: RunRow, created: list[EventRow]) -> None:
+    """Add a new run's first events to `events`, but for the `run_created` entry its row
+    implies (see `_sqlite_events`), which is not stored."""
+    if not created:
+        return
+    first = created[0]
+    if not (
+        first.data is None
+        and first.idx == 0
+        and first.generation == 0
+        and first.seq is None
+        and first.kind == IMPLIED_KIND
+        and first.name == row.workflow
+        and first.at == row.created_at
+    ):
+        events.extend(created)
+    elif len(created) > 1:
+        events.extend(created[1:])
 
 
 def register_identity_adapters() -> None:
