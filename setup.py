@@ -58,6 +58,7 @@ HOT = [
     "actorflow/_creation.py",
     "actorflow/_directory.py",
     "actorflow/_ids.py",
+    "actorflow/_limiter.py",
     "actorflow/_messages.py",
     "actorflow/_results.py",
     "actorflow/_sandbox.py",

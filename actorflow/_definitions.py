@@ -356,6 +356,11 @@ def lookup_workflow(name: str) -> WorkflowFunction[Any, Any] | None:
     return _registry.get(name)
 
 
+def workflow_registry() -> dict[str, WorkflowFunction[Any, Any]]:
+    """The registry itself, not a copy: what is decorated later is in it too."""
+    return _registry
+
+
 def workflow_schemas(
     workflow: WorkflowFunction[Any, Any] | str, *, ref_template: str = DEFS_TEMPLATE
 ) -> WorkflowSchemas:

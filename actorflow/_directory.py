@@ -20,7 +20,7 @@ from ._actor import RunActor
 from ._actor._runners import StepRunners
 from ._channels import Hub
 from ._cluster._inbox import control_row, event_row
-from ._definitions import WorkflowFunction, lookup_workflow
+from ._definitions import WorkflowFunction, workflow_registry
 from ._dying import DyingTasks
 from ._errors import (
     EngineClosedError,
@@ -72,7 +72,9 @@ class RunDirectory:
         self.client: RunClient  # set by the engine, which makes both
         self.loop: asyncio.AbstractEventLoop
         self.step_runners = StepRunners()  # on the engine's loop once `open`
-        self._workflows = workflows
+        # `workflows=None`: every workflow decorated in this process, now or later (the
+        # registry itself: a dict read per run, where `lookup_workflow` was a Python call).
+        self._workflows = workflow_registry() if workflows is None else workflows
         self.limiter = ConcurrencyLimiter(max_concurrency, self._grant)
         self.timers = TimerService(self._wake)
         self.loader = RunLoader(store)
@@ -167,8 +169,7 @@ class RunDirectory:
 
     def workflow(self, name: str) -> WorkflowFunction[Any, Any] | None:
         """The workflow this engine runs under `name`, if any."""
-        registry = self._workflows
-        wf = registry.get(name) if registry is not None else lookup_workflow(name)
+        wf = self._workflows.get(name)
         if wf is not None and wf.concurrency is not None:
             self.limiter.set_limit(name, wf.concurrency)
         return wf

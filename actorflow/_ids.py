@@ -34,6 +34,7 @@ HOOK_PREFIX = "hook:"
 
 CHILD_SEPARATOR: Final = "~"
 TICK_SEPARATOR: Final = "@"
+_hex: Final = bytes.hex  # called as a function: by name, a method is a type lookup
 # What `tick_run_id` puts after the separator: `datetime.isoformat()` of a UTC time.
 _TICK_SUFFIX = re.compile(r"@\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00\Z")
 
@@ -47,7 +48,7 @@ def new_run_id() -> str:
     a large database the pages being written stay few and cached. The other 80
     bits are random: generated ids do not collide in practice.
     """
-    return ((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)).hex()
+    return _hex((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
 
 
 def check_name(value: Any, what: str) -> str:
