@@ -351,11 +351,6 @@ def _origin(wf: WorkflowFunction[Any, Any]) -> str:
     return f"{wf.fn.__module__}.{wf.fn.__qualname__}"
 
 
-def lookup_workflow(name: str) -> WorkflowFunction[Any, Any] | None:
-    """The workflow decorated in this process under `name`, if any."""
-    return _registry.get(name)
-
-
 def workflow_registry() -> dict[str, WorkflowFunction[Any, Any]]:
     """The registry itself, not a copy: what is decorated later is in it too."""
     return _registry

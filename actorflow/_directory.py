@@ -73,7 +73,7 @@ class RunDirectory:
         self.loop: asyncio.AbstractEventLoop
         self.step_runners = StepRunners()  # on the engine's loop once `open`
         # `workflows=None`: every workflow decorated in this process, now or later (the
-        # registry itself: a dict read per run, where `lookup_workflow` was a Python call).
+        # registry itself: a dict read per run, where a lookup function was a Python call).
         self._workflows = workflow_registry() if workflows is None else workflows
         self.limiter = ConcurrencyLimiter(max_concurrency, self._grant)
         self.timers = TimerService(self._wake)

@@ -16,7 +16,7 @@ import pytest
 
 import actorflow as af
 from actorflow import _definitions as definitions
-from actorflow._definitions import WorkflowFunction, lookup_workflow
+from actorflow._definitions import WorkflowFunction, workflow_registry
 
 from .conftest import eventually, wait_for_status
 from .databases import Database
@@ -415,7 +415,7 @@ def test_the_decorator_refuses_a_bad_expression() -> None:
         @af.workflow(name="sched.bad", schedules=["61 * * * *"])
         async def bad() -> None: ...
 
-    assert lookup_workflow("sched.bad") is None
+    assert "sched.bad" not in workflow_registry()
     with pytest.raises(af.ScheduleError, match="list of cron expressions"):
         af.workflow(name="sched.bad", schedules="0 * * * *")
 
