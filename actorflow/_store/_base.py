@@ -385,7 +385,9 @@ class CommitStats:
     """What a store's group commit has done since it opened (`Engine.store_stats()`).
 
     `batches`: transactions committed; `rows`: rows they held (runs, events,
-    chunks, run updates, hooks); `busy_seconds`: wall time spent committing.
+    chunks, run updates, hooks), as appended (SQLite does not write a plain
+    `run_created` event, which its run's row implies: see `_sqlite_events`);
+    `busy_seconds`: wall time spent committing.
     Subtract two snapshots to measure an interval.
     """
 
