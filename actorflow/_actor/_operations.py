@@ -324,8 +324,7 @@ class Operations(StepScheduler):
         kind, seq = row.kind, row.seq
         if kind == L.STEP_COMPLETED or kind == L.STEP_FAILED:  # the most frequent, first
             # `get` and `del`: mypyc calls `pop` with a default by name (a type lookup).
-            op = self.steps.get(seq) if seq is not None else None
-            if op is None or seq is None:
+            if seq is None or (op := self.steps.get(seq)) is None:
                 return self._stray(row)
             del self.steps[seq]
             future, op.future = op.future, None  # see `apply`: the op lives on in frames

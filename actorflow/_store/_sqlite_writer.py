@@ -31,7 +31,7 @@ from typing import Any, Final, TypeVar
 from ._base import EventRow, RunRow, WriteBatch
 from ._checkpoint import WalCheckpointer
 from ._schedule_rows import write_schedules
-from ._sqlite_events import IMPLIED_KIND
+from ._sqlite_events import is_implied
 
 T = TypeVar("T")
 
@@ -189,18 +189,7 @@ class SQLiteTransactions:
 def _add_stored(events: list[EventRow], row: RunRow, created: list[EventRow]) -> None:
     """Add a new run's first events to `events`, but for the `run_created` entry its row
     implies (see `_sqlite_events`), which is not stored."""
-    if not created:
-        return
-    first = created[0]
-    if not (
-        first.data is None
-        and first.idx == 0
-        and first.generation == 0
-        and first.seq is None
-        and first.kind == IMPLIED_KIND
-        and first.name == row.workflow
-        and first.at == row.created_at
-    ):
+    if not created or not is_implied(created[0], row):
         events.extend(created)
     elif len(created) > 1:
         events.extend(created[1:])
