@@ -1,19 +1,35 @@
-"""asyncio helpers the runtime shares: the engine's callback context, `shielded`, and
-`named_task`."""
+"""asyncio helpers the runtime shares: the engine's callback context (`engine_context`),
+`shielded`, and `named_task`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 from collections.abc import Coroutine
 from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
 
-# The context the engine's own callbacks run in. They set no context variables, so
-# one shared context spares copying the caller's (one more object for the cyclic
-# collector) per callback; user code (workflows, steps) never runs in it.
-ENGINE_CONTEXT: Final = contextvars.Context()
+_THREAD: Final = threading.local()
+
+
+def engine_context() -> contextvars.Context:
+    """The context the engine's own callbacks run in, one per thread.
+
+    They set no context variables, so a shared context spares copying the caller's
+    (one more object for the cyclic collector) per callback; user code (workflows,
+    steps) never runs in it. One per thread, because a context is entered by one
+    thread at a time: engines on two threads sharing one lost callbacks ("cannot
+    enter context") and their runs hung.
+    """
+    try:
+        context: contextvars.Context = _THREAD.engine_context
+    except AttributeError:
+        context = _THREAD.engine_context = contextvars.Context()
+    return context
+
+
 # `Final`: a compiled build reads module constants from C statics, not by name.
 _Task: Final = asyncio.Task
 
@@ -28,7 +44,7 @@ def shielded(commit: asyncio.Future[None]) -> asyncio.Future[None]:
     3-step workflow); this is one callback.
     """
     waiter = commit.get_loop().create_future()
-    commit.add_done_callback(_SettleFrom(waiter), context=ENGINE_CONTEXT)
+    commit.add_done_callback(_SettleFrom(waiter), context=engine_context())
     return waiter
 
 

@@ -5,8 +5,10 @@ cannot deliver (an asyncio.Event of its own) fails instead of staying `running`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -99,3 +101,49 @@ async def hsb_event_set_by_own_task() -> str:
 async def test_an_event_set_by_another_task_of_the_workflow_is_fine(engine: af.Engine) -> None:
     run = await engine.start(hsb_event_set_by_own_task)
     assert await run.result(timeout=5) == "set"
+
+
+@af.step
+async def sandbox_thread_double(x: int) -> int:
+    await asyncio.sleep(0)  # threads switch while steps and workflow turns interleave
+    return 2 * x
+
+
+@af.workflow
+async def sandbox_thread_sum(n: int) -> int:
+    total = 0
+    for i in range(n):
+        # Long enough for the other thread to take the GIL inside this turn.
+        total += await sandbox_thread_double(i) + sum(range(3000)) - 4498500
+    return total
+
+
+def test_engines_on_two_threads_journal_their_steps_and_plain_calls_stay_plain() -> None:
+    """Whether code runs in a workflow is answered per thread: while one thread runs a
+    workflow's turn, the other's workflows still journal their steps, and its plain
+    calls of the step (outside any workflow) still run the function."""
+
+    async def main() -> tuple[list[int], list[int], list[int]]:
+        async with af.Engine("memory://", workflows=[sandbox_thread_sum]) as engine:
+            runs = [await engine.start(sandbox_thread_sum, 20) for _ in range(30)]
+            plain: list[int] = []
+            async with asyncio.timeout(60):
+                while not all([(await run.status()).is_final for run in runs]):
+                    plain.append(await sandbox_thread_double(21))
+            steps = [
+                sum([e.kind == "step_completed" async for e in run.events(follow=False)])
+                for run in runs
+            ]
+            return [await run.result() for run in runs], steps, plain
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            outcomes = list(pool.map(lambda _: asyncio.run(main()), range(2)))
+    finally:
+        sys.setswitchinterval(interval)
+    for results, steps, plain in outcomes:
+        assert results == [380] * 30
+        assert steps == [20] * 30
+        assert plain and set(plain) == {42}

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Coroutine, Generator
 from typing import Any, Final, Protocol, cast
 
-from .._asyncio_helpers import ENGINE_CONTEXT
+from .._asyncio_helpers import engine_context
 
 # Enough for a few attempts that wait ending at once without each leaving a task
 # behind; a burst of attempts that do not wait needs one.
@@ -107,7 +107,7 @@ class StepRunners:
                 return
         # Not through the loop's task factory: runners are the engine's own tasks (an
         # application's factory sees each attempt in a task of its own, `_steps`).
-        _Task(self._run(), loop=self.loop, name=_IDLE_NAME, context=ENGINE_CONTEXT)
+        _Task(self._run(), loop=self.loop, name=_IDLE_NAME, context=engine_context())
         self._draining = True
 
     async def _run(self) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any, Final
 
 from .. import _log as L
-from .._asyncio_helpers import ENGINE_CONTEXT, named_task
+from .._asyncio_helpers import engine_context, named_task
 from .._context import _step
 from .._errors import FatalError, RetryableError, SerializationError, StepTimeoutError
 from .._models import ErrorInfo
@@ -99,7 +99,7 @@ class StepScheduler(StatusKeeper):
             # the same factory) rather than never ending.
             attempt_coro.close()
             error = ErrorInfo.from_exception(exc)
-            host.loop.call_soon(self.step_ended, op, attempt, None, error, context=ENGINE_CONTEXT)
+            host.loop.call_soon(self.step_ended, op, attempt, None, error, context=engine_context())
 
     def launch_held(self) -> None:
         for op in list(self.steps.values()):

@@ -44,7 +44,7 @@ from typing import Any, Final
 
 from .. import _log as L
 from .. import _observe
-from .._asyncio_helpers import ENGINE_CONTEXT, named_task, shielded
+from .._asyncio_helpers import engine_context, named_task, shielded
 from .._errors import DeadlineExceededError, InvalidStateError, ValidationError
 from .._messages import ChildDone, Control, Deliver, SlotGranted, Wake, reply_to
 from .._models import ErrorInfo, RunStatus, to_datetime
@@ -79,7 +79,7 @@ class RunActor(WorkflowDriver):
         iteration without a task; any other run starts its task to open."""
         creation = self._creation
         if creation is not None and self._unique:
-            self.host.loop.call_soon(self._first_turn, context=ENGINE_CONTEXT)
+            self.host.loop.call_soon(self._first_turn, context=engine_context())
             return
         if creation is not None:
             creation.callbacks.append(partial(self._creation_committed, creation))
@@ -107,9 +107,9 @@ class RunActor(WorkflowDriver):
     def _start_task(self) -> None:
         self.messages()  # what the task serves
         task = self.task = named_task(
-            self.host.loop, self._main(), f"actor {self.run_id}", ENGINE_CONTEXT
+            self.host.loop, self._main(), f"actor {self.run_id}", engine_context()
         )
-        task.add_done_callback(self._task_done, context=ENGINE_CONTEXT)
+        task.add_done_callback(self._task_done, context=engine_context())
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         # A task cancelled before it first ran (the engine closed right after a message
