@@ -8,7 +8,6 @@ or acts on it, and returns a future of the workflow's private loop.
 
 from __future__ import annotations
 
-from asyncio.events import _get_running_loop
 from collections.abc import AsyncIterator, Generator
 from contextvars import ContextVar
 from datetime import datetime
@@ -19,7 +18,7 @@ from ._errors import CallContextError, EngineClosedError
 from ._ids import HOOK_PREFIX as HOOK_PREFIX  # where the hook payloads' readers import it
 from ._ids import check_event_type, check_name, check_new_run_id, step_id
 from ._models import StepInfo, WorkflowInfo
-from ._sandbox import WorkflowLoop
+from ._sandbox import running_workflow_loop
 from ._types import codec_for, value_decoder
 from ._workflow_context import Decoder, WorkflowContext
 
@@ -108,11 +107,11 @@ def current_workflow() -> WorkflowContext | None:
     Workflow code runs only inside its run's sandbox loop (`WorkflowLoop`), so the
     running loop says which run it is: no context variable to set per run.
     """
-    loop = _get_running_loop()
-    if type(loop) is WorkflowLoop:
-        workflow: WorkflowContext | None = loop.workflow
-        return workflow
-    return None
+    loop = running_workflow_loop()
+    if loop is None:
+        return None
+    workflow: WorkflowContext | None = loop.workflow
+    return workflow
 
 
 def current_step() -> StepContext | None:

@@ -106,7 +106,7 @@ class RunDirectory:
         Raises `RunNotFoundError`, `TimeoutError` after `timeout` seconds, and what the
         run's outcome raises (`Outcome.value`)."""
         results = self.results
-        waiter = results.add(run_id)
+        waiter = results.add(run_id, self.loop)
         try:
             actor = self.actors.get(run_id)
             row: RunRow | None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from asyncio.events import _get_running_loop
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar, overload
@@ -36,7 +35,7 @@ from ._models import STATUS_OF, RunInfo, RunStatus, status_texts
 from ._observe import check_trace_context
 from ._retention import RetentionSweeper, purge, purge_filter
 from ._run import Run
-from ._sandbox import WorkflowLoop
+from ._sandbox import running_workflow_loop
 from ._schedule_api import EngineSchedules, Schedule
 from ._schedule_types import Catchup, Overlap, ScheduleInfo
 from ._serde import encode
@@ -190,7 +189,7 @@ class Engine:
         again on every replay)."""
         if self._state != "open":
             raise EngineClosedError(f"the engine is {self._state}; use `async with af.Engine()`")
-        if type(_get_running_loop()) is WorkflowLoop:
+        if running_workflow_loop() is not None:
             raise WorkflowSandboxError(
                 "Engine methods cannot be called from workflow code: use af.start(), "
                 "or call the engine from a step"

@@ -43,7 +43,6 @@ class Outcome(NamedTuple):
 _new_tuple: Final = tuple.__new__
 _COMPLETED: Final = RunStatus.COMPLETED._value_
 _FAILED: Final = RunStatus.FAILED._value_
-_get_running_loop: Final = asyncio.get_running_loop
 
 
 class ResultWaiters:
@@ -52,13 +51,14 @@ class ResultWaiters:
     def __init__(self) -> None:
         self._waiting: dict[str, list[asyncio.Future[Outcome]]] = {}
 
-    def add(self, run_id: str) -> asyncio.Future[Outcome]:
-        """A future resolved with the run's outcome; `discard` it when done waiting.
+    def add(self, run_id: str, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Outcome]:
+        """A future of `loop` (the engine's: asking for the running loop is a system
+        call on Python 3.11) resolved with the run's outcome; `discard` it when done.
 
         (Not a context manager: `result()` is on every caller's hot path, and a
         generator-based one costs several calls.)
         """
-        future: asyncio.Future[Outcome] = _get_running_loop().create_future()
+        future: asyncio.Future[Outcome] = loop.create_future()
         waiters = self._waiting.get(run_id)
         if waiters is None:
             self._waiting[run_id] = [future]

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-from asyncio.events import _get_running_loop
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._durations import Duration, to_seconds
 from ._errors import RunNotFoundError, WorkflowSandboxError
 from ._models import RunEvent, RunInfo, RunStatus
-from ._sandbox import WorkflowLoop
+from ._sandbox import running_workflow_loop
 
 if TYPE_CHECKING:
     from ._client import RunClient
@@ -50,8 +49,8 @@ class Run(Generic[R]):
         return hash(self.id)
 
     def _outside_workflow(self, method: str) -> RunClient:
-        loop = _get_running_loop()
-        if type(loop) is WorkflowLoop and loop.workflow is not None:
+        loop = running_workflow_loop()
+        if loop is not None and loop.workflow is not None:
             raise WorkflowSandboxError(
                 f"Run.{method}() cannot be used in workflow code; call it from a step"
             )
@@ -77,8 +76,8 @@ class Run(Generic[R]):
         wins, live and on replay.
         """
         seconds = None if timeout is None else to_seconds(timeout, "result timeout")
-        loop = _get_running_loop()  # `current_workflow()`, inlined: every result's path
-        ctx: WorkflowContext | None = loop.workflow if type(loop) is WorkflowLoop else None
+        loop = running_workflow_loop()  # `current_workflow()`, inlined: every result's path
+        ctx: WorkflowContext | None = None if loop is None else loop.workflow
         if ctx is None:
             value: R = await self._client.result(self.id, seconds)
             return value if self._decode is None else self._decoded(value)

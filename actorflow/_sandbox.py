@@ -43,10 +43,16 @@ T = TypeVar("T")
 W = TypeVar("W")
 Ts = TypeVarTuple("Ts")
 log = logging.getLogger("actorflow.workflow")
-# Called twice per turn of a workflow: module constants of a compiled build are C
+# Called on every turn of a workflow: module constants of a compiled build are C
 # statics, where `asyncio._get_running_loop` is a global and an attribute looked up.
 _get_running_loop: Final = asyncio._get_running_loop
 _set_running_loop: Final = asyncio._set_running_loop
+# One entry per workflow turn running now, in any thread (a list's appends and pops are
+# atomic, so its length is exact when threads run turns at once). While it is empty no
+# thread's running loop is a `WorkflowLoop`, and `running_workflow_loop` need not ask
+# which loop runs: on Python 3.11 asking is a getpid() system call (~150 ns), and the
+# public API asks on every call.
+_TURNS: Final[list[None]] = []
 
 _ADVICE = (
     "workflow code must be deterministic: do I/O in an @af.step, wait with af.sleep() or "
@@ -73,7 +79,7 @@ class WorkflowLoop(asyncio.AbstractEventLoop, Generic[W]):
 
     def run_until_quiescent(self) -> None:
         """Run ready callbacks until every workflow task waits on the actor."""
-        run_until_quiescent(self)
+        run_until_quiescent(self, _get_running_loop())
 
     def start(
         self, coro: Coroutine[Any, Any, Any], name: str, context: contextvars.Context
@@ -171,13 +177,15 @@ class WorkflowLoop(asyncio.AbstractEventLoop, Generic[W]):
         return None
 
 
-def run_until_quiescent(loop: WorkflowLoop[Any]) -> None:
-    """Run `loop`'s ready callbacks until every workflow task waits on the actor.
+def run_until_quiescent(loop: WorkflowLoop[Any], outer: asyncio.AbstractEventLoop | None) -> None:
+    """Run `loop`'s ready callbacks until every workflow task waits on the actor, then
+    make `outer` (the caller's running loop) the running loop again.
 
     A function as well as the method: the actor calls it on every turn, and compiled
     code calls a compiled function directly, where a method of `WorkflowLoop` (not a
-    native class) is a Python-level call."""
-    outer = _get_running_loop()
+    native class) is a Python-level call. The actor passes its engine's loop, which it
+    runs on: on Python 3.11, asking for the running loop is a `getpid()` system call."""
+    _TURNS.append(None)
     _set_running_loop(loop)
     ready = loop._ready
     taken = 0
@@ -208,6 +216,15 @@ def run_until_quiescent(loop: WorkflowLoop[Any]) -> None:
     finally:
         del ready[:taken]
         _set_running_loop(outer)
+        _TURNS.pop()
+
+
+def running_workflow_loop() -> WorkflowLoop[Any] | None:
+    """The running loop if it is a workflow's (workflow code is running), else None."""
+    if not _TURNS:
+        return None
+    loop = _get_running_loop()
+    return loop if type(loop) is WorkflowLoop else None
 
 
 _IO = "do I/O in an @af.step"

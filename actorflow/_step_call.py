@@ -6,19 +6,15 @@ step call from a workflow goes through `__call__`, one per step of every run.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from mypy_extensions import mypyc_attr
 
-from ._sandbox import WorkflowLoop
+from ._sandbox import running_workflow_loop
 
 if TYPE_CHECKING:
     from ._retry import Retry
-
-# Read on every step call: a compiled build reads module constants from C statics.
-_get_running_loop: Final = asyncio._get_running_loop
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -38,8 +34,8 @@ class StepCall:
     _arg_counts: range  # how many positional arguments alone a call may pass
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        loop = _get_running_loop()
-        if type(loop) is WorkflowLoop:
+        loop = running_workflow_loop()
+        if loop is not None:
             workflow: Any = loop.workflow  # `current_workflow()`, inlined
             if workflow is not None:
                 if kwargs or len(args) not in self._arg_counts:

@@ -124,7 +124,7 @@ class WorkflowDriver(Operations):
         self.root = self.loop.start(
             self.workflow.run_coroutine(loads(row.args)), self.run_id, contextvars.Context()
         )
-        run_until_quiescent(self.loop)
+        run_until_quiescent(self.loop, self.host.loop)
         for entry in log_rows:
             if self.nondeterminism is not None or self.root.done():
                 break
@@ -157,7 +157,7 @@ class WorkflowDriver(Operations):
         if not root.done():
             loop = self.loop
             if loop is not None and root.wake_if_settled():
-                run_until_quiescent(loop)
+                run_until_quiescent(loop, self.host.loop)
                 self.after_workflow_ran()
                 return
             # A step in `steps` holds a future its workflow waits on: the usual case,

@@ -98,7 +98,7 @@ class Operations(StepScheduler):
         for future in waiting:
             future.cancel()
         if pending or waiting:  # a run that returned usually has neither
-            run_until_quiescent(loop)
+            loop.run_until_quiescent()
         loop.release_tasks()
         loop.close()
         # The root task's context reaches this actor through its WorkflowContext:
@@ -316,7 +316,7 @@ class Operations(StepScheduler):
         # `f_back` (Python 3.12+), and a local here holding the failed future would
         # close a reference cycle through that traceback.
         if self._resolve(row):
-            run_until_quiescent(self.loop)
+            run_until_quiescent(self.loop, self.host.loop)
             self.after_workflow_ran()
 
     def _resolve(self, row: EventRow) -> bool:
