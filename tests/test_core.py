@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -399,6 +400,27 @@ async def test_generated_run_ids_sort_by_creation_time(engine: af.Engine) -> Non
     assert int(first[:12], 16) <= now_ms < int(second[:12], 16)
     assert first < second
     assert len({new_run_id() for _ in range(10_000)}) == 10_000
+
+
+def test_a_forked_process_generates_other_run_ids_than_its_parent() -> None:
+    """Generated ids take random bytes from a pool filled once per 400 ids: a forked
+    child must not take the bytes its parent takes next."""
+    from actorflow._ids import new_run_id
+
+    new_run_id()  # the pool now holds the parent's next random bytes
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids, then out without pytest's teardown
+        os.close(read)
+        os.write(write, "".join(new_run_id()[12:] for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    os.waitpid(pid, 0)
+    child = {text[i : i + 20] for i in range(0, len(text), 20)}
+    parent = {new_run_id()[12:] for _ in range(100)}
+    assert len(child) == 100 and not child & parent
 
 
 async def test_finished_runs_answer_result_and_status_from_the_store(engine: af.Engine) -> None:
