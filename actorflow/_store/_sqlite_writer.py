@@ -111,6 +111,8 @@ class SQLiteTransactions:
 
     async def write(self, batch: WriteBatch) -> None:
         """Commit every row of `batch` in one transaction (rolled back if it raises)."""
+        if self._checkpointer.catch_up_due:
+            await self._checkpointer.catch_up()
         if len(batch) <= self._inline_limit:
             self._write(batch)
         else:
