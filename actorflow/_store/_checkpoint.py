@@ -10,12 +10,11 @@ on a connection and thread of its own, which never block the writer.
 SQLite writes the WAL from its start again only when a transaction begins with
 the whole WAL checkpointed, which a checkpoint running beside a steady stream of
 commits never leaves it: the file grew without bound (230 MB for a 50 MB
-database after 60,000 workflows), and every commit extended it, the kernel
-allocating and zeroing each new block (a fifth of the loop thread's time in the
-`sustained` benchmark). So after each checkpoint the writer waits, before its
-next transaction, for a second one that checkpoints what was committed during
-the first (`catch_up`): the loop goes on meanwhile, its rows joining the next
-batch.
+database after 60,000 workflows), every commit extending it. So after a
+checkpoint that leaves the WAL longer than `restart_frames` pages, the writer
+waits, before its next transaction, for a second one that checkpoints what was
+committed during the first (`catch_up`): the loop goes on meanwhile, its rows
+joining the next batch.
 """
 
 from __future__ import annotations
@@ -34,14 +33,20 @@ log = logging.getLogger("actorflow.store")
 class WalCheckpointer:
     """Checkpoints after every `every_rows` committed rows, one checkpoint at a time."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], every_rows: int = 50_000) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        every_rows: int = 50_000,
+        restart_frames: int = 8192,
+    ) -> None:
         self._connect = connect
         self._every_rows = every_rows
         self._pending_rows = 0
-        # Set when a checkpoint ended: the writer appended during it, so SQLite never
-        # finds the whole WAL checkpointed at a transaction's start and never starts
-        # the file over (under a steady load it grew without bound, every commit
-        # extending it). The writer calls `catch_up` before its next transaction.
+        # Set when a checkpoint ended with the WAL at least `restart_frames` pages long
+        # (32 MiB of 4 KiB pages): the writer calls `catch_up` before its next
+        # transaction. Not after every checkpoint: the writer's wait for it (a few ms,
+        # two fsyncs) put the `sustained` benchmark's p99 latency up 1.5x.
+        self._restart_frames = restart_frames
         self.catch_up_due = False
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -82,17 +87,21 @@ class WalCheckpointer:
         try:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="actorflow-checkpoint")
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint, mode)
+            frames = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._checkpoint, mode
+            )
         except Exception as exc:
             # A failed checkpoint loses nothing (the WAL keeps every commit); the next retries.
             self._errors.failed(exc, f" ({mode})")
         else:
             self._errors.succeeded()
-            self.catch_up_due = catch_up
+            self.catch_up_due = catch_up and frames >= self._restart_frames
         finally:
             self._task = None
 
-    def _checkpoint(self, mode: str) -> None:
+    def _checkpoint(self, mode: str) -> int:
+        """Checkpoint; the WAL's length in pages."""
         if self._conn is None:
             self._conn = self._connect()
-        self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+        _busy, frames, _done = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        return int(frames)
