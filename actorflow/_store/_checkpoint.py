@@ -37,15 +37,16 @@ class WalCheckpointer:
         self,
         connect: Callable[[], sqlite3.Connection],
         every_rows: int = 50_000,
-        restart_frames: int = 8192,
+        restart_frames: int = 32768,
     ) -> None:
         self._connect = connect
         self._every_rows = every_rows
         self._pending_rows = 0
         # Set when a checkpoint ended with the WAL at least `restart_frames` pages long
-        # (32 MiB of 4 KiB pages): the writer calls `catch_up` before its next
-        # transaction. Not after every checkpoint: the writer's wait for it (a few ms,
-        # two fsyncs) put the `sustained` benchmark's p99 latency up 1.5x.
+        # (128 MiB of 4 KiB pages): the writer calls `catch_up` before its next
+        # transaction. Not after every checkpoint, nor at 32 MiB: the writer's wait
+        # (a few ms, fsyncs included) put the `sustained` benchmark's p99 latency
+        # up 1.4 to 1.6x (its 20,000 workflows write ~90 MB of WAL).
         self._restart_frames = restart_frames
         self.catch_up_due = False
         self._conn: sqlite3.Connection | None = None
@@ -88,7 +89,7 @@ class WalCheckpointer:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="actorflow-checkpoint")
             frames = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._checkpoint, mode
+                self._executor, self._checkpoint, mode, catch_up
             )
         except Exception as exc:
             # A failed checkpoint loses nothing (the WAL keeps every commit); the next retries.
@@ -99,9 +100,14 @@ class WalCheckpointer:
         finally:
             self._task = None
 
-    def _checkpoint(self, mode: str) -> int:
-        """Checkpoint; the WAL's length in pages."""
+    def _checkpoint(self, mode: str, catch_up: bool) -> int:
+        """Checkpoint; the WAL's length in pages. With `catch_up`, a WAL that long is
+        checkpointed again at once (what was committed meanwhile), so that what the
+        writer waits for in `catch_up()` is only what was committed during that."""
         if self._conn is None:
             self._conn = self._connect()
-        _busy, frames, _done = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        sql = f"PRAGMA wal_checkpoint({mode})"
+        _busy, frames, _done = self._conn.execute(sql).fetchone()
+        if catch_up and frames >= self._restart_frames:
+            self._conn.execute(sql).fetchall()
         return int(frames)
