@@ -106,10 +106,9 @@ class RunActor(WorkflowDriver):
 
     def _start_task(self) -> None:
         self.messages()  # what the task serves
-        task = self.task = named_task(
-            self.host.loop, self._main(), f"actor {self.run_id}", engine_context()
-        )
-        task.add_done_callback(self._task_done, context=engine_context())
+        context = engine_context()
+        task = self.task = named_task(self.host.loop, self._main(), f"actor {self.run_id}", context)
+        task.add_done_callback(self._task_done, context=context)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         # A task cancelled before it first ran (the engine closed right after a message

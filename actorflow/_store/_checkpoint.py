@@ -60,7 +60,7 @@ class WalCheckpointer:
         if self._pending_rows >= self._every_rows and self._task is None:
             self._pending_rows = 0
             self._task = asyncio.get_running_loop().create_task(
-                self._run("PASSIVE", catch_up=True), name="actorflow-wal-checkpoint"
+                self._run("PASSIVE", periodic=True), name="actorflow-wal-checkpoint"
             )
 
     async def catch_up(self) -> None:
@@ -84,30 +84,30 @@ class WalCheckpointer:
             self._executor = None
             self._conn = None
 
-    async def _run(self, mode: str, catch_up: bool = False) -> None:
+    async def _run(self, mode: str, periodic: bool = False) -> None:
         try:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="actorflow-checkpoint")
             frames = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._checkpoint, mode, catch_up
+                self._executor, self._checkpoint, mode, periodic
             )
         except Exception as exc:
             # A failed checkpoint loses nothing (the WAL keeps every commit); the next retries.
             self._errors.failed(exc, f" ({mode})")
         else:
             self._errors.succeeded()
-            self.catch_up_due = catch_up and frames >= self._restart_frames
+            self.catch_up_due = periodic and frames >= self._restart_frames
         finally:
             self._task = None
 
-    def _checkpoint(self, mode: str, catch_up: bool) -> int:
-        """Checkpoint; the WAL's length in pages. With `catch_up`, a WAL that long is
+    def _checkpoint(self, mode: str, periodic: bool) -> int:
+        """Checkpoint; the WAL's length in pages. For a `periodic` one, a WAL that long is
         checkpointed again at once (what was committed meanwhile), so that what the
         writer waits for in `catch_up()` is only what was committed during that."""
         if self._conn is None:
             self._conn = self._connect()
         sql = f"PRAGMA wal_checkpoint({mode})"
         _busy, frames, _done = self._conn.execute(sql).fetchone()
-        if catch_up and frames >= self._restart_frames:
+        if periodic and frames >= self._restart_frames:
             self._conn.execute(sql).fetchall()
         return int(frames)
