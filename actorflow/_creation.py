@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from . import _observe
 from ._definitions import WorkflowFunction
@@ -23,6 +23,8 @@ from ._schedule_types import tick_fields
 from ._serde import encode
 from ._store import RunRow, WriteBatch
 from ._store._base import as_event
+
+_now: Final = time.time  # a C static in a compiled build, where `time.time` is looked up
 
 
 def record_run(
@@ -72,7 +74,7 @@ def create_run(
     `trace_context` the run joins (given, or the observer's)."""
     if runs.holds(run_id):
         return None
-    now = time.time()
+    now = _now()
     deadline_at = None if deadline is None else now + deadline
     row = RunRow.queued(run_id, wf.name, args_data, now, meta, None, deadline_at)
     observer = _observe.current

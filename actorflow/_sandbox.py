@@ -47,6 +47,9 @@ log = logging.getLogger("actorflow.workflow")
 # statics, where `asyncio._get_running_loop` is a global and an attribute looked up.
 _get_running_loop: Final = asyncio._get_running_loop
 _set_running_loop: Final = asyncio._set_running_loop
+# Called as a function with the callback's one argument spelled out: `context.run(cb,
+# *args)` is a method looked up by name and a tuple built per callback.
+_context_run: Final = contextvars.Context.run
 # One entry per workflow turn running now, in any thread (a list's appends and pops are
 # atomic, so its length is exact when threads run turns at once). While it is empty no
 # thread's running loop is a `WorkflowLoop`, and `running_workflow_loop` need not ask
@@ -199,7 +202,10 @@ def run_until_quiescent(loop: WorkflowLoop[Any], outer: asyncio.AbstractEventLoo
             if cancelled:
                 continue
             try:
-                context.run(callback, *args)
+                if len(args) == 1:  # a task's step or wakeup: nearly every callback
+                    _context_run(context, callback, args[0])
+                else:
+                    _context_run(context, callback, *args)
             except (SystemExit, KeyboardInterrupt):
                 # Raised by workflow code: its task has recorded it (asyncio re-raises it
                 # only to stop the loop it runs on); the run fails with it. It must not

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
+from typing import Final
 
 from .. import _log as L
 from .. import _observe
@@ -29,6 +30,12 @@ from .._store import EventRow, RunRow
 from .._streams import StreamLedger
 from .._workflow_context import WorkflowContext
 from ._operations import Operations
+
+# Read on every run's end: module constants of a compiled build are C statics, where
+# `time.time` and `RunStatus.COMPLETED` are attributes looked up by name.
+_now: Final = time.time
+_COMPLETED: Final = RunStatus.COMPLETED
+_TERMINATED: Final = RunStatus.TERMINATED
 
 log = logging.getLogger("actorflow.actor")
 
@@ -191,7 +198,7 @@ class WorkflowDriver(Operations):
         except SerializationError as error:
             self.finish_failed(ErrorInfo.from_exception(error))
             return
-        self.finish(RunStatus.COMPLETED, L.RUN_COMPLETED, data, result=data)
+        self.finish(_COMPLETED, L.RUN_COMPLETED, data, result=data)
 
     def teardown(self, keep_timer: bool) -> None:
         """Stop the workflow, its steps and its slot; park or cancel the timer."""
@@ -234,12 +241,12 @@ class WorkflowDriver(Operations):
         ran = self.root is not None and self.root.done()  # the workflow returned or raised
         self.finished = True
         self.teardown(keep_timer=False)
-        if status == RunStatus.TERMINATED:
+        if status == _TERMINATED:
             self.terminate_children(lambda seq: True)
         self.append(kind, None, None, data)
         row = self.row
         row.status, row.result, row.error = status._value_, result, error
-        row.completed_at, row.wake_at = time.time(), None
+        row.completed_at, row.wake_at = _now(), None
         if row.started_at is None and ran:
             row.started_at = row.completed_at
         self.status = status

@@ -47,6 +47,7 @@ from ._steps import StepScheduler
 
 # Called as functions on every step's result: a compiled module calls a method of an
 # object it does not know (an asyncio future, the sandbox loop) by looking its name up.
+_Future: Final = asyncio.Future
 _set_result: Final = asyncio.Future.set_result
 _done: Final = asyncio.Future.done
 
@@ -139,7 +140,7 @@ class Operations(StepScheduler):
         self, seq: int, step: StepCall, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> asyncio.Future[Any]:
         # The sandbox's `create_future`, inlined: every step call's path.
-        future: asyncio.Future[Any] = asyncio.Future(loop=self.loop)
+        future: asyncio.Future[Any] = _Future(loop=self.loop)
         root = self.root
         if root is not None:
             root.expected = future

@@ -17,6 +17,7 @@ from ._state import RunState
 
 # Read on every turn: an enum member read through its class is a type lookup, a
 # module constant of a compiled build a C static (0.9 % of a 3-step workflow).
+_now: Final = time.time
 _RUNNING: Final = RunStatus.RUNNING
 _QUEUED: Final = RunStatus.QUEUED
 _WAITING: Final = RunStatus.WAITING
@@ -84,7 +85,7 @@ class StatusKeeper(RunState):
             self.status = status
             row.status, row.wake_at = status._value_, due  # `.value` is two Python calls
             if status != _QUEUED and row.started_at is None:
-                row.started_at = time.time()
+                row.started_at = _now()
             batch.update_run(row)
             self._wrote = True
 
