@@ -43,7 +43,7 @@ def record_run(
     wf.check_args(args)
     run_id = new_run_id() if chosen_id is None else check_new_run_id(chosen_id)
     limit = runs.max_payload_bytes
-    args_data = encode(list(args), "args", limit)
+    args_data = encode(list(args), "args", limit, wf)
     meta = None if metadata is None else encode(metadata, "metadata", limit)
     seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
     given = None if trace_context is None else check_trace_context(trace_context)

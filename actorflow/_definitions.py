@@ -15,7 +15,14 @@ from ._errors import ScheduleError, ValidationError, WorkflowNotRegisteredError
 from ._ids import check_event_type
 from ._retry import Retry
 from ._step_call import StepCall
-from ._types import DEFS_TEMPLATE, Signature, WorkflowSchemas, codec_for, value_decoder
+from ._types import (
+    DEFS_TEMPLATE,
+    Signature,
+    TypeCodec,
+    WorkflowSchemas,
+    codec_for,
+    value_decoder,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -87,9 +94,18 @@ class StepFunction(StepCall, Generic[P, R]):
         return annotation is JSON-native), from its hints, resolved on first use (types
         named in annotations may be defined after the function); kept in `decode_result`."""
         if self.decode_result is UNRESOLVED:
-            signature = Signature(self.fn, f"step {self.name!r}")
-            self.decode_result = signature.result_decoder(from_json=True)
+            self.decode_result = self._typed.result_decoder(from_json=True)
         return self.decode_result
+
+    def result_codec(self) -> TypeCodec:
+        """The codec of the step's return annotation (what its results are encoded by
+        when orjson refuses them; see `encode`)."""
+        return self._typed.result
+
+    @functools.cached_property
+    def _typed(self) -> Signature:
+        """The step's typed parameters and result, from its hints on first use."""
+        return Signature(self.fn, f"step {self.name!r}")
 
     def __repr__(self) -> str:
         return f"<step {self.name!r}>"
@@ -140,6 +156,11 @@ class WorkflowFunction(Generic[P, R]):
         """The typed parameters and result, resolved from the hints on first use (types
         named in annotations may be defined after the decorated function)."""
         return Signature(self.fn, f"workflow {self.name!r}")
+
+    def with_text_keys(self, args: list[Any]) -> list[Any]:
+        """`args` with the keys of the dicts their annotations type as strings (see
+        `encode`, which asks only when orjson refuses them)."""
+        return self.signature.with_text_keys(args)
 
     @functools.cached_property
     def decode_result(self) -> Callable[[Any], Any] | None:

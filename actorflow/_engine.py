@@ -286,7 +286,7 @@ class Engine:
                     f"got {type(args).__name__} at index {i}"
                 )
             wf.check_args(args, f"inputs[{i}]: ")
-            encoded.append(encode(list(args), f"inputs[{i}]", self.max_payload_bytes))
+            encoded.append(encode(list(args), f"inputs[{i}]", self.max_payload_bytes, wf))
         meta = None if metadata is None else encode(metadata, "metadata", self.max_payload_bytes)
         seconds = wf.deadline if deadline is None else to_seconds(deadline, "deadline")
         chosen = None if ids is None else [check_new_run_id(run_id) for run_id in ids]

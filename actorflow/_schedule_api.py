@@ -111,7 +111,7 @@ class EngineSchedules:
         limit = self._owner.max_payload_bytes
         try:
             wf.check_args(args, f"schedule {schedule_id!r}: ")
-            args_data = encode(list(args), "schedule args", limit)
+            args_data = encode(list(args), "schedule args", limit, wf)
             meta = None if metadata is None else encode(metadata, "metadata", limit)
         except (TypeError, SerializationError) as exc:
             raise ScheduleError(str(exc)) from None

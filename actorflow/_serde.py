@@ -17,7 +17,7 @@ import dataclasses
 import enum
 import math
 import re
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 import orjson
@@ -65,14 +65,37 @@ def _trimmed(data: bytes) -> bytes:
     return b"%b" % data
 
 
-def encode(value: Any, what: str, limit: int | None = None) -> bytes:
+class Typed(Protocol):
+    """What knows a value's annotation (`_types.TypeCodec`, or `Signature` for arguments)."""
+
+    def with_text_keys(self, value: Any, /) -> Any:
+        """`value` with its typed dicts' keys as strings, or None (see `TypeCodec`)."""
+
+
+def encode(
+    value: Any,
+    what: str,
+    limit: int | None = None,
+    typed: Typed | None = None,
+) -> bytes:
     """Serialize `value`; `what` names it in the error (e.g. `"args"`, `"step 'charge' result"`).
 
     Raises `SerializationError` naming the path of the part that cannot be stored.
     With `limit`, JSON longer than `limit` bytes is refused too (`oversize`).
+    `typed` (the value's `TypeCodec`, or a `Signature` for a list of arguments) is
+    asked for another form when orjson refuses the value: dicts whose keys the
+    annotation types (`dict[UUID, int]`) are stored with their keys as strings.
     """
     try:
-        data = dumps_value(value)
+        try:
+            data = dumps_value(value)
+        except TypeError:
+            if typed is None:
+                raise
+            form = typed.with_text_keys(value)
+            if form is None:
+                raise
+            data = dumps_value(form)
     except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
         try:
             path, reason = _find_offender(value, what, 0, [])

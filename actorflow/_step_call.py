@@ -15,6 +15,7 @@ from ._sandbox import running_workflow_loop
 
 if TYPE_CHECKING:
     from ._retry import Retry
+    from ._types import TypeCodec
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -49,4 +50,8 @@ class StepCall:
 
     def resolve_decoder(self) -> Callable[[Any], Any] | None:
         """The decoder of the step's recorded results (see `StepFunction`)."""
+        raise NotImplementedError
+
+    def result_codec(self) -> TypeCodec:
+        """The codec of the step's return annotation (see `StepFunction`)."""
         raise NotImplementedError

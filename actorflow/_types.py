@@ -144,7 +144,26 @@ class TypeCodec:
 
     def decode(self, data: Any) -> Any:
         """The JSON-native `data` as a value of the annotation; raises `msgspec.ValidationError`."""
-        return msgspec.convert(data, self.annotation, dec_hook=_dec_hook)
+        return msgspec.convert(data, self.annotation, dec_hook=_dec_hook, str_keys=True)
+
+    def with_text_keys(self, value: Any) -> Any | None:
+        """`value`'s JSON form with every dict key a string, JSON's only kind of key, if
+        decoding it by the annotation gives `value` back; else None.
+
+        orjson refuses a `dict[UUID, int]` (its keys are not strings); stored as
+        `{"<uuid>": 1}` it comes back as it was, because the annotation names the
+        keys' type. Keys the annotation does not type (`dict`, `dict[Any, int]`)
+        would come back as strings: those values are refused, as before."""
+        if self.native:
+            return None
+        try:
+            form = msgspec.to_builtins(
+                value, enc_hook=_enc_hook, builtin_types=(bytes, bytearray), str_keys=True
+            )
+            same = self.decode(form) == value
+        except (TypeError, ValueError, msgspec.ValidationError):
+            return None
+        return form if same else None
 
     def check(self, value: Any) -> str | None:
         """Why `value` (typed, or in JSON form) does not fit the annotation, or None if it
@@ -282,6 +301,16 @@ class Signature:
                 what = f"{where}{self.what}: argument {name!r}"
                 raise unfit(what, codec.annotation, problem, name)
 
+    def with_text_keys(self, args: Sequence[Any]) -> list[Any]:
+        """`args` with each typed argument that holds dicts with keys other than strings
+        in its JSON form (see `TypeCodec.with_text_keys`); the others as they are."""
+        params, rest = self.params, self.rest
+        forms = []
+        for i, value in enumerate(args):
+            form = (params[i] if i < len(params) else rest).with_text_keys(value)
+            forms.append(value if form is None else form)
+        return forms
+
     def decode_args(self, args: list[Any]) -> list[Any]:
         """Stored arguments as their annotated types; raises `ValidationError` for one that
         no longer fits (the annotation changed since the run was started)."""
@@ -340,7 +369,9 @@ def value_decoder(codec: TypeCodec, what: str, *, from_json: bool = False) -> Ca
     if from_json:
         convert: Callable[[Any], Any] = msgspec.json.Decoder(annotation, dec_hook=_dec_hook).decode
     else:
-        convert = functools.partial(msgspec.convert, type=annotation, dec_hook=_dec_hook)
+        convert = functools.partial(
+            msgspec.convert, type=annotation, dec_hook=_dec_hook, str_keys=True
+        )
 
     def decode(data: Any) -> Any:
         try:

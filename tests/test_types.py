@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import sys
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -315,6 +315,75 @@ async def test_a_nan_inside_a_set_or_an_attrs_class_is_refused_naming_its_place(
     with pytest.raises(af.SerializationError, match=r"^args\[0\]\.city cannot .*: inf is not"):
         await engine.start(_unannotated, address)
     assert await engine.list_runs() == []
+
+
+# -- dicts whose keys are not strings --------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Stock:
+    by_day: dict[date, int]
+    by_color: dict[tp.Color, int]
+
+
+@af.step(name="typed.keys.count")
+async def _count_keys(tally: dict[uuid.UUID, int], stock: _Stock) -> dict[int, str]:
+    return {len(tally): "tally", sum(stock.by_day.values()): "stock"}
+
+
+@af.workflow(name="typed.keys")
+async def _keyed(tally: dict[uuid.UUID, int], stock: _Stock) -> tuple[dict[int, str], _Stock]:
+    counted = await _count_keys(tally, stock)
+    await af.wait_for_event("go")
+    return counted, stock
+
+
+@af.workflow(name="typed.keys.any")
+async def _any_keys(tally: dict[Any, int]) -> None:
+    return None
+
+
+async def test_dicts_keyed_by_uuids_ints_dates_and_enums_round_trip_across_a_reopen(
+    sqlite_url: str,
+) -> None:
+    """JSON keys are strings: a dict whose keys the annotation types (UUIDs, ints, dates,
+    enums, in arguments, a step's result and the run's) is stored with string keys and
+    comes back with its own, live and when a new engine replays the run from the store."""
+    tally = {uuid.UUID(int=1): 3, uuid.UUID(int=2): 4}
+    stock = _Stock({date(2026, 12, 1): 5, date(2026, 12, 2): 6}, {tp.Color.RED: 1})
+    expected = ({2: "tally", 11: "stock"}, stock)
+    async with af.Engine(sqlite_url, workflows=[_keyed]) as engine:
+        live, held = (
+            await engine.start(_keyed, tally, stock),
+            await engine.start(_keyed, tally, stock),
+        )
+        (many,) = await engine.start_many(_keyed, [(tally, stock)])
+        for run in (live, many):
+            await run.send_event("go")
+            assert tp.same(await run.result(timeout=TIMEOUT), expected)
+        await wait_for_status(held, af.RunStatus.WAITING, timeout=TIMEOUT)
+        info = await live.info()
+        assert info.args[0] == {str(uuid.UUID(int=1)): 3, str(uuid.UUID(int=2)): 4}
+        assert info.result == [{"2": "tally", "11": "stock"}, {
+            "by_day": {"2026-12-01": 5, "2026-12-02": 6}, "by_color": {"red": 1}}]  # fmt: skip
+    async with af.Engine(sqlite_url, workflows=[_keyed]) as engine:
+        held = engine.get_run(held.id, workflow=_keyed)
+        await held.send_event("go")
+        assert tp.same(await held.result(timeout=TIMEOUT), expected)
+        assert [s.attempts for s in (await held.info()).steps] == [1]  # replayed, not rerun
+
+
+async def test_keys_no_annotation_types_are_refused_as_before(engine: af.Engine) -> None:
+    """Without a key type to read them back as (`dict`, `dict[Any, ...]`, an event's
+    payload), keys that are not strings would come back as strings: refused."""
+    with pytest.raises(af.SerializationError, match=r"^args\[0\]\[1\] cannot .*: dict keys must"):
+        await engine.start(_unannotated, {1: "one"})
+    with pytest.raises(af.SerializationError, match=r"^args\[0\]\[UUID\(.*: dict keys must"):
+        await engine.start(_any_keys, {uuid.UUID(int=1): 1})
+    run = await engine.start(_unannotated, None)
+    with pytest.raises(af.SerializationError, match=r"^event payload\[UUID\(.*: dict keys must"):
+        await run.send_event("go", {uuid.UUID(int=1): 1})
+    assert [r.id for r in await engine.list_runs()] == [run.id]
 
 
 # -- runs recorded before the annotations changed -----------------------------------------

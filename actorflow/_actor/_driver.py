@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from typing import Final
+from typing import Any, Final
 
 from .. import _log as L
 from .. import _observe
@@ -194,11 +194,17 @@ class WorkflowDriver(Operations):
                 self.finish_failed(ErrorInfo.from_exception(exc))
             return
         try:
-            data = encode(root.result(), "workflow result", self.host.max_payload_bytes)
+            data = encode(root.result(), "workflow result", self.host.max_payload_bytes, self)
         except SerializationError as error:
             self.finish_failed(ErrorInfo.from_exception(error))
             return
         self.finish(_COMPLETED, L.RUN_COMPLETED, data, result=data)
+
+    def with_text_keys(self, result: Any) -> Any:
+        """The workflow's `result` with the keys of the dicts its return annotation types
+        as strings, or None (see `encode`): asked only when orjson refuses it."""
+        workflow = self.workflow
+        return None if workflow is None else workflow.signature.result.with_text_keys(result)
 
     def teardown(self, keep_timer: bool) -> None:
         """Stop the workflow, its steps and its slot; park or cancel the timer."""

@@ -223,7 +223,7 @@ class Operations(StepScheduler):
             return future
         wf.check_args(args, "child run: ")
         limit = self.host.max_payload_bytes
-        args_data = encode(list(args), f"arguments of child workflow {wf.name!r}", limit)
+        args_data = encode(list(args), f"arguments of child workflow {wf.name!r}", limit, wf)
         meta = None if metadata is None else encode(metadata, "metadata", limit)
         if child_id is None:
             child_id = child_run_id(self.run_id, self.row.generation, seq)

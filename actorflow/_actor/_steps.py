@@ -227,7 +227,7 @@ async def _run_attempt(
         try:
             data = dumps_value(value)
         except (TypeError, ValueError):  # `encode` finds the bad part and raises
-            data = encode(value, f"step {step.name!r} result")
+            data = encode(value, f"step {step.name!r} result", None, step.result_codec())
         limit = scheduler.host.max_payload_bytes
         if len(data) > limit:
             raise oversize(data, f"step {step.name!r} result", limit)
