@@ -66,7 +66,8 @@ def _trimmed(data: bytes) -> bytes:
 
 
 class Typed(Protocol):
-    """What knows a value's annotation (`_types.TypeCodec`, or `Signature` for arguments)."""
+    """What knows a value's annotation: its `TypeCodec`; a `WorkflowFunction` (or
+    `Signature`) for a run's arguments; a run's driver for the workflow's result."""
 
     def with_text_keys(self, value: Any, /) -> Any:
         """`value` with its typed dicts' keys as strings, or None (see `TypeCodec`)."""
@@ -82,9 +83,9 @@ def encode(
 
     Raises `SerializationError` naming the path of the part that cannot be stored.
     With `limit`, JSON longer than `limit` bytes is refused too (`oversize`).
-    `typed` (the value's `TypeCodec`, or a `Signature` for a list of arguments) is
-    asked for another form when orjson refuses the value: dicts whose keys the
-    annotation types (`dict[UUID, int]`) are stored with their keys as strings.
+    `typed` (see `Typed`) is asked for another form when orjson refuses the value:
+    dicts whose keys the annotation types (`dict[UUID, int]`) are stored with their
+    keys as strings.
     """
     try:
         try:
