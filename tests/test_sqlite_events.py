@@ -8,6 +8,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import actorflow as af
 from actorflow._store._sqlite_reader import SQLiteReader
 
@@ -147,3 +149,33 @@ async def test_a_stored_creation_of_an_earlier_version_is_read_once(tmp_path: Pa
         )
     async with af.Engine(f"sqlite:///{path}") as engine:
         assert await log_of(engine.get_run("old")) == expected
+
+
+def schema_version(path: Path) -> str:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        (version,) = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    return str(version)
+
+
+async def test_files_are_marked_version_2_which_earlier_versions_refuse(tmp_path: Path) -> None:
+    """An actorflow from before the implied entry checks for version 1 and refuses any
+    other (it would read logs without their entry 0 and write a second one): a new file
+    is version 2, a version 1 file is read as it is and marked 2, a later one refused."""
+    path = tmp_path / "runs.db"
+    async with af.Engine(f"sqlite:///{path}") as engine:
+        run = await engine.start(implied_flow, 3, id="v1")
+        await run.result()
+        expected = await log_of(run)
+    assert schema_version(path) == "2"
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    async with af.Engine(f"sqlite:///{path}") as engine:
+        assert await log_of(engine.get_run("v1")) == expected
+    assert schema_version(path) == "2"
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    refused = pytest.raises(af.StoreFileError, match="schema version 3; this actorflow reads")
+    with refused:
+        async with af.Engine(f"sqlite:///{path}"):
+            pass
+    assert schema_version(path) == "3"

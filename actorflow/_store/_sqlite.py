@@ -42,7 +42,13 @@ from ._sqlite_events import SELECT_EVENTS, with_creation
 from ._sqlite_file import check_path, lock, prepare_file, unlock
 from ._sqlite_writer import SQLiteTransactions
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The schema version this actorflow writes. Version 1 files (written before SQLite
+stopped storing the `run_created` entry a run's row implies, see `_sqlite_events`)
+are read as they are and marked 2 when opened: an actorflow from before refuses a
+version 2 file with `StoreFileError`, where it would read logs without that entry
+(and give a run whose only entry it is a second entry 0)."""
+_UPGRADES = {"1": str(SCHEMA_VERSION)}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -196,10 +202,14 @@ class SQLiteStore(GroupCommitted):
                 conn.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
-            elif int(row[0]) != SCHEMA_VERSION:
+            elif row[0] in _UPGRADES:
+                conn.execute(
+                    "UPDATE meta SET value=? WHERE key='schema_version'", (_UPGRADES[row[0]],)
+                )
+            elif row[0] != str(SCHEMA_VERSION):
                 raise StoreFileError(
-                    f"{self.path} has schema version {row[0]}; this actorflow expects "
-                    f"{SCHEMA_VERSION}"
+                    f"{self.path} has schema version {row[0]}; this actorflow reads versions "
+                    f"1 to {SCHEMA_VERSION} (a newer actorflow wrote it?)"
                 )
         finally:
             conn.close()
