@@ -323,11 +323,21 @@ async def test_the_wal_starts_over_under_a_steady_load(tmp_path: Path) -> None:
     """The writer appends while a checkpoint runs, so SQLite alone never finds the whole
     WAL checkpointed and never writes the file from its start again: under a steady
     load it grew without bound. After a checkpoint that leaves it long, the writer
-    waits for a short second one, and the WAL stays about that long."""
+    waits for a short second one, and the WAL stays about that long. Each periodic
+    checkpoint flushes the database file (so the second one, which the writer waits
+    for, has little left to flush)."""
     path = tmp_path / "steady.db"
     async with af.Engine(f"sqlite:///{path}", workflows=[two_steps]) as engine:
         checkpointer = engine.store._checkpointer  # type: ignore[attr-defined]
         checkpointer._every_rows, checkpointer._restart_frames = 1000, 100
+        synced: list[int] = []
+        sync = checkpointer._sync_database
+
+        def counted_sync() -> None:
+            sync()  # the store's own: fdatasync of the database file
+            synced.append(1)
+
+        checkpointer._sync_database = counted_sync
         left = [4000]
 
         async def caller() -> None:
@@ -340,3 +350,4 @@ async def test_the_wal_starts_over_under_a_steady_load(tmp_path: Path) -> None:
         rows = engine.store_stats().rows
     assert rows > 4000 * 6
     assert wal < 4_000_000, f"WAL {wal:,} bytes after {rows:,} rows"
+    assert len(synced) >= 2, f"{len(synced)} flushes of the database file after {rows:,} rows"

@@ -14,7 +14,12 @@ database after 60,000 workflows), every commit extending it. So after a
 checkpoint that leaves the WAL longer than `restart_frames` pages, the writer
 waits, before its next transaction, for a second one that checkpoints what was
 committed during the first (`catch_up`): the loop goes on meanwhile, its rows
-joining the next batch.
+joining the next batch. That last checkpoint, which completes, is the first to
+sync the database file, and so flushed every page the periodic ones had copied
+since the file last started over: the writer waited 30 to 45 ms (a steady 100
+runs in flight: p99.9 latency 25 to 35 ms). A periodic checkpoint therefore
+flushes the database file itself (`sync_database`, in its thread, beside the
+commits): the writer's wait is then 13 to 14 ms at most (p99.9 12 ms).
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ class WalCheckpointer:
         connect: Callable[[], sqlite3.Connection],
         every_rows: int = 50_000,
         restart_frames: int = 32768,
+        sync_database: Callable[[], None] | None = None,
     ) -> None:
         self._connect = connect
+        self._sync_database = sync_database
         self._every_rows = every_rows
         self._pending_rows = 0
         # Set when a checkpoint ended with the WAL at least `restart_frames` pages long
@@ -110,4 +117,6 @@ class WalCheckpointer:
         _busy, frames, _done = self._conn.execute(sql).fetchone()
         if periodic and frames >= self._restart_frames:
             self._conn.execute(sql).fetchall()
+        if periodic and self._sync_database is not None:
+            self._sync_database()
         return int(frames)

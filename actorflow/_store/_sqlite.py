@@ -11,6 +11,7 @@ batch. One engine owns a database file at a time (`_sqlite_file`).
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -104,6 +105,9 @@ CREATE INDEX IF NOT EXISTS hooks_by_run ON hooks (run_id);
 
 
 # Reads of up to this many runs by id run on the loop thread (see `_fetch_by_key`).
+# fdatasync flushes a file's data without its metadata; macOS has only fsync.
+_fdatasync = getattr(os, "fdatasync", os.fsync)
+
 _KEYED_READ_IDS = 16
 
 
@@ -128,7 +132,7 @@ class SQLiteStore(GroupCommitted):
         check_path(path)
         self.path = path
         self._synchronous = synchronous.upper()
-        self._checkpointer = WalCheckpointer(self._connect)
+        self._checkpointer = WalCheckpointer(self._connect, sync_database=self._sync_database)
         self._transactions = SQLiteTransactions(self._connect_writer, self._checkpointer)
         self._writer = GroupCommitWriter(self._transactions)
         # The writer's own methods: these two are called many times per step.
@@ -139,6 +143,14 @@ class SQLiteStore(GroupCommitted):
         self._lock_fd: int | None = None
         self._purger: sqlite3.Connection | None = None  # see `purge_batch`
         self._purging = asyncio.Lock()
+
+    def _sync_database(self) -> None:
+        """Flush the database file's written pages, through the descriptor the store's
+        lock holds open (a descriptor of our own, once closed, would drop the POSIX locks
+        SQLite holds on the file in this process). Called by the checkpointer's thread."""
+        fd = self._lock_fd
+        if fd is not None:  # None on Windows (no lock), and once the store closed
+            _fdatasync(fd)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
