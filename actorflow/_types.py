@@ -118,14 +118,17 @@ def to_json_native(value: Any) -> Any:
     """The JSON form of a value of a supported type that orjson does not encode itself
     (orjson's `default`); raises `TypeError` for anything else."""
     if isinstance(value, _ENCODED_BY_MSGSPEC) or attrs.has(type(value)):
-        # bytes stay bytes (and are refused): they are not among the supported types.
-        return msgspec.to_builtins(value, enc_hook=_enc_hook, builtin_types=(bytes, bytearray))
+        return _builtins(value)
     return _enc_hook(value)
 
 
-def _builtins(value: Any) -> Any:
-    """`value` in JSON-native form, for checking it (as it would be stored)."""
-    return msgspec.to_builtins(value, enc_hook=_enc_hook, builtin_types=(bytes, bytearray))
+def _builtins(value: Any, str_keys: bool = False) -> Any:
+    """`value` in JSON-native form, for checking it (as it would be stored); with
+    `str_keys`, every dict key a string. bytes stay bytes (and are refused where
+    stored): they are not among the supported types."""
+    return msgspec.to_builtins(
+        value, enc_hook=_enc_hook, builtin_types=(bytes, bytearray), str_keys=str_keys
+    )
 
 
 class TypeCodec:
@@ -157,9 +160,7 @@ class TypeCodec:
         if self.native:
             return None
         try:
-            form = msgspec.to_builtins(
-                value, enc_hook=_enc_hook, builtin_types=(bytes, bytearray), str_keys=True
-            )
+            form = _builtins(value, str_keys=True)
             same = self.decode(form) == value
         except (TypeError, ValueError, msgspec.ValidationError):
             return None

@@ -104,10 +104,10 @@ CREATE INDEX IF NOT EXISTS hooks_by_run ON hooks (run_id);
 """
 
 
-# Reads of up to this many runs by id run on the loop thread (see `_fetch_by_key`).
 # fdatasync flushes a file's data without its metadata; macOS has only fsync.
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 
+# Reads of up to this many runs by id run on the loop thread (see `_fetch_by_key`).
 _KEYED_READ_IDS = 16
 
 
