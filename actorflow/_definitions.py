@@ -172,12 +172,16 @@ class WorkflowFunction(Generic[P, R]):
         `@af.workflow(events=)` (None: undeclared), made on first use (types named in
         hints may be defined after the workflow)."""
         decode = self._event_decoders.get(event_type)
-        if decode is None and event_type in self.events:
-            what = f"the {event_type!r} event of workflow {self.name!r}"
-            decode = self._event_decoders[event_type] = value_decoder(
-                codec_for(self.events[event_type]), what
-            )
+        if decode is None:
+            codec = self.event_codec(event_type)
+            if codec is not None:
+                what = f"the {event_type!r} event of workflow {self.name!r}"
+                decode = self._event_decoders[event_type] = value_decoder(codec, what)
         return decode
+
+    def event_codec(self, event_type: str) -> TypeCodec | None:
+        """The codec of the type declared for `event_type`'s payloads (None: undeclared)."""
+        return codec_for(self.events[event_type]) if event_type in self.events else None
 
     def check_args(self, args: Sequence[Any], where: str = "") -> None:
         """Raise unless a run can be started with positional `args`, so that a bad call

@@ -21,6 +21,7 @@ from ._errors import (
     InvalidStateError,
     RunAlreadyExistsError,
     RunNotFoundError,
+    SerializationError,
     StoreWriteError,
 )
 from ._ids import HOOK_PREFIX, check_event_type, check_name
@@ -33,6 +34,7 @@ from ._streams import check_namespace, decode_chunk
 
 if TYPE_CHECKING:
     from ._directory import RunDirectory
+    from ._types import TypeCodec
 
 _PAGE = 512
 
@@ -271,7 +273,17 @@ class LocalRunClient:
     async def send_event(self, run_id: str, type: str, payload: Any = None) -> None:
         self._check_open()
         key = check_event_type(type)
-        data = encode(payload, "event payload", self._runs.max_payload_bytes)
+        limit = self._runs.max_payload_bytes
+        try:
+            data = encode(payload, "event payload", limit)
+        except SerializationError:
+            # A dict keyed by UUIDs (say) is stored with string keys when the run's
+            # workflow declares the event's type, which reads them back; only a payload
+            # orjson refused costs the look-up.
+            codec = await self._declared_event_codec(run_id, key)
+            if codec is None:
+                raise
+            data = encode(payload, "event payload", limit, codec)
         cluster = self._runs.cluster
         if cluster is not None and not cluster.owns(run_id):
             # Its owner takes it from the inbox once committed: the type its workflow
@@ -284,6 +296,20 @@ class LocalRunClient:
         reply: asyncio.Future[None] = self._runs.loop.create_future()
         self._runs.deliver(run_id, Deliver(key, data, reply))
         await reply
+
+    async def _declared_event_codec(self, run_id: str, key: str) -> TypeCodec | None:
+        """The codec of the type the run's workflow declares for event `key` (None if
+        it declares none, or there is no such run: the payload's error stands)."""
+        actor = self._runs.actors.get(run_id)
+        if actor is not None and actor.loaded:
+            row = actor.row
+        else:
+            try:
+                row = await self.stored_run(run_id)
+            except RunNotFoundError:
+                return None
+        wf = self._runs.workflow(row.workflow)
+        return None if wf is None else wf.event_codec(key)
 
 
 def _present(row: ChunkRow, with_info: bool) -> Any:

@@ -386,6 +386,38 @@ async def test_keys_no_annotation_types_are_refused_as_before(engine: af.Engine)
     assert [r.id for r in await engine.list_runs()] == [run.id]
 
 
+@af.workflow(name="typed.keys.event", events={"tally": dict[uuid.UUID, int]})
+async def _tally_event() -> list[Any]:
+    tally = await af.wait_for_event("tally")
+    return [all(isinstance(key, uuid.UUID) for key in tally), sum(tally.values())]
+
+
+async def test_an_event_declared_as_a_dict_keyed_by_uuids_is_sent_as_it_is(
+    sqlite_url: str,
+) -> None:
+    """A payload type the workflow declares for an event names its keys' type: a dict
+    keyed by UUIDs is sent (stored with string keys) and the wait gets UUID keys back,
+    for a run in memory and one a new engine reads from the store. Other event types of
+    the same run, and runs that do not exist, refuse such a payload as before."""
+    tally = {uuid.UUID(int=1): 3, uuid.UUID(int=2): 4}
+    async with af.Engine(sqlite_url, workflows=[_tally_event]) as engine:
+        live = await engine.start(_tally_event)
+        await live.send_event("tally", tally)
+        assert await live.result(timeout=TIMEOUT) == [True, 7]
+        held = await engine.start(_tally_event)
+        await wait_for_status(held, af.RunStatus.WAITING, timeout=TIMEOUT)
+    async with af.Engine(sqlite_url, workflows=[_tally_event]) as engine:
+        held = engine.get_run(held.id)
+        with pytest.raises(af.SerializationError, match=r"^event payload\[UUID\(.*: dict keys"):
+            await held.send_event("other", tally)
+        with pytest.raises(af.SerializationError, match=r"^event payload\[UUID\(.*: dict keys"):
+            await engine.get_run("no-such-run").send_event("tally", tally)
+        await held.send_event("tally", tally)
+        assert await held.result(timeout=TIMEOUT) == [True, 7]
+        events = [e async for e in held.events(follow=False) if e.kind == "event_received"]
+        assert [e.data for e in events] == [{str(key): n for key, n in tally.items()}]
+
+
 # -- runs recorded before the annotations changed -----------------------------------------
 
 
