@@ -199,8 +199,41 @@ async def test_a_workflow_error_keeps_the_workflows_traceback_only(engine: af.En
         await run.result(timeout=10)
     recorded = failed.value.error.traceback or ""
     assert "in wt_raises" in recorded and "KeyError" in recorded
-    assert "in _step" not in recorded, recorded
+    assert "in _step" not in recorded and "in _driven" not in recorded, recorded
     # The first frame recorded is the workflow's own, as with an asyncio.Task.
+    assert recorded.splitlines()[1].lstrip().startswith(f'File "{__file__}"'), recorded
+
+
+@af.step(name="wt.fails", retry=af.Retry(limit=0))
+async def wt_fails(n: int) -> int:
+    raise ValueError(f"step failure {n}")
+
+
+@af.workflow(name="wt.step_error")
+async def wt_step_error(caught: bool) -> str:
+    """A step's error is thrown into the workflow's coroutine: caught, the coroutine
+    returns from there; else it leaves the workflow with it."""
+    try:
+        await wt_fails(1)
+    except af.StepFailedError as exc:
+        if not caught:
+            raise KeyError("after the step") from exc
+        return f"caught: {exc}"
+    return "not reached"
+
+
+async def test_a_workflow_returns_or_fails_where_a_step_error_is_thrown_in(
+    engine: af.Engine,
+) -> None:
+    caught = await engine.start(wt_step_error, True)
+    message = "step 'wt.fails' failed: ValueError: step failure 1"
+    assert await caught.result(timeout=10) == f"caught: {message}"
+    escaped = await engine.start(wt_step_error, False)
+    with pytest.raises(af.RunFailedError) as failed:
+        await escaped.result(timeout=10)
+    recorded = failed.value.error.traceback or ""
+    assert "KeyError" in recorded and "in wt_step_error" in recorded, recorded
+    assert "in _step" not in recorded and "in _driven" not in recorded, recorded
     assert recorded.splitlines()[1].lstrip().startswith(f'File "{__file__}"'), recorded
 
 
