@@ -418,6 +418,21 @@ async def test_an_event_declared_as_a_dict_keyed_by_uuids_is_sent_as_it_is(
         assert [e.data for e in events] == [{str(key): n for key, n in tally.items()}]
 
 
+@pytest.mark.postgres
+async def test_a_client_engine_sends_a_declared_dict_keyed_by_uuids(pg_url: str) -> None:
+    """Sent from an engine that does not own the run, the payload is checked against the
+    declared type and routed with its keys as strings; the owner's wait gets UUIDs."""
+    tally = {uuid.UUID(int=1): 3, uuid.UUID(int=2): 4}
+    async with (
+        af.Engine(pg_url, workflows=[_tally_event]) as owner,
+        af.Engine(pg_url, workflows=[_tally_event], execute=False) as sender,
+    ):
+        run = await owner.start(_tally_event)
+        await wait_for_status(run, af.RunStatus.WAITING, timeout=TIMEOUT)
+        await sender.get_run(run.id).send_event("tally", tally)
+        assert await run.result(timeout=TIMEOUT) == [True, 7]
+
+
 # -- runs recorded before the annotations changed -----------------------------------------
 
 
