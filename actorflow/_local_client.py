@@ -89,6 +89,14 @@ class LocalRunClient:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         return row
 
+    async def current_row(self, run_id: str) -> RunRow:
+        """The run's row as its live actor holds it, else the committed one; raises
+        `RunNotFoundError` if there is none."""
+        actor = self._runs.actors.get(run_id)
+        if actor is not None and actor.loaded:
+            return actor.row
+        return await self.stored_run(run_id)
+
     async def check_unfinished(self, run_id: str) -> RunRow:
         """The row of a run owned elsewhere, before a message is routed to it; raises
         `RunNotFoundError` or `InvalidStateError` (final), as its owner would."""
@@ -101,10 +109,7 @@ class LocalRunClient:
         """Raise `RunAlreadyExistsError` if one of `run_ids` (runs that existed before a
         start asked for them) is a run of another workflow than `workflow`."""
         for run_id in run_ids:
-            actor = self._runs.actors.get(run_id)
-            row = actor.row if actor is not None and actor.loaded else None
-            if row is None:
-                row = await self.stored_run(run_id)
+            row = await self.current_row(run_id)
             if row.workflow != workflow:
                 raise RunAlreadyExistsError(
                     f"run {run_id!r} exists and is a run of workflow {row.workflow!r}; "
@@ -300,14 +305,10 @@ class LocalRunClient:
     async def _declared_event_codec(self, run_id: str, key: str) -> TypeCodec | None:
         """The codec of the type the run's workflow declares for event `key` (None if
         it declares none, or there is no such run: the payload's error stands)."""
-        actor = self._runs.actors.get(run_id)
-        if actor is not None and actor.loaded:
-            row = actor.row
-        else:
-            try:
-                row = await self.stored_run(run_id)
-            except RunNotFoundError:
-                return None
+        try:
+            row = await self.current_row(run_id)
+        except RunNotFoundError:
+            return None
         wf = self._runs.workflow(row.workflow)
         return None if wf is None else wf.event_codec(key)
 
